@@ -1,0 +1,102 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies point one way: swerve → SwerveServer/SwerveClient → SwerveServing →
+// SwerveInference → SwerveProto → CSwerveProto; SwerveTransport → CNGHTTP2.
+let package = Package(
+    name: "swerve",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "swerve", targets: ["swerve"]),
+        .library(name: "SwerveClient", targets: ["SwerveClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // C libraries, each touched by exactly one Swift module.
+        .systemLibrary(
+            name: "CNGHTTP2", pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(
+            name: "COpenBLAS",
+            providers: [.apt(["libopenblas-dev"])]),
+        .target(
+            name: "CSwerveProto",
+            linkerSettings: [.linkedLibrary("protobuf-c")]),
+
+        // Swift types over the protobuf-c structs; the only importer of CSwerveProto.
+        .target(name: "SwerveProto", dependencies: ["CSwerveProto"]),
+
+        // HTTP/2 + gRPC framing over nghttp2: bytes in, bytes out, server and client.
+        .target(
+            name: "SwerveTransport",
+            dependencies: [
+                "CNGHTTP2",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        // Tensors, kernels, ONNX graph compile/run. Knows no NIO and no wire format.
+        .target(name: "SwerveInference", dependencies: ["SwerveProto", "COpenBLAS"]),
+
+        // Repository, version policy, model manager, dynamic batcher.
+        .target(
+            name: "SwerveServing",
+            dependencies: [
+                "SwerveInference",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]),
+
+        // RPC services, error → status mapping, health, metrics endpoint, lifecycle.
+        .target(
+            name: "SwerveServer",
+            dependencies: [
+                "SwerveServing", "SwerveTransport", "SwerveProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
+
+        // Client library for Swerve (and any KServe v2 gRPC server).
+        .target(
+            name: "SwerveClient",
+            dependencies: [
+                "SwerveTransport", "SwerveProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+
+        .executableTarget(
+            name: "swerve",
+            dependencies: [
+                "SwerveServer", "SwerveClient", "SwerveServing", "SwerveInference",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
+
+        .testTarget(name: "SwerveProtoTests", dependencies: ["SwerveProto"]),
+        .testTarget(
+            name: "SwerveTransportTests",
+            dependencies: [
+                "SwerveTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]),
+        .testTarget(name: "SwerveInferenceTests", dependencies: ["SwerveInference", "SwerveProto"]),
+        .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveInference"]),
+    ]
+)
