@@ -1,0 +1,141 @@
+internal import CSwerveProto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A message that could not be decoded: protobuf-c rejected the bytes (truncated data,
+/// a field with the wrong wire type, invalid UTF-8 is not checked) or a value was out of range.
+public struct ProtoDecodingError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Every Swift message type converts to and from protobuf wire bytes through protobuf-c.
+public protocol ProtoMessage: Sendable {
+    init(serializedBytes bytes: [UInt8]) throws
+    func serializedBytes() -> [UInt8]
+}
+
+/// Owns the C memory used while building protobuf-c structs for packing. Everything is
+/// released together when the arena goes away, so builders never free piecemeal.
+final class Arena {
+    private var blocks: [UnsafeMutableRawPointer] = []
+
+    deinit { for b in blocks { free(b) } }
+
+    func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+        let raw = malloc(max(1, count) * MemoryLayout<T>.stride)!
+        blocks.append(raw)
+        return raw.bindMemory(to: T.self, capacity: max(1, count))
+    }
+
+    /// A NUL-terminated copy of `s`; the empty string maps to protobuf-c's shared empty string.
+    func cString(_ s: String) -> UnsafeMutablePointer<CChar> {
+        if s.isEmpty { return UnsafeMutablePointer(mutating: swerve_pb_empty_string()) }
+        var utf8 = Array(s.utf8CString)
+        let p = allocate(CChar.self, count: utf8.count)
+        utf8.withUnsafeMutableBufferPointer { p.update(from: $0.baseAddress!, count: $0.count) }
+        return p
+    }
+
+    /// A C array holding `values`, or nil when empty (protobuf-c reads n_* first).
+    func array<T>(_ values: [T]) -> UnsafeMutablePointer<T>? {
+        if values.isEmpty { return nil }
+        let p = allocate(T.self, count: values.count)
+        values.withUnsafeBufferPointer { p.initialize(from: $0.baseAddress!, count: $0.count) }
+        return p
+    }
+
+    func cStrings(_ values: [String]) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? {
+        array(values.map { Optional(cString($0)) })
+    }
+
+    func binary(_ bytes: [UInt8]) -> ProtobufCBinaryData {
+        if bytes.isEmpty { return ProtobufCBinaryData(len: 0, data: nil) }
+        let p = allocate(UInt8.self, count: bytes.count)
+        bytes.withUnsafeBufferPointer { p.initialize(from: $0.baseAddress!, count: $0.count) }
+        return ProtobufCBinaryData(len: bytes.count, data: p)
+    }
+
+    /// A heap copy of a built struct, for message-typed fields and repeated messages.
+    func box<T>(_ value: T) -> UnsafeMutablePointer<T> {
+        let p = allocate(T.self, count: 1)
+        p.initialize(to: value)
+        return p
+    }
+
+    func boxes<T>(_ values: [T]) -> UnsafeMutablePointer<UnsafeMutablePointer<T>?>? {
+        array(values.map { Optional(box($0)) })
+    }
+}
+
+// MARK: - Reading unpacked structs
+
+@inline(__always)
+func str(_ p: UnsafeMutablePointer<CChar>?) -> String {
+    guard let p else { return "" }
+    return String(cString: p)
+}
+
+@inline(__always)
+func strs(_ n: Int, _ p: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> [String] {
+    guard let p, n > 0 else { return [] }
+    return (0..<n).map { str(p[$0]) }
+}
+
+@inline(__always)
+func vals<T>(_ n: Int, _ p: UnsafeMutablePointer<T>?) -> [T] {
+    guard let p, n > 0 else { return [] }
+    return Array(UnsafeBufferPointer(start: p, count: n))
+}
+
+@inline(__always)
+func bytesOf(_ b: ProtobufCBinaryData) -> [UInt8] {
+    guard let d = b.data, b.len > 0 else { return [] }
+    return Array(UnsafeBufferPointer(start: d, count: b.len))
+}
+
+@inline(__always)
+func msgs<T, R>(_ n: Int, _ p: UnsafeMutablePointer<UnsafeMutablePointer<T>?>?, _ f: (T) throws -> R) rethrows -> [R] {
+    guard let p, n > 0 else { return [] }
+    var out: [R] = []
+    out.reserveCapacity(n)
+    for i in 0..<n { if let m = p[i] { out.append(try f(m.pointee)) } }
+    return out
+}
+
+/// Unpacks `bytes` with a generated `*__unpack`, reads it with `read`, then frees it.
+func decode<T, R>(
+    _ bytes: [UInt8], _ name: String,
+    unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<T>?,
+    free freeFn: (UnsafeMutablePointer<T>?, UnsafeMutablePointer<ProtobufCAllocator>?) -> Void,
+    read: (T) throws -> R
+) throws -> R {
+    let msg: UnsafeMutablePointer<T>? = bytes.withUnsafeBufferPointer { buf in
+        // protobuf-c needs a non-NULL pointer even for an empty message.
+        var zero: UInt8 = 0
+        if buf.isEmpty { return withUnsafePointer(to: &zero) { unpack(nil, 0, $0) } }
+        return unpack(nil, buf.count, buf.baseAddress)
+    }
+    guard let msg else {
+        throw ProtoDecodingError("could not decode \(name): the bytes are not a valid protobuf encoding of it")
+    }
+    defer { freeFn(msg, nil) }
+    return try read(msg.pointee)
+}
+
+/// Packs a built struct with the generated `*__get_packed_size` / `*__pack`.
+func encode<T>(
+    _ value: T,
+    size: (UnsafePointer<T>?) -> Int,
+    pack: (UnsafePointer<T>?, UnsafeMutablePointer<UInt8>?) -> Int
+) -> [UInt8] {
+    withUnsafePointer(to: value) { p in
+        let n = size(p)
+        if n == 0 { return [] }
+        return [UInt8](unsafeUninitializedCapacity: n) { buf, count in
+            count = pack(p, buf.baseAddress)
+        }
+    }
+}
