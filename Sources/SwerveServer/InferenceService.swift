@@ -1,0 +1,307 @@
+import Dispatch
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import Synchronization
+import SwerveInference
+import SwerveProto
+import SwerveServing
+import SwerveTransport
+
+/// Serves `inference.GRPCInferenceService` and `grpc.health.v1.Health` over the transport.
+/// Cheap RPCs are answered on the event loop; ModelInfer is decoded and validated on the event loop,
+/// computed on the model's worker threads, and encoded there; repository loads run on a utility queue.
+public final class InferenceService: GRPCCallHandler {
+    public static let serverName = "swerve"
+    public static let serverVersion = "0.1.0"
+    /// Reported as the model platform: the format is ONNX, run by Swerve's own core.
+    public static let platform = "swerve_onnx"
+    static let extensions = ["model_repository", "model_configuration", "statistics", "health"]
+
+    let manager: ModelManager
+    let logger: Logger
+    private let ready = Atomic<Bool>(false)
+    private let shuttingDown = Atomic<Bool>(false)
+    private let controlQueue = DispatchQueue(label: "swerve.repository-control")
+    private let requestCounters = Mutex<[String: Counter]>([:])
+    private let latencyTimers = Mutex<[String: Metrics.Timer]>([:])
+
+    public init(manager: ModelManager, logger: Logger) {
+        self.manager = manager
+        self.logger = logger
+    }
+
+    /// Marks the server ready (after start-up loading) or not (when shutting down).
+    public func setReady(_ value: Bool) { ready.store(value, ordering: .releasing) }
+    public func beginShutdown() {
+        shuttingDown.store(true, ordering: .releasing)
+        ready.store(false, ordering: .releasing)
+    }
+    var isReady: Bool { ready.load(ordering: .acquiring) }
+
+    public func handle(_ call: GRPCServerCall) {
+        let path = call.method
+        if path.hasPrefix("/inference.GRPCInferenceService/") {
+            let method = path.dropFirst("/inference.GRPCInferenceService/".count)
+            switch method {
+            case "ModelInfer": modelInfer(call)
+            case "ServerLive": unary(call) { (_: ServerLiveRequest) in ServerLiveResponse(live: true) }
+            case "ServerReady": unary(call) { (_: ServerReadyRequest) in ServerReadyResponse(ready: self.isReady) }
+            case "ModelReady": unary(call) { (r: ModelReadyRequest) in ModelReadyResponse(ready: self.manager.isModelReady(r.name, version: r.version)) }
+            case "ServerMetadata":
+                unary(call) { (_: ServerMetadataRequest) in ServerMetadataResponse(name: Self.serverName, version: Self.serverVersion, extensions: Self.extensions) }
+            case "ModelMetadata": unary(call) { (r: ModelMetadataRequest) in try self.modelMetadata(r) }
+            case "ModelConfig": unary(call) { (r: ModelConfigRequest) in try self.modelConfig(r) }
+            case "ModelStatistics": unary(call) { (r: ModelStatisticsRequest) in try self.modelStatistics(r) }
+            case "RepositoryIndex": unary(call) { (r: RepositoryIndexRequest) in self.repositoryIndex(r) }
+            case "RepositoryModelLoad":
+                blocking(call) { (r: RepositoryModelLoadRequest) in try self.manager.load(model: r.modelName); return EmptyMessage() }
+            case "RepositoryModelUnload":
+                blocking(call) { (r: RepositoryModelUnloadRequest) in try self.manager.unload(model: r.modelName); return EmptyMessage() }
+            default:
+                call.finish(GRPCStatus(.unimplemented, "method \(path) is not implemented by Swerve"))
+            }
+        } else if path == "/grpc.health.v1.Health/Check" {
+            unary(call) { (r: HealthCheckRequest) in try self.healthCheck(r) }
+        } else if path == "/grpc.health.v1.Health/Watch" {
+            healthWatch(call)
+        } else {
+            call.finish(GRPCStatus(.unimplemented, "unknown method \(path)"))
+        }
+    }
+
+    // MARK: - Plumbing
+
+    private func unary<Req: ProtoMessage, Resp: ProtoMessage>(_ call: GRPCServerCall, _ body: (Req) throws -> Resp) {
+        do {
+            let req = try Req(serializedBytes: call.message)
+            call.respond(try body(req).serializedBytes())
+        } catch {
+            call.finish(StatusMapping.status(for: error))
+        }
+    }
+
+    /// Like `unary`, but the body may block (it loads models), so it runs off the event loop.
+    private func blocking<Req: ProtoMessage, Resp: ProtoMessage>(_ call: GRPCServerCall, _ body: @escaping @Sendable (Req) throws -> Resp) {
+        controlQueue.async { self.unary(call, body) }
+    }
+
+    // MARK: - ModelInfer
+
+    private func modelInfer(_ call: GRPCServerCall) {
+        let start = monotonicNow()
+        let request: ModelInferRequest
+        do {
+            request = try ModelInferRequest(serializedBytes: call.message)
+        } catch {
+            finish(call, StatusMapping.status(for: error), model: "", version: "", start: start)
+            return
+        }
+        let model: ServedModel
+        do {
+            model = try manager.resolve(model: request.modelName, version: request.modelVersion)
+        } catch {
+            finish(call, StatusMapping.status(for: error), model: request.modelName, version: request.modelVersion, start: start)
+            return
+        }
+        let version = String(model.version)
+        do {
+            let (inputs, rows) = try model.validate(try TensorCoding.inputs(of: request))
+            let selected: [Int]
+            if request.outputs.isEmpty {
+                selected = Array(model.outputs.indices)
+            } else {
+                selected = try request.outputs.map { o throws(ServingError) -> Int in
+                    guard let i = model.outputPosition(o.name) else {
+                        throw ServingError(.invalidArgument, "model \(model.name) has no output '\(o.name)'; its outputs are \(model.outputs.map(\.name).joined(separator: ", "))")
+                    }
+                    return i
+                }
+            }
+            if let deadline = call.deadline, deadline.uptimeNanoseconds <= monotonicNow() {
+                throw ServingError(.deadlineExceeded, "deadline exceeded before the request was queued")
+            }
+            let raw = !request.rawInputContents.isEmpty
+            let id = request.id
+            model.infer(inputs, rows: rows, deadlineNs: call.deadline?.uptimeNanoseconds, isCancelled: { call.isCancelled }) { result in
+                switch result {
+                case .success(let outs):
+                    var resp = ModelInferResponse()
+                    resp.modelName = model.name
+                    resp.modelVersion = version
+                    resp.id = id
+                    for i in selected {
+                        let t = outs[i]
+                        var o = ModelInferResponse.OutputTensor(name: model.outputs[i].name, datatype: t.dataType.rawValue, shape: t.shape.map(Int64.init))
+                        if raw { resp.rawOutputContents.append(t.rawBytes()) } else { o.contents = TensorCoding.contents(t) }
+                        resp.outputs.append(o)
+                    }
+                    call.respond(resp.serializedBytes())
+                    self.record(.ok, model: model.name, version: version, start: start, served: model, rows: rows)
+                case .failure(let e):
+                    self.finish(call, StatusMapping.status(for: e), model: model.name, version: version, start: start, served: model)
+                }
+            }
+        } catch {
+            finish(call, StatusMapping.status(for: error), model: model.name, version: version, start: start, served: model)
+        }
+    }
+
+    private func finish(_ call: GRPCServerCall, _ status: GRPCStatus, model: String, version: String, start: UInt64, served: ServedModel? = nil) {
+        call.finish(status)
+        record(status.code, model: model, version: version, start: start, served: served, rows: 0)
+    }
+
+    private func record(_ code: GRPCStatusCode, model: String, version: String, start: UInt64, served: ServedModel?, rows: Int) {
+        let elapsed = monotonicNow() - start
+        served?.statistics.recordRequest(success: code == .ok, rows: rows, ns: elapsed, nowMs: UInt64(Date().timeIntervalSince1970 * 1000))
+        let status = StatusMapping.label(code)
+        let key = "\(model)\u{0}\(version)\u{0}\(status)"
+        let counter = requestCounters.withLock { c in
+            if let x = c[key] { return x }
+            let x = Counter(label: "swerve_requests_total", dimensions: [("model", model), ("version", version), ("status", status)])
+            c[key] = x
+            return x
+        }
+        counter.increment()
+        if code == .ok {
+            let tkey = "\(model)\u{0}\(version)"
+            let timer = latencyTimers.withLock { t in
+                if let x = t[tkey] { return x }
+                let x = Metrics.Timer(label: "swerve_request_duration_seconds", dimensions: [("model", model), ("version", version)])
+                t[tkey] = x
+                return x
+            }
+            timer.recordNanoseconds(Int64(elapsed))
+        }
+    }
+
+    // MARK: - Metadata, config, statistics, repository
+
+    private func modelMetadata(_ r: ModelMetadataRequest) throws -> ModelMetadataResponse {
+        let m = try manager.resolve(model: r.name, version: r.version)
+        var resp = ModelMetadataResponse()
+        resp.name = m.name
+        resp.versions = manager.readyVersions(of: m.name).map(String.init)
+        resp.platform = Self.platform
+        resp.inputs = m.inputs.map { TensorMetadata(name: $0.name, datatype: $0.dataType.rawValue, shape: $0.shape.map(Int64.init)) }
+        resp.outputs = m.outputs.map { TensorMetadata(name: $0.name, datatype: $0.dataType.rawValue, shape: $0.shape.map(Int64.init)) }
+        return resp
+    }
+
+    static func tritonType(_ t: DataType) -> String {
+        t == .bytes ? "TYPE_STRING" : "TYPE_" + t.rawValue
+    }
+
+    private func modelConfig(_ r: ModelConfigRequest) throws -> ModelConfigResponse {
+        let m = try manager.resolve(model: r.name, version: r.version)
+        var c = ModelConfig()
+        c.name = m.name
+        c.platform = Self.platform
+        c.backend = "swerve"
+        c.maxBatchSize = Int32(m.maxBatchSize)
+        let dims = { (info: TensorInfo) -> [Int64] in
+            (m.maxBatchSize > 0 ? Array(info.shape.dropFirst()) : info.shape).map(Int64.init)
+        }
+        c.inputs = m.inputs.map { .init(name: $0.name, dataType: Self.tritonType($0.dataType), dims: dims($0)) }
+        c.outputs = m.outputs.map { .init(name: $0.name, dataType: Self.tritonType($0.dataType), dims: dims($0)) }
+        switch m.settings.versionPolicy {
+        case .latest(let n): c.versionPolicy = .latest(UInt32(n))
+        case .all: c.versionPolicy = .all
+        case .specific(let vs): c.versionPolicy = .specific(vs.map(Int64.init))
+        }
+        c.maxQueueDelayMicroseconds = UInt64(m.settings.maxQueueDelayMicroseconds)
+        c.maxQueueSize = UInt32(m.settings.maxQueueSize)
+        c.parameters = ["instance_count": String(m.settings.instanceCount)]
+        return ModelConfigResponse(config: c)
+    }
+
+    private func modelStatistics(_ r: ModelStatisticsRequest) throws -> ModelStatisticsResponse {
+        var models = manager.readyModels()
+        if !r.name.isEmpty {
+            if r.version.isEmpty {
+                models = models.filter { $0.name == r.name }
+                if models.isEmpty { _ = try manager.resolve(model: r.name, version: "") }
+            } else {
+                models = [try manager.resolve(model: r.name, version: r.version)]
+            }
+        }
+        return ModelStatisticsResponse(modelStats: models.map { m in
+            let s = m.statistics.snapshot
+            var out = ModelStatistics()
+            out.name = m.name
+            out.version = String(m.version)
+            out.lastInference = s.lastInferenceMs
+            out.inferenceCount = s.inferenceCount
+            out.executionCount = s.executionCount
+            let d = { (x: DurationStat) in StatisticDuration(count: x.count, ns: x.ns) }
+            out.success = d(s.success); out.fail = d(s.fail); out.queue = d(s.queue)
+            out.computeInput = d(s.computeInput); out.computeInfer = d(s.computeInfer); out.computeOutput = d(s.computeOutput)
+            out.batchStats = s.batches.values.sorted { $0.batchSize < $1.batchSize }.map { b in
+                var x = ModelStatistics.Batch(batchSize: UInt64(b.batchSize))
+                x.computeInput = d(b.computeInput); x.computeInfer = d(b.computeInfer); x.computeOutput = d(b.computeOutput)
+                return x
+            }
+            return out
+        })
+    }
+
+    private func repositoryIndex(_ r: RepositoryIndexRequest) -> RepositoryIndexResponse {
+        RepositoryIndexResponse(models: manager.index(readyOnly: r.ready).map {
+            .init(name: $0.name, version: $0.version, state: $0.state.rawValue, reason: $0.reason)
+        })
+    }
+
+    // MARK: - Health
+
+    private func healthStatus(_ service: String) throws -> HealthCheckResponse.ServingStatus {
+        if service.isEmpty || service == "inference.GRPCInferenceService" {
+            return isReady ? .serving : .notServing
+        }
+        if !manager.readyVersions(of: service).isEmpty { return isReady ? .serving : .notServing }
+        if manager.repository.modelExists(service) || manager.policy(of: service) != nil { return .notServing }
+        throw GRPCStatus(.notFound, "unknown service '\(service)': use \"\" for the server or a model name")
+    }
+
+    private func healthCheck(_ r: HealthCheckRequest) throws -> HealthCheckResponse {
+        HealthCheckResponse(status: try healthStatus(r.service))
+    }
+
+    /// Sends the current status, then every change (checked twice a second) until the client leaves
+    /// or the server shuts down (then NOT_SERVING and the stream ends).
+    private func healthWatch(_ call: GRPCServerCall) {
+        let service: String
+        do { service = try HealthCheckRequest(serializedBytes: call.message).service } catch {
+            call.finish(StatusMapping.status(for: error)); return
+        }
+        let current: @Sendable () -> HealthCheckResponse.ServingStatus = { (try? self.healthStatus(service)) ?? .serviceUnknown }
+        let last = Mutex(current())
+        call.send(HealthCheckResponse(status: last.withLock { $0 }).serializedBytes())
+        let timer = SendableTimer()
+        timer.schedule(deadline: .now() + .milliseconds(500), repeating: .milliseconds(500))
+        timer.setEventHandler {
+            if call.isCancelled { timer.cancel(); return }
+            let now = current()
+            let changed = last.withLock { l -> Bool in defer { l = now }; return l != now }
+            if changed { call.send(HealthCheckResponse(status: now).serializedBytes()) }
+            if self.shuttingDown.load(ordering: .acquiring) {
+                call.finish(.ok)
+                timer.cancel()
+            }
+        }
+        call.onCancel { timer.cancel() }
+        timer.resume()
+    }
+}
+
+/// A dispatch timer handed between threads; DispatchSource's own API is thread-safe.
+final class SendableTimer: @unchecked Sendable {
+    private let source = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
+    func schedule(deadline: DispatchTime, repeating: DispatchTimeInterval) { source.schedule(deadline: deadline, repeating: repeating) }
+    func setEventHandler(_ body: @escaping @Sendable () -> Void) { source.setEventHandler(handler: body) }
+    func resume() { source.resume() }
+    func cancel() { source.cancel() }
+}
+
+@inline(__always) func monotonicNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

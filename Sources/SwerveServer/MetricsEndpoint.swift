@@ -1,0 +1,77 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+
+/// A small HTTP/1.1 server answering `GET /metrics` with the Prometheus text format, on its own
+/// port so scrapes never compete with gRPC traffic for a connection.
+public final class MetricsEndpoint: Sendable {
+    private let channel: any Channel
+    public let port: Int
+
+    public static func start(host: String, port: Int, registry: PrometheusCollectorRegistry, group: any EventLoopGroup) async throws -> MetricsEndpoint {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry))
+                }
+            }
+        let channel = try await bootstrap.bind(host: host, port: port).get()
+        return MetricsEndpoint(channel: channel, port: channel.localAddress?.port ?? port)
+    }
+
+    private init(channel: any Channel, port: Int) {
+        self.channel = channel
+        self.port = port
+    }
+
+    public func close() async {
+        try? await channel.close()
+    }
+}
+
+final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let registry: PrometheusCollectorRegistry
+    private var head: HTTPRequestHead?
+
+    init(registry: PrometheusCollectorRegistry) { self.registry = registry }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h): head = h
+        case .body: break
+        case .end:
+            guard let h = head else { return }
+            head = nil
+            let (status, type, body): (HTTPResponseStatus, String, [UInt8])
+            if h.method == .GET && (h.uri == "/metrics" || h.uri.hasPrefix("/metrics?")) {
+                var buffer: [UInt8] = []
+                registry.emit(into: &buffer)
+                (status, type, body) = (.ok, "text/plain; version=0.0.4; charset=utf-8", buffer)
+            } else {
+                (status, type, body) = (.notFound, "text/plain", Array("not found: try GET /metrics\n".utf8))
+            }
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: type)
+            headers.add(name: "content-length", value: String(body.count))
+            let keepAlive = h.isKeepAlive
+            if !keepAlive { headers.add(name: "connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: status, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            if !keepAlive {
+                let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                done.whenComplete { _ in loopBound.value.close(promise: nil) }
+            }
+        }
+    }
+}
+
+@available(*, unavailable)
+extension MetricsHTTPHandler: Sendable {}

@@ -1,0 +1,128 @@
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Prometheus
+import SwerveServing
+import SwerveTransport
+
+/// Everything `swerve serve` runs: the gRPC server, the metrics endpoint, the model manager, and
+/// graceful shutdown on SIGTERM/SIGINT (GOAWAY, finish what is in flight, drain the batchers).
+public struct ServerOptions: Sendable {
+    public var repository: String
+    public var host = "127.0.0.1"
+    public var grpcPort = 8001
+    public var metricsPort = 8002
+    public var maxReceiveMessageSize = 4 * 1024 * 1024
+    public var maxConcurrentStreams: UInt32 = 1024
+    public var eventLoopThreads = System.coreCount
+    /// Seconds between repository scans for new versions; nil = only at start-up and on RepositoryModelLoad.
+    public var pollInterval: Double?
+    public var shutdownTimeout: Duration = .seconds(30)
+
+    public init(repository: String) { self.repository = repository }
+}
+
+public enum SwerveServerRunner {
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully and returns.
+    public static func run(options: ServerOptions, registry: PrometheusCollectorRegistry, logger: Logger) async throws {
+        // Take the signals over before anything starts, so an early SIGTERM is not fatal.
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let (signals, signalContinuation) = AsyncStream.makeStream(of: Int32.self)
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { signalContinuation.yield(sig) }
+            s.resume()
+            sources.append(s)
+        }
+        defer { sources.forEach { $0.cancel() } }
+
+        let repository = ModelRepository(path: options.repository)
+        _ = try repository.modelNames()   // fail fast on a missing repository
+        let manager = ModelManager(repository: repository, logger: logger)
+        let service = InferenceService(manager: manager, logger: logger)
+
+        var config = GRPCServerConfiguration()
+        config.host = options.host
+        config.port = options.grpcPort
+        config.maxReceiveMessageSize = options.maxReceiveMessageSize
+        config.maxConcurrentStreams = options.maxConcurrentStreams
+        config.eventLoopThreads = options.eventLoopThreads
+        let grpc = GRPCServer(configuration: config, handler: service, logger: logger)
+        try await grpc.start()
+
+        let metricsGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let metrics: MetricsEndpoint
+        do {
+            metrics = try await MetricsEndpoint.start(host: options.host, port: options.metricsPort, registry: registry, group: metricsGroup)
+        } catch {
+            await grpc.shutdownGracefully(timeout: .seconds(1))
+            try? await metricsGroup.shutdownGracefully()
+            throw error
+        }
+
+        // ServerLive answers while models load; ServerReady turns true once start-up loading is done.
+        try manager.loadAll()
+        service.setReady(true)
+        let ready = manager.index().filter { $0.state == .ready }
+        logger.info("swerve ready", metadata: [
+            "grpc": "\(options.host):\(grpc.port)", "metrics": "http://\(options.host):\(metrics.port)/metrics",
+            "ready_versions": "\(ready.count)", "repository": "\(repository.root.path)"])
+        let banner = "swerve: serving \(ready.count) model version(s) from \(repository.root.path) on \(options.host):\(grpc.port) (gRPC), metrics on http://\(options.host):\(metrics.port)/metrics\n"
+        FileHandle.standardOutput.write(Data(banner.utf8))
+
+        let poller = options.pollInterval.map { RepositoryPoller(manager: manager, interval: $0, logger: logger) }
+        poller?.start()
+
+        var iterator = signals.makeAsyncIterator()
+        let sig = await iterator.next()
+        logger.info("shutting down", metadata: ["signal": "\(sig ?? 0)"])
+        poller?.stop()
+        service.beginShutdown()
+        await grpc.shutdownGracefully(timeout: options.shutdownTimeout)
+        manager.shutdown()
+        await metrics.close()
+        try? await metricsGroup.shutdownGracefully()
+        logger.info("stopped")
+    }
+}
+
+/// Rescans the repository on a timer and loads new complete versions (and new models) by their policy.
+final class RepositoryPoller: @unchecked Sendable {
+    // `timer` is created once in init and only used through its own thread-safe API.
+    private let timer: any DispatchSourceTimer
+    private let manager: ModelManager
+    private let logger: Logger
+    private let known = NSLock()
+    private var seen: [String: [Int]] = [:]
+
+    init(manager: ModelManager, interval: Double, logger: Logger) {
+        self.manager = manager
+        self.logger = logger
+        timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "swerve.repository-poll"))
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        for name in (try? manager.repository.modelNames()) ?? [] { seen[name] = manager.repository.versions(of: name) }
+        timer.setEventHandler { [weak self] in self?.scan() }
+    }
+
+    func start() { timer.resume() }
+    func stop() { timer.cancel() }
+
+    private func scan() {
+        for name in (try? manager.repository.modelNames()) ?? [] {
+            let versions = manager.repository.versions(of: name)
+            known.lock()
+            let changed = seen[name] != versions
+            seen[name] = versions
+            known.unlock()
+            guard changed else { continue }
+            logger.info("repository changed; reloading", metadata: ["model": "\(name)", "versions": "\(versions)"])
+            do { try manager.load(model: name) } catch {
+                logger.error("reload failed", metadata: ["model": "\(name)", "reason": "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import SwerveInference
+
+/// A model's version policy: which of the versions on disk are served (as TF Serving and Triton have it).
+public enum VersionPolicy: Sendable, Equatable {
+    /// The `n` highest versions.
+    case latest(Int)
+    /// Every version on disk.
+    case all
+    /// Exactly these versions (those present on disk).
+    case specific([Int])
+
+    /// The versions to serve, highest first, out of those available. A pure function of its input.
+    public func select(from available: [Int]) -> [Int] {
+        let sorted = available.sorted(by: >)
+        switch self {
+        case .latest(let n): return Array(sorted.prefix(max(1, n)))
+        case .all: return sorted
+        case .specific(let wanted): return sorted.filter { wanted.contains($0) }
+        }
+    }
+}
+
+/// A tensor override from config.json: a name with an optional datatype and shape.
+public struct TensorOverride: Sendable, Equatable {
+    public var name: String
+    public var dataType: DataType?
+    public var shape: [Int]?
+}
+
+/// The settings of one model, from `<repo>/<model>/config.json` (all keys optional).
+///
+/// ```json
+/// {
+///   "max_batch_size": 64,
+///   "dynamic_batching": {"max_queue_delay_us": 500, "max_queue_size": 1024},
+///   "version_policy": {"latest": {"num_versions": 1}},
+///   "instance_count": 1,
+///   "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 30]}],
+///   "outputs": [{"name": "label", "datatype": "INT64", "shape": [-1]}]
+/// }
+/// ```
+public struct ModelSettings: Sendable, Equatable {
+    /// Most rows in one execution; 0 = the model has no batch dimension (requests run one at a time).
+    /// nil = derived from the ONNX file (64 when every input's first dimension is dynamic, else 0).
+    public var maxBatchSize: Int?
+    /// How long an idle worker may hold a partial batch open while other workers are busy.
+    public var maxQueueDelayMicroseconds: Int = 500
+    /// Requests waiting beyond this many are refused with UNAVAILABLE.
+    public var maxQueueSize: Int = 1024
+    public var versionPolicy: VersionPolicy = .latest(1)
+    /// Worker threads per model version, each with its own execution buffers.
+    public var instanceCount: Int = 1
+    public var inputOverrides: [TensorOverride] = []
+    public var outputOverrides: [TensorOverride] = []
+
+    public init() {}
+
+    public static let defaultMaxBatchSize = 64
+
+    /// Parses config.json. Unknown keys are rejected so that a typo does not silently fall back to defaults.
+    public init(json data: Data) throws {
+        guard let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ServingError(.failedPrecondition, "config.json must hold a JSON object")
+        }
+        let known: Set = ["max_batch_size", "dynamic_batching", "version_policy", "instance_count", "inputs", "outputs", "serving_mode", "platform"]
+        if let unknown = obj.keys.first(where: { !known.contains($0) }) {
+            throw ServingError(.failedPrecondition, "config.json: unknown key '\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        if let v = obj["max_batch_size"] {
+            guard let n = v as? Int, n >= 0 else { throw ServingError(.failedPrecondition, "config.json: max_batch_size must be an integer >= 0") }
+            maxBatchSize = n
+        }
+        if let db = obj["dynamic_batching"] {
+            guard let d = db as? [String: Any] else { throw ServingError(.failedPrecondition, "config.json: dynamic_batching must be an object") }
+            if let v = d["max_queue_delay_us"] {
+                guard let n = v as? Int, n >= 0 else { throw ServingError(.failedPrecondition, "config.json: dynamic_batching.max_queue_delay_us must be an integer >= 0") }
+                maxQueueDelayMicroseconds = n
+            }
+            if let v = d["max_queue_size"] {
+                guard let n = v as? Int, n >= 1 else { throw ServingError(.failedPrecondition, "config.json: dynamic_batching.max_queue_size must be an integer >= 1") }
+                maxQueueSize = n
+            }
+        }
+        if let v = obj["instance_count"] {
+            guard let n = v as? Int, n >= 1, n <= 64 else { throw ServingError(.failedPrecondition, "config.json: instance_count must be an integer in 1...64") }
+            instanceCount = n
+        }
+        if let vp = obj["version_policy"] {
+            versionPolicy = try Self.parsePolicy(vp)
+        }
+        inputOverrides = try Self.parseOverrides(obj["inputs"], "inputs")
+        outputOverrides = try Self.parseOverrides(obj["outputs"], "outputs")
+    }
+
+    static func parsePolicy(_ v: Any) throws -> VersionPolicy {
+        let bad = ServingError(.failedPrecondition, #"config.json: version_policy must be {"latest": {"num_versions": N}}, {"all": {}} or {"specific": {"versions": [..]}}"#)
+        guard let d = v as? [String: Any], d.count == 1, let (key, body) = d.first else { throw bad }
+        switch key {
+        case "latest":
+            let n = (body as? [String: Any])?["num_versions"] as? Int ?? 1
+            guard n >= 1 else { throw bad }
+            return .latest(n)
+        case "all": return .all
+        case "specific":
+            guard let vs = (body as? [String: Any])?["versions"] as? [Int], !vs.isEmpty, vs.allSatisfy({ $0 > 0 }) else { throw bad }
+            return .specific(vs)
+        default: throw bad
+        }
+    }
+
+    static func parseOverrides(_ v: Any?, _ key: String) throws -> [TensorOverride] {
+        guard let v else { return [] }
+        guard let list = v as? [[String: Any]] else { throw ServingError(.failedPrecondition, "config.json: \(key) must be a list of objects") }
+        return try list.map { d in
+            guard let name = d["name"] as? String else { throw ServingError(.failedPrecondition, "config.json: every entry of \(key) needs a name") }
+            var o = TensorOverride(name: name)
+            if let t = d["datatype"] {
+                guard let s = t as? String, let dt = DataType(rawValue: s) else {
+                    throw ServingError(.failedPrecondition, "config.json: \(key) '\(name)': unknown datatype \(t)")
+                }
+                o.dataType = dt
+            }
+            if let s = d["shape"] {
+                guard let dims = s as? [Int], dims.allSatisfy({ $0 >= -1 }) else {
+                    throw ServingError(.failedPrecondition, "config.json: \(key) '\(name)': shape must be a list of integers (-1 for dynamic)")
+                }
+                o.shape = dims
+            }
+            return o
+        }
+    }
+}
+
+extension TensorOverride {
+    init(name: String) { self.name = name }
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Logging
+import Metrics
+import Prometheus
+import SwerveServer
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the models of a repository over gRPC (KServe v2 / Open Inference Protocol).")
+
+    @Option(help: "Model repository: <repo>/<model>/<version>/model.onnx.")
+    var repository: String
+
+    @Option(help: "Address to listen on (loopback unless told otherwise).")
+    var host = "127.0.0.1"
+
+    @Option(name: .customLong("grpc-port"), help: "gRPC port.")
+    var grpcPort = 8001
+
+    @Option(name: .customLong("metrics-port"), help: "Prometheus /metrics port.")
+    var metricsPort = 8002
+
+    @Option(name: .customLong("max-receive-message-size"), help: "Largest request message in bytes; larger gets RESOURCE_EXHAUSTED.")
+    var maxReceiveMessageSize = 4 * 1024 * 1024
+
+    @Option(name: .customLong("max-concurrent-streams"), help: "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection.")
+    var maxConcurrentStreams: UInt32 = 1024
+
+    @Option(name: .customLong("event-loops"), help: "Event loop threads (default: one per core).")
+    var eventLoops: Int?
+
+    @Option(name: .customLong("poll-interval"), help: "Seconds between repository scans for new versions (default: off).")
+    var pollInterval: Double?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level '\(logLevel)'") }
+        guard (0...65535).contains(grpcPort), (0...65535).contains(metricsPort) else { throw ValidationError("ports must be in 0...65535") }
+        guard maxReceiveMessageSize > 0 else { throw ValidationError("--max-receive-message-size must be positive") }
+        if let p = pollInterval, p <= 0 { throw ValidationError("--poll-interval must be positive") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["swerve_request_duration_seconds"] = [
+            .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1),
+            .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)]
+        factory.valueHistogramBuckets["swerve_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+        MetricsSystem.bootstrap(factory)
+
+        var options = ServerOptions(repository: repository)
+        options.host = host
+        options.grpcPort = grpcPort
+        options.metricsPort = metricsPort
+        options.maxReceiveMessageSize = maxReceiveMessageSize
+        options.maxConcurrentStreams = maxConcurrentStreams
+        if let eventLoops { options.eventLoopThreads = eventLoops }
+        options.pollInterval = pollInterval
+        try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))
+    }
+}
