@@ -30,6 +30,8 @@ final class DynamicBatcher: @unchecked Sendable {
     private let condition = NSCondition()
     private var core: BatcherCore<InferJob>
     private var stopping = false
+    /// Workers take no new batch while paused (tests use it to queue requests deterministically).
+    private var paused = false
     private var liveWorkers = 0
     private let finished = DispatchSemaphore(value: 0)
     private let workerCount: Int
@@ -83,6 +85,13 @@ final class DynamicBatcher: @unchecked Sendable {
         }
     }
 
+    func setPaused(_ value: Bool) {
+        condition.lock()
+        paused = value
+        condition.broadcast()
+        condition.unlock()
+    }
+
     /// Stops taking requests, lets the workers finish everything queued, and waits for them.
     func drainAndStop() {
         condition.lock()
@@ -102,6 +111,7 @@ final class DynamicBatcher: @unchecked Sendable {
     private func workerLoop(_ executor: ModelExecutor) {
         condition.lock()
         while true {
+            if paused && !stopping { condition.wait(); continue }
             let d = core.next(nowNs: monotonicNanos())
             let depth = core.queuedRequests
             if !d.batch.isEmpty || !d.expired.isEmpty {

@@ -133,9 +133,16 @@ public final class ModelManager: Sendable {
             logger.info("model version unloaded", metadata: ["model": "\(name)", "version": "\(m.version)"])
         }
         updateLoadedGauge()
+        let failures: [String] = state.withLock { s in
+            wanted.compactMap { v in if case .failed(let why) = s[name]?.versions[v] { "version \(v): \(why)" } else { nil } }
+        }
+        if !failures.isEmpty {
+            let serving = readyVersions(of: name)
+            let still = serving.isEmpty ? "" : " (still serving version\(serving.count == 1 ? "" : "s") \(serving.map(String.init).joined(separator: ", ")))"
+            throw ServingError(.failedPrecondition, "model '\(name)' failed to load \(failures.joined(separator: "; "))\(still)")
+        }
         if readyVersions(of: name).isEmpty {
-            let reason = index().first { $0.name == name && $0.state == .unavailable }?.reason ?? "no version is ready"
-            throw ServingError(.failedPrecondition, "model '\(name)' has no ready version: \(reason)")
+            throw ServingError(.failedPrecondition, "model '\(name)' has no ready version: \(available.isEmpty ? "no versions on disk" : "none loaded")")
         }
     }
 

@@ -12,7 +12,8 @@ import Testing
 
     @Test func idleModelRunsAtOnce() {
         var c = core()
-        #expect(c.enqueue("a", rows: 1, nowNs: 0, deadlineNs: nil))
+        let accepted = c.enqueue("a", rows: 1, nowNs: 0, deadlineNs: nil)
+        #expect(accepted)
         let d = c.next(nowNs: 0)
         #expect(d.batch.map(\.payload) == ["a"])
         #expect(c.busyWorkers == 1)
@@ -69,17 +70,19 @@ import Testing
         var c = core(max: 0)
         _ = c.enqueue("a", rows: 5, nowNs: 0, deadlineNs: nil)
         _ = c.enqueue("b", rows: 5, nowNs: 0, deadlineNs: nil)
-        #expect(c.next(nowNs: 0).batch.map(\.payload) == ["a"])
-        #expect(c.next(nowNs: 0).batch.map(\.payload) == ["b"])
+        let first = c.next(nowNs: 0); #expect(first.batch.map(\.payload) == ["a"])
+        let second = c.next(nowNs: 0); #expect(second.batch.map(\.payload) == ["b"])
     }
 
     @Test func boundedQueueRefuses() {
         var c = core(queue: 2)
-        #expect(c.enqueue("a", rows: 1, nowNs: 0, deadlineNs: nil))
-        #expect(c.enqueue("b", rows: 1, nowNs: 0, deadlineNs: nil))
-        #expect(!c.enqueue("c", rows: 1, nowNs: 0, deadlineNs: nil))
+        let a = c.enqueue("a", rows: 1, nowNs: 0, deadlineNs: nil)
+        let b = c.enqueue("b", rows: 1, nowNs: 0, deadlineNs: nil)
+        let refused = c.enqueue("c", rows: 1, nowNs: 0, deadlineNs: nil)
+        #expect(a && b && !refused)
         _ = c.next(nowNs: 0)
-        #expect(c.enqueue("c", rows: 1, nowNs: 0, deadlineNs: nil))
+        let afterDequeue = c.enqueue("c", rows: 1, nowNs: 0, deadlineNs: nil)
+        #expect(afterDequeue)
     }
 
     @Test func expiredRequestsAreHandedBackNotRun() {

@@ -1,0 +1,121 @@
+import NIOCore
+import Synchronization
+
+/// One incoming RPC, created on the connection's event loop once the request stream has
+/// ended (END_STREAM on HEADERS or DATA) with exactly one request message.
+///
+/// `send`, `finish` and `respond` may be called from any thread: they hop to the event loop.
+/// The first `finish`/`respond` wins; anything after it is ignored, as is anything after the
+/// call was cancelled.
+public final class GRPCServerCall: Sendable {
+    /// The `:path`, e.g. "/inference.GRPCInferenceService/ModelInfer".
+    public let method: String
+    /// Request headers other than pseudo-headers, in arrival order.
+    public let metadata: [(name: String, value: String)]
+    /// The one request message, deframed (the 5-byte prefix removed).
+    public let message: [UInt8]
+    /// From `grpc-timeout`; when it passes before `finish` the transport answers
+    /// DEADLINE_EXCEEDED itself and cancels the call.
+    public let deadline: NIODeadline?
+
+    let streamID: Int32
+    private let connection: NIOLoopBound<GRPCServerConnectionHandler>
+    private let state = Mutex(State.active([]))
+
+    private enum State {
+        case active([@Sendable () -> Void])
+        case finished
+        case cancelled
+    }
+
+    init(
+        method: String, metadata: [(name: String, value: String)], message: [UInt8], deadline: NIODeadline?,
+        streamID: Int32, connection: NIOLoopBound<GRPCServerConnectionHandler>
+    ) {
+        self.method = method
+        self.metadata = metadata
+        self.message = message
+        self.deadline = deadline
+        self.streamID = streamID
+        self.connection = connection
+    }
+
+    /// The value of the first request header named `name` (lowercase), if any.
+    public func header(_ name: String) -> String? {
+        metadata.first { $0.name == name }?.value
+    }
+
+    /// True once the call is over for any reason: the client reset the stream, the connection
+    /// closed, the deadline passed, or the handler finished it.
+    public var isCancelled: Bool {
+        state.withLock { if case .active = $0 { false } else { true } }
+    }
+
+    /// Registers `body` to run once if the call is cancelled (client RST_STREAM, connection
+    /// closed, deadline passed); immediately if it already was. Callbacks registered on a call
+    /// the handler finished normally never run. They run on the event loop: keep them short.
+    public func onCancel(_ body: @escaping @Sendable () -> Void) {
+        let runNow: Bool = state.withLock { state in
+            switch state {
+            case .active(var callbacks):
+                callbacks.append(body)
+                state = .active(callbacks)
+                return false
+            case .cancelled: return true
+            case .finished: return false
+            }
+        }
+        if runNow { body() }
+    }
+
+    /// Queues one response message (server streaming may call it many times).
+    public func send(_ message: [UInt8]) {
+        guard !isCancelled else { return }
+        onLoop { $0.send(streamID: self.streamID, message: message) }
+    }
+
+    /// Ends the call with `grpc-status`/`grpc-message` trailers (a trailers-only response when
+    /// nothing was sent and the status is not OK). Later calls are ignored.
+    public func finish(_ status: GRPCStatus) {
+        guard markFinished() else { return }
+        onLoop { $0.finish(streamID: self.streamID, status: status) }
+    }
+
+    /// `send(message)` then `finish(.ok)`, in a single hop to the event loop.
+    public func respond(_ message: [UInt8]) {
+        guard markFinished() else { return }
+        onLoop { $0.respond(streamID: self.streamID, message: message) }
+    }
+
+    // MARK: - Transport side (event loop)
+
+    /// Cancels an active call and runs its callbacks; false if it was already over.
+    @discardableResult
+    func markCancelled() -> Bool {
+        let callbacks: [@Sendable () -> Void]? = state.withLock { state in
+            guard case .active(let callbacks) = state else { return nil }
+            state = .cancelled
+            return callbacks
+        }
+        guard let callbacks else { return false }
+        for callback in callbacks { callback() }
+        return true
+    }
+
+    private func markFinished() -> Bool {
+        state.withLock { state in
+            guard case .active = state else { return false }
+            state = .finished
+            return true
+        }
+    }
+
+    private func onLoop(_ body: @escaping @Sendable (GRPCServerConnectionHandler) -> Void) {
+        let connection = self.connection
+        if connection.eventLoop.inEventLoop {
+            body(connection.value)
+        } else {
+            connection.eventLoop.execute { body(connection.value) }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+/// The gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
+public enum GRPCStatusCode: Int, Sendable, CaseIterable {
+    case ok = 0, cancelled, unknown, invalidArgument, deadlineExceeded, notFound, alreadyExists,
+        permissionDenied, resourceExhausted, failedPrecondition, aborted, outOfRange, unimplemented,
+        `internal`, unavailable, dataLoss, unauthenticated
+}
+
+/// The outcome of a call: a code and a human-readable message. Thrown by the client on a
+/// non-OK status and passed by server handlers to `GRPCServerCall.finish(_:)`.
+public struct GRPCStatus: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The status code.
+    public var code: GRPCStatusCode
+    /// A message for a person; sent percent-encoded in `grpc-message`.
+    public var message: String
+
+    /// Creates a status.
+    public init(_ code: GRPCStatusCode, _ message: String = "") {
+        self.code = code
+        self.message = message
+    }
+
+    /// The OK status.
+    public static let ok = GRPCStatus(.ok)
+
+    public var description: String {
+        message.isEmpty ? "\(code)" : "\(code): \(message)"
+    }
+}
+
+extension GRPCStatusCode {
+    /// Maps an HTTP status to a gRPC code when a response carries no `grpc-status`
+    /// (https://github.com/grpc/grpc/blob/master/doc/http-grpc-status-mapping.md).
+    init(httpStatus: Int) {
+        switch httpStatus {
+        case 400: self = .internal
+        case 401: self = .unauthenticated
+        case 403: self = .permissionDenied
+        case 404: self = .unimplemented
+        case 429, 502, 503, 504: self = .unavailable
+        default: self = .unknown
+        }
+    }
+}
+
+/// Percent-encoding of `grpc-message` as the gRPC HTTP/2 spec requires: bytes outside
+/// 0x20...0x7E, and `%` itself, become `%XX` of the UTF-8 encoding.
+enum GRPCMessageEncoding {
+    static func encode(_ message: String) -> String {
+        let utf8 = message.utf8
+        if utf8.allSatisfy({ $0 >= 0x20 && $0 <= 0x7E && $0 != UInt8(ascii: "%") }) { return message }
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(utf8.count * 3)
+        for byte in utf8 {
+            if byte >= 0x20 && byte <= 0x7E && byte != UInt8(ascii: "%") {
+                out.append(byte)
+            } else {
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0xF)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Decodes `%XX` sequences; malformed sequences are kept as they are (the spec asks
+    /// receivers to be lenient), invalid UTF-8 is repaired.
+    static func decode(_ encoded: String) -> String {
+        let bytes = Array(encoded.utf8)
+        guard bytes.contains(UInt8(ascii: "%")) else { return encoded }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: "%"), i + 2 < bytes.count,
+                let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2])
+            {
+                out.append(hi << 4 | lo)
+                i += 3
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import SwerveInference
+@testable import SwerveServing
+
+/// The model manager and batcher over a real repository built from the bundled example model.
+@Suite struct ModelManagerTests {
+    static let exampleModel = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("examples/repository/breast_cancer_logreg/1/model.onnx")
+
+    /// A temporary repository: `layout` maps "model/version" to file contents ("example" = the example ONNX).
+    func makeRepo(_ layout: [String: String], configs: [String: String] = [:]) throws -> URL {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("swerve-mm-\(UUID())")
+        for (path, content) in layout {
+            let dir = root.appendingPathComponent(path)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let file = dir.appendingPathComponent("model.onnx")
+            if content == "example" {
+                try FileManager.default.copyItem(at: Self.exampleModel, to: file)
+            } else {
+                try Data(content.utf8).write(to: file)
+            }
+        }
+        for (model, json) in configs {
+            try Data(json.utf8).write(to: root.appendingPathComponent(model).appendingPathComponent("config.json"))
+        }
+        return root
+    }
+
+    func manager(_ root: URL) -> ModelManager {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        return ModelManager(repository: ModelRepository(path: root.path), logger: logger)
+    }
+
+    func infer(_ m: ServedModel, _ rows: [[Float]]) throws -> [Tensor] {
+        let t = Tensor(shape: [rows.count, 30], data: .fp32(rows.flatMap { $0 }))
+        let (inputs, n) = try m.validate([("input", t)])
+        let box = Mutex<Result<[Tensor], ServingError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        m.infer(inputs, rows: n, deadlineNs: nil, isCancelled: { false }) { r in box.withLock { $0 = r }; done.signal() }
+        #expect(done.wait(timeout: .now() + 30) == .success)
+        return try box.withLock { $0 }!.get()
+    }
+
+    func randomRows(_ count: Int, seed: UInt64) -> [[Float]] {
+        var g = SplitMix(seed)
+        return (0..<count).map { _ in (0..<30).map { _ in Float(g.nextUnit() * 20 - 5) } }
+    }
+
+    @Test func versionPolicyAndResolution() throws {
+        let root = try makeRepo(["m/1": "example", "m/2": "example", "m/3": "example"],
+                                configs: ["m": #"{"version_policy": {"latest": {"num_versions": 2}}}"#])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = manager(root)
+        try mm.loadAll()
+        defer { mm.shutdown() }
+        #expect(mm.readyVersions(of: "m") == [2, 3])
+        #expect(try mm.resolve(model: "m", version: "").version == 3)
+        #expect(try mm.resolve(model: "m", version: "2").version == 2)
+        #expect(throws: ServingError(.notFound, "model 'm' has no version 1 being served")) { try mm.resolve(model: "m", version: "1") }
+        #expect(throws: ServingError.self) { try mm.resolve(model: "nope", version: "") }
+    }
+
+    @Test func brokenModelIsReportedAndOthersServe() throws {
+        let root = try makeRepo(["good/1": "example", "bad/1": "not an onnx file"])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = manager(root)
+        try mm.loadAll()
+        defer { mm.shutdown() }
+        #expect(mm.readyVersions(of: "good") == [1])
+        #expect(!mm.isModelReady("bad", version: ""))
+        let bad = mm.index().filter { $0.name == "bad" }
+        #expect(bad.count == 1 && bad[0].state == .unavailable && !bad[0].reason.isEmpty)
+        #expect(throws: ServingError.self) { try mm.resolve(model: "bad", version: "") }
+    }
+
+    @Test func newVersionSwapsInAndFailedOneNeverReplacesAWorkingOne() throws {
+        let root = try makeRepo(["m/1": "example"])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = manager(root)
+        try mm.loadAll()
+        defer { mm.shutdown() }
+        // A broken version 2 appears: version 1 keeps serving.
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("m/2"), withIntermediateDirectories: true)
+        try Data("garbage".utf8).write(to: root.appendingPathComponent("m/2/model.onnx"))
+        #expect(throws: ServingError.self) { try mm.load(model: "m") }
+        #expect(try mm.resolve(model: "m", version: "").version == 1)
+        // A good version 3: it takes over, version 1 is retired.
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("m/3"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Self.exampleModel, to: root.appendingPathComponent("m/3/model.onnx"))
+        try mm.load(model: "m")
+        #expect(mm.readyVersions(of: "m") == [3])
+        try mm.unload(model: "m")
+        #expect(throws: ServingError.self) { try mm.resolve(model: "m", version: "") }
+    }
+
+    @Test func validationRejectsBadInputs() throws {
+        let root = try makeRepo(["m/1": "example"], configs: ["m": #"{"max_batch_size": 8}"#])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = manager(root)
+        try mm.loadAll()
+        defer { mm.shutdown() }
+        let m = try mm.resolve(model: "m", version: "")
+        let ok = Tensor(shape: [2, 30], data: .fp32(.init(repeating: 0, count: 60)))
+        #expect(throws: ServingError.self) { try m.validate([("wrong", ok)]) }
+        #expect(throws: ServingError.self) { try m.validate([]) }
+        #expect(throws: ServingError.self) { try m.validate([("input", Tensor(shape: [2, 29], data: .fp32(.init(repeating: 0, count: 58))))]) }
+        #expect(throws: ServingError.self) { try m.validate([("input", Tensor(shape: [2, 30], data: .fp64(.init(repeating: 0, count: 60))))]) }
+        #expect(throws: ServingError.self) { try m.validate([("input", Tensor(shape: [9, 30], data: .fp32(.init(repeating: 0, count: 270))))]) }
+        #expect(try m.validate([("input", ok)]).rows == 2)
+    }
+
+    /// Many threads submit at once so the batcher merges requests; every request must get exactly
+    /// the rows an unbatched run gives for its own input.
+    @Test func batchedResultsEqualUnbatchedOnes() throws {
+        let root = try makeRepo(["m/1": "example"], configs: ["m": #"{"max_batch_size": 32, "instance_count": 2}"#])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = manager(root)
+        try mm.loadAll()
+        defer { mm.shutdown() }
+        let m = try mm.resolve(model: "m", version: "")
+        let reference = try CompiledModel(contentsOfFile: Self.exampleModel.path).makeExecutor()
+        let requests = (0..<200).map { randomRows(1 + $0 % 3, seed: UInt64($0)) }
+        let expected = try requests.map { rows in try reference.run([Tensor(shape: [rows.count, 30], data: .fp32(rows.flatMap { $0 }))]) }
+        let results = Mutex<[Int: [Tensor]]>([:])
+        let group = DispatchGroup()
+        // Queue everything while the workers are paused, so batches are sure to form.
+        m.batcher.setPaused(true)
+        for (i, rows) in requests.enumerated() {
+            let (inputs, n) = try m.validate([("input", Tensor(shape: [rows.count, 30], data: .fp32(rows.flatMap { $0 })))])
+            group.enter()
+            m.infer(inputs, rows: n, deadlineNs: nil, isCancelled: { false }) { r in
+                if case .success(let out) = r { results.withLock { $0[i] = out } }
+                group.leave()
+            }
+        }
+        m.batcher.setPaused(false)
+        #expect(group.wait(timeout: .now() + 60) == .success)
+        let got = results.withLock { $0 }
+        #expect(got.count == requests.count)
+        for i in 0..<requests.count { #expect(got[i] == expected[i], "request \(i)") }
+        let stats = m.statistics.snapshot
+        #expect(stats.executionCount >= 1)
+        #expect(stats.batches.keys.allSatisfy { $0 <= 32 })
+        #expect(stats.executionCount < UInt64(requests.count), "every request ran alone: batching did not happen")
+    }
+}
+
+/// A tiny seeded generator so test inputs are reproducible.
+struct SplitMix {
+    var state: UInt64
+    init(_ seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}
