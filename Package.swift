@@ -99,7 +99,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]),
-        .testTarget(name: "SwerveInferenceTests", dependencies: ["SwerveInference", "SwerveProto"]),
+        .testTarget(
+            name: "SwerveInferenceTests", dependencies: ["SwerveInference", "SwerveProto"],
+            exclude: ["Fixtures"]),
         .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveInference"]),
     ]
 )

@@ -1,0 +1,137 @@
+import SwerveProto
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An ONNX model checked and compiled into an execution plan. Immutable and shareable between
+/// threads; each thread runs it through its own `ModelExecutor`.
+public final class CompiledModel: Sendable {
+    /// The graph inputs a request supplies (initializers excluded), in graph order. A first
+    /// dimension of -1 is the dynamic batch dimension.
+    public let inputs: [TensorInfo]
+    /// The graph outputs, in graph order; batch-dependent dimensions are -1.
+    public let outputs: [TensorInfo]
+    /// The model's version of the default ONNX operator set.
+    public let opsetVersion: Int
+    /// The `producer_name` recorded in the model (e.g. "skl2onnx", "pytorch").
+    public let producer: String
+    /// The model's `metadata_props`.
+    public let metadata: [String: String]
+    let plan: Plan
+
+    /// Parses, checks and compiles a serialized ONNX model.
+    ///
+    /// Throws `InferenceError` with `.invalidModel` for bytes that are not an ONNX model or a graph
+    /// that is inconsistent (unknown tensor names, cycles, shape mismatches), and with
+    /// `.unsupportedOperator` for operators, types or dynamic shapes Swerve cannot run.
+    public init(onnxBytes: [UInt8]) throws {
+        _ = configureBLASOnce
+        let model: ONNXModel
+        do {
+            model = try ONNXModel.decode(onnxBytes)
+        } catch let error as ONNXDecodingError {
+            throw InferenceError(.invalidModel, error.message, cause: error)
+        }
+        let result = try GraphCompiler().compile(model)
+        inputs = result.inputs
+        outputs = result.outputs
+        opsetVersion = result.opsetVersion
+        producer = model.producerName
+        metadata = model.metadata
+        plan = result.plan
+    }
+
+    /// Reads and compiles the ONNX model at `path`.
+    public convenience init(contentsOfFile path: String) throws {
+        try self.init(onnxBytes: try readFile(path))
+    }
+
+    /// A new executor for one thread. It owns buffers sized for the largest batch it has run.
+    public func makeExecutor() -> ModelExecutor { ModelExecutor(model: self) }
+}
+
+/// Runs a `CompiledModel`, reusing its buffers from run to run. Not thread-safe: use one per
+/// thread (or guard it), and create more with `CompiledModel.makeExecutor()`.
+public final class ModelExecutor {
+    /// The model this executor runs.
+    public let model: CompiledModel
+    private let frame: Frame
+
+    init(model: CompiledModel) {
+        self.model = model
+        frame = Frame(plan: model.plan)
+    }
+
+    /// Runs the model on one batch.
+    ///
+    /// `inputs` are in `CompiledModel.inputs` order and share their first (batch) dimension.
+    /// Returns the outputs in `CompiledModel.outputs` order. Throws `invalidInput` naming the
+    /// input and the expected and actual type or shape.
+    public func run(_ inputs: [Tensor]) throws -> [Tensor] {
+        let plan = model.plan
+        guard inputs.count == plan.inputValues.count else {
+            throw InferenceError(.invalidInput, "expected \(plan.inputValues.count) inputs (\(model.inputs.map(\.name).joined(separator: ", "))), got \(inputs.count)")
+        }
+        var batch: Int? = nil
+        var batchSource = ""
+        for (i, tensor) in inputs.enumerated() {
+            let info = model.inputs[i]
+            let expected = plan.types[plan.inputValues[i]]
+            guard tensor.dataType == expected.dataType else {
+                throw InferenceError(.invalidInput, "input '\(info.name)': expected \(expected.dataType.rawValue), got \(tensor.dataType.rawValue)")
+            }
+            guard tensor.shape.count == expected.shape.count else {
+                throw InferenceError(.invalidInput, "input '\(info.name)': expected shape \(info.shape), got \(tensor.shape)")
+            }
+            for (d, dim) in expected.shape.enumerated() {
+                switch dim {
+                case .fixed(let k):
+                    guard tensor.shape[d] == k else {
+                        throw InferenceError(.invalidInput, "input '\(info.name)': expected shape \(info.shape), got \(tensor.shape)")
+                    }
+                case .batch:
+                    let n = tensor.shape[d]
+                    if let b = batch, b != n {
+                        throw InferenceError(.invalidInput, "input '\(info.name)' has batch size \(n) but input '\(batchSource)' has \(b)")
+                    }
+                    batch = n
+                    batchSource = info.name
+                }
+            }
+        }
+        let n = batch ?? 1
+        guard n > 0 else { throw InferenceError(.invalidInput, "the batch is empty (input '\(batchSource)' has 0 rows)") }
+        frame.prepare(batch: n)
+        for (i, tensor) in inputs.enumerated() { frame.load(plan.inputValues[i], from: tensor) }
+        do {
+            for step in plan.steps { try step.execute(frame) }
+        } catch let error as InferenceError {
+            throw error
+        } catch {
+            throw InferenceError(.internalError, "\(error)")
+        }
+        return plan.outputValues.map { frame.tensor($0) }
+    }
+}
+
+/// The whole file at `path`; throws `invalidModel` naming the path on failure.
+private func readFile(_ path: String) throws -> [UInt8] {
+    guard let file = fopen(path, "rb") else {
+        throw InferenceError(.invalidModel, "cannot open '\(path)': \(String(cString: strerror(errno)))")
+    }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
+        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
+        if n < chunk.count {
+            if ferror(file) != 0 { throw InferenceError(.invalidModel, "cannot read '\(path)'") }
+            break
+        }
+    }
+    return bytes
+}

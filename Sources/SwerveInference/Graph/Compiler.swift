@@ -1,0 +1,435 @@
+// Turns an ONNX graph into a Plan: checks it, orders it, folds constants, infers types and
+// symbolic shapes, and assigns buffer slots so that a run allocates nothing per node.
+import SwerveProto
+
+/// Opset versions whose semantics Swerve implements for the operators it has. Versions 22–24
+/// only widened type lists for these operators, so they are accepted too.
+let supportedDefaultOpsets: ClosedRange<Int64> = 1...24
+let supportedMLOpsets: ClosedRange<Int64> = 1...5
+let supportedIRVersions: ClosedRange<Int64> = 3...13
+
+/// Builds the kernel for one node and returns the types of its outputs.
+typealias OperatorBuilder = @Sendable (NodeContext) throws -> (kernel: any Kernel, outputs: [ValueType])
+
+/// What an operator builder sees of its node.
+struct NodeContext {
+    let node: ONNXNode
+    /// The opset version of the node's domain.
+    let opset: Int
+    /// Input value ids, nil for omitted optional inputs ("" or missing at the end).
+    let inputs: [Int?]
+    let outputs: [Int]
+    let compiler: GraphCompiler
+
+    var label: String { "node '\(node.name)' (\(node.opType))" }
+
+    func invalid(_ message: String) -> InferenceError {
+        InferenceError(.invalidModel, "\(label): \(message)")
+    }
+
+    func unsupported(_ message: String) -> InferenceError {
+        InferenceError(.unsupportedOperator, "\(label): \(message)")
+    }
+
+    /// The id of required input `i`.
+    func input(_ i: Int) throws -> Int {
+        guard i < inputs.count, let id = inputs[i] else { throw invalid("missing required input \(i)") }
+        return id
+    }
+
+    func optionalInput(_ i: Int) -> Int? { i < inputs.count ? inputs[i] : nil }
+    func type(_ id: Int) -> ValueType { compiler.types[id] }
+    func constant(_ id: Int) -> Tensor? { compiler.constants[id] }
+
+    /// A constant derived from the node's inputs at compile time (e.g. transposed weights) that
+    /// the kernel reads in place of an input.
+    func derivedConstant(_ tensor: Tensor, name: String) -> Int {
+        let id = compiler.addConstant(tensor, name: name)
+        compiler.pendingConstants.append(id)
+        return id
+    }
+
+    /// A value the kernel may use as working memory during the step (gets a buffer slot).
+    func scratch(_ type: ValueType) -> Int {
+        let id = compiler.newValue("\(node.name):scratch\(compiler.pendingScratch.count)", type)
+        compiler.pendingScratch.append(id)
+        return id
+    }
+
+    func requireInputs(_ range: ClosedRange<Int>) throws {
+        let present = inputs.count
+        guard range.contains(present) else {
+            throw invalid("expects \(range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound)–\(range.upperBound)") inputs, has \(present)")
+        }
+    }
+
+    func requireType(_ id: Int, _ allowed: Set<DataType>, _ role: String = "input") throws -> DataType {
+        let t = type(id).dataType
+        guard allowed.contains(t) else {
+            throw unsupported("\(role) '\(compiler.names[id])' has type \(t.rawValue); supported: \(allowed.map(\.rawValue).sorted().joined(separator: ", "))")
+        }
+        return t
+    }
+
+    // MARK: Attributes
+
+    func attribute(_ name: String) -> ONNXAttribute? { node.attributes[name] }
+
+    func int(_ name: String) throws -> Int? {
+        guard let a = attribute(name) else { return nil }
+        guard let v = a.intValue else { throw invalid("attribute '\(name)' must be an int") }
+        return Int(v)
+    }
+    func int(_ name: String, default d: Int) throws -> Int { try int(name) ?? d }
+
+    func float(_ name: String, default d: Float) throws -> Float {
+        guard let a = attribute(name) else { return d }
+        guard let v = a.floatValue else { throw invalid("attribute '\(name)' must be a float") }
+        return v
+    }
+
+    func string(_ name: String, default d: String) throws -> String {
+        guard let a = attribute(name) else { return d }
+        guard let v = a.stringValue else { throw invalid("attribute '\(name)' must be a string") }
+        return v
+    }
+
+    func ints(_ name: String) throws -> [Int64]? {
+        guard let a = attribute(name) else { return nil }
+        guard let v = a.intsValue else { throw invalid("attribute '\(name)' must be a list of ints") }
+        return v
+    }
+
+    func floats(_ name: String) throws -> [Float]? {
+        guard let a = attribute(name) else { return nil }
+        guard let v = a.floatsValue else { throw invalid("attribute '\(name)' must be a list of floats") }
+        return v
+    }
+
+    func strings(_ name: String) throws -> [[UInt8]]? {
+        guard let a = attribute(name) else { return nil }
+        guard case .strings(let v) = a else { throw invalid("attribute '\(name)' must be a list of strings") }
+        return v
+    }
+
+    /// Normalizes a possibly negative axis for a value of `rank`.
+    func axis(_ axis: Int, rank: Int, allowEnd: Bool = false) throws -> Int {
+        let limit = allowEnd ? rank + 1 : rank
+        let a = axis < 0 ? axis + limit : axis
+        guard a >= 0 && a < limit else { throw invalid("axis \(axis) out of range for rank \(rank)") }
+        return a
+    }
+}
+
+/// Compile-time state. One use: `compile(_:)`.
+final class GraphCompiler {
+    var types: [ValueType] = []
+    var names: [String] = []
+    var constants: [Int: Tensor] = [:]
+    /// Scratch values requested by the node being built.
+    var pendingScratch: [Int] = []
+    /// Constants derived by the node being built.
+    var pendingConstants: [Int] = []
+    private var steps: [(kernel: any Kernel, inputs: [Int], outputs: [Int])] = []
+
+    func newValue(_ name: String, _ type: ValueType) -> Int {
+        types.append(type)
+        names.append(name)
+        return types.count - 1
+    }
+
+    func addConstant(_ tensor: Tensor, name: String) -> Int {
+        let id = newValue(name, ValueType(dataType: tensor.dataType, shape: tensor.shape.map { .fixed($0) }))
+        constants[id] = tensor
+        return id
+    }
+
+    struct Result {
+        var plan: Plan
+        var inputs: [TensorInfo]
+        var outputs: [TensorInfo]
+        var opsetVersion: Int
+    }
+
+    func compile(_ model: ONNXModel) throws -> Result {
+        guard supportedIRVersions.contains(model.irVersion) else {
+            throw InferenceError(.invalidModel, "unsupported ir_version \(model.irVersion) (supported \(supportedIRVersions.lowerBound)–\(supportedIRVersions.upperBound))")
+        }
+        guard let defaultOpset = model.opsetVersion(for: "") else {
+            throw InferenceError(.invalidModel, "the model imports no version of the default ONNX operator set")
+        }
+        guard supportedDefaultOpsets.contains(defaultOpset) else {
+            throw InferenceError(.unsupportedOperator, "unsupported ONNX opset \(defaultOpset) (supported up to \(supportedDefaultOpsets.upperBound))")
+        }
+        let mlOpset = model.opsetVersion(for: "ai.onnx.ml")
+        if let mlOpset, !supportedMLOpsets.contains(mlOpset) {
+            throw InferenceError(.unsupportedOperator, "unsupported ai.onnx.ml opset \(mlOpset) (supported up to \(supportedMLOpsets.upperBound))")
+        }
+        let graph = model.graph
+        var idByName: [String: Int] = [:]
+
+        // Initializers become constants.
+        for initializer in graph.initializers {
+            guard !initializer.name.isEmpty else { throw InferenceError(.invalidModel, "an initializer has no name") }
+            let tensor = try Tensor(onnx: initializer)
+            idByName[initializer.name] = addConstant(tensor, name: initializer.name)
+        }
+
+        // Graph inputs that are not initializers are what a request supplies.
+        var inputIDs: [Int] = []
+        var inputInfos: [TensorInfo] = []
+        for input in graph.inputs where idByName[input.name] == nil {
+            let type = try Self.inputType(input)
+            let id = newValue(input.name, type)
+            idByName[input.name] = id
+            inputIDs.append(id)
+            inputInfos.append(TensorInfo(name: input.name, dataType: type.dataType, shape: type.shape.publicShape))
+        }
+
+        // Order nodes so each runs after the producers of its inputs.
+        let order = try Self.topologicalOrder(graph, known: Set(idByName.keys))
+
+        for index in order {
+            let node = graph.nodes[index]
+            let domain = node.domain == "ai.onnx" ? "" : node.domain
+            guard let builder = operatorRegistry[domain + "|" + node.opType] else {
+                throw InferenceError(.unsupportedOperator, "unsupported operator '\(node.opType)' (domain '\(node.domain)') in node '\(node.name)'")
+            }
+            let opset: Int64?
+            switch domain {
+            case "": opset = defaultOpset
+            case "ai.onnx.ml": opset = mlOpset
+            default: opset = model.opsetVersion(for: domain)
+            }
+            guard let opset else {
+                throw InferenceError(.invalidModel, "node '\(node.name)' uses domain '\(node.domain)', which the model does not import")
+            }
+            var inputs = try node.inputs.map { name -> Int? in
+                if name.isEmpty { return nil }
+                guard let id = idByName[name] else {
+                    throw InferenceError(.invalidModel, "node '\(node.name)' (\(node.opType)) refers to unknown tensor '\(name)'")
+                }
+                return id
+            }
+            while let last = inputs.last, last == nil { inputs.removeLast() }
+            let outputs = node.outputs.enumerated().map { i, name in
+                newValue(name.isEmpty ? "\(node.name):unused\(i)" : name, ValueType(dataType: .fp32, shape: []))
+            }
+            let context = NodeContext(node: node, opset: Int(opset), inputs: inputs, outputs: outputs, compiler: self)
+            pendingScratch = []
+            pendingConstants = []
+            let built = try builder(context)
+            guard built.outputs.count == outputs.count else {
+                throw context.invalid("has \(outputs.count) outputs, the operator produces \(built.outputs.count)")
+            }
+            for (id, type) in zip(outputs, built.outputs) { types[id] = type }
+            for (i, name) in node.outputs.enumerated() where !name.isEmpty {
+                guard idByName[name] == nil else {
+                    throw InferenceError(.invalidModel, "tensor '\(name)' is produced twice (again by node '\(node.name)')")
+                }
+                idByName[name] = outputs[i]
+            }
+            let present = inputs.compactMap { $0 }
+            if !present.isEmpty, present.allSatisfy({ constants[$0] != nil }) || built.kernel is ConstantKernel {
+                try fold(built.kernel, outputs: outputs, scratch: pendingScratch)
+            } else {
+                steps.append((built.kernel, present + pendingConstants, outputs + pendingScratch))
+            }
+        }
+
+        // Graph outputs.
+        var outputIDs: [Int] = []
+        var outputInfos: [TensorInfo] = []
+        for output in graph.outputs {
+            guard let id = idByName[output.name] else {
+                throw InferenceError(.invalidModel, "graph output '\(output.name)' is not produced by any node")
+            }
+            let type = types[id]
+            if output.isTensor, output.elemType != 0, output.elemType != type.dataType.onnxElemType {
+                let declared = DataType(onnxElemType: output.elemType)?.rawValue ?? "ONNX type \(output.elemType)"
+                throw InferenceError(.invalidModel, "graph output '\(output.name)' is declared \(declared) but computes \(type.dataType.rawValue)")
+            }
+            outputIDs.append(id)
+            outputInfos.append(TensorInfo(name: output.name, dataType: type.dataType, shape: type.shape.publicShape))
+        }
+        guard !outputIDs.isEmpty else { throw InferenceError(.invalidModel, "the graph has no outputs") }
+
+        let plan = assignSlots(inputs: inputIDs, outputs: outputIDs)
+        return Result(plan: plan, inputs: inputInfos, outputs: outputInfos, opsetVersion: Int(defaultOpset))
+    }
+
+    private static func inputType(_ input: ONNXValueInfo) throws -> ValueType {
+        guard input.isTensor else {
+            throw InferenceError(.unsupportedOperator, "graph input '\(input.name)' is not a tensor (sequences and maps are not supported)")
+        }
+        guard let dataType = DataType(onnxElemType: input.elemType) else {
+            throw InferenceError(.unsupportedOperator, "graph input '\(input.name)' has unsupported element type \(input.elemType)")
+        }
+        guard let shape = input.shape else {
+            throw InferenceError(.invalidModel, "graph input '\(input.name)' has no shape")
+        }
+        let dims = try shape.enumerated().map { i, d -> SymDim in
+            switch d {
+            case .value(let v) where v >= 0: return .fixed(Int(v))
+            default:
+                guard i == 0 else {
+                    throw InferenceError(.unsupportedOperator, "graph input '\(input.name)' has dynamic dimension \(i); only the first (batch) dimension may be dynamic")
+                }
+                return .batch(1)
+            }
+        }
+        return ValueType(dataType: dataType, shape: dims)
+    }
+
+    /// Kahn's algorithm; rejects references to unknown tensors and cycles.
+    private static func topologicalOrder(_ graph: ONNXGraph, known: Set<String>) throws -> [Int] {
+        var producer: [String: Int] = [:]
+        for (i, node) in graph.nodes.enumerated() {
+            for name in node.outputs where !name.isEmpty {
+                if known.contains(name) || producer[name] != nil {
+                    throw InferenceError(.invalidModel, "tensor '\(name)' is produced twice (again by node '\(node.name)')")
+                }
+                producer[name] = i
+            }
+        }
+        var pending = [Int](repeating: 0, count: graph.nodes.count)
+        var consumers = [[Int]](repeating: [], count: graph.nodes.count)
+        for (i, node) in graph.nodes.enumerated() {
+            for name in node.inputs where !name.isEmpty {
+                if let p = producer[name] {
+                    pending[i] += 1
+                    consumers[p].append(i)
+                } else if !known.contains(name) {
+                    throw InferenceError(.invalidModel, "node '\(node.name)' (\(node.opType)) refers to unknown tensor '\(name)'")
+                }
+            }
+        }
+        var ready = pending.indices.filter { pending[$0] == 0 }.reversed() as [Int]
+        var order: [Int] = []
+        while let i = ready.popLast() {
+            order.append(i)
+            for c in consumers[i] {
+                pending[c] -= 1
+                if pending[c] == 0 { ready.append(c) }
+            }
+        }
+        guard order.count == graph.nodes.count else {
+            let stuck = graph.nodes.indices.first { pending[$0] > 0 }.map { graph.nodes[$0].name } ?? "?"
+            throw InferenceError(.invalidModel, "the graph has a cycle (through node '\(stuck)')")
+        }
+        return order
+    }
+
+    /// Runs a node whose inputs are all constants now, and records its outputs as constants.
+    private func fold(_ kernel: any Kernel, outputs: [Int], scratch: [Int]) throws {
+        var constantList: [ConstantBuffer] = []
+        var storage = [Storage](repeating: .none, count: types.count)
+        for (id, tensor) in constants {
+            storage[id] = .constant(constantList.count)
+            constantList.append(ConstantBuffer(tensor))
+        }
+        for (slot, id) in (outputs + scratch).enumerated() { storage[id] = .slot(slot) }
+        let plan = Plan(types: types, names: names, storage: storage, constants: constantList, steps: [kernel],
+                        inputValues: [], outputValues: outputs, slotCount: outputs.count + scratch.count)
+        let frame = Frame(plan: plan)
+        frame.prepare(batch: 1)
+        try kernel.execute(frame)
+        for id in outputs {
+            guard types[id].shape.isStatic else {
+                throw InferenceError(.internalError, "constant folding produced a batch-dependent value '\(names[id])'")
+            }
+            constants[id] = frame.tensor(id)
+        }
+    }
+
+    /// Drops steps nothing needs and gives every remaining value a constant or a buffer slot,
+    /// reusing the slot of a value once its last reader has run.
+    private func assignSlots(inputs: [Int], outputs: [Int]) -> Plan {
+        let graphOutputs = Set(outputs)
+        // Liveness, backwards from the graph outputs.
+        var needed = graphOutputs
+        var live: [(kernel: any Kernel, inputs: [Int], outputs: [Int])] = []
+        for step in steps.reversed() where step.outputs.contains(where: needed.contains) {
+            live.append(step)
+            needed.formUnion(step.inputs)
+        }
+        live.reverse()
+
+        var lastUse: [Int: Int] = [:]
+        for (i, step) in live.enumerated() { for v in step.inputs { lastUse[v] = i } }
+
+        var storage = [Storage](repeating: .none, count: types.count)
+        var constantList: [ConstantBuffer] = []
+        for (id, tensor) in constants where needed.contains(id) {
+            storage[id] = .constant(constantList.count)
+            constantList.append(ConstantBuffer(tensor))
+        }
+        var slotCount = 0
+        var free: [Int] = []
+        func take() -> Int {
+            if let s = free.popLast() { return s }
+            slotCount += 1
+            return slotCount - 1
+        }
+        func release(_ v: Int) {
+            if graphOutputs.contains(v) { return }
+            if case .slot(let s) = storage[v] { free.append(s) }
+        }
+        for v in inputs { storage[v] = .slot(take()) }
+        for v in inputs where lastUse[v] == nil { release(v) }
+        for (i, step) in live.enumerated() {
+            for v in step.outputs { storage[v] = .slot(take()) }
+            for v in Set(step.inputs) where lastUse[v] == i && constants[v] == nil { release(v) }
+            for v in step.outputs where lastUse[v] == nil { release(v) }
+        }
+        return Plan(types: types, names: names, storage: storage, constants: constantList,
+                    steps: live.map(\.kernel), inputValues: inputs, outputValues: outputs, slotCount: slotCount)
+    }
+}
+
+/// Marks kernels (like `Constant`) that must be folded even though they have no inputs.
+protocol ConstantKernel: Kernel {}
+
+extension Tensor {
+    /// An ONNX initializer as a tensor, reading raw_data or the typed field the spec assigns.
+    init(onnx t: ONNXTensor) throws {
+        let name = t.name
+        guard !t.isExternal else {
+            throw InferenceError(.unsupportedOperator, "initializer '\(name)' stores its data in an external file")
+        }
+        guard let dataType = DataType(onnxElemType: t.dataType) else {
+            throw InferenceError(.unsupportedOperator, "initializer '\(name)' has unsupported element type \(t.dataType)")
+        }
+        guard t.dims.allSatisfy({ $0 >= 0 }) else {
+            throw InferenceError(.invalidModel, "initializer '\(name)' has a negative dimension \(t.dims)")
+        }
+        let shape = t.dims.map { Int($0) }
+        let count = shape.reduce(1, *)
+        func check(_ n: Int) throws {
+            guard n == count else {
+                throw InferenceError(.invalidModel, "initializer '\(name)' of shape \(shape) has \(n) elements")
+            }
+        }
+        if let raw = t.rawData, dataType != .bytes {
+            do {
+                self = try Tensor(rawBytes: raw, dataType: dataType, shape: shape)
+            } catch {
+                throw InferenceError(.invalidModel, "initializer '\(name)' of shape \(shape): raw_data has \(raw.count) bytes")
+            }
+            return
+        }
+        let data: TensorData
+        switch dataType {
+        case .fp32: try check(t.floatData.count); data = .fp32(t.floatData)
+        case .fp64: try check(t.doubleData.count); data = .fp64(t.doubleData)
+        case .int64: try check(t.int64Data.count); data = .int64(t.int64Data)
+        case .int32: try check(t.int32Data.count); data = .int32(t.int32Data)
+        case .int16: try check(t.int32Data.count); data = .int16(t.int32Data.map { Int16(truncatingIfNeeded: $0) })
+        case .int8: try check(t.int32Data.count); data = .int8(t.int32Data.map { Int8(truncatingIfNeeded: $0) })
+        case .uint8: try check(t.int32Data.count); data = .uint8(t.int32Data.map { UInt8(truncatingIfNeeded: $0) })
+        case .bool: try check(t.int32Data.count); data = .bool(t.int32Data.map { $0 != 0 })
+        case .bytes: try check(t.stringData.count); data = .bytes(t.stringData)
+        }
+        self.init(shape: shape, data: data)
+    }
+}

@@ -1,0 +1,205 @@
+// The executor's per-run view of every graph value: a data pointer and a resolved shape.
+
+/// One compiled operator application. Kernels know the value ids they read and write and get
+/// pointers and shapes from the frame; they never allocate except for BYTES outputs.
+protocol Kernel: Sendable {
+    func execute(_ frame: Frame) throws
+}
+
+/// Where a value's data lives during a run.
+enum Storage: Sendable {
+    /// Index into `Plan.constants`.
+    case constant(Int)
+    /// A reusable buffer slot of the executor.
+    case slot(Int)
+    /// Not needed at run time (folded away or unused).
+    case none
+}
+
+/// Everything the executor needs, produced by the compiler.
+struct Plan: Sendable {
+    var types: [ValueType]
+    var names: [String]
+    var storage: [Storage]
+    var constants: [ConstantBuffer]
+    var steps: [any Kernel]
+    var inputValues: [Int]
+    var outputValues: [Int]
+    var slotCount: Int
+}
+
+/// A constant's bytes, immutable after creation and shared by every executor of a model.
+final class ConstantBuffer: @unchecked Sendable {
+    let tensor: Tensor
+    let bytes: UnsafeMutableRawPointer?
+
+    init(_ tensor: Tensor) {
+        self.tensor = tensor
+        if tensor.dataType == .bytes {
+            bytes = nil
+        } else {
+            let raw = tensor.rawBytes()
+            let p = UnsafeMutableRawPointer.allocate(byteCount: max(raw.count, 1), alignment: 16)
+            raw.withUnsafeBytes { p.copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(p), byteCount: raw.count) }
+            bytes = p
+        }
+    }
+
+    deinit { bytes?.deallocate() }
+
+    var strings: [[UInt8]] {
+        if case .bytes(let v) = tensor.data { v } else { [] }
+    }
+}
+
+/// Per-run state: resolved shapes and data pointers for every value. Owned by one executor.
+final class Frame {
+    let plan: Plan
+    private(set) var batch = -1
+    /// Flat resolved shapes: value v's dims are `dims[shapeStart[v] ..< shapeStart[v] + rank[v]]`.
+    private var dims: [Int]
+    private let shapeStart: [Int]
+    private var counts: [Int]
+    private var pointers: [UnsafeMutableRawPointer?]
+    private var slotBuffers: [UnsafeMutableRawPointer?]
+    private var slotCapacity: [Int]
+    private var slotNeed: [Int]
+    private var stringValues: [[[UInt8]]]
+
+    init(plan: Plan) {
+        self.plan = plan
+        var start: [Int] = []
+        var total = 0
+        for t in plan.types {
+            start.append(total)
+            total += t.shape.count
+        }
+        shapeStart = start
+        dims = Array(repeating: 0, count: total)
+        counts = Array(repeating: 0, count: plan.types.count)
+        pointers = Array(repeating: nil, count: plan.types.count)
+        slotBuffers = Array(repeating: nil, count: plan.slotCount)
+        slotCapacity = Array(repeating: 0, count: plan.slotCount)
+        slotNeed = Array(repeating: 0, count: plan.slotCount)
+        stringValues = Array(repeating: [], count: plan.types.count)
+        for (v, s) in plan.storage.enumerated() {
+            if case .constant(let c) = s {
+                pointers[v] = plan.constants[c].bytes
+                stringValues[v] = plan.constants[c].strings
+            }
+        }
+    }
+
+    deinit { for b in slotBuffers { b?.deallocate() } }
+
+    /// Resolves every shape for batch size `n` and makes every slot big enough.
+    func prepare(batch n: Int) {
+        if n == batch { return }
+        batch = n
+        for i in slotNeed.indices { slotNeed[i] = 0 }
+        for (v, t) in plan.types.enumerated() {
+            var count = 1
+            for (i, d) in t.shape.enumerated() {
+                let r = d.resolve(n)
+                dims[shapeStart[v] + i] = r
+                count *= r
+            }
+            counts[v] = count
+            if case .slot(let s) = plan.storage[v] {
+                slotNeed[s] = max(slotNeed[s], count * (t.dataType.byteSize ?? 0))
+            }
+        }
+        for s in 0..<plan.slotCount where slotNeed[s] > slotCapacity[s] {
+            slotBuffers[s]?.deallocate()
+            // Grow with headroom so a slowly rising batch size does not reallocate every run.
+            let capacity = max(slotNeed[s], slotCapacity[s] * 3 / 2, 64)
+            slotBuffers[s] = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 64)
+            slotCapacity[s] = capacity
+        }
+        for (v, s) in plan.storage.enumerated() {
+            if case .slot(let slot) = s { pointers[v] = slotBuffers[slot] }
+        }
+    }
+
+    // MARK: Kernel accessors
+
+    @inline(__always) func rank(_ v: Int) -> Int { plan.types[v].shape.count }
+    @inline(__always) func dim(_ v: Int, _ i: Int) -> Int { dims[shapeStart[v] + i] }
+    @inline(__always) func count(_ v: Int) -> Int { counts[v] }
+    @inline(__always) func dataType(_ v: Int) -> DataType { plan.types[v].dataType }
+
+    /// Product of dims `range` of value `v`.
+    func size(_ v: Int, _ range: Range<Int>) -> Int {
+        var p = 1
+        for i in range { p *= dims[shapeStart[v] + i] }
+        return p
+    }
+
+    func shape(_ v: Int) -> [Int] { Array(dims[shapeStart[v]..<(shapeStart[v] + rank(v))]) }
+
+    @inline(__always) func raw(_ v: Int) -> UnsafeMutableRawPointer {
+        // Zero-sized values may have no buffer; hand out a harmless non-null pointer.
+        pointers[v] ?? UnsafeMutableRawPointer(bitPattern: 64)!
+    }
+
+    @inline(__always) func pointer<T>(_ v: Int, _: T.Type) -> UnsafeMutablePointer<T> {
+        raw(v).assumingMemoryBound(to: T.self)
+    }
+
+    func strings(_ v: Int) -> [[UInt8]] { stringValues[v] }
+    func setStrings(_ v: Int, _ values: [[UInt8]]) { stringValues[v] = values }
+
+    // MARK: Moving tensors in and out
+
+    func load(_ v: Int, from tensor: Tensor) {
+        func copy<T>(_ values: [T]) {
+            values.withUnsafeBytes { src in
+                if let base = src.baseAddress { raw(v).copyMemory(from: base, byteCount: src.count) }
+            }
+        }
+        switch tensor.data {
+        case .fp32(let x): copy(x)
+        case .fp64(let x): copy(x)
+        case .int64(let x): copy(x)
+        case .int32(let x): copy(x)
+        case .int16(let x): copy(x)
+        case .int8(let x): copy(x)
+        case .uint8(let x): copy(x)
+        case .bool(let x): copy(x)
+        case .bytes(let x): stringValues[v] = x
+        }
+    }
+
+    func tensor(_ v: Int) -> Tensor {
+        let n = count(v)
+        func read<T>(_: T.Type) -> [T] {
+            [T](unsafeUninitializedCapacity: n) { buffer, initialized in
+                if n > 0 { buffer.baseAddress!.update(from: pointer(v, T.self), count: n) }
+                initialized = n
+            }
+        }
+        let data: TensorData
+        switch dataType(v) {
+        case .fp32: data = .fp32(read(Float.self))
+        case .fp64: data = .fp64(read(Double.self))
+        case .int64: data = .int64(read(Int64.self))
+        case .int32: data = .int32(read(Int32.self))
+        case .int16: data = .int16(read(Int16.self))
+        case .int8: data = .int8(read(Int8.self))
+        case .uint8: data = .uint8(read(UInt8.self))
+        case .bool: data = .bool(read(Bool.self))
+        case .bytes: data = .bytes(stringValues[v])
+        }
+        return Tensor(shape: shape(v), data: data)
+    }
+
+    /// Copies value `src` into `dst` (same element count and type); used by reshaping operators.
+    func copyValue(_ src: Int, to dst: Int) {
+        if dataType(src) == .bytes {
+            stringValues[dst] = stringValues[src]
+        } else {
+            let bytes = count(src) * (dataType(src).byteSize ?? 0)
+            if bytes > 0 { raw(dst).copyMemory(from: raw(src), byteCount: bytes) }
+        }
+    }
+}
