@@ -39,7 +39,7 @@ import Testing
         let fm = FileManager.default
         for v in ["1", "2", ".tmp-3", "04", "x"] {
             try fm.createDirectory(at: root.appendingPathComponent("m/\(v)"), withIntermediateDirectories: true)
-            if v != "2" { fm.createFile(atPath: root.appendingPathComponent("m/\(v)/model.onnx").path, contents: Data([0])) }
+            if v != "2" { _ = fm.createFile(atPath: root.appendingPathComponent("m/\(v)/model.onnx").path, contents: Data([0])) }
         }
         let repo = ModelRepository(path: root.path)
         #expect(try repo.modelNames() == ["m"])
