@@ -102,6 +102,12 @@ let package = Package(
         .testTarget(
             name: "SwerveInferenceTests", dependencies: ["SwerveInference", "SwerveProto"],
             exclude: ["Fixtures"]),
+        .testTarget(
+            name: "SwerveClientTests",
+            dependencies: [
+                "SwerveClient", "SwerveTransport", "SwerveProto",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveInference"]),
     ]
 )

@@ -3,7 +3,8 @@
 
 Each fixture is <name>.onnx plus <name>.json holding an input batch and onnxruntime's outputs:
   {"model": "<name>.onnx", "inputs": [{"name", "dtype", "shape", "data"}], "outputs": [...]}
-dtype is the KServe name (FP32, FP64, INT64, BYTES); data is flat, row-major.
+dtype is the KServe name (FP32, FP64, INT64, INT32, BOOL, BYTES); data is flat, row-major, with NaN
+written as the string "NaN" (JSON has no literal for it).
 
 Run with the project venv:  .venv/bin/python scripts/make_test_onnx.py
 """
@@ -25,19 +26,24 @@ BATCH = 12
 DTYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32", "bool": "BOOL"}
 
 
+def json_number(x):
+    """NaN has no JSON literal; fixtures spell it as the string "NaN"."""
+    return "NaN" if isinstance(x, float) and x != x else x
+
+
 def tensor_json(name, array):
     array = np.asarray(array)
     if array.dtype.kind in ("U", "S", "O"):
         return {"name": name, "dtype": "BYTES", "shape": list(array.shape),
                 "data": [x.decode() if isinstance(x, bytes) else str(x) for x in array.reshape(-1)]}
     dtype = DTYPES[array.dtype.name]
-    data = array.reshape(-1).tolist()
+    data = [json_number(x) for x in array.reshape(-1).tolist()]
     if dtype == "BOOL":
         data = [bool(x) for x in data]
     return {"name": name, "dtype": dtype, "shape": list(array.shape), "data": data}
 
 
-def save(name, model, feeds):
+def save(name, model, feeds, check=None):
     os.makedirs(OUT, exist_ok=True)
     onnx.checker.check_model(model)
     data = model.SerializeToString()
@@ -46,6 +52,8 @@ def save(name, model, feeds):
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     results = session.run(names, feeds)
+    if check is not None:
+        check(results)
     record = {
         "model": name + ".onnx",
         "inputs": [tensor_json(k, v) for k, v in feeds.items()],
@@ -213,8 +221,254 @@ def ml_operators():
     save("ml_operators", model, {"X": rng.standard_normal((BATCH, 4)).astype(np.float32)})
 
 
+def column_transformer_models():
+    """skl2onnx's ColumnTransformer(OneHotEncoder(handle_unknown='ignore'), StandardScaler) →
+    LogisticRegression, with one input per column group, for STRING and INT64 categoricals.
+    The batches hold categories never seen in training (encoded as all-zero one-hot rows)."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(17)
+    n = 200
+    num = rng.standard_normal((n, 3)).astype(np.float32)
+    kinds = {
+        "string": (StringTensorType, [["red", "green", "blue"], ["s", "m", "l", "xl"]], ["purple", "xxl", ""]),
+        "int64": (Int64TensorType, [[3, 7, 11], [0, 1, 2, 5]], [99, -4, 4]),
+    }
+    for kind, (tensor_type, vocab, unseen) in kinds.items():
+        cat = np.stack([rng.choice(v, n) for v in vocab], 1)
+        # The label depends on the categories and the numbers, so every coefficient matters.
+        score = (cat[:, 0] == vocab[0][0]) * 1.5 - (cat[:, 1] == vocab[1][2]) + num[:, 0]
+        y = np.digitize(score, [-0.5, 0.8])
+        x = np.empty((n, 5), dtype=object)
+        x[:, :2] = cat
+        x[:, 2:] = num
+        clf = LogisticRegression(max_iter=2000)
+        pipe = Pipeline([
+            ("pre", ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), [0, 1]),
+                                       ("num", StandardScaler(), [2, 3, 4])])),
+            ("clf", clf),
+        ]).fit(x, y)
+        onx = convert_sklearn(pipe, initial_types=[("cat", tensor_type([None, 2])), ("num", FloatTensorType([None, 3]))],
+                              options={id(clf): {"zipmap": False}}, target_opset=TARGET_OPSET)
+        batch_cat = np.stack([rng.choice(v, BATCH) for v in vocab], 1).astype(object if kind == "string" else np.int64)
+        batch_cat[1, 0] = unseen[0]        # one unseen category
+        batch_cat[4, 1] = unseen[1]
+        batch_cat[7, :] = unseen[1:]       # both unseen: the one-hot part is all zeros
+        if kind == "string":
+            batch_cat = batch_cat.astype(object)
+        feeds = {"cat": batch_cat, "num": rng.standard_normal((BATCH, 3)).astype(np.float32)}
+        # The export's own answer for the unseen rows must be scikit-learn's.
+        x_batch = np.empty((BATCH, 5), dtype=object)
+        x_batch[:, :2] = batch_cat
+        x_batch[:, 2:] = feeds["num"]
+        save(f"ct_onehot_{kind}", onx, feeds, check=lambda out: np.testing.assert_allclose(
+            out[1], pipe.predict_proba(x_batch), rtol=1e-4, atol=1e-5))
+
+
+def torch_embedding_mlp():
+    """What torch.onnx.export emits (opset 13) for two nn.Embedding tables feeding an MLP:
+
+        a = torch.where(a < 10, a, 0)                  # ids past the vocabulary share row 0
+        ea = self.emb_a(a).flatten(1)                  # a: [N, 1] → [N, 1, 4] → [N, 4]
+        eb = self.emb_b(b.squeeze(1)).unsqueeze(1)     # b: [N, 1] → [N] → [N, 3] → [N, 1, 3]
+        eb = eb.reshape(eb.shape[0], -1)               # constant [0, -1] after tracing
+        h = torch.relu(self.fc1(torch.cat([ea, eb], 1)))
+        h = h.view(h.size(0), -1)                      # Shape → Gather → Unsqueeze → Concat → Reshape
+        return torch.softmax(self.fc2(h), -1)          # fc2 as MatMul + Add
+
+    Negative ids index from the end of a table, as ONNX Gather defines."""
+    rng = np.random.default_rng(23)
+    f32 = lambda *shape: (rng.standard_normal(shape) * 0.5).astype(np.float32)
+    N = helper.make_node
+    vi = helper.make_tensor_value_info
+    inits = [
+        const("emb_a.weight", f32(10, 4)), const("emb_b.weight", f32(6, 3)),
+        const("fc1.weight", f32(16, 7)), const("fc1.bias", f32(16)),
+        const("fc2.weight_T", f32(16, 5)), const("fc2.bias", f32(5)),
+        const("onnx::vocab_a", np.array(10, dtype=np.int64)), const("onnx::zero", np.array(0, dtype=np.int64)),
+        const("onnx::shape", np.array([0, -1], dtype=np.int64)),
+    ]
+    nodes = [
+        N("Less", ["a", "onnx::vocab_a"], ["/Less_output_0"], name="/Less"),
+        N("Where", ["/Less_output_0", "a", "onnx::zero"], ["/Where_output_0"], name="/Where"),
+        N("Gather", ["emb_a.weight", "/Where_output_0"], ["/emb_a/Gather_output_0"], name="/emb_a/Gather"),
+        N("Flatten", ["/emb_a/Gather_output_0"], ["/Flatten_output_0"], name="/Flatten", axis=1),
+        N("Constant", [], ["/Constant_output_0"], name="/Constant",
+          value=numpy_helper.from_array(np.array([1], dtype=np.int64))),
+        N("Squeeze", ["b", "/Constant_output_0"], ["/Squeeze_output_0"], name="/Squeeze"),
+        N("Gather", ["emb_b.weight", "/Squeeze_output_0"], ["/emb_b/Gather_output_0"], name="/emb_b/Gather"),
+        N("Unsqueeze", ["/emb_b/Gather_output_0", "/Constant_output_0"], ["/Unsqueeze_output_0"], name="/Unsqueeze"),
+        N("Reshape", ["/Unsqueeze_output_0", "onnx::shape"], ["/Reshape_output_0"], name="/Reshape"),
+        N("Concat", ["/Flatten_output_0", "/Reshape_output_0"], ["/Concat_output_0"], name="/Concat", axis=1),
+        N("Gemm", ["/Concat_output_0", "fc1.weight", "fc1.bias"], ["/fc1/Gemm_output_0"], name="/fc1/Gemm",
+          alpha=1.0, beta=1.0, transB=1),
+        N("Relu", ["/fc1/Gemm_output_0"], ["/Relu_output_0"], name="/Relu"),
+        N("Shape", ["/Relu_output_0"], ["/Shape_output_0"], name="/Shape"),
+        N("Constant", [], ["/Constant_1_output_0"], name="/Constant_1",
+          value=numpy_helper.from_array(np.array(0, dtype=np.int64))),
+        N("Gather", ["/Shape_output_0", "/Constant_1_output_0"], ["/Gather_output_0"], name="/Gather", axis=0),
+        N("Constant", [], ["/Constant_2_output_0"], name="/Constant_2",
+          value=numpy_helper.from_array(np.array([0], dtype=np.int64))),
+        N("Unsqueeze", ["/Gather_output_0", "/Constant_2_output_0"], ["/Unsqueeze_1_output_0"], name="/Unsqueeze_1"),
+        N("Constant", [], ["/Constant_3_output_0"], name="/Constant_3",
+          value=numpy_helper.from_array(np.array([-1], dtype=np.int64))),
+        N("Concat", ["/Unsqueeze_1_output_0", "/Constant_3_output_0"], ["/Concat_1_output_0"], name="/Concat_1", axis=0),
+        N("Reshape", ["/Relu_output_0", "/Concat_1_output_0"], ["/Reshape_1_output_0"], name="/Reshape_1"),
+        N("MatMul", ["/Reshape_1_output_0", "fc2.weight_T"], ["/fc2/MatMul_output_0"], name="/fc2/MatMul"),
+        N("Add", ["fc2.bias", "/fc2/MatMul_output_0"], ["/fc2/Add_output_0"], name="/fc2/Add"),
+        N("Softmax", ["/fc2/Add_output_0"], ["probs"], name="/Softmax", axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes, "main_graph",
+        [vi("a", TensorProto.INT64, ["batch", 1]), vi("b", TensorProto.INT64, ["batch", 1])],
+        [vi("probs", TensorProto.FLOAT, ["batch", 5])], inits)
+    model = helper.make_model(graph, producer_name="pytorch", producer_version="2.5.0",
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    a = rng.integers(0, 10, (BATCH, 1)).astype(np.int64)
+    b = rng.integers(0, 6, (BATCH, 1)).astype(np.int64)
+    a[2, 0], a[5, 0] = 10, 1234     # out of vocabulary: mapped to row 0 by the model
+    b[3, 0], b[8, 0] = -1, -6       # negative: rows 5 and 0
+    save("torch_embedding_mlp", model, {"a": a, "b": b})
+
+
+def categorical_operators():
+    """LabelEncoder (string→int64, int64→string), CategoryMapper both ways, Binarizer, Equal and
+    Where with broadcasting, on inputs that include unknown categories."""
+    rng = np.random.default_rng(29)
+    N = helper.make_node
+    vi = helper.make_tensor_value_info
+    ml = "ai.onnx.ml"
+    colors = ["red", "green", "blue", "green"]  # a duplicate key: onnxruntime keeps the first
+    nodes = [
+        N("LabelEncoder", ["color"], ["color_id"], name="le_s2i", domain=ml,
+          keys_strings=colors, values_int64s=[0, 1, 2, 7]),
+        N("LabelEncoder", ["code"], ["code_name"], name="le_i2s", domain=ml,
+          keys_int64s=[10, 20, 30], values_strings=["ten", "twenty", "thirty"], default_string="other"),
+        N("LabelEncoder", ["code"], ["code_weight"], name="le_i2f", domain=ml,
+          keys_int64s=[10, 20], values_floats=[0.5, 2.0]),
+        N("CategoryMapper", ["color"], ["color_cat"], name="cm_s2i", domain=ml,
+          cats_strings=["blue", "red", "blue"], cats_int64s=[5, 6, 8], default_int64=99),
+        N("CategoryMapper", ["code"], ["code_cat"], name="cm_i2s", domain=ml,
+          cats_strings=["a", "b", "c"], cats_int64s=[10, 20, 10]),
+        N("Binarizer", ["x"], ["x_bin"], name="bin", domain=ml, threshold=0.25),
+        N("Binarizer", ["x"], ["x_bin0"], name="bin_default", domain=ml),
+        N("Equal", ["color_id", "minus_one"], ["unknown"], name="eq"),
+        N("Where", ["unknown", "zero", "color_id"], ["color_safe"], name="where_scalar"),
+        N("Unsqueeze", ["unknown", "axes1"], ["unknown_col"], name="unsq"),
+        N("Where", ["unknown_col", "fill", "x"], ["x_masked"], name="where_broadcast"),
+        N("Equal", ["x_bin", "x_bin0"], ["bins_agree"], name="eq_float"),
+    ]
+    inits = [const("minus_one", np.array(-1, dtype=np.int64)), const("zero", np.array(0, dtype=np.int64)),
+             const("axes1", np.array([1], dtype=np.int64)), const("fill", np.array([9, 8, 7], dtype=np.float32))]
+    outputs = [
+        vi("color_id", TensorProto.INT64, [None]), vi("code_name", TensorProto.STRING, [None]),
+        vi("code_weight", TensorProto.FLOAT, [None]),
+        vi("color_cat", TensorProto.INT64, [None]), vi("code_cat", TensorProto.STRING, [None]),
+        vi("x_bin", TensorProto.FLOAT, [None, 3]), vi("x_bin0", TensorProto.FLOAT, [None, 3]),
+        vi("color_safe", TensorProto.INT64, [None]), vi("x_masked", TensorProto.FLOAT, [None, 3]),
+        vi("bins_agree", TensorProto.BOOL, [None, 3]),
+    ]
+    graph = helper.make_graph(
+        nodes, "categorical",
+        [vi("color", TensorProto.STRING, [None]), vi("code", TensorProto.INT64, [None]),
+         vi("x", TensorProto.FLOAT, [None, 3])], outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(ml, 2)])
+    model.ir_version = 8
+    color = np.array(["red", "green", "blue", "purple", "", "Red", "green", "blue", "red", "teal", "blue", "green"],
+                     dtype=object)
+    code = np.array([10, 20, 30, 40, -1, 10, 0, 20, 30, 10, 99, 20], dtype=np.int64)
+    x = rng.standard_normal((BATCH, 3)).astype(np.float32)
+    x[0, 0], x[1, 1] = 0.25, 0.0  # exactly at the thresholds
+    save("categorical_operators", model, {"color": color, "code": code, "x": x})
+
+
+def categorical_operators_legacy():
+    """Opset 11 / ai.onnx.ml 1 forms: LabelEncoder's classes_strings in both directions,
+    Unsqueeze and Squeeze with attribute axes, Gather on dynamic data along a negative axis."""
+    N = helper.make_node
+    vi = helper.make_tensor_value_info
+    ml = "ai.onnx.ml"
+    classes = ["cat", "dog", "bird", "dog"]
+    nodes = [
+        N("LabelEncoder", ["animal"], ["animal_id"], name="le1_s2i", domain=ml, classes_strings=classes,
+          default_int64=-7),
+        N("LabelEncoder", ["animal_id"], ["animal_back"], name="le1_i2s", domain=ml, classes_strings=classes,
+          default_string="?"),
+        N("Unsqueeze", ["animal_id"], ["id_3d"], name="unsq_attr", axes=[1, -1]),
+        N("Squeeze", ["id_3d"], ["id_2d"], name="sq_attr", axes=[2]),
+        N("Gather", ["pairs", "pick"], ["picked"], name="gather_cols", axis=-1),
+        N("Gather", ["pairs", "row_idx"], ["picked_rows"], name="gather_rows", axis=0),
+        N("OneHotEncoder", ["pairs"], ["pairs_onehot"], name="ohe_int", domain=ml, cats_int64s=[1, 2, 3, 5]),
+        N("OneHotEncoder", ["ratio"], ["ratio_onehot"], name="ohe_float", domain=ml, cats_int64s=[0, 1, -1, 2]),
+    ]
+    inits = [const("pick", np.array([[1, -2], [0, 0]], dtype=np.int32)),
+             const("row_idx", np.array(-1, dtype=np.int64))]
+    outputs = [
+        vi("animal_id", TensorProto.INT64, [None]), vi("animal_back", TensorProto.STRING, [None]),
+        vi("id_3d", TensorProto.INT64, [None, 1, 1]), vi("id_2d", TensorProto.INT64, [None, 1]),
+        vi("picked", TensorProto.INT64, [None, 2, 2]), vi("picked_rows", TensorProto.INT64, [2]),
+        vi("pairs_onehot", TensorProto.FLOAT, [None, 2, 4]), vi("ratio_onehot", TensorProto.FLOAT, [None, 4]),
+    ]
+    graph = helper.make_graph(
+        nodes, "legacy_categorical",
+        [vi("animal", TensorProto.STRING, [None]), vi("pairs", TensorProto.INT64, [None, 2]),
+         vi("ratio", TensorProto.FLOAT, [None])], outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11), helper.make_opsetid(ml, 1)])
+    model.ir_version = 6
+    animal = np.array(["cat", "dog", "bird", "fish", "Cat", "", "dog", "bird", "cat", "cow", "dog", "cat"],
+                      dtype=object)
+    rng = np.random.default_rng(31)
+    pairs = rng.integers(0, 7, (BATCH, 2)).astype(np.int64)
+    ratio = np.array([0.2, 1.9, -0.7, -1.2, 2.5, 3.0, 0.0, -0.0, 1.0, 2.99, -2.0, 0.5], dtype=np.float32)
+    # picked_rows reads only the last row, so this fixture is not split into one-row batches.
+    save("categorical_operators_legacy", model, {"animal": animal, "pairs": pairs, "ratio": ratio})
+
+
+def categorical_operators_v4():
+    """Opset 19 / ai.onnx.ml 4: LabelEncoder with tensor attributes (a NaN key, double values,
+    default_tensor), Equal and Where on strings."""
+    N = helper.make_node
+    vi = helper.make_tensor_value_info
+    ml = "ai.onnx.ml"
+    nodes = [
+        N("LabelEncoder", ["score"], ["score_name"], name="le4_f2s", domain=ml,
+          keys_tensor=numpy_helper.from_array(np.array([0.5, np.nan, -1.0, 0.0], dtype=np.float32), "k"),
+          values_tensor=numpy_helper.from_array(np.array(["half", "missing", "minus one", "zero"], dtype=object), "v"),
+          default_tensor=numpy_helper.from_array(np.array(["n/a"], dtype=object), "d")),
+        N("LabelEncoder", ["word"], ["word_weight"], name="le4_s2d", domain=ml,
+          keys_tensor=numpy_helper.from_array(np.array(["a", "b"], dtype=object), "k"),
+          values_tensor=numpy_helper.from_array(np.array([0.125, -3.5], dtype=np.float64), "v")),
+        N("Equal", ["word", "target"], ["is_target"], name="eq_str"),
+        N("Where", ["is_target", "word", "replacement"], ["word_or_other"], name="where_str"),
+    ]
+    inits = [const("target", np.array(["b"], dtype=object)), const("replacement", np.array("other", dtype=object))]
+    outputs = [
+        vi("score_name", TensorProto.STRING, [None]), vi("word_weight", TensorProto.DOUBLE, [None]),
+        vi("is_target", TensorProto.BOOL, [None]), vi("word_or_other", TensorProto.STRING, [None]),
+    ]
+    graph = helper.make_graph(
+        nodes, "v4_categorical",
+        [vi("score", TensorProto.FLOAT, [None]), vi("word", TensorProto.STRING, [None])], outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid(ml, 4)])
+    model.ir_version = 9
+    score = np.array([0.5, np.nan, -1.0, 0.0, -0.0, 2.0, 0.5, np.nan, 1.0, -1.0, 0.25, 0.0], dtype=np.float32)
+    word = np.array(["a", "b", "c", "", "b", "a", "B", "b", "a", "zz", "b", "a"], dtype=object)
+    save("categorical_operators_v4", model, {"score": score, "word": word})
+
+
 if __name__ == "__main__":
     sklearn_models()
     dense_network()
     legacy_softmax()
     ml_operators()
+    column_transformer_models()
+    torch_embedding_mlp()
+    categorical_operators()
+    categorical_operators_legacy()
+    categorical_operators_v4()

@@ -130,12 +130,57 @@ final class GraphCompiler {
     var pendingScratch: [Int] = []
     /// Constants derived by the node being built.
     var pendingConstants: [Int] = []
+    /// INT64 values of rank ≤ 1 that hold tensor dimensions known up to the batch size: what
+    /// `Shape` produces and `Gather`, `Unsqueeze`, `Squeeze`, `Concat`, `Cast` and `Identity`
+    /// pass along. torch.onnx builds `x.view(x.size(0), -1)` this way; Reshape reads the
+    /// symbolic target here instead of needing a constant.
+    var shapeValues: [Int: [SymDim]] = [:]
     private var steps: [(kernel: any Kernel, inputs: [Int], outputs: [Int])] = []
 
     func newValue(_ name: String, _ type: ValueType) -> Int {
         types.append(type)
         names.append(name)
         return types.count - 1
+    }
+
+    /// The elements of `id` as symbolic dimensions, when they are known at compile time: a
+    /// constant INT64 tensor of rank ≤ 1, or a shape value.
+    func shapeValue(_ id: Int) -> [SymDim]? {
+        if let dims = shapeValues[id] { return dims }
+        if let c = constants[id], c.shape.count <= 1, case .int64(let v) = c.data { return v.map { .fixed(Int($0)) } }
+        return nil
+    }
+
+    /// Records what a node computes from shape values, for the operators that only move them.
+    private func propagateShapeValue(_ node: ONNXNode, domain: String, inputs: [Int?], outputs: [Int]) {
+        guard domain == "", outputs.count == 1, constants[outputs[0]] == nil, types[outputs[0]].dataType == .int64,
+            types[outputs[0]].shape.count <= 1
+        else { return }
+        let present = inputs.compactMap { $0 }
+        guard let first = present.first, let values = shapeValue(first) else { return }
+        let result: [SymDim]?
+        switch node.opType {
+        case "Identity", "Cast", "Unsqueeze", "Squeeze", "Reshape":
+            result = values
+        case "Concat":
+            let parts = present.map { shapeValue($0) }
+            result = parts.contains { $0 == nil } ? nil : parts.flatMap { $0! }
+        case "Gather":
+            // Indices into a 1-D shape value (axis 0 is the only axis it has).
+            guard present.count == 2, let indices = constants[present[1]] else { return }
+            let picks: [Int64]
+            switch indices.data {
+            case .int64(let v): picks = v
+            case .int32(let v): picks = v.map(Int64.init)
+            default: return
+            }
+            result = picks.map { values[Int($0 < 0 ? $0 + Int64(values.count) : $0)] }
+        default:
+            result = nil
+        }
+        if let result, present.contains(where: { shapeValues[$0] != nil }) {
+            shapeValues[outputs[0]] = result
+        }
     }
 
     func addConstant(_ tensor: Tensor, name: String) -> Int {
@@ -229,8 +274,11 @@ final class GraphCompiler {
                 }
                 idByName[name] = outputs[i]
             }
+            propagateShapeValue(node, domain: domain, inputs: inputs, outputs: outputs)
             let present = inputs.compactMap { $0 }
-            if !present.isEmpty, present.allSatisfy({ constants[$0] != nil }) || built.kernel is ConstantKernel {
+            // Constant nodes have no inputs but must fold too, so that consumers needing a
+            // constant (Reshape's shape, Squeeze's axes) see their value.
+            if (!present.isEmpty && present.allSatisfy({ constants[$0] != nil })) || built.kernel is ConstantKernel {
                 try fold(built.kernel, outputs: outputs, scratch: pendingScratch)
             } else {
                 steps.append((built.kernel, present + pendingConstants, outputs + pendingScratch))

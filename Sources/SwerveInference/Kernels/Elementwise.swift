@@ -50,6 +50,10 @@ struct BinaryKernel<T: ArithmeticScalar>: Kernel {
     let op: BinaryOp
     let a: Int, b: Int, out: Int
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    @_specialize(where T == Int64)
+    @_specialize(where T == Int32)
     func execute(_ frame: Frame) {
         switch op {
         case .add: broadcastBinary(frame, a, b, out, T.add)
@@ -190,6 +194,8 @@ struct UnaryKernel<T: FloatScalar>: Kernel {
     let op: UnaryOp
     let input: Int, out: Int
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func execute(_ frame: Frame) {
         let x = frame.pointer(input, T.self), y = frame.pointer(out, T.self)
         let n = frame.count(out)

@@ -20,6 +20,8 @@ func buildSoftmax(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [V
 struct SoftmaxKernel<T: FloatScalar>: Kernel {
     let input: Int, out: Int, axis: Int, coerceTo2D: Bool
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func execute(_ frame: Frame) {
         let rank = frame.rank(input)
         let outer = frame.size(input, 0..<min(axis, rank))
@@ -76,6 +78,9 @@ func buildArgExtreme(_ ctx: NodeContext, max: Bool) throws -> (kernel: any Kerne
 struct ArgExtremeKernel<T: Comparable>: Kernel {
     let input: Int, out: Int, axis: Int, max: Bool, selectLast: Bool
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    @_specialize(where T == Int64)
     func execute(_ frame: Frame) {
         let x = frame.pointer(input, T.self), y = frame.pointer(out, Int64.self)
         let outer = frame.size(input, 0..<axis), length = frame.dim(input, axis)

@@ -82,6 +82,8 @@ struct GemmKernel<T: GemmScalar>: Kernel {
     let transA: Bool, transB: Bool
     let alpha: Float, beta: Float
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func execute(_ frame: Frame) {
         let m = frame.dim(a, transA ? 1 : 0), k = frame.dim(a, transA ? 0 : 1)
         let n = frame.dim(b, transB ? 0 : 1)
@@ -142,6 +144,8 @@ func buildMatMul(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [Va
 struct MatMulKernel<T: GemmScalar>: Kernel {
     let a: Int, b: Int, out: Int
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func execute(_ frame: Frame) {
         let ra = frame.rank(a), rb = frame.rank(b)
         let m = ra == 1 ? 1 : frame.dim(a, ra - 2)

@@ -1,5 +1,5 @@
-// Operators that move or convert data without arithmetic: Flatten, Reshape, Identity, Concat,
-// Cast, Constant.
+// Operators that move or convert data without arithmetic: Flatten, Reshape, Shape, Unsqueeze,
+// Squeeze, Identity, Concat, Cast, Constant.
 
 /// Copies its input; Flatten, Reshape and Identity differ only in the output's shape.
 struct CopyKernel: Kernel {
@@ -26,18 +26,21 @@ func buildFlatten(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [V
 
 func buildReshape(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [ValueType]) {
     let x = try ctx.input(0)
-    let target: [Int64]
+    // Each target entry is an integer (0 = copy, -1 = infer) or, from a Shape chain, a
+    // symbolic batch dimension.
+    let target: [SymDim]
     if ctx.opset < 5 {
         try ctx.requireInputs(1...1)
         guard let s = try ctx.ints("shape") else { throw ctx.invalid("missing attribute 'shape'") }
-        target = s
+        target = s.map { .fixed(Int($0)) }
     } else {
         try ctx.requireInputs(2...2)
         let s = try ctx.input(1)
-        guard let shapeTensor = ctx.constant(s) else {
-            throw ctx.unsupported("the target shape '\(ctx.compiler.names[s])' must be a constant (initializer or folded)")
+        guard ctx.type(s).dataType == .int64 else { throw ctx.invalid("the shape input must be INT64") }
+        guard let values = ctx.compiler.shapeValue(s) else {
+            throw ctx.unsupported(
+                "the target shape '\(ctx.compiler.names[s])' must be a constant or computed from tensor shapes (Shape, Gather, Concat…)")
         }
-        guard case .int64(let values) = shapeTensor.data else { throw ctx.invalid("the shape input must be INT64") }
         target = values
     }
     let allowZero = try ctx.int("allowzero", default: 0) != 0
@@ -46,17 +49,19 @@ func buildReshape(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [V
     var inferred: Int? = nil
     for (i, s) in target.enumerated() {
         switch s {
-        case 0 where !allowZero:
-            guard i < input.count else { throw ctx.invalid("shape \(target): 0 at index \(i) but input rank is \(input.count)") }
+        case .batch:
+            out.append(s)
+        case .fixed(0) where !allowZero:
+            guard i < input.count else { throw ctx.invalid("shape \(target.text): 0 at index \(i) but input rank is \(input.count)") }
             out.append(input[i])
-        case -1:
-            guard inferred == nil else { throw ctx.invalid("shape \(target) has more than one -1") }
+        case .fixed(-1):
+            guard inferred == nil else { throw ctx.invalid("shape \(target.text) has more than one -1") }
             inferred = i
             out.append(.fixed(1))
-        case ..<0:
-            throw ctx.invalid("shape \(target) has invalid dimension \(s)")
+        case .fixed(let k) where k < 0:
+            throw ctx.invalid("shape \(target.text) has invalid dimension \(k)")
         default:
-            out.append(.fixed(Int(s)))
+            out.append(s)
         }
     }
     let total = input.product()
@@ -66,13 +71,106 @@ func buildReshape(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [V
             let dim = SymSize(coefficient: total.coefficient / known.coefficient, power: total.power - known.power).dim,
             total.power >= known.power
         else {
-            throw ctx.invalid("cannot reshape \(input.text) to \(target)")
+            throw ctx.invalid("cannot reshape \(input.text) to \(target.text)")
         }
         out[i] = dim
     } else if out.product() != total {
-        throw ctx.invalid("cannot reshape \(input.text) to \(target): element counts differ")
+        throw ctx.invalid("cannot reshape \(input.text) to \(target.text): element counts differ")
     }
     return (CopyKernel(input: x, out: ctx.outputs[0]), [ValueType(dataType: ctx.type(x).dataType, shape: out)])
+}
+
+// MARK: Shape
+
+func buildShape(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [ValueType]) {
+    try ctx.requireInputs(1...1)
+    let x = try ctx.input(0)
+    let shape = ctx.type(x).shape
+    // Opset 15 added start/end, clamped to the rank like Python slices.
+    func clamp(_ i: Int) -> Int { min(max(i < 0 ? i + shape.count : i, 0), shape.count) }
+    let start = clamp(try ctx.int("start", default: 0))
+    let end = max(clamp(try ctx.int("end", default: shape.count)), start)
+    let dims = Array(shape[start..<end])
+    let out = ctx.outputs[0]
+    let type = ValueType(dataType: .int64, shape: [.fixed(dims.count)])
+    if dims.allSatisfy({ !$0.isBatch }) {
+        let values = dims.map { Int64($0.fixedValue!) }
+        return (ConstantValueKernel(tensor: Tensor(shape: [dims.count], data: .int64(values)), out: out), [type])
+    }
+    ctx.compiler.shapeValues[out] = dims
+    return (ShapeKernel(input: x, out: out, start: start), [type])
+}
+
+/// Writes the resolved dimensions `start ..< start + count(out)` of its input.
+struct ShapeKernel: Kernel {
+    let input: Int, out: Int, start: Int
+    func execute(_ frame: Frame) {
+        let y = frame.pointer(out, Int64.self)
+        for i in 0..<frame.count(out) { y[i] = Int64(frame.dim(input, start + i)) }
+    }
+}
+
+// MARK: Unsqueeze / Squeeze
+
+/// The `axes` of Unsqueeze or Squeeze: an attribute before opset 13, an optional constant INT64
+/// input from 13 (torch.onnx and skl2onnx emit it as an initializer or a Constant node).
+private func squeezeAxes(_ ctx: NodeContext, required: Bool) throws -> [Int64]? {
+    if ctx.opset < 13 {
+        try ctx.requireInputs(1...1)
+        let axes = try ctx.ints("axes")
+        if required && axes == nil { throw ctx.invalid("missing attribute 'axes'") }
+        return axes
+    }
+    try ctx.requireInputs(required ? 2...2 : 1...2)
+    guard let id = ctx.optionalInput(1) else { return nil }
+    guard let tensor = ctx.constant(id) else {
+        throw ctx.unsupported("the axes input '\(ctx.compiler.names[id])' must be a constant (initializer or folded)")
+    }
+    guard case .int64(let values) = tensor.data, tensor.shape.count <= 1 else {
+        throw ctx.invalid("the axes input must be a 1-D INT64 tensor")
+    }
+    return values
+}
+
+func buildUnsqueeze(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [ValueType]) {
+    let x = try ctx.input(0)
+    let axes = try squeezeAxes(ctx, required: true) ?? []
+    let input = ctx.type(x).shape
+    let rank = input.count + axes.count
+    var inserted = Set<Int>()
+    for a in axes {
+        let axis = try ctx.axis(Int(a), rank: rank)
+        guard inserted.insert(axis).inserted else { throw ctx.invalid("axis \(a) appears twice in \(axes)") }
+    }
+    var rest = input.makeIterator()
+    let shape = (0..<rank).map { inserted.contains($0) ? SymDim.fixed(1) : rest.next()! }
+    return (CopyKernel(input: x, out: ctx.outputs[0]), [ValueType(dataType: ctx.type(x).dataType, shape: shape)])
+}
+
+func buildSqueeze(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [ValueType]) {
+    let x = try ctx.input(0)
+    let input = ctx.type(x).shape
+    var removed = Set<Int>()
+    if let axes = try squeezeAxes(ctx, required: false) {
+        for a in axes {
+            let axis = try ctx.axis(Int(a), rank: input.count)
+            guard input[axis] == .fixed(1) else {
+                throw input[axis].isBatch
+                    ? ctx.unsupported("cannot squeeze axis \(a) of \(input.text): it is the batch dimension")
+                    : ctx.invalid("cannot squeeze axis \(a) of \(input.text): its size is not 1")
+            }
+            removed.insert(axis)
+        }
+    } else {
+        // Without axes every size-1 dimension goes. A batch dimension is 1 only for a batch of
+        // one, so the output's rank would depend on the request: refuse rather than guess.
+        if input.contains(.batch(1)) {
+            throw ctx.unsupported("Squeeze without axes on \(input.text) would drop the batch dimension for a batch of 1")
+        }
+        for (i, d) in input.enumerated() where d == .fixed(1) { removed.insert(i) }
+    }
+    let shape = input.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+    return (CopyKernel(input: x, out: ctx.outputs[0]), [ValueType(dataType: ctx.type(x).dataType, shape: shape)])
 }
 
 // MARK: Concat

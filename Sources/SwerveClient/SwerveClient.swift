@@ -1,0 +1,270 @@
+import NIOCore
+import SwerveProto
+import SwerveTransport
+import Synchronization
+
+/// A client for the Open Inference Protocol (KServe v2) gRPC service and the gRPC health
+/// service, as Swerve, Triton and any KServe v2 server speak them.
+///
+/// One client holds one or more HTTP/2 connections; calls are spread over them round-robin,
+/// and any number of calls run concurrently (each is one HTTP/2 stream). Every method throws
+/// ``GRPCStatus``: the server's status when it answers non-OK, UNAVAILABLE when the connection
+/// is lost, DEADLINE_EXCEEDED when the timeout passes, INVALID_ARGUMENT for a request the client
+/// refuses to send, INTERNAL for a response it cannot decode.
+public final class SwerveClient: Sendable {
+    /// The gRPC method paths this client calls.
+    public enum Method {
+        public static let serverLive = "/inference.GRPCInferenceService/ServerLive"
+        public static let serverReady = "/inference.GRPCInferenceService/ServerReady"
+        public static let modelReady = "/inference.GRPCInferenceService/ModelReady"
+        public static let serverMetadata = "/inference.GRPCInferenceService/ServerMetadata"
+        public static let modelMetadata = "/inference.GRPCInferenceService/ModelMetadata"
+        public static let modelInfer = "/inference.GRPCInferenceService/ModelInfer"
+        public static let modelConfig = "/inference.GRPCInferenceService/ModelConfig"
+        public static let modelStatistics = "/inference.GRPCInferenceService/ModelStatistics"
+        public static let repositoryIndex = "/inference.GRPCInferenceService/RepositoryIndex"
+        public static let repositoryModelLoad = "/inference.GRPCInferenceService/RepositoryModelLoad"
+        public static let repositoryModelUnload = "/inference.GRPCInferenceService/RepositoryModelUnload"
+        public static let healthCheck = "/grpc.health.v1.Health/Check"
+        public static let healthWatch = "/grpc.health.v1.Health/Watch"
+    }
+
+    private let connections: [GRPCClientConnection]
+    private let nextConnection = Atomic<Int>(0)
+    /// Applied to every call that passes no timeout of its own; nil means no deadline.
+    public let defaultTimeout: Duration?
+    /// Metadata (headers) sent with every call, e.g. `("authorization", "Bearer …")`.
+    public let metadata: [(String, String)]
+
+    private init(connections: [GRPCClientConnection], defaultTimeout: Duration?, metadata: [(String, String)]) {
+        self.connections = connections
+        self.defaultTimeout = defaultTimeout
+        self.metadata = metadata
+    }
+
+    /// The number of HTTP/2 connections calls are spread over.
+    public var connectionCount: Int { connections.count }
+
+    /// Connects `connections` HTTP/2 connections (cleartext, prior knowledge) to `host:port`.
+    ///
+    /// - Parameters:
+    ///   - connections: how many TCP connections to open; more than one spreads load over the
+    ///     server's event loops.
+    ///   - eventLoopGroup: the NIO group to run on; the shared singleton by default.
+    ///   - defaultTimeout: the deadline of calls that pass none.
+    ///   - metadata: headers sent with every call.
+    ///   - maxReceiveMessageSize: the largest response message accepted.
+    /// - Throws: ``GRPCStatus`` UNAVAILABLE when a connection cannot be established.
+    public static func connect(
+        host: String, port: Int, connections: Int = 1, eventLoopGroup: (any EventLoopGroup)? = nil,
+        defaultTimeout: Duration? = nil, metadata: [(String, String)] = [], maxReceiveMessageSize: Int = 64 << 20
+    ) async throws -> SwerveClient {
+        guard connections >= 1 else { throw GRPCStatus(.invalidArgument, "connections must be at least 1, not \(connections)") }
+        // Each child returns its outcome rather than throwing, so connections that did open
+        // can be closed when another one fails.
+        let outcomes = await withTaskGroup(of: Result<GRPCClientConnection, any Error>.self) { group in
+            for _ in 0..<connections {
+                group.addTask {
+                    do {
+                        return .success(
+                            try await GRPCClientConnection.connect(
+                                host: host, port: port, eventLoopGroup: eventLoopGroup, maxReceiveMessageSize: maxReceiveMessageSize))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        var opened: [GRPCClientConnection] = []
+        var failure: (any Error)?
+        for outcome in outcomes {
+            switch outcome {
+            case .success(let connection): opened.append(connection)
+            case .failure(let error): failure = failure ?? error
+            }
+        }
+        if let failure {
+            for connection in opened { await connection.close() }
+            throw SwerveClient.status(from: failure)
+        }
+        return SwerveClient(connections: opened, defaultTimeout: defaultTimeout, metadata: metadata)
+    }
+
+    /// Closes every connection; calls still pending fail with UNAVAILABLE.
+    public func close() async {
+        for connection in connections { await connection.close() }
+    }
+
+    // MARK: - Server and model state
+
+    /// ServerLive: whether the server process is up.
+    public func serverLive(timeout: Duration? = nil) async throws -> Bool {
+        try await call(Method.serverLive, ServerLiveRequest(), as: ServerLiveResponse.self, timeout: timeout).live
+    }
+
+    /// ServerReady: whether the server is ready to serve inference.
+    public func serverReady(timeout: Duration? = nil) async throws -> Bool {
+        try await call(Method.serverReady, ServerReadyRequest(), as: ServerReadyResponse.self, timeout: timeout).ready
+    }
+
+    /// ModelReady: whether `name` (at `version`, or the version the server's policy picks
+    /// when empty) is ready to serve.
+    public func modelReady(name: String, version: String = "", timeout: Duration? = nil) async throws -> Bool {
+        try await call(Method.modelReady, ModelReadyRequest(name: name, version: version), as: ModelReadyResponse.self, timeout: timeout).ready
+    }
+
+    /// ServerMetadata: the server's name, version and protocol extensions.
+    public func serverMetadata(timeout: Duration? = nil) async throws -> ServerMetadataResponse {
+        try await call(Method.serverMetadata, ServerMetadataRequest(), as: ServerMetadataResponse.self, timeout: timeout)
+    }
+
+    /// ModelMetadata: a model's versions, platform, and input and output tensors
+    /// (KServe datatype names; -1 marks a dynamic dimension).
+    public func modelMetadata(name: String, version: String = "", timeout: Duration? = nil) async throws -> ModelMetadataResponse {
+        try await call(Method.modelMetadata, ModelMetadataRequest(name: name, version: version), as: ModelMetadataResponse.self, timeout: timeout)
+    }
+
+    /// ModelConfig (Triton extension): the configuration the server runs a model with.
+    public func modelConfig(name: String, version: String = "", timeout: Duration? = nil) async throws -> ModelConfig {
+        try await call(Method.modelConfig, ModelConfigRequest(name: name, version: version), as: ModelConfigResponse.self, timeout: timeout).config
+    }
+
+    /// ModelStatistics (Triton extension): counts and cumulative durations per model version.
+    /// An empty `name` asks for every model.
+    public func modelStatistics(name: String = "", version: String = "", timeout: Duration? = nil) async throws -> [ModelStatistics] {
+        try await call(
+            Method.modelStatistics, ModelStatisticsRequest(name: name, version: version), as: ModelStatisticsResponse.self,
+            timeout: timeout
+        ).modelStats
+    }
+
+    /// RepositoryIndex (Triton extension): every model version the repository holds, with its
+    /// state (e.g. READY, UNAVAILABLE, LOADING) and the reason for it. With `readyOnly`, only
+    /// the versions ready to serve.
+    public func repositoryIndex(readyOnly: Bool = false, timeout: Duration? = nil) async throws -> [RepositoryIndexResponse.ModelIndex] {
+        try await call(
+            Method.repositoryIndex, RepositoryIndexRequest(ready: readyOnly), as: RepositoryIndexResponse.self, timeout: timeout
+        ).models
+    }
+
+    /// RepositoryModelLoad (Triton extension): loads (or reloads) `name` from the repository.
+    public func loadModel(name: String, timeout: Duration? = nil) async throws {
+        _ = try await call(Method.repositoryModelLoad, RepositoryModelLoadRequest(modelName: name), as: EmptyMessage.self, timeout: timeout)
+    }
+
+    /// RepositoryModelUnload (Triton extension): unloads every version of `name`.
+    public func unloadModel(name: String, timeout: Duration? = nil) async throws {
+        _ = try await call(Method.repositoryModelUnload, RepositoryModelUnloadRequest(modelName: name), as: EmptyMessage.self, timeout: timeout)
+    }
+
+    // MARK: - Health
+
+    /// grpc.health.v1 Check: the serving status of `service` ("" for the whole server).
+    public func healthCheck(service: String = "", timeout: Duration? = nil) async throws -> HealthCheckResponse.ServingStatus {
+        try await call(Method.healthCheck, HealthCheckRequest(service: service), as: HealthCheckResponse.self, timeout: timeout).status
+    }
+
+    /// grpc.health.v1 Watch: the serving status of `service` now, then each time it changes.
+    /// Stopping the iteration (or cancelling its task) ends the call.
+    public func healthWatch(service: String = "") -> some AsyncSequence<HealthCheckResponse.ServingStatus, any Error> {
+        connection().serverStreaming(Method.healthWatch, HealthCheckRequest(service: service).serializedBytes(), metadata: metadata)
+            .map { bytes throws -> HealthCheckResponse.ServingStatus in
+                do {
+                    return try HealthCheckResponse(serializedBytes: bytes).status
+                } catch {
+                    throw GRPCStatus(.internal, "cannot decode HealthCheckResponse from \(Method.healthWatch): \(error)")
+                }
+            }
+    }
+
+    // MARK: - Inference
+
+    /// ModelInfer with a request message.
+    public func modelInfer(_ request: ModelInferRequest, timeout: Duration? = nil) async throws -> ModelInferResponse {
+        try await call(Method.modelInfer, request, as: ModelInferResponse.self, timeout: timeout)
+    }
+
+    /// ModelInfer with an already serialized `ModelInferRequest`, returning the serialized
+    /// response undecoded. For load generators: encode a request once and send it many times.
+    public func modelInfer(serialized request: [UInt8], timeout: Duration? = nil) async throws -> [UInt8] {
+        try await unary(Method.modelInfer, request, timeout: timeout)
+    }
+
+    /// Runs `model` on `inputs` and decodes the outputs.
+    ///
+    /// - Parameters:
+    ///   - version: a version number, or "" for the one the server's policy picks.
+    ///   - inputs: input tensors by name.
+    ///   - outputs: the outputs to return; nil for all of them.
+    ///   - raw: send tensors as `raw_input_contents` (little-endian bytes; the default and the
+    ///     faster path) rather than typed `contents`.
+    /// - Throws: ``GRPCStatus``; INVALID_ARGUMENT without a call when a tensor's values do not
+    ///   match its datatype or shape.
+    public func infer(
+        model: String, version: String = "", inputs: [String: ClientTensor], outputs: [String]? = nil,
+        raw: Bool = true, timeout: Duration? = nil
+    ) async throws -> InferResult {
+        let request = try Self.makeInferRequest(model: model, version: version, inputs: inputs, outputs: outputs, raw: raw)
+        return try InferResult(try await modelInfer(request, timeout: timeout))
+    }
+
+    /// Builds the ModelInfer request ``infer(model:version:inputs:outputs:raw:timeout:)`` sends;
+    /// inputs are ordered by name. Throws INVALID_ARGUMENT for a malformed tensor.
+    public static func makeInferRequest(
+        model: String, version: String = "", inputs: [String: ClientTensor], outputs: [String]? = nil, raw: Bool = true
+    ) throws -> ModelInferRequest {
+        var request = ModelInferRequest()
+        request.modelName = model
+        request.modelVersion = version
+        for (name, tensor) in inputs.sorted(by: { $0.key < $1.key }) {
+            var input = ModelInferRequest.InputTensor(name: name, datatype: tensor.datatype, shape: tensor.shape)
+            do {
+                if raw {
+                    request.rawInputContents.append(try tensor.rawBytes())
+                } else {
+                    input.contents = try tensor.typedContents()
+                }
+            } catch let status as GRPCStatus {
+                throw GRPCStatus(status.code, "input '\(name)': \(status.message)")
+            }
+            request.inputs.append(input)
+        }
+        request.outputs = (outputs ?? []).map { ModelInferRequest.RequestedOutput(name: $0) }
+        return request
+    }
+
+    // MARK: - Calls
+
+    private func connection() -> GRPCClientConnection {
+        if connections.count == 1 { return connections[0] }
+        let n = nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue
+        return connections[Int(UInt(bitPattern: n) % UInt(connections.count))]
+    }
+
+    private func unary(_ method: String, _ request: [UInt8], timeout: Duration?) async throws -> [UInt8] {
+        do {
+            return try await connection().unary(method, request, timeout: timeout ?? defaultTimeout, metadata: metadata)
+        } catch {
+            throw Self.status(from: error)
+        }
+    }
+
+    private func call<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: String, _ request: Request, as: Response.Type, timeout: Duration?
+    ) async throws -> Response {
+        let bytes = try await unary(method, request.serializedBytes(), timeout: timeout)
+        do {
+            return try Response(serializedBytes: bytes)
+        } catch {
+            throw GRPCStatus(.internal, "cannot decode \(Response.self) from \(method): \(error)")
+        }
+    }
+
+    /// Any error as a status: transports throw statuses already; anything else is UNKNOWN.
+    static func status(from error: any Error) -> GRPCStatus {
+        if let status = error as? GRPCStatus { return status }
+        if error is CancellationError { return GRPCStatus(.cancelled, "cancelled") }
+        return GRPCStatus(.unknown, "\(error)")
+    }
+}

@@ -1,0 +1,167 @@
+import ArgumentParser
+import SwerveClient
+import SwerveProto
+import SwerveTransport
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// `swerve bench`: a load generator for ModelInfer, and (with `--core`) a benchmark of the
+/// inference core alone.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Load a server with ModelInfer requests and report throughput and latency.",
+        discussion: """
+            Inputs are random values of each input's declared datatype and shape (the dynamic batch \
+            dimension is --batch rows), encoded once before the run. By default every request is made \
+            distinct by stamping its number into the first input element, so no server-side cache can \
+            answer it; --distinct N sends a pool of N requests round-robin instead.
+
+            Closed loop (default): --concurrency workers each send back to back.
+            Open loop (--rate R): request i is due at start + i/R and its latency counts from then, \
+            so time spent waiting while the server is behind is included (no coordinated omission). \
+            At most --concurrency requests are in flight; when more than --max-backlog are overdue, \
+            the oldest are dropped and counted.
+
+            --core runs an ONNX file in-process with the inference core (no server): \
+            swerve bench --core --model-file model.onnx --batch 32 --iterations 2000.
+            """)
+
+    @OptionGroup var connection: ClientConnectionOptions
+
+    @Option(name: .long, help: "The model to load.")
+    var model: String?
+
+    @Option(name: .long, help: "The model version; the server's choice when omitted.")
+    var version: String = ""
+
+    @Option(name: .long, help: "Closed loop: concurrent workers (default 1). Open loop: the most requests in flight (default 256).")
+    var concurrency: Int?
+
+    @Option(name: .long, help: "Seconds to measure.")
+    var duration: Double = 10
+
+    @Option(name: .long, help: "Open loop: requests per second on a fixed schedule.")
+    var rate: Double?
+
+    @Option(name: .long, help: "HTTP/2 connections to spread requests over.")
+    var connections: Int = 1
+
+    @Option(name: .long, help: "Rows per request (the size of the dynamic first dimension); with --core, the batch run.")
+    var batch: Int = 1
+
+    @Option(name: .long, help: "Write all figures as JSON to this file ('-' for standard output).")
+    var json: String?
+
+    @Option(name: .long, help: "Seconds of load before measuring.")
+    var warmup: Double = 1
+
+    @Option(name: .long, help: "Stop after this many requests, whatever the duration.")
+    var requests: Int = 100_000_000
+
+    @Option(name: .long, help: "Distinct requests sent round-robin; 0 makes every request distinct.")
+    var distinct: Int = 0
+
+    @Option(name: .customLong("max-backlog"), help: "Open loop: overdue requests allowed to queue before dropping (default: one second of the rate).")
+    var maxBacklog: Int?
+
+    @Option(name: .long, help: "Seed of the random inputs.")
+    var seed: UInt64 = 42
+
+    @Option(name: .long, help: "A label copied into the JSON report.")
+    var label: String?
+
+    @Flag(name: .long, help: "Send typed contents rather than raw_input_contents.")
+    var typed = false
+
+    @Flag(name: .long, help: "No per-second progress lines.")
+    var quiet = false
+
+    @Option(name: .customLong("dump-request"), help: "Write one gRPC-framed ModelInfer request (5-byte prefix + message) to this file and exit; for h2load -d.")
+    var dumpRequest: String?
+
+    @Flag(name: .long, help: "Benchmark the inference core in-process on --model-file (no server).")
+    var core = false
+
+    @Option(name: .customLong("model-file"), help: "--core: the ONNX file to run.")
+    var modelFile: String?
+
+    @Option(name: .long, help: "--core: timed runs.")
+    var iterations: Int = 1000
+
+    func validate() throws {
+        if core {
+            guard modelFile != nil else { throw ValidationError("--core needs --model-file PATH") }
+            guard iterations > 0 else { throw ValidationError("--iterations must be positive") }
+        } else {
+            guard model != nil else { throw ValidationError("give --model NAME (or --core --model-file PATH)") }
+            guard duration > 0 else { throw ValidationError("--duration must be positive") }
+            guard warmup >= 0 else { throw ValidationError("--warmup cannot be negative") }
+            guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
+            guard requests >= 1 else { throw ValidationError("--requests must be at least 1") }
+            guard distinct >= 0 else { throw ValidationError("--distinct cannot be negative") }
+            if let rate, !(rate > 0) { throw ValidationError("--rate must be positive") }
+            if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
+            if let maxBacklog, maxBacklog < 0 { throw ValidationError("--max-backlog cannot be negative") }
+        }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+    }
+
+    func run() async throws {
+        if core {
+            let result = try runCoreBench(
+                modelFile: modelFile!, batch: batch, iterations: iterations, warmupIterations: max(10, iterations / 10), seed: seed)
+            print("core \(modelFile!) batch \(batch): mean \(fixed(result.meanMicros, 2)) µs  p50 \(fixed(result.p50Micros, 2))  p99 \(fixed(result.p99Micros, 2))  \(fixed(result.rowsPerSecond, 0)) rows/s")
+            if let json { try writeJSON(result, to: json) }
+            return
+        }
+        let model = self.model!
+        try await connection.withClient(connections: connections) { client in
+            let metadata = try await client.modelMetadata(name: model, version: version)
+            let specs = BenchInputSpec.from(metadata.inputs, batch: batch)
+            let source = try BenchRequestSource(
+                model: model, version: version, specs: specs, distinct: dumpRequest == nil ? distinct : 1, typed: typed, seed: seed)
+
+            if let path = dumpRequest {
+                let message = source.request(0)
+                var framed: [UInt8] = [0]
+                withUnsafeBytes(of: UInt32(message.count).bigEndian) { framed.append(contentsOf: $0) }
+                framed.append(contentsOf: message)
+                try Data(framed).write(to: URL(fileURLWithPath: path))
+                print("wrote \(framed.count) bytes (a \(message.count)-byte ModelInfer request for \(model), batch \(batch)) to \(path)")
+                return
+            }
+
+            // One checked call first: a bench of nothing but errors measures nothing.
+            let probe = try await client.modelInfer(serialized: source.request(0))
+            let response: InferResult
+            do {
+                response = try InferResult(try ModelInferResponse(serializedBytes: probe))
+            } catch {
+                throw GRPCStatus(.internal, "cannot decode the server's ModelInfer response: \(error)")
+            }
+            guard !response.outputNames.isEmpty else { throw GRPCStatus(.internal, "the server's ModelInfer response has no outputs") }
+
+            let workers = concurrency ?? (rate == nil ? 1 : 256)
+            var plan = LoadPlan(
+                workers: workers, durationNanos: UInt64(warmup * 1e9), maxRequests: requests, rate: rate,
+                maxBacklog: maxBacklog ?? max(workers, Int(rate ?? 0)),
+                timeout: .milliseconds(Int64(connection.timeout * 1000)), progress: false)
+            if warmup > 0 {
+                _ = await runLoadPhase(client: client, source: source, plan: plan)
+            }
+            plan.durationNanos = UInt64(duration * 1e9)
+            plan.progress = !quiet
+            let phase = await runLoadPhase(client: client, source: source, plan: plan)
+            let report = BenchRunReport(
+                label: label, server: connection.server, model: model, version: version, plan: plan,
+                connections: connections, batch: batch, typed: typed, source: source, responseBytes: probe.count, warmupSeconds: warmup, phase: phase)
+            report.printSummary()
+            if let json { try writeJSON(report, to: json) }
+        }
+    }
+}

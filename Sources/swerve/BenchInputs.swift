@@ -1,0 +1,157 @@
+import SwerveClient
+import SwerveProto
+import SwerveTransport
+
+/// A small, fast, seedable generator (SplitMix64), so a bench run's inputs are reproducible.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The inputs a model declares, with dynamic dimensions resolved: the first (batch)
+/// dimension becomes `batch`, any other dynamic one 1.
+struct BenchInputSpec: Sendable {
+    var name: String
+    var datatype: String
+    var shape: [Int64]
+
+    static func from(_ metadata: [TensorMetadata], batch: Int) -> [BenchInputSpec] {
+        metadata.map { input in
+            let shape = input.shape.enumerated().map { i, d in d >= 0 ? d : (i == 0 ? Int64(batch) : 1) }
+            return BenchInputSpec(name: input.name, datatype: input.datatype, shape: shape)
+        }
+    }
+
+    /// The number of rows one request carries (the first dimension, or 1 for a scalar).
+    var rows: Int { shape.first.map(Int.init) ?? 1 }
+
+    /// Random values of the datatype: floats in [0, 1), integers in [0, 16), short ASCII strings.
+    func randomTensor(_ rng: inout SplitMix64) throws -> ClientTensor {
+        let count = shape.reduce(1) { $0 * Int($1) }
+        let values: ClientTensor.Values
+        switch datatype {
+        case "FP32": values = .fp32((0..<count).map { _ in Float.random(in: 0..<1, using: &rng) })
+        case "FP64": values = .fp64((0..<count).map { _ in Double.random(in: 0..<1, using: &rng) })
+        case "INT64": values = .int64((0..<count).map { _ in Int64.random(in: 0..<16, using: &rng) })
+        case "INT32", "INT16", "INT8": values = .int32((0..<count).map { _ in Int32.random(in: 0..<16, using: &rng) })
+        case "UINT64": values = .uint64((0..<count).map { _ in UInt64.random(in: 0..<16, using: &rng) })
+        case "UINT32", "UINT16", "UINT8": values = .uint32((0..<count).map { _ in UInt32.random(in: 0..<16, using: &rng) })
+        case "BOOL": values = .bool((0..<count).map { _ in Bool.random(using: &rng) })
+        case "BYTES":
+            values = .bytes((0..<count).map { _ in (0..<8).map { _ in UInt8.random(in: 0x61...0x7A, using: &rng) } })
+        default: throw GRPCStatus(.invalidArgument, "bench cannot generate input '\(name)' of datatype \(datatype)")
+        }
+        return ClientTensor(datatype: datatype, shape: shape, values: values)
+    }
+}
+
+/// Encoded ModelInfer requests, made once before the run. Either a pool of `distinct`
+/// requests sent round-robin (no per-request work at all), or one template whose first input
+/// element is overwritten with the request number, so that every request is distinct and no
+/// server-side cache can answer it (one copy of the message per request).
+struct BenchRequestSource: Sendable {
+    /// How to stamp a request number into the template.
+    enum Stamp: Sendable {
+        case fp32, fp64, int32, int64
+    }
+
+    let pool: [[UInt8]]
+    let stampOffset: Int?
+    let stamp: Stamp?
+    let rowsPerRequest: Int
+
+    /// - Parameters:
+    ///   - distinct: the number of distinct requests; 0 asks for a distinct request each time
+    ///     (falls back to a pool of 1024 when the first input's datatype cannot be stamped).
+    init(
+        model: String, version: String, specs: [BenchInputSpec], distinct: Int, typed: Bool, seed: UInt64
+    ) throws {
+        var rng = SplitMix64(seed: seed)
+        rowsPerRequest = specs.first?.rows ?? 1
+        func encode(_ rng: inout SplitMix64) throws -> (bytes: [UInt8], first: ClientTensor?) {
+            var tensors: [String: ClientTensor] = [:]
+            var first: ClientTensor?
+            for spec in specs {
+                let tensor = try spec.randomTensor(&rng)
+                tensors[spec.name] = tensor
+                if first == nil { first = tensor }
+            }
+            let request = try SwerveClient.makeInferRequest(model: model, version: version, inputs: tensors, raw: !typed)
+            return (request.serializedBytes(), first)
+        }
+        if distinct == 0 {
+            let (template, first) = try encode(&rng)
+            if let first, let (stamp, needle) = Self.stampable(first), let offset = Self.find(needle, in: template) {
+                pool = [template]
+                stampOffset = offset
+                self.stamp = stamp
+                return
+            }
+        }
+        let count = distinct == 0 ? 1024 : distinct
+        pool = try (0..<count).map { _ in try encode(&rng).bytes }
+        stampOffset = nil
+        stamp = nil
+    }
+
+    /// Whether this request source makes every request distinct.
+    var isUnique: Bool { stamp != nil }
+
+    /// The size of one encoded request.
+    var requestBytes: Int { pool[0].count }
+
+    /// Request number `n`.
+    @inline(__always)
+    func request(_ n: Int) -> [UInt8] {
+        guard let stamp, let offset = stampOffset else { return pool[n % pool.count] }
+        var bytes = pool[0]
+        bytes.withUnsafeMutableBytes { p in
+            switch stamp {
+            case .fp32:
+                // Exact in FP32 for n < 2^24; the second element carries the high bits.
+                let low = Float(n & 0xFF_FFFF) / 16_777_216
+                p.storeBytes(of: low.bitPattern.littleEndian, toByteOffset: offset, as: UInt32.self)
+                if p.count >= offset + 8 {
+                    let high = Float((n >> 24) & 0xFF_FFFF) / 16_777_216
+                    p.storeBytes(of: high.bitPattern.littleEndian, toByteOffset: offset + 4, as: UInt32.self)
+                }
+            case .fp64:
+                let value = Double(n & 0xF_FFFF_FFFF_FFFF) / 4_503_599_627_370_496
+                p.storeBytes(of: value.bitPattern.littleEndian, toByteOffset: offset, as: UInt64.self)
+            case .int32: p.storeBytes(of: Int32(truncatingIfNeeded: n).littleEndian, toByteOffset: offset, as: Int32.self)
+            case .int64: p.storeBytes(of: Int64(n).littleEndian, toByteOffset: offset, as: Int64.self)
+            }
+        }
+        return bytes
+    }
+
+    /// The stamp kind and the bytes (as encoded, raw or packed typed) of the tensor's first
+    /// elements, to find in the message. Only fixed-width types encoded verbatim qualify.
+    private static func stampable(_ tensor: ClientTensor) -> (Stamp, [UInt8])? {
+        guard let raw = try? tensor.rawBytes() else { return nil }
+        switch tensor.datatype {
+        case "FP32" where raw.count >= 8: return (.fp32, raw)
+        case "FP64" where raw.count >= 8: return (.fp64, raw)
+        // Typed INT32/INT64 are varints, so only raw contents are found verbatim.
+        case "INT32" where raw.count >= 4: return (.int32, raw)
+        case "INT64" where raw.count >= 8: return (.int64, raw)
+        default: return nil
+        }
+    }
+
+    private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard !needle.isEmpty, needle.count <= haystack.count else { return nil }
+        outer: for start in 0...(haystack.count - needle.count) {
+            for j in 0..<needle.count where haystack[start + j] != needle[j] { continue outer }
+            return start
+        }
+        return nil
+    }
+}

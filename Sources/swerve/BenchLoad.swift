@@ -1,0 +1,285 @@
+import Histogram
+import SwerveClient
+import SwerveTransport
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Nanoseconds on the monotonic clock.
+@inline(__always)
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// How a load phase runs.
+struct LoadPlan: Sendable {
+    /// Closed loop: the number of workers sending back to back. Open loop: the most requests
+    /// in flight at once.
+    var workers: Int
+    var durationNanos: UInt64
+    var maxRequests: Int
+    /// Requests per second for an open loop; nil for a closed loop.
+    var rate: Double?
+    /// Open loop: how many due-but-unsent requests may queue before the oldest are dropped.
+    var maxBacklog: Int
+    var timeout: Duration?
+    var progress: Bool
+}
+
+/// Latency histograms: 1 µs to 100 s at three significant digits.
+func makeLatencyHistogram() -> Histogram<UInt64> {
+    Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 100_000_000, numberOfSignificantValueDigits: .three)
+}
+
+/// What one worker saw. Merged after the phase, so recording needs no locks.
+struct WorkerTally: Sendable {
+    /// Open loop: from the intended send time; closed loop: from the send.
+    var latency = makeLatencyHistogram()
+    /// From the actual send (open loop only; equal to `latency` in a closed loop).
+    var service = makeLatencyHistogram()
+    var ok = 0
+    var errors: [GRPCStatusCode: Int] = [:]
+    var firstErrorMessage: [GRPCStatusCode: String] = [:]
+
+    @inline(__always)
+    mutating func record(_ histogram: WritableKeyPath<WorkerTally, Histogram<UInt64>>, nanos: UInt64) {
+        _ = self[keyPath: histogram].record(min(max(nanos / 1000, 1), 100_000_000))
+    }
+
+    mutating func fail(_ error: any Error) {
+        let status = error as? GRPCStatus ?? GRPCStatus(.unknown, "\(error)")
+        errors[status.code, default: 0] += 1
+        if firstErrorMessage[status.code] == nil { firstErrorMessage[status.code] = status.message }
+    }
+
+    mutating func merge(_ other: WorkerTally) {
+        latency.add(other.latency)
+        service.add(other.service)
+        ok += other.ok
+        errors.merge(other.errors, uniquingKeysWith: +)
+        firstErrorMessage.merge(other.firstErrorMessage) { a, _ in a }
+    }
+}
+
+/// One point of the per-second progress record.
+struct ProgressPoint: Sendable, Codable {
+    var elapsedSeconds: Double
+    var requests: Int
+    var errors: Int
+    var rps: Double
+}
+
+/// The outcome of a phase.
+struct PhaseResult: Sendable {
+    var tally: WorkerTally
+    var elapsedNanos: UInt64
+    var dropped: Int
+    var timeline: [ProgressPoint]
+}
+
+/// Counters the progress line reads while workers run.
+final class LoadCounters: Sendable {
+    let claimed = Atomic<Int>(0)
+    let completed = Atomic<Int>(0)
+    let errors = Atomic<Int>(0)
+}
+
+/// The open-loop timetable: request i is due at start + i/rate. A worker claims the next due
+/// slot; when more than `maxBacklog` slots are overdue, the oldest are dropped (and counted)
+/// so that a saturated server does not grow the queue without bound.
+final class OpenLoopSchedule: Sendable {
+    let start: UInt64
+    let intervalNanos: Double
+    let deadline: UInt64
+    let maxRequests: Int
+    let maxBacklog: Int
+    private let state = Mutex<(next: Int, dropped: Int)>((0, 0))
+
+    init(start: UInt64, rate: Double, deadline: UInt64, maxRequests: Int, maxBacklog: Int) {
+        self.start = start
+        self.intervalNanos = 1e9 / rate
+        self.deadline = deadline
+        self.maxRequests = maxRequests
+        self.maxBacklog = maxBacklog
+    }
+
+    /// The next slot and its intended send time, or nil when the schedule is over. Nothing is
+    /// sent after the deadline: slots still queued then count as dropped.
+    func claim(now: UInt64) -> (index: Int, intended: UInt64)? {
+        guard now < deadline else { return nil }
+        return state.withLock { s in
+            if now > start {
+                let due = Int(Double(now - start) / intervalNanos) + 1
+                let backlog = due - s.next
+                if backlog > maxBacklog {
+                    let skip = min(backlog - maxBacklog, maxRequests - s.next)
+                    if skip > 0 {
+                        s.dropped += skip
+                        s.next += skip
+                    }
+                }
+            }
+            guard s.next < maxRequests else { return nil }
+            let intended = start + UInt64(Double(s.next) * intervalNanos)
+            guard intended < deadline else { return nil }
+            defer { s.next += 1 }
+            return (s.next, intended)
+        }
+    }
+
+    /// Slots dropped for backlog so far.
+    func droppedForBacklog() -> Int { state.withLock { $0.dropped } }
+
+    /// Slots dropped for backlog, plus slots due before the deadline that no worker got to.
+    func dropped() -> Int {
+        state.withLock { s in
+            let scheduled = min(maxRequests, Int((Double(deadline - start) / intervalNanos).rounded(.up)))
+            return s.dropped + max(0, scheduled - s.next)
+        }
+    }
+}
+
+/// Runs one load phase against `client` and returns what the workers saw.
+func runLoadPhase(client: SwerveClient, source: BenchRequestSource, plan: LoadPlan) async -> PhaseResult {
+    let counters = LoadCounters()
+    let start = monotonicNanos()
+    let deadline = start + plan.durationNanos
+    let schedule = plan.rate.map {
+        OpenLoopSchedule(start: start, rate: $0, deadline: deadline, maxRequests: plan.maxRequests, maxBacklog: plan.maxBacklog)
+    }
+    let reporter = Task { () -> [ProgressPoint] in
+        await reportProgress(counters: counters, schedule: schedule, start: start, print: plan.progress)
+    }
+    let tally = await withTaskGroup(of: WorkerTally.self) { group in
+        for _ in 0..<plan.workers {
+            group.addTask {
+                if let schedule {
+                    await openLoopWorker(client: client, source: source, schedule: schedule, counters: counters, timeout: plan.timeout)
+                } else {
+                    await closedLoopWorker(
+                        client: client, source: source, deadline: deadline, maxRequests: plan.maxRequests,
+                        counters: counters, timeout: plan.timeout)
+                }
+            }
+        }
+        var total = WorkerTally()
+        for await tally in group { total.merge(tally) }
+        return total
+    }
+    let elapsed = monotonicNanos() - start
+    reporter.cancel()
+    let timeline = await reporter.value
+    return PhaseResult(tally: tally, elapsedNanos: elapsed, dropped: schedule?.dropped() ?? 0, timeline: timeline)
+}
+
+private func closedLoopWorker(
+    client: SwerveClient, source: BenchRequestSource, deadline: UInt64, maxRequests: Int, counters: LoadCounters,
+    timeout: Duration?
+) async -> WorkerTally {
+    var tally = WorkerTally()
+    while true {
+        let n = counters.claimed.wrappingAdd(1, ordering: .relaxed).oldValue
+        if n >= maxRequests { break }
+        let sent = monotonicNanos()
+        if sent >= deadline { break }
+        let request = source.request(n)
+        do {
+            _ = try await client.modelInfer(serialized: request, timeout: timeout)
+            let nanos = monotonicNanos() - sent
+            tally.record(\.latency, nanos: nanos)
+            tally.record(\.service, nanos: nanos)
+            tally.ok += 1
+        } catch {
+            tally.fail(error)
+            counters.errors.wrappingAdd(1, ordering: .relaxed)
+        }
+        counters.completed.wrappingAdd(1, ordering: .relaxed)
+    }
+    return tally
+}
+
+private func openLoopWorker(
+    client: SwerveClient, source: BenchRequestSource, schedule: OpenLoopSchedule, counters: LoadCounters, timeout: Duration?
+) async -> WorkerTally {
+    var tally = WorkerTally()
+    while let (n, intended) = schedule.claim(now: monotonicNanos()) {
+        var now = monotonicNanos()
+        if intended > now {
+            try? await Task.sleep(for: .nanoseconds(Int64(intended - now)))
+            now = monotonicNanos()
+        }
+        let sent = now
+        let request = source.request(n)
+        do {
+            _ = try await client.modelInfer(serialized: request, timeout: timeout)
+            let end = monotonicNanos()
+            // From the intended send time: waiting for a free worker (the server falling
+            // behind) counts, as it would for a real client sending on its own schedule.
+            tally.record(\.latency, nanos: end - min(intended, sent))
+            tally.record(\.service, nanos: end - sent)
+            tally.ok += 1
+        } catch {
+            tally.fail(error)
+            counters.errors.wrappingAdd(1, ordering: .relaxed)
+        }
+        counters.completed.wrappingAdd(1, ordering: .relaxed)
+    }
+    return tally
+}
+
+/// Prints a line each second (when asked) and keeps the per-second record, until cancelled.
+private func reportProgress(counters: LoadCounters, schedule: OpenLoopSchedule?, start: UInt64, print shouldPrint: Bool) async -> [ProgressPoint] {
+    var timeline: [ProgressPoint] = []
+    var lastCompleted = 0
+    var lastTime = start
+    var tick: UInt64 = 1
+    while !Task.isCancelled {
+        let target = start + tick * 1_000_000_000
+        let now = monotonicNanos()
+        if target > now {
+            do { try await Task.sleep(for: .nanoseconds(Int64(target - now))) } catch { break }
+        }
+        tick += 1
+        let time = monotonicNanos()
+        let completed = counters.completed.load(ordering: .relaxed)
+        let errors = counters.errors.load(ordering: .relaxed)
+        let rps = Double(completed - lastCompleted) / (Double(time - lastTime) / 1e9)
+        let elapsed = Double(time - start) / 1e9
+        timeline.append(ProgressPoint(elapsedSeconds: elapsed, requests: completed, errors: errors, rps: rps))
+        if shouldPrint {
+            var line = "[\(fixed(elapsed, 1).leftPadded(6))s] requests \(String(completed).leftPadded(9))  rps \(fixed(rps, 0).leftPadded(8))  errors \(errors)"
+            if let schedule { line += "  dropped \(schedule.droppedForBacklog())" }
+            print(line)
+        }
+        lastCompleted = completed
+        lastTime = time
+    }
+    return timeline
+}
+
+/// `value` with `digits` decimals.
+func fixed(_ value: Double, _ digits: Int) -> String {
+    guard value.isFinite else { return "\(value)" }
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let rounded = (abs(value) * scale).rounded()
+    let whole = rounded / scale
+    let integerPart = Int64(whole.rounded(.down))
+    let sign = value < 0 && rounded != 0 ? "-" : ""
+    if digits == 0 { return sign + String(integerPart) }
+    let fraction = Int64(rounded - Double(integerPart) * scale)
+    let fractionText = String(fraction)
+    return sign + String(integerPart) + "." + String(repeating: "0", count: digits - fractionText.count) + fractionText
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+}

@@ -1,0 +1,147 @@
+import ArgumentParser
+import SwerveClient
+import SwerveProto
+import SwerveTransport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `swerve models`: what a server holds, and the tensors of each ready model.
+struct ModelsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "models",
+        abstract: "List a server's models (RepositoryIndex) and the inputs and outputs of the ready ones.")
+
+    @OptionGroup var connection: ClientConnectionOptions
+
+    func run() async throws {
+        try await connection.withClient { client in
+            let index = try await client.repositoryIndex()
+            if index.isEmpty {
+                print("no models")
+                return
+            }
+            printTable(
+                header: ["MODEL", "VERSION", "STATE", "REASON"],
+                rows: index.map { [$0.name, $0.version.isEmpty ? "-" : $0.version, $0.state, $0.reason] })
+            var described = Set<String>()
+            for entry in index where entry.state == "READY" && described.insert(entry.name).inserted {
+                let metadata = try await client.modelMetadata(name: entry.name)
+                print("")
+                let platform = metadata.platform.isEmpty ? "" : ", platform \(metadata.platform)"
+                print("\(metadata.name) (versions \(metadata.versions.joined(separator: ", "))\(platform))")
+                printTable(
+                    header: nil,
+                    rows: metadata.inputs.map { ["  input", $0.name, $0.datatype, shapeText($0.shape)] }
+                        + metadata.outputs.map { ["  output", $0.name, $0.datatype, shapeText($0.shape)] })
+            }
+        }
+    }
+}
+
+// MARK: - Shared by the client commands (models, predict, bench)
+
+/// `--server host:port` and `--timeout`, shared by the commands that talk to a server.
+struct ClientConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: "The server's gRPC address, host:port.")
+    var server: String = "127.0.0.1:8001"
+
+    @Option(name: .long, help: "Deadline of each call, in seconds.")
+    var timeout: Double = 30
+
+    /// The host and port of `--server`; `[v6]:port` is accepted.
+    func endpoint() throws -> (host: String, port: Int) {
+        try parseEndpoint(server)
+    }
+
+    /// Connects, runs `body`, closes; a non-OK gRPC status ends the process with the status
+    /// code as the exit code, after printing it.
+    func withClient(connections: Int = 1, _ body: (SwerveClient) async throws -> Void) async throws {
+        let (host, port) = try endpoint()
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        do {
+            let client = try await SwerveClient.connect(
+                host: host, port: port, connections: connections, defaultTimeout: .milliseconds(Int64(timeout * 1000)))
+            do {
+                try await body(client)
+            } catch {
+                await client.close()
+                throw error
+            }
+            await client.close()
+        } catch let status as GRPCStatus {
+            printError("swerve: \(status.code.canonicalName): \(status.message)")
+            throw ExitCode(Int32(status.code.rawValue))
+        }
+    }
+}
+
+func parseEndpoint(_ text: String) throws -> (host: String, port: Int) {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+        throw ValidationError("--server must be host:port, not '\(text)'")
+    }
+    var host = String(text[..<colon])
+    if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    if host.isEmpty { host = "127.0.0.1" }
+    return (host, port)
+}
+
+extension GRPCStatusCode {
+    /// The name the gRPC spec gives the code, e.g. "NOT_FOUND".
+    var canonicalName: String {
+        switch self {
+        case .ok: "OK"
+        case .cancelled: "CANCELLED"
+        case .unknown: "UNKNOWN"
+        case .invalidArgument: "INVALID_ARGUMENT"
+        case .deadlineExceeded: "DEADLINE_EXCEEDED"
+        case .notFound: "NOT_FOUND"
+        case .alreadyExists: "ALREADY_EXISTS"
+        case .permissionDenied: "PERMISSION_DENIED"
+        case .resourceExhausted: "RESOURCE_EXHAUSTED"
+        case .failedPrecondition: "FAILED_PRECONDITION"
+        case .aborted: "ABORTED"
+        case .outOfRange: "OUT_OF_RANGE"
+        case .unimplemented: "UNIMPLEMENTED"
+        case .internal: "INTERNAL"
+        case .unavailable: "UNAVAILABLE"
+        case .dataLoss: "DATA_LOSS"
+        case .unauthenticated: "UNAUTHENTICATED"
+        }
+    }
+}
+
+func printError(_ line: String) {
+    var bytes = Array(line.utf8)
+    bytes.append(0x0A)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+func shapeText(_ shape: [Int64]) -> String {
+    "[" + shape.map(String.init).joined(separator: ", ") + "]"
+}
+
+/// Prints rows in left-aligned columns.
+func printTable(header: [String]?, rows: [[String]]) {
+    let all = (header.map { [$0] } ?? []) + rows
+    guard let columns = all.map(\.count).max() else { return }
+    var widths = [Int](repeating: 0, count: columns)
+    for row in all {
+        for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) }
+    }
+    for row in all {
+        var line = ""
+        for (i, cell) in row.enumerated() {
+            line += i == row.count - 1 ? cell : cell.padded(to: widths[i] + 2)
+        }
+        while line.hasSuffix(" ") { line.removeLast() }
+        print(line)
+    }
+}
+
+extension String {
+    fileprivate func padded(to length: Int) -> String {
+        count >= length ? self : self + String(repeating: " ", count: length - count)
+    }
+}

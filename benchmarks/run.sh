@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks of Swerve, each figure beside a baseline measured in the same run:
+#   a) ModelInfer throughput and p50/p99 per example model at concurrency 1, 8, 64
+#   b) the same load with dynamic batching off (max_batch_size 1): the batching gain
+#   c) HTTP/2 ceiling: h2load against nghttpd serving a response-sized file vs. against Swerve
+#   d) the inference core alone vs. onnxruntime (one thread each) on batches of 1, 32, 256
+# Results: benchmarks/results/latest.json (+ runs/*.json, latency.png when matplotlib exists).
+#
+# Knobs (environment): BENCH_DURATION (s per load run, default 5), BENCH_WARMUP (s, default 1),
+# BENCH_CONCURRENCY ("1 8 64"), BENCH_CORE_BATCHES ("1 32 256"), SWERVE_BUILD_DIR (.build),
+# BENCH_SKIP_BUILD=1 to use an existing release binary.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+DURATION=${BENCH_DURATION:-5}
+WARMUP=${BENCH_WARMUP:-1}
+CONCURRENCY=${BENCH_CONCURRENCY:-"1 8 64"}
+CORE_BATCHES=${BENCH_CORE_BATCHES:-"1 32 256"}
+BUILD_DIR=${SWERVE_BUILD_DIR:-.build}
+REPOSITORY=$ROOT/examples/repository
+RESULTS=$ROOT/benchmarks/results
+RUNS=$RESULTS/runs
+PYTHON=$ROOT/.venv/bin/python
+[[ -x $PYTHON ]] || PYTHON=$(command -v python3)
+
+log() { printf '\n== %s\n' "$*" >&2; }
+die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- tools -------------------------------------------------------------------------------
+if ! command -v h2load >/dev/null || ! command -v nghttpd >/dev/null; then
+    if [[ $(id -u) -eq 0 ]]; then
+        log "installing nghttp2-client nghttp2-server"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nghttp2-client nghttp2-server >/dev/null \
+            || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nghttp2-client nghttp2-server >/dev/null; }
+    else
+        echo "run.sh: h2load/nghttpd missing (apt-get install nghttp2-client nghttp2-server); skipping the HTTP/2 ceiling" >&2
+    fi
+fi
+HAVE_H2LOAD=0
+command -v h2load >/dev/null && command -v nghttpd >/dev/null && HAVE_H2LOAD=1
+HAVE_ORT=0
+"$PYTHON" -c 'import onnxruntime, numpy' 2>/dev/null && HAVE_ORT=1
+
+WORK=$(mktemp -d)
+SERVER_PID=""
+NGHTTPD_PID=""
+
+# --- build -------------------------------------------------------------------------------
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    log "swift build -c release"
+    if ! swift build -c release --scratch-path "$BUILD_DIR" >"$WORK/build.log" 2>&1; then
+        tail -40 "$WORK/build.log" >&2
+        rm -rf "$WORK"
+        die "release build failed"
+    fi
+fi
+SWERVE=$ROOT/$BUILD_DIR/release/swerve
+[[ -x $SWERVE ]] || die "no release binary at $SWERVE"
+
+rm -rf "$RUNS"
+mkdir -p "$RUNS"
+
+stop_server() {
+    if [[ -n $SERVER_PID ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+cleanup() {
+    stop_server
+    if [[ -n $NGHTTPD_PID ]]; then
+        kill "$NGHTTPD_PID" 2>/dev/null || true
+        wait "$NGHTTPD_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_server REPOSITORY NAME: starts Swerve, waits (bounded) until every model is READY or
+# has failed, and sets PORT and READY_MODELS.
+start_server() {
+    local repository=$1 name=$2
+    PORT=$(free_port)
+    local metrics_port
+    metrics_port=$(free_port)
+    "$SWERVE" serve --repository "$repository" --grpc-port "$PORT" --metrics-port "$metrics_port" --log-level warning \
+        >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    local out="" i
+    for i in $(seq 1 120); do
+        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "server '$name' exited"; }
+        if out=$("$SWERVE" models --server "127.0.0.1:$PORT" --timeout 2 2>/dev/null) \
+            && ! grep -Eq '^[^ ]+ +[0-9]+ +(LOADING|UNLOADING)' <<<"$out" \
+            && grep -Eq '^[^ ]+ +[0-9]+ +READY' <<<"$out"; then
+            break
+        fi
+        out=""
+        sleep 0.5
+    done
+    [[ -n $out ]] || { cat "$WORK/$name.log" >&2; die "server '$name' not ready after 60 s"; }
+    READY_MODELS=$(awk '$3 == "READY" && NF >= 3 && $1 != "MODEL" { print $1 }' <<<"$out" | sort -u | tr '\n' ' ')
+    awk '$3 != "READY" && $1 != "MODEL" && NF >= 3 && $2 ~ /^[0-9]+$/ { print "run.sh: not benchmarking " $1 ": " $0 }' <<<"$out" >&2
+    echo "server '$name' on 127.0.0.1:$PORT, ready: $READY_MODELS" >&2
+}
+
+# load CONFIG: the closed-loop runs of a) / b) for every ready model.
+load() {
+    local config=$1 model c
+    for model in $READY_MODELS; do
+        for c in $CONCURRENCY; do
+            "$SWERVE" bench --server "127.0.0.1:$PORT" --model "$model" --concurrency "$c" \
+                --duration "$DURATION" --warmup "$WARMUP" --quiet \
+                --label "$config" --json "$RUNS/load-$config-$model-c$c.json" | grep -E '^(throughput|latency)' | sed "s/^/$config $model c=$c: /" >&2
+        done
+    done
+}
+
+# --- d) the inference core alone (before any server, so nothing else runs) ---------------
+log "d) inference core vs onnxruntime (one thread each)"
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+for model_dir in "$REPOSITORY"/*/; do
+    model=$(basename "$model_dir")
+    file=$(ls -d "$model_dir"[0-9]*/model.onnx 2>/dev/null | sort -V | tail -1)
+    [[ -n $file ]] || continue
+    for b in $CORE_BATCHES; do
+        iterations=$(( b >= 256 ? 500 : (b >= 32 ? 3000 : 20000) ))
+        "$SWERVE" bench --core --model-file "$file" --batch "$b" --iterations "$iterations" \
+            --json "$RUNS/core-swerve-$model-b$b.json" >&2 \
+            || echo "run.sh: swerve core bench failed for $model batch $b" >&2
+        if [[ $HAVE_ORT == 1 ]]; then
+            "$PYTHON" "$ROOT/benchmarks/ort_bench.py" --model-file "$file" --batch "$b" --iterations "$iterations" \
+                --json "$RUNS/core-ort-$model-b$b.json" >&2
+        fi
+    done
+done
+
+# --- a) batched server -------------------------------------------------------------------
+log "a) ModelInfer, examples/repository as configured (dynamic batching)"
+start_server "$REPOSITORY" batched
+load batched
+
+# --- c) HTTP/2 ceiling (Swerve half, same server) ----------------------------------------
+H2_MODEL=""
+if [[ $HAVE_H2LOAD == 1 ]]; then
+    for m in digits_mlp $READY_MODELS; do
+        if [[ " $READY_MODELS " == *" $m "* ]]; then H2_MODEL=$m; break; fi
+    done
+fi
+H2_ARGS=(-c 8 -m 16 -t 1 -D 5 --warm-up-time 1)
+if [[ -n $H2_MODEL ]]; then
+    log "c) HTTP/2 ceiling: h2load ${H2_ARGS[*]} against Swerve ($H2_MODEL, one row)"
+    "$SWERVE" bench --server "127.0.0.1:$PORT" --model "$H2_MODEL" --batch 1 --dump-request "$WORK/request.bin" >&2
+    h2load "${H2_ARGS[@]}" -d "$WORK/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+        "http://127.0.0.1:$PORT/inference.GRPCInferenceService/ModelInfer" >"$RUNS/h2load-swerve.txt" 2>&1 || true
+    grep -E 'finished in|requests:|status codes' "$RUNS/h2load-swerve.txt" >&2 || true
+fi
+stop_server
+
+# --- b) batching off ---------------------------------------------------------------------
+log "b) ModelInfer, the same repository with max_batch_size 1 (no batching)"
+cp -r "$REPOSITORY" "$WORK/repository-unbatched"
+"$PYTHON" - "$WORK/repository-unbatched" <<'PY'
+import json, pathlib, sys
+for config in pathlib.Path(sys.argv[1]).glob("*/config.json"):
+    c = json.loads(config.read_text())
+    c["max_batch_size"] = 1
+    config.write_text(json.dumps(c, indent=2) + "\n")
+PY
+start_server "$WORK/repository-unbatched" unbatched
+load unbatched
+stop_server
+
+# --- c) HTTP/2 ceiling (nghttpd half) ----------------------------------------------------
+if [[ -n $H2_MODEL ]]; then
+    response_bytes=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["response_bytes"])' \
+        "$RUNS/load-batched-$H2_MODEL-c1.json")
+    mkdir -p "$WORK/www"
+    # The 5-byte gRPC prefix is part of what Swerve sends as DATA.
+    head -c $((response_bytes + 5)) /dev/urandom >"$WORK/www/response.bin"
+    NGHTTPD_PORT=$(free_port)
+    nghttpd --no-tls -d "$WORK/www" "$NGHTTPD_PORT" >"$WORK/nghttpd.log" 2>&1 &
+    NGHTTPD_PID=$!
+    for _ in $(seq 1 50); do
+        (echo >"/dev/tcp/127.0.0.1/$NGHTTPD_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    log "c) HTTP/2 ceiling: h2load ${H2_ARGS[*]} against nghttpd (static $((response_bytes + 5))-byte file)"
+    h2load "${H2_ARGS[@]}" -d "$WORK/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+        "http://127.0.0.1:$NGHTTPD_PORT/response.bin" >"$RUNS/h2load-nghttpd.txt" 2>&1 || true
+    grep -E 'finished in|requests:|status codes' "$RUNS/h2load-nghttpd.txt" >&2 || true
+    kill "$NGHTTPD_PID" 2>/dev/null || true
+    wait "$NGHTTPD_PID" 2>/dev/null || true
+    NGHTTPD_PID=""
+fi
+
+# --- summary -----------------------------------------------------------------------------
+log "summary"
+"$PYTHON" "$ROOT/benchmarks/summarize.py" "$RUNS" "$RESULTS/latest.json" \
+    --duration "$DURATION" --h2load-args "${H2_ARGS[*]}" --h2load-model "$H2_MODEL"
