@@ -27,6 +27,7 @@ let package = Package(
         .systemLibrary(
             name: "COpenBLAS",
             providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "CSwerveKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(
             name: "CSwerveProto",
             linkerSettings: [.linkedLibrary("protobuf-c")]),
@@ -45,7 +46,7 @@ let package = Package(
             ]),
 
         // Tensors, kernels, ONNX graph compile/run. Knows no NIO and no wire format.
-        .target(name: "SwerveInference", dependencies: ["SwerveProto", "COpenBLAS"]),
+        .target(name: "SwerveInference", dependencies: ["SwerveProto", "COpenBLAS", "CSwerveKernels"]),
 
         // Repository, version policy, model manager, dynamic batcher.
         .target(

@@ -20,13 +20,36 @@ public protocol ProtoMessage: Sendable {
 /// Owns the C memory used while building protobuf-c structs for packing. Everything is
 /// released together when the arena goes away, so builders never free piecemeal.
 final class Arena {
+    // A bump allocator: most messages fit in the first chunk, so building one costs one malloc.
     private var blocks: [UnsafeMutableRawPointer] = []
+    private var cursor: UnsafeMutableRawPointer?
+    private var remaining = 0
+    private static let chunkSize = 4096
 
     deinit { for b in blocks { free(b) } }
 
     func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
-        let raw = malloc(max(1, count) * MemoryLayout<T>.stride)!
+        let align = max(MemoryLayout<T>.alignment, 8)
+        let bytes = max(1, count) * MemoryLayout<T>.stride
+        if let c = cursor {
+            let pad = (align - Int(bitPattern: c) % align) % align
+            if pad + bytes <= remaining {
+                let p = c + pad
+                cursor = p + bytes
+                remaining -= pad + bytes
+                return p.bindMemory(to: T.self, capacity: max(1, count))
+            }
+        }
+        if bytes > Self.chunkSize / 2 {
+            // Large payloads (tensor bytes) get their own block; the current chunk stays in use.
+            let raw = malloc(bytes)!
+            blocks.append(raw)
+            return raw.bindMemory(to: T.self, capacity: max(1, count))
+        }
+        let raw = malloc(Self.chunkSize)!
         blocks.append(raw)
+        cursor = raw + bytes
+        remaining = Self.chunkSize - bytes
         return raw.bindMemory(to: T.self, capacity: max(1, count))
     }
 

@@ -24,8 +24,15 @@ public final class InferenceService: GRPCCallHandler {
     private let ready = Atomic<Bool>(false)
     private let shuttingDown = Atomic<Bool>(false)
     private let controlQueue = DispatchQueue(label: "swerve.repository-control")
-    private let requestCounters = Mutex<[String: Counter]>([:])
-    private let latencyTimers = Mutex<[String: Metrics.Timer]>([:])
+    /// Metric handles per (model, version, status), created once; the key avoids building strings per request.
+    private let requestCounters = Mutex<[MetricKey: Counter]>([:])
+    private let latencyTimers = Mutex<[MetricKey: Metrics.Timer]>([:])
+
+    struct MetricKey: Hashable {
+        var model: String
+        var version: String
+        var status: Int
+    }
 
     public init(manager: ModelManager, logger: Logger) {
         self.manager = manager
@@ -40,34 +47,44 @@ public final class InferenceService: GRPCCallHandler {
     }
     var isReady: Bool { ready.load(ordering: .acquiring) }
 
+    enum Method: String, CaseIterable {
+        case modelInfer = "/inference.GRPCInferenceService/ModelInfer"
+        case serverLive = "/inference.GRPCInferenceService/ServerLive"
+        case serverReady = "/inference.GRPCInferenceService/ServerReady"
+        case modelReady = "/inference.GRPCInferenceService/ModelReady"
+        case serverMetadata = "/inference.GRPCInferenceService/ServerMetadata"
+        case modelMetadata = "/inference.GRPCInferenceService/ModelMetadata"
+        case modelConfig = "/inference.GRPCInferenceService/ModelConfig"
+        case modelStatistics = "/inference.GRPCInferenceService/ModelStatistics"
+        case repositoryIndex = "/inference.GRPCInferenceService/RepositoryIndex"
+        case repositoryModelLoad = "/inference.GRPCInferenceService/RepositoryModelLoad"
+        case repositoryModelUnload = "/inference.GRPCInferenceService/RepositoryModelUnload"
+        case healthCheck = "/grpc.health.v1.Health/Check"
+        case healthWatch = "/grpc.health.v1.Health/Watch"
+    }
+
     public func handle(_ call: GRPCServerCall) {
-        let path = call.method
-        if path.hasPrefix("/inference.GRPCInferenceService/") {
-            let method = path.dropFirst("/inference.GRPCInferenceService/".count)
-            switch method {
-            case "ModelInfer": modelInfer(call)
-            case "ServerLive": unary(call) { (_: ServerLiveRequest) in ServerLiveResponse(live: true) }
-            case "ServerReady": unary(call) { (_: ServerReadyRequest) in ServerReadyResponse(ready: self.isReady) }
-            case "ModelReady": unary(call) { (r: ModelReadyRequest) in ModelReadyResponse(ready: self.manager.isModelReady(r.name, version: r.version)) }
-            case "ServerMetadata":
-                unary(call) { (_: ServerMetadataRequest) in ServerMetadataResponse(name: Self.serverName, version: Self.serverVersion, extensions: Self.extensions) }
-            case "ModelMetadata": unary(call) { (r: ModelMetadataRequest) in try self.modelMetadata(r) }
-            case "ModelConfig": unary(call) { (r: ModelConfigRequest) in try self.modelConfig(r) }
-            case "ModelStatistics": unary(call) { (r: ModelStatisticsRequest) in try self.modelStatistics(r) }
-            case "RepositoryIndex": unary(call) { (r: RepositoryIndexRequest) in self.repositoryIndex(r) }
-            case "RepositoryModelLoad":
-                blocking(call) { (r: RepositoryModelLoadRequest) in try self.manager.load(model: r.modelName); return EmptyMessage() }
-            case "RepositoryModelUnload":
-                blocking(call) { (r: RepositoryModelUnloadRequest) in try self.manager.unload(model: r.modelName); return EmptyMessage() }
-            default:
-                call.finish(GRPCStatus(.unimplemented, "method \(path) is not implemented by Swerve"))
-            }
-        } else if path == "/grpc.health.v1.Health/Check" {
-            unary(call) { (r: HealthCheckRequest) in try self.healthCheck(r) }
-        } else if path == "/grpc.health.v1.Health/Watch" {
-            healthWatch(call)
-        } else {
-            call.finish(GRPCStatus(.unimplemented, "unknown method \(path)"))
+        guard let method = Method(rawValue: call.method) else {
+            call.finish(GRPCStatus(.unimplemented, "method \(call.method) is not implemented by Swerve"))
+            return
+        }
+        switch method {
+        case .modelInfer: modelInfer(call)
+        case .serverLive: unary(call) { (_: ServerLiveRequest) in ServerLiveResponse(live: true) }
+        case .serverReady: unary(call) { (_: ServerReadyRequest) in ServerReadyResponse(ready: self.isReady) }
+        case .modelReady: unary(call) { (r: ModelReadyRequest) in ModelReadyResponse(ready: self.manager.isModelReady(r.name, version: r.version)) }
+        case .serverMetadata:
+            unary(call) { (_: ServerMetadataRequest) in ServerMetadataResponse(name: Self.serverName, version: Self.serverVersion, extensions: Self.extensions) }
+        case .modelMetadata: unary(call) { (r: ModelMetadataRequest) in try self.modelMetadata(r) }
+        case .modelConfig: unary(call) { (r: ModelConfigRequest) in try self.modelConfig(r) }
+        case .modelStatistics: unary(call) { (r: ModelStatisticsRequest) in try self.modelStatistics(r) }
+        case .repositoryIndex: unary(call) { (r: RepositoryIndexRequest) in self.repositoryIndex(r) }
+        case .repositoryModelLoad:
+            blocking(call) { (r: RepositoryModelLoadRequest) in try self.manager.load(model: r.modelName); return EmptyMessage() }
+        case .repositoryModelUnload:
+            blocking(call) { (r: RepositoryModelUnloadRequest) in try self.manager.unload(model: r.modelName); return EmptyMessage() }
+        case .healthCheck: unary(call) { (r: HealthCheckRequest) in try self.healthCheck(r) }
+        case .healthWatch: healthWatch(call)
         }
     }
 
@@ -156,17 +173,16 @@ public final class InferenceService: GRPCCallHandler {
     private func record(_ code: GRPCStatusCode, model: String, version: String, start: UInt64, served: ServedModel?, rows: Int) {
         let elapsed = monotonicNow() - start
         served?.statistics.recordRequest(success: code == .ok, rows: rows, ns: elapsed, nowMs: UInt64(Date().timeIntervalSince1970 * 1000))
-        let status = StatusMapping.label(code)
-        let key = "\(model)\u{0}\(version)\u{0}\(status)"
+        let key = MetricKey(model: model, version: version, status: code.rawValue)
         let counter = requestCounters.withLock { c in
             if let x = c[key] { return x }
-            let x = Counter(label: "swerve_requests_total", dimensions: [("model", model), ("version", version), ("status", status)])
+            let x = Counter(label: "swerve_requests_total", dimensions: [("model", model), ("version", version), ("status", StatusMapping.label(code))])
             c[key] = x
             return x
         }
         counter.increment()
         if code == .ok {
-            let tkey = "\(model)\u{0}\(version)"
+            let tkey = MetricKey(model: model, version: version, status: 0)
             let timer = latencyTimers.withLock { t in
                 if let x = t[tkey] { return x }
                 let x = Metrics.Timer(label: "swerve_request_duration_seconds", dimensions: [("model", model), ("version", version)])

@@ -1,0 +1,4 @@
+#ifndef CSWERVEKERNELS_H
+#define CSWERVEKERNELS_H
+// Hand-vectorized kernels for the inference core (packed GEMM with fused epilogues).
+#endif
