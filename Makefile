@@ -1,0 +1,81 @@
+# Swerve developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+SWIFT      ?= swift
+# Build directory (swift --scratch-path); override to keep parallel builds apart.
+BUILD_DIR  ?= .build
+SWIFT_FLAGS := --scratch-path $(BUILD_DIR)
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+HOST       ?= 127.0.0.1
+GRPC_PORT  ?= 8001
+METRICS_PORT ?= 8002
+PYTEST_ARGS ?=
+# Interop suite guard: SIGINT (pytest tears down its servers) after 15 minutes.
+PYTEST := timeout -s INT -k 60 900 $(PY) -m pytest tests/interop
+
+# System packages: build deps, then the benchmark clients (h2load etc.).
+APT_PKGS := libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
+            nghttp2-client nghttp2-server
+
+.PHONY: help deps venv build release examples run test swift-test interop bench clean
+
+help:
+	@echo "make deps      install missing apt packages ($(APT_PKGS))"
+	@echo "make venv      create $(VENV) with tests/interop/requirements.txt"
+	@echo "make build     debug build"
+	@echo "make release   release build"
+	@echo "make examples  regenerate examples/repository (needs venv)"
+	@echo "make run       serve examples/repository on $(HOST):$(GRPC_PORT) (metrics $(METRICS_PORT))"
+	@echo "make test      swift test + interop tests (pytest) against .build/debug/swerve"
+	@echo "make interop   only the interop tests (PYTEST_ARGS='-k errors' to select)"
+	@echo "make bench     benchmarks/run.sh"
+
+deps:
+	@missing=""; \
+	for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+venv:
+	@VENV=$(VENV) scripts/setup-venv.sh
+
+build: deps
+	$(SWIFT) build $(SWIFT_FLAGS)
+
+release: deps
+	$(SWIFT) build $(SWIFT_FLAGS) -c release
+
+examples: venv
+	$(PY) examples/make_examples.py
+
+run: release
+	$(BUILD_DIR)/release/swerve serve --repository examples/repository \
+	  --host $(HOST) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+
+swift-test: deps
+	$(SWIFT) build $(SWIFT_FLAGS)
+	$(SWIFT) test $(SWIFT_FLAGS)
+
+interop: deps venv
+	$(SWIFT) build $(SWIFT_FLAGS)
+	SWERVE_BIN=$(abspath $(BUILD_DIR))/debug/swerve $(PYTEST) $(PYTEST_ARGS)
+
+test: deps venv
+	$(SWIFT) build $(SWIFT_FLAGS)
+	$(SWIFT) test $(SWIFT_FLAGS)
+	SWERVE_BIN=$(abspath $(BUILD_DIR))/debug/swerve $(PYTEST) $(PYTEST_ARGS)
+
+bench: deps venv
+	SWERVE_BUILD_DIR=$(BUILD_DIR) benchmarks/run.sh
+
+clean:
+	rm -rf $(BUILD_DIR) tests/interop/gen
