@@ -49,6 +49,7 @@ public struct ModelReadyRequest: ProtoMessage, Equatable {
     public var version = ""
     public init(name: String = "", version: String = "") { self.name = name; self.version = version }
     public init(serializedBytes bytes: [UInt8]) throws {
+        try StringFields.firstTwo.check(bytes, "ModelReadyRequest")
         (name, version) = try decode(bytes, "ModelReadyRequest", unpack: inference__model_ready_request__unpack, free: inference__model_ready_request__free_unpacked) { (str($0.name), str($0.version)) }
     }
     public func serializedBytes() -> [UInt8] {
@@ -102,6 +103,7 @@ public struct ModelMetadataRequest: ProtoMessage, Equatable {
     public var version = ""
     public init(name: String = "", version: String = "") { self.name = name; self.version = version }
     public init(serializedBytes bytes: [UInt8]) throws {
+        try StringFields.firstTwo.check(bytes, "ModelMetadataRequest")
         (name, version) = try decode(bytes, "ModelMetadataRequest", unpack: inference__model_metadata_request__unpack, free: inference__model_metadata_request__free_unpacked) { (str($0.name), str($0.version)) }
     }
     public func serializedBytes() -> [UInt8] {
@@ -158,6 +160,7 @@ public struct ModelStatisticsRequest: ProtoMessage, Equatable {
     public var version = ""
     public init(name: String = "", version: String = "") { self.name = name; self.version = version }
     public init(serializedBytes bytes: [UInt8]) throws {
+        try StringFields.firstTwo.check(bytes, "ModelStatisticsRequest")
         (name, version) = try decode(bytes, "ModelStatisticsRequest", unpack: inference__model_statistics_request__unpack, free: inference__model_statistics_request__free_unpacked) { (str($0.name), str($0.version)) }
     }
     public func serializedBytes() -> [UInt8] {
@@ -292,6 +295,7 @@ public struct RepositoryModelLoadRequest: ProtoMessage, Equatable {
     public var modelName = ""
     public init(repositoryName: String = "", modelName: String = "") { self.repositoryName = repositoryName; self.modelName = modelName }
     public init(serializedBytes bytes: [UInt8]) throws {
+        try StringFields.firstTwo.check(bytes, "RepositoryModelLoadRequest")
         (repositoryName, modelName) = try decode(bytes, "RepositoryModelLoadRequest", unpack: inference__repository_model_load_request__unpack, free: inference__repository_model_load_request__free_unpacked) { (str($0.repository_name), str($0.model_name)) }
     }
     public func serializedBytes() -> [UInt8] {
@@ -306,6 +310,7 @@ public struct RepositoryModelUnloadRequest: ProtoMessage, Equatable {
     public var modelName = ""
     public init(repositoryName: String = "", modelName: String = "") { self.repositoryName = repositoryName; self.modelName = modelName }
     public init(serializedBytes bytes: [UInt8]) throws {
+        try StringFields.firstTwo.check(bytes, "RepositoryModelUnloadRequest")
         (repositoryName, modelName) = try decode(bytes, "RepositoryModelUnloadRequest", unpack: inference__repository_model_unload_request__unpack, free: inference__repository_model_unload_request__free_unpacked) { (str($0.repository_name), str($0.model_name)) }
     }
     public func serializedBytes() -> [UInt8] {
@@ -330,6 +335,7 @@ public struct HealthCheckRequest: ProtoMessage, Equatable {
     public var service = ""
     public init(service: String = "") { self.service = service }
     public init(serializedBytes bytes: [UInt8]) throws {
+        try StringFields.firstTwo.check(bytes, "HealthCheckRequest")
         service = try decode(bytes, "HealthCheckRequest", unpack: grpc__health__v1__health_check_request__unpack, free: grpc__health__v1__health_check_request__free_unpacked) { str($0.service) }
     }
     public func serializedBytes() -> [UInt8] {

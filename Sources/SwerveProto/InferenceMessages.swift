@@ -151,6 +151,7 @@ extension InferTensorContents {
 
 extension ModelInferRequest {
     public init(serializedBytes bytes: [UInt8]) throws {
+        try StringFields.modelInferRequest.check(bytes, "ModelInferRequest")
         self = try decode(bytes, "ModelInferRequest", unpack: inference__model_infer_request__unpack, free: inference__model_infer_request__free_unpacked) { m in
             var r = ModelInferRequest()
             r.modelName = str(m.model_name)

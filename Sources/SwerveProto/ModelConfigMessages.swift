@@ -7,6 +7,7 @@ public struct ModelConfigRequest: ProtoMessage, Equatable {
     public var version = ""
     public init(name: String = "", version: String = "") { self.name = name; self.version = version }
     public init(serializedBytes bytes: [UInt8]) throws {
+        try StringFields.firstTwo.check(bytes, "ModelConfigRequest")
         (name, version) = try decode(bytes, "ModelConfigRequest", unpack: inference__model_config_request__unpack, free: inference__model_config_request__free_unpacked) { (str($0.name), str($0.version)) }
     }
     public func serializedBytes() -> [UInt8] {

@@ -162,3 +162,66 @@ func encode<T>(
         }
     }
 }
+
+// MARK: - Strings with NUL bytes
+
+/// Which fields of a message are `string`s and which hold nested messages. protobuf-c hands
+/// strings to C as NUL-terminated, so "dense\0junk" would silently read as "dense"; requests whose
+/// strings hold a NUL byte are refused instead, which needs a look at the wire bytes.
+struct StringFields: Sendable {
+    var strings: Set<UInt64> = []
+    var nested: [UInt64: StringFields] = [:]
+
+    static let parameterMap = StringFields(strings: [1], nested: [2: StringFields(strings: [3])])
+    /// ModelInferRequest: model_name, model_version, id, parameters, inputs (name, datatype,
+    /// parameters), outputs (name, parameters).
+    static let modelInferRequest = StringFields(strings: [1, 2, 3], nested: [
+        4: parameterMap,
+        5: StringFields(strings: [1, 2], nested: [4: parameterMap]),
+        6: StringFields(strings: [1], nested: [2: parameterMap]),
+    ])
+    /// Requests made of string fields 1 and 2 (name/version, repository/model name).
+    static let firstTwo = StringFields(strings: [1, 2])
+
+    /// True when a string field (at any depth) contains a NUL byte. Malformed input returns false:
+    /// protobuf-c rejects it on its own.
+    func containsNUL(in bytes: UnsafeRawBufferPointer) -> Bool {
+        var i = 0
+        let n = bytes.count
+        func varint() -> UInt64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < n && shift < 64 {
+                let b = bytes[i]
+                i += 1
+                value |= UInt64(b & 0x7F) << shift
+                if b < 0x80 { return value }
+                shift += 7
+            }
+            return nil
+        }
+        while i < n {
+            guard let tag = varint() else { return false }
+            let field = tag >> 3
+            switch tag & 7 {
+            case 0: guard varint() != nil else { return false }
+            case 1: i += 8
+            case 5: i += 4
+            case 2:
+                guard let len = varint(), len <= UInt64(n - i) else { return false }
+                let body = UnsafeRawBufferPointer(rebasing: bytes[i..<(i + Int(len))])
+                if strings.contains(field), body.contains(0) { return true }
+                if let inner = nested[field], inner.containsNUL(in: body) { return true }
+                i += Int(len)
+            default: return false
+            }
+        }
+        return false
+    }
+
+    func check(_ bytes: [UInt8], _ name: String) throws {
+        if bytes.withUnsafeBytes({ containsNUL(in: $0) }) {
+            throw ProtoDecodingError("\(name) has a string field containing a NUL byte")
+        }
+    }
+}

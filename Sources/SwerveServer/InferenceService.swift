@@ -112,14 +112,14 @@ public final class InferenceService: GRPCCallHandler {
         do {
             request = try ModelInferRequest(serializedBytes: call.message)
         } catch {
-            finish(call, StatusMapping.status(for: error), model: "", version: "", start: start)
+            finish(call, StatusMapping.status(for: error), start: start)
             return
         }
         let model: ServedModel
         do {
             model = try manager.resolve(model: request.modelName, version: request.modelVersion)
         } catch {
-            finish(call, StatusMapping.status(for: error), model: request.modelName, version: request.modelVersion, start: start)
+            finish(call, StatusMapping.status(for: error), start: start)
             return
         }
         let version = String(model.version)
@@ -154,21 +154,29 @@ public final class InferenceService: GRPCCallHandler {
                         if raw { resp.rawOutputContents.append(t.rawBytes()) } else { o.contents = TensorCoding.contents(t) }
                         resp.outputs.append(o)
                     }
-                    call.respond(resp.serializedBytes())
+                    let bytes = resp.serializedBytes()
+                    // Counted before the answer leaves, so a client that reads statistics next sees its call.
                     self.record(.ok, model: model.name, version: version, start: start, served: model, rows: rows)
+                    call.respond(bytes)
                 case .failure(let e):
-                    self.finish(call, StatusMapping.status(for: e), model: model.name, version: version, start: start, served: model)
+                    self.finish(call, StatusMapping.status(for: e), start: start, served: model)
                 }
             }
         } catch {
-            finish(call, StatusMapping.status(for: error), model: model.name, version: version, start: start, served: model)
+            finish(call, StatusMapping.status(for: error), start: start, served: model)
         }
     }
 
-    private func finish(_ call: GRPCServerCall, _ status: GRPCStatus, model: String, version: String, start: UInt64, served: ServedModel? = nil) {
+    /// Ends a failed call. Metric labels name only models and versions that resolved, so clients
+    /// sending made-up names cannot grow the number of series.
+    private func finish(_ call: GRPCServerCall, _ status: GRPCStatus, start: UInt64, served: ServedModel? = nil) {
+        record(status.code, model: served?.name ?? Self.unresolvedLabel, version: served.map { String($0.version) } ?? "",
+               start: start, served: served, rows: 0)
         call.finish(status)
-        record(status.code, model: model, version: version, start: start, served: served, rows: 0)
     }
+
+    /// The `model` label of requests whose model or version did not resolve.
+    static let unresolvedLabel = "<unresolved>"
 
     private func record(_ code: GRPCStatusCode, model: String, version: String, start: UInt64, served: ServedModel?, rows: Int) {
         let elapsed = monotonicNow() - start

@@ -274,7 +274,11 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         if !status.message.isEmpty { headers.add("grpc-message", GRPCMessageEncoding.encode(status.message)) }
         if status.code == .unimplemented && stream.encoding != nil { headers.add("grpc-accept-encoding", "identity") }
         let rv = headers.withNV { nva, count in nghttp2_submit_response(session, stream.id, nva, count, nil) }
-        if rv != 0 { logger.debug("nghttp2_submit_response failed: \(nghttp2ErrorString(Int(rv)))") }
+        if rv != 0 {
+            // The stream must not hang without an answer: reset it.
+            logger.debug("nghttp2_submit_response failed: \(nghttp2ErrorString(Int(rv)))")
+            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, UInt32(NGHTTP2_INTERNAL_ERROR.rawValue))
+        }
     }
 
     /// The transport answers a stream itself (bad headers, bad framing) before any call exists.

@@ -45,7 +45,17 @@ extension GRPCStatusCode {
 /// Percent-encoding of `grpc-message` as the gRPC HTTP/2 spec requires: bytes outside
 /// 0x20...0x7E, and `%` itself, become `%XX` of the UTF-8 encoding.
 enum GRPCMessageEncoding {
-    static func encode(_ message: String) -> String {
+    /// Longest status message sent, in UTF-8 bytes before encoding. Peers cap header lists
+    /// (grpcio at 8–16 KiB) and a message may quote client input, so longer ones are cut.
+    static let maxMessageBytes = 1024
+
+    static func encode(_ full: String) -> String {
+        var message = full
+        if full.utf8.count > maxMessageBytes {
+            var cut = full.utf8.index(full.utf8.startIndex, offsetBy: maxMessageBytes)
+            while cut > full.utf8.startIndex && !full.unicodeScalars.indices.contains(cut) { cut = full.utf8.index(before: cut) }
+            message = String(full[..<cut]) + "… (truncated)"
+        }
         let utf8 = message.utf8
         if utf8.allSatisfy({ $0 >= 0x20 && $0 <= 0x7E && $0 != UInt8(ascii: "%") }) { return message }
         let hex = Array("0123456789ABCDEF".utf8)

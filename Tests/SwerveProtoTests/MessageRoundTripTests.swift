@@ -55,6 +55,19 @@ import Testing
         #expect(throws: ProtoDecodingError.self) { try ModelInferRequest(serializedBytes: [0x0A, 0x10, 0x41]) }
     }
 
+    @Test func stringsWithNULBytesAreRejected() throws {
+        // model_name = "dense\0junk": protobuf-c would read it as "dense".
+        let name: [UInt8] = Array("dense".utf8) + [0] + Array("junk".utf8)
+        #expect(throws: ProtoDecodingError.self) { try ModelInferRequest(serializedBytes: [0x0A, UInt8(name.count)] + name) }
+        // inputs[0].name = "x\0y" inside a nested message.
+        let input: [UInt8] = [0x0A, 3, UInt8(ascii: "x"), 0, UInt8(ascii: "y")]
+        #expect(throws: ProtoDecodingError.self) { try ModelInferRequest(serializedBytes: [0x2A, UInt8(input.count)] + input) }
+        #expect(throws: ProtoDecodingError.self) { try ModelReadyRequest(serializedBytes: [0x12, 3, UInt8(ascii: "1"), 0, UInt8(ascii: "2")]) }
+        // NUL inside raw tensor bytes (field 7) is data, not a string.
+        var ok = ModelInferRequest(); ok.modelName = "m"; ok.rawInputContents = [[0, 0, 0, 0]]
+        #expect(try ModelInferRequest(serializedBytes: ok.serializedBytes()) == ok)
+    }
+
     @Test func emptyBytesDecodeToDefaults() throws {
         #expect(try ModelInferRequest(serializedBytes: []) == ModelInferRequest())
         _ = try ServerLiveRequest(serializedBytes: [])

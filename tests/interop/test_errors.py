@@ -84,7 +84,7 @@ BAD_INFER_REQUESTS = {
     "long_model_name_100k": (lambda: make_request("m" * 100_000, {"x": X3}), NOT_FOUND),
     "path_model_name": (lambda: make_request("../dense", {"x": X3}), NOT_FOUND),
     "slash_model_name": (lambda: make_request("dense/1", {"x": X3}), NOT_FOUND),
-    "nul_model_name": (lambda: make_request("dense\0", {"x": X3}), NOT_FOUND),
+    "nul_model_name": (lambda: make_request("dense\0", {"x": X3}), INVALID),
     "huge_version": (lambda: make_request("dense", {"x": X3}, version="99999999999999999999999"), (NOT_FOUND, INVALID)),
     "negative_version": (lambda: make_request("dense", {"x": X3}, version="-1"), (NOT_FOUND, INVALID)),
 }
