@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parent
 REPO = ROOT / "repository"
 TARGET_OPSET = {"": 13, "ai.onnx.ml": 1}
 ALLOWED_OPS = {
+    "OneHotEncoder", "Gather", "LabelEncoder", "CategoryMapper", "Binarizer", "Equal", "Where",
+    "Unsqueeze", "Squeeze",
     "Scaler", "LinearClassifier", "Normalizer", "Cast", "ArgMax",
     "ArrayFeatureExtractor", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div",
     "Relu", "Sigmoid", "Tanh", "Softmax", "Flatten", "Reshape", "Identity",
@@ -103,7 +105,7 @@ def metadata(dataset: str, rows: int, train_rows: int, test_rows: int, acc: floa
     }
 
 
-KSERVE_TYPES = {onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.INT64: "INT64"}
+KSERVE_TYPES = {onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.INT64: "INT64", onnx.TensorProto.STRING: "BYTES"}
 
 
 def tensor_desc(value: onnx.ValueInfoProto) -> dict:
@@ -157,6 +159,60 @@ def digits_mlp() -> None:
                 metadata("sklearn.datasets.load_digits (pixels / 16)", len(x), len(xtr), len(xte), acc))
 
 
+DEVICES = ["mobile", "desktop", "tablet"]
+COUNTRIES = ["us", "de", "fr", "jp", "br", "in", "gb", "ca"]
+AD_CATEGORIES = ["fashion", "sports", "travel", "tech", "food", "games"]
+
+
+def ad_conversion_onehot() -> None:
+    """A model over categorical features only, so Swerve serves it from a static table:
+    synthetic ad-click events (device, country, ad category) → converted or not, through
+    OneHotEncoder(handle_unknown="ignore") + LogisticRegression. Unseen categories are valid
+    inputs: they one-hot to zeros, as in scikit-learn."""
+    from skl2onnx.common.data_types import StringTensorType
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(7)
+    n = 20000
+    dev = rng.choice(len(DEVICES), n, p=[0.6, 0.3, 0.1])
+    cty = rng.choice(len(COUNTRIES), n)
+    cat = rng.choice(len(AD_CATEGORIES), n)
+    # Conversion depends on the combination (fashion on mobile in some countries, tech on desktop...).
+    logit = (-2.0 + 0.8 * (dev == 0) * (cat == 0) + 0.6 * (dev == 1) * (cat == 3)
+             + 0.3 * np.isin(cty, [0, 6, 7]) + 0.4 * (cat == 2) * np.isin(cty, [1, 2]) - 0.5 * (dev == 2))
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    x = np.stack([np.array(DEVICES)[dev], np.array(COUNTRIES)[cty], np.array(AD_CATEGORIES)[cat]], axis=1).astype(object)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    pipe = Pipeline([
+        ("onehot", OneHotEncoder(handle_unknown="ignore")),
+        ("logreg", LogisticRegression(max_iter=1000, random_state=0)),
+    ])
+    pipe.fit(xtr, ytr)
+    acc = pipe.score(xte, yte)
+    model = convert_sklearn(
+        pipe, initial_types=[("input", StringTensorType([None, 3]))],
+        options={id(pipe.steps[-1][1]): {"zipmap": False}}, target_opset=TARGET_OPSET)
+    model.producer_name = "swerve-examples"
+    model.graph.name = "ad_conversion_onehot"
+    seen = {}
+    for imp in model.opset_import:
+        seen[imp.domain] = max(seen.get(imp.domain, 0), imp.version)
+    del model.opset_import[:]
+    for domain, version in sorted(seen.items()):
+        model.opset_import.add(domain=domain, version=version)
+    bad = set(op_types(model)) - ALLOWED_OPS
+    if bad:
+        raise SystemExit(f"exported graph uses ops outside Swerve's subset: {sorted(bad)}")
+    onnx.checker.check_model(model)
+    assert [o.name for o in model.graph.output] == ["label", "probabilities"], io_desc(model)
+    check_against_sklearn(model, pipe, xte)
+    cfg = config(model)
+    cfg["serving_mode"] = "auto"
+    meta = metadata("synthetic ad-click events (seed 7): device, country, ad category", n, len(xtr), len(xte), acc)
+    meta["domain"] = {"device": DEVICES, "country": COUNTRIES, "ad_category": AD_CATEGORIES}
+    write_model("ad_conversion_onehot", model, cfg, meta)
+
+
 def check_against_sklearn(model: onnx.ModelProto, estimator, x: np.ndarray) -> None:
     """onnxruntime on the exported graph must agree with scikit-learn."""
     try:
@@ -175,6 +231,7 @@ def main() -> int:
     REPO.mkdir(exist_ok=True)
     breast_cancer_logreg()
     digits_mlp()
+    ad_conversion_onehot()
     return 0
 
 

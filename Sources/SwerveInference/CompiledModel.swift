@@ -20,6 +20,8 @@ public final class CompiledModel: Sendable {
     public let producer: String
     /// The model's `metadata_props`.
     public let metadata: [String: String]
+    /// Finite value sets of input columns that the graph implies (see `InputColumnDomain`).
+    public let derivedInputDomains: [InputColumnDomain]
     let plan: Plan
 
     /// Parses, checks and compiles a serialized ONNX model.
@@ -41,6 +43,7 @@ public final class CompiledModel: Sendable {
         opsetVersion = result.opsetVersion
         producer = model.producerName
         metadata = model.metadata
+        derivedInputDomains = deriveInputDomains(model, inputs: result.inputs)
         plan = result.plan
     }
 

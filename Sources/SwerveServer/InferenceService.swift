@@ -61,6 +61,7 @@ public final class InferenceService: GRPCCallHandler {
         case repositoryModelUnload = "/inference.GRPCInferenceService/RepositoryModelUnload"
         case healthCheck = "/grpc.health.v1.Health/Check"
         case healthWatch = "/grpc.health.v1.Health/Watch"
+        case pathStatistics = "/swerve.v1.ServingInsights/PathStatistics"
     }
 
     public func handle(_ call: GRPCServerCall) {
@@ -85,6 +86,7 @@ public final class InferenceService: GRPCCallHandler {
             blocking(call) { (r: RepositoryModelUnloadRequest) in try self.manager.unload(model: r.modelName); return EmptyMessage() }
         case .healthCheck: unary(call) { (r: HealthCheckRequest) in try self.healthCheck(r) }
         case .healthWatch: healthWatch(call)
+        case .pathStatistics: unary(call) { (r: PathStatisticsRequest) in try self.pathStatistics(r) }
         }
     }
 
@@ -141,7 +143,8 @@ public final class InferenceService: GRPCCallHandler {
             }
             let raw = !request.rawInputContents.isEmpty
             let id = request.id
-            model.infer(inputs, rows: rows, deadlineNs: call.deadline?.uptimeNanoseconds, isCancelled: { call.isCancelled }) { result in
+            model.infer(inputs, rows: rows, requestedOutputs: request.outputs.map(\.name), deadlineNs: call.deadline?.uptimeNanoseconds,
+                        isCancelled: { call.isCancelled }) { result in
                 switch result {
                 case .success(let outs):
                     var resp = ModelInferResponse()
@@ -241,16 +244,37 @@ public final class InferenceService: GRPCCallHandler {
         return ModelConfigResponse(config: c)
     }
 
-    private func modelStatistics(_ r: ModelStatisticsRequest) throws -> ModelStatisticsResponse {
+    /// The ready versions a statistics request names: all, one model's, or one version.
+    private func selectModels(name: String, version: String) throws -> [ServedModel] {
         var models = manager.readyModels()
-        if !r.name.isEmpty {
-            if r.version.isEmpty {
-                models = models.filter { $0.name == r.name }
-                if models.isEmpty { _ = try manager.resolve(model: r.name, version: "") }
+        if !name.isEmpty {
+            if version.isEmpty {
+                models = models.filter { $0.name == name }
+                if models.isEmpty { _ = try manager.resolve(model: name, version: "") }
             } else {
-                models = [try manager.resolve(model: r.name, version: r.version)]
+                models = [try manager.resolve(model: name, version: version)]
             }
         }
+        return models
+    }
+
+    private func pathStatistics(_ r: PathStatisticsRequest) throws -> PathStatisticsResponse {
+        PathStatisticsResponse(models: try selectModels(name: r.name, version: r.version).map { m in
+            let p = m.pathStatistics
+            var s = VersionPathStatistics()
+            s.name = m.name; s.version = String(m.version); s.mode = p.mode.rawValue; s.activePath = p.activePath
+            s.tableCells = UInt64(p.tableCells); s.tableBytes = UInt64(p.tableBytes); s.tableBuildMs = UInt64(p.tableBuildMs)
+            s.tableLookups = p.tableLookups; s.tableFallbacks = p.tableFallbacks
+            s.cacheHits = p.cacheHits; s.cacheMisses = p.cacheMisses; s.cacheEvictions = p.cacheEvictions
+            s.cacheBytes = UInt64(p.cacheBytes); s.cacheEntries = UInt64(p.cacheEntries); s.cacheCapacityBytes = UInt64(p.cacheCapacityBytes)
+            s.coalesced = p.coalesced; s.batcherRequests = p.batcherRequests; s.pathSwitches = UInt64(p.pathSwitches)
+            s.cardinality = p.cardinality; s.peakedness = p.peakedness
+            return s
+        })
+    }
+
+    private func modelStatistics(_ r: ModelStatisticsRequest) throws -> ModelStatisticsResponse {
+        let models = try selectModels(name: r.name, version: r.version)
         return ModelStatisticsResponse(modelStats: models.map { m in
             let s = m.statistics.snapshot
             var out = ModelStatistics()
@@ -262,6 +286,9 @@ public final class InferenceService: GRPCCallHandler {
             let d = { (x: DurationStat) in StatisticDuration(count: x.count, ns: x.ns) }
             out.success = d(s.success); out.fail = d(s.fail); out.queue = d(s.queue)
             out.computeInput = d(s.computeInput); out.computeInfer = d(s.computeInfer); out.computeOutput = d(s.computeOutput)
+            let p = m.pathStatistics
+            out.cacheHit = StatisticDuration(count: p.cacheHits + p.tableLookups, ns: 0)
+            out.cacheMiss = StatisticDuration(count: p.cacheMisses, ns: 0)
             out.batchStats = s.batches.values.sorted { $0.batchSize < $1.batchSize }.map { b in
                 var x = ModelStatistics.Batch(batchSize: UInt64(b.batchSize))
                 x.computeInput = d(b.computeInput); x.computeInfer = d(b.computeInfer); x.computeOutput = d(b.computeOutput)

@@ -20,6 +20,9 @@ public struct ServerOptions: Sendable {
     /// Seconds between repository scans for new versions; nil = only at start-up and on RepositoryModelLoad.
     public var pollInterval: Double?
     public var shutdownTimeout: Duration = .seconds(30)
+    /// Server-wide response cache budget, and the largest share one model version may take.
+    public var cacheBytes = 256 << 20
+    public var cacheShare = 0.25
 
     public init(repository: String) { self.repository = repository }
 }
@@ -42,7 +45,8 @@ public enum SwerveServerRunner {
 
         let repository = ModelRepository(path: options.repository)
         _ = try repository.modelNames()   // fail fast on a missing repository
-        let manager = ModelManager(repository: repository, logger: logger)
+        let manager = ModelManager(repository: repository, logger: logger,
+                                   cacheBudget: CacheBudget(totalBytes: options.cacheBytes, perModelFraction: options.cacheShare))
         let service = InferenceService(manager: manager, logger: logger)
 
         var config = GRPCServerConfiguration()

@@ -38,9 +38,21 @@ public final class ModelManager: Sendable {
     private let loadLock = NSLock()
     private let loadedGauge = Gauge(label: "swerve_models_loaded")
 
-    public init(repository: ModelRepository, logger: Logger) {
+    /// Hands each loaded version its response cache budget out of the server-wide total.
+    public let cacheBudget: CacheBudget
+
+    public init(repository: ModelRepository, logger: Logger,
+                cacheBudget: CacheBudget = CacheBudget(totalBytes: 256 << 20, perModelFraction: 0.25)) {
         self.repository = repository
         self.logger = logger
+        self.cacheBudget = cacheBudget
+    }
+
+    private func budgetOwner(_ name: String, _ version: Int) -> String { "\(name)/\(version)" }
+
+    private func retire(_ m: ServedModel) {
+        m.drainAndStop()
+        cacheBudget.release(budgetOwner(m.name, m.version))
     }
 
     // MARK: Loading
@@ -91,8 +103,16 @@ public final class ModelManager: Sendable {
         for v in wanted where current[v]?.settings != settings {
             let started = Date()
             do {
-                let m = try ServedModel(name: name, version: v, file: repository.modelFile(name, version: v),
-                                        settings: settings, metadata: repository.metadata(of: name, version: v))
+                let owner = budgetOwner(name, v)
+                let m: ServedModel
+                do {
+                    m = try ServedModel(name: name, version: v, file: repository.modelFile(name, version: v),
+                                        settings: settings, metadata: repository.metadata(of: name, version: v),
+                                        cacheBytes: cacheBudget.grant(to: owner), logger: logger)
+                } catch {
+                    cacheBudget.release(owner)
+                    throw error
+                }
                 loadedNow[v] = m
                 logger.info("model version ready", metadata: [
                     "model": "\(name)", "version": "\(v)", "max_batch_size": "\(m.maxBatchSize)",
@@ -129,7 +149,7 @@ public final class ModelManager: Sendable {
             return retired
         }
         for m in retired {
-            m.drainAndStop()
+            retire(m)
             logger.info("model version unloaded", metadata: ["model": "\(name)", "version": "\(m.version)"])
         }
         updateLoadedGauge()
@@ -162,7 +182,7 @@ public final class ModelManager: Sendable {
             s[name] = e
             return out
         }
-        for m in retired { m.drainAndStop() }
+        for m in retired { retire(m) }
         updateLoadedGauge()
         logger.info("model unloaded", metadata: ["model": "\(name)"])
     }
@@ -179,7 +199,7 @@ public final class ModelManager: Sendable {
             }
             return out
         }
-        for m in all { m.drainAndStop() }
+        for m in all { retire(m) }
         updateLoadedGauge()
     }
 

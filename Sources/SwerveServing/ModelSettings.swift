@@ -53,6 +53,15 @@ public struct ModelSettings: Sendable, Equatable {
     public var instanceCount: Int = 1
     public var inputOverrides: [TensorOverride] = []
     public var outputOverrides: [TensorOverride] = []
+    /// How answers are served: see `ServingMode`.
+    public var servingMode: ServingMode = .auto
+    /// Bounds on a static table (cells = input combinations, bytes = stored outputs).
+    public var staticMaxCells = 1 << 20
+    public var staticMaxBytes = 256 << 20
+    /// Declared finite domains: input name → one value list per column of a row.
+    public var declaredDomains: [String: [[DomainValue]]] = [:]
+    /// This model's response cache budget in bytes; nil = the server's per-model share.
+    public var cacheBytes: Int?
 
     public init() {}
 
@@ -63,7 +72,8 @@ public struct ModelSettings: Sendable, Equatable {
         guard let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ServingError(.failedPrecondition, "config.json must hold a JSON object")
         }
-        let known: Set = ["max_batch_size", "dynamic_batching", "version_policy", "instance_count", "inputs", "outputs", "serving_mode", "platform"]
+        let known: Set = ["max_batch_size", "dynamic_batching", "version_policy", "instance_count", "inputs", "outputs",
+                          "serving_mode", "static_table", "response_cache", "platform"]
         if let unknown = obj.keys.first(where: { !known.contains($0) }) {
             throw ServingError(.failedPrecondition, "config.json: unknown key '\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
         }
@@ -88,6 +98,47 @@ public struct ModelSettings: Sendable, Equatable {
         }
         if let vp = obj["version_policy"] {
             versionPolicy = try Self.parsePolicy(vp)
+        }
+        if let v = obj["serving_mode"] {
+            guard let str = v as? String, let mode = ServingMode(rawValue: str) else {
+                throw ServingError(.failedPrecondition, "config.json: serving_mode must be one of \(ServingMode.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            servingMode = mode
+        }
+        if let v = obj["static_table"] {
+            guard let d = v as? [String: Any] else { throw ServingError(.failedPrecondition, "config.json: static_table must be an object") }
+            if let n = d["max_cells"] {
+                guard let n = n as? Int, n >= 1 else { throw ServingError(.failedPrecondition, "config.json: static_table.max_cells must be a positive integer") }
+                staticMaxCells = n
+            }
+            if let n = d["max_bytes"] {
+                guard let n = n as? Int, n >= 1 else { throw ServingError(.failedPrecondition, "config.json: static_table.max_bytes must be a positive integer") }
+                staticMaxBytes = n
+            }
+            if let doms = d["domains"] {
+                guard let doms = doms as? [String: Any] else {
+                    throw ServingError(.failedPrecondition, #"config.json: static_table.domains must map input names to lists of columns, e.g. {"color": [["red", "green"]]}"#)
+                }
+                for (name, cols) in doms {
+                    guard let cols = cols as? [[Any]], !cols.isEmpty else {
+                        throw ServingError(.failedPrecondition, "config.json: static_table.domains.\(name) must be a non-empty list of value lists (one per column)")
+                    }
+                    declaredDomains[name] = try cols.map { col in
+                        try col.map { x in
+                            guard let v = DomainValue(json: x) else {
+                                throw ServingError(.failedPrecondition, "config.json: static_table.domains.\(name): \(x) is not a string, integer or boolean")
+                            }
+                            return v
+                        }
+                    }
+                }
+            }
+        }
+        if let v = obj["response_cache"] {
+            guard let d = v as? [String: Any], let n = d["max_bytes"] as? Int, n >= 0 else {
+                throw ServingError(.failedPrecondition, #"config.json: response_cache must be {"max_bytes": N}"#)
+            }
+            cacheBytes = n
         }
         inputOverrides = try Self.parseOverrides(obj["inputs"], "inputs")
         outputOverrides = try Self.parseOverrides(obj["outputs"], "outputs")
@@ -129,6 +180,32 @@ public struct ModelSettings: Sendable, Equatable {
             }
             return o
         }
+    }
+}
+
+/// How a model's answers are served.
+public enum ServingMode: String, Sendable, CaseIterable {
+    /// A static table when every input has a small finite domain; otherwise the response cache is
+    /// switched on and off by the measured peakedness of the traffic.
+    case auto
+    /// Always a precomputed table (the model fails to load if its domain is not finite and small).
+    case `static`
+    /// Always the response cache (with in-flight coalescing) in front of the batcher.
+    case cached
+    /// Always the batcher.
+    case dynamic
+}
+
+/// One value of a declared input domain, as JSON gives it.
+public enum DomainValue: Sendable, Equatable {
+    case int(Int64), string(String), bool(Bool)
+
+    init?(json: Any) {
+        // Foundation hands JSON true/false over as a boolean NSNumber, which also casts to Int.
+        if let n = json as? NSNumber, String(describing: type(of: n)).contains("Boolean") { self = .bool(n.boolValue); return }
+        if let i = json as? Int { self = .int(Int64(i)); return }
+        if let s = json as? String { self = .string(s); return }
+        return nil
     }
 }
 

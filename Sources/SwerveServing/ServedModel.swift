@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import SwerveInference
 
 /// One loaded, compiled and warmed-up model version, with its batcher and statistics.
@@ -15,11 +16,14 @@ public final class ServedModel: Sendable {
     public let metadata: [String: String]
     public let statistics = VersionStatistics()
     let batcher: DynamicBatcher
+    let paths: ServingPaths
+    private let inputNames: [String]
     private let inputIndex: [String: Int]
     private let outputIndex: [String: Int]
 
     /// Compiles the file, applies the settings, warms the model up with one zero row, and starts its workers.
-    init(name: String, version: Int, file: URL, settings: ModelSettings, metadata: [String: String]) throws {
+    init(name: String, version: Int, file: URL, settings: ModelSettings, metadata: [String: String],
+         cacheBytes: Int, logger: Logger) throws {
         let compiled: CompiledModel
         do {
             compiled = try CompiledModel(contentsOfFile: file.path)
@@ -41,6 +45,7 @@ public final class ServedModel: Sendable {
         } else {
             maxBatchSize = batchable ? ModelSettings.defaultMaxBatchSize : 0
         }
+        inputNames = inputs.map(\.name)
         inputIndex = Dictionary(uniqueKeysWithValues: inputs.enumerated().map { ($1.name, $0) })
         outputIndex = Dictionary(uniqueKeysWithValues: outputs.enumerated().map { ($1.name, $0) })
 
@@ -51,8 +56,94 @@ public final class ServedModel: Sendable {
         } catch {
             throw ServingError(.failedPrecondition, "\(name) version \(version) failed its warm-up run: \(error)")
         }
+        // The static table is complete before the version takes traffic.
+        var table: StaticTable?
+        var buildMs = 0
+        if settings.servingMode == .static || settings.servingMode == .auto {
+            let started = Date()
+            table = try Self.buildTable(compiled: compiled, inputs: inputs, outputs: outputs, maxBatchSize: maxBatchSize,
+                                        settings: settings, name: name, version: version, logger: logger)
+            buildMs = Int(Date().timeIntervalSince(started) * 1000)
+        }
+        paths = ServingPaths(mode: settings.servingMode, table: table, tableBuildMs: buildMs,
+                             cacheBytes: settings.cacheBytes ?? cacheBytes, model: name, version: version)
         batcher = DynamicBatcher(model: compiled, settings: settings, maxBatchSize: maxBatchSize, statistics: statistics, modelName: name, version: version)
         batcher.start()
+    }
+
+    /// The finite input domain, declared in config.json or derived from the graph; nil when some
+    /// input element has none.
+    static func staticDomain(inputs: [TensorInfo], derived: [InputColumnDomain], settings: ModelSettings,
+                             batched: Bool, name: String) throws -> StaticDomain? {
+        var domainInputs: [StaticDomain.Input] = []
+        var columns: [StaticDomain.Column] = []
+        for (i, info) in inputs.enumerated() {
+            let rowShape = batched ? Array(info.shape.dropFirst()) : info.shape
+            guard rowShape.allSatisfy({ $0 >= 0 }) else { return nil }
+            let width = rowShape.reduce(1, *)
+            domainInputs.append(.init(name: info.name, dataType: info.dataType, rowShape: rowShape))
+            if let declared = settings.declaredDomains[info.name] {
+                guard declared.count == width else {
+                    throw ServingError(.failedPrecondition, "\(name)/config.json: static_table.domains.\(info.name) lists \(declared.count) columns but a row of '\(info.name)' has \(width) elements")
+                }
+                for (e, values) in declared.enumerated() {
+                    columns.append(.init(input: i, element: e, values: try tensorData(values, info.dataType, input: info.name, model: name)))
+                }
+                continue
+            }
+            let found = derived.filter { $0.input == info.name }
+            for e in 0..<width {
+                guard let d = found.first(where: { $0.element == e }) else { return nil }
+                columns.append(.init(input: i, element: e, values: d.values))
+            }
+        }
+        return try StaticDomain(inputs: domainInputs, columns: columns, batched: batched)
+    }
+
+    private static func tensorData(_ values: [DomainValue], _ dt: DataType, input: String, model: String) throws -> TensorData {
+        let bad = ServingError(.failedPrecondition, "\(model)/config.json: static_table.domains.\(input) has values that are not \(dt.rawValue)")
+        switch dt {
+        case .int64: return .int64(try values.map { if case .int(let v) = $0 { v } else { throw bad } })
+        case .int32: return .int32(try values.map { if case .int(let v) = $0, let x = Int32(exactly: v) { x } else { throw bad } })
+        case .bool: return .bool(try values.map { if case .bool(let v) = $0 { v } else { throw bad } })
+        case .bytes: return .bytes(try values.map { if case .string(let v) = $0 { Array(v.utf8) } else { throw bad } })
+        default:
+            throw ServingError(.failedPrecondition, "\(model)/config.json: static_table.domains.\(input): only INT64, INT32, BOOL and BYTES inputs can have declared domains")
+        }
+    }
+
+    /// Builds the static table when the mode asks for one and the domain is finite and within bounds.
+    /// `static` mode fails the load otherwise; `auto` falls back to the cache/batcher paths.
+    static func buildTable(compiled: CompiledModel, inputs: [TensorInfo], outputs: [TensorInfo], maxBatchSize: Int,
+                           settings: ModelSettings, name: String, version: Int, logger: Logger) throws -> StaticTable? {
+        let mode = settings.servingMode
+        let refuse = { (why: String) throws -> StaticTable? in
+            if mode == .static { throw ServingError(.failedPrecondition, "\(name) version \(version): serving_mode is static but \(why)") }
+            logger.debug("no static table", metadata: ["model": "\(name)", "version": "\(version)", "reason": "\(why)"])
+            return nil
+        }
+        guard let domain = try staticDomain(inputs: inputs, derived: compiled.derivedInputDomains, settings: settings,
+                                            batched: maxBatchSize > 0, name: name) else {
+            return try refuse("not every input has a finite domain (declare one in config.json static_table.domains)")
+        }
+        let limits = StaticTable.Limits(maxCells: settings.staticMaxCells, maxBytes: settings.staticMaxBytes)
+        let estimate = StaticTable.estimate(domain: domain, outputs: outputs, limits: limits)
+        if let why = estimate.refusal { return try refuse(why) }
+        let executor = compiled.makeExecutor()
+        let total = domain.cellCount
+        var nextReport = 0
+        logger.info("building static table", metadata: ["model": "\(name)", "version": "\(version)", "cells": "\(total)"])
+        let table = try StaticTable.build(
+            domain: domain, outputNames: outputs.map(\.name), maxRows: 1024, limits: limits,
+            run: { try executor.run($0) },
+            progress: { done, total in
+                let pct = total == 0 ? 100 : done * 100 / total
+                if pct >= nextReport {
+                    logger.info("static table progress", metadata: ["model": "\(name)", "version": "\(version)", "rows": "\(done)/\(total)", "percent": "\(pct)"])
+                    nextReport = pct + 10
+                }
+            })
+        return table
     }
 
     private static func apply(_ overrides: [TensorOverride], to infos: [TensorInfo], kind: String, model: String) throws -> [TensorInfo] {
@@ -123,10 +214,31 @@ public final class ServedModel: Sendable {
 
     /// Queues validated inputs (from `validate`) for the batcher. `completion` runs on a worker thread
     /// (or at once on refusal) with the outputs in the model's output order.
-    public func infer(_ inputs: [Tensor], rows: Int, deadlineNs: UInt64?, isCancelled: @escaping @Sendable () -> Bool,
+    ///
+    /// The request takes the static table when its rows are all in the table's domain; else, when the
+    /// cache path is on, the response cache (key: model, version, `requestedOutputs`, every input's
+    /// name, datatype, shape and bytes) with in-flight coalescing; else the batcher.
+    public func infer(_ inputs: [Tensor], rows: Int, requestedOutputs: [String] = [], deadlineNs: UInt64?,
+                      isCancelled: @escaping @Sendable () -> Bool,
                       completion: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void) {
+        if paths.serveFromTable(inputs, completion: completion) { return }
+        if paths.usesKeys {
+            let key = RequestKey(model: name, version: version, outputs: requestedOutputs, inputNames: inputNames, inputs: inputs)
+            if paths.observe(key) {
+                // A shared computation must not die with one caller: no cancellation, no deadline
+                // (each caller's own deadline is enforced by the transport).
+                paths.serveCached(key, completion: completion) { done in
+                    batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: { false }, completion: done), deadlineNs: nil)
+                }
+                return
+            }
+        }
+        paths.countBatcher()
         batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: isCancelled, completion: completion), deadlineNs: deadlineNs)
     }
+
+    /// The serving paths' figures: mode, active path, table, cache, coalescing, measured traffic.
+    public var pathStatistics: PathStatistics { paths.statistics }
 
     /// Requests waiting in this version's queue.
     public var queuedRequests: Int { batcher.queuedRequests }

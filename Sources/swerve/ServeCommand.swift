@@ -33,6 +33,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("poll-interval"), help: "Seconds between repository scans for new versions (default: off).")
     var pollInterval: Double?
 
+    @Option(name: .customLong("cache-bytes"), help: "Server-wide response cache budget in bytes.")
+    var cacheBytes = 256 << 20
+
+    @Option(name: .customLong("cache-share"), help: "Largest fraction of --cache-bytes one model version may take.")
+    var cacheShare = 0.25
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -41,6 +47,8 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...65535).contains(grpcPort), (0...65535).contains(metricsPort) else { throw ValidationError("ports must be in 0...65535") }
         guard maxReceiveMessageSize > 0 else { throw ValidationError("--max-receive-message-size must be positive") }
         if let p = pollInterval, p <= 0 { throw ValidationError("--poll-interval must be positive") }
+        guard cacheBytes >= 0 else { throw ValidationError("--cache-bytes must not be negative") }
+        guard cacheShare > 0 && cacheShare <= 1 else { throw ValidationError("--cache-share must be in (0, 1]") }
     }
 
     func run() async throws {
@@ -67,6 +75,8 @@ struct ServeCommand: AsyncParsableCommand {
         options.maxConcurrentStreams = maxConcurrentStreams
         if let eventLoops { options.eventLoopThreads = eventLoops }
         options.pollInterval = pollInterval
+        options.cacheBytes = cacheBytes
+        options.cacheShare = cacheShare
         try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))
     }
 }

@@ -1,0 +1,193 @@
+import Atomics
+import Logging
+import Metrics
+import Synchronization
+import SwerveInference
+
+/// The path one request took.
+public enum ServingPath: String, Sendable, CaseIterable {
+    case staticTable = "static"
+    case cache = "cached"
+    case coalesced
+    case batcher = "dynamic"
+}
+
+/// What statistics and metrics show about a version's serving paths.
+public struct PathStatistics: Sendable, Equatable {
+    public var mode: ServingMode
+    /// The path new requests take now: "static", "cached" or "dynamic".
+    public var activePath: String
+    public var tableCells = 0
+    public var tableBytes = 0
+    public var tableBuildMs = 0
+    public var tableLookups: UInt64 = 0
+    /// Requests with a value outside the static domain, computed instead.
+    public var tableFallbacks: UInt64 = 0
+    public var cacheHits: UInt64 = 0
+    public var cacheMisses: UInt64 = 0
+    public var cacheEvictions: UInt64 = 0
+    public var cacheBytes = 0
+    public var cacheEntries = 0
+    public var cacheCapacityBytes = 0
+    public var coalesced: UInt64 = 0
+    public var batcherRequests: UInt64 = 0
+    public var pathSwitches = 0
+    /// Distinct inputs in the last measured window (auto mode).
+    public var cardinality: Double = 0
+    /// Share of the last window's traffic on its top-k inputs (auto mode).
+    public var peakedness: Double = 0
+}
+
+/// Routes one model version's requests through the static table, the response cache with in-flight
+/// coalescing, or straight to the batcher, as its `ServingMode` and (in `auto`) the measured
+/// cardinality and peakedness of its traffic decide. Every path returns what the batched core
+/// returns for the same inputs.
+final class ServingPaths: Sendable {
+    let mode: ServingMode
+    let table: StaticTable?
+    let tableBuildMs: Int
+    let cache: ResponseCache?
+    private let coalescer = InFlightCoalescer<RequestKey, [Tensor], ServingError>()
+    /// The auto-mode decision, used when `selects` (auto mode with a cache budget and no table).
+    private let selector = Mutex(PathSelector())
+    private let selects: Bool
+    private let cacheActive: ManagedAtomic<Bool>
+    private let counts = Mutex(Counts())
+    private let metrics: PathMetrics
+
+    struct Counts {
+        var tableLookups: UInt64 = 0, tableFallbacks: UInt64 = 0
+        var cacheHits: UInt64 = 0, cacheMisses: UInt64 = 0
+        var coalesced: UInt64 = 0, batcher: UInt64 = 0
+        var lastEvictions: UInt64 = 0
+    }
+
+    struct PathMetrics: Sendable {
+        let tableLookups, cacheHits, cacheMisses, cacheEvictions, coalesced, switches: Counter
+        let cacheBytes: Gauge
+        let cacheOn: Gauge
+        init(model: String, version: Int) {
+            let d = [("model", model), ("version", String(version))]
+            tableLookups = Counter(label: "swerve_static_table_lookups_total", dimensions: d)
+            cacheHits = Counter(label: "swerve_cache_hits_total", dimensions: d)
+            cacheMisses = Counter(label: "swerve_cache_misses_total", dimensions: d)
+            cacheEvictions = Counter(label: "swerve_cache_evictions_total", dimensions: d)
+            coalesced = Counter(label: "swerve_coalesced_requests_total", dimensions: d)
+            switches = Counter(label: "swerve_path_switches_total", dimensions: d)
+            cacheBytes = Gauge(label: "swerve_cache_bytes", dimensions: d)
+            cacheOn = Gauge(label: "swerve_cache_enabled", dimensions: d)
+        }
+    }
+
+    init(mode: ServingMode, table: StaticTable?, tableBuildMs: Int, cacheBytes: Int, model: String, version: Int) {
+        self.mode = mode
+        self.table = table
+        self.tableBuildMs = tableBuildMs
+        let wantsCache = table == nil && (mode == .cached || mode == .auto) && cacheBytes > 0
+        cache = wantsCache ? ResponseCache(budget: cacheBytes) : nil
+        selects = mode == .auto && wantsCache
+        cacheActive = ManagedAtomic(mode == .cached && wantsCache)
+        metrics = PathMetrics(model: model, version: version)
+        metrics.cacheOn.record(cacheActive.load(ordering: .relaxed) ? 1 : 0)
+    }
+
+    /// Serves from the table when every row is in its domain; otherwise returns false.
+    func serveFromTable(_ inputs: [Tensor], completion: @Sendable (Result<[Tensor], ServingError>) -> Void) -> Bool {
+        guard let table else { return false }
+        guard let outputs = table.outputs(for: inputs) else {
+            counts.withLock { $0.tableFallbacks += 1 }
+            return false
+        }
+        counts.withLock { $0.tableLookups += 1 }
+        metrics.tableLookups.increment()
+        completion(.success(outputs))
+        return true
+    }
+
+    /// Feeds the auto-mode sketches and reports whether the cache path is on for this request.
+    func observe(_ key: RequestKey) -> Bool {
+        if selects {
+            let switched = selector.withLock { $0.observe(key.hash) }
+            if let on = switched {
+                cacheActive.store(on, ordering: .relaxed)
+                metrics.switches.increment()
+                metrics.cacheOn.record(on ? 1 : 0)
+            }
+        }
+        return cacheActive.load(ordering: .relaxed)
+    }
+
+    var usesKeys: Bool { cache != nil }
+
+    /// The cache path: a verified hit answers at once; a miss joins (or leads) the in-flight
+    /// computation of the same key, and the leader's result is stored if it succeeded.
+    func serveCached(_ key: RequestKey, completion: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void,
+                     compute: (_ done: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void) -> Void) {
+        guard let cache else { return compute(completion) }
+        if let hit = cache.get(key) {
+            counts.withLock { $0.cacheHits += 1 }
+            metrics.cacheHits.increment()
+            completion(.success(hit))
+            return
+        }
+        counts.withLock { $0.cacheMisses += 1 }
+        metrics.cacheMisses.increment()
+        switch coalescer.join(key, completion: completion) {
+        case .waiter:
+            metrics.coalesced.increment()
+        case .leader(let token):
+            compute { result in
+                if case .success(let outputs) = result {
+                    _ = cache.put(key, outputs)
+                    self.publishCacheGauges()
+                }
+                self.coalescer.complete(token, with: result)
+            }
+        }
+    }
+
+    func countBatcher() { counts.withLock { $0.batcher += 1 } }
+
+    private func publishCacheGauges() {
+        guard let cache else { return }
+        let s = cache.stats
+        metrics.cacheBytes.record(s.bytes)
+        let delta: UInt64 = counts.withLock { c in
+            let d = s.evictions >= c.lastEvictions ? s.evictions - c.lastEvictions : 0
+            c.lastEvictions = s.evictions
+            return d
+        }
+        if delta > 0 { metrics.cacheEvictions.increment(by: Int64(delta)) }
+    }
+
+    var statistics: PathStatistics {
+        let c = counts.withLock { $0 }
+        var p = PathStatistics(mode: mode, activePath: table != nil ? "static" : (cacheActive.load(ordering: .relaxed) ? "cached" : "dynamic"))
+        if let table {
+            p.tableCells = table.domain.cellCount
+            p.tableBytes = table.outputs.reduce(0) { $0 + RequestKey.dataByteCount($1.data) }
+            p.tableBuildMs = tableBuildMs
+        }
+        p.tableLookups = c.tableLookups
+        p.tableFallbacks = c.tableFallbacks
+        p.cacheHits = c.cacheHits
+        p.cacheMisses = c.cacheMisses
+        p.batcherRequests = c.batcher
+        p.coalesced = coalescer.stats.coalesced
+        if let cache {
+            let s = cache.stats
+            p.cacheEvictions = s.evictions
+            p.cacheBytes = s.bytes
+            p.cacheEntries = s.entries
+            p.cacheCapacityBytes = s.capacityBytes
+        }
+        if selects {
+            selector.withLock { s in
+                p.pathSwitches = s.switches
+                p.cardinality = s.cardinality
+                p.peakedness = s.peakedness
+            }
+        }
+        return p
+    }
+}

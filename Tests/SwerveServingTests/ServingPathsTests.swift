@@ -1,0 +1,169 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import SwerveInference
+@testable import SwerveServing
+
+/// The static table, the response cache, in-flight coalescing and the batcher must return
+/// byte-identical outputs for the same model version and inputs.
+@Suite struct ServingPathsTests {
+    static let examples = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("examples/repository")
+    static let devices = ["mobile", "desktop", "tablet", "smart-tv"]          // smart-tv: never seen in training
+    static let countries = ["us", "de", "fr", "jp", "br", "in", "gb", "ca", "zz"]
+    static let categories = ["fashion", "sports", "travel", "tech", "food", "games", "??"]
+
+    /// A repository holding one example model under several names, each with its own config.json.
+    func makeRepo(model: String, configs: [String: String]) throws -> URL {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("swerve-paths-\(UUID())")
+        for (name, json) in configs {
+            let dir = root.appendingPathComponent("\(name)/1")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: Self.examples.appendingPathComponent("\(model)/1/model.onnx"), to: dir.appendingPathComponent("model.onnx"))
+            try Data(json.utf8).write(to: root.appendingPathComponent("\(name)/config.json"))
+        }
+        return root
+    }
+
+    func manager(_ root: URL) throws -> ModelManager {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let m = ModelManager(repository: ModelRepository(path: root.path), logger: logger)
+        try m.loadAll()
+        return m
+    }
+
+    /// Runs one request through a model version's paths and waits for the answer.
+    func infer(_ m: ServedModel, _ input: Tensor) throws -> [Tensor] {
+        let (inputs, rows) = try m.validate([(m.inputs[0].name, input)])
+        let box = Mutex<Result<[Tensor], ServingError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        m.infer(inputs, rows: rows, deadlineNs: nil, isCancelled: { false }) { r in box.withLock { $0 = r }; done.signal() }
+        #expect(done.wait(timeout: .now() + 30) == .success)
+        return try box.withLock { $0 }!.get()
+    }
+
+    func randomAdRows(_ count: Int, _ g: inout SplitMix, unseen: Bool) -> Tensor {
+        func pick(_ xs: [String]) -> [UInt8] {
+            let n = unseen ? xs.count : xs.count - 1
+            return Array(xs[Int(g.next() % UInt64(n))].utf8)
+        }
+        let rows = (0..<count).flatMap { _ in [pick(Self.devices), pick(Self.countries), pick(Self.categories)] }
+        return Tensor(shape: [count, 3], data: .bytes(rows))
+    }
+
+    @Test func tableCacheCoalescingAndBatcherAgreeExactly() throws {
+        let root = try makeRepo(model: "ad_conversion_onehot", configs: [
+            "s": #"{"serving_mode": "static"}"#,
+            "c": #"{"serving_mode": "cached"}"#,
+            "d": #"{"serving_mode": "dynamic"}"#,
+        ])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = try manager(root)
+        defer { mm.shutdown() }
+        let table = try mm.resolve(model: "s", version: "")
+        let cached = try mm.resolve(model: "c", version: "")
+        let dynamic = try mm.resolve(model: "d", version: "")
+        #expect(table.pathStatistics.tableCells == 3 * 8 * 6)
+        #expect(table.pathStatistics.activePath == "static")
+
+        var g = SplitMix(42)
+        for i in 0..<300 {
+            // Every 4th request includes categories never seen in training (table falls back to compute).
+            let input = randomAdRows(1 + Int(g.next() % 5), &g, unseen: i % 4 == 0)
+            let want = try infer(dynamic, input)
+            #expect(try infer(table, input) == want, "static table differs on request \(i)")
+            #expect(try infer(cached, input) == want, "cache miss differs on request \(i)")
+            #expect(try infer(cached, input) == want, "cache hit differs on request \(i)")
+        }
+        let ts = table.pathStatistics
+        #expect(ts.tableLookups > 0 && ts.tableFallbacks > 0)
+        let cs = cached.pathStatistics
+        #expect(cs.cacheHits >= 300 && cs.cacheMisses > 0)
+    }
+
+    /// Identical requests submitted together while the workers are held share one computation,
+    /// and each caller gets the same bytes as the batcher alone gives.
+    @Test func coalescedRequestsShareOneComputation() throws {
+        let root = try makeRepo(model: "breast_cancer_logreg", configs: [
+            "c": #"{"serving_mode": "cached"}"#, "d": #"{"serving_mode": "dynamic"}"#,
+        ])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = try manager(root)
+        defer { mm.shutdown() }
+        let cached = try mm.resolve(model: "c", version: "")
+        let dynamic = try mm.resolve(model: "d", version: "")
+        var g = SplitMix(3)
+        let distinct = (0..<5).map { _ in Tensor(shape: [2, 30], data: .fp32((0..<60).map { _ in Float(g.nextUnit() * 10) })) }
+        let expected = try distinct.map { try infer(dynamic, $0) }
+
+        let results = Mutex<[Int: [Tensor]]>([:])
+        let group = DispatchGroup()
+        cached.batcher.setPaused(true)
+        for i in 0..<100 {
+            let (inputs, rows) = try cached.validate([("input", distinct[i % 5])])
+            group.enter()
+            cached.infer(inputs, rows: rows, deadlineNs: nil, isCancelled: { false }) { r in
+                if case .success(let out) = r { results.withLock { $0[i] = out } }
+                group.leave()
+            }
+        }
+        cached.batcher.setPaused(false)
+        #expect(group.wait(timeout: .now() + 60) == .success)
+        let got = results.withLock { $0 }
+        #expect(got.count == 100)
+        for i in 0..<100 { #expect(got[i] == expected[i % 5], "request \(i)") }
+        let s = cached.pathStatistics
+        #expect(s.coalesced == 95, "95 of 100 requests should have joined one of 5 computations")
+        #expect(cached.statistics.snapshot.executionCount <= 5)
+    }
+
+    @Test func cacheStaysWithinItsBudgetUnderAFloodOfDistinctInputs() throws {
+        let root = try makeRepo(model: "breast_cancer_logreg", configs: [
+            "c": #"{"serving_mode": "cached", "response_cache": {"max_bytes": 65536}}"#,
+        ])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = try manager(root)
+        defer { mm.shutdown() }
+        let cached = try mm.resolve(model: "c", version: "")
+        for i in 0..<3000 {
+            var values = [Float](repeating: 0, count: 30)
+            values[0] = Float(i)
+            _ = try infer(cached, Tensor(shape: [1, 30], data: .fp32(values)))
+            if i % 500 == 0 { #expect(cached.pathStatistics.cacheBytes <= 65536) }
+        }
+        let s = cached.pathStatistics
+        #expect(s.cacheBytes <= s.cacheCapacityBytes && s.cacheCapacityBytes == 65536)
+        #expect(s.cacheEvictions > 0)
+        #expect(s.cacheEntries < 3000)
+    }
+
+    /// `auto` turns the cache on for Zipf traffic and off again for uniform traffic (fixed seeds).
+    @Test func autoSwitchesWithPeakedness() throws {
+        let root = try makeRepo(model: "breast_cancer_logreg", configs: ["a": #"{"serving_mode": "auto"}"#])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = try manager(root)
+        defer { mm.shutdown() }
+        let m = try mm.resolve(model: "a", version: "")
+        #expect(m.pathStatistics.activePath == "dynamic")
+        func row(_ k: Int) -> Tensor {
+            var values = [Float](repeating: 1, count: 30)
+            values[0] = Float(k)
+            return Tensor(shape: [1, 30], data: .fp32(values))
+        }
+        var rng = SeededGenerator(seed: 11)
+        let zipf = ZipfGenerator(n: 1_000_000, exponent: 1.1)
+        for _ in 0..<25_000 { _ = try infer(m, row(zipf.next(using: &rng))) }
+        let on = m.pathStatistics
+        #expect(on.activePath == "cached", "peakedness \(on.peakedness)")
+        #expect(on.peakedness >= 0.3)
+        #expect(on.cacheHits > 0)
+        for i in 0..<25_000 { _ = try infer(m, row(2_000_000 + i)) }
+        let off = m.pathStatistics
+        #expect(off.activePath == "dynamic", "peakedness \(off.peakedness)")
+        #expect(off.pathSwitches == 2)
+        #expect(off.cardinality > 5_000)
+    }
+}
