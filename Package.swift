@@ -58,6 +58,14 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
             ]),
 
+        // Ingest, validate, train, evaluate, gate, publish (the companion training service).
+        .target(
+            name: "SwerveTraining",
+            dependencies: [
+                "SwerveInference", "SwerveProto",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
         // RPC services, error → status mapping, health, metrics endpoint, lifecycle.
         .target(
             name: "SwerveServer",
@@ -83,7 +91,7 @@ let package = Package(
         .executableTarget(
             name: "swerve",
             dependencies: [
-                "SwerveServer", "SwerveClient", "SwerveServing", "SwerveInference",
+                "SwerveServer", "SwerveClient", "SwerveServing", "SwerveInference", "SwerveTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -109,6 +117,7 @@ let package = Package(
                 "SwerveClient", "SwerveTransport", "SwerveProto",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .testTarget(name: "SwerveTrainingTests", dependencies: ["SwerveTraining", "SwerveInference", "SwerveProto"]),
         .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveInference"]),
     ]
 )

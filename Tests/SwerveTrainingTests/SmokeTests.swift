@@ -1,0 +1,3 @@
+import Testing
+@testable import SwerveTraining
+@Test func codeVersionIsSet() { #expect(!SwerveTraining.codeVersion.isEmpty) }
