@@ -52,6 +52,11 @@ def export(estimator, n_features: int, name: str) -> onnx.ModelProto:
         options={id(estimator): {"zipmap": False}},
         target_opset=TARGET_OPSET,
     )
+    return finish_export(model, name)
+
+
+def finish_export(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """Makes an exported graph reproducible and checks it stays inside Swerve's operator subset."""
     model.producer_name = "swerve-examples"
     model.graph.name = name  # skl2onnx picks a random uuid: keep files reproducible
     # skl2onnx can list the default domain twice; keep one entry per domain.
@@ -192,18 +197,7 @@ def ad_conversion_onehot() -> None:
     model = convert_sklearn(
         pipe, initial_types=[("input", StringTensorType([None, 3]))],
         options={id(pipe.steps[-1][1]): {"zipmap": False}}, target_opset=TARGET_OPSET)
-    model.producer_name = "swerve-examples"
-    model.graph.name = "ad_conversion_onehot"
-    seen = {}
-    for imp in model.opset_import:
-        seen[imp.domain] = max(seen.get(imp.domain, 0), imp.version)
-    del model.opset_import[:]
-    for domain, version in sorted(seen.items()):
-        model.opset_import.add(domain=domain, version=version)
-    bad = set(op_types(model)) - ALLOWED_OPS
-    if bad:
-        raise SystemExit(f"exported graph uses ops outside Swerve's subset: {sorted(bad)}")
-    onnx.checker.check_model(model)
+    model = finish_export(model, "ad_conversion_onehot")
     assert [o.name for o in model.graph.output] == ["label", "probabilities"], io_desc(model)
     check_against_sklearn(model, pipe, xte)
     cfg = config(model)

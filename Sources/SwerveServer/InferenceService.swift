@@ -187,7 +187,7 @@ public final class InferenceService: GRPCCallHandler {
         let key = MetricKey(model: model, version: version, status: code.rawValue)
         let counter = requestCounters.withLock { c in
             if let x = c[key] { return x }
-            let x = Counter(label: "swerve_requests_total", dimensions: [("model", model), ("version", version), ("status", StatusMapping.label(code))])
+            let x = Counter(label: "swerve_requests_total", dimensions: [("model", model), ("version", version), ("status", code.canonicalName)])
             c[key] = x
             return x
         }
