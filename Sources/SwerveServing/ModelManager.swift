@@ -108,7 +108,7 @@ public final class ModelManager: Sendable {
                 do {
                     m = try ServedModel(name: name, version: v, file: repository.modelFile(name, version: v),
                                         settings: settings, metadata: repository.metadata(of: name, version: v),
-                                        cacheBytes: cacheBudget.grant(to: owner), logger: logger)
+                                        cacheBytes: { self.cacheBudget.grant(to: owner) }, logger: logger)
                 } catch {
                     cacheBudget.release(owner)
                     throw error

@@ -23,7 +23,7 @@ public final class ServedModel: Sendable {
 
     /// Compiles the file, applies the settings, warms the model up with one zero row, and starts its workers.
     init(name: String, version: Int, file: URL, settings: ModelSettings, metadata: [String: String],
-         cacheBytes: Int, logger: Logger) throws {
+         cacheBytes: () -> Int, logger: Logger) throws {
         let compiled: CompiledModel
         do {
             compiled = try CompiledModel(contentsOfFile: file.path)
@@ -65,8 +65,10 @@ public final class ServedModel: Sendable {
                                         settings: settings, name: name, version: version, logger: logger)
             buildMs = Int(Date().timeIntervalSince(started) * 1000)
         }
+        // Only versions that can use a cache take a share of the server's cache budget.
+        let budget = ServingPaths.wantsCache(mode: settings.servingMode, hasTable: table != nil) ? (settings.cacheBytes ?? cacheBytes()) : 0
         paths = ServingPaths(mode: settings.servingMode, table: table, tableBuildMs: buildMs,
-                             cacheBytes: settings.cacheBytes ?? cacheBytes, model: name, version: version)
+                             cacheBytes: budget, model: name, version: version)
         batcher = DynamicBatcher(model: compiled, settings: settings, maxBatchSize: maxBatchSize, statistics: statistics, modelName: name, version: version)
         batcher.start()
     }
@@ -223,8 +225,13 @@ public final class ServedModel: Sendable {
                       completion: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void) {
         if paths.serveFromTable(inputs, completion: completion) { return }
         if paths.usesKeys {
-            let key = RequestKey(model: name, version: version, outputs: requestedOutputs, inputNames: inputNames, inputs: inputs)
-            if paths.observe(key) {
+            let cacheOn = paths.cacheOn
+            let sampled = paths.sampleThisRequest()
+            // While the cache is off, only sampled requests pay for a key.
+            let key = (cacheOn || sampled)
+                ? RequestKey(model: name, version: version, outputs: requestedOutputs, inputNames: inputNames, inputs: inputs) : nil
+            if sampled, let key { paths.observe(key) }
+            if cacheOn, let key {
                 // A shared computation must not die with one caller: no cancellation, no deadline
                 // (each caller's own deadline is enforced by the transport).
                 paths.serveCached(key, completion: completion) { done in

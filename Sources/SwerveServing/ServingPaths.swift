@@ -49,8 +49,18 @@ final class ServingPaths: Sendable {
     let cache: ResponseCache?
     private let coalescer = InFlightCoalescer<RequestKey, [Tensor], ServingError>()
     /// The auto-mode decision, used when `selects` (auto mode with a cache budget and no table).
-    private let selector = Mutex(PathSelector())
+    private let selector = Mutex(PathSelector(ServingPaths.selectorConfiguration))
     private let selects: Bool
+    private let requestCounter = ManagedAtomic<UInt64>(0)
+
+    /// The sketches see one request in `sampleEvery`, so auto mode costs little while the cache is
+    /// off (no key is built for the other requests); windows hold 4,096 sampled requests.
+    static let sampleEvery: UInt64 = 4
+    static let selectorConfiguration: PathSelector.Configuration = {
+        var c = PathSelector.Configuration()
+        c.window = SlidingWindowSketch.Configuration(length: .requests(4096))
+        return c
+    }()
     private let cacheActive: ManagedAtomic<Bool>
     private let counts = Mutex(Counts())
     private let metrics: PathMetrics
@@ -79,11 +89,16 @@ final class ServingPaths: Sendable {
         }
     }
 
+    /// Whether a version in `mode` (with or without a static table) has a response cache at all.
+    static func wantsCache(mode: ServingMode, hasTable: Bool) -> Bool {
+        !hasTable && (mode == .cached || mode == .auto)
+    }
+
     init(mode: ServingMode, table: StaticTable?, tableBuildMs: Int, cacheBytes: Int, model: String, version: Int) {
         self.mode = mode
         self.table = table
         self.tableBuildMs = tableBuildMs
-        let wantsCache = table == nil && (mode == .cached || mode == .auto) && cacheBytes > 0
+        let wantsCache = Self.wantsCache(mode: mode, hasTable: table != nil) && cacheBytes > 0
         cache = wantsCache ? ResponseCache(budget: cacheBytes) : nil
         selects = mode == .auto && wantsCache
         cacheActive = ManagedAtomic(mode == .cached && wantsCache)
@@ -104,17 +119,22 @@ final class ServingPaths: Sendable {
         return true
     }
 
-    /// Feeds the auto-mode sketches and reports whether the cache path is on for this request.
-    func observe(_ key: RequestKey) -> Bool {
-        if selects {
-            let switched = selector.withLock { $0.observe(key.hash) }
-            if let on = switched {
-                cacheActive.store(on, ordering: .relaxed)
-                metrics.switches.increment()
-                metrics.cacheOn.record(on ? 1 : 0)
-            }
+    /// Whether the cache path is on now.
+    var cacheOn: Bool { cacheActive.load(ordering: .relaxed) }
+
+    /// Whether this request feeds the auto-mode sketches (one in `sampleEvery`).
+    func sampleThisRequest() -> Bool {
+        selects && requestCounter.loadThenWrappingIncrement(ordering: .relaxed) % Self.sampleEvery == 0
+    }
+
+    /// Feeds the auto-mode sketches; switches the cache path when the selector decides so.
+    func observe(_ key: RequestKey) {
+        let switched = selector.withLock { $0.observe(key.hash) }
+        if let on = switched {
+            cacheActive.store(on, ordering: .relaxed)
+            metrics.switches.increment()
+            metrics.cacheOn.record(on ? 1 : 0)
         }
-        return cacheActive.load(ordering: .relaxed)
     }
 
     var usesKeys: Bool { cache != nil }

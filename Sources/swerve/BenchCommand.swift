@@ -27,6 +27,19 @@ struct BenchCommand: AsyncParsableCommand {
             At most --concurrency requests are in flight; when more than --max-backlog are overdue, \
             the oldest are dropped and counted.
 
+            --inputs picks each request's input from a pool with a known cardinality and peakedness, \
+            to exercise the server's serving paths (static table, response cache, batcher): \
+            uniform = an input drawn uniformly from --distinct N (default 1,000,000); zipf:S = input \
+            rank drawn from Zipf(S) over the same N (rank 0 the most popular); file:PATH = JSON lines, \
+            one request's inputs per line ({"input": [[...]]}), sent in order and cycled. Input k is \
+            made from k on the fly: numeric models get seeded random values with k written into the \
+            first element(s); a BYTES input gets, per row, one category per column spelling k in mixed \
+            radix over the column's --vocab values (--vocab input=a,b,c;d,e;f,g, columns split by ';'), \
+            or without --vocab the strings "v<digit>" (base 16, the last column takes the rest). The \
+            request stream is a pure function of --seed: see IndexedInputs.index in BenchPaths.swift. \
+            With --inputs, the server's PathStatistics for the model (hits, misses, hit ratio, active \
+            path, cardinality, peakedness, static table size) are printed at the end.
+
             --core runs an ONNX file in-process with the inference core (no server): \
             swerve bench --core --model-file model.onnx --batch 32 --iterations 2000.
             """)
@@ -63,8 +76,17 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Stop after this many requests, whatever the duration.")
     var requests: Int = 100_000_000
 
-    @Option(name: .long, help: "Distinct requests sent round-robin; 0 makes every request distinct.")
-    var distinct: Int = 0
+    @Option(name: .long, help: "Distinct requests sent round-robin; 0 makes every request distinct (default 0). With --inputs uniform|zipf:S, the number of distinct inputs (default 1000000).")
+    var distinct: Int?
+
+    @Option(name: .long, help: "Input distribution: uniform, zipf:S (e.g. zipf:1.1) or file:PATH (JSON lines). Default: random inputs as --distinct says.")
+    var inputs: String?
+
+    @Option(name: .long, help: "Values of a BYTES input's columns for --inputs uniform|zipf: NAME=a,b,c;d,e (columns split by ';'). Repeatable.")
+    var vocab: [String] = []
+
+    @Option(name: .customLong("hot-inputs"), help: "--inputs uniform|zipf: encodings of the first N indices made before the run (when inputs cannot be stamped cheaply).")
+    var hotInputs: Int = 4096
 
     @Option(name: .customLong("max-backlog"), help: "Open loop: overdue requests allowed to queue before dropping (default: one second of the rate).")
     var maxBacklog: Int?
@@ -103,7 +125,15 @@ struct BenchCommand: AsyncParsableCommand {
             guard warmup >= 0 else { throw ValidationError("--warmup cannot be negative") }
             guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
             guard requests >= 1 else { throw ValidationError("--requests must be at least 1") }
-            guard distinct >= 0 else { throw ValidationError("--distinct cannot be negative") }
+            if let distinct, distinct < 0 { throw ValidationError("--distinct cannot be negative") }
+            if let inputs {
+                let d = try BenchInputDistribution(parsing: inputs)
+                if case .file = d {} else if let distinct, distinct < 1 {
+                    throw ValidationError("--inputs \(inputs) needs --distinct of at least 1")
+                }
+            }
+            _ = try parseVocabularies(vocab)
+            guard hotInputs >= 0 else { throw ValidationError("--hot-inputs cannot be negative") }
             if let rate, !(rate > 0) { throw ValidationError("--rate must be positive") }
             if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
             if let maxBacklog, maxBacklog < 0 { throw ValidationError("--max-backlog cannot be negative") }
@@ -123,8 +153,17 @@ struct BenchCommand: AsyncParsableCommand {
         try await connection.withClient(connections: connections) { client in
             let metadata = try await client.modelMetadata(name: model, version: version)
             let specs = BenchInputSpec.from(metadata.inputs, batch: batch)
-            let source = try BenchRequestSource(
-                model: model, version: version, specs: specs, distinct: dumpRequest == nil ? distinct : 1, typed: typed, seed: seed)
+            let distribution = try inputs.map(BenchInputDistribution.init(parsing:)) ?? .legacy
+            let source: BenchRequestSource
+            do {
+                source = try BenchRequestSource.make(
+                    distribution: distribution, model: model, version: version, specs: specs,
+                    distinct: distribution == .legacy ? (dumpRequest == nil ? distinct ?? 0 : 1) : distinct ?? 1_000_000,
+                    typed: typed, seed: seed, vocab: try parseVocabularies(vocab), hotCount: hotInputs)
+            } catch let error as ValidationError {
+                printError("swerve: \(error.message)")
+                throw ExitCode.validationFailure
+            }
 
             if let path = dumpRequest {
                 let message = source.request(0)
@@ -151,16 +190,34 @@ struct BenchCommand: AsyncParsableCommand {
                 workers: workers, durationNanos: UInt64(warmup * 1e9), maxRequests: requests, rate: rate,
                 maxBacklog: maxBacklog ?? max(workers, Int(rate ?? 0)),
                 timeout: .milliseconds(Int64(connection.timeout * 1000)), progress: false)
+            // Request 0 was the probe; each phase continues the input stream where the last stopped.
+            plan.firstRequest = 1
+            var warmupRequests = 0
             if warmup > 0 {
-                _ = await runLoadPhase(client: client, source: source, plan: plan)
+                let phase = await runLoadPhase(client: client, source: source, plan: plan)
+                warmupRequests = phase.tally.ok + phase.tally.errors.values.reduce(0, +)
+                plan.firstRequest += warmupRequests
             }
+            let wantsPaths = distribution != .legacy
+            let before = wantsPaths ? await fetchPathStatistics(connection: connection, model: model, version: version).0 : nil
             plan.durationNanos = UInt64(duration * 1e9)
             plan.progress = !quiet
             let phase = await runLoadPhase(client: client, source: source, plan: plan)
-            let report = BenchRunReport(
+            var report = BenchRunReport(
                 label: label, server: connection.server, model: model, version: version, plan: plan,
                 connections: connections, batch: batch, typed: typed, source: source, responseBytes: probe.count, warmupSeconds: warmup, phase: phase)
+            report.warmupRequests = warmupRequests
+            report.seed = seed
             report.printSummary()
+            if wantsPaths {
+                let (after, problem) = await fetchPathStatistics(connection: connection, model: model, version: version)
+                if let after {
+                    report.pathStatistics = BenchPathReport(total: after, measured: before.map { after.since($0) })
+                    report.pathStatistics?.printSummary()
+                } else if let problem {
+                    print("server paths: not available (\(problem))")
+                }
+            }
             if let json { try writeJSON(report, to: json) }
         }
     }

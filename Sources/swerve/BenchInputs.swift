@@ -52,21 +52,32 @@ struct BenchInputSpec: Sendable {
     }
 }
 
-/// Encoded ModelInfer requests, made once before the run. Either a pool of `distinct`
-/// requests sent round-robin (no per-request work at all), or one template whose first input
-/// element is overwritten with the request number, so that every request is distinct and no
-/// server-side cache can answer it (one copy of the message per request).
+/// Where each request's inputs come from.
+///
+/// - `legacy` (the default): a pool of `--distinct` random requests sent round-robin, or with
+///   `--distinct 0` one template whose first element carries the request number (every request
+///   distinct).
+/// - `indexed`: request n carries input number k out of `--distinct N`, k drawn uniformly or from
+///   Zipf(S) (see `IndexedInputs`); inputs are made from k lazily, never all at once.
+/// - `pool`: requests read from a file (`--inputs file:PATH`), sent in order and cycled.
 struct BenchRequestSource: Sendable {
-    /// How to stamp a request number into the template.
+    /// How to stamp a number into the template.
     enum Stamp: Sendable {
         case fp32, fp64, int32, int64
     }
 
-    let pool: [[UInt8]]
-    let stampOffset: Int?
-    let stamp: Stamp?
-    let rowsPerRequest: Int
+    enum Kind: Sendable {
+        case pool([[UInt8]])
+        case stamped(template: [UInt8], offset: Int, stamp: Stamp)
+        case indexed(IndexedInputs)
+    }
 
+    let kind: Kind
+    let rowsPerRequest: Int
+    /// What the report calls this source, e.g. "zipf:1.1 over 1000000 distinct".
+    let description: String
+
+    /// The default source.
     /// - Parameters:
     ///   - distinct: the number of distinct requests; 0 asks for a distinct request each time
     ///     (falls back to a pool of 1024 when the first input's datatype cannot be stamped).
@@ -89,29 +100,42 @@ struct BenchRequestSource: Sendable {
         if distinct == 0 {
             let (template, first) = try encode(&rng)
             if let first, let (stamp, needle) = Self.stampable(first), let offset = Self.find(needle, in: template) {
-                pool = [template]
-                stampOffset = offset
-                self.stamp = stamp
+                kind = .stamped(template: template, offset: offset, stamp: stamp)
+                description = "unique"
                 return
             }
         }
         let count = distinct == 0 ? 1024 : distinct
-        pool = try (0..<count).map { _ in try encode(&rng).bytes }
-        stampOffset = nil
-        stamp = nil
+        kind = .pool(try (0..<count).map { _ in try encode(&rng).bytes })
+        description = "pool of \(count)"
+    }
+
+    init(kind: Kind, rowsPerRequest: Int, description: String) {
+        self.kind = kind
+        self.rowsPerRequest = rowsPerRequest
+        self.description = description
     }
 
     /// Whether this request source makes every request distinct.
-    var isUnique: Bool { stamp != nil }
+    var isUnique: Bool { if case .stamped = kind { true } else { false } }
 
-    /// The size of one encoded request.
-    var requestBytes: Int { pool[0].count }
+    /// The size of one encoded request (request 0).
+    var requestBytes: Int { request(0).count }
 
     /// Request number `n`.
     @inline(__always)
     func request(_ n: Int) -> [UInt8] {
-        guard let stamp, let offset = stampOffset else { return pool[n % pool.count] }
-        var bytes = pool[0]
+        switch kind {
+        case .pool(let pool): return pool[n % pool.count]
+        case .stamped(let template, let offset, let stamp): return Self.stamped(template, offset: offset, stamp: stamp, number: n)
+        case .indexed(let inputs): return inputs.request(n)
+        }
+    }
+
+    /// `template` with `number` written over the first element(s) at `offset`.
+    @inline(__always)
+    static func stamped(_ template: [UInt8], offset: Int, stamp: Stamp, number n: Int) -> [UInt8] {
+        var bytes = template
         bytes.withUnsafeMutableBytes { p in
             switch stamp {
             case .fp32:
@@ -134,7 +158,7 @@ struct BenchRequestSource: Sendable {
 
     /// The stamp kind and the bytes (as encoded, raw or packed typed) of the tensor's first
     /// elements, to find in the message. Only fixed-width types encoded verbatim qualify.
-    private static func stampable(_ tensor: ClientTensor) -> (Stamp, [UInt8])? {
+    static func stampable(_ tensor: ClientTensor) -> (Stamp, [UInt8])? {
         guard let raw = try? tensor.rawBytes() else { return nil }
         switch tensor.datatype {
         case "FP32" where raw.count >= 8: return (.fp32, raw)
@@ -146,7 +170,7 @@ struct BenchRequestSource: Sendable {
         }
     }
 
-    private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+    static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
         guard !needle.isEmpty, needle.count <= haystack.count else { return nil }
         outer: for start in 0...(haystack.count - needle.count) {
             for j in 0..<needle.count where haystack[start + j] != needle[j] { continue outer }

@@ -30,6 +30,9 @@ struct LoadPlan: Sendable {
     var maxBacklog: Int
     var timeout: Duration?
     var progress: Bool
+    /// The number of this phase's first request (request numbers pick inputs), so that the
+    /// measured phase continues the warm-up's input stream instead of repeating it.
+    var firstRequest = 0
 }
 
 /// Latency histograms: 1 µs to 100 s at three significant digits.
@@ -160,11 +163,13 @@ func runLoadPhase(client: SwerveClient, source: BenchRequestSource, plan: LoadPl
         for _ in 0..<plan.workers {
             group.addTask {
                 if let schedule {
-                    await openLoopWorker(client: client, source: source, schedule: schedule, counters: counters, timeout: plan.timeout)
+                    await openLoopWorker(
+                        client: client, source: source, schedule: schedule, counters: counters, timeout: plan.timeout,
+                        firstRequest: plan.firstRequest)
                 } else {
                     await closedLoopWorker(
                         client: client, source: source, deadline: deadline, maxRequests: plan.maxRequests,
-                        counters: counters, timeout: plan.timeout)
+                        counters: counters, timeout: plan.timeout, firstRequest: plan.firstRequest)
                 }
             }
         }
@@ -180,7 +185,7 @@ func runLoadPhase(client: SwerveClient, source: BenchRequestSource, plan: LoadPl
 
 private func closedLoopWorker(
     client: SwerveClient, source: BenchRequestSource, deadline: UInt64, maxRequests: Int, counters: LoadCounters,
-    timeout: Duration?
+    timeout: Duration?, firstRequest: Int
 ) async -> WorkerTally {
     var tally = WorkerTally()
     while true {
@@ -188,7 +193,7 @@ private func closedLoopWorker(
         if n >= maxRequests { break }
         let sent = monotonicNanos()
         if sent >= deadline { break }
-        let request = source.request(n)
+        let request = source.request(firstRequest &+ n)
         do {
             _ = try await client.modelInfer(serialized: request, timeout: timeout)
             let nanos = monotonicNanos() - sent
@@ -205,7 +210,8 @@ private func closedLoopWorker(
 }
 
 private func openLoopWorker(
-    client: SwerveClient, source: BenchRequestSource, schedule: OpenLoopSchedule, counters: LoadCounters, timeout: Duration?
+    client: SwerveClient, source: BenchRequestSource, schedule: OpenLoopSchedule, counters: LoadCounters, timeout: Duration?,
+    firstRequest: Int
 ) async -> WorkerTally {
     var tally = WorkerTally()
     while let (n, intended) = schedule.claim(now: monotonicNanos()) {
@@ -215,7 +221,7 @@ private func openLoopWorker(
             now = monotonicNanos()
         }
         let sent = now
-        let request = source.request(n)
+        let request = source.request(firstRequest &+ n)
         do {
             _ = try await client.modelInfer(serialized: request, timeout: timeout)
             let end = monotonicNanos()

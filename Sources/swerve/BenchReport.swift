@@ -54,6 +54,12 @@ struct BenchRunReport: Codable, Sendable {
     var rate: Double?
     var typed: Bool
     var uniqueRequests: Bool
+    /// The request source, e.g. "zipf:1.1 over 1000000 distinct inputs".
+    var inputs: String
+    /// The seed the inputs were drawn with.
+    var seed: UInt64?
+    /// Requests sent in the warm-up (before the measured phase; request 0 is the probe).
+    var warmupRequests: Int?
     var requestBytes: Int
     /// The size of the probe request's response message.
     var responseBytes: Int
@@ -74,6 +80,8 @@ struct BenchRunReport: Codable, Sendable {
     var serviceTimeMicros: LatencySummary
     var percentiles: [PercentilePoint]
     var timeline: [ProgressPoint]
+    /// The server's PathStatistics for the model (with --inputs).
+    var pathStatistics: BenchPathReport?
 
     init(
         label: String?, server: String, model: String, version: String, plan: LoadPlan, connections: Int, batch: Int,
@@ -90,6 +98,7 @@ struct BenchRunReport: Codable, Sendable {
         rate = plan.rate
         self.typed = typed
         uniqueRequests = source.isUnique
+        inputs = source.description
         requestBytes = source.requestBytes
         self.responseBytes = responseBytes
         self.warmupSeconds = warmupSeconds
@@ -118,7 +127,7 @@ struct BenchRunReport: Codable, Sendable {
     func printSummary() {
         let rateText = rate.map { ", rate \(fixed($0, 0)) req/s" } ?? ""
         print("")
-        print("\(model)\(version.isEmpty ? "" : " v\(version)") @ \(server): \(mode) loop, concurrency \(concurrency)\(rateText), connections \(connections), batch \(batch), \(uniqueRequests ? "unique" : "pooled") \(typed ? "typed" : "raw") requests of \(requestBytes) bytes")
+        print("\(model)\(version.isEmpty ? "" : " v\(version)") @ \(server): \(mode) loop, concurrency \(concurrency)\(rateText), connections \(connections), batch \(batch), \(inputs) \(typed ? "typed" : "raw") requests of \(requestBytes) bytes")
         print("requests \(requests) in \(fixed(elapsedSeconds, 2)) s: ok \(ok), errors \(errors)\(mode == "open" ? ", dropped \(dropped)" : "")")
         print("throughput \(fixed(throughputRps, 1)) req/s, \(fixed(rowsPerSecond, 1)) rows/s")
         func line(_ name: String, _ l: LatencySummary) {

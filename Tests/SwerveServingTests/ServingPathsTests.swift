@@ -164,6 +164,6 @@ import SwerveInference
         let off = m.pathStatistics
         #expect(off.activePath == "dynamic", "peakedness \(off.peakedness)")
         #expect(off.pathSwitches == 2)
-        #expect(off.cardinality > 5_000)
+        #expect(off.cardinality > 3_000)   // a window holds 4,096 sampled requests
     }
 }
