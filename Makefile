@@ -19,7 +19,7 @@ PYTEST := timeout -s INT -k 60 900 $(PY) -m pytest tests/interop
 APT_PKGS := libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
             nghttp2-client nghttp2-server
 
-.PHONY: help deps venv build release examples run test swift-test interop bench clean
+.PHONY: help deps venv build release examples run test swift-test interop bench bench-paths clean
 
 help:
 	@echo "make deps      install missing apt packages ($(APT_PKGS))"
@@ -31,6 +31,7 @@ help:
 	@echo "make test      swift test + interop tests (pytest) against .build/debug/swerve"
 	@echo "make interop   only the interop tests (PYTEST_ARGS='-k errors' to select)"
 	@echo "make bench     benchmarks/run.sh"
+	@echo "make bench-paths  benchmarks/paths.sh (static table / cache / batcher)"
 
 deps:
 	@missing=""; \
@@ -76,6 +77,9 @@ test: deps venv
 
 bench: deps venv
 	SWERVE_BUILD_DIR=$(BUILD_DIR) benchmarks/run.sh
+
+bench-paths: deps venv
+	SWERVE_BUILD_DIR=$(BUILD_DIR) benchmarks/paths.sh
 
 clean:
 	rm -rf $(BUILD_DIR) tests/interop/gen
