@@ -6,6 +6,7 @@ struct Swerve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swerve",
         abstract: "Swerve: a low-latency model server speaking the Open Inference Protocol (KServe v2) over gRPC.",
-        subcommands: [ServeCommand.self, ModelsCommand.self, PredictCommand.self, BenchCommand.self]
+        subcommands: [ServeCommand.self, ModelsCommand.self, PredictCommand.self, BenchCommand.self,
+                      PublishCommand.self, WalStressCommand.self]
     )
 }

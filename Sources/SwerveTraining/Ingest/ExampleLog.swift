@@ -1,0 +1,428 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A labelled example as pushed by a client: feature values as text (as a CSV cell would hold
+/// them) and the label.
+public struct LabelledExample: Codable, Sendable, Equatable {
+    public var features: [String: String]
+    public var label: String
+    /// The producer's id for deduplication, if it has one.
+    public var id: String?
+
+    public init(features: [String: String], label: String, id: String? = nil) {
+        self.features = features
+        self.label = label
+        self.id = id
+    }
+}
+
+/// A write-ahead log of examples: once `append` returns, the example is on stable storage and
+/// survives `kill -9` and power loss (as far as the disk honours fsync).
+///
+/// On disk: `<directory>/segment-<first sequence, 20 digits>.wal` files, each a run of records
+///
+///     u32 length | u32 crc32(length, sequence, payload) | u64 sequence | payload   (little-endian)
+///
+/// with sequence numbers consecutive from 1 across segments. A new segment starts when the
+/// active one would pass `maxSegmentBytes`; the old one is fsynced first, so only the last
+/// segment can hold a torn record. Opening the log recovers it: records are read up to the first
+/// one that is torn, fails its CRC or breaks the sequence, and the last segment is truncated
+/// there. A bad record in an earlier (sealed) segment is not a crash artifact, so opening throws
+/// `.corrupt` instead of dropping acknowledged data.
+///
+/// Appends from many threads share fsyncs (group commit): a thread writes its record, then
+/// either runs the next fsync for everyone written so far or waits for the one in flight, and
+/// returns only once an fsync that started after its write has finished. If an fsync fails the
+/// log refuses every later append (after a failed fsync the kernel may have dropped the dirty
+/// pages, so nothing written since can be promised); reopen it to go on.
+///
+/// One process at a time: the log holds `flock` on `<directory>/.lock` while open.
+public final class ExampleLog: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var maxSegmentBytes: Int
+        /// Records larger than this are refused on append and treated as corrupt on recovery.
+        public var maxRecordBytes: Int
+        public init(maxSegmentBytes: Int = 64 << 20, maxRecordBytes: Int = 16 << 20) {
+            self.maxSegmentBytes = maxSegmentBytes
+            self.maxRecordBytes = maxRecordBytes
+        }
+    }
+
+    /// One record read back.
+    public struct Record: Sendable, Equatable {
+        public var sequence: UInt64
+        public var payload: [UInt8]
+
+        /// The payload decoded as a `LabelledExample` (for records written by `append(example:)`).
+        public func example() throws -> LabelledExample {
+            try JSONDecoder().decode(LabelledExample.self, from: Data(payload))
+        }
+    }
+
+    /// What opening the log found.
+    public struct Recovery: Sendable, Equatable {
+        public var segments: Int
+        /// Valid records found.
+        public var records: Int
+        /// Bytes cut off the end of the last segment (a torn or corrupt tail).
+        public var truncatedBytes: Int
+        /// Why the tail was cut, when it was.
+        public var truncationReason: String?
+    }
+
+    public let directory: URL
+    public let options: Options
+    /// What recovery found when the log was opened.
+    public let recovery: Recovery
+
+    static let headerSize = 16
+    private let cond = NSCondition()
+    // Guarded by `cond`:
+    private var segments: [(first: UInt64, path: String)]
+    private var fd: Int32
+    private var activeSize: Int
+    private var nextSequence: UInt64
+    private var writtenThrough: UInt64
+    private var durableThrough: UInt64
+    private var syncing = false
+    private var failure: StorageError?
+    private var lockFD: Int32
+
+    /// Opens (creating if needed) and recovers the log in `directory`.
+    public init(directory: URL, options: Options = Options()) throws {
+        self.directory = directory
+        self.options = options
+        let dir = directory.path
+        try DurableFiles.makeDirectory(dir)
+        lockFD = open(dir + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lockFD >= 0 else { throw DurableFiles.ioError("cannot open", dir + "/.lock") }
+        guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
+            _ = closeFile(lockFD)
+            throw StorageError(.failedPrecondition, "example log \(dir) is open in another process")
+        }
+        do {
+            var found = try Self.listSegments(dir)
+            var records = 0
+            var truncated = 0
+            var reason: String?
+            var expected: UInt64 = found.first?.first ?? 1
+            for (i, segment) in found.enumerated() {
+                guard segment.first == expected else {
+                    throw StorageError(.corrupt, "\(segment.path) starts at sequence \(segment.first), expected \(expected)")
+                }
+                let bytes = try Self.readFile(segment.path)
+                let scan = Self.scan(bytes, firstSequence: segment.first, maxRecordBytes: options.maxRecordBytes)
+                records += scan.records.count
+                expected = segment.first + UInt64(scan.records.count)
+                if scan.validBytes < bytes.count {
+                    guard i == found.count - 1 else {
+                        throw StorageError(.corrupt, "sealed segment \(segment.path) is damaged at byte \(scan.validBytes): \(scan.stopReason ?? "?")")
+                    }
+                    guard truncate(segment.path, off_t(scan.validBytes)) == 0 else { throw DurableFiles.ioError("cannot truncate", segment.path) }
+                    truncated = bytes.count - scan.validBytes
+                    reason = scan.stopReason
+                }
+            }
+            if found.isEmpty {
+                let path = Self.segmentPath(dir, first: 1)
+                let created = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+                guard created >= 0 else { throw DurableFiles.ioError("cannot create", path) }
+                _ = closeFile(created)
+                try DurableFiles.fsyncDirectory(dir)
+                found = [(1, path)]
+            }
+            let active = found.last!.path
+            fd = open(active, O_WRONLY | O_APPEND | O_CLOEXEC)
+            guard fd >= 0 else { throw DurableFiles.ioError("cannot open", active) }
+            // Make the recovered state (and any truncation) durable before acknowledging more.
+            guard fsync(fd) == 0 else { throw DurableFiles.ioError("cannot fsync", active) }
+            activeSize = Int(lseek(fd, 0, SEEK_END))
+            segments = found
+            nextSequence = expected
+            writtenThrough = expected - 1
+            durableThrough = expected - 1
+            recovery = Recovery(segments: found.count, records: records, truncatedBytes: truncated, truncationReason: reason)
+        } catch {
+            _ = flock(lockFD, LOCK_UN)
+            _ = closeFile(lockFD)
+            throw error
+        }
+    }
+
+    deinit { close() }
+
+    /// Closes the log (later appends throw). Everything acknowledged is already durable.
+    public func close() {
+        cond.lock()
+        defer { cond.unlock() }
+        while syncing { cond.wait() }
+        if fd >= 0 { _ = closeFile(fd); fd = -1 }
+        if failure == nil { failure = StorageError(.failedPrecondition, "example log \(directory.path) is closed") }
+        if lockFD >= 0 { _ = flock(lockFD, LOCK_UN); _ = closeFile(lockFD); lockFD = -1 }
+        cond.broadcast()
+    }
+
+    /// The sequence number the next append will get.
+    public var nextSequenceNumber: UInt64 { cond.lock(); defer { cond.unlock() }; return nextSequence }
+
+    /// The highest sequence number known durable (0 when the log is empty).
+    public var lastDurableSequence: UInt64 { cond.lock(); defer { cond.unlock() }; return durableThrough }
+
+    /// Appends `payload` and returns its sequence number once it is durable.
+    @discardableResult
+    public func append(_ payload: [UInt8]) throws -> UInt64 {
+        guard payload.count <= options.maxRecordBytes else {
+            throw StorageError(.invalidArgument, "record of \(payload.count) bytes exceeds \(options.maxRecordBytes)")
+        }
+        let size = Self.headerSize + payload.count
+        cond.lock()
+        defer { cond.unlock() }
+        if let failure { throw failure }
+        while activeSize > 0 && activeSize + size > options.maxSegmentBytes {
+            if syncing { cond.wait(); continue }
+            try rotateLocked()
+        }
+        if let failure { throw failure }
+        let sequence = nextSequence
+        do {
+            try DurableFiles.writeAll(fd: fd, Self.encode(sequence: sequence, payload: payload), path: segments.last!.path)
+        } catch {
+            // A partial record may be on disk; recovery will cut it, but nothing may follow it.
+            failure = StorageError(.failedPrecondition, "example log write failed; reopen the log", cause: error)
+            cond.broadcast()
+            throw error
+        }
+        nextSequence += 1
+        writtenThrough = sequence
+        activeSize += size
+        while durableThrough < sequence {
+            if let failure { throw failure }
+            if syncing {
+                cond.wait()
+                continue
+            }
+            syncing = true
+            let target = writtenThrough
+            let syncFD = fd
+            cond.unlock()
+            let rc = fsync(syncFD)
+            let e = errno
+            cond.lock()
+            syncing = false
+            if rc != 0 {
+                failure = StorageError(.failedPrecondition, "example log fsync failed: \(DurableFiles.errnoText(e)); reopen the log")
+                cond.broadcast()
+                throw failure!
+            }
+            durableThrough = max(durableThrough, target)
+            cond.broadcast()
+        }
+        return sequence
+    }
+
+    /// Appends one example as JSON.
+    @discardableResult
+    public func append(example: LabelledExample) throws -> UInt64 {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return try append(Array(encoder.encode(example)))
+    }
+
+    /// Durable records with sequence ≥ `sequence`, in order, at most `limit` of them.
+    public func read(from sequence: UInt64, limit: Int = Int.max) throws -> [Record] {
+        cond.lock()
+        let segs = segments
+        let last = durableThrough
+        cond.unlock()
+        var out: [Record] = []
+        guard sequence <= last, limit > 0 else { return out }
+        let start = max(0, (segs.lastIndex { $0.first <= sequence }) ?? 0)
+        for segment in segs[start...] {
+            let bytes = try Self.readFile(segment.path)
+            let scan = Self.scan(bytes, firstSequence: segment.first, maxRecordBytes: options.maxRecordBytes)
+            for record in scan.records where record.sequence >= sequence {
+                if record.sequence > last || out.count >= limit { return out }
+                out.append(record)
+            }
+        }
+        return out
+    }
+
+    /// Deletes sealed segments whose records all come before `sequence` (everything a
+    /// checkpointed consumer has finished with). The active segment is always kept, so sequence
+    /// numbers never restart. Returns how many segments were removed.
+    @discardableResult
+    public func removeSegments(before sequence: UInt64) throws -> Int {
+        cond.lock()
+        defer { cond.unlock() }
+        var removed = 0
+        while segments.count > 1 && segments[1].first <= sequence {
+            let path = segments.removeFirst().path
+            guard unlink(path) == 0 || errno == ENOENT else { throw DurableFiles.ioError("cannot remove", path) }
+            removed += 1
+        }
+        if removed > 0 { try DurableFiles.fsyncDirectory(directory.path) }
+        return removed
+    }
+
+    /// The segment files, oldest first.
+    public var segmentFiles: [URL] {
+        cond.lock()
+        defer { cond.unlock() }
+        return segments.map { URL(fileURLWithPath: $0.path) }
+    }
+
+    // MARK: Internals
+
+    private func rotateLocked() throws {
+        guard fsync(fd) == 0 else {
+            failure = StorageError(.failedPrecondition, "example log fsync failed: \(DurableFiles.errnoText()); reopen the log")
+            throw failure!
+        }
+        durableThrough = writtenThrough
+        let path = Self.segmentPath(directory.path, first: nextSequence)
+        let newFD = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard newFD >= 0 else { throw DurableFiles.ioError("cannot create", path) }
+        do {
+            try DurableFiles.fsyncDirectory(directory.path)
+        } catch {
+            _ = closeFile(newFD)
+            throw error
+        }
+        _ = closeFile(fd)
+        fd = newFD
+        activeSize = 0
+        segments.append((nextSequence, path))
+        cond.broadcast()
+    }
+
+    static func segmentPath(_ dir: String, first: UInt64) -> String {
+        let digits = String(first)
+        return dir + "/segment-" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".wal"
+    }
+
+    static func listSegments(_ dir: String) throws -> [(first: UInt64, path: String)] {
+        try FileManager.default.contentsOfDirectory(atPath: dir).compactMap { name -> (UInt64, String)? in
+            guard name.hasPrefix("segment-"), name.hasSuffix(".wal"),
+                  let first = UInt64(name.dropFirst("segment-".count).dropLast(".wal".count)) else { return nil }
+            return (first, dir + "/" + name)
+        }.sorted { $0.0 < $1.0 }
+    }
+
+    static func readFile(_ path: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw StorageError(.io, "cannot read \(path)") }
+        return [UInt8](data)
+    }
+
+    static func encode(sequence: UInt64, payload: [UInt8]) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(headerSize + payload.count)
+        appendLE(&out, UInt64(UInt32(payload.count)), bytes: 4)
+        appendLE(&out, 0, bytes: 4)  // CRC, filled below
+        appendLE(&out, sequence, bytes: 8)
+        out += payload
+        let crc = checksum(out[...], payloadCount: payload.count)
+        for i in 0..<4 { out[4 + i] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(i))) }
+        return out
+    }
+
+    /// CRC over the length, the sequence and the payload (everything but the CRC field).
+    static func checksum(_ record: ArraySlice<UInt8>, payloadCount: Int) -> UInt32 {
+        let base = record.startIndex
+        let c = RecordCRC32.checksum(record[base..<base + 4])
+        return RecordCRC32.checksum(record[(base + 8)..<(base + headerSize + payloadCount)], initial: c)
+    }
+
+    struct Scan {
+        var records: [Record]
+        var validBytes: Int
+        var stopReason: String?
+    }
+
+    /// Reads records from the start of a segment until the end or the first bad one.
+    static func scan(_ bytes: [UInt8], firstSequence: UInt64, maxRecordBytes: Int) -> Scan {
+        var records: [Record] = []
+        var offset = 0
+        var expected = firstSequence
+        while offset < bytes.count {
+            guard bytes.count - offset >= headerSize else {
+                return Scan(records: records, validBytes: offset, stopReason: "torn header at byte \(offset)")
+            }
+            let length = Int(readLE(bytes, offset, 4))
+            guard length <= maxRecordBytes else {
+                return Scan(records: records, validBytes: offset, stopReason: "implausible length \(length) at byte \(offset)")
+            }
+            guard bytes.count - offset - headerSize >= length else {
+                return Scan(records: records, validBytes: offset, stopReason: "torn record at byte \(offset)")
+            }
+            let stored = UInt32(readLE(bytes, offset + 4, 4))
+            let record = bytes[offset..<(offset + headerSize + length)]
+            guard checksum(record, payloadCount: length) == stored else {
+                return Scan(records: records, validBytes: offset, stopReason: "CRC mismatch at byte \(offset)")
+            }
+            let sequence = readLE(bytes, offset + 8, 8)
+            guard sequence == expected else {
+                return Scan(records: records, validBytes: offset, stopReason: "sequence \(sequence) at byte \(offset), expected \(expected)")
+            }
+            records.append(Record(sequence: sequence, payload: Array(bytes[(offset + headerSize)..<(offset + headerSize + length)])))
+            offset += headerSize + length
+            expected += 1
+        }
+        return Scan(records: records, validBytes: offset, stopReason: nil)
+    }
+
+    private static func appendLE(_ out: inout [UInt8], _ value: UInt64, bytes: Int) {
+        for i in 0..<bytes { out.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) }
+    }
+
+    private static func readLE(_ bytes: [UInt8], _ offset: Int, _ count: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<count { v |= UInt64(bytes[offset + i]) << (8 * UInt64(i)) }
+        return v
+    }
+}
+
+/// A consumer's position in an `ExampleLog`: the next sequence number to process, replaced
+/// atomically so a restarted job resumes exactly where the last checkpoint left it (records
+/// after the checkpoint are processed again: at-least-once).
+public struct LogCheckpoint: Sendable {
+    public let file: URL
+
+    public init(file: URL) { self.file = file }
+
+    struct Stored: Codable {
+        var nextSequence: UInt64
+        var updated: Date
+        enum CodingKeys: String, CodingKey {
+            case nextSequence = "next_sequence"
+            case updated
+        }
+    }
+
+    /// The saved next sequence, or nil when no checkpoint was saved yet.
+    public func load() throws -> UInt64? {
+        guard let data = DurableFiles.read(file.path) else { return nil }
+        do {
+            return try RecordJSON.decoder().decode(Stored.self, from: data).nextSequence
+        } catch {
+            throw StorageError(.corrupt, "checkpoint \(file.path) is unreadable", cause: error)
+        }
+    }
+
+    /// Saves `nextSequence` durably.
+    public func save(nextSequence: UInt64) throws {
+        try DurableFiles.makeDirectory(file.deletingLastPathComponent().path)
+        try DurableFiles.replace(RecordJSON.encoder().encode(Stored(nextSequence: nextSequence, updated: Date())), at: file.path)
+    }
+}
+
+#if canImport(Glibc)
+private let closeFile = Glibc.close
+#elseif canImport(Darwin)
+private let closeFile = Darwin.close
+#endif
