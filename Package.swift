@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "SwerveServer",
             dependencies: [
-                "SwerveServing", "SwerveTransport", "SwerveProto",
+                "SwerveServing", "SwerveTransport", "SwerveProto", "SwerveTraining",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
