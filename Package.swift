@@ -117,7 +117,9 @@ let package = Package(
                 "SwerveClient", "SwerveTransport", "SwerveProto",
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "SwerveTrainingTests", dependencies: ["SwerveTraining", "SwerveInference", "SwerveProto"]),
+        .testTarget(
+            name: "SwerveTrainingTests", dependencies: ["SwerveTraining", "SwerveInference", "SwerveProto"],
+            exclude: ["Fixtures"]),
         .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveInference"]),
     ]
 )

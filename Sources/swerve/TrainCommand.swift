@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import SwerveTraining
+
+/// `swerve train`: one static training run from a CSV file — split, train, evaluate on the
+/// holdout, export ONNX — printing a line per epoch and the final metrics.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a model on a CSV file and export it as ONNX.",
+        discussion: """
+            The schema (JSON) names each column's type: numeric, categorical (optionally with its \
+            categories), label (classification by default; "task": "regression" for numbers) or \
+            ignore. Rows are split deterministically by --seed into train, validation (early \
+            stopping) and holdout (final metrics). Writes model.onnx, metrics.json, statistics.json \
+            (the skew reference) and model.json (a checkpoint for --warm-start) to --output.
+            """)
+
+    @Option(help: "The training data, CSV with a header row.")
+    var data: String
+
+    @Option(help: "The schema JSON.")
+    var schema: String
+
+    @Option(help: "linear | logistic | softmax | mlp")
+    var model: ModelKind
+
+    @Option(help: "The label column (default: the schema's).")
+    var label: String?
+
+    @Option(help: "The model repository to publish to.")
+    var repository: String?
+
+    @Option(help: "The model's name in the repository.")
+    var name: String = "model"
+
+    @Option(help: "Where to write the model and its reports (default: train-output/NAME).")
+    var output: String?
+
+    @Option(help: "MLP hidden layer widths, comma-separated.")
+    var hidden: String = "64"
+
+    @Option(help: "relu | tanh")
+    var activation: Activation = .relu
+
+    @Option(help: "adam | sgd")
+    var optimizer: OptimizerKind = .adam
+
+    @Option(help: "Learning rate (default: 0.001 for adam, 0.01 for sgd).")
+    var lr: Double?
+
+    @Option(help: "L2 penalty: the objective is mean loss + l2/2·‖W‖².")
+    var l2: Double = 1e-4
+
+    @Option(help: "The most epochs.")
+    var epochs: Int = 50
+
+    @Option(help: "Mini-batch size.")
+    var batchSize: Int = 32
+
+    @Option(help: "Early-stopping patience in epochs (0: run all epochs, keep the last weights).")
+    var patience: Int = 5
+
+    @Option(help: "Threads computing each mini-batch's gradient.")
+    var threads: Int = 1
+
+    @Option(help: "Seeds the split, the initial weights and the shuffles.")
+    var seed: UInt64 = 42
+
+    @Option(help: "Share of rows held out for the final metrics.")
+    var holdout: Double = 0.2
+
+    @Option(help: "Share of rows for early stopping.")
+    var validation: Double = 0.1
+
+    @Option(help: "A categorical column to report holdout metrics per value of.")
+    var sliceColumn: String?
+
+    @Option(help: "A model.json checkpoint to continue training from.")
+    var warmStart: String?
+
+    func validate() throws {
+        guard holdout >= 0, validation >= 0, holdout + validation < 1 else {
+            throw ValidationError("--holdout and --validation must be ≥ 0 and sum below 1")
+        }
+        guard hiddenLayers != nil else { throw ValidationError("--hidden must be comma-separated positive integers, e.g. 64,64") }
+    }
+
+    var hiddenLayers: [Int]? {
+        let widths = hidden.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !widths.isEmpty, widths.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
+        return widths.map { $0! }
+    }
+
+    func run() throws {
+        // TrainingError describes itself (line, column, what to fix); ArgumentParser prints it as
+        // "Error: …" and exits with status 1, without the usage text a ValidationError would add.
+        var dataSchema = try DataSchema.load(path: schema)
+        if let label, label != dataSchema.label {
+            // The named column becomes the label; a column typed "label" before becomes ignored.
+            for i in dataSchema.columns.indices where dataSchema.columns[i].type == .label && dataSchema.columns[i].name != label {
+                dataSchema.columns[i].type = .ignore
+            }
+            dataSchema.label = label
+            dataSchema = try dataSchema.validated()
+        }
+        let dataset = try Dataset(csvFile: data, schema: dataSchema)
+        let config = TrainingConfiguration(
+            model: model, hiddenLayers: hiddenLayers ?? [64], activation: activation, optimizer: optimizer, learningRate: lr,
+            l2: l2, epochs: epochs, batchSize: batchSize, patience: patience, threads: threads, seed: seed)
+        let job = TrainingJob(
+            configuration: config, validationFraction: validation, holdoutFraction: holdout, sliceColumn: sliceColumn,
+            warmStart: try warmStart.map { try TrainedModel.load(path: $0) })
+        print("training \(model.rawValue) on \(dataset.rowCount) rows of \(data) (\(dataset.fingerprint())), \(threads) thread(s)")
+        let outcome = try job.run(on: dataset) { print($0) }
+        printSummary(outcome.summary)
+        let directory = output ?? "train-output/\(name)"
+        try writeOutputs(outcome, schema: dataSchema, to: directory)
+        print("wrote \(directory)/model.onnx, metrics.json, statistics.json, model.json")
+        try publishTrainedModel(outcome, schema: dataSchema)
+    }
+
+    /// PUBLISH HOOK: hand the outcome to the registry (`ModelPublisher.publish`) when
+    /// `--repository` is given. Not connected yet: the ONNX bytes are `outcome.onnx`, the skew
+    /// reference `outcome.trainStatistics.encodeJSON()`, and the lineage facts (rows, data
+    /// fingerprints, hyperparameters, holdout metrics, code version) are in `outcome.summary`.
+    func publishTrainedModel(_ outcome: TrainingOutcome, schema: DataSchema) throws {
+        guard let repository else { return }
+        print("note: publishing to \(repository)/\(name) is not connected yet; the model is in the output directory")
+    }
+
+    func writeOutputs(_ outcome: TrainingOutcome, schema: DataSchema, to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        func write(_ bytes: [UInt8], _ file: String) throws {
+            try Data(bytes).write(to: URL(fileURLWithPath: directory).appendingPathComponent(file), options: .atomic)
+        }
+        try write(outcome.onnx, "model.onnx")
+        try write(outcome.summary.encodeJSON(), "metrics.json")
+        try write(outcome.trainStatistics.encodeJSON(), "statistics.json")
+        try write(outcome.model.encodeJSON(), "model.json")
+        try write(schema.encodeJSON(), "schema.json")
+    }
+
+    func printSummary(_ s: TrainingSummary) {
+        print("best epoch \(s.bestEpoch) of \(s.history.count); rows: train \(s.rows.train), validation \(s.rows.validation), holdout \(s.rows.holdout)")
+        guard let report = s.holdout else { return print("no holdout rows") }
+        print("holdout: \(describe(report.overall))")
+        if let column = report.sliceColumn {
+            for slice in report.slices { print("  \(column)=\(slice.value): \(describe(slice.metrics))") }
+        }
+    }
+
+    func describe(_ m: Metrics) -> String {
+        var parts = ["rows \(m.count)"]
+        func add(_ name: String, _ v: Double?) { if let v { parts.append("\(name) \(String(format: "%.4f", v))") } }
+        add("accuracy", m.accuracy)
+        add("log loss", m.logLoss)
+        add("roc auc", m.rocAUC)
+        add("rmse", m.rmse)
+        add("mae", m.mae)
+        return parts.joined(separator: ", ")
+    }
+}
+
+extension ModelKind: ExpressibleByArgument {}
+extension Activation: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}
