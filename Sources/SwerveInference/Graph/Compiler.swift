@@ -302,6 +302,7 @@ final class GraphCompiler {
         }
         guard !outputIDs.isEmpty else { throw InferenceError(.invalidModel, "the graph has no outputs") }
 
+        fuseEpilogues(graphOutputs: Set(outputIDs))
         let plan = assignSlots(inputs: inputIDs, outputs: outputIDs)
         return Result(plan: plan, inputs: inputInfos, outputs: outputInfos, opsetVersion: Int(defaultOpset))
     }
@@ -388,6 +389,42 @@ final class GraphCompiler {
             }
             constants[id] = frame.tensor(id)
         }
+    }
+
+    /// Folds what follows a packed GEMM into its epilogue: an Add of a constant that is the same
+    /// for every row (the layer's bias), then a Relu, each only when the value in between has no
+    /// other reader and is not a graph output. The fused step computes the last value directly;
+    /// the intermediate values no longer exist. Packed steps read only A (their weights and bias
+    /// live in the kernel), so the original weight constants drop out of the plan.
+    private func fuseEpilogues(graphOutputs: Set<Int>) {
+        var readers: [Int: Int] = [:]
+        for step in steps { for v in Set(step.inputs) { readers[v, default: 0] += 1 } }
+        var removed = Set<Int>()
+        for i in steps.indices where !removed.contains(i) {
+            guard var gemm = steps[i].kernel as? PackedGemmKernel else { continue }
+            var outputs = steps[i].outputs
+            while !gemm.relu {
+                let v = gemm.out
+                guard !graphOutputs.contains(v), readers[v] == 1,
+                    let j = steps.indices.first(where: { $0 > i && !removed.contains($0) && steps[$0].inputs.contains(v) })
+                else { break }
+                if gemm.weights.bias == nil, let add = steps[j].kernel as? BinaryKernel<Float>, add.op == .add,
+                    types[add.out] == types[v]
+                {
+                    let other = add.a == v ? add.b : add.a
+                    guard other != v, let c = constants[other], let bias = rowBias(c, n: gemm.weights.n) else { break }
+                    gemm = PackedGemmKernel(a: gemm.a, out: add.out, weights: gemm.weights.withBias(bias), relu: false)
+                } else if let unary = steps[j].kernel as? UnaryKernel<Float>, case .relu = unary.op {
+                    gemm = PackedGemmKernel(a: gemm.a, out: unary.out, weights: gemm.weights, relu: true)
+                } else {
+                    break
+                }
+                removed.insert(j)
+                outputs = steps[j].outputs
+            }
+            steps[i] = (gemm, [gemm.a], outputs)
+        }
+        steps = steps.indices.filter { !removed.contains($0) }.map { steps[$0] }
     }
 
     /// Drops steps nothing needs and gives every remaining value a constant or a buffer slot,

@@ -1,5 +1,6 @@
 // Matrix products: OpenBLAS for large products, a register-blocked SIMD kernel for small ones.
-// Both follow cblas row-major semantics: C = alpha·op(A)·op(B) + beta·C.
+// Both follow cblas row-major semantics: C = alpha·op(A)·op(B) + beta·C. Products with
+// constant FP32 weights use the packed kernel instead (PackedGemm.swift).
 import COpenBLAS
 
 /// Which implementation a matrix product uses.

@@ -1,6 +1,7 @@
 // Gemm and MatMul.
 
-/// FP32 products go through `sgemm` (BLAS or SIMD by size), FP64 through `dgemm`.
+/// FP32 products with constant weights use `PackedGemmKernel`; other FP32 products go through
+/// `sgemm` (BLAS or SIMD by size), FP64 through `dgemm`.
 protocol GemmScalar: FloatScalar {
     static func gemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
@@ -57,6 +58,23 @@ func buildGemm(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [Valu
         let sc = ctx.type(c).shape
         guard sc.count <= 2, broadcastShapes([sc, [m, n]]) == [m, n] else {
             throw ctx.invalid("C \(sc.text) does not broadcast to [M, N] = \([m, n].text)")
+        }
+    }
+    // Constant FP32 weights with a bias that is the same for every row: pack B (times alpha)
+    // once, and add beta·C in the GEMM's epilogue.
+    if t == .fp32, !transA, let weights = ctx.constant(b), case .fp32(let w) = weights.data {
+        let nw = weights.shape[transB ? 0 : 1], kw = weights.shape[transB ? 1 : 0]
+        var bias: [Float]? = nil
+        var biasOK = true
+        if let c, beta != 0 {
+            if let cc = ctx.constant(c), let rb = rowBias(cc, n: nw, scale: beta) { bias = rb } else { biasOK = false }
+        }
+        if biasOK && preferPackedGemm(n: nw, k: kw) {
+            let packed = w.withUnsafeBufferPointer {
+                PackedWeights(k: kw, n: nw, b: $0.baseAddress, transposed: transB, alpha: alpha, bias: bias)
+            }
+            return (PackedGemmKernel(a: a, out: ctx.outputs[0], weights: packed, relu: false),
+                    [ValueType(dataType: t, shape: [m, n])])
         }
     }
     // Constant weights stored as [N, K] are transposed once here so that every run streams
@@ -136,6 +154,14 @@ func buildMatMul(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [Va
     if sa.count >= 2 { shape.append(sa[sa.count - 2]) }
     if sb.count >= 2 { shape.append(sb[sb.count - 1]) }
     let out = ctx.outputs[0]
+    // Constant FP32 weights (one matrix or a vector): packed once, every row of A in one call.
+    if t == .fp32, sb.count <= 2, let weights = ctx.constant(b), case .fp32(let w) = weights.data {
+        let k = weights.shape[0], n = sb.count == 2 ? weights.shape[1] : 1
+        if preferPackedGemm(n: n, k: k) {
+            let packed = w.withUnsafeBufferPointer { PackedWeights(k: k, n: n, b: $0.baseAddress, transposed: false) }
+            return (PackedGemmKernel(a: a, out: out, weights: packed, relu: false), [ValueType(dataType: t, shape: shape)])
+        }
+    }
     let kernel: any Kernel =
         t == .fp32 ? MatMulKernel<Float>(a: a, b: b, out: out) : MatMulKernel<Double>(a: a, b: b, out: out)
     return (kernel, [ValueType(dataType: t, shape: shape)])
