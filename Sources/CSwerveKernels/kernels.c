@@ -109,25 +109,10 @@ ALWAYS_INLINE T512 void ukr512(const int MR, const int NV, size_t kc, const floa
         acc0[r] = _mm512_setzero_ps();
         acc1[r] = _mm512_setzero_ps();
     }
+    // Every row accumulates over k in the same order whatever MR is, so a row's result does not
+    // depend on the batch it is computed in (the static table, the cache and the batcher must agree
+    // bit for bit). Splitting k for one-row blocks was faster but broke that.
     size_t p = 0;
-    if (MR == 1) {
-        // One row: only NV dependency chains, so split k four ways to keep the FMA pipes full.
-        __m512 x0[4], x1[4];
-        for (int u = 0; u < 4; u++) {
-            x0[u] = _mm512_setzero_ps();
-            x1[u] = _mm512_setzero_ps();
-        }
-        for (; p + 4 <= kc; p += 4) {
-            for (int u = 0; u < 4; u++) {
-                __m512 av = _mm512_set1_ps(a[p + u]);
-                const float *bu = b + (p + u) * ldbp;
-                x0[u] = _mm512_fmadd_ps(av, _mm512_loadu_ps(bu), x0[u]);
-                if (NV == 2) x1[u] = _mm512_fmadd_ps(av, _mm512_loadu_ps(bu + 16), x1[u]);
-            }
-        }
-        acc0[0] = _mm512_add_ps(_mm512_add_ps(x0[0], x0[1]), _mm512_add_ps(x0[2], x0[3]));
-        if (NV == 2) acc1[0] = _mm512_add_ps(_mm512_add_ps(x1[0], x1[1]), _mm512_add_ps(x1[2], x1[3]));
-    }
     const float *bp = b + p * ldbp;
     for (; p < kc; p++) {
         __m512 b0 = _mm512_loadu_ps(bp);
@@ -230,24 +215,10 @@ ALWAYS_INLINE T256 void ukr256(const int MR, size_t kc, const float *a, size_t l
         acc0[r] = _mm256_setzero_ps();
         acc1[r] = _mm256_setzero_ps();
     }
+    // Every row accumulates over k in the same order whatever MR is, so a row's result does not
+    // depend on the batch it is computed in (the static table, the cache and the batcher must agree
+    // bit for bit). Splitting k for one-row blocks was faster but broke that.
     size_t p = 0;
-    if (MR == 1) {
-        __m256 x0[4], x1[4];
-        for (int u = 0; u < 4; u++) {
-            x0[u] = _mm256_setzero_ps();
-            x1[u] = _mm256_setzero_ps();
-        }
-        for (; p + 4 <= kc; p += 4) {
-            for (int u = 0; u < 4; u++) {
-                __m256 av = _mm256_broadcast_ss(a + p + u);
-                const float *bu = b + (p + u) * ldbp;
-                x0[u] = _mm256_fmadd_ps(av, _mm256_loadu_ps(bu), x0[u]);
-                x1[u] = _mm256_fmadd_ps(av, _mm256_loadu_ps(bu + 8), x1[u]);
-            }
-        }
-        acc0[0] = _mm256_add_ps(_mm256_add_ps(x0[0], x0[1]), _mm256_add_ps(x0[2], x0[3]));
-        acc1[0] = _mm256_add_ps(_mm256_add_ps(x1[0], x1[1]), _mm256_add_ps(x1[2], x1[3]));
-    }
     const float *bp = b + p * ldbp;
     for (; p < kc; p++) {
         __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);

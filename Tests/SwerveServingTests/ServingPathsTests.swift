@@ -167,3 +167,35 @@ import SwerveInference
         #expect(off.cardinality > 3_000)   // a window holds 4,096 sampled requests
     }
 }
+
+/// Batching must not change a row's bytes: the batcher merges requests into batches of any size,
+/// so a row computed alone and inside a batch (at any position) must be bit-identical — what lets
+/// the static table, the cache and the batcher agree exactly on models with matrix products.
+@Suite struct BatchInvarianceTests {
+    static let models = [
+        ServingPathsTests.examples.appendingPathComponent("digits_mlp/1/model.onnx"),
+        ServingPathsTests.examples.appendingPathComponent("breast_cancer_logreg/1/model.onnx"),
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("SwerveInferenceTests/Fixtures/lr_multiclass.onnx"),
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("SwerveInferenceTests/Fixtures/mlp_regressor.onnx"),
+    ]
+
+    @Test(arguments: models) func rowsAreBitIdenticalAtAnyBatchSizeAndPosition(_ file: URL) throws {
+        let model = try CompiledModel(contentsOfFile: file.path)
+        let executor = model.makeExecutor()
+        let width = model.inputs[0].shape[1]
+        var g = SplitMix(5)
+        let rows = 70
+        let values = (0..<(rows * width)).map { _ in Float(g.nextUnit()) }
+        let whole = try executor.run([Tensor(shape: [rows, width], data: .fp32(values))])
+        for r in [0, 1, 11, 12, 13, 35, 69] {
+            let alone = try executor.run([Tensor(shape: [1, width], data: .fp32(Array(values[(r * width)..<((r + 1) * width)])))])
+            for (k, out) in whole.enumerated() { #expect(out.rows(r..<(r + 1)) == alone[k], "row \(r), output \(k)") }
+        }
+        for size in [2, 3, 5, 24, 33] {
+            let part = try executor.run([Tensor(shape: [size, width], data: .fp32(Array(values[0..<(size * width)])))])
+            for (k, out) in part.enumerated() { #expect(out == whole[k].rows(0..<size), "batch of \(size), output \(k)") }
+        }
+    }
+}

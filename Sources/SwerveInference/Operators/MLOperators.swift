@@ -168,8 +168,10 @@ struct LinearClassifierKernel: Kernel {
         let k = classCount
         for r in 0..<rows { for j in 0..<k { s[r * k + j] = intercepts[j] } }
         weights.withUnsafeBufferPointer { w in
+            // The row-by-row SIMD kernel, never a choice by batch size: a row's scores must not
+            // depend on the batch it is computed in (serving paths agree bit for bit).
             sgemm(transA: false, transB: false, m: rows, n: k, k: features, alpha: 1, a: x, lda: features,
-                  b: w.baseAddress!, ldb: k, beta: 1, c: s, ldc: k)
+                  b: w.baseAddress!, ldb: k, beta: 1, c: s, ldc: k, backend: .simd)
         }
         let useStrings = !stringLabels.isEmpty
         var stringOut: [[UInt8]] = []
@@ -256,7 +258,7 @@ struct LinearRegressorKernel: Kernel {
         for r in 0..<rows { for j in 0..<targets { y[r * targets + j] = intercepts[j] } }
         weights.withUnsafeBufferPointer { w in
             sgemm(transA: false, transB: false, m: rows, n: targets, k: features, alpha: 1, a: x, lda: features,
-                  b: w.baseAddress!, ldb: targets, beta: 1, c: y, ldc: targets)
+                  b: w.baseAddress!, ldb: targets, beta: 1, c: y, ldc: targets, backend: .simd)
         }
         applyPostTransform(y, rows: rows, cols: targets, transform)
     }
