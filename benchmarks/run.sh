@@ -90,7 +90,8 @@ start_server() {
     PORT=$(free_port)
     local metrics_port
     metrics_port=$(free_port)
-    "$SWERVE" serve --repository "$repository" --grpc-port "$PORT" --metrics-port "$metrics_port" --log-level warning \
+    # shellcheck disable=SC2086  # SWERVE_SERVE_ARGS is a list of extra flags, e.g. "--event-loops 1"
+    "$SWERVE" serve --repository "$repository" --grpc-port "$PORT" --metrics-port "$metrics_port" --log-level warning ${SWERVE_SERVE_ARGS:-} \
         >"$WORK/$name.log" 2>&1 &
     SERVER_PID=$!
     local out="" i
@@ -149,7 +150,8 @@ load batched
 # --- c) HTTP/2 ceiling (Swerve half, same server) ----------------------------------------
 H2_MODEL=""
 if [[ $HAVE_H2LOAD == 1 ]]; then
-    for m in digits_mlp $READY_MODELS; do
+    # The target is stated on the logistic model.
+    for m in breast_cancer_logreg $READY_MODELS; do
         if [[ " $READY_MODELS " == *" $m "* ]]; then H2_MODEL=$m; break; fi
     done
 fi
