@@ -130,6 +130,12 @@ for model_dir in "$REPOSITORY"/*/; do
     model=$(basename "$model_dir")
     file=$(ls -d "$model_dir"[0-9]*/model.onnx 2>/dev/null | sort -V | tail -1)
     [[ -n $file ]] || continue
+    # The core benchmarks generate numeric inputs; string-input models (ad_conversion_onehot) are
+    # measured by benchmarks/paths.sh instead.
+    if [[ -f "$model_dir/config.json" ]] && grep -q '"BYTES"' "$model_dir/config.json"; then
+        echo "run.sh: skipping $model in the core benchmark (string inputs; see benchmarks/paths.sh)" >&2
+        continue
+    fi
     for b in $CORE_BATCHES; do
         iterations=$(( b >= 256 ? 500 : (b >= 32 ? 3000 : 20000) ))
         "$SWERVE" bench --core --model-file "$file" --batch "$b" --iterations "$iterations" \

@@ -126,7 +126,16 @@ struct TrainCommand: ParsableCommand {
     /// fingerprints, hyperparameters, holdout metrics, code version) are in `outcome.summary`.
     func publishTrainedModel(_ outcome: TrainingOutcome, schema: DataSchema) throws {
         guard let repository else { return }
-        print("note: publishing to \(repository)/\(name) is not connected yet; the model is in the output directory")
+        // Gates (defaults: accuracy ≥ 0.5, no regression beyond 0.02 vs the serving version),
+        // then publish with lineage + reference statistics and promote, or record the rejection.
+        let spec = PipelineSpec(
+            modelName: name, schema: schema, configuration: outcome.summary.configuration, dataPath: data,
+            sliceColumn: sliceColumn, validationFraction: validation, holdoutFraction: holdout)
+        let dataset = try Dataset(csvFile: data, schema: schema)
+        let result = try TrainingPipeline(repository: URL(fileURLWithPath: repository)).publish(
+            spec, outcome: outcome, data: dataset, source: ["file": data], started: Date(timeIntervalSinceNow: -outcome.summary.seconds))
+        print("\(repository)/\(name): \(result.summary)")
+        if result.state != .succeeded { throw ExitCode(2) }
     }
 
     func writeOutputs(_ outcome: TrainingOutcome, schema: DataSchema, to directory: String) throws {

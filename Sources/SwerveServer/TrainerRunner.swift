@@ -1,0 +1,67 @@
+import Dispatch
+import Foundation
+import Logging
+import SwerveTransport
+
+/// What `swerve trainer` runs.
+public struct TrainerOptions: Sendable {
+    public var repository: String
+    public var stateDirectory: String?
+    public var host = "127.0.0.1"
+    public var grpcPort = 8003
+    public var eventLoopThreads = 1
+    /// How long shutdown waits for running jobs to reach an epoch boundary.
+    public var shutdownTimeout: TimeInterval = 30
+
+    public init(repository: String) { self.repository = repository }
+}
+
+public enum TrainerRunner {
+    /// Runs the training service until SIGTERM/SIGINT: then it stops accepting jobs, lets running
+    /// jobs stop at their next epoch boundary (continuous jobs keep their last durable
+    /// checkpoint), closes the example logs and returns.
+    public static func run(options: TrainerOptions, logger: Logger) async throws {
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let (signals, continuation) = AsyncStream.makeStream(of: Int32.self)
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { continuation.yield(sig) }
+            s.resume()
+            sources.append(s)
+        }
+        defer { sources.forEach { $0.cancel() } }
+
+        let repository = URL(fileURLWithPath: options.repository, isDirectory: true).standardizedFileURL
+        try FileManager.default.createDirectory(at: repository, withIntermediateDirectories: true)
+        let state = options.stateDirectory.map { URL(fileURLWithPath: $0, isDirectory: true) }
+            ?? repository.appendingPathComponent(".trainer", isDirectory: true)
+        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
+
+        let service = TrainerService(repository: repository, stateDirectory: state, logger: logger)
+        var config = GRPCServerConfiguration()
+        config.host = options.host
+        config.port = options.grpcPort
+        config.eventLoopThreads = options.eventLoopThreads
+        config.maxReceiveMessageSize = 64 << 20
+        let grpc = GRPCServer(configuration: config, handler: service, logger: logger)
+        try await grpc.start()
+        service.resumeContinuousJobs()
+        let banner = "swerve trainer: repository \(repository.path), state \(state.path), listening on \(options.host):\(grpc.port) (gRPC swerve.v1.Trainer)\n"
+        FileHandle.standardOutput.write(Data(banner.utf8))
+
+        var iterator = signals.makeAsyncIterator()
+        let sig = await iterator.next()
+        logger.info("trainer shutting down", metadata: ["signal": "\(sig ?? 0)"])
+        let timeout = options.shutdownTimeout
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                service.shutdown(timeout: timeout)
+                done.resume()
+            }
+        }
+        await grpc.shutdownGracefully(timeout: .seconds(5))
+        logger.info("trainer stopped")
+    }
+}

@@ -1,0 +1,503 @@
+import Dispatch
+import Foundation
+import Logging
+import SwerveProto
+import SwerveTraining
+import SwerveTransport
+
+/// Serves `swerve.v1.Trainer`: a job manager over `TrainingPipeline` / `ContinuousJob`, the
+/// example logs behind AppendExamples, and the registry (ListVersions, Promote, Rollback).
+///
+/// Jobs run one at a time per model (a serial queue per model; a continuous job's rounds are
+/// queued there too, between static jobs). State under `stateDirectory`:
+/// `logs/<model>/` (the write-ahead logs), `continuous/<model>/` (checkpoint, warm-start model,
+/// `job.json` so a restarted trainer resumes the job).
+public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
+    public let repository: URL
+    public let stateDirectory: URL
+    let logger: Logger
+    private let lock = NSLock()
+    private var jobs: [String: JobRecord] = [:]
+    private var jobOrder: [String] = []
+    private var queues: [String: DispatchQueue] = [:]
+    private var logs: [String: ExampleLog] = [:]
+    private var appendLocks: [String: NSLock] = [:]
+    private var continuousByModel: [String: String] = [:]
+    private var shuttingDown = false
+    private let blockingQueue = DispatchQueue(label: "swerve.trainer.blocking", attributes: .concurrent)
+
+    public init(repository: URL, stateDirectory: URL, logger: Logger) {
+        self.repository = repository
+        self.stateDirectory = stateDirectory
+        self.logger = logger
+    }
+
+    enum Method: String {
+        case submitJob = "/swerve.v1.Trainer/SubmitJob"
+        case watchJob = "/swerve.v1.Trainer/WatchJob"
+        case listJobs = "/swerve.v1.Trainer/ListJobs"
+        case cancelJob = "/swerve.v1.Trainer/CancelJob"
+        case appendExamples = "/swerve.v1.Trainer/AppendExamples"
+        case listVersions = "/swerve.v1.Trainer/ListVersions"
+        case promoteVersion = "/swerve.v1.Trainer/PromoteVersion"
+        case rollbackVersion = "/swerve.v1.Trainer/RollbackVersion"
+    }
+
+    public func handle(_ call: GRPCServerCall) {
+        guard let method = Method(rawValue: call.method) else {
+            call.finish(GRPCStatus(.unimplemented, "method \(call.method) is not implemented by the Swerve trainer"))
+            return
+        }
+        switch method {
+        case .submitJob: blocking(call) { (r: SubmitJobRequest) in try self.submit(r) }
+        case .watchJob: watch(call)
+        case .listJobs: unary(call) { (r: ListJobsRequest) in self.listJobs(r) }
+        case .cancelJob: unary(call) { (r: JobRef) in try self.cancel(r) }
+        case .appendExamples: blocking(call) { (r: AppendExamplesRequest) in try self.append(r) }
+        case .listVersions: blocking(call) { (r: ModelRef) in try self.listVersions(r) }
+        case .promoteVersion:
+            blocking(call) { (r: VersionRef) in try self.steer(r) { try $0.promote(model: r.modelName, version: Int(r.version), reason: "PromoteVersion") } }
+        case .rollbackVersion:
+            blocking(call) { (r: VersionRef) in try self.steer(r) { try $0.rollback(model: r.modelName, to: Int(r.version), reason: "RollbackVersion") } }
+        }
+    }
+
+    // MARK: - Plumbing
+
+    private func unary<Req: ProtoMessage, Resp: ProtoMessage>(_ call: GRPCServerCall, _ body: (Req) throws -> Resp) {
+        do {
+            let req = try Req(serializedBytes: call.message)
+            call.respond(try body(req).serializedBytes())
+        } catch {
+            call.finish(Self.status(for: error))
+        }
+    }
+
+    private func blocking<Req: ProtoMessage, Resp: ProtoMessage>(_ call: GRPCServerCall, _ body: @escaping @Sendable (Req) throws -> Resp) {
+        blockingQueue.async { self.unary(call, body) }
+    }
+
+    /// Training and storage errors as gRPC statuses.
+    static func status(for error: any Error) -> GRPCStatus {
+        switch error {
+        case let e as GRPCStatus: return e
+        case let e as ProtoDecodingError: return GRPCStatus(.invalidArgument, e.message)
+        case let e as TrainingError:
+            switch e.code {
+            case .io: return GRPCStatus(.internal, e.description)
+            default: return GRPCStatus(.invalidArgument, e.description)
+            }
+        case let e as StorageError:
+            switch e.code {
+            case .notFound: return GRPCStatus(.notFound, e.description)
+            case .invalidArgument, .invalidModel: return GRPCStatus(.invalidArgument, e.description)
+            case .failedPrecondition: return GRPCStatus(.failedPrecondition, e.description)
+            case .corrupt: return GRPCStatus(.dataLoss, e.description)
+            default: return GRPCStatus(.internal, e.description)
+            }
+        default: return GRPCStatus(.internal, "\(error)")
+        }
+    }
+
+    private func queue(for model: String) -> DispatchQueue {
+        lock.lock()
+        defer { lock.unlock() }
+        if let q = queues[model] { return q }
+        let q = DispatchQueue(label: "swerve.trainer.model.\(model)")
+        queues[model] = q
+        return q
+    }
+
+    // MARK: - Jobs
+
+    /// Parses and checks a SubmitJob request into a pipeline spec.
+    func spec(for r: SubmitJobRequest, jobID: String) throws -> PipelineSpec {
+        guard ModelRegistry.isValidModelName(r.modelName) else {
+            throw GRPCStatus(.invalidArgument, "invalid model name '\(r.modelName)'")
+        }
+        guard let kind = ModelKind(rawValue: r.modelKind) else {
+            throw GRPCStatus(.invalidArgument, "model_kind '\(r.modelKind)' is not one of \(ModelKind.allCases.map(\.rawValue))")
+        }
+        guard !r.schemaJSON.isEmpty else { throw GRPCStatus(.invalidArgument, "schema_json is required") }
+        var schema = try DataSchema.decode(Array(r.schemaJSON.utf8), source: "schema_json")
+        if !r.label.isEmpty, r.label != schema.label {
+            for i in schema.columns.indices where schema.columns[i].type == .label && schema.columns[i].name != r.label {
+                schema.columns[i].type = .ignore
+            }
+            schema.label = r.label
+            schema = try schema.validated()
+        }
+        let hp = try Hyperparameters(kind: kind, r.hyperparameters)
+        var gates: GateConfig? = nil
+        if !r.gatesJSON.isEmpty {
+            do {
+                gates = try JSONDecoder().decode(GateConfig.self, from: Data(r.gatesJSON.utf8))
+            } catch {
+                throw GRPCStatus(.invalidArgument, "gates_json: \(error)")
+            }
+        }
+        let spec = PipelineSpec(
+            modelName: r.modelName, schema: schema, configuration: hp.configuration, dataPath: r.dataPath.isEmpty ? nil : r.dataPath,
+            gates: gates, sliceColumn: r.sliceColumn.isEmpty ? nil : r.sliceColumn, validationFraction: hp.validation,
+            holdoutFraction: hp.holdout, startedBy: r.startedBy.isEmpty ? nil : r.startedBy, jobID: jobID,
+            rawHyperparameters: r.hyperparameters)
+        return try spec.validated()
+    }
+
+    func submit(_ r: SubmitJobRequest) throws -> JobStatus {
+        lock.lock()
+        let closing = shuttingDown
+        lock.unlock()
+        if closing { throw GRPCStatus(.unavailable, "the trainer is shutting down") }
+        let jobID = (r.continuous ? "cont-" : "job-") + String(UUID().uuidString.prefix(8)).lowercased()
+        let spec = try spec(for: r, jobID: jobID)
+        if !r.continuous {
+            guard let path = spec.dataPath else { throw GRPCStatus(.invalidArgument, "data_path is required for a static job") }
+            guard FileManager.default.fileExists(atPath: path) else { throw GRPCStatus(.notFound, "data file \(path) does not exist") }
+        } else if let path = spec.dataPath {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+                throw GRPCStatus(.notFound, "watched directory \(path) does not exist")
+            }
+        }
+        if r.continuous {
+            lock.lock()
+            let existing = continuousByModel[r.modelName].flatMap { jobs[$0] }
+            lock.unlock()
+            if let existing, !existing.isFinished {
+                throw GRPCStatus(.alreadyExists, "model \(r.modelName) already has continuous job \(existing.id)")
+            }
+            try DurableFiles_write(r.serializedBytes(), to: continuousDir(r.modelName).appendingPathComponent("job.pb"))
+        }
+        return try start(r, spec: spec, jobID: jobID).status()
+    }
+
+    func continuousDir(_ model: String) -> URL {
+        stateDirectory.appendingPathComponent("continuous").appendingPathComponent(model)
+    }
+
+    @discardableResult
+    func start(_ r: SubmitJobRequest, spec: PipelineSpec, jobID: String) throws -> JobRecord {
+        let job = JobRecord(id: jobID, model: r.modelName, continuous: r.continuous)
+        lock.lock()
+        jobs[jobID] = job
+        jobOrder.append(jobID)
+        if r.continuous { continuousByModel[r.modelName] = jobID }
+        lock.unlock()
+        let q = queue(for: r.modelName)
+        let pipeline = TrainingPipeline(repository: repository)
+        let progress: @Sendable (PipelineEvent) -> Void = { event in job.progress(event) }
+        if !r.continuous {
+            q.async {
+                guard !job.token.isCancelled else { job.finish(.cancelled, message: "cancelled before it started"); return }
+                job.setRunning()
+                let result = pipeline.run(spec, cancel: job.token, progress: progress)
+                job.examplesSeen = UInt64(result.rows)
+                job.finish(result.state, message: result.summary, version: result.version)
+                self.logger.info("job finished", metadata: ["job": "\(jobID)", "model": "\(r.modelName)", "outcome": "\(result.summary)"])
+            }
+            return job
+        }
+        let log = try exampleLog(for: r.modelName)
+        let continuous = try ContinuousJob(
+            spec: spec, repository: repository, stateDirectory: continuousDir(r.modelName), log: log,
+            watchDirectory: spec.dataPath.map { URL(fileURLWithPath: $0, isDirectory: true) },
+            options: ContinuousJob.Options(minBatchRows: Int(r.hyperparameters["min_batch_rows"] ?? "") ?? 100))
+        let interval = Double(max(1, r.pollSeconds == 0 ? 10 : r.pollSeconds))
+        job.setRunning()
+        // Each round runs on the model's queue, so rounds and static jobs of one model never overlap.
+        let timerQueue = DispatchQueue(label: "swerve.trainer.cont.\(r.modelName)")
+        @Sendable func schedule(after delay: Double) {
+            timerQueue.asyncAfter(deadline: .now() + delay) {
+                guard !job.token.isCancelled else { job.finish(.cancelled, message: job.token.cancelReason); return }
+                q.async {
+                    do {
+                        let round = try continuous.runOnce(cancel: job.token, progress: progress)
+                        if let result = round.result {
+                            job.examplesSeen = continuous.examplesSeen
+                            job.roundFinished(result)
+                        }
+                    } catch is PipelineCancelled {
+                    } catch {
+                        job.progress(PipelineEvent(line: "round failed (will retry): \(error)"))
+                        self.logger.error("continuous round failed", metadata: ["job": "\(jobID)", "error": "\(error)"])
+                    }
+                    if job.token.isCancelled { job.finish(.cancelled, message: job.token.cancelReason) } else { schedule(after: interval) }
+                }
+            }
+        }
+        // A cancellation ends the job once any round in progress is done (the model's queue is serial).
+        job.token.onCancel { q.async { job.finish(.cancelled, message: job.token.cancelReason) } }
+        schedule(after: 0)
+        return job
+    }
+
+    /// Restarts the continuous jobs recorded under the state directory (after a restart).
+    public func resumeContinuousJobs() {
+        let dir = stateDirectory.appendingPathComponent("continuous")
+        for model in ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted() {
+            let file = dir.appendingPathComponent(model).appendingPathComponent("job.pb")
+            guard let data = FileManager.default.contents(atPath: file.path),
+                  let r = try? SubmitJobRequest(serializedBytes: Array(data)) else { continue }
+            let jobID = "cont-" + String(UUID().uuidString.prefix(8)).lowercased()
+            do {
+                try start(r, spec: spec(for: r, jobID: jobID), jobID: jobID)
+                logger.info("resumed continuous job", metadata: ["job": "\(jobID)", "model": "\(model)"])
+            } catch {
+                logger.error("cannot resume continuous job", metadata: ["model": "\(model)", "error": "\(error)"])
+            }
+        }
+    }
+
+    func job(_ id: String) throws -> JobRecord {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let job = jobs[id] else { throw GRPCStatus(.notFound, "no job \(id)") }
+        return job
+    }
+
+    func listJobs(_ r: ListJobsRequest) -> ListJobsResponse {
+        lock.lock()
+        let all = jobOrder.compactMap { jobs[$0] }
+        lock.unlock()
+        return ListJobsResponse(jobs: all.filter { r.modelName.isEmpty || $0.model == r.modelName }.map { $0.status() })
+    }
+
+    func cancel(_ r: JobRef) throws -> JobStatus {
+        let job = try job(r.jobID)
+        if job.isFinished { throw GRPCStatus(.failedPrecondition, "job \(r.jobID) already ended (\(job.status().state))") }
+        job.token.cancel(reason: "cancelled by CancelJob")
+        if job.status().state == "queued" { job.finish(.cancelled, message: "cancelled before it started") }
+        if job.continuous {
+            try? FileManager.default.removeItem(at: continuousDir(job.model).appendingPathComponent("job.pb"))
+        }
+        return job.status()
+    }
+
+    func watch(_ call: GRPCServerCall) {
+        let ref: JobRef
+        do { ref = try JobRef(serializedBytes: call.message) } catch { call.finish(Self.status(for: error)); return }
+        do {
+            let job = try job(ref.jobID)
+            job.addWatcher(call)
+        } catch {
+            call.finish(Self.status(for: error))
+        }
+    }
+
+    // MARK: - Examples
+
+    func exampleLog(for model: String) throws -> ExampleLog {
+        guard ModelRegistry.isValidModelName(model) else { throw GRPCStatus(.invalidArgument, "invalid model name '\(model)'") }
+        lock.lock()
+        defer { lock.unlock() }
+        if let log = logs[model] { return log }
+        let log = try ExampleLog(directory: stateDirectory.appendingPathComponent("logs").appendingPathComponent(model))
+        logs[model] = log
+        appendLocks[model] = NSLock()
+        return log
+    }
+
+    func append(_ r: AppendExamplesRequest) throws -> AppendExamplesResponse {
+        guard !r.examples.isEmpty else { throw GRPCStatus(.invalidArgument, "no examples") }
+        let log = try exampleLog(for: r.modelName)
+        lock.lock()
+        let appendLock = appendLocks[r.modelName]!
+        lock.unlock()
+        // One request's examples get consecutive sequence numbers; each append returns after fsync.
+        appendLock.lock()
+        defer { appendLock.unlock() }
+        var first: UInt64 = 0
+        for example in r.examples {
+            let s = try log.append(example: LabelledExample(features: example.features, label: example.label))
+            if first == 0 { first = s }
+        }
+        return AppendExamplesResponse(firstSequence: first, count: UInt64(r.examples.count))
+    }
+
+    // MARK: - Registry
+
+    func listVersions(_ r: ModelRef) throws -> ListVersionsResponse {
+        let registry = ModelRegistry(repository: repository)
+        guard ModelRegistry.isValidModelName(r.modelName), registry.modelNames().contains(r.modelName) else {
+            throw GRPCStatus(.notFound, "no model \(r.modelName) in \(repository.path)")
+        }
+        return ListVersionsResponse(versions: registry.entries(of: r.modelName).map { Self.info(r.modelName, $0) })
+    }
+
+    static func info(_ model: String, _ entry: ModelRegistry.VersionEntry) -> VersionInfo {
+        let json = (try? entry.lineage?.jsonData()).flatMap { $0.map { String(decoding: $0, as: UTF8.self) } } ?? ""
+        return VersionInfo(modelName: model, version: Int64(entry.version), status: entry.lineage?.status.rawValue ?? "unknown", lineageJSON: json)
+    }
+
+    func steer(_ r: VersionRef, _ body: (ModelRegistry) throws -> Void) throws -> VersionInfo {
+        let registry = ModelRegistry(repository: repository)
+        guard ModelRegistry.isValidModelName(r.modelName), registry.modelNames().contains(r.modelName) else {
+            throw GRPCStatus(.notFound, "no model \(r.modelName)")
+        }
+        guard r.version > 0 else { throw GRPCStatus(.invalidArgument, "version must be positive") }
+        try body(registry)
+        guard let entry = registry.entries(of: r.modelName).first(where: { $0.version == Int(r.version) }) else {
+            throw GRPCStatus(.notFound, "\(r.modelName) has no version \(r.version)")
+        }
+        return Self.info(r.modelName, entry)
+    }
+
+    // MARK: - Shutdown
+
+    /// Stops accepting jobs, cancels every job (a running one stops at its next epoch boundary;
+    /// a continuous job's checkpoint stays at its last durable round) and waits up to `timeout`
+    /// for them to end. Then closes the logs.
+    public func shutdown(timeout: TimeInterval) {
+        lock.lock()
+        shuttingDown = true
+        let all = Array(jobs.values)
+        lock.unlock()
+        for job in all where !job.isFinished { job.token.cancel(reason: "trainer shutting down") }
+        let deadline = Date().addingTimeInterval(timeout)
+        for job in all { job.waitFinished(until: deadline) }
+        lock.lock()
+        let open = Array(logs.values)
+        lock.unlock()
+        open.forEach { $0.close() }
+    }
+}
+
+/// Writes a small file durably (write temp, fsync, rename).
+func DurableFiles_write(_ bytes: [UInt8], to url: URL) throws {
+    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
+    try Data(bytes).write(to: tmp)
+    let fd = open(tmp.path, O_RDONLY)
+    if fd >= 0 { fsync(fd); close(fd) }
+    guard rename(tmp.path, url.path) == 0 else { throw StorageError(.io, "cannot rename \(tmp.path)") }
+}
+
+/// One job's status, its events so far, and the WatchJob calls following it.
+final class JobRecord: @unchecked Sendable {
+    let id: String
+    let model: String
+    let continuous: Bool
+    let token = CancellationToken()
+    private let lock = NSCondition()
+    private var state = "queued"
+    private var message = ""
+    private var version: Int64 = 0
+    private var seen: UInt64 = 0
+    private let created = Date()
+    private var updated = Date()
+    private var events: [JobEvent] = []
+    private var watchers: [GRPCServerCall] = []
+    private(set) var isFinishedFlag = false
+
+    init(id: String, model: String, continuous: Bool) {
+        self.id = id
+        self.model = model
+        self.continuous = continuous
+        events.append(makeEvent(line: "job \(id) queued for model \(model)"))
+    }
+
+    var isFinished: Bool { lock.lock(); defer { lock.unlock() }; return isFinishedFlag }
+
+    var examplesSeen: UInt64 {
+        get { lock.lock(); defer { lock.unlock() }; return seen }
+        set { lock.lock(); seen = newValue; lock.unlock() }
+    }
+
+    func status() -> JobStatus { lock.lock(); defer { lock.unlock() }; return statusLocked() }
+
+    private func statusLocked() -> JobStatus {
+        var s = JobStatus()
+        s.jobID = id
+        s.modelName = model
+        s.state = state
+        s.message = message
+        s.publishedVersion = version
+        s.examplesSeen = seen
+        s.createdUnixMs = Int64(created.timeIntervalSince1970 * 1000)
+        s.updatedUnixMs = Int64(updated.timeIntervalSince1970 * 1000)
+        return s
+    }
+
+    /// Builds an event; call with the lock held (or from init).
+    private func makeEvent(line: String, epoch: EpochProgress? = nil) -> JobEvent {
+        var e = JobEvent()
+        e.status = statusLocked()
+        e.progressLine = line
+        if let epoch {
+            e.epoch = UInt32(epoch.epoch)
+            e.trainLoss = epoch.trainLoss
+            e.validationMetric = epoch.validationAccuracy ?? epoch.validationLoss ?? 0
+            e.examplesPerSecond = epoch.examplesPerSecond
+        }
+        return e
+    }
+
+    private func emit(_ event: JobEvent) {
+        // With the lock held.
+        events.append(event)
+        if events.count > 10_000 { events.removeFirst(events.count - 10_000) }
+        let bytes = event.serializedBytes()
+        watchers.removeAll { $0.isCancelled }
+        for w in watchers { w.send(bytes) }
+    }
+
+    func setRunning() {
+        lock.lock()
+        state = "running"
+        updated = Date()
+        emit(makeEvent(line: "running"))
+        lock.unlock()
+    }
+
+    func progress(_ event: PipelineEvent) {
+        lock.lock()
+        updated = Date()
+        emit(makeEvent(line: event.line, epoch: event.epoch))
+        lock.unlock()
+    }
+
+    /// A continuous round ended (the job goes on).
+    func roundFinished(_ result: PipelineResult) {
+        lock.lock()
+        updated = Date()
+        if let v = result.version { version = Int64(v) }
+        message = "last round: " + result.summary
+        emit(makeEvent(line: "round \(result.state.rawValue): \(result.summary)"))
+        lock.unlock()
+    }
+
+    func finish(_ outcome: PipelineState, message text: String, version v: Int? = nil) {
+        lock.lock()
+        guard !isFinishedFlag else { lock.unlock(); return }
+        state = outcome.rawValue
+        message = text
+        if let v { version = Int64(v) }
+        updated = Date()
+        isFinishedFlag = true
+        emit(makeEvent(line: "\(outcome.rawValue): \(text)"))
+        let done = watchers
+        watchers = []
+        lock.broadcast()
+        lock.unlock()
+        for w in done { w.finish(.ok) }
+    }
+
+    func addWatcher(_ call: GRPCServerCall) {
+        lock.lock()
+        for e in events { call.send(e.serializedBytes()) }
+        if isFinishedFlag {
+            lock.unlock()
+            call.finish(.ok)
+            return
+        }
+        watchers.append(call)
+        lock.unlock()
+    }
+
+    func waitFinished(until deadline: Date) {
+        lock.lock()
+        while !isFinishedFlag && Date() < deadline { _ = lock.wait(until: min(deadline, Date().addingTimeInterval(0.2))) }
+        lock.unlock()
+    }
+}

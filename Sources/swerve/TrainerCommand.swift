@@ -1,0 +1,51 @@
+import ArgumentParser
+import Logging
+import SwerveServer
+
+/// `swerve trainer`: the training service (gRPC swerve.v1.Trainer).
+struct TrainerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trainer",
+        abstract: "Run the training service: training jobs, example ingest (write-ahead log) and the model registry over gRPC.",
+        discussion: """
+            Static jobs train on a CSV file; continuous jobs train on examples pushed with \
+            AppendExamples (and/or CSV files dropped in a watched directory), validating each batch \
+            against the serving version, gating and publishing new versions into --repository, \
+            where `swerve serve --poll-interval N` picks them up. State (example logs, checkpoints) \
+            lives in --state-dir (default <repository>/.trainer).
+            """)
+
+    @Option(help: "Model repository to publish into.")
+    var repository: String
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(name: .customLong("grpc-port"), help: "gRPC port.")
+    var grpcPort = 8003
+
+    @Option(name: .customLong("state-dir"), help: "Example logs and job checkpoints (default: <repository>/.trainer).")
+    var stateDir: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level '\(logLevel)'") }
+        guard (0...65535).contains(grpcPort) else { throw ValidationError("--grpc-port must be in 0...65535") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var options = TrainerOptions(repository: repository)
+        options.host = host
+        options.grpcPort = grpcPort
+        options.stateDirectory = stateDir
+        try await TrainerRunner.run(options: options, logger: Logger(label: "swerve-trainer"))
+    }
+}

@@ -1,0 +1,277 @@
+"""The training service end to end: `swerve trainer` publishes into a repository that
+`swerve serve --poll-interval 1` serves; gates keep a bad model out; the example log keeps
+every acknowledged example across kill -9.
+
+Stubs for protos/swerve_training.proto are generated here (conftest generates the serving ones).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zlib
+import struct
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+import oip
+from conftest import GEN, ROOT
+
+_done = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT / "protos"),
+                        f"--python_out={GEN}", f"--grpc_python_out={GEN}",
+                        str(ROOT / "protos" / "swerve_training.proto")], capture_output=True, text=True)
+if _done.returncode != 0:
+    raise RuntimeError(_done.stderr)
+
+import swerve_training_pb2 as tpb  # noqa: E402
+import swerve_training_pb2_grpc as tpb_grpc  # noqa: E402
+
+SCHEMA = {
+    "columns": [
+        {"name": "x1", "type": "numeric"},
+        {"name": "x2", "type": "numeric"},
+        {"name": "x3", "type": "numeric"},
+        {"name": "y", "type": "label", "task": "classification", "classes": ["0", "1"]},
+    ],
+    "label": "y",
+}
+HYPER = {"epochs": "10", "lr": "0.05", "patience": "0", "seed": "3"}
+
+
+def make_rows(n: int, seed: int, shuffle_labels: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    y = (2 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2] + 0.3 * rng.normal(size=n) > 0).astype(int)
+    if shuffle_labels:
+        y = rng.permutation(y)
+    return x, y
+
+
+def write_csv(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
+    lines = ["x1,x2,x3,y"] + [f"{a!r},{b!r},{c!r},{l}" for (a, b, c), l in zip(x.tolist(), y.tolist())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Trainer:
+    """A `swerve trainer` child process."""
+
+    def __init__(self, repository: Path, state: Path, log_path: Path):
+        self.repository, self.state, self.log_path = repository, state, log_path
+        self.port = oip.free_port()
+        self.proc: subprocess.Popen | None = None
+        self.channel: grpc.Channel | None = None
+
+    def start(self, timeout: float = 30) -> "Trainer":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [oip.swerve_bin(), "trainer", "--repository", str(self.repository), "--state-dir", str(self.state),
+             "--host", "127.0.0.1", "--grpc-port", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self.stub = tpb_grpc.TrainerStub(self.channel)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"trainer exited:\n{self.log_tail()}"
+            try:
+                self.stub.ListJobs(tpb.ListJobsRequest(), timeout=1)
+                return self
+            except grpc.RpcError:
+                time.sleep(0.1)
+        raise TimeoutError(f"trainer not up:\n{self.log_tail()}")
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.channel.close()
+
+    def stop(self) -> int:
+        if self.channel is not None:
+            self.channel.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode if self.proc else 0
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@pytest.fixture
+def trainer_env(tmp_path):
+    repo = tmp_path / "repository"
+    repo.mkdir()
+    started: list = []
+
+    def start_trainer() -> Trainer:
+        t = Trainer(repo, tmp_path / "state", tmp_path / "trainer.log").start()
+        started.append(t)
+        return t
+
+    def start_server() -> oip.Server:
+        s = oip.Server(repo, tmp_path / "serve.log", ["--poll-interval", "1"]).start()
+        started.append(s)
+        return s
+
+    yield repo, start_trainer, start_server
+    for p in reversed(started):
+        p.stop()
+
+
+def submit_and_watch(stub, request, timeout: float = 60) -> tuple[tpb.JobStatus, list[str]]:
+    status = stub.SubmitJob(request, timeout=10)
+    assert status.state in ("queued", "running"), status
+    lines, last = [], None
+    for event in stub.WatchJob(tpb.JobRef(job_id=status.job_id), timeout=timeout):
+        lines.append(event.progress_line)
+        last = event.status
+    assert last is not None and last.state in ("succeeded", "rejected", "failed", "cancelled"), lines
+    return last, lines
+
+
+def static_job(name: str, data: Path) -> tpb.SubmitJobRequest:
+    return tpb.SubmitJobRequest(model_name=name, model_kind="logistic", data_path=str(data),
+                                schema_json=json.dumps(SCHEMA), hyperparameters=HYPER, started_by="interop")
+
+
+def served_versions(stub, name: str) -> list[str]:
+    try:
+        return list(stub.ModelMetadata(oip.pb.ModelMetadataRequest(name=name), timeout=5).versions)
+    except grpc.RpcError:
+        return []
+
+
+def test_static_job_is_published_served_and_a_bad_one_is_not(trainer_env, tmp_path):
+    repo, start_trainer, start_server = trainer_env
+    server = start_server()
+    trainer = start_trainer()
+    x, y = make_rows(1200, seed=1)
+    good = write_csv(tmp_path / "good.csv", x, y)
+
+    final, lines = submit_and_watch(trainer.stub, static_job("clicks", good))
+    assert final.state == "succeeded", (final, lines[-5:])
+    assert final.published_version == 1
+    assert any(l.startswith("epoch ") for l in lines), lines
+
+    versions = trainer.stub.ListVersions(tpb.ModelRef(model_name="clicks"), timeout=10).versions
+    assert [(v.version, v.status) for v in versions] == [(1, "serving")]
+    lineage = json.loads(versions[0].lineage_json)
+    assert lineage["data_fingerprint"].startswith("sha256:") and lineage["metrics"]["accuracy"] > 0.85
+    assert lineage["origin"]["user"] == "interop" and lineage["seed"] == 3
+
+    # The inference server picks the version up on its poll and serves what onnxruntime computes.
+    stub = server.stub()
+    deadline = time.monotonic() + 20
+    while "1" not in served_versions(stub, "clicks") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "1" in served_versions(stub, "clicks")
+    probe = x[:16].astype(np.float32)
+    got = oip.infer(stub, "clicks", {"numeric": probe})
+    want = oip.ort_run(repo / "clicks" / "1" / "model.onnx", {"numeric": probe})
+    np.testing.assert_allclose(got["probabilities"], want["probabilities"], rtol=1e-5, atol=1e-6)
+    assert (got["label"] == want["label"]).all()
+
+    # Same features, shuffled labels: rejected by the no-regression gate, never published.
+    xs, ys = make_rows(1200, seed=1, shuffle_labels=True)
+    bad = write_csv(tmp_path / "shuffled.csv", xs, ys)
+    final, lines = submit_and_watch(trainer.stub, static_job("clicks", bad))
+    assert final.state == "rejected", (final, lines[-5:])
+    assert final.published_version == 0 and "regresses" in final.message
+    versions = trainer.stub.ListVersions(tpb.ModelRef(model_name="clicks"), timeout=10).versions
+    assert [v.version for v in versions] == [1]
+    assert sorted(os.listdir(repo / ".rejected" / "clicks"))
+    time.sleep(1.5)  # a poll later, still only version 1
+    assert served_versions(stub, "clicks") == ["1"]
+
+    # Errors map to statuses.
+    oip.expect_code(grpc.StatusCode.NOT_FOUND, trainer.stub.WatchJob(tpb.JobRef(job_id="nope"), timeout=5).__next__)
+    oip.expect_code(grpc.StatusCode.NOT_FOUND, trainer.stub.ListVersions, tpb.ModelRef(model_name="nope"), timeout=5)
+    bad_hp = static_job("clicks", good)
+    bad_hp.hyperparameters["epochs"] = "many"
+    oip.expect_code(grpc.StatusCode.INVALID_ARGUMENT, trainer.stub.SubmitJob, bad_hp, timeout=5)
+    bad_schema = static_job("clicks", good)
+    bad_schema.schema_json = "{\"columns\": []}"
+    oip.expect_code(grpc.StatusCode.INVALID_ARGUMENT, trainer.stub.SubmitJob, bad_schema, timeout=5)
+    oip.expect_code(grpc.StatusCode.NOT_FOUND, trainer.stub.PromoteVersion, tpb.VersionRef(model_name="clicks", version=7), timeout=5)
+
+    # SIGTERM: a clean exit.
+    assert trainer.stop() == 0
+
+
+def read_log(directory: Path) -> dict[int, bytes]:
+    """The WAL read independently (see test_wal.py): sequence → payload."""
+    out: dict[int, bytes] = {}
+    for seg in sorted(directory.glob("segment-*.wal")):
+        data, off = seg.read_bytes(), 0
+        while off + 16 <= len(data):
+            length, crc, seq = struct.unpack_from("<IIQ", data, off)
+            end = off + 16 + length
+            if end > len(data) or zlib.crc32(data[off + 8:end], zlib.crc32(data[off:off + 4])) != crc:
+                break
+            out[seq] = data[off + 16:end]
+            off = end
+    return out
+
+
+def test_acknowledged_examples_survive_kill_9(trainer_env, tmp_path):
+    repo, start_trainer, _ = trainer_env
+    trainer = start_trainer()
+    acked: dict[int, dict] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def pusher(worker: int) -> None:
+        stub = trainer.stub
+        i = 0
+        while not stop.is_set():
+            examples = [tpb.Example(features={"x1": f"{worker}.{i}.{k}", "x2": "0", "x3": "1"}, label=str(k % 2))
+                        for k in range(10)]
+            try:
+                resp = stub.AppendExamples(tpb.AppendExamplesRequest(model_name="clicks", examples=examples), timeout=5)
+            except grpc.RpcError:
+                return  # the trainer died mid-call: not acknowledged
+            with lock:
+                for k, e in enumerate(examples):
+                    acked[resp.first_sequence + k] = {"x1": e.features["x1"], "label": e.label}
+            i += 1
+
+    threads = [threading.Thread(target=pusher, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(acked) < 300 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    trainer.kill9()
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(acked) >= 100, f"only {len(acked)} acknowledged:\n{trainer.log_tail()}"
+
+    # Restart over the same state: recovery keeps every acknowledged example, and appends go on.
+    again = start_trainer()
+    resp = again.stub.AppendExamples(tpb.AppendExamplesRequest(
+        model_name="clicks", examples=[tpb.Example(features={"x1": "after"}, label="1")]), timeout=10)
+    assert resp.first_sequence > max(acked)
+    assert again.stop() == 0
+    records = read_log(tmp_path / "state" / "logs" / "clicks")
+    missing = [s for s in acked if s not in records]
+    assert not missing, f"{len(missing)} acknowledged examples lost, e.g. {missing[:5]}"
+    for seq, want in acked.items():
+        got = json.loads(records[seq])
+        assert got["features"]["x1"] == want["x1"] and got["label"] == want["label"], (seq, got, want)
+    assert sorted(records) == list(range(1, len(records) + 1))
