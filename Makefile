@@ -19,7 +19,7 @@ PYTEST := timeout -s INT -k 60 900 $(PY) -m pytest tests/interop
 APT_PKGS := libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
             nghttp2-client nghttp2-server
 
-.PHONY: help deps venv build release examples run test swift-test interop bench bench-paths clean
+.PHONY: help deps venv build release examples run test swift-test interop bench bench-paths bench-training clean
 
 help:
 	@echo "make deps      install missing apt packages ($(APT_PKGS))"
@@ -32,6 +32,7 @@ help:
 	@echo "make interop   only the interop tests (PYTEST_ARGS='-k errors' to select)"
 	@echo "make bench     benchmarks/run.sh"
 	@echo "make bench-paths  benchmarks/paths.sh (static table / cache / batcher)"
+	@echo "make bench-training  benchmarks/training.sh (trainer vs scikit-learn, 1 vs 2 threads)"
 
 deps:
 	@missing=""; \
@@ -80,6 +81,9 @@ bench: deps venv
 
 bench-paths: deps venv
 	SWERVE_BUILD_DIR=$(BUILD_DIR) benchmarks/paths.sh
+
+bench-training: deps venv
+	SWERVE_BUILD_DIR=$(BUILD_DIR) benchmarks/training.sh
 
 clean:
 	rm -rf $(BUILD_DIR) tests/interop/gen

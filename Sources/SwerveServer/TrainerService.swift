@@ -85,6 +85,7 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
         case let e as TrainingError:
             switch e.code {
             case .io: return GRPCStatus(.internal, e.description)
+            case .cancelled: return GRPCStatus(.cancelled, e.description)
             default: return GRPCStatus(.invalidArgument, e.description)
             }
         case let e as StorageError:
@@ -345,7 +346,8 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
 
     // MARK: - Shutdown
 
-    /// Stops accepting jobs, cancels every job (a running one stops at its next epoch boundary;
+    /// Stops accepting jobs, cancels every job (a running one's training thread stops at its next
+    /// epoch boundary or within `Trainer.stopCheckInterval` mini-batches;
     /// a continuous job's checkpoint stays at its last durable round) and waits up to `timeout`
     /// for them to end. Then closes the logs.
     public func shutdown(timeout: TimeInterval) {

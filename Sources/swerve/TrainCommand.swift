@@ -3,7 +3,8 @@ import Foundation
 import SwerveTraining
 
 /// `swerve train`: one static training run from a CSV file — split, train, evaluate on the
-/// holdout, export ONNX — printing a line per epoch and the final metrics.
+/// holdout, export ONNX — printing a line per epoch and the final metrics. With `--repository`
+/// it runs the trainer's static job instead (validation with quarantine, gates, publish).
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
@@ -28,7 +29,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "The label column (default: the schema's).")
     var label: String?
 
-    @Option(help: "The model repository to publish to.")
+    @Option(help: "The model repository to publish to: the file is validated (quarantined on failure), then trained, gated and published as a trainer job.")
     var repository: String?
 
     @Option(help: "The model's name in the repository.")
@@ -104,38 +105,47 @@ struct TrainCommand: ParsableCommand {
             dataSchema.label = label
             dataSchema = try dataSchema.validated()
         }
-        let dataset = try Dataset(csvFile: data, schema: dataSchema)
         let config = TrainingConfiguration(
             model: model, hiddenLayers: hiddenLayers ?? [64], activation: activation, optimizer: optimizer, learningRate: lr,
             l2: l2, epochs: epochs, batchSize: batchSize, patience: patience, threads: threads, seed: seed)
+        let previous = try warmStart.map { try TrainedModel.load(path: $0) }
+        let directory = output ?? "train-output/\(name)"
+        if let repository {
+            return try trainAndPublish(config, schema: dataSchema, warmStart: previous, repository: repository, directory: directory)
+        }
+        let dataset = try Dataset(csvFile: data, schema: dataSchema)
         let job = TrainingJob(
             configuration: config, validationFraction: validation, holdoutFraction: holdout, sliceColumn: sliceColumn,
-            warmStart: try warmStart.map { try TrainedModel.load(path: $0) })
+            warmStart: previous)
         print("training \(model.rawValue) on \(dataset.rowCount) rows of \(data) (\(dataset.fingerprint())), \(threads) thread(s)")
         let outcome = try job.run(on: dataset) { print($0) }
         printSummary(outcome.summary)
-        let directory = output ?? "train-output/\(name)"
         try writeOutputs(outcome, schema: dataSchema, to: directory)
         print("wrote \(directory)/model.onnx, metrics.json, statistics.json, model.json")
-        try publishTrainedModel(outcome, schema: dataSchema)
     }
 
-    /// PUBLISH HOOK: hand the outcome to the registry (`ModelPublisher.publish`) when
-    /// `--repository` is given. Not connected yet: the ONNX bytes are `outcome.onnx`, the skew
-    /// reference `outcome.trainStatistics.encodeJSON()`, and the lineage facts (rows, data
-    /// fingerprints, hyperparameters, holdout metrics, code version) are in `outcome.summary`.
-    func publishTrainedModel(_ outcome: TrainingOutcome, schema: DataSchema) throws {
-        guard let repository else { return }
-        // Gates (defaults: accuracy ≥ 0.5, no regression beyond 0.02 vs the serving version),
-        // then publish with lineage + reference statistics and promote, or record the rejection.
+    /// With `--repository`: the trainer's static job (`TrainingPipeline.run`) — validate the file
+    /// against the schema and the serving version's reference statistics (quarantined under
+    /// `<repo>/.quarantine/<name>/` on failure), train, gate, publish with lineage and promote, or
+    /// record the rejection. The outputs are written whenever training ran, published or not.
+    /// Exit status: 0 published, 1 failed, 2 quarantined or rejected by the gates.
+    func trainAndPublish(_ config: TrainingConfiguration, schema dataSchema: DataSchema, warmStart previous: TrainedModel?,
+                         repository: String, directory: String) throws {
         let spec = PipelineSpec(
-            modelName: name, schema: schema, configuration: outcome.summary.configuration, dataPath: data,
+            modelName: name, schema: dataSchema, configuration: config, dataPath: data,
             sliceColumn: sliceColumn, validationFraction: validation, holdoutFraction: holdout)
-        let dataset = try Dataset(csvFile: data, schema: schema)
-        let result = try TrainingPipeline(repository: URL(fileURLWithPath: repository)).publish(
-            spec, outcome: outcome, data: dataset, source: ["file": data], started: Date(timeIntervalSinceNow: -outcome.summary.seconds))
+        let result = TrainingPipeline(repository: URL(fileURLWithPath: repository)).run(spec, warmStart: previous) { print($0.line) }
+        if let outcome = result.outcome {
+            printSummary(outcome.summary)
+            try writeOutputs(outcome, schema: dataSchema, to: directory)
+            print("wrote \(directory)/model.onnx, metrics.json, statistics.json, model.json")
+        }
         print("\(repository)/\(name): \(result.summary)")
-        if result.state != .succeeded { throw ExitCode(2) }
+        switch result.state {
+        case .succeeded: return
+        case .rejected: throw ExitCode(2)
+        case .failed, .cancelled: throw ExitCode.failure
+        }
     }
 
     func writeOutputs(_ outcome: TrainingOutcome, schema: DataSchema, to directory: String) throws {

@@ -149,6 +149,10 @@ enum PipelineData {
         }
         #expect(result.state == .cancelled)
         #expect(epochs.value <= 3)
+        // run returned only after the training thread stopped: no epoch reports after it.
+        let atReturn = epochs.value
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(epochs.value == atReturn)
         #expect(ModelRegistry(repository: dir.appendingPathComponent("repo")).versions(of: "clicks").isEmpty)
     }
 }

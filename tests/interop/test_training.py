@@ -275,3 +275,41 @@ def test_acknowledged_examples_survive_kill_9(trainer_env, tmp_path):
         got = json.loads(records[seq])
         assert got["features"]["x1"] == want["x1"] and got["label"] == want["label"], (seq, got, want)
     assert sorted(records) == list(range(1, len(records) + 1))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_cancel_job_stops_the_training_thread(trainer_env, tmp_path):
+    """CancelJob after the first epoch of a job that would run for hours: the job ends cancelled
+    within seconds and the trainer goes idle (its training thread stopped, not abandoned)."""
+    repo, start_trainer, _ = trainer_env
+    trainer = start_trainer()
+    x, y = make_rows(20000, seed=11)
+    data = write_csv(tmp_path / "long.csv", x, y)
+    request = tpb.SubmitJobRequest(model_name="long", model_kind="mlp", data_path=str(data), schema_json=json.dumps(SCHEMA),
+                                   hyperparameters={"epochs": "100000", "patience": "0", "hidden": "64", "batch_size": "16"},
+                                   started_by="interop")
+    status = trainer.stub.SubmitJob(request, timeout=10)
+    events = trainer.stub.WatchJob(tpb.JobRef(job_id=status.job_id), timeout=120)
+    epochs_seen, cancelled_at, last = 0, None, None
+    for event in events:
+        last = event.status
+        if event.epoch > 0:
+            epochs_seen = max(epochs_seen, event.epoch)
+            if cancelled_at is None:
+                trainer.stub.CancelJob(tpb.JobRef(job_id=status.job_id), timeout=10)
+                cancelled_at = time.monotonic()
+    assert cancelled_at is not None and last is not None
+    assert last.state == "cancelled", (last, trainer.log_tail())
+    assert time.monotonic() - cancelled_at < 10
+    assert epochs_seen <= 2
+    before = cpu_seconds(trainer.proc.pid)
+    time.sleep(1.5)
+    burned = cpu_seconds(trainer.proc.pid) - before
+    assert burned < 0.5, f"the trainer kept computing after the cancellation: {burned:.2f} CPU s in 1.5 s"
+    assert not (repo / "long").exists()

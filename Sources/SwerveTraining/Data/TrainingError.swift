@@ -15,6 +15,8 @@ public struct TrainingError: Error, Sendable, CustomStringConvertible, Equatable
         public static let invalidConfiguration = Code(name: "invalidConfiguration")
         /// A file that cannot be read or written.
         public static let io = Code(name: "io")
+        /// Training was stopped on request (`Trainer.train(shouldStop:)`).
+        public static let cancelled = Code(name: "cancelled")
         public var description: String { name }
     }
 

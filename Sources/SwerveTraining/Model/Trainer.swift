@@ -122,15 +122,23 @@ public struct Trainer: Sendable {
 
     public init(_ configuration: TrainingConfiguration) { self.configuration = configuration }
 
+    /// Mini-batches between two polls of `shouldStop` within an epoch.
+    public static let stopCheckInterval = 16
+
     /// Trains on `train`, early-stopping on `validation` (when non-empty).
     ///
     /// `warmStart` continues from a previous model (same kind, features, classes and architecture):
     /// its encoder and weights are kept, so new data is standardized as the old was and new
     /// categories encode as zeros until a model is trained from scratch. `progress` is called after
     /// every epoch.
+    ///
+    /// `shouldStop` (pass it by label, after `progress`) is polled before every epoch and every `stopCheckInterval` mini-batches; when
+    /// it returns true training ends by throwing a `TrainingError` with code `.cancelled` (the
+    /// partial weights are discarded).
     public func train(
         on train: Dataset, validation: Dataset? = nil, warmStart: TrainedModel? = nil,
-        progress: (EpochProgress) -> Void = { _ in }
+        progress: (EpochProgress) -> Void = { _ in },
+        shouldStop: @Sendable () -> Bool = { false }
     ) throws -> TrainedModel {
         let config = configuration
         try config.validate()
@@ -194,13 +202,24 @@ public struct Trainer: Sendable {
         var sinceBest = 0
         let clock = ContinuousClock()
 
+        func stopIfAsked(epoch: Int, batch: Int) throws {
+            guard shouldStop() else { return }
+            throw TrainingError(.cancelled, batch == 0
+                ? "training stopped before epoch \(epoch)"
+                : "training stopped in epoch \(epoch) after \(batch) mini-batches")
+        }
+
         for epoch in 1...config.epochs {
+            try stopIfAsked(epoch: epoch, batch: 0)
             let started = clock.now
             // Fisher–Yates with our own generator: the same order on every platform and Swift version.
             for i in stride(from: n - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
             var epochLoss = 0.0
             var batchStart = 0
+            var batchIndex = 0
             while batchStart < n {
+                if batchIndex > 0, batchIndex % Self.stopCheckInterval == 0 { try stopIfAsked(epoch: epoch, batch: batchIndex) }
+                batchIndex += 1
                 let batch = Array(order[batchStart..<min(n, batchStart + config.batchSize)])
                 batchStart += batch.count
                 let per = (batch.count + shards - 1) / shards

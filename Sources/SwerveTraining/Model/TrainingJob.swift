@@ -28,15 +28,17 @@ public struct TrainingJob: Sendable {
         self.statisticsBins = statisticsBins
     }
 
-    /// Runs the job on `data`; `progress` sees every epoch.
-    public func run(on data: Dataset, progress: (EpochProgress) -> Void = { _ in }) throws -> TrainingOutcome {
+    /// Runs the job on `data`; `progress` sees every epoch. `shouldStop` is the trainer's stop
+    /// hook (polled at each epoch and every few mini-batches; a stop throws `TrainingError` `.cancelled`).
+    public func run(on data: Dataset, progress: (EpochProgress) -> Void = { _ in },
+                    shouldStop: @Sendable () -> Bool = { false }) throws -> TrainingOutcome {
         if let sliceColumn, !data.categoricalNames.contains(sliceColumn) {
             throw TrainingError(.invalidConfiguration, "the slice column '\(sliceColumn)' is not a categorical feature", column: sliceColumn)
         }
         let clock = ContinuousClock()
         let started = clock.now
         let split = try data.split(validation: validationFraction, holdout: holdoutFraction, seed: configuration.seed)
-        let model = try Trainer(configuration).train(on: split.train, validation: split.validation, warmStart: warmStart, progress: progress)
+        let model = try Trainer(configuration).train(on: split.train, validation: split.validation, warmStart: warmStart, progress: progress, shouldStop: shouldStop)
         let holdout = split.holdout.rowCount > 0
             ? try EvaluationReport(model: model, data: split.holdout, sliceColumn: sliceColumn, threads: configuration.threads) : nil
         let elapsed = clock.now - started

@@ -163,6 +163,7 @@ public final class ContinuousJob: @unchecked Sendable {
         for file in files { try ingest?.markProcessed(file) }
         examplesSeen += UInt64(batch.rowCount)
         result.model = nil
+        result.outcome = nil
         return Round(result: result, progressive: progressiveMetrics, logRange: logBatch != nil ? range : nil, files: files.map(\.path))
     }
 

@@ -145,7 +145,8 @@ public struct Hyperparameters: Sendable {
     }
 }
 
-/// Cooperative cancellation for a job: checked before each stage and at every epoch boundary.
+/// Cooperative cancellation for a job: checked before each stage, and by the trainer before every
+/// epoch and every `Trainer.stopCheckInterval` mini-batches.
 public final class CancellationToken: @unchecked Sendable {
     private let lock = NSLock()
     private var cancelled = false

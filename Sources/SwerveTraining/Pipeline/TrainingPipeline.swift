@@ -26,11 +26,15 @@ public struct PipelineResult: Sendable {
     public var rows: Int
     /// The trained model (when training ran), for warm starts.
     public var model: TrainedModel?
+    /// The whole training outcome (when training ran and reached the gates): the summary, the
+    /// training statistics and the ONNX bytes, published or not.
+    public var outcome: TrainingOutcome?
     /// The lineage that was published or recorded.
     public var lineage: Lineage?
 
     public init(state: PipelineState, version: Int? = nil, metrics: [String: Double] = [:], sliceMetrics: [String: [String: Double]] = [:],
-                reasons: [String] = [], reportPath: String? = nil, rows: Int = 0, model: TrainedModel? = nil, lineage: Lineage? = nil) {
+                reasons: [String] = [], reportPath: String? = nil, rows: Int = 0, model: TrainedModel? = nil, lineage: Lineage? = nil,
+                outcome: TrainingOutcome? = nil) {
         self.state = state
         self.version = version
         self.metrics = metrics
@@ -40,6 +44,7 @@ public struct PipelineResult: Sendable {
         self.rows = rows
         self.model = model
         self.lineage = lineage
+        self.outcome = outcome
     }
 
     /// One line for a person.
@@ -80,8 +85,10 @@ public struct TrainingPipeline: Sendable {
     }
 
     /// A static job: the CSV file at `spec.dataPath`. Errors in the data or configuration end the
-    /// job `failed`; they are returned, not thrown.
-    public func run(_ spec: PipelineSpec, cancel: CancellationToken = CancellationToken(),
+    /// job `failed`; they are returned, not thrown. The gRPC trainer's SubmitJob and
+    /// `swerve train --repository` both run this. `warmStart` continues from a previous model
+    /// (training from scratch when it cannot be warm-started).
+    public func run(_ spec: PipelineSpec, warmStart: TrainedModel? = nil, cancel: CancellationToken = CancellationToken(),
                     progress: @escaping @Sendable (PipelineEvent) -> Void = { _ in }) -> PipelineResult {
         let started = Date()
         do {
@@ -91,7 +98,7 @@ public struct TrainingPipeline: Sendable {
             let table = try CSVTable(contentsOfFile: path)
             let batch = try ValidationBatch(table: table)
             return try runBatch(spec, batch: batch, source: ["file": path], files: [URL(fileURLWithPath: path)],
-                                started: started, cancel: cancel, progress: progress)
+                                started: started, warmStart: warmStart, cancel: cancel, progress: progress)
         } catch let e as PipelineCancelled {
             return PipelineResult(state: .cancelled, reasons: [e.reason])
         } catch {
@@ -143,15 +150,6 @@ public struct TrainingPipeline: Sendable {
 
         return try gateAndPublish(spec, outcome: outcome, data: data, source: source, started: started, warmStart: warmStart,
                                   baselineModel: baselineModel, extra: extra, cancel: cancel, progress: progress)
-    }
-
-    /// The publish step on its own, for a model trained elsewhere in-process (`swerve train`):
-    /// gates against the serving version, then publishes with lineage and reference statistics
-    /// and promotes, or records the rejection.
-    public func publish(_ spec: PipelineSpec, outcome: TrainingOutcome, data: Dataset, source: [String: String] = [:],
-                        started: Date, progress: @escaping @Sendable (PipelineEvent) -> Void = { _ in }) throws -> PipelineResult {
-        try gateAndPublish(spec.validated(), outcome: outcome, data: data, source: source, started: started, warmStart: nil,
-                           baselineModel: nil, extra: [:], cancel: CancellationToken(), progress: progress)
     }
 
     func gateAndPublish(
@@ -206,7 +204,7 @@ public struct TrainingPipeline: Sendable {
             let file = try registry.recordRejected(model: model, lineage: lineage, reasons: decision.reasons)
             progress(PipelineEvent(line: "rejected by the gates: \(decision.reasons.joined(separator: "; "))"))
             return PipelineResult(state: .rejected, metrics: metrics, sliceMetrics: sliceMetrics, reasons: decision.reasons,
-                                  reportPath: file.path, rows: data.rowCount, model: outcome.model, lineage: lineage)
+                                  reportPath: file.path, rows: data.rowCount, model: outcome.model, lineage: lineage, outcome: outcome)
         }
         try checkCancelled(cancel)
         lineage.transition(to: .validated, reason: "passed gates")
@@ -217,7 +215,7 @@ public struct TrainingPipeline: Sendable {
         lineage.version = version
         progress(PipelineEvent(line: "published and promoted \(model) version \(version)"))
         return PipelineResult(state: .succeeded, version: version, metrics: metrics, sliceMetrics: sliceMetrics,
-                              rows: data.rowCount, model: outcome.model, lineage: lineage)
+                              rows: data.rowCount, model: outcome.model, lineage: lineage, outcome: outcome)
     }
 
     func hyperparameterRecord(_ spec: PipelineSpec) -> [String: LineageJSON] {
@@ -234,46 +232,32 @@ public struct TrainingPipeline: Sendable {
         if cancel.isCancelled { throw PipelineCancelled(reason: cancel.cancelReason) }
     }
 
-    /// Runs the training job on its own thread so a cancellation takes effect at the next epoch
-    /// boundary. (The trainer has no stop hook: a cancelled run is abandoned, its thread finishes
-    /// in the background and its result is dropped.)
+    /// Runs the training job on its own thread (with a large stack) and waits for it to end. The
+    /// token is the trainer's stop hook: a cancellation stops the training thread itself at the
+    /// next epoch boundary or within `Trainer.stopCheckInterval` mini-batches, and this returns
+    /// only once that thread has stopped.
     func runCancellable(_ job: TrainingJob, data: Dataset, cancel: CancellationToken,
                         progress: @escaping @Sendable (PipelineEvent) -> Void) throws -> TrainingOutcome {
         try checkCancelled(cancel)
         final class Box: @unchecked Sendable {
-            let lock = NSLock()
             var result: Result<TrainingOutcome, any Error>?
-            var stoppedAtEpoch: Int?
         }
         let box = Box()
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
-            let r = Result { try job.run(on: data) { epoch in
-                box.lock.lock()
-                let alreadyStopped = box.stoppedAtEpoch != nil
-                box.lock.unlock()
-                guard !alreadyStopped else { return }
-                progress(PipelineEvent(line: epoch.description, epoch: epoch))
-                guard cancel.isCancelled else { return }
-                box.lock.lock()
-                box.stoppedAtEpoch = epoch.epoch
-                box.lock.unlock()
-                done.signal()
-            } }
-            box.lock.lock()
-            let stopped = box.stoppedAtEpoch != nil
-            box.result = r
-            box.lock.unlock()
-            if !stopped { done.signal() }
+            box.result = Result {
+                try job.run(on: data, progress: { epoch in progress(PipelineEvent(line: epoch.description, epoch: epoch)) },
+                            shouldStop: { cancel.isCancelled })
+            }
+            done.signal()
         }
         thread.stackSize = 8 << 20
         thread.start()
-        done.wait()
-        box.lock.lock()
-        defer { box.lock.unlock() }
-        if let epoch = box.stoppedAtEpoch {
-            throw PipelineCancelled(reason: "\(cancel.cancelReason) after epoch \(epoch)")
+        done.wait()  // the semaphore orders the thread's write of `box.result` before this read
+        do {
+            return try box.result!.get()
+        } catch let error as TrainingError where error.code == .cancelled {
+            throw PipelineCancelled(reason: "\(cancel.cancelReason) (\(error.message))")
         }
-        return try box.result!.get()
     }
 }
