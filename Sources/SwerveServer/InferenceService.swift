@@ -93,17 +93,12 @@ public final class InferenceService: GRPCCallHandler {
     // MARK: - Plumbing
 
     private func unary<Req: ProtoMessage, Resp: ProtoMessage>(_ call: GRPCServerCall, _ body: (Req) throws -> Resp) {
-        do {
-            let req = try Req(serializedBytes: call.message)
-            call.respond(try body(req).serializedBytes())
-        } catch {
-            call.finish(StatusMapping.status(for: error))
-        }
+        serveUnary(call, status: StatusMapping.status(for:), body)
     }
 
     /// Like `unary`, but the body may block (it loads models), so it runs off the event loop.
     private func blocking<Req: ProtoMessage, Resp: ProtoMessage>(_ call: GRPCServerCall, _ body: @escaping @Sendable (Req) throws -> Resp) {
-        controlQueue.async { self.unary(call, body) }
+        serveBlocking(call, on: controlQueue, status: { StatusMapping.status(for: $0) }, body)
     }
 
     // MARK: - ModelInfer

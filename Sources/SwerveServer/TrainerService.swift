@@ -65,16 +65,11 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
     // MARK: - Plumbing
 
     private func unary<Req: ProtoMessage, Resp: ProtoMessage>(_ call: GRPCServerCall, _ body: (Req) throws -> Resp) {
-        do {
-            let req = try Req(serializedBytes: call.message)
-            call.respond(try body(req).serializedBytes())
-        } catch {
-            call.finish(Self.status(for: error))
-        }
+        serveUnary(call, status: Self.status(for:), body)
     }
 
     private func blocking<Req: ProtoMessage, Resp: ProtoMessage>(_ call: GRPCServerCall, _ body: @escaping @Sendable (Req) throws -> Resp) {
-        blockingQueue.async { self.unary(call, body) }
+        serveBlocking(call, on: blockingQueue, status: { Self.status(for: $0) }, body)
     }
 
     /// Training and storage errors as gRPC statuses.
