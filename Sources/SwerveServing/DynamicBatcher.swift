@@ -103,11 +103,6 @@ final class DynamicBatcher: @unchecked Sendable {
         queueDepthGauge.record(0)
     }
 
-    var queuedRequests: Int {
-        condition.lock(); defer { condition.unlock() }
-        return core.queuedRequests
-    }
-
     private func workerLoop(_ executor: ModelExecutor) {
         condition.lock()
         while true {

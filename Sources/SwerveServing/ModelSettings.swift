@@ -73,7 +73,7 @@ public struct ModelSettings: Sendable, Equatable {
             throw ServingError(.failedPrecondition, "config.json must hold a JSON object")
         }
         let known: Set = ["max_batch_size", "dynamic_batching", "version_policy", "instance_count", "inputs", "outputs",
-                          "serving_mode", "static_table", "response_cache", "platform"]
+                          "serving_mode", "static_table", "response_cache"]
         if let unknown = obj.keys.first(where: { !known.contains($0) }) {
             throw ServingError(.failedPrecondition, "config.json: unknown key '\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
         }

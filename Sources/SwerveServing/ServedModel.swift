@@ -247,8 +247,5 @@ public final class ServedModel: Sendable {
     /// The serving paths' figures: mode, active path, table, cache, coalescing, measured traffic.
     public var pathStatistics: PathStatistics { paths.statistics }
 
-    /// Requests waiting in this version's queue.
-    public var queuedRequests: Int { batcher.queuedRequests }
-
     func drainAndStop() { batcher.drainAndStop() }
 }

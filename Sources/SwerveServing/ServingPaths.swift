@@ -4,14 +4,6 @@ import Metrics
 import Synchronization
 import SwerveInference
 
-/// The path one request took.
-public enum ServingPath: String, Sendable, CaseIterable {
-    case staticTable = "static"
-    case cache = "cached"
-    case coalesced
-    case batcher = "dynamic"
-}
-
 /// What statistics and metrics show about a version's serving paths.
 public struct PathStatistics: Sendable, Equatable {
     public var mode: ServingMode
