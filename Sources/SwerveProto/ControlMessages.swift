@@ -55,7 +55,7 @@ public struct ModelReadyRequest: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Inference__ModelReadyRequest(); inference__model_ready_request__init(&m); m.name = a.cString(name); m.version = a.cString(version)
-        return encode(m, size: inference__model_ready_request__get_packed_size, pack: inference__model_ready_request__pack)
+        return encode(m, arena: a, size: inference__model_ready_request__get_packed_size, pack: inference__model_ready_request__pack)
     }
 }
 
@@ -94,7 +94,7 @@ public struct ServerMetadataResponse: ProtoMessage, Equatable {
         var m = Inference__ServerMetadataResponse(); inference__server_metadata_response__init(&m)
         m.name = a.cString(name); m.version = a.cString(version)
         m.n_extensions = extensions.count; m.extensions = a.cStrings(extensions)
-        return encode(m, size: inference__server_metadata_response__get_packed_size, pack: inference__server_metadata_response__pack)
+        return encode(m, arena: a, size: inference__server_metadata_response__get_packed_size, pack: inference__server_metadata_response__pack)
     }
 }
 
@@ -109,7 +109,7 @@ public struct ModelMetadataRequest: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Inference__ModelMetadataRequest(); inference__model_metadata_request__init(&m); m.name = a.cString(name); m.version = a.cString(version)
-        return encode(m, size: inference__model_metadata_request__get_packed_size, pack: inference__model_metadata_request__pack)
+        return encode(m, arena: a, size: inference__model_metadata_request__get_packed_size, pack: inference__model_metadata_request__pack)
     }
 }
 
@@ -149,7 +149,7 @@ public struct ModelMetadataResponse: ProtoMessage, Equatable {
         }
         m.n_inputs = inputs.count; m.inputs = a.boxes(inputs.map(build))
         m.n_outputs = outputs.count; m.outputs = a.boxes(outputs.map(build))
-        return encode(m, size: inference__model_metadata_response__get_packed_size, pack: inference__model_metadata_response__pack)
+        return encode(m, arena: a, size: inference__model_metadata_response__get_packed_size, pack: inference__model_metadata_response__pack)
     }
 }
 
@@ -166,7 +166,7 @@ public struct ModelStatisticsRequest: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Inference__ModelStatisticsRequest(); inference__model_statistics_request__init(&m); m.name = a.cString(name); m.version = a.cString(version)
-        return encode(m, size: inference__model_statistics_request__get_packed_size, pack: inference__model_statistics_request__pack)
+        return encode(m, arena: a, size: inference__model_statistics_request__get_packed_size, pack: inference__model_statistics_request__pack)
     }
 }
 
@@ -245,7 +245,7 @@ public struct ModelStatisticsResponse: ProtoMessage, Equatable {
             return s
         }
         m.n_model_stats = stats.count; m.model_stats = a.boxes(stats)
-        return encode(m, size: inference__model_statistics_response__get_packed_size, pack: inference__model_statistics_response__pack)
+        return encode(m, arena: a, size: inference__model_statistics_response__get_packed_size, pack: inference__model_statistics_response__pack)
     }
 }
 
@@ -261,7 +261,7 @@ public struct RepositoryIndexRequest: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Inference__RepositoryIndexRequest(); inference__repository_index_request__init(&m); m.repository_name = a.cString(repositoryName); m.ready = ready ? 1 : 0
-        return encode(m, size: inference__repository_index_request__get_packed_size, pack: inference__repository_index_request__pack)
+        return encode(m, arena: a, size: inference__repository_index_request__get_packed_size, pack: inference__repository_index_request__pack)
     }
 }
 
@@ -286,7 +286,7 @@ public struct RepositoryIndexResponse: ProtoMessage, Equatable {
             return e
         }
         m.n_models = entries.count; m.models = a.boxes(entries)
-        return encode(m, size: inference__repository_index_response__get_packed_size, pack: inference__repository_index_response__pack)
+        return encode(m, arena: a, size: inference__repository_index_response__get_packed_size, pack: inference__repository_index_response__pack)
     }
 }
 
@@ -301,7 +301,7 @@ public struct RepositoryModelLoadRequest: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Inference__RepositoryModelLoadRequest(); inference__repository_model_load_request__init(&m); m.repository_name = a.cString(repositoryName); m.model_name = a.cString(modelName)
-        return encode(m, size: inference__repository_model_load_request__get_packed_size, pack: inference__repository_model_load_request__pack)
+        return encode(m, arena: a, size: inference__repository_model_load_request__get_packed_size, pack: inference__repository_model_load_request__pack)
     }
 }
 
@@ -316,7 +316,7 @@ public struct RepositoryModelUnloadRequest: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Inference__RepositoryModelUnloadRequest(); inference__repository_model_unload_request__init(&m); m.repository_name = a.cString(repositoryName); m.model_name = a.cString(modelName)
-        return encode(m, size: inference__repository_model_unload_request__get_packed_size, pack: inference__repository_model_unload_request__pack)
+        return encode(m, arena: a, size: inference__repository_model_unload_request__get_packed_size, pack: inference__repository_model_unload_request__pack)
     }
 }
 
@@ -341,7 +341,7 @@ public struct HealthCheckRequest: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Grpc__Health__V1__HealthCheckRequest(); grpc__health__v1__health_check_request__init(&m); m.service = a.cString(service)
-        return encode(m, size: grpc__health__v1__health_check_request__get_packed_size, pack: grpc__health__v1__health_check_request__pack)
+        return encode(m, arena: a, size: grpc__health__v1__health_check_request__get_packed_size, pack: grpc__health__v1__health_check_request__pack)
     }
 }
 

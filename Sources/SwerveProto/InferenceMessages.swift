@@ -206,7 +206,7 @@ extension ModelInferRequest {
         m.n_outputs = outs.count; m.outputs = arena.boxes(outs)
         m.n_raw_input_contents = rawInputContents.count
         m.raw_input_contents = arena.array(rawInputContents.map { arena.binary($0) })
-        return encode(m, size: inference__model_infer_request__get_packed_size, pack: inference__model_infer_request__pack)
+        return encode(m, arena: arena, size: inference__model_infer_request__get_packed_size, pack: inference__model_infer_request__pack)
     }
 }
 
@@ -253,6 +253,6 @@ extension ModelInferResponse {
         m.n_outputs = outs.count; m.outputs = arena.boxes(outs)
         m.n_raw_output_contents = rawOutputContents.count
         m.raw_output_contents = arena.array(rawOutputContents.map { arena.binary($0) })
-        return encode(m, size: inference__model_infer_response__get_packed_size, pack: inference__model_infer_response__pack)
+        return encode(m, arena: arena, size: inference__model_infer_response__get_packed_size, pack: inference__model_infer_response__pack)
     }
 }

@@ -13,7 +13,7 @@ public struct ModelConfigRequest: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Inference__ModelConfigRequest(); inference__model_config_request__init(&m); m.name = a.cString(name); m.version = a.cString(version)
-        return encode(m, size: inference__model_config_request__get_packed_size, pack: inference__model_config_request__pack)
+        return encode(m, arena: a, size: inference__model_config_request__get_packed_size, pack: inference__model_config_request__pack)
     }
 }
 
@@ -125,6 +125,6 @@ public struct ModelConfigResponse: ProtoMessage, Equatable {
         p.n_parameters = entries.count; p.parameters = a.boxes(entries)
         var m = Inference__ModelConfigResponse(); inference__model_config_response__init(&m)
         m.config = a.box(p)
-        return encode(m, size: inference__model_config_response__get_packed_size, pack: inference__model_config_response__pack)
+        return encode(m, arena: a, size: inference__model_config_response__get_packed_size, pack: inference__model_config_response__pack)
     }
 }

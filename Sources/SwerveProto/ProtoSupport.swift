@@ -18,19 +18,29 @@ public protocol ProtoMessage: Sendable {
 }
 
 /// Owns the C memory used while building protobuf-c structs for packing. Everything is
-/// released together when the arena goes away, so builders never free piecemeal.
+/// released together when the arena goes away, so builders never free piecemeal. Memory comes
+/// from the thread's scratch arena (no malloc at all) when the thread is not already using it,
+/// and from 4 KiB malloc'd chunks beyond that. Keep the arena alive until packing is done
+/// (`encode(_:arena:size:pack:)` does).
 final class Arena {
-    // A bump allocator: most messages fit in the first chunk, so building one costs one malloc.
+    private let scratch: UnsafeMutablePointer<ProtobufCAllocator>? = swerve_scratch_acquire()
+    // A bump allocator over malloc'd chunks, for what the scratch arena cannot hold.
     private var blocks: [UnsafeMutableRawPointer] = []
     private var cursor: UnsafeMutableRawPointer?
     private var remaining = 0
     private static let chunkSize = 4096
 
-    deinit { for b in blocks { free(b) } }
+    deinit {
+        for b in blocks { free(b) }
+        swerve_scratch_release(scratch)
+    }
 
     func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
         let align = max(MemoryLayout<T>.alignment, 8)
         let bytes = max(1, count) * MemoryLayout<T>.stride
+        if align <= 16, let p = swerve_scratch_try_alloc(scratch, bytes) {
+            return p.bindMemory(to: T.self, capacity: max(1, count))
+        }
         if let c = cursor {
             let pad = (align - Int(bitPattern: c) % align) % align
             if pad + bytes <= remaining {
@@ -56,10 +66,13 @@ final class Arena {
     /// A NUL-terminated copy of `s`; the empty string maps to protobuf-c's shared empty string.
     func cString(_ s: String) -> UnsafeMutablePointer<CChar> {
         if s.isEmpty { return UnsafeMutablePointer(mutating: swerve_pb_empty_string()) }
-        var utf8 = Array(s.utf8CString)
-        let p = allocate(CChar.self, count: utf8.count)
-        utf8.withUnsafeMutableBufferPointer { p.update(from: $0.baseAddress!, count: $0.count) }
-        return p
+        var s = s
+        return s.withUTF8 { utf8 in
+            let p = allocate(CChar.self, count: utf8.count + 1)
+            UnsafeMutableRawPointer(p).copyMemory(from: utf8.baseAddress!, byteCount: utf8.count)
+            p[utf8.count] = 0
+            return p
+        }
     }
 
     /// A C array holding `values`, or nil when empty (protobuf-c reads n_* first).
@@ -135,26 +148,42 @@ func decode<T, R>(
     free freeFn: (UnsafeMutablePointer<T>?, UnsafeMutablePointer<ProtobufCAllocator>?) -> Void,
     read: (T) throws -> R
 ) throws -> R {
-    let msg: UnsafeMutablePointer<T>? = bytes.withUnsafeBufferPointer { buf in
-        // protobuf-c needs a non-NULL pointer even for an empty message.
-        var zero: UInt8 = 0
-        if buf.isEmpty { return withUnsafePointer(to: &zero) { unpack(nil, 0, $0) } }
-        return unpack(nil, buf.count, buf.baseAddress)
+    try bytes.withUnsafeBufferPointer { buf in
+        try decode(UnsafeRawBufferPointer(buf), name, unpack: unpack, free: freeFn) { try read($0.pointee) }
     }
+}
+
+/// Unpacks `bytes` into the thread's scratch arena (malloc when it is in use), hands the
+/// unpacked struct to `read` (valid only during the call), then frees it.
+func decode<T, R>(
+    _ bytes: UnsafeRawBufferPointer, _ name: String,
+    unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<T>?,
+    free freeFn: (UnsafeMutablePointer<T>?, UnsafeMutablePointer<ProtobufCAllocator>?) -> Void,
+    read: (UnsafeMutablePointer<T>) throws -> R
+) throws -> R {
+    let allocator = swerve_scratch_acquire()
+    defer { swerve_scratch_release(allocator) }
+    // protobuf-c needs a non-NULL pointer even for an empty message.
+    var zero: UInt8 = 0
+    let msg: UnsafeMutablePointer<T>? = bytes.isEmpty
+        ? withUnsafePointer(to: &zero) { unpack(allocator, 0, $0) }
+        : unpack(allocator, bytes.count, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
     guard let msg else {
         throw ProtoDecodingError("could not decode \(name): the bytes are not a valid protobuf encoding of it")
     }
-    defer { freeFn(msg, nil) }
-    return try read(msg.pointee)
+    defer { freeFn(msg, allocator) }
+    return try read(msg)
 }
 
 /// Packs a built struct with the generated `*__get_packed_size` / `*__pack`.
+/// `arena` (the memory `value` points into) is kept alive until packing is done.
 func encode<T>(
-    _ value: T,
+    _ value: T, arena: Arena? = nil,
     size: (UnsafePointer<T>?) -> Int,
     pack: (UnsafePointer<T>?, UnsafeMutablePointer<UInt8>?) -> Int
 ) -> [UInt8] {
-    withUnsafePointer(to: value) { p in
+    defer { withExtendedLifetime(arena) {} }
+    return withUnsafePointer(to: value) { p in
         let n = size(p)
         if n == 0 { return [] }
         return [UInt8](unsafeUninitializedCapacity: n) { buf, count in
@@ -169,8 +198,15 @@ func encode<T>(
 /// strings to C as NUL-terminated, so "dense\0junk" would silently read as "dense"; requests whose
 /// strings hold a NUL byte are refused instead, which needs a look at the wire bytes.
 struct StringFields: Sendable {
-    var strings: Set<UInt64> = []
-    var nested: [UInt64: StringFields] = [:]
+    /// Bit f set: field f is a string (field numbers below 64; ours all are).
+    private let stringMask: UInt64
+    private let nested: [(field: UInt64, fields: StringFields)]
+
+    init(strings: Set<UInt64> = [], nested: [UInt64: StringFields] = [:]) {
+        precondition(strings.allSatisfy { $0 < 64 }, "StringFields: field numbers must be below 64")
+        stringMask = strings.reduce(0) { $0 | (1 << $1) }
+        self.nested = nested.map { (field: $0.key, fields: $0.value) }
+    }
 
     static let parameterMap = StringFields(strings: [1], nested: [2: StringFields(strings: [3])])
     /// ModelInferRequest: model_name, model_version, id, parameters, inputs (name, datatype,
@@ -210,8 +246,12 @@ struct StringFields: Sendable {
             case 2:
                 guard let len = varint(), len <= UInt64(n - i) else { return false }
                 let body = UnsafeRawBufferPointer(rebasing: bytes[i..<(i + Int(len))])
-                if strings.contains(field), body.contains(0) { return true }
-                if let inner = nested[field], inner.containsNUL(in: body) { return true }
+                if field < 64, stringMask & (1 << field) != 0, !body.isEmpty, memchr(body.baseAddress!, 0, body.count) != nil {
+                    return true
+                }
+                for inner in nested where inner.field == field {
+                    if inner.fields.containsNUL(in: body) { return true }
+                }
                 i += Int(len)
             default: return false
             }

@@ -13,7 +13,7 @@ public struct PathStatisticsRequest: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Swerve__V1__PathStatisticsRequest(); swerve__v1__path_statistics_request__init(&m); m.name = a.cString(name); m.version = a.cString(version)
-        return encode(m, size: swerve__v1__path_statistics_request__get_packed_size, pack: swerve__v1__path_statistics_request__pack)
+        return encode(m, arena: a, size: swerve__v1__path_statistics_request__get_packed_size, pack: swerve__v1__path_statistics_request__pack)
     }
 }
 
@@ -62,6 +62,6 @@ public struct PathStatisticsResponse: ProtoMessage, Equatable {
         }
         var m = Swerve__V1__PathStatisticsResponse(); swerve__v1__path_statistics_response__init(&m)
         m.n_models = entries.count; m.models = a.boxes(entries)
-        return encode(m, size: swerve__v1__path_statistics_response__get_packed_size, pack: swerve__v1__path_statistics_response__pack)
+        return encode(m, arena: a, size: swerve__v1__path_statistics_response__get_packed_size, pack: swerve__v1__path_statistics_response__pack)
     }
 }

@@ -44,7 +44,7 @@ public struct SubmitJobRequest: ProtoMessage, Equatable {
         m.n_hyperparameters = entries.count; m.hyperparameters = a.boxes(entries)
         m.gates_json = a.cString(gatesJSON); m.started_by = a.cString(startedBy); m.slice_column = a.cString(sliceColumn)
         m.poll_seconds = pollSeconds
-        return encode(m, size: swerve__v1__submit_job_request__get_packed_size, pack: swerve__v1__submit_job_request__pack)
+        return encode(m, arena: a, size: swerve__v1__submit_job_request__get_packed_size, pack: swerve__v1__submit_job_request__pack)
     }
 }
 
@@ -58,7 +58,7 @@ public struct JobRef: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Swerve__V1__JobRef(); swerve__v1__job_ref__init(&m); m.job_id = a.cString(jobID)
-        return encode(m, size: swerve__v1__job_ref__get_packed_size, pack: swerve__v1__job_ref__pack)
+        return encode(m, arena: a, size: swerve__v1__job_ref__get_packed_size, pack: swerve__v1__job_ref__pack)
     }
 }
 
@@ -88,7 +88,7 @@ public struct JobStatus: ProtoMessage, Equatable {
     }
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
-        return encode(build(a), size: swerve__v1__job_status__get_packed_size, pack: swerve__v1__job_status__pack)
+        return encode(build(a), arena: a, size: swerve__v1__job_status__get_packed_size, pack: swerve__v1__job_status__pack)
     }
 }
 
@@ -113,7 +113,7 @@ public struct JobEvent: ProtoMessage, Equatable {
         m.status = a.box(status.build(a))
         m.progress_line = a.cString(progressLine); m.epoch = epoch
         m.train_loss = trainLoss; m.validation_metric = validationMetric; m.examples_per_second = examplesPerSecond
-        return encode(m, size: swerve__v1__job_event__get_packed_size, pack: swerve__v1__job_event__pack)
+        return encode(m, arena: a, size: swerve__v1__job_event__get_packed_size, pack: swerve__v1__job_event__pack)
     }
 }
 
@@ -127,7 +127,7 @@ public struct ListJobsRequest: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Swerve__V1__ListJobsRequest(); swerve__v1__list_jobs_request__init(&m); m.model_name = a.cString(modelName)
-        return encode(m, size: swerve__v1__list_jobs_request__get_packed_size, pack: swerve__v1__list_jobs_request__pack)
+        return encode(m, arena: a, size: swerve__v1__list_jobs_request__get_packed_size, pack: swerve__v1__list_jobs_request__pack)
     }
 }
 
@@ -143,7 +143,7 @@ public struct ListJobsResponse: ProtoMessage, Equatable {
         let a = Arena()
         var m = Swerve__V1__ListJobsResponse(); swerve__v1__list_jobs_response__init(&m)
         m.n_jobs = jobs.count; m.jobs = a.boxes(jobs.map { $0.build(a) })
-        return encode(m, size: swerve__v1__list_jobs_response__get_packed_size, pack: swerve__v1__list_jobs_response__pack)
+        return encode(m, arena: a, size: swerve__v1__list_jobs_response__get_packed_size, pack: swerve__v1__list_jobs_response__pack)
     }
 }
 
@@ -181,7 +181,7 @@ public struct AppendExamplesRequest: ProtoMessage, Equatable {
             return e
         }
         m.n_examples = built.count; m.examples = a.boxes(built)
-        return encode(m, size: swerve__v1__append_examples_request__get_packed_size, pack: swerve__v1__append_examples_request__pack)
+        return encode(m, arena: a, size: swerve__v1__append_examples_request__get_packed_size, pack: swerve__v1__append_examples_request__pack)
     }
 }
 
@@ -209,7 +209,7 @@ public struct ModelRef: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Swerve__V1__ModelRef(); swerve__v1__model_ref__init(&m); m.model_name = a.cString(modelName)
-        return encode(m, size: swerve__v1__model_ref__get_packed_size, pack: swerve__v1__model_ref__pack)
+        return encode(m, arena: a, size: swerve__v1__model_ref__get_packed_size, pack: swerve__v1__model_ref__pack)
     }
 }
 
@@ -224,7 +224,7 @@ public struct VersionRef: ProtoMessage, Equatable {
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Swerve__V1__VersionRef(); swerve__v1__version_ref__init(&m); m.model_name = a.cString(modelName); m.version = version
-        return encode(m, size: swerve__v1__version_ref__get_packed_size, pack: swerve__v1__version_ref__pack)
+        return encode(m, arena: a, size: swerve__v1__version_ref__get_packed_size, pack: swerve__v1__version_ref__pack)
     }
 }
 
@@ -249,7 +249,7 @@ public struct VersionInfo: ProtoMessage, Equatable {
     }
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
-        return encode(build(a), size: swerve__v1__version_info__get_packed_size, pack: swerve__v1__version_info__pack)
+        return encode(build(a), arena: a, size: swerve__v1__version_info__get_packed_size, pack: swerve__v1__version_info__pack)
     }
 }
 
@@ -265,6 +265,6 @@ public struct ListVersionsResponse: ProtoMessage, Equatable {
         let a = Arena()
         var m = Swerve__V1__ListVersionsResponse(); swerve__v1__list_versions_response__init(&m)
         m.n_versions = versions.count; m.versions = a.boxes(versions.map { $0.build(a) })
-        return encode(m, size: swerve__v1__list_versions_response__get_packed_size, pack: swerve__v1__list_versions_response__pack)
+        return encode(m, arena: a, size: swerve__v1__list_versions_response__get_packed_size, pack: swerve__v1__list_versions_response__pack)
     }
 }

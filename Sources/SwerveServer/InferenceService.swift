@@ -24,15 +24,9 @@ public final class InferenceService: GRPCCallHandler {
     private let ready = Atomic<Bool>(false)
     private let shuttingDown = Atomic<Bool>(false)
     private let controlQueue = DispatchQueue(label: "swerve.repository-control")
-    /// Metric handles per (model, version, status), created once; the key avoids building strings per request.
-    private let requestCounters = Mutex<[MetricKey: Counter]>([:])
-    private let latencyTimers = Mutex<[MetricKey: Metrics.Timer]>([:])
-
-    struct MetricKey: Hashable {
-        var model: String
-        var version: String
-        var status: Int
-    }
+    /// `swerve_requests_total` of requests whose model did not resolve, by status code
+    /// (resolved models count in their own `RequestMetrics`).
+    private let unresolvedCounters = Mutex<[Int: Counter]>([:])
 
     public init(manager: ModelManager, logger: Logger) {
         self.manager = manager
@@ -103,101 +97,110 @@ public final class InferenceService: GRPCCallHandler {
 
     // MARK: - ModelInfer
 
+    /// What ModelInfer keeps of a request once it is decoded and checked.
+    private struct PreparedInfer {
+        var model: ServedModel
+        var inputs: [Tensor]
+        var rows: Int
+        /// Output positions in response order.
+        var selected: [Int]
+        /// The names the request asked for (empty = all), part of the cache key.
+        var requestedOutputs: [String]
+        var raw: Bool
+        var id: String
+    }
+
+    /// Decodes the request in place, resolves the model and checks the inputs. `resolved` is set
+    /// as soon as the model is known, so failures after that are counted under it.
+    private func prepare(_ request: ModelInferRequestView, resolved: inout ServedModel?) throws -> PreparedInfer {
+        let model = try manager.resolve(model: request.modelName, version: request.modelVersion)
+        resolved = model
+        let (inputs, rows) = try TensorCoding.inputs(of: request, for: model)
+        var selected = model.allOutputPositions
+        var requested: [String] = []
+        let n = request.requestedOutputCount
+        if n > 0 {
+            selected = []
+            selected.reserveCapacity(n)
+            requested.reserveCapacity(n)
+            for j in 0..<n {
+                let name = request.requestedOutputName(j)
+                guard let i = model.outputPosition(name) else {
+                    throw ServingError(.invalidArgument, "model \(model.name) has no output '\(name)'; its outputs are \(model.outputs.map(\.name).joined(separator: ", "))")
+                }
+                selected.append(i)
+                requested.append(name)
+            }
+        }
+        return PreparedInfer(model: model, inputs: inputs, rows: rows, selected: selected, requestedOutputs: requested,
+                             raw: request.rawInputContentsCount > 0, id: request.id)
+    }
+
     private func modelInfer(_ call: GRPCServerCall) {
         let start = monotonicNow()
-        let request: ModelInferRequest
+        var resolved: ServedModel?
+        let request: PreparedInfer
         do {
-            request = try ModelInferRequest(serializedBytes: call.message)
-        } catch {
-            finish(call, StatusMapping.status(for: error), start: start)
-            return
-        }
-        let model: ServedModel
-        do {
-            model = try manager.resolve(model: request.modelName, version: request.modelVersion)
-        } catch {
-            finish(call, StatusMapping.status(for: error), start: start)
-            return
-        }
-        let version = String(model.version)
-        do {
-            let (inputs, rows) = try model.validate(try TensorCoding.inputs(of: request))
-            let selected: [Int]
-            if request.outputs.isEmpty {
-                selected = Array(model.outputs.indices)
-            } else {
-                selected = try request.outputs.map { o throws(ServingError) -> Int in
-                    guard let i = model.outputPosition(o.name) else {
-                        throw ServingError(.invalidArgument, "model \(model.name) has no output '\(o.name)'; its outputs are \(model.outputs.map(\.name).joined(separator: ", "))")
-                    }
-                    return i
-                }
+            request = try call.message.withUnsafeBytes { bytes in
+                try ModelInferRequest.withView(bytes) { try prepare($0, resolved: &resolved) }
             }
             if let deadline = call.deadline, deadline.uptimeNanoseconds <= monotonicNow() {
                 throw ServingError(.deadlineExceeded, "deadline exceeded before the request was queued")
             }
-            let raw = !request.rawInputContents.isEmpty
-            let id = request.id
-            model.infer(inputs, rows: rows, requestedOutputs: request.outputs.map(\.name), deadlineNs: call.deadline?.uptimeNanoseconds,
-                        isCancelled: { call.isCancelled }) { result in
-                switch result {
-                case .success(let outs):
-                    var resp = ModelInferResponse()
-                    resp.modelName = model.name
-                    resp.modelVersion = version
-                    resp.id = id
-                    for i in selected {
-                        let t = outs[i]
-                        var o = ModelInferResponse.OutputTensor(name: model.outputs[i].name, datatype: t.dataType.rawValue, shape: t.shape.map(Int64.init))
-                        if raw { resp.rawOutputContents.append(t.rawBytes()) } else { o.contents = TensorCoding.contents(t) }
-                        resp.outputs.append(o)
-                    }
-                    let bytes = resp.serializedBytes()
-                    // Counted before the answer leaves, so a client that reads statistics next sees its call.
-                    self.record(.ok, model: model.name, version: version, start: start, served: model, rows: rows)
-                    call.respond(bytes)
-                case .failure(let e):
-                    self.finish(call, StatusMapping.status(for: e), start: start, served: model)
-                }
-            }
         } catch {
-            finish(call, StatusMapping.status(for: error), start: start, served: model)
+            finish(call, StatusMapping.status(for: error), start: start, served: resolved)
+            return
         }
+        let model = request.model
+        let (selected, raw, id, rows) = (request.selected, request.raw, request.id, request.rows)
+        model.infer(request.inputs, rows: rows, requestedOutputs: request.requestedOutputs, deadlineNs: call.deadline?.uptimeNanoseconds,
+                    isCancelled: { call.isCancelled }) { result in
+            switch result {
+            case .success(let outs):
+                let bytes = ModelInferResponse.serialize(modelName: model.name, modelVersion: model.versionLabel, id: id,
+                                                         raw: raw, outputCount: selected.count) { j in
+                    let i = selected[j]
+                    let t = outs[i]
+                    return (model.outputs[i].name, t.dataType.rawValue, t.shape, TensorCoding.values(t))
+                }
+                // Counted before the answer leaves, so a client that reads statistics next sees its call.
+                self.recordSuccess(model, start: start, rows: rows)
+                call.respond(bytes)
+            case .failure(let e):
+                self.finish(call, StatusMapping.status(for: e), start: start, served: model)
+            }
+        }
+    }
+
+    private func recordSuccess(_ model: ServedModel, start: UInt64, rows: Int) {
+        let elapsed = monotonicNow() - start
+        model.statistics.recordRequest(success: true, rows: rows, ns: elapsed, nowMs: UInt64(Date().timeIntervalSince1970 * 1000))
+        model.requestMetrics.recordSuccess(nanoseconds: elapsed)
     }
 
     /// Ends a failed call. Metric labels name only models and versions that resolved, so clients
     /// sending made-up names cannot grow the number of series.
     private func finish(_ call: GRPCServerCall, _ status: GRPCStatus, start: UInt64, served: ServedModel? = nil) {
-        record(status.code, model: served?.name ?? Self.unresolvedLabel, version: served.map { String($0.version) } ?? "",
-               start: start, served: served, rows: 0)
+        let elapsed = monotonicNow() - start
+        if let served {
+            served.statistics.recordRequest(success: false, rows: 0, ns: elapsed, nowMs: UInt64(Date().timeIntervalSince1970 * 1000))
+            served.requestMetrics.recordFailure(code: status.code.rawValue, status: status.code.canonicalName)
+        } else {
+            let code = status.code
+            let counter = unresolvedCounters.withLock { c in
+                if let x = c[code.rawValue] { return x }
+                let x = Counter(label: "swerve_requests_total", dimensions: [("model", Self.unresolvedLabel), ("version", ""), ("status", code.canonicalName)])
+                c[code.rawValue] = x
+                return x
+            }
+            counter.increment()
+        }
         call.finish(status)
     }
 
     /// The `model` label of requests whose model or version did not resolve.
     static let unresolvedLabel = "<unresolved>"
 
-    private func record(_ code: GRPCStatusCode, model: String, version: String, start: UInt64, served: ServedModel?, rows: Int) {
-        let elapsed = monotonicNow() - start
-        served?.statistics.recordRequest(success: code == .ok, rows: rows, ns: elapsed, nowMs: UInt64(Date().timeIntervalSince1970 * 1000))
-        let key = MetricKey(model: model, version: version, status: code.rawValue)
-        let counter = requestCounters.withLock { c in
-            if let x = c[key] { return x }
-            let x = Counter(label: "swerve_requests_total", dimensions: [("model", model), ("version", version), ("status", code.canonicalName)])
-            c[key] = x
-            return x
-        }
-        counter.increment()
-        if code == .ok {
-            let tkey = MetricKey(model: model, version: version, status: 0)
-            let timer = latencyTimers.withLock { t in
-                if let x = t[tkey] { return x }
-                let x = Metrics.Timer(label: "swerve_request_duration_seconds", dimensions: [("model", model), ("version", version)])
-                t[tkey] = x
-                return x
-            }
-            timer.recordNanoseconds(Int64(elapsed))
-        }
-    }
 
     // MARK: - Metadata, config, statistics, repository
 

@@ -7,17 +7,17 @@ enum TensorCoding {
     /// Largest element count accepted for one tensor (the message size limit bounds it too).
     static let maxElements = 1 << 28
 
-    static func shape(_ dims: [Int64], name: String) throws(ServingError) -> [Int] {
+    static func shape(_ dims: UnsafeBufferPointer<Int64>, name: @autoclosure () -> String) throws(ServingError) -> [Int] {
         var count = 1
         var out: [Int] = []
         out.reserveCapacity(dims.count)
         for d in dims {
             guard d >= 0, d <= Int64(maxElements) else {
-                throw ServingError(.invalidArgument, "input '\(name)': invalid dimension \(d) in shape \(dims)")
+                throw ServingError(.invalidArgument, "input '\(name())': invalid dimension \(d) in shape \(Array(dims))")
             }
             let (p, overflow) = count.multipliedReportingOverflow(by: Int(d))
             guard !overflow, p <= maxElements else {
-                throw ServingError(.invalidArgument, "input '\(name)': shape \(dims) is too large")
+                throw ServingError(.invalidArgument, "input '\(name())': shape \(Array(dims)) is too large")
             }
             count = p
             out.append(Int(d))
@@ -25,61 +25,73 @@ enum TensorCoding {
         return out
     }
 
-    /// The request's inputs as named tensors.
-    static func inputs(of request: ModelInferRequest) throws(ServingError) -> [(String, Tensor)] {
-        let raw = !request.rawInputContents.isEmpty
-        if raw && request.rawInputContents.count != request.inputs.count {
-            throw ServingError(.invalidArgument, "raw_input_contents has \(request.rawInputContents.count) entries but there are \(request.inputs.count) inputs; give one per input, in order")
+    /// The request's inputs as tensors in the model's input order, checked against the model
+    /// (names, datatypes, shapes, batch size), with the number of rows. Reads the request in place.
+    static func inputs(of request: ModelInferRequestView, for model: ServedModel) throws(ServingError) -> (inputs: [Tensor], rows: Int) {
+        let count = request.inputCount
+        let rawCount = request.rawInputContentsCount
+        let raw = rawCount > 0
+        if raw && rawCount != count {
+            throw ServingError(.invalidArgument, "raw_input_contents has \(rawCount) entries but there are \(count) inputs; give one per input, in order")
         }
-        var out: [(String, Tensor)] = []
-        out.reserveCapacity(request.inputs.count)
-        for (i, input) in request.inputs.enumerated() {
-            guard let dt = DataType(rawValue: input.datatype) else {
-                throw ServingError(.invalidArgument, "input '\(input.name)': unsupported datatype '\(input.datatype)' (supported: \(DataType.allCases.map(\.rawValue).joined(separator: ", ")))")
-            }
-            let dims = try shape(input.shape, name: input.name)
-            if raw {
-                if let c = input.contents, c.count > 0 {
-                    throw ServingError(.invalidArgument, "input '\(input.name)' has both contents and raw_input_contents; use one")
-                }
-                do {
-                    out.append((input.name, try Tensor(rawBytes: request.rawInputContents[i], dataType: dt, shape: dims)))
-                } catch {
-                    throw ServingError(.invalidArgument, "input '\(input.name)': raw contents do not match \(dt.rawValue) shape \(dims): \(error)")
-                }
-            } else {
-                out.append((input.name, try typed(input.contents ?? InferTensorContents(), dt, dims, input.name)))
-            }
+        var ordered = [Tensor?](repeating: nil, count: model.inputs.count)
+        for i in 0..<count {
+            let input = request.input(i)
+            let tensor = try self.tensor(input, raw: raw ? request.rawInputContents(i) : nil)
+            guard let position = model.inputPosition(utf8: input.nameBytes) else { throw model.unknownInput(input.name) }
+            guard ordered[position] == nil else { throw ServedModel.duplicateInput(input.name) }
+            ordered[position] = tensor
         }
-        return out
+        return try model.validate(ordered: ordered)
     }
 
-    private static func typed(_ c: InferTensorContents, _ dt: DataType, _ dims: [Int], _ name: String) throws(ServingError) -> Tensor {
+    private static func tensor(_ input: InferInputView, raw: UnsafeRawBufferPointer?) throws(ServingError) -> Tensor {
+        let datatype = input.datatype
+        guard let dt = DataType(rawValue: datatype) else {
+            throw ServingError(.invalidArgument, "input '\(input.name)': unsupported datatype '\(datatype)' (supported: \(DataType.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        let dims = try shape(input.shape, name: input.name)
+        let contents = input.contents
+        if let raw {
+            if let contents, contents.count > 0 {
+                throw ServingError(.invalidArgument, "input '\(input.name)' has both contents and raw_input_contents; use one")
+            }
+            do {
+                return try Tensor(rawBytes: raw, dataType: dt, shape: dims)
+            } catch {
+                throw ServingError(.invalidArgument, "input '\(input.name)': raw contents do not match \(dt.rawValue) shape \(dims): \(error)")
+            }
+        }
         let n = dims.reduce(1, *)
         let data: TensorData
         let used: Int
         switch dt {
-        case .fp32: data = .fp32(c.fp32Contents); used = c.fp32Contents.count
-        case .fp64: data = .fp64(c.fp64Contents); used = c.fp64Contents.count
-        case .int64: data = .int64(c.int64Contents); used = c.int64Contents.count
-        case .int32: data = .int32(c.intContents); used = c.intContents.count
+        case .fp32: let v = contents?.fp32 ?? .init(start: nil, count: 0); data = .fp32(Array(v)); used = v.count
+        case .fp64: let v = contents?.fp64 ?? .init(start: nil, count: 0); data = .fp64(Array(v)); used = v.count
+        case .int64: let v = contents?.int64 ?? .init(start: nil, count: 0); data = .int64(Array(v)); used = v.count
+        case .int32: let v = contents?.int32 ?? .init(start: nil, count: 0); data = .int32(Array(v)); used = v.count
         case .int16:
-            guard c.intContents.allSatisfy({ Int16(exactly: $0) != nil }) else { throw ServingError(.invalidArgument, "input '\(name)': INT16 value out of range") }
-            data = .int16(c.intContents.map { Int16($0) }); used = c.intContents.count
+            let v = contents?.int32 ?? .init(start: nil, count: 0)
+            guard v.allSatisfy({ Int16(exactly: $0) != nil }) else { throw ServingError(.invalidArgument, "input '\(input.name)': INT16 value out of range") }
+            data = .int16(v.map { Int16($0) }); used = v.count
         case .int8:
-            guard c.intContents.allSatisfy({ Int8(exactly: $0) != nil }) else { throw ServingError(.invalidArgument, "input '\(name)': INT8 value out of range") }
-            data = .int8(c.intContents.map { Int8($0) }); used = c.intContents.count
+            let v = contents?.int32 ?? .init(start: nil, count: 0)
+            guard v.allSatisfy({ Int8(exactly: $0) != nil }) else { throw ServingError(.invalidArgument, "input '\(input.name)': INT8 value out of range") }
+            data = .int8(v.map { Int8($0) }); used = v.count
         case .uint8:
-            guard c.uintContents.allSatisfy({ $0 <= 255 }) else { throw ServingError(.invalidArgument, "input '\(name)': UINT8 value out of range") }
-            data = .uint8(c.uintContents.map { UInt8($0) }); used = c.uintContents.count
-        case .bool: data = .bool(c.boolContents); used = c.boolContents.count
-        case .bytes: data = .bytes(c.bytesContents); used = c.bytesContents.count
+            let v = contents?.uint32 ?? .init(start: nil, count: 0)
+            guard v.allSatisfy({ $0 <= 255 }) else { throw ServingError(.invalidArgument, "input '\(input.name)': UINT8 value out of range") }
+            data = .uint8(v.map { UInt8($0) }); used = v.count
+        case .bool: let v = contents?.bool ?? .init(start: nil, count: 0); data = .bool(v.map { $0 != 0 }); used = v.count
+        case .bytes:
+            let k = contents?.bytesCount ?? 0
+            data = .bytes((0..<k).map { Array(contents!.bytes($0)) }); used = k
         }
-        guard used == c.count else {
-            throw ServingError(.invalidArgument, "input '\(name)': \(dt.rawValue) values must be in the \(field(dt)) field of contents only")
+        guard used == (contents?.count ?? 0) else {
+            throw ServingError(.invalidArgument, "input '\(input.name)': \(dt.rawValue) values must be in the \(field(dt)) field of contents only")
         }
         guard used == n else {
-            throw ServingError(.invalidArgument, "input '\(name)': shape \(dims) needs \(n) values, got \(used)")
+            throw ServingError(.invalidArgument, "input '\(input.name)': shape \(dims) needs \(n) values, got \(used)")
         }
         return Tensor(shape: dims, data: data)
     }
@@ -96,19 +108,18 @@ enum TensorCoding {
         }
     }
 
-    static func contents(_ t: Tensor) -> InferTensorContents {
-        var c = InferTensorContents()
+    /// A tensor's values as the response's typed contents field takes them.
+    static func values(_ t: Tensor) -> InferOutputValues {
         switch t.data {
-        case .fp32(let v): c.fp32Contents = v
-        case .fp64(let v): c.fp64Contents = v
-        case .int64(let v): c.int64Contents = v
-        case .int32(let v): c.intContents = v
-        case .int16(let v): c.intContents = v.map(Int32.init)
-        case .int8(let v): c.intContents = v.map(Int32.init)
-        case .uint8(let v): c.uintContents = v.map(UInt32.init)
-        case .bool(let v): c.boolContents = v
-        case .bytes(let v): c.bytesContents = v
+        case .fp32(let v): .fp32(v)
+        case .fp64(let v): .fp64(v)
+        case .int64(let v): .int64(v)
+        case .int32(let v): .int32(v)
+        case .int16(let v): .int32(v.map(Int32.init))
+        case .int8(let v): .int32(v.map(Int32.init))
+        case .uint8(let v): .uint32(v.map(UInt32.init))
+        case .bool(let v): .bool(v)
+        case .bytes(let v): .bytes(v)
         }
-        return c
     }
 }

@@ -217,10 +217,11 @@ public final class ModelManager: Sendable {
                 return .failure(ServingError(.notFound, "unknown model '\(name)'"))
             }
             if version.isEmpty {
-                let best = e.versions.compactMap { v, slot -> (Int, ServedModel)? in
-                    if case .ready(let m) = slot { return (v, m) } else { return nil }
-                }.max { $0.0 < $1.0 }
-                if let best { return .success(best.1) }
+                var best: (version: Int, model: ServedModel)?
+                for (v, slot) in e.versions {
+                    if case .ready(let m) = slot, v > (best?.version ?? Int.min) { best = (v, m) }
+                }
+                if let best { return .success(best.model) }
                 if e.versions.values.contains(where: { if case .loading = $0 { true } else { false } }) {
                     return .failure(ServingError(.unavailable, "model '\(name)' is loading"))
                 }

@@ -17,7 +17,14 @@ public final class ServedModel: Sendable {
     public let statistics = VersionStatistics()
     let batcher: DynamicBatcher
     let paths: ServingPaths
+    /// `version` as the string clients and metric labels use.
+    public let versionLabel: String
+    /// 0 ..< outputs.count: the outputs a request without `outputs` gets.
+    public let allOutputPositions: [Int]
+    /// Per-version request counters and latency histogram, created once.
+    public let requestMetrics: RequestMetrics
     private let inputNames: [String]
+    private let inputNameBytes: [[UInt8]]
     private let inputIndex: [String: Int]
     private let outputIndex: [String: Int]
 
@@ -46,6 +53,10 @@ public final class ServedModel: Sendable {
             maxBatchSize = batchable ? ModelSettings.defaultMaxBatchSize : 0
         }
         inputNames = inputs.map(\.name)
+        inputNameBytes = inputs.map { Array($0.name.utf8) }
+        versionLabel = String(version)
+        allOutputPositions = Array(outputs.indices)
+        requestMetrics = RequestMetrics(model: name, version: versionLabel)
         inputIndex = Dictionary(uniqueKeysWithValues: inputs.enumerated().map { ($1.name, $0) })
         outputIndex = Dictionary(uniqueKeysWithValues: outputs.enumerated().map { ($1.name, $0) })
 
@@ -174,17 +185,39 @@ public final class ServedModel: Sendable {
     /// Index of an output by name, for requests that ask for a subset of outputs.
     public func outputPosition(_ name: String) -> Int? { outputIndex[name] }
 
+    /// Position of the input whose name has these UTF-8 bytes, without making a String.
+    public func inputPosition(utf8 name: UnsafeRawBufferPointer) -> Int? {
+        for (i, candidate) in inputNameBytes.enumerated() where candidate.count == name.count {
+            let equal = candidate.withUnsafeBytes { c in c.count == 0 || memcmp(c.baseAddress!, name.baseAddress!, c.count) == 0 }
+            if equal { return i }
+        }
+        return nil
+    }
+
+    /// The error for an input name the model does not have.
+    public func unknownInput(_ name: String) -> ServingError {
+        ServingError(.invalidArgument, "model \(self.name) has no input '\(name)'; its inputs are \(inputs.map(\.name).joined(separator: ", "))")
+    }
+
+    /// The error for an input given twice.
+    public static func duplicateInput(_ name: String) -> ServingError {
+        ServingError(.invalidArgument, "input '\(name)' is given twice")
+    }
+
     /// Checks named input tensors against the model and returns them in the model's input order,
     /// with the number of rows (the batch dimension, or 1 for models without one).
     public func validate(_ named: [(String, Tensor)]) throws(ServingError) -> (inputs: [Tensor], rows: Int) {
         var ordered = [Tensor?](repeating: nil, count: inputs.count)
         for (n, t) in named {
-            guard let i = inputIndex[n] else {
-                throw ServingError(.invalidArgument, "model \(name) has no input '\(n)'; its inputs are \(inputs.map(\.name).joined(separator: ", "))")
-            }
-            guard ordered[i] == nil else { throw ServingError(.invalidArgument, "input '\(n)' is given twice") }
+            guard let i = inputIndex[n] else { throw unknownInput(n) }
+            guard ordered[i] == nil else { throw Self.duplicateInput(n) }
             ordered[i] = t
         }
+        return try validate(ordered: ordered)
+    }
+
+    /// `validate` for tensors already placed at their input positions (nil = not given).
+    public func validate(ordered: [Tensor?]) throws(ServingError) -> (inputs: [Tensor], rows: Int) {
         var rows = -1
         var result: [Tensor] = []
         result.reserveCapacity(inputs.count)

@@ -8,6 +8,8 @@ struct GRPCMessageDeframer {
     let maxMessageSize: Int
 
     private var buffer: [UInt8] = []
+    /// A whole message that arrived in one chunk on an empty buffer, taken out without buffering.
+    private var ready: [UInt8]?
     private var readIndex = 0
     /// The declared length of the message whose prefix has been read, if any.
     private var pendingLength: Int?
@@ -20,6 +22,14 @@ struct GRPCMessageDeframer {
     var hasPartialMessage: Bool { pendingLength != nil || readIndex < buffer.count }
 
     mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        // The usual unary request: prefix and body in one DATA frame. Copy the body out directly.
+        if ready == nil, buffer.isEmpty, pendingLength == nil, bytes.count >= 5, bytes[0] == 0 {
+            let length = Int(bytes[1]) << 24 | Int(bytes[2]) << 16 | Int(bytes[3]) << 8 | Int(bytes[4])
+            if length == bytes.count - 5 && length <= maxMessageSize {
+                ready = Array(UnsafeRawBufferPointer(rebasing: bytes[5...]))
+                return
+            }
+        }
         compactIfNeeded()
         buffer.append(contentsOf: bytes)
     }
@@ -33,6 +43,10 @@ struct GRPCMessageDeframer {
     /// (no compression is negotiated) or a declared length above `maxMessageSize`; after an
     /// error the deframer should be discarded.
     mutating func next() throws(GRPCStatus) -> [UInt8]? {
+        if let message = ready {
+            ready = nil
+            return message
+        }
         if pendingLength == nil {
             guard buffer.count - readIndex >= 5 else { return nil }
             let flag = buffer[readIndex]

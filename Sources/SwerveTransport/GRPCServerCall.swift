@@ -84,7 +84,14 @@ public final class GRPCServerCall: Sendable {
     /// `send(message)` then `finish(.ok)`, in a single hop to the event loop.
     public func respond(_ message: [UInt8]) {
         guard markFinished() else { return }
-        onLoop { $0.respond(streamID: self.streamID, message: message) }
+        // Not `onLoop`: answering on the loop itself (cache hits, cheap RPCs) allocates no closure.
+        let connection = self.connection
+        let streamID = self.streamID
+        if connection.eventLoop.inEventLoop {
+            connection.value.respond(streamID: streamID, message: message)
+        } else {
+            connection.eventLoop.execute { connection.value.respond(streamID: streamID, message: message) }
+        }
     }
 
     // MARK: - Transport side (event loop)

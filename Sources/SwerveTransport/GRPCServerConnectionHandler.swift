@@ -6,8 +6,12 @@ import NIOCore
 private final class ServerStream {
     let id: Int32
     var path = ""
-    var httpMethod = ""
-    var contentType = ""
+    /// ":method" when it is not POST (nil = POST, or none given yet: see `sawMethod`).
+    var httpMethod: String?
+    var sawMethod = false
+    /// "content-type" when it is not application/grpc[+...] (nil = it is, or none given: see `sawContentType`).
+    var contentType: String?
+    var sawContentType = false
     var encoding: String?
     var timeout: String?
     /// From `grpc-timeout`, counted from the arrival of the request headers.
@@ -53,6 +57,10 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     private var readyCalls: [GRPCServerCall] = []
     private var flushScheduled = false
     private var closing = false
+    private var headerStrings = HeaderStringCache()
+    /// The stream whose request headers are arriving (HEADERS frames are never interleaved),
+    /// so each header field skips the dictionary lookup.
+    private var headersStream: ServerStream?
 
     init(configuration: GRPCServerConfiguration, callHandler: any GRPCCallHandler, logger: Logger) {
         self.configuration = configuration
@@ -205,6 +213,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     }
 
     private func cancelAllStreams() {
+        headersStream = nil
         let all = streams
         streams.removeAll()
         for stream in all.values {
@@ -250,12 +259,10 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         guard let session else { return }
         if !stream.headersSubmitted {
             stream.headersSubmitted = true
-            var headers = HeaderBlock(capacity: 2)
-            headers.add(":status", "200")
-            headers.add("content-type", "application/grpc")
             var provider = nghttp2_data_provider(
                 source: nghttp2_data_source(ptr: nil), read_callback: serverDataSourceRead)
-            let rv = headers.withNV { nva, count in nghttp2_submit_response(session, stream.id, nva, count, &provider) }
+            let headers = StaticHeaders.okResponse
+            let rv = nghttp2_submit_response(session, stream.id, headers.nva, headers.count, &provider)
             if rv != 0 { logger.debug("nghttp2_submit_response failed: \(nghttp2ErrorString(Int(rv)))") }
         } else if stream.deferred {
             stream.deferred = false
@@ -315,36 +322,47 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     // MARK: - nghttp2 callbacks
 
     fileprivate func beginHeaders(streamID: Int32) {
-        streams[streamID] = ServerStream(id: streamID, maxMessageSize: configuration.maxReceiveMessageSize)
+        let stream = ServerStream(id: streamID, maxMessageSize: configuration.maxReceiveMessageSize)
+        streams[streamID] = stream
+        headersStream = stream
     }
 
-    fileprivate func header(streamID: Int32, name: String, value: String) {
-        guard let stream = streams[streamID] else { return }
-        if name.utf8.first == UInt8(ascii: ":") {
-            switch name {
-            case ":path": stream.path = value
-            case ":method": stream.httpMethod = value
-            default: break
+    fileprivate func header(
+        streamID: Int32, name: UnsafePointer<UInt8>?, nameLength: Int, value: UnsafePointer<UInt8>?, valueLength: Int
+    ) {
+        guard let stream = headersStream?.id == streamID ? headersStream : streams[streamID] else { return }
+        if nameLength > 0, name![0] == UInt8(ascii: ":") {
+            if bytesEqual(name, nameLength, ":path") {
+                stream.path = headerStrings.string(value, valueLength)
+            } else if bytesEqual(name, nameLength, ":method") {
+                stream.sawMethod = true
+                stream.httpMethod = bytesEqual(value, valueLength, "POST") ? nil : makeString(value, valueLength)
             }
             return
         }
-        switch name {
-        case "content-type": stream.contentType = value
-        case "grpc-encoding": stream.encoding = value
-        case "grpc-timeout": stream.timeout = value
-        default: break
+        let nameString = headerStrings.string(name, nameLength)
+        let valueString = headerStrings.string(value, valueLength)
+        if bytesEqual(name, nameLength, "content-type") {
+            stream.sawContentType = true
+            stream.contentType = valueString.utf8.starts(with: "application/grpc".utf8) ? nil : valueString
+        } else if bytesEqual(name, nameLength, "grpc-timeout") {
+            stream.timeout = valueString
+        } else if bytesEqual(name, nameLength, "grpc-encoding") {
+            stream.encoding = valueString
         }
-        stream.metadata.append((name, value))
+        if stream.metadata.isEmpty { stream.metadata.reserveCapacity(8) }
+        stream.metadata.append((nameString, valueString))
     }
 
     fileprivate func requestHeadersReceived(streamID: Int32) {
+        headersStream = nil
         guard let stream = streams[streamID] else { return }
-        if !stream.contentType.hasPrefix("application/grpc") {
+        if !stream.sawContentType || stream.contentType != nil {
             reject(
-                stream, GRPCStatus(.unknown, "unsupported content-type '\(stream.contentType)': expected application/grpc"),
+                stream, GRPCStatus(.unknown, "unsupported content-type '\(stream.contentType ?? "")': expected application/grpc"),
                 httpStatus: "415")
-        } else if stream.httpMethod != "POST" {
-            reject(stream, GRPCStatus(.unimplemented, "HTTP method \(stream.httpMethod) is not supported: gRPC uses POST"))
+        } else if !stream.sawMethod || stream.httpMethod != nil {
+            reject(stream, GRPCStatus(.unimplemented, "HTTP method \(stream.httpMethod ?? "") is not supported: gRPC uses POST"))
         } else if let encoding = stream.encoding, encoding != "identity" {
             reject(stream, GRPCStatus(.unimplemented, "grpc-encoding '\(encoding)' is not supported: only identity"))
         } else if let timeout = stream.timeout {
@@ -413,6 +431,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     }
 
     fileprivate func streamClosed(streamID: Int32, errorCode: UInt32) {
+        if headersStream?.id == streamID { headersStream = nil }
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         stream.deadlineTask?.cancel()
         if let call = stream.call, call.markCancelled() {
@@ -430,10 +449,16 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         guard stream.outbound.isEmpty else { return written }
         if let status = stream.finalStatus {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-            var trailers = HeaderBlock(capacity: 2)
-            trailers.add("grpc-status", String(status.code.rawValue))
-            if !status.message.isEmpty { trailers.add("grpc-message", GRPCMessageEncoding.encode(status.message)) }
-            let rv = trailers.withNV { nva, count in nghttp2_submit_trailer(session, streamID, nva, count) }
+            let rv: Int32
+            if status.code == .ok && status.message.isEmpty {
+                let trailers = StaticHeaders.okTrailers
+                rv = nghttp2_submit_trailer(session, streamID, trailers.nva, trailers.count)
+            } else {
+                var trailers = HeaderBlock(capacity: 2)
+                trailers.add("grpc-status", String(status.code.rawValue))
+                if !status.message.isEmpty { trailers.add("grpc-message", GRPCMessageEncoding.encode(status.message)) }
+                rv = trailers.withNV { nva, count in nghttp2_submit_trailer(session, streamID, nva, count) }
+            }
             if rv != 0 {
                 logger.debug("nghttp2_submit_trailer failed: \(nghttp2ErrorString(Int(rv)))")
                 return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
@@ -480,7 +505,7 @@ private let serverOnHeader: nghttp2_on_header_callback = { _, frame, name, nameL
         frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
     else { return 0 }
     serverHandler(userData).header(
-        streamID: frame.pointee.hd.stream_id, name: makeString(name, nameLength), value: makeString(value, valueLength))
+        streamID: frame.pointee.hd.stream_id, name: name, nameLength: nameLength, value: value, valueLength: valueLength)
     return 0
 }
 

@@ -1,4 +1,7 @@
 internal import CNGHTTP2
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // Small helpers shared by the server and client sessions. Everything here runs on one
 // connection's event loop.
@@ -45,22 +48,23 @@ struct HeaderBlock {
 /// Outgoing gRPC messages of one stream, framed lazily: the 5-byte prefix is generated while
 /// copying into nghttp2's frame buffer, so a message is never copied into an intermediate buffer.
 struct OutboundMessageQueue {
-    private var messages: [[UInt8]] = []
-    private var head = 0
+    // The first message waits in `first` (a unary response never needs more), later ones in `rest`.
+    private var first: [UInt8]?
+    private var rest: [[UInt8]] = []
+    private var restHead = 0
     /// Offset into the head message's framed form (prefix + body).
     private var offset = 0
 
-    var isEmpty: Bool { head == messages.count }
+    var isEmpty: Bool { first == nil }
 
     mutating func append(_ message: [UInt8]) {
-        messages.append(message)
+        if first == nil { first = message } else { rest.append(message) }
     }
 
     /// Copies as many framed bytes as fit into `destination`; returns the count.
     mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
         var written = 0
-        while written < destination.count && head < messages.count {
-            let message = messages[head]
+        while written < destination.count, let message = first {
             if offset < 5 {
                 let prefix = grpcMessagePrefix(length: message.count)
                 let n = min(5 - offset, destination.count - written)
@@ -80,23 +84,97 @@ struct OutboundMessageQueue {
                     offset += n
                 }
                 if offset == 5 + message.count {
-                    messages[head] = []
-                    head += 1
                     offset = 0
+                    advance()
                 }
             }
         }
-        if head == messages.count && head > 0 {
-            messages.removeAll(keepingCapacity: true)
-            head = 0
-        }
         return written
+    }
+
+    private mutating func advance() {
+        if restHead < rest.count {
+            first = rest[restHead]
+            rest[restHead] = []
+            restHead += 1
+            if restHead == rest.count {
+                rest.removeAll(keepingCapacity: true)
+                restHead = 0
+            }
+        } else {
+            first = nil
+        }
     }
 }
 
 extension nghttp2_frame {
     var isEndStream: Bool { hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 }
     var frameType: UInt32 { UInt32(hd.type) }
+}
+
+/// Strings for header names and values a connection sees again and again (":path", the
+/// content-type, the user-agent): a header seen before costs a byte comparison, not an
+/// allocation. Holds at most `capacity` entries and never evicts, so values that change per
+/// request (timeouts, request ids) simply stay uncached once it is full.
+struct HeaderStringCache {
+    // Keys live back to back in one byte array, so a lookup compares bytes in place and retains
+    // nothing but the String it returns.
+    private var keyBytes: [UInt8] = []
+    private var keys: [(start: Int, length: Int)] = []
+    private var strings: [String] = []
+    private let capacity: Int
+
+    init(capacity: Int = 32) { self.capacity = capacity }
+
+    mutating func string(_ pointer: UnsafePointer<UInt8>?, _ length: Int) -> String {
+        guard let pointer, length > 0 else { return "" }
+        let found: Int? = keyBytes.withUnsafeBufferPointer { storage in
+            keys.withUnsafeBufferPointer { keys in
+                for (i, key) in keys.enumerated() where key.length == length {
+                    if memcmp(storage.baseAddress! + key.start, pointer, length) == 0 { return i }
+                }
+                return nil
+            }
+        }
+        if let found { return strings[found] }
+        let s = makeString(pointer, length)
+        // Short strings are stored inline by Swift: caching them would save nothing.
+        if length > 15 && strings.count < capacity {
+            keys.append((keyBytes.count, length))
+            keyBytes.append(contentsOf: UnsafeBufferPointer(start: pointer, count: length))
+            strings.append(s)
+        }
+        return s
+    }
+}
+
+/// True when the `length` bytes at `pointer` are `literal`'s UTF-8 bytes.
+@inline(__always)
+func bytesEqual(_ pointer: UnsafePointer<UInt8>?, _ length: Int, _ literal: StaticString) -> Bool {
+    guard length == literal.utf8CodeUnitCount else { return false }
+    guard length > 0 else { return true }
+    return memcmp(pointer!, literal.utf8Start, length) == 0
+}
+
+/// A header list that never changes (the response headers and OK trailers every call sends),
+/// built once in static storage and handed to nghttp2 with NO_COPY flags.
+struct StaticHeaders: @unchecked Sendable {
+    let nva: UnsafeMutablePointer<nghttp2_nv>
+    let count: Int
+
+    init(_ fields: [(StaticString, StaticString)]) {
+        count = fields.count
+        nva = .allocate(capacity: fields.count)
+        for (i, (name, value)) in fields.enumerated() {
+            nva[i] = nghttp2_nv(
+                name: UnsafeMutablePointer(mutating: name.utf8Start), value: UnsafeMutablePointer(mutating: value.utf8Start),
+                namelen: name.utf8CodeUnitCount, valuelen: value.utf8CodeUnitCount,
+                flags: UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue))
+        }
+    }
+
+    static let okResponse = StaticHeaders([(":status", "200"), ("content-type", "application/grpc")])
+    static let okTrailers = StaticHeaders([("grpc-status", "0")])
 }
 
 @inline(__always)

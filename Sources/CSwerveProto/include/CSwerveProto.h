@@ -13,4 +13,15 @@
 // unset string fields point at it.
 static inline const char *swerve_pb_empty_string(void) { return protobuf_c_empty_string; }
 static inline int swerve_pb_is_empty_string(const char *s) { return s == protobuf_c_empty_string; }
+
+// A per-thread scratch arena (swerve_scratch.c, hand-written): `acquire` returns this thread's
+// arena as a protobuf-c allocator, or NULL when the thread is already using it (then pass NULL
+// on, which means malloc). Unpack or build with it, free what was unpacked with the same
+// allocator (pieces in the arena are left alone, pieces that did not fit are freed), then
+// `release` it, which recycles the whole arena at once. Nothing allocated from it may be used
+// after release. `try_alloc` takes 16-byte-aligned memory from the arena, or returns NULL when
+// it does not fit (the caller allocates elsewhere; the arena grows for its next use).
+ProtobufCAllocator *swerve_scratch_acquire(void);
+void *swerve_scratch_try_alloc(ProtobufCAllocator *allocator, size_t size);
+void swerve_scratch_release(ProtobufCAllocator *allocator);
 #endif

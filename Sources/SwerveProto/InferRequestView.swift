@@ -1,0 +1,213 @@
+internal import CSwerveProto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The server's way to read a ModelInferRequest: in place, in the unpacked protobuf-c struct,
+// without first copying every field into `ModelInferRequest`'s Swift values. The struct lives
+// in the thread's scratch arena, so a one-row request is decoded without a malloc; the server
+// copies only the tensor values it keeps.
+
+/// A decoded `ModelInferRequest`, valid only inside `ModelInferRequest.withView`.
+/// Parameters are not exposed (the server reads none). Do not keep it, or anything it returns
+/// as a buffer, past that call: the memory is recycled.
+public struct ModelInferRequestView {
+    private let m: UnsafeMutablePointer<Inference__ModelInferRequest>
+
+    fileprivate init(_ m: UnsafeMutablePointer<Inference__ModelInferRequest>) { self.m = m }
+
+    public var modelName: String { str(m.pointee.model_name) }
+    public var modelVersion: String { str(m.pointee.model_version) }
+    public var id: String { str(m.pointee.id) }
+
+    public var inputCount: Int { m.pointee.inputs == nil ? 0 : m.pointee.n_inputs }
+    /// Input `i` (0 ..< inputCount).
+    public func input(_ i: Int) -> InferInputView { InferInputView(m.pointee.inputs[i]!) }
+
+    public var requestedOutputCount: Int { m.pointee.outputs == nil ? 0 : m.pointee.n_outputs }
+    public func requestedOutputName(_ i: Int) -> String { str(m.pointee.outputs[i]!.pointee.name) }
+
+    public var rawInputContentsCount: Int { m.pointee.raw_input_contents == nil ? 0 : m.pointee.n_raw_input_contents }
+    public func rawInputContents(_ i: Int) -> UnsafeRawBufferPointer { rawView(m.pointee.raw_input_contents[i]) }
+}
+
+/// One input tensor of a `ModelInferRequestView`; its buffers are valid as long as the view.
+public struct InferInputView {
+    private let t: UnsafeMutablePointer<Inference__ModelInferRequest__InferInputTensor>
+
+    fileprivate init(_ t: UnsafeMutablePointer<Inference__ModelInferRequest__InferInputTensor>) { self.t = t }
+
+    /// The name's UTF-8 bytes (no terminating NUL).
+    public var nameBytes: UnsafeRawBufferPointer { cStringView(t.pointee.name) }
+    public var name: String { str(t.pointee.name) }
+    public var datatypeBytes: UnsafeRawBufferPointer { cStringView(t.pointee.datatype) }
+    public var datatype: String { str(t.pointee.datatype) }
+    public var shape: UnsafeBufferPointer<Int64> { UnsafeBufferPointer(start: t.pointee.shape, count: t.pointee.shape == nil ? 0 : t.pointee.n_shape) }
+    /// The typed contents, nil when the message has none.
+    public var contents: InferContentsView? { t.pointee.contents.map(InferContentsView.init) }
+}
+
+/// The typed `contents` of an input: one buffer per field.
+public struct InferContentsView {
+    private let c: UnsafeMutablePointer<Inference__InferTensorContents>
+
+    fileprivate init(_ c: UnsafeMutablePointer<Inference__InferTensorContents>) { self.c = c }
+
+    /// protobuf-c keeps `bool` as a 32-bit int.
+    public var bool: UnsafeBufferPointer<Int32> { buffer(c.pointee.bool_contents, c.pointee.n_bool_contents) }
+    public var int32: UnsafeBufferPointer<Int32> { buffer(c.pointee.int_contents, c.pointee.n_int_contents) }
+    public var int64: UnsafeBufferPointer<Int64> { buffer(c.pointee.int64_contents, c.pointee.n_int64_contents) }
+    public var uint32: UnsafeBufferPointer<UInt32> { buffer(c.pointee.uint_contents, c.pointee.n_uint_contents) }
+    public var uint64: UnsafeBufferPointer<UInt64> { buffer(c.pointee.uint64_contents, c.pointee.n_uint64_contents) }
+    public var fp32: UnsafeBufferPointer<Float> { buffer(c.pointee.fp32_contents, c.pointee.n_fp32_contents) }
+    public var fp64: UnsafeBufferPointer<Double> { buffer(c.pointee.fp64_contents, c.pointee.n_fp64_contents) }
+    public var bytesCount: Int { c.pointee.bytes_contents == nil ? 0 : c.pointee.n_bytes_contents }
+    public func bytes(_ i: Int) -> UnsafeRawBufferPointer { rawView(c.pointee.bytes_contents[i]) }
+
+    /// Values over all fields.
+    public var count: Int {
+        bool.count + int32.count + int64.count + uint32.count + uint64.count + fp32.count + fp64.count + bytesCount
+    }
+}
+
+@inline(__always)
+private func buffer<T>(_ p: UnsafeMutablePointer<T>?, _ n: Int) -> UnsafeBufferPointer<T> {
+    UnsafeBufferPointer(start: p, count: p == nil ? 0 : n)
+}
+
+@inline(__always)
+private func rawView(_ b: ProtobufCBinaryData) -> UnsafeRawBufferPointer {
+    UnsafeRawBufferPointer(start: b.data, count: b.data == nil ? 0 : b.len)
+}
+
+@inline(__always)
+private func cStringView(_ p: UnsafeMutablePointer<CChar>?) -> UnsafeRawBufferPointer {
+    guard let p else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+    return UnsafeRawBufferPointer(start: p, count: strlen(p))
+}
+
+extension ModelInferRequest {
+    /// Decodes `bytes` and hands `body` a view of the request, valid only during the call.
+    /// Refuses the same inputs as `init(serializedBytes:)`.
+    public static func withView<R>(_ bytes: UnsafeRawBufferPointer, _ body: (ModelInferRequestView) throws -> R) throws -> R {
+        if StringFields.modelInferRequest.containsNUL(in: bytes) {
+            throw ProtoDecodingError("ModelInferRequest has a string field containing a NUL byte")
+        }
+        return try decode(bytes, "ModelInferRequest", unpack: inference__model_infer_request__unpack,
+                          free: inference__model_infer_request__free_unpacked) { m in
+            try body(ModelInferRequestView(m))
+        }
+    }
+}
+
+/// The values of one output for `ModelInferResponse.serialize`, by the typed `contents` field
+/// they go to.
+public enum InferOutputValues: Sendable {
+    case bool([Bool]), int32([Int32]), int64([Int64]), uint32([UInt32]), uint64([UInt64])
+    case fp32([Float]), fp64([Double]), bytes([[UInt8]])
+
+    /// The values in KServe's raw layout: little-endian elements, BOOL one byte each, BYTES
+    /// elements each after a 4-byte little-endian length. `UInt8` outputs travel as `uint32`
+    /// but are one byte raw, so the caller says the element width in `narrow`.
+    fileprivate func raw(_ arena: Arena, narrowTo width: Int?) -> ProtobufCBinaryData {
+        func copy<T>(_ v: [T]) -> ProtobufCBinaryData {
+            let n = v.count * MemoryLayout<T>.stride
+            if n == 0 { return ProtobufCBinaryData(len: 0, data: nil) }
+            let p = arena.allocate(UInt8.self, count: n)
+            v.withUnsafeBytes { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: n) }
+            return ProtobufCBinaryData(len: n, data: p)
+        }
+        switch self {
+        case .bool(let v): return copy(v.map { $0 ? UInt8(1) : 0 })
+        case .int32(let v):
+            switch width {
+            case 1: return copy(v.map { Int8(truncatingIfNeeded: $0) })
+            case 2: return copy(v.map { Int16(truncatingIfNeeded: $0) })
+            default: return copy(v)
+            }
+        case .uint32(let v): return width == 1 ? copy(v.map { UInt8(truncatingIfNeeded: $0) }) : copy(v)
+        case .int64(let v): return copy(v)
+        case .uint64(let v): return copy(v)
+        case .fp32(let v): return copy(v)
+        case .fp64(let v): return copy(v)
+        case .bytes(let v):
+            let n = v.reduce(0) { $0 + 4 + $1.count }
+            if n == 0 { return ProtobufCBinaryData(len: 0, data: nil) }
+            let p = arena.allocate(UInt8.self, count: n)
+            var o = 0
+            for b in v {
+                let len = UInt32(b.count).littleEndian
+                withUnsafeBytes(of: len) { UnsafeMutableRawPointer(p + o).copyMemory(from: $0.baseAddress!, byteCount: 4) }
+                o += 4
+                b.withUnsafeBytes { if $0.count > 0 { UnsafeMutableRawPointer(p + o).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+                o += b.count
+            }
+            return ProtobufCBinaryData(len: n, data: p)
+        }
+    }
+}
+
+extension ModelInferResponse {
+    /// Encodes a response straight from its parts, without building a `ModelInferResponse`
+    /// first: what the server does for every ModelInfer. `output(i)` gives output i's name,
+    /// datatype, shape and values. With `raw`, the values go to `raw_output_contents` in output
+    /// order (KServe's raw layout for the datatype) instead of typed contents.
+    public static func serialize(
+        modelName: String, modelVersion: String, id: String, raw: Bool, outputCount: Int,
+        output: (Int) -> (name: String, datatype: String, shape: [Int], values: InferOutputValues)
+    ) -> [UInt8] {
+        let arena = Arena()
+        var m = Inference__ModelInferResponse()
+        inference__model_infer_response__init(&m)
+        m.model_name = arena.cString(modelName)
+        m.model_version = arena.cString(modelVersion)
+        m.id = arena.cString(id)
+        let outputs = arena.allocate(Optional<UnsafeMutablePointer<Inference__ModelInferResponse__InferOutputTensor>>.self, count: outputCount)
+        let raws = arena.allocate(ProtobufCBinaryData.self, count: outputCount)
+        var rawCount = 0
+        for i in 0..<outputCount {
+            let o = output(i)
+            let t = arena.allocate(Inference__ModelInferResponse__InferOutputTensor.self, count: 1)
+            inference__model_infer_response__infer_output_tensor__init(t)
+            t.pointee.name = arena.cString(o.name)
+            t.pointee.datatype = arena.cString(o.datatype)
+            t.pointee.n_shape = o.shape.count
+            if !o.shape.isEmpty {
+                let dims = arena.allocate(Int64.self, count: o.shape.count)
+                for (j, d) in o.shape.enumerated() { dims[j] = Int64(d) }
+                t.pointee.shape = dims
+            }
+            if raw {
+                let width: Int? = switch o.datatype { case "INT8", "UINT8": 1; case "INT16": 2; default: nil }
+                raws[rawCount] = o.values.raw(arena, narrowTo: width)
+                rawCount += 1
+            } else {
+                let c = arena.allocate(Inference__InferTensorContents.self, count: 1)
+                inference__infer_tensor_contents__init(c)
+                switch o.values {
+                case .bool(let v): c.pointee.n_bool_contents = v.count; c.pointee.bool_contents = arena.array(v.map { $0 ? 1 : 0 })
+                case .int32(let v): c.pointee.n_int_contents = v.count; c.pointee.int_contents = arena.array(v)
+                case .int64(let v): c.pointee.n_int64_contents = v.count; c.pointee.int64_contents = arena.array(v)
+                case .uint32(let v): c.pointee.n_uint_contents = v.count; c.pointee.uint_contents = arena.array(v)
+                case .uint64(let v): c.pointee.n_uint64_contents = v.count; c.pointee.uint64_contents = arena.array(v)
+                case .fp32(let v): c.pointee.n_fp32_contents = v.count; c.pointee.fp32_contents = arena.array(v)
+                case .fp64(let v): c.pointee.n_fp64_contents = v.count; c.pointee.fp64_contents = arena.array(v)
+                case .bytes(let v):
+                    c.pointee.n_bytes_contents = v.count
+                    if !v.isEmpty {
+                        let items = arena.allocate(ProtobufCBinaryData.self, count: v.count)
+                        for (j, b) in v.enumerated() { items[j] = arena.binary(b) }
+                        c.pointee.bytes_contents = items
+                    }
+                }
+                t.pointee.contents = c
+            }
+            outputs[i] = t
+        }
+        m.n_outputs = outputCount
+        m.outputs = outputCount > 0 ? outputs : nil
+        m.n_raw_output_contents = rawCount
+        m.raw_output_contents = rawCount > 0 ? raws : nil
+        return encode(m, arena: arena, size: inference__model_infer_response__get_packed_size, pack: inference__model_infer_response__pack)
+    }
+}
