@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// Element types a tensor can hold, named as KServe v2 names them.
 public enum DataType: String, Sendable, CaseIterable {
     case bool = "BOOL"
@@ -9,6 +12,17 @@ public enum DataType: String, Sendable, CaseIterable {
     case fp32 = "FP32"
     case fp64 = "FP64"
     case bytes = "BYTES"
+
+    /// The datatype named by these UTF-8 bytes (e.g. a request's `datatype`), compared in place:
+    /// the same answer as `init(rawValue:)` without a String switch per request.
+    public init?(utf8 name: UnsafeRawBufferPointer) {
+        for candidate in Self.allCases {
+            var raw = candidate.rawValue
+            let equal = raw.withUTF8 { $0.count == name.count && (name.count == 0 || memcmp($0.baseAddress!, name.baseAddress!, name.count) == 0) }
+            if equal { self = candidate; return }
+        }
+        return nil
+    }
 
     /// Bytes per element; nil for BYTES, whose elements vary in length.
     public var byteSize: Int? {
@@ -238,7 +252,7 @@ public struct Tensor: Sendable, Equatable {
                 .invalidInput,
                 "\(dataType.rawValue) tensor of shape \(shape) needs \(count * size) bytes, got \(rawBytes.count)")
         }
-        func load<T>(_: T.Type) -> [T] {
+        @inline(__always) func load<T>(_: T.Type) -> [T] {
             [T](unsafeUninitializedCapacity: count) { buffer, initialized in
                 if count > 0 {
                     UnsafeMutableRawBufferPointer(buffer).copyMemory(from: rawBytes)

@@ -35,6 +35,7 @@ final class Arena {
         swerve_scratch_release(scratch)
     }
 
+    @inline(__always)
     func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
         let align = max(MemoryLayout<T>.alignment, 8)
         let bytes = max(1, count) * MemoryLayout<T>.stride

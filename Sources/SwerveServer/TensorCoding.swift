@@ -34,21 +34,31 @@ enum TensorCoding {
         if raw && rawCount != count {
             throw ServingError(.invalidArgument, "raw_input_contents has \(rawCount) entries but there are \(count) inputs; give one per input, in order")
         }
-        var ordered = [Tensor?](repeating: nil, count: model.inputs.count)
+        // Inputs usually come in the model's order: keep them in one array, and reorder only
+        // once one arrives out of place.
+        var inOrder: [Tensor] = []
+        inOrder.reserveCapacity(count)
+        var ordered: [Tensor?]?
         for i in 0..<count {
             let input = request.input(i)
             let tensor = try self.tensor(input, raw: raw ? request.rawInputContents(i) : nil)
             guard let position = model.inputPosition(utf8: input.nameBytes) else { throw model.unknownInput(input.name) }
-            guard ordered[position] == nil else { throw ServedModel.duplicateInput(input.name) }
-            ordered[position] = tensor
+            if ordered == nil {
+                if position == i { inOrder.append(tensor); continue }
+                var placed = [Tensor?](repeating: nil, count: model.inputs.count)
+                for (j, t) in inOrder.enumerated() { placed[j] = t }
+                ordered = placed
+            }
+            guard ordered![position] == nil else { throw ServedModel.duplicateInput(input.name) }
+            ordered![position] = tensor
         }
-        return try model.validate(ordered: ordered)
+        if let ordered { return try model.validate(ordered: ordered) }
+        return try model.validate(inOrder: inOrder)
     }
 
     private static func tensor(_ input: InferInputView, raw: UnsafeRawBufferPointer?) throws(ServingError) -> Tensor {
-        let datatype = input.datatype
-        guard let dt = DataType(rawValue: datatype) else {
-            throw ServingError(.invalidArgument, "input '\(input.name)': unsupported datatype '\(datatype)' (supported: \(DataType.allCases.map(\.rawValue).joined(separator: ", ")))")
+        guard let dt = DataType(utf8: input.datatypeBytes) else {
+            throw ServingError(.invalidArgument, "input '\(input.name)': unsupported datatype '\(input.datatype)' (supported: \(DataType.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         let dims = try shape(input.shape, name: input.name)
         let contents = input.contents

@@ -218,11 +218,22 @@ public final class ServedModel: Sendable {
 
     /// `validate` for tensors already placed at their input positions (nil = not given).
     public func validate(ordered: [Tensor?]) throws(ServingError) -> (inputs: [Tensor], rows: Int) {
+        let rows = try check { ordered[$0] }
+        return (ordered.map { $0! }, rows)
+    }
+
+    /// `validate` for tensors given in the model's input order (the usual request): no
+    /// reordering, no copy. Fewer tensors than inputs means the next input is missing.
+    public func validate(inOrder given: [Tensor]) throws(ServingError) -> (inputs: [Tensor], rows: Int) {
+        let rows = try check { $0 < given.count ? given[$0] : nil }
+        return (given, rows)
+    }
+
+    /// Checks every input's tensor (nil = not given) and returns the number of rows.
+    private func check(_ tensor: (Int) -> Tensor?) throws(ServingError) -> Int {
         var rows = -1
-        var result: [Tensor] = []
-        result.reserveCapacity(inputs.count)
         for (i, info) in inputs.enumerated() {
-            guard let t = ordered[i] else {
+            guard let t = tensor(i) else {
                 throw ServingError(.invalidArgument, "missing input '\(info.name)' for model \(name)")
             }
             guard t.dataType == info.dataType else {
@@ -236,7 +247,6 @@ public final class ServedModel: Sendable {
             if rows == -1 { rows = r } else if rows != r {
                 throw ServingError(.invalidArgument, "inputs disagree on the batch size: '\(info.name)' has \(r) rows, others \(rows)")
             }
-            result.append(t)
         }
         if maxBatchSize > 0 {
             guard rows >= 1 else { throw ServingError(.invalidArgument, "the batch dimension must be at least 1, got \(rows)") }
@@ -244,7 +254,7 @@ public final class ServedModel: Sendable {
                 throw ServingError(.invalidArgument, "batch of \(rows) rows exceeds max_batch_size \(maxBatchSize) of model \(name)")
             }
         }
-        return (result, max(rows, 1))
+        return max(rows, 1)
     }
 
     /// Queues validated inputs (from `validate`) for the batcher. `completion` runs on a worker thread

@@ -344,7 +344,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         let valueString = headerStrings.string(value, valueLength)
         if bytesEqual(name, nameLength, "content-type") {
             stream.sawContentType = true
-            stream.contentType = valueString.utf8.starts(with: "application/grpc".utf8) ? nil : valueString
+            stream.contentType = bytesHavePrefix(value, valueLength, "application/grpc") ? nil : valueString
         } else if bytesEqual(name, nameLength, "grpc-timeout") {
             stream.timeout = valueString
         } else if bytesEqual(name, nameLength, "grpc-encoding") {
@@ -487,16 +487,18 @@ extension Duration {
 
 // MARK: - Capture-free C callbacks: each recovers its handler from the session user data.
 
+/// Runs `body` on the handler behind the session's user data without retaining it: the handler
+/// owns the session, so it outlives every callback.
 @inline(__always)
-private func serverHandler(_ userData: UnsafeMutableRawPointer?) -> GRPCServerConnectionHandler {
-    Unmanaged<GRPCServerConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
+private func withServerHandler<R>(_ userData: UnsafeMutableRawPointer?, _ body: (GRPCServerConnectionHandler) -> R) -> R {
+    Unmanaged<GRPCServerConnectionHandler>.fromOpaque(userData!)._withUnsafeGuaranteedRef(body)
 }
 
 private let serverOnBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in
     guard let frame, frame.pointee.frameType == NGHTTP2_HEADERS.rawValue,
         frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
     else { return 0 }
-    serverHandler(userData).beginHeaders(streamID: frame.pointee.hd.stream_id)
+    withServerHandler(userData) { $0.beginHeaders(streamID: frame.pointee.hd.stream_id) }
     return 0
 }
 
@@ -504,45 +506,48 @@ private let serverOnHeader: nghttp2_on_header_callback = { _, frame, name, nameL
     guard let frame, frame.pointee.frameType == NGHTTP2_HEADERS.rawValue,
         frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
     else { return 0 }
-    serverHandler(userData).header(
-        streamID: frame.pointee.hd.stream_id, name: name, nameLength: nameLength, value: value, valueLength: valueLength)
+    withServerHandler(userData) {
+        $0.header(streamID: frame.pointee.hd.stream_id, name: name, nameLength: nameLength, value: value, valueLength: valueLength)
+    }
     return 0
 }
 
 private let serverOnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, userData in
     guard let frame else { return 0 }
-    let handler = serverHandler(userData)
     let streamID = frame.pointee.hd.stream_id
-    switch frame.pointee.frameType {
-    case NGHTTP2_HEADERS.rawValue:
-        if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST { handler.requestHeadersReceived(streamID: streamID) }
-        if frame.pointee.isEndStream { handler.endOfStream(streamID: streamID) }
-    case NGHTTP2_DATA.rawValue:
-        if frame.pointee.isEndStream { handler.endOfStream(streamID: streamID) }
-    default:
-        break
+    withServerHandler(userData) { handler in
+        switch frame.pointee.frameType {
+        case NGHTTP2_HEADERS.rawValue:
+            if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST { handler.requestHeadersReceived(streamID: streamID) }
+            if frame.pointee.isEndStream { handler.endOfStream(streamID: streamID) }
+        case NGHTTP2_DATA.rawValue:
+            if frame.pointee.isEndStream { handler.endOfStream(streamID: streamID) }
+        default:
+            break
+        }
     }
     return 0
 }
 
 private let serverOnDataChunkRecv: nghttp2_on_data_chunk_recv_callback = { _, _, streamID, data, length, userData in
-    serverHandler(userData).dataReceived(streamID: streamID, UnsafeRawBufferPointer(start: data, count: length))
+    withServerHandler(userData) { $0.dataReceived(streamID: streamID, UnsafeRawBufferPointer(start: data, count: length)) }
     return 0
 }
 
 private let serverOnStreamClose: nghttp2_on_stream_close_callback = { _, streamID, errorCode, userData in
-    serverHandler(userData).streamClosed(streamID: streamID, errorCode: errorCode)
+    withServerHandler(userData) { $0.streamClosed(streamID: streamID, errorCode: errorCode) }
     return 0
 }
 
 private let serverOnFrameSend: nghttp2_on_frame_send_callback = { _, frame, userData in
     guard let frame, frame.pointee.frameType == NGHTTP2_HEADERS.rawValue else { return 0 }
-    serverHandler(userData).responseHeadersSent(streamID: frame.pointee.hd.stream_id, endStream: frame.pointee.isEndStream)
+    withServerHandler(userData) { $0.responseHeadersSent(streamID: frame.pointee.hd.stream_id, endStream: frame.pointee.isEndStream) }
     return 0
 }
 
 private let serverDataSourceRead: nghttp2_data_source_read_callback = {
     _, streamID, buffer, length, flags, _, userData in
-    serverHandler(userData).readResponseData(
-        streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags!)
+    withServerHandler(userData) {
+        $0.readResponseData(streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags!)
+    }
 }

@@ -156,6 +156,14 @@ func bytesEqual(_ pointer: UnsafePointer<UInt8>?, _ length: Int, _ literal: Stat
     return memcmp(pointer!, literal.utf8Start, length) == 0
 }
 
+/// True when the `length` bytes at `pointer` start with `literal`'s UTF-8 bytes.
+@inline(__always)
+func bytesHavePrefix(_ pointer: UnsafePointer<UInt8>?, _ length: Int, _ literal: StaticString) -> Bool {
+    guard length >= literal.utf8CodeUnitCount else { return false }
+    guard literal.utf8CodeUnitCount > 0 else { return true }
+    return memcmp(pointer!, literal.utf8Start, literal.utf8CodeUnitCount) == 0
+}
+
 /// A header list that never changes (the response headers and OK trailers every call sends),
 /// built once in static storage and handed to nghttp2 with NO_COPY flags.
 struct StaticHeaders: @unchecked Sendable {
