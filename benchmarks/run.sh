@@ -4,11 +4,13 @@
 #   b) the same load with dynamic batching off (max_batch_size 1): the batching gain
 #   c) HTTP/2 ceiling: h2load against nghttpd serving a response-sized file vs. against Swerve
 #   d) the inference core alone vs. onnxruntime (one thread each) on batches of 1, 32, 256
+#   e) the batching gain on the issue's MLP (two hidden layers of 256) as its input widens
 # Results: benchmarks/results/latest.json (+ runs/*.json, latency.png when matplotlib exists).
 #
 # Knobs (environment): BENCH_DURATION (s per load run, default 5), BENCH_WARMUP (s, default 1),
 # BENCH_CONCURRENCY ("1 8 64"), BENCH_CORE_BATCHES ("1 32 256"), SWERVE_BUILD_DIR (.build),
-# BENCH_SKIP_BUILD=1 to use an existing release binary.
+# BATCHING_WIDTHS ("64 1024 4096"), BATCHING_CONCURRENCY ("64"), BENCH_SKIP_BUILD=1 to use an
+# existing release binary.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,6 +19,8 @@ DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-1}
 CONCURRENCY=${BENCH_CONCURRENCY:-"1 8 64"}
 CORE_BATCHES=${BENCH_CORE_BATCHES:-"1 32 256"}
+BATCHING_WIDTHS=${BATCHING_WIDTHS:-"64 1024 4096"}
+BATCHING_CONCURRENCY=${BATCHING_CONCURRENCY:-"64"}
 BUILD_DIR=${SWERVE_BUILD_DIR:-.build}
 REPOSITORY=$ROOT/examples/repository
 RESULTS=$ROOT/benchmarks/results
@@ -111,11 +115,23 @@ start_server() {
     echo "server '$name' on 127.0.0.1:$PORT, ready: $READY_MODELS" >&2
 }
 
-# load CONFIG: the closed-loop runs of a) / b) for every ready model.
+# unbatched_copy SRC DST: a copy of repository SRC with batching off (max_batch_size 1).
+unbatched_copy() {
+    cp -r "$1" "$2"
+    "$PYTHON" - "$2" <<'PY'
+import json, pathlib, sys
+for config in pathlib.Path(sys.argv[1]).glob("*/config.json"):
+    c = json.loads(config.read_text())
+    c["max_batch_size"] = 1
+    config.write_text(json.dumps(c, indent=2) + "\n")
+PY
+}
+
+# load CONFIG [CONCURRENCIES]: the closed-loop runs of a) / b) / e) for every ready model.
 load() {
-    local config=$1 model c
+    local config=$1 concurrency=${2:-$CONCURRENCY} model c
     for model in $READY_MODELS; do
-        for c in $CONCURRENCY; do
+        for c in $concurrency; do
             "$SWERVE" bench --server "127.0.0.1:$PORT" --model "$model" --concurrency "$c" \
                 --duration "$DURATION" --warmup "$WARMUP" --quiet \
                 --label "$config" --json "$RUNS/load-$config-$model-c$c.json" | grep -E '^(throughput|latency)' | sed "s/^/$config $model c=$c: /" >&2
@@ -173,16 +189,23 @@ stop_server
 
 # --- b) batching off ---------------------------------------------------------------------
 log "b) ModelInfer, the same repository with max_batch_size 1 (no batching)"
-cp -r "$REPOSITORY" "$WORK/repository-unbatched"
-"$PYTHON" - "$WORK/repository-unbatched" <<'PY'
-import json, pathlib, sys
-for config in pathlib.Path(sys.argv[1]).glob("*/config.json"):
-    c = json.loads(config.read_text())
-    c["max_batch_size"] = 1
-    config.write_text(json.dumps(c, indent=2) + "\n")
-PY
+unbatched_copy "$REPOSITORY" "$WORK/repository-unbatched"
 start_server "$WORK/repository-unbatched" unbatched
 load unbatched
+stop_server
+
+# --- e) batching gain as the work per row grows ------------------------------------------
+# The same MLP shape (hidden layers of 256) with wider inputs: the wider the input, the more a
+# batch saves by reading each weight once for many rows instead of once per row.
+log "e) batching gain: MLP with two hidden layers of 256, inputs of width $BATCHING_WIDTHS, concurrency $BATCHING_CONCURRENCY"
+# shellcheck disable=SC2086  # a list of widths
+"$PYTHON" "$ROOT/benchmarks/make_batching_models.py" "$WORK/batching" $BATCHING_WIDTHS
+start_server "$WORK/batching" batching-batched
+load batched "$BATCHING_CONCURRENCY"
+stop_server
+unbatched_copy "$WORK/batching" "$WORK/batching-unbatched"
+start_server "$WORK/batching-unbatched" batching-unbatched
+load unbatched "$BATCHING_CONCURRENCY"
 stop_server
 
 # --- c) HTTP/2 ceiling (nghttpd half) ----------------------------------------------------

@@ -176,7 +176,7 @@ public final class InferenceService: GRPCCallHandler {
 
     private func recordSuccess(_ model: ServedModel, start: UInt64, rows: Int) {
         let elapsed = monotonicNow() - start
-        model.statistics.recordRequest(success: true, rows: rows, ns: elapsed, nowMs: UInt64(Date().timeIntervalSince1970 * 1000))
+        model.statistics.recordRequest(success: true, rows: rows, ns: elapsed, nowMs: wallClockMs())
         model.requestMetrics.recordSuccess(nanoseconds: elapsed)
     }
 
@@ -185,7 +185,7 @@ public final class InferenceService: GRPCCallHandler {
     private func finish(_ call: GRPCServerCall, _ status: GRPCStatus, start: UInt64, served: ServedModel? = nil) {
         let elapsed = monotonicNow() - start
         if let served {
-            served.statistics.recordRequest(success: false, rows: 0, ns: elapsed, nowMs: UInt64(Date().timeIntervalSince1970 * 1000))
+            served.statistics.recordRequest(success: false, rows: 0, ns: elapsed, nowMs: wallClockMs())
             served.requestMetrics.recordFailure(code: status.code.rawValue, status: status.code.canonicalName)
         } else {
             let code = status.code
@@ -356,3 +356,11 @@ final class SendableTimer: @unchecked Sendable {
 }
 
 @inline(__always) func monotonicNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+/// Milliseconds since the epoch from the coarse real-time clock (a few ms of resolution, no
+/// system call): enough for "last inference" timestamps.
+@inline(__always) func wallClockMs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts)
+    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+}

@@ -23,7 +23,16 @@ public final class ModelManager: Sendable {
     }
 
     struct Entry: Sendable {
-        var versions: [Int: Slot] = [:]
+        var versions: [Int: Slot] = [:] {
+            didSet {
+                latestReady = nil
+                for (v, slot) in versions {
+                    if case .ready(let m) = slot, v > (latestReady?.version ?? Int.min) { latestReady = m }
+                }
+            }
+        }
+        /// The highest ready version, kept with `versions` so requests without a version find it at once.
+        private(set) var latestReady: ServedModel?
         /// A model-level problem (bad config.json, no versions); versions already serving keep serving.
         var error: String?
         var policy: VersionPolicy = .latest(1)
@@ -213,15 +222,11 @@ public final class ModelManager: Sendable {
     /// The version a request names, or the highest ready version for an empty `version`.
     public func resolve(model name: String, version: String) throws(ServingError) -> ServedModel {
         let result: Result<ServedModel, ServingError> = state.withLock { s in
+            if version.isEmpty, s[name]?.loaded == true, let latest = s[name]?.latestReady { return .success(latest) }
             guard let e = s[name], e.loaded else {
                 return .failure(ServingError(.notFound, "unknown model '\(name)'"))
             }
             if version.isEmpty {
-                var best: (version: Int, model: ServedModel)?
-                for (v, slot) in e.versions {
-                    if case .ready(let m) = slot, v > (best?.version ?? Int.min) { best = (v, m) }
-                }
-                if let best { return .success(best.model) }
                 if e.versions.values.contains(where: { if case .loading = $0 { true } else { false } }) {
                     return .failure(ServingError(.unavailable, "model '\(name)' is loading"))
                 }
