@@ -42,7 +42,27 @@ public final class ModelManager: Sendable {
 
     public let repository: ModelRepository
     private let logger: Logger
-    private let state = Mutex<[String: Entry]>([:])
+    private let state = Mutex(Models())
+
+    /// Every model's entry, plus the version a request without one gets, kept in step on every
+    /// change so the request path finds it with one lookup.
+    struct Models: Sendable {
+        private(set) var entries: [String: Entry] = [:] {
+            didSet { defaults = entries.compactMapValues { $0.loaded ? $0.latestReady : nil } }
+        }
+        /// Loaded models' highest ready version.
+        private(set) var defaults: [String: ServedModel] = [:]
+
+        subscript(name: String) -> Entry? {
+            get { entries[name] }
+            set { entries[name] = newValue }
+        }
+        subscript(name: String, default value: @autoclosure () -> Entry) -> Entry {
+            get { entries[name] ?? value() }
+            set { entries[name] = newValue }
+        }
+        var values: Dictionary<String, Entry>.Values { entries.values }
+    }
     /// Serializes load/unload operations; the request path never takes it.
     private let loadLock = NSLock()
     private let loadedGauge = Gauge(label: "swerve_models_loaded")
@@ -202,7 +222,7 @@ public final class ModelManager: Sendable {
         defer { loadLock.unlock() }
         let all: [ServedModel] = state.withLock { s in
             var out: [ServedModel] = []
-            for (name, e) in s {
+            for (name, e) in s.entries {
                 for (_, slot) in e.versions { if case .ready(let m) = slot { out.append(m) } }
                 s[name]?.versions = [:]
             }
@@ -222,7 +242,7 @@ public final class ModelManager: Sendable {
     /// The version a request names, or the highest ready version for an empty `version`.
     public func resolve(model name: String, version: String) throws(ServingError) -> ServedModel {
         let result: Result<ServedModel, ServingError> = state.withLock { s in
-            if version.isEmpty, s[name]?.loaded == true, let latest = s[name]?.latestReady { return .success(latest) }
+            if version.isEmpty, let latest = s.defaults[name] { return .success(latest) }
             guard let e = s[name], e.loaded else {
                 return .failure(ServingError(.notFound, "unknown model '\(name)'"))
             }
@@ -274,7 +294,7 @@ public final class ModelManager: Sendable {
     /// The repository index: every model folder on disk or known, with each version's state.
     public func index(readyOnly: Bool = false) -> [ModelIndexEntry] {
         let onDisk = (try? repository.modelNames()) ?? []
-        let known = state.withLock { $0 }
+        let known = state.withLock { $0.entries }
         var out: [ModelIndexEntry] = []
         for name in Set(onDisk).union(known.keys).sorted() {
             guard let e = known[name] else {

@@ -10,8 +10,9 @@ import Synchronization
 public final class GRPCServerCall: Sendable {
     /// The `:path`, e.g. "/inference.GRPCInferenceService/ModelInfer".
     public let method: String
-    /// Request headers other than pseudo-headers, in arrival order.
-    public let metadata: [(name: String, value: String)]
+    /// Request headers other than pseudo-headers, in arrival order (made on each access).
+    public var metadata: [(name: String, value: String)] { headerFields.fields }
+    private let headerFields: HeaderFieldBytes
     /// The one request message, deframed (the 5-byte prefix removed).
     public let message: [UInt8]
     /// From `grpc-timeout`; when it passes before `finish` the transport answers
@@ -29,11 +30,11 @@ public final class GRPCServerCall: Sendable {
     }
 
     init(
-        method: String, metadata: [(name: String, value: String)], message: [UInt8], deadline: NIODeadline?,
+        method: String, headerFields: HeaderFieldBytes, message: [UInt8], deadline: NIODeadline?,
         streamID: Int32, connection: NIOLoopBound<GRPCServerConnectionHandler>
     ) {
         self.method = method
-        self.metadata = metadata
+        self.headerFields = headerFields
         self.message = message
         self.deadline = deadline
         self.streamID = streamID

@@ -2,9 +2,10 @@ internal import CNGHTTP2
 import Logging
 import NIOCore
 
-/// The state of one request stream on the server, owned by the connection handler.
-private final class ServerStream {
-    let id: Int32
+/// What a stream's request headers said, gathered in the connection handler while the header
+/// block arrives (so each field touches no stream object) and then handed to the stream.
+private struct RequestHead {
+    var streamID: Int32 = 0
     var path = ""
     /// ":method" when it is not POST (nil = POST, or none given yet: see `sawMethod`).
     var httpMethod: String?
@@ -14,9 +15,15 @@ private final class ServerStream {
     var sawContentType = false
     var encoding: String?
     var timeout: String?
+    var headerFields = HeaderFieldBytes()
+}
+
+/// The state of one request stream on the server, owned by the connection handler.
+private final class ServerStream {
+    let id: Int32
+    var head = RequestHead()
     /// From `grpc-timeout`, counted from the arrival of the request headers.
     var deadline: NIODeadline?
-    var metadata: [(name: String, value: String)] = []
     var deframer: GRPCMessageDeframer
     var message: [UInt8]?
     /// The transport answered the stream itself; further request bytes are ignored.
@@ -58,9 +65,9 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     private var flushScheduled = false
     private var closing = false
     private var headerStrings = HeaderStringCache()
-    /// The stream whose request headers are arriving (HEADERS frames are never interleaved),
-    /// so each header field skips the dictionary lookup.
-    private var headersStream: ServerStream?
+    /// The request header block being received (HEADERS frames and their CONTINUATIONs are never
+    /// interleaved with another stream's).
+    private var pendingHead = RequestHead()
 
     init(configuration: GRPCServerConfiguration, callHandler: any GRPCCallHandler, logger: Logger) {
         self.configuration = configuration
@@ -213,7 +220,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     }
 
     private func cancelAllStreams() {
-        headersStream = nil
+        pendingHead = RequestHead()
         let all = streams
         streams.removeAll()
         for stream in all.values {
@@ -279,7 +286,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         headers.add("content-type", "application/grpc")
         headers.add("grpc-status", String(status.code.rawValue))
         if !status.message.isEmpty { headers.add("grpc-message", GRPCMessageEncoding.encode(status.message)) }
-        if status.code == .unimplemented && stream.encoding != nil { headers.add("grpc-accept-encoding", "identity") }
+        if status.code == .unimplemented && stream.head.encoding != nil { headers.add("grpc-accept-encoding", "identity") }
         let rv = headers.withNV { nva, count in nghttp2_submit_response(session, stream.id, nva, count, nil) }
         if rv != 0 {
             // The stream must not hang without an answer: reset it.
@@ -293,7 +300,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         guard !stream.rejected else { return }
         stream.rejected = true
         stream.deframer = GRPCMessageDeframer(maxMessageSize: 0)  // release buffered bytes
-        logger.debug("rejecting stream \(stream.id) (\(stream.path)): \(status)")
+        logger.debug("rejecting stream \(stream.id) (\(stream.head.path)): \(status)")
         submitTrailersOnly(stream, status, httpStatus: httpStatus)
         // The RST_STREAM(NO_ERROR) that stops a client still uploading is submitted once these
         // headers are on their way (`responseHeadersSent`): submitted now, it would make
@@ -322,50 +329,49 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     // MARK: - nghttp2 callbacks
 
     fileprivate func beginHeaders(streamID: Int32) {
-        let stream = ServerStream(id: streamID, maxMessageSize: configuration.maxReceiveMessageSize)
-        streams[streamID] = stream
-        headersStream = stream
+        streams[streamID] = ServerStream(id: streamID, maxMessageSize: configuration.maxReceiveMessageSize)
+        pendingHead = RequestHead(streamID: streamID)
     }
 
     fileprivate func header(
         streamID: Int32, name: UnsafePointer<UInt8>?, nameLength: Int, value: UnsafePointer<UInt8>?, valueLength: Int
     ) {
-        guard let stream = headersStream?.id == streamID ? headersStream : streams[streamID] else { return }
+        guard pendingHead.streamID == streamID else { return }
         if nameLength > 0, name![0] == UInt8(ascii: ":") {
             if bytesEqual(name, nameLength, ":path") {
-                stream.path = headerStrings.string(value, valueLength)
+                pendingHead.path = headerStrings.string(value, valueLength)
             } else if bytesEqual(name, nameLength, ":method") {
-                stream.sawMethod = true
-                stream.httpMethod = bytesEqual(value, valueLength, "POST") ? nil : makeString(value, valueLength)
+                pendingHead.sawMethod = true
+                pendingHead.httpMethod = bytesEqual(value, valueLength, "POST") ? nil : makeString(value, valueLength)
             }
             return
         }
-        let nameString = headerStrings.string(name, nameLength)
-        let valueString = headerStrings.string(value, valueLength)
         if bytesEqual(name, nameLength, "content-type") {
-            stream.sawContentType = true
-            stream.contentType = bytesHavePrefix(value, valueLength, "application/grpc") ? nil : valueString
+            pendingHead.sawContentType = true
+            pendingHead.contentType = bytesHavePrefix(value, valueLength, "application/grpc") ? nil : makeString(value, valueLength)
         } else if bytesEqual(name, nameLength, "grpc-timeout") {
-            stream.timeout = valueString
+            pendingHead.timeout = makeString(value, valueLength)
         } else if bytesEqual(name, nameLength, "grpc-encoding") {
-            stream.encoding = valueString
+            pendingHead.encoding = makeString(value, valueLength)
         }
-        if stream.metadata.isEmpty { stream.metadata.reserveCapacity(8) }
-        stream.metadata.append((nameString, valueString))
+        pendingHead.headerFields.append(name: name, nameLength, value: value, valueLength)
     }
 
     fileprivate func requestHeadersReceived(streamID: Int32) {
-        headersStream = nil
+        guard pendingHead.streamID == streamID else { return }
+        let head = pendingHead
+        pendingHead = RequestHead()
         guard let stream = streams[streamID] else { return }
-        if !stream.sawContentType || stream.contentType != nil {
+        stream.head = head
+        if !head.sawContentType || head.contentType != nil {
             reject(
-                stream, GRPCStatus(.unknown, "unsupported content-type '\(stream.contentType ?? "")': expected application/grpc"),
+                stream, GRPCStatus(.unknown, "unsupported content-type '\(head.contentType ?? "")': expected application/grpc"),
                 httpStatus: "415")
-        } else if !stream.sawMethod || stream.httpMethod != nil {
-            reject(stream, GRPCStatus(.unimplemented, "HTTP method \(stream.httpMethod ?? "") is not supported: gRPC uses POST"))
-        } else if let encoding = stream.encoding, encoding != "identity" {
+        } else if !head.sawMethod || head.httpMethod != nil {
+            reject(stream, GRPCStatus(.unimplemented, "HTTP method \(head.httpMethod ?? "") is not supported: gRPC uses POST"))
+        } else if let encoding = head.encoding, encoding != "identity" {
             reject(stream, GRPCStatus(.unimplemented, "grpc-encoding '\(encoding)' is not supported: only identity"))
-        } else if let timeout = stream.timeout {
+        } else if let timeout = head.timeout {
             if let duration = GRPCTimeout.parse(timeout) {
                 stream.deadline = NIODeadline.now() + TimeAmount.nanoseconds(duration.nanoseconds)
             } else {
@@ -409,7 +415,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
             return
         }
         let call = GRPCServerCall(
-            method: stream.path, metadata: stream.metadata, message: message, deadline: deadline,
+            method: stream.head.path, headerFields: stream.head.headerFields, message: message, deadline: deadline,
             streamID: streamID, connection: loopBoundSelf)
         stream.call = call
         if let deadline {
@@ -431,7 +437,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     }
 
     fileprivate func streamClosed(streamID: Int32, errorCode: UInt32) {
-        if headersStream?.id == streamID { headersStream = nil }
+        if pendingHead.streamID == streamID { pendingHead = RequestHead() }
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         stream.deadlineTask?.cancel()
         if let call = stream.call, call.markCancelled() {

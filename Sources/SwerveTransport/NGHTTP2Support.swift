@@ -148,6 +148,41 @@ struct HeaderStringCache {
     }
 }
 
+/// A request's header fields as they arrived, kept as bytes in one buffer; Strings are made
+/// only if someone asks for them (the request path never does).
+struct HeaderFieldBytes: Sendable {
+    // Each field: 4-byte name length, 4-byte value length (native order), name, value.
+    private var storage: [UInt8] = []
+
+    var isEmpty: Bool { storage.isEmpty }
+
+    mutating func append(name: UnsafePointer<UInt8>?, _ nameLength: Int, value: UnsafePointer<UInt8>?, _ valueLength: Int) {
+        if storage.isEmpty { storage.reserveCapacity(256) }
+        withUnsafeBytes(of: UInt32(truncatingIfNeeded: nameLength)) { storage.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(truncatingIfNeeded: valueLength)) { storage.append(contentsOf: $0) }
+        if let name, nameLength > 0 { storage.append(contentsOf: UnsafeBufferPointer(start: name, count: nameLength)) }
+        if let value, valueLength > 0 { storage.append(contentsOf: UnsafeBufferPointer(start: value, count: valueLength)) }
+    }
+
+    /// The fields as (name, value) strings, in arrival order.
+    var fields: [(name: String, value: String)] {
+        storage.withUnsafeBytes { raw in
+            var out: [(name: String, value: String)] = []
+            var i = 0
+            while i + 8 <= raw.count {
+                let n = Int(raw.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+                let v = Int(raw.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self))
+                i += 8
+                let name = String(decoding: UnsafeRawBufferPointer(rebasing: raw[i..<i + n]), as: UTF8.self)
+                let value = String(decoding: UnsafeRawBufferPointer(rebasing: raw[i + n..<i + n + v]), as: UTF8.self)
+                out.append((name, value))
+                i += n + v
+            }
+            return out
+        }
+    }
+}
+
 /// True when the `length` bytes at `pointer` are `literal`'s UTF-8 bytes.
 @inline(__always)
 func bytesEqual(_ pointer: UnsafePointer<UInt8>?, _ length: Int, _ literal: StaticString) -> Bool {
