@@ -153,28 +153,81 @@ public final class InferenceService: GRPCCallHandler {
             finish(call, StatusMapping.status(for: error), start: start, served: resolved)
             return
         }
-        let model = request.model
-        let (selected, raw, id, rows) = (request.selected, request.raw, request.id, request.rows)
-        model.infer(request.inputs, rows: rows, requestedOutputs: request.requestedOutputs, deadlineNs: call.deadline?.uptimeNanoseconds,
-                    isCancelled: { call.isCancelled }) { result in
+        let responder = InferResponder(service: self, call: call, request: request, start: start)
+        request.model.infer(request.inputs, rows: request.rows, requestedOutputs: request.requestedOutputs,
+                            deadlineNs: call.deadline?.uptimeNanoseconds, encoder: responder,
+                            isCancelled: { call.isCancelled }, completion: responder.complete)
+    }
+
+    /// Answers one ModelInfer call: encodes the outputs (the whole response, or, for the response
+    /// cache, the outputs part that cached entries keep) and responds.
+    private final class InferResponder: CachedResponseEncoder {
+        let service: InferenceService
+        let call: GRPCServerCall
+        let model: ServedModel
+        /// Output positions in response order.
+        let selected: [Int]
+        let raw: Bool
+        let id: String
+        let rows: Int
+        let start: UInt64
+
+        init(service: InferenceService, call: GRPCServerCall, request: PreparedInfer, start: UInt64) {
+            self.service = service
+            self.call = call
+            self.model = request.model
+            self.selected = request.selected
+            self.raw = request.raw
+            self.id = request.id
+            self.rows = request.rows
+            self.start = start
+        }
+
+        /// Typed or raw contents; and, for requests without an id (most), the whole response,
+        /// which is then the same for every such request with the same key.
+        var form: Int { (raw ? 1 : 0) | (id.isEmpty ? 2 : 0) }
+
+        /// Without an id: the whole response. With one: the outputs alone, a ModelInferResponse
+        /// with only `outputs` (or `raw_output_contents`) set; protobuf messages concatenate by
+        /// merging, so the response is then a head with name, version and id, then these bytes.
+        func encode(_ outputs: [Tensor]) -> [UInt8] {
+            id.isEmpty ? serialize(outputs, modelName: model.name, modelVersion: model.versionLabel, id: "")
+                : serialize(outputs, modelName: "", modelVersion: "", id: "")
+        }
+
+        func send(encoded: [UInt8]) {
+            if id.isEmpty { return respond(encoded) }
+            let head = ModelInferResponse.serialize(modelName: model.name, modelVersion: model.versionLabel, id: id,
+                                                    raw: false, outputCount: 0) { _ in preconditionFailure("no outputs") }
+            respond(head + encoded)
+        }
+
+        func complete(_ result: Result<[Tensor], ServingError>) {
             switch result {
-            case .success(let outs):
-                let bytes = ModelInferResponse.serialize(modelName: model.name, modelVersion: model.versionLabel, id: id,
-                                                         raw: raw, outputCount: selected.count) { j in
-                    let i = selected[j]
-                    let t = outs[i]
-                    return (model.outputs[i].name, t.dataType.rawValue, t.shape, TensorCoding.values(t))
-                }
-                // Counted before the answer leaves, so a client that reads statistics next sees its call.
-                self.recordSuccess(model, start: start, rows: rows)
-                call.respond(bytes)
+            case .success(let outputs):
+                respond(serialize(outputs, modelName: model.name, modelVersion: model.versionLabel, id: id))
             case .failure(let e):
-                self.finish(call, StatusMapping.status(for: e), start: start, served: model)
+                service.finish(call, StatusMapping.status(for: e), start: start, served: model)
             }
+        }
+
+        private func serialize(_ outputs: [Tensor], modelName: String, modelVersion: String, id: String) -> [UInt8] {
+            ModelInferResponse.serialize(modelName: modelName, modelVersion: modelVersion, id: id,
+                                         raw: raw, outputCount: selected.count) { j in
+                let i = selected[j]
+                let t = outputs[i]
+                return (model.outputs[i].name, t.dataType.rawValue, t.shape, TensorCoding.values(t))
+            }
+        }
+
+        private func respond(_ bytes: [UInt8]) {
+            // Counted before the answer leaves, so a client that reads statistics next sees its call.
+            service.recordSuccess(model, start: start, rows: rows)
+            call.respond(bytes)
         }
     }
 
-    private func recordSuccess(_ model: ServedModel, start: UInt64, rows: Int) {
+    fileprivate func recordSuccess(_ model: ServedModel, start: UInt64, rows: Int) {
         let elapsed = monotonicNow() - start
         model.statistics.recordRequest(success: true, rows: rows, ns: elapsed, nowMs: wallClockMs())
         model.requestMetrics.recordSuccess(nanoseconds: elapsed)
@@ -182,7 +235,7 @@ public final class InferenceService: GRPCCallHandler {
 
     /// Ends a failed call. Metric labels name only models and versions that resolved, so clients
     /// sending made-up names cannot grow the number of series.
-    private func finish(_ call: GRPCServerCall, _ status: GRPCStatus, start: UInt64, served: ServedModel? = nil) {
+    fileprivate func finish(_ call: GRPCServerCall, _ status: GRPCStatus, start: UInt64, served: ServedModel? = nil) {
         let elapsed = monotonicNow() - start
         if let served {
             served.statistics.recordRequest(success: false, rows: 0, ns: elapsed, nowMs: wallClockMs())

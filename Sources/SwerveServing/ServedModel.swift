@@ -263,7 +263,11 @@ public final class ServedModel: Sendable {
     /// The request takes the static table when its rows are all in the table's domain; else, when the
     /// cache path is on, the response cache (key: model, version, `requestedOutputs`, every input's
     /// name, datatype, shape and bytes) with in-flight coalescing; else the batcher.
+    ///
+    /// With `encoder`, a cache hit is answered through `encoder.send(encoded:)` with the cached
+    /// encoding of the outputs, not through `completion`.
     public func infer(_ inputs: [Tensor], rows: Int, requestedOutputs: [String] = [], deadlineNs: UInt64?,
+                      encoder: (any CachedResponseEncoder)? = nil,
                       isCancelled: @escaping @Sendable () -> Bool,
                       completion: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void) {
         if paths.serveFromTable(inputs, completion: completion) { return }
@@ -277,7 +281,7 @@ public final class ServedModel: Sendable {
             if cacheOn, let key {
                 // A shared computation must not die with one caller: no cancellation, no deadline
                 // (each caller's own deadline is enforced by the transport).
-                paths.serveCached(key, completion: completion) { done in
+                paths.serveCached(key, encoder: encoder, completion: completion) { done in
                     batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: { false }, completion: done), deadlineNs: nil)
                 }
                 return

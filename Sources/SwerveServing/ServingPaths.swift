@@ -30,6 +30,17 @@ public struct PathStatistics: Sendable, Equatable {
     public var peakedness: Double = 0
 }
 
+/// Answers cache hits with stored bytes: the server's encoding of a request's outputs, for one
+/// wire form (say, typed or raw contents). The cache keeps one encoding per form per entry.
+public protocol CachedResponseEncoder: Sendable {
+    /// Which encoding this is; requests with equal keys and equal forms get equal bytes.
+    var form: Int { get }
+    /// Encodes outputs (from the cache) in this form.
+    func encode(_ outputs: [Tensor]) -> [UInt8]
+    /// Answers the request with bytes from `encode`, fresh or stored.
+    func send(encoded: [UInt8])
+}
+
 /// Routes one model version's requests through the static table, the response cache with in-flight
 /// coalescing, or straight to the batcher, as its `ServingMode` and (in `auto`) the measured
 /// cardinality and peakedness of its traffic decide. Every path returns what the batched core
@@ -133,13 +144,21 @@ final class ServingPaths: Sendable {
 
     /// The cache path: a verified hit answers at once; a miss joins (or leads) the in-flight
     /// computation of the same key, and the leader's result is stored if it succeeded.
-    func serveCached(_ key: RequestKey, completion: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void,
+    ///
+    /// With `encoder`, a hit is answered with the entry's stored encoding of the encoder's form
+    /// (made and stored on the first hit) instead of through `completion`.
+    func serveCached(_ key: RequestKey, encoder: (any CachedResponseEncoder)?,
+                     completion: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void,
                      compute: (_ done: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void) -> Void) {
         guard let cache else { return compute(completion) }
         if let hit = cache.get(key) {
             counts.withLock { $0.cacheHits += 1 }
             metrics.cacheHits.increment()
-            completion(.success(hit))
+            guard let encoder else { return completion(.success(hit.tensors)) }
+            if let bytes = hit.encoded(form: encoder.form) { return encoder.send(encoded: bytes) }
+            let bytes = encoder.encode(hit.tensors)
+            cache.addEncoding(key, hit, form: encoder.form, bytes)
+            encoder.send(encoded: bytes)
             return
         }
         counts.withLock { $0.cacheMisses += 1 }

@@ -339,6 +339,30 @@ def test_path_statistics_cache_hits_grow(path_stats, pstub):
     assert (d1.cache_hits, d1.cache_misses) == (d0.cache_hits, d0.cache_misses) == (0, 0)
 
 
+@pytest.mark.parametrize("raw", [True, False])
+def test_cache_hits_answer_with_the_same_bytes_as_computing(pstub, path_stats, raw):
+    """A hit is answered from the encoding the cache stored on the first hit: with and without a
+    request id, typed and raw, it must be the very response the dynamic path computes, id echoed."""
+    x = bc_pool(1, seed=4242 + raw)
+    before = path_stats("bc_cached")["bc_cached"]
+    for rid in ("", "req-7", "", "another-id-of-some-length", ""):
+        reference = oip.make_request("bc_dynamic", {"input": x}, raw=raw)
+        reference.id = rid
+        want = pstub.ModelInfer(reference, timeout=TIMEOUT)
+        for attempt in range(3):  # miss (first time only), first hit (encodes), later hits (stored bytes)
+            req = oip.make_request("bc_cached", {"input": x}, raw=raw)
+            req.id = rid
+            got = pstub.ModelInfer(req, timeout=TIMEOUT)
+            assert got.id == rid, f"id {rid!r} came back as {got.id!r}"
+            assert (got.model_name, got.model_version) == ("bc_cached", "1")
+            got.model_name = want.model_name  # the one field that differs by design
+            assert got == want, f"id {rid!r}, attempt {attempt}: cached answer differs from computed"
+            decode_response(got, raw=raw)
+    after = path_stats("bc_cached")["bc_cached"]
+    assert after.cache_misses - before.cache_misses == 1 and after.cache_hits - before.cache_hits == 14
+    assert 0 < after.cache_bytes <= after.cache_capacity_bytes
+
+
 def test_path_statistics_unknown_model(paths_server, serving_pb2):
     call = paths_server.channel().unary_unary(
         PATH_STATISTICS, request_serializer=serving_pb2.PathStatisticsRequest.SerializeToString,

@@ -152,6 +152,25 @@ struct CacheCore<Key: Hashable, Value> {
     /// Whether `key` is held, without counting a lookup or touching its recency.
     func contains(_ key: Key) -> Bool { index[key] != nil }
 
+    /// Charges `key`'s entry `cost` bytes from now on (its value grew or shrank), evicting as
+    /// needed; nothing happens when the key is not held. Returns whether it is still held.
+    @discardableResult
+    mutating func recharge(_ key: Key, cost: Int) -> Bool {
+        precondition(cost >= 0, "cache entry cost must not be negative")
+        guard let i = index[key] else { return false }
+        guard cost <= capacity else {
+            counters.rejections += 1
+            unlink(i)
+            release(i)
+            return false
+        }
+        let q = Int(nodes[Int(i)].queue)
+        lists[q].bytes += cost - nodes[Int(i)].cost
+        nodes[Int(i)].cost = cost
+        while bytes > capacity { evictOne() }
+        return index[key] != nil
+    }
+
     /// Stores `value` under `key`, charging `cost` bytes, evicting as needed. Returns false when the
     /// entry was not stored because `cost` exceeds the whole budget (an older value under the same
     /// key is dropped then, since it is stale).

@@ -61,6 +61,12 @@ public final class ShardedCache<Key: Hashable & Sendable, Value: Sendable>: Send
         shard(for: key).core.withLock { $0.put(key, value, cost: cost) }
     }
 
+    /// Charges `key`'s entry `cost` bytes from now on; no-op when it is not held.
+    @discardableResult
+    public func recharge(_ key: Key, cost: Int) -> Bool {
+        shard(for: key).core.withLock { $0.recharge(key, cost: cost) }
+    }
+
     /// Drops `key`; returns whether it was held.
     @discardableResult
     public func remove(_ key: Key) -> Bool {
@@ -84,10 +90,45 @@ public final class ShardedCache<Key: Hashable & Sendable, Value: Sendable>: Send
     }
 }
 
-/// The response cache of one model version: request keys to the model's outputs for them.
-public typealias ResponseCache = ShardedCache<RequestKey, [Tensor]>
+/// A response cache entry: the outputs of one request, plus the encodings of them the server
+/// has sent (one per wire form, e.g. typed and raw contents), so that a hit answers with bytes
+/// ready to go. Encodings are charged to the cache budget when they are added.
+public final class CachedOutputs: Sendable, Equatable {
+    public let tensors: [Tensor]
+    /// `valueBytes(of: tensors)`, computed once.
+    public let tensorBytes: Int
+    private let forms = Mutex<[(form: Int, bytes: [UInt8])]>([])
 
-extension ShardedCache where Key == RequestKey, Value == [Tensor] {
+    public init(_ tensors: [Tensor], tensorBytes: Int? = nil) {
+        self.tensors = tensors
+        self.tensorBytes = tensorBytes ?? ResponseCache.valueBytes(of: tensors)
+    }
+
+    /// The encoding stored for `form`, if any.
+    public func encoded(form: Int) -> [UInt8]? {
+        forms.withLock { forms in
+            for f in forms where f.form == form { return f.bytes }
+            return nil
+        }
+    }
+
+    /// Stores the encoding for `form` (the first one stored wins) and returns the bytes of all
+    /// stored encodings, for charging the entry.
+    func store(form: Int, _ bytes: [UInt8]) -> Int {
+        forms.withLock { forms in
+            if !forms.contains(where: { $0.form == form }) { forms.append((form, bytes)) }
+            return forms.reduce(0) { $0 + $1.bytes.count }
+        }
+    }
+
+    /// Entries compare by their outputs.
+    public static func == (a: CachedOutputs, b: CachedOutputs) -> Bool { a.tensors == b.tensors }
+}
+
+/// The response cache of one model version: request keys to the model's outputs for them.
+public typealias ResponseCache = ShardedCache<RequestKey, CachedOutputs>
+
+extension ShardedCache where Key == RequestKey, Value == CachedOutputs {
     /// A response cache of at most `capacityBytes`, sharded and tracked by the keys' XXH64 hash, so
     /// that the same traffic meets the same evictions in every run. See `init(capacityBytes:…)`.
     public convenience init(budget capacityBytes: Int, policy: CachePolicy = .s3fifo, shards: Int? = nil) {
@@ -122,7 +163,15 @@ extension ShardedCache where Key == RequestKey, Value == [Tensor] {
     /// (`valueBytes`, computed from `outputs` when nil) and a fixed overhead.
     @discardableResult
     public func put(_ key: RequestKey, _ outputs: [Tensor], valueBytes: Int? = nil) -> Bool {
-        put(key, outputs, cost: Self.cost(key: key, valueBytes: valueBytes ?? Self.valueBytes(of: outputs)))
+        let entry = CachedOutputs(outputs, tensorBytes: valueBytes)
+        return put(key, entry, cost: Self.cost(key: key, valueBytes: entry.tensorBytes))
+    }
+
+    /// Adds the encoding `bytes` for `form` to `entry` (held under `key`) and charges the entry
+    /// for it, which may evict others, or the entry itself when it no longer fits.
+    public func addEncoding(_ key: RequestKey, _ entry: CachedOutputs, form: Int, _ bytes: [UInt8]) {
+        let encodedBytes = entry.store(form: form, bytes)
+        recharge(key, cost: Self.cost(key: key, valueBytes: entry.tensorBytes + encodedBytes))
     }
 }
 

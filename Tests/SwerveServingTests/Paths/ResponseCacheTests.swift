@@ -104,12 +104,43 @@ import SwerveInference
         let k = PathsFixtures.key(5)
         #expect(cache.get(k) == nil)
         #expect(cache.put(k, PathsFixtures.value(5)))
-        #expect(cache.get(PathsFixtures.key(5)) == PathsFixtures.value(5))
+        #expect(cache.get(PathsFixtures.key(5))?.tensors == PathsFixtures.value(5))
         #expect(cache.get(PathsFixtures.key(5, version: 2)) == nil)
         let s = cache.stats
         #expect(s.entries == 1 && s.hits == 1 && s.misses == 2)
         #expect(s.bytes == ResponseCache.cost(key: k, valueBytes: ResponseCache.valueBytes(of: PathsFixtures.value(5))))
         #expect(cache.remove(k))
+        #expect(cache.stats.entries == 0)
+    }
+
+    @Test func encodingsAreStoredPerFormAndCharged() {
+        let cache = ResponseCache(budget: 1 << 20, shards: 1)
+        let k = PathsFixtures.key(3)
+        cache.put(k, PathsFixtures.value(3))
+        let before = cache.stats.bytes
+        let entry = cache.get(k)!
+        #expect(entry.encoded(form: 0) == nil)
+        cache.addEncoding(k, entry, form: 0, [1, 2, 3])
+        cache.addEncoding(k, entry, form: 0, [9, 9, 9, 9])  // the first encoding of a form stays
+        cache.addEncoding(k, entry, form: 2, [4, 5])
+        #expect(cache.get(k)!.encoded(form: 0) == [1, 2, 3])
+        #expect(cache.get(k)!.encoded(form: 2) == [4, 5])
+        #expect(cache.get(k)!.encoded(form: 1) == nil)
+        #expect(cache.stats.bytes == before + 5, "encodings are charged to the budget")
+        #expect(cache.get(k)?.tensors == PathsFixtures.value(3))
+    }
+
+    @Test func encodingThatNoLongerFitsDropsTheEntry() {
+        let k = PathsFixtures.key(1)
+        let cost = ResponseCache.cost(key: k, valueBytes: ResponseCache.valueBytes(of: PathsFixtures.value(1)))
+        let cache = ResponseCache(budget: cost + 10, shards: 1)
+        #expect(cache.put(k, PathsFixtures.value(1)))
+        let entry = cache.get(k)!
+        cache.addEncoding(k, entry, form: 0, [UInt8](repeating: 7, count: 100))
+        #expect(cache.get(k) == nil)
+        #expect(cache.stats.bytes == 0)
+        // An entry already evicted is not brought back by adding an encoding to it.
+        cache.addEncoding(k, entry, form: 1, [1])
         #expect(cache.stats.entries == 0)
     }
 
@@ -193,7 +224,7 @@ import SwerveInference
                 default:
                     if let v = cache.get(k) {
                         hits.add(1, ordering: .relaxed)
-                        if v != PathsFixtures.value(id) { wrong.add(1, ordering: .relaxed) }
+                        if v.tensors != PathsFixtures.value(id) { wrong.add(1, ordering: .relaxed) }
                     }
                 }
             }
