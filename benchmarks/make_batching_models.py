@@ -6,7 +6,7 @@ with deterministic random weights, for several input widths: batching pays off a
 row grows relative to the per-request cost, and the width is what sets that work. Every model
 gets a config.json with the same batching settings as examples/repository/digits_mlp.
 
-usage: make_batching_models.py REPOSITORY [WIDTH ...]   (default widths: 64 1024 4096)
+usage: make_batching_models.py REPOSITORY [WIDTH ...]   (default widths: 64 1024 4096 32768)
 """
 import json
 import pathlib
@@ -50,7 +50,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     repository = pathlib.Path(sys.argv[1])
-    widths = [int(w) for w in sys.argv[2:]] or [64, 1024, 4096]
+    widths = [int(w) for w in sys.argv[2:]] or [64, 1024, 4096, 32768]
     # Dynamic mode: distinct random rows per request, so no cache may serve any of them.
     config = {"max_batch_size": 64, "dynamic_batching": {"max_queue_delay_us": 500}, "serving_mode": "dynamic"}
     for width in widths:
