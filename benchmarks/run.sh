@@ -9,7 +9,7 @@
 #
 # Knobs (environment): BENCH_DURATION (s per load run, default 5), BENCH_WARMUP (s, default 1),
 # BENCH_CONCURRENCY ("1 8 64"), BENCH_CORE_BATCHES ("1 32 256"), SWERVE_BUILD_DIR (.build),
-# H2_ROUNDS (3), BATCHING_WIDTHS ("64 1024 4096 32768"), BATCHING_CONCURRENCY ("64"), BENCH_SKIP_BUILD=1 to use an
+# H2_ROUNDS (3), BATCHING_WIDTHS ("64 1024 4096 32768"), BATCHING_CONCURRENCY (64), BATCHING_ROUNDS (3), BENCH_SKIP_BUILD=1 to use an
 # existing release binary.
 set -euo pipefail
 
@@ -20,7 +20,8 @@ WARMUP=${BENCH_WARMUP:-1}
 CONCURRENCY=${BENCH_CONCURRENCY:-"1 8 64"}
 CORE_BATCHES=${BENCH_CORE_BATCHES:-"1 32 256"}
 BATCHING_WIDTHS=${BATCHING_WIDTHS:-"64 1024 4096 32768"}
-BATCHING_CONCURRENCY=${BATCHING_CONCURRENCY:-"64"}
+BATCHING_CONCURRENCY=${BATCHING_CONCURRENCY:-64}
+BATCHING_ROUNDS=${BATCHING_ROUNDS:-3}
 BUILD_DIR=${SWERVE_BUILD_DIR:-.build}
 REPOSITORY=$ROOT/examples/repository
 RESULTS=$ROOT/benchmarks/results
@@ -74,6 +75,10 @@ stop_server() {
 }
 cleanup() {
     stop_server
+    for pid in ${DYNAMIC_PID:-} ${UNBATCHED_PID:-}; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     if [[ -n $NGHTTPD_PID ]]; then
         kill "$NGHTTPD_PID" 2>/dev/null || true
         wait "$NGHTTPD_PID" 2>/dev/null || true
@@ -127,11 +132,11 @@ for config in pathlib.Path(sys.argv[1]).glob("*/config.json"):
 PY
 }
 
-# load CONFIG [CONCURRENCIES]: the closed-loop runs of a) / b) / e) for every ready model.
+# load CONFIG: the closed-loop runs of a) / b) for every ready model.
 load() {
-    local config=$1 concurrency=${2:-$CONCURRENCY} model c
+    local config=$1 model c
     for model in $READY_MODELS; do
-        for c in $concurrency; do
+        for c in $CONCURRENCY; do
             "$SWERVE" bench --server "127.0.0.1:$PORT" --model "$model" --concurrency "$c" \
                 --duration "$DURATION" --warmup "$WARMUP" --quiet \
                 --label "$config" --json "$RUNS/load-$config-$model-c$c.json" | grep -E '^(throughput|latency)' | sed "s/^/$config $model c=$c: /" >&2
@@ -170,8 +175,10 @@ start_server "$REPOSITORY" batched
 load batched
 
 # --- c) HTTP/2 ceiling: the same server against nghttpd, in alternating rounds --------------
-# The machine is shared and noisy, so Swerve and nghttpd take turns (H2_ROUNDS rounds each, both
-# servers up throughout) and the summary reports every round's ratio and their median.
+# The machine is shared and noisy, so the servers take turns (H2_ROUNDS rounds each, all of them
+# up throughout) and the summary reports every round's ratio and their median. h2load repeats one
+# request body, so Swerve as configured (`auto`) soon answers it from its response cache; a second
+# Swerve serving the same model in `dynamic` mode shows the computed path (batcher and worker).
 H2_MODEL=""
 if [[ $HAVE_H2LOAD == 1 ]]; then
     # The issue's target is stated on the logistic model.
@@ -183,11 +190,25 @@ H2_ARGS=(-c 8 -m 16 -t 1 -D 5 --warm-up-time 1)
 H2_ROUNDS=${H2_ROUNDS:-3}
 if [[ -n $H2_MODEL ]]; then
     "$SWERVE" bench --server "127.0.0.1:$PORT" --model "$H2_MODEL" --batch 1 --dump-request "$WORK/request.bin" >&2
-    response_bytes=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["response_bytes"])' \
-        "$RUNS/load-batched-$H2_MODEL-c1.json")
+    # The size of one answer, from any of a)'s runs on the model.
+    response_bytes=$("$PYTHON" -c 'import glob,json,sys; print(json.load(open(sorted(glob.glob(sys.argv[1]))[0]))["response_bytes"])' \
+        "$RUNS/load-batched-$H2_MODEL-c*.json")
     mkdir -p "$WORK/www"
     # The 5-byte gRPC prefix is part of what Swerve sends as DATA.
     head -c $((response_bytes + 5)) /dev/urandom >"$WORK/www/response.bin"
+    main=("$SERVER_PID" "$PORT" "$READY_MODELS")
+    mkdir -p "$WORK/h2-dynamic"
+    cp -r "$REPOSITORY/$H2_MODEL" "$WORK/h2-dynamic/"
+    "$PYTHON" - "$WORK/h2-dynamic/$H2_MODEL/config.json" <<'PY'
+import json, pathlib, sys
+p = pathlib.Path(sys.argv[1])
+c = json.loads(p.read_text()) if p.exists() else {}
+c["serving_mode"] = "dynamic"
+p.write_text(json.dumps(c, indent=2) + "\n")
+PY
+    start_server "$WORK/h2-dynamic" h2-dynamic
+    DYNAMIC_PID=$SERVER_PID DYNAMIC_PORT=$PORT
+    SERVER_PID=${main[0]} PORT=${main[1]} READY_MODELS=${main[2]}
     NGHTTPD_PORT=$(free_port)
     nghttpd --no-tls -d "$WORK/www" "$NGHTTPD_PORT" >"$WORK/nghttpd.log" 2>&1 &
     NGHTTPD_PID=$!
@@ -196,10 +217,13 @@ if [[ -n $H2_MODEL ]]; then
         sleep 0.1
     done
     for round in $(seq 1 "$H2_ROUNDS"); do
-        log "c) round $round/$H2_ROUNDS: h2load ${H2_ARGS[*]} against Swerve ($H2_MODEL, one row), then nghttpd (static $((response_bytes + 5))-byte file)"
+        log "c) round $round/$H2_ROUNDS: h2load ${H2_ARGS[*]} against Swerve ($H2_MODEL, one row; as configured, then dynamic), then nghttpd (static $((response_bytes + 5))-byte file)"
         h2load "${H2_ARGS[@]}" -d "$WORK/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
             "http://127.0.0.1:$PORT/inference.GRPCInferenceService/ModelInfer" >"$RUNS/h2load-swerve-$round.txt" 2>&1 || true
         grep -E 'finished in|status codes' "$RUNS/h2load-swerve-$round.txt" >&2 || true
+        h2load "${H2_ARGS[@]}" -d "$WORK/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+            "http://127.0.0.1:$DYNAMIC_PORT/inference.GRPCInferenceService/ModelInfer" >"$RUNS/h2load-dynamic-$round.txt" 2>&1 || true
+        grep -E 'finished in|status codes' "$RUNS/h2load-dynamic-$round.txt" >&2 || true
         h2load "${H2_ARGS[@]}" -d "$WORK/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
             "http://127.0.0.1:$NGHTTPD_PORT/response.bin" >"$RUNS/h2load-nghttpd-$round.txt" 2>&1 || true
         grep -E 'finished in|status codes' "$RUNS/h2load-nghttpd-$round.txt" >&2 || true
@@ -207,6 +231,9 @@ if [[ -n $H2_MODEL ]]; then
     kill "$NGHTTPD_PID" 2>/dev/null || true
     wait "$NGHTTPD_PID" 2>/dev/null || true
     NGHTTPD_PID=""
+    kill "$DYNAMIC_PID" 2>/dev/null || true
+    wait "$DYNAMIC_PID" 2>/dev/null || true
+    DYNAMIC_PID=""
 fi
 stop_server
 
@@ -219,17 +246,30 @@ stop_server
 
 # --- e) batching gain as the work per row grows ------------------------------------------
 # The same MLP shape (hidden layers of 256) with wider inputs: the wider the input, the more a
-# batch saves by reading each weight once for many rows instead of once per row.
+# batch saves by reading each weight once for many rows instead of once per row. Both servers
+# (batched, and max_batch_size 1) stay up and take turns, BATCHING_ROUNDS rounds per model.
 log "e) batching gain: MLP with two hidden layers of 256, inputs of width $BATCHING_WIDTHS, concurrency $BATCHING_CONCURRENCY"
 # shellcheck disable=SC2086  # a list of widths
 "$PYTHON" "$ROOT/benchmarks/make_batching_models.py" "$WORK/batching" $BATCHING_WIDTHS
-start_server "$WORK/batching" batching-batched
-load batched "$BATCHING_CONCURRENCY"
-stop_server
 unbatched_copy "$WORK/batching" "$WORK/batching-unbatched"
 start_server "$WORK/batching-unbatched" batching-unbatched
-load unbatched "$BATCHING_CONCURRENCY"
+UNBATCHED_PID=$SERVER_PID UNBATCHED_PORT=$PORT
+start_server "$WORK/batching" batching-batched
+for model in $READY_MODELS; do
+    for round in $(seq 1 "$BATCHING_ROUNDS"); do
+        for config in batched unbatched; do
+            port=$PORT
+            [[ $config == unbatched ]] && port=$UNBATCHED_PORT
+            "$SWERVE" bench --server "127.0.0.1:$port" --model "$model" --concurrency "$BATCHING_CONCURRENCY" \
+                --duration "$DURATION" --warmup "$WARMUP" --quiet --label "$config" \
+                --json "$RUNS/batching-r$round-$config-$model.json" | grep -E '^throughput' | sed "s/^/e) round $round $config $model: /" >&2
+        done
+    done
+done
 stop_server
+kill "$UNBATCHED_PID" 2>/dev/null || true
+wait "$UNBATCHED_PID" 2>/dev/null || true
+UNBATCHED_PID=""
 
 # --- summary -----------------------------------------------------------------------------
 log "summary"
