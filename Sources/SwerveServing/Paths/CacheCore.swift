@@ -178,19 +178,11 @@ struct CacheCore<Key: Hashable, Value> {
     mutating func put(_ key: Key, _ value: Value, cost: Int) -> Bool {
         precondition(cost >= 0, "cache entry cost must not be negative")
         if let i = index[key] {
-            guard cost <= capacity else {
-                counters.rejections += 1
-                unlink(i)
-                release(i)
-                return false
+            if cost <= capacity {
+                nodes[Int(i)].value = value
+                counters.updates += 1
             }
-            let q = Int(nodes[Int(i)].queue)
-            lists[q].bytes += cost - nodes[Int(i)].cost
-            nodes[Int(i)].cost = cost
-            nodes[Int(i)].value = value
-            counters.updates += 1
-            while bytes > capacity { evictOne() }
-            return index[key] != nil
+            return recharge(key, cost: cost)
         }
         guard cost <= capacity else {
             counters.rejections += 1
