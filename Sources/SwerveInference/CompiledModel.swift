@@ -74,6 +74,31 @@ public final class ModelExecutor {
     /// Returns the outputs in `CompiledModel.outputs` order. Throws `invalidInput` naming the
     /// input and the expected and actual type or shape.
     public func run(_ inputs: [Tensor]) throws -> [Tensor] {
+        let n = try batchSize(of: inputs)
+        frame.prepare(batch: n)
+        for (i, tensor) in inputs.enumerated() { frame.load(model.plan.inputValues[i], from: tensor) }
+        return try execute()
+    }
+
+    /// Runs the model on the requests `parts` as one batch: each part holds one request's inputs
+    /// (in `CompiledModel.inputs` order), and the batch is their rows one after another. Each part
+    /// is copied once, straight into the executor's input buffers, never into an intermediate
+    /// concatenation. Returns the batch's outputs, to be split by the parts' row counts.
+    public func run(rowsOf parts: [[Tensor]]) throws -> [Tensor] {
+        guard let first = parts.first else { throw InferenceError(.invalidInput, "no requests to run") }
+        if parts.count == 1 { return try run(first) }
+        var n = 0
+        for part in parts { n += try batchSize(of: part) }
+        frame.prepare(batch: n)
+        for i in model.plan.inputValues.indices {
+            frame.load(model.plan.inputValues[i], fromRowsOf: parts.lazy.map { $0[i] })
+        }
+        return try execute()
+    }
+
+    /// Checks `inputs` against the model's input types and returns their batch size (1 when no
+    /// input has a batch dimension).
+    private func batchSize(of inputs: [Tensor]) throws -> Int {
         let plan = model.plan
         guard inputs.count == plan.inputValues.count else {
             throw InferenceError(.invalidInput, "expected \(plan.inputValues.count) inputs (\(model.inputs.map(\.name).joined(separator: ", "))), got \(inputs.count)")
@@ -107,8 +132,12 @@ public final class ModelExecutor {
         }
         let n = batch ?? 1
         guard n > 0 else { throw InferenceError(.invalidInput, "the batch is empty (input '\(batchSource)' has 0 rows)") }
-        frame.prepare(batch: n)
-        for (i, tensor) in inputs.enumerated() { frame.load(plan.inputValues[i], from: tensor) }
+        return n
+    }
+
+    /// Runs the plan on the loaded frame and returns the outputs.
+    private func execute() throws -> [Tensor] {
+        let plan = model.plan
         do {
             for step in plan.steps { try step.execute(frame) }
         } catch let error as InferenceError {

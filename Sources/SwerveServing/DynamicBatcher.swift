@@ -151,16 +151,11 @@ final class DynamicBatcher: @unchecked Sendable {
         }
         guard !jobs.isEmpty else { return }
         let totalRows = jobs.reduce(0) { $0 + $1.rows }
-        let inputs: [Tensor]
-        if jobs.count == 1 {
-            inputs = jobs[0].inputs
-        } else {
-            inputs = (0..<jobs[0].inputs.count).map { i in Tensor.concatenateRows(jobs.map { $0.inputs[i] }) }
-        }
         let t1 = monotonicNanos()
         let outputs: [Tensor]
         do {
-            outputs = try executor.run(inputs)
+            // The requests' rows go straight into the executor's input buffers, one copy each.
+            outputs = try executor.run(rowsOf: jobs.map(\.inputs))
         } catch {
             let e = ServingError(.internal, "inference failed in \(label): \(error)")
             for j in jobs { j.completion(.failure(e)) }

@@ -68,9 +68,10 @@ struct GRPCMessageDeframer {
             }
             readIndex += 5
             pendingLength = length
-            if readIndex == buffer.count {
-                // Body arrives in later chunks: start it at index 0 so it can be handed over uncopied.
-                buffer.removeAll(keepingCapacity: true)
+            if buffer.count - readIndex < length {
+                // The rest of the body arrives in later chunks: move what there is of it to the
+                // front, so that the whole body can be handed over uncopied once it is complete.
+                buffer.removeSubrange(0..<readIndex)
                 buffer.reserveCapacity(length)
                 readIndex = 0
             }

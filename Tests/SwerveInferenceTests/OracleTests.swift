@@ -53,6 +53,18 @@ struct OracleTests {
                 }
             }
         }
+        // As the batcher runs requests: uneven parts loaded straight into the executor. The
+        // answer must be the very bytes of running the whole batch at once.
+        if splittable && batch >= 3 && model.inputs.allSatisfy({ $0.shape.first == -1 }) {
+            let whole = try executor.run(inputs)
+            let cuts = [0..<1, 1..<3, 3..<batch].filter { !$0.isEmpty }
+            let parts = cuts.map { range in inputs.map { $0.rows(range) } }
+            let joined = try executor.run(rowsOf: parts)
+            #expect(joined == whole, "\(name): run(rowsOf:) of parts \(cuts) differs from the whole batch")
+            // A part of the wrong shape is refused like a wrong input to run().
+            let bad = inputs.map { t in let row = t.rows(0..<1); return Tensor(shape: row.shape + [1], data: row.data) }
+            #expect(throws: InferenceError.self) { try executor.run(rowsOf: [parts[0], bad]) }
+        }
     }
 
     private func tensor(_ json: [String: Any]) -> Tensor {

@@ -170,6 +170,32 @@ final class Frame {
         }
     }
 
+    /// `load` of several tensors whose rows follow one another in `v` (a batch of requests).
+    func load<Parts: Sequence<Tensor>>(_ v: Int, fromRowsOf parts: Parts) {
+        var offset = 0
+        var strings: [[UInt8]]?
+        for tensor in parts {
+            func copy<T>(_ values: [T]) {
+                values.withUnsafeBytes { src in
+                    if let base = src.baseAddress { (raw(v) + offset).copyMemory(from: base, byteCount: src.count) }
+                    offset += src.count
+                }
+            }
+            switch tensor.data {
+            case .fp32(let x): copy(x)
+            case .fp64(let x): copy(x)
+            case .int64(let x): copy(x)
+            case .int32(let x): copy(x)
+            case .int16(let x): copy(x)
+            case .int8(let x): copy(x)
+            case .uint8(let x): copy(x)
+            case .bool(let x): copy(x)
+            case .bytes(let x): strings = (strings ?? []) + x
+            }
+        }
+        if let strings { stringValues[v] = strings }
+    }
+
     func tensor(_ v: Int) -> Tensor {
         let n = count(v)
         func read<T>(_: T.Type) -> [T] {
