@@ -46,7 +46,7 @@ static void *scratch_bump(swerve_scratch_arena *a, size_t size) {
         a->used += need;
         return p;
     }
-    a->overflow += size;
+    a->overflow += need >= size ? need : size;
     return NULL;
 }
 
@@ -58,7 +58,8 @@ static void *scratch_alloc(void *data, size_t size) {
 static void scratch_free(void *data, void *p) {
     swerve_scratch_arena *a = data;
     if (p == NULL) return;
-    if (a->buf != NULL && (unsigned char *)p >= a->buf && (unsigned char *)p < a->buf + a->cap) return;
+    uintptr_t at = (uintptr_t)p, start = (uintptr_t)a->buf;
+    if (a->buf != NULL && at >= start && at - start < a->cap) return;
     free(p);
 }
 

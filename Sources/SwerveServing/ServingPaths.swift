@@ -157,7 +157,7 @@ final class ServingPaths: Sendable {
             guard let encoder else { return completion(.success(hit.tensors)) }
             if let bytes = hit.encoded(form: encoder.form) { return encoder.send(encoded: bytes) }
             let bytes = encoder.encode(hit.tensors)
-            cache.addEncoding(key, hit, form: encoder.form, bytes)
+            if cache.addEncoding(key, hit, form: encoder.form, bytes) { publishCacheGauges() }
             encoder.send(encoded: bytes)
             return
         }

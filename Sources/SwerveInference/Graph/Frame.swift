@@ -190,7 +190,7 @@ final class Frame {
             case .int8(let x): copy(x)
             case .uint8(let x): copy(x)
             case .bool(let x): copy(x)
-            case .bytes(let x): strings = (strings ?? []) + x
+            case .bytes(let x): strings = strings ?? []; strings!.append(contentsOf: x)
             }
         }
         if let strings { stringValues[v] = strings }

@@ -152,6 +152,9 @@ struct CacheCore<Key: Hashable, Value> {
     /// Whether `key` is held, without counting a lookup or touching its recency.
     func contains(_ key: Key) -> Bool { index[key] != nil }
 
+    /// The value held under `key`, without counting a lookup or touching its recency.
+    func peek(_ key: Key) -> Value? { index[key].flatMap { nodes[Int($0)].value } }
+
     /// Charges `key`'s entry `cost` bytes from now on (its value grew or shrank), evicting as
     /// needed; nothing happens when the key is not held. Returns whether it is still held.
     @discardableResult

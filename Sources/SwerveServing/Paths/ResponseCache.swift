@@ -7,7 +7,7 @@ import SwerveInference
 /// The budget is split evenly: each shard holds at most `capacityBytes / shardCount` bytes, so the
 /// total never exceeds `capacityBytes`, and an entry larger than one shard's budget is not stored.
 public final class ShardedCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
-    private final class Shard: Sendable {
+    fileprivate final class Shard: Sendable {
         let core: Mutex<CacheCore<Key, Value>>
         init(_ core: CacheCore<Key, Value>) { self.core = Mutex(core) }
     }
@@ -44,7 +44,7 @@ public final class ShardedCache<Key: Hashable & Sendable, Value: Sendable>: Send
     /// The number of shards.
     public var shardCount: Int { shards.count }
 
-    @inline(__always) private func shard(for key: Key) -> Shard {
+    @inline(__always) fileprivate func shard(for key: Key) -> Shard {
         // Mix the hash so that keys whose hashes differ only in high bits spread too.
         shards[Int(truncatingIfNeeded: Hash64.mix(stableHash(key))) & shardMask]
     }
@@ -112,12 +112,15 @@ public final class CachedOutputs: Sendable, Equatable {
         }
     }
 
-    /// Stores the encoding for `form` (the first one stored wins) and returns the bytes of all
-    /// stored encodings, for charging the entry.
-    func store(form: Int, _ bytes: [UInt8]) -> Int {
+    /// Stores the encoding for `form` unless one is stored already or the encodings would then
+    /// take more than `limit` bytes; returns the bytes of all stored encodings when it stored.
+    func store(form: Int, _ bytes: [UInt8], limit: Int) -> Int? {
         forms.withLock { forms in
-            if !forms.contains(where: { $0.form == form }) { forms.append((form, bytes)) }
-            return forms.reduce(0) { $0 + $1.bytes.count }
+            if forms.contains(where: { $0.form == form }) { return nil }
+            let total = forms.reduce(bytes.count) { $0 + $1.bytes.count }
+            guard total <= limit else { return nil }
+            forms.append((form, bytes))
+            return total
         }
     }
 
@@ -167,11 +170,19 @@ extension ShardedCache where Key == RequestKey, Value == CachedOutputs {
         return put(key, entry, cost: Self.cost(key: key, valueBytes: entry.tensorBytes))
     }
 
-    /// Adds the encoding `bytes` for `form` to `entry` (held under `key`) and charges the entry
-    /// for it, which may evict others, or the entry itself when it no longer fits.
-    public func addEncoding(_ key: RequestKey, _ entry: CachedOutputs, form: Int, _ bytes: [UInt8]) {
-        let encodedBytes = entry.store(form: form, bytes)
-        recharge(key, cost: Self.cost(key: key, valueBytes: entry.tensorBytes + encodedBytes))
+    /// Adds the encoding `bytes` for `form` to `entry` and charges the entry for it, if `entry`
+    /// is still the one held under `key` and the encoding fits in the entry's shard beside it
+    /// (else the entry stays as it is and later hits encode again). Returns whether it stored.
+    /// Checked and charged under the shard's lock, so concurrent hits charge exactly what is held.
+    @discardableResult
+    public func addEncoding(_ key: RequestKey, _ entry: CachedOutputs, form: Int, _ bytes: [UInt8]) -> Bool {
+        let base = Self.cost(key: key, valueBytes: entry.tensorBytes)
+        return shard(for: key).core.withLock { core in
+            guard core.peek(key) === entry,
+                  let encoded = entry.store(form: form, bytes, limit: shardCapacityBytes - base)
+            else { return false }
+            return core.recharge(key, cost: base + encoded)
+        }
     }
 }
 

@@ -130,18 +130,48 @@ import SwerveInference
         #expect(cache.get(k)?.tensors == PathsFixtures.value(3))
     }
 
-    @Test func encodingThatNoLongerFitsDropsTheEntry() {
+    @Test func encodingThatDoesNotFitIsNotStoredAndTheEntryStays() {
         let k = PathsFixtures.key(1)
         let cost = ResponseCache.cost(key: k, valueBytes: ResponseCache.valueBytes(of: PathsFixtures.value(1)))
         let cache = ResponseCache(budget: cost + 10, shards: 1)
         #expect(cache.put(k, PathsFixtures.value(1)))
         let entry = cache.get(k)!
-        cache.addEncoding(k, entry, form: 0, [UInt8](repeating: 7, count: 100))
-        #expect(cache.get(k) == nil)
-        #expect(cache.stats.bytes == 0)
-        // An entry already evicted is not brought back by adding an encoding to it.
-        cache.addEncoding(k, entry, form: 1, [1])
-        #expect(cache.stats.entries == 0)
+        #expect(!cache.addEncoding(k, entry, form: 0, [UInt8](repeating: 7, count: 100)))
+        #expect(cache.get(k)?.tensors == PathsFixtures.value(1), "the entry is kept, without the encoding")
+        #expect(cache.get(k)?.encoded(form: 0) == nil)
+        #expect(cache.stats.bytes == cost && cache.stats.rejections == 0)
+        #expect(cache.addEncoding(k, entry, form: 0, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), "one that fits is stored")
+        #expect(cache.stats.bytes == cost + 10)
+    }
+
+    @Test func encodingIsChargedOnlyToTheEntryThatHoldsIt() {
+        let cache = ResponseCache(budget: 1 << 20, shards: 1)
+        let k = PathsFixtures.key(2)
+        cache.put(k, PathsFixtures.value(2))
+        let old = cache.get(k)!
+        cache.put(k, PathsFixtures.value(2))  // a newer entry under the same key
+        let before = cache.stats.bytes
+        #expect(!cache.addEncoding(k, old, form: 0, [UInt8](repeating: 1, count: 500)))
+        #expect(cache.stats.bytes == before)
+        cache.remove(k)
+        #expect(!cache.addEncoding(k, old, form: 1, [1]), "nor brought back once evicted")
+        #expect(cache.stats.entries == 0 && cache.stats.bytes == 0)
+    }
+
+    @Test func concurrentEncodingsAreChargedExactly() async {
+        let cache = ResponseCache(budget: 1 << 20, shards: 1)
+        let k = PathsFixtures.key(4)
+        cache.put(k, PathsFixtures.value(4))
+        let base = cache.stats.bytes
+        let entry = cache.get(k)!
+        await withTaskGroup(of: Void.self) { group in
+            for t in 0..<16 {
+                group.addTask { cache.addEncoding(k, entry, form: t % 4, [UInt8](repeating: UInt8(t), count: 10 * (t % 4 + 1))) }
+            }
+        }
+        // Forms 0...3 hold 10, 20, 30 and 40 bytes whichever task stored each.
+        #expect(cache.stats.bytes == base + 100)
+        for form in 0..<4 { #expect(entry.encoded(form: form)?.count == 10 * (form + 1)) }
     }
 
     @Test func entryLargerThanAShardIsNotStored() {
