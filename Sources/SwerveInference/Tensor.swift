@@ -16,13 +16,17 @@ public enum DataType: String, Sendable, CaseIterable {
     /// The datatype named by these UTF-8 bytes (e.g. a request's `datatype`), compared in place:
     /// the same answer as `init(rawValue:)` without a String switch per request.
     public init?(utf8 name: UnsafeRawBufferPointer) {
-        for candidate in Self.allCases {
-            var raw = candidate.rawValue
-            let equal = raw.withUTF8 { $0.count == name.count && (name.count == 0 || memcmp($0.baseAddress!, name.baseAddress!, name.count) == 0) }
-            if equal { self = candidate; return }
+        for (candidate, bytes) in Self.wireNames where bytes.count == name.count {
+            if bytes.withUnsafeBytes({ memcmp($0.baseAddress!, name.baseAddress!, name.count) }) == 0 {
+                self = candidate
+                return
+            }
         }
         return nil
     }
+
+    /// Every datatype with its name's UTF-8 bytes, made once.
+    private static let wireNames: [(DataType, [UInt8])] = allCases.map { ($0, Array($0.rawValue.utf8)) }
 
     /// Bytes per element; nil for BYTES, whose elements vary in length.
     public var byteSize: Int? {

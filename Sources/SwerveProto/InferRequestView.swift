@@ -100,16 +100,17 @@ extension ModelInferRequest {
     }
 }
 
-/// The values of one output for `ModelInferResponse.serialize`, by the typed `contents` field
-/// they go to.
+/// The values of one output for `ModelInferResponse.serialize`, in their own element type.
+/// Typed contents widen INT8/INT16 to `int_contents` and UINT8 to `uint_contents`, as the
+/// protocol has no narrower fields; raw contents keep every element at its own width.
 public enum InferOutputValues: Sendable {
-    case bool([Bool]), int32([Int32]), int64([Int64]), uint32([UInt32]), uint64([UInt64])
+    case bool([Bool]), int8([Int8]), int16([Int16]), int32([Int32]), int64([Int64])
+    case uint8([UInt8]), uint32([UInt32]), uint64([UInt64])
     case fp32([Float]), fp64([Double]), bytes([[UInt8]])
 
     /// The values in KServe's raw layout: little-endian elements, BOOL one byte each, BYTES
-    /// elements each after a 4-byte little-endian length. `UInt8` outputs travel as `uint32`
-    /// but are one byte raw, so the caller says the element width in `narrow`.
-    fileprivate func raw(_ arena: Arena, narrowTo width: Int?) -> ProtobufCBinaryData {
+    /// elements each after a 4-byte little-endian length.
+    fileprivate func raw(_ arena: Arena) -> ProtobufCBinaryData {
         func copy<T>(_ v: [T]) -> ProtobufCBinaryData {
             let n = v.count * MemoryLayout<T>.stride
             if n == 0 { return ProtobufCBinaryData(len: 0, data: nil) }
@@ -119,13 +120,11 @@ public enum InferOutputValues: Sendable {
         }
         switch self {
         case .bool(let v): return copy(v.map { $0 ? UInt8(1) : 0 })
-        case .int32(let v):
-            switch width {
-            case 1: return copy(v.map { Int8(truncatingIfNeeded: $0) })
-            case 2: return copy(v.map { Int16(truncatingIfNeeded: $0) })
-            default: return copy(v)
-            }
-        case .uint32(let v): return width == 1 ? copy(v.map { UInt8(truncatingIfNeeded: $0) }) : copy(v)
+        case .int8(let v): return copy(v)
+        case .int16(let v): return copy(v)
+        case .int32(let v): return copy(v)
+        case .uint8(let v): return copy(v)
+        case .uint32(let v): return copy(v)
         case .int64(let v): return copy(v)
         case .uint64(let v): return copy(v)
         case .fp32(let v): return copy(v)
@@ -178,15 +177,17 @@ extension ModelInferResponse {
                 t.pointee.shape = dims
             }
             if raw {
-                let width: Int? = switch o.datatype { case "INT8", "UINT8": 1; case "INT16": 2; default: nil }
-                raws[rawCount] = o.values.raw(arena, narrowTo: width)
+                raws[rawCount] = o.values.raw(arena)
                 rawCount += 1
             } else {
                 let c = arena.allocate(Inference__InferTensorContents.self, count: 1)
                 inference__infer_tensor_contents__init(c)
                 switch o.values {
                 case .bool(let v): c.pointee.n_bool_contents = v.count; c.pointee.bool_contents = arena.array(v.map { $0 ? 1 : 0 })
+                case .int8(let v): c.pointee.n_int_contents = v.count; c.pointee.int_contents = arena.array(v.map(Int32.init))
+                case .int16(let v): c.pointee.n_int_contents = v.count; c.pointee.int_contents = arena.array(v.map(Int32.init))
                 case .int32(let v): c.pointee.n_int_contents = v.count; c.pointee.int_contents = arena.array(v)
+                case .uint8(let v): c.pointee.n_uint_contents = v.count; c.pointee.uint_contents = arena.array(v.map(UInt32.init))
                 case .int64(let v): c.pointee.n_int64_contents = v.count; c.pointee.int64_contents = arena.array(v)
                 case .uint32(let v): c.pointee.n_uint_contents = v.count; c.pointee.uint_contents = arena.array(v)
                 case .uint64(let v): c.pointee.n_uint64_contents = v.count; c.pointee.uint64_contents = arena.array(v)

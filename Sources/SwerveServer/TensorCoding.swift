@@ -125,9 +125,9 @@ enum TensorCoding {
         case .fp64(let v): .fp64(v)
         case .int64(let v): .int64(v)
         case .int32(let v): .int32(v)
-        case .int16(let v): .int32(v.map(Int32.init))
-        case .int8(let v): .int32(v.map(Int32.init))
-        case .uint8(let v): .uint32(v.map(UInt32.init))
+        case .int16(let v): .int16(v)
+        case .int8(let v): .int8(v)
+        case .uint8(let v): .uint8(v)
         case .bool(let v): .bool(v)
         case .bytes(let v): .bytes(v)
         }

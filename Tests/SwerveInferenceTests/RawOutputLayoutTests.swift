@@ -4,9 +4,8 @@ import Testing
 
 /// The raw bytes `ModelInferResponse.serialize(..., raw: true, ...)` puts in
 /// `raw_output_contents` must be exactly `Tensor.rawBytes()` for every DataType, when a tensor's
-/// values are handed over the way the server does (narrow integers widened to int32/uint32,
-/// with the datatype name saying the raw width), and must read back with
-/// `Tensor(rawBytes:dataType:shape:)`.
+/// values are handed over the way the server does (each in its own element type), and must read
+/// back with `Tensor(rawBytes:dataType:shape:)`.
 @Suite struct RawOutputLayoutTests {
     /// A tensor's values as the response's typed contents field takes them (as the server's
     /// TensorCoding.values does).
@@ -16,9 +15,9 @@ import Testing
         case .fp64(let v): .fp64(v)
         case .int64(let v): .int64(v)
         case .int32(let v): .int32(v)
-        case .int16(let v): .int32(v.map(Int32.init))
-        case .int8(let v): .int32(v.map(Int32.init))
-        case .uint8(let v): .uint32(v.map(UInt32.init))
+        case .int16(let v): .int16(v)
+        case .int8(let v): .int8(v)
+        case .uint8(let v): .uint8(v)
         case .bool(let v): .bool(v)
         case .bytes(let v): .bytes(v)
         }

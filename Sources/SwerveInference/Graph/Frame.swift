@@ -151,24 +151,7 @@ final class Frame {
 
     // MARK: Moving tensors in and out
 
-    func load(_ v: Int, from tensor: Tensor) {
-        func copy<T>(_ values: [T]) {
-            values.withUnsafeBytes { src in
-                if let base = src.baseAddress { raw(v).copyMemory(from: base, byteCount: src.count) }
-            }
-        }
-        switch tensor.data {
-        case .fp32(let x): copy(x)
-        case .fp64(let x): copy(x)
-        case .int64(let x): copy(x)
-        case .int32(let x): copy(x)
-        case .int16(let x): copy(x)
-        case .int8(let x): copy(x)
-        case .uint8(let x): copy(x)
-        case .bool(let x): copy(x)
-        case .bytes(let x): stringValues[v] = x
-        }
-    }
+    func load(_ v: Int, from tensor: Tensor) { load(v, fromRowsOf: CollectionOfOne(tensor)) }
 
     /// `load` of several tensors whose rows follow one another in `v` (a batch of requests).
     func load<Parts: Sequence<Tensor>>(_ v: Int, fromRowsOf parts: Parts) {
