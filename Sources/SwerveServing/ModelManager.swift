@@ -23,16 +23,16 @@ public final class ModelManager: Sendable {
     }
 
     struct Entry: Sendable {
-        var versions: [Int: Slot] = [:] {
-            didSet {
-                latestReady = nil
-                for (v, slot) in versions {
-                    if case .ready(let m) = slot, v > (latestReady?.version ?? Int.min) { latestReady = m }
-                }
+        var versions: [Int: Slot] = [:]
+
+        /// The highest ready version, if any.
+        var latestReady: ServedModel? {
+            var best: ServedModel?
+            for (v, slot) in versions {
+                if case .ready(let m) = slot, v > (best?.version ?? Int.min) { best = m }
             }
+            return best
         }
-        /// The highest ready version, kept with `versions` so requests without a version find it at once.
-        private(set) var latestReady: ServedModel?
         /// A model-level problem (bad config.json, no versions); versions already serving keep serving.
         var error: String?
         var policy: VersionPolicy = .latest(1)
