@@ -37,6 +37,10 @@ let package = Package(
             name: "CSwerveProto",
             linkerSettings: [.linkedLibrary("protobuf-c")]),
 
+        // gRPC status codes and the one way from any error to a status (`RPCErrorConvertible`).
+        // A leaf: every layer's error type states its status here without knowing the wire.
+        .target(name: "SwerveStatus"),
+
         // Swift types over the protobuf-c structs; the only importer of CSwerveProto.
         .target(name: "SwerveProto", dependencies: ["CSwerveProto"], swiftSettings: hotPath),
 
@@ -44,7 +48,7 @@ let package = Package(
         .target(
             name: "SwerveTransport",
             dependencies: [
-                "CNGHTTP2",
+                "CNGHTTP2", "SwerveStatus",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -77,7 +81,7 @@ let package = Package(
         .target(
             name: "SwerveServer",
             dependencies: [
-                "SwerveServing", "SwerveTransport", "SwerveProto", "SwerveTraining",
+                "SwerveServing", "SwerveTransport", "SwerveStatus", "SwerveProto", "SwerveTraining",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -91,7 +95,7 @@ let package = Package(
         .target(
             name: "SwerveClient",
             dependencies: [
-                "SwerveTransport", "SwerveProto",
+                "SwerveTransport", "SwerveStatus", "SwerveProto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
@@ -99,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "swerve",
             dependencies: [
-                "SwerveServer", "SwerveClient", "SwerveServing", "SwerveInference", "SwerveTraining",
+                "SwerveServer", "SwerveClient", "SwerveServing", "SwerveInference", "SwerveTraining", "SwerveStatus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -111,7 +115,7 @@ let package = Package(
         .testTarget(
             name: "SwerveTransportTests",
             dependencies: [
-                "SwerveTransport",
+                "SwerveTransport", "SwerveStatus",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -122,7 +126,7 @@ let package = Package(
         .testTarget(
             name: "SwerveClientTests",
             dependencies: [
-                "SwerveClient", "SwerveTransport", "SwerveProto",
+                "SwerveClient", "SwerveTransport", "SwerveStatus", "SwerveProto",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(

@@ -1,5 +1,6 @@
 import SwerveProto
 import SwerveTransport
+import SwerveStatus
 
 /// A tensor as a client sends or receives it: a KServe datatype name, a shape and row-major
 /// values.

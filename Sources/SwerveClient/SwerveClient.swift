@@ -2,6 +2,7 @@ import NIOCore
 import SwerveProto
 import SwerveTransport
 import Synchronization
+import SwerveStatus
 
 /// A client for the Open Inference Protocol (KServe v2) gRPC service and the gRPC health
 /// service, as Swerve, Triton and any KServe v2 server speak them.

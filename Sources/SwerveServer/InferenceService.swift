@@ -8,6 +8,7 @@ import SwerveInference
 import SwerveProto
 import SwerveServing
 import SwerveTransport
+import SwerveStatus
 
 /// Serves `inference.GRPCInferenceService` and `grpc.health.v1.Health` over the transport.
 /// Cheap RPCs are answered on the event loop; ModelInfer is decoded and validated on the event loop,

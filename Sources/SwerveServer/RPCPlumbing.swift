@@ -1,6 +1,7 @@
 import Dispatch
 import SwerveProto
 import SwerveTransport
+import SwerveStatus
 
 /// Unary plumbing shared by Swerve's services: decode the request, run the body, answer with the
 /// encoded response, or turn the error into a status with the service's own mapping.

@@ -2,6 +2,7 @@ import SwerveInference
 import SwerveProto
 import SwerveServing
 import SwerveTransport
+import SwerveStatus
 
 /// The one place where any error becomes a gRPC status.
 enum StatusMapping {

@@ -4,6 +4,7 @@ import Logging
 import SwerveProto
 import SwerveTraining
 import SwerveTransport
+import SwerveStatus
 
 /// Serves `swerve.v1.Trainer`: a job manager over `TrainingPipeline` / `ContinuousJob`, the
 /// example logs behind AppendExamples, and the registry (ListVersions, Promote, Rollback).

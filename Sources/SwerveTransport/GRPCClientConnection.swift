@@ -1,6 +1,7 @@
 internal import CNGHTTP2
 import NIOCore
 import NIOPosix
+import SwerveStatus
 
 /// A gRPC (HTTP/2, cleartext) client connection: one TCP connection, one nghttp2 client
 /// session, any number of concurrent calls multiplexed as streams.

@@ -1,3 +1,5 @@
+import SwerveStatus
+
 /// Splits a byte stream into gRPC length-prefixed messages.
 ///
 /// Each message on the wire is a 1-byte compressed flag, a 4-byte big-endian length and the

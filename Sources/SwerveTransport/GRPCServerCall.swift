@@ -1,5 +1,6 @@
 import NIOCore
 import Synchronization
+import SwerveStatus
 
 /// One incoming RPC, created on the connection's event loop once the request stream has
 /// ended (END_STREAM on HEADERS or DATA) with exactly one request message.

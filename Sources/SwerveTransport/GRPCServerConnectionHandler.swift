@@ -1,6 +1,7 @@
 internal import CNGHTTP2
 import Logging
 import NIOCore
+import SwerveStatus
 
 /// What a stream's request headers said, gathered in the connection handler while the header
 /// block arrives (so each field touches no stream object) and then handed to the stream.

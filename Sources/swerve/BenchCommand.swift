@@ -2,6 +2,7 @@ import ArgumentParser
 import SwerveClient
 import SwerveProto
 import SwerveTransport
+import SwerveStatus
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

@@ -1,6 +1,7 @@
 import SwerveClient
 import SwerveProto
 import SwerveTransport
+import SwerveStatus
 
 /// A small, fast, seedable generator (SplitMix64), so a bench run's inputs are reproducible.
 struct SplitMix64: RandomNumberGenerator {

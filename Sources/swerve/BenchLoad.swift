@@ -2,6 +2,7 @@ import Histogram
 import SwerveClient
 import SwerveTransport
 import Synchronization
+import SwerveStatus
 
 #if canImport(Glibc)
 import Glibc

@@ -3,6 +3,7 @@ import SwerveClient
 import SwerveProto
 import SwerveServing
 import SwerveTransport
+import SwerveStatus
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

@@ -3,6 +3,7 @@ import SwerveTransport
 import Testing
 
 @testable import SwerveClient
+import SwerveStatus
 
 @Suite struct ClientTensorTests {
     @Test func fp32RawIsLittleEndianIEEE() throws {

@@ -3,6 +3,7 @@ import SwerveTransport
 import Testing
 
 @testable import SwerveClient
+import SwerveStatus
 
 /// The client against a stand-in KServe v2 server over real loopback sockets.
 @Suite(.timeLimit(.minutes(1))) struct SwerveClientTests {

@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 
 @testable import SwerveTransport
+import SwerveStatus
 
 /// Our client against our server over real loopback sockets.
 @Suite(.timeLimit(.minutes(2))) struct ClientServerTests {

@@ -1,6 +1,7 @@
 import Testing
 
 @testable import SwerveTransport
+import SwerveStatus
 
 /// `GRPCMessageDeframer.append` takes a whole message (prefix + body) arriving in one chunk on
 /// an empty deframer without buffering it. These pin that path's behaviour to the slow path's.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SwerveTransport
+import SwerveStatus
 
 /// Python `grpcio` (a client nobody here wrote) against our server. Runs when the repository's
 /// virtualenv has grpcio installed; skipped otherwise.

@@ -1,6 +1,7 @@
 import Testing
 
 @testable import SwerveTransport
+import SwerveStatus
 
 @Suite struct GRPCMessageDeframerTests {
     /// Frames messages the way a peer would.

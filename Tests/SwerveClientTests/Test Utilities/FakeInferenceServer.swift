@@ -2,6 +2,7 @@ import Logging
 import SwerveProto
 import SwerveTransport
 import Synchronization
+import SwerveStatus
 
 /// A stand-in KServe v2 server on a real loopback socket: answers the inference and health
 /// methods from fixed tables, and records every call's method and metadata.

@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 
 @testable import SwerveTransport
+import SwerveStatus
 
 /// Methods the test server answers, keyed by `:path`.
 enum TestMethod {
