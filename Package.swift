@@ -58,11 +58,17 @@ let package = Package(
         // Tensors, kernels, ONNX graph compile/run. Knows no NIO and no wire format.
         .target(name: "SwerveInference", dependencies: ["SwerveProto", "COpenBLAS", "CSwerveKernels"], swiftSettings: hotPath),
 
-        // Repository, version policy, model manager, dynamic batcher.
+        // The on-disk model repository, the one definition of its format: layout and names,
+        // version folders, config.json (ModelSettings), metadata.json (Lineage),
+        // reference_stats.json, atomic publishing (DurableFiles) and the registry's steering.
+        // Read by the server, written by the trainer and the CLI.
+        .target(name: "SwerveRepository", dependencies: ["SwerveInference", "SwerveStatus"]),
+
+        // Model manager, version policy, serving paths (static table, cache), dynamic batcher.
         .target(
             name: "SwerveServing",
             dependencies: [
-                "SwerveInference",
+                "SwerveInference", "SwerveRepository", "SwerveStatus",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Atomics", package: "swift-atomics"),
@@ -73,7 +79,7 @@ let package = Package(
         .target(
             name: "SwerveTraining",
             dependencies: [
-                "SwerveInference", "SwerveProto",
+                "SwerveInference", "SwerveProto", "SwerveRepository", "SwerveStatus",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
@@ -81,7 +87,7 @@ let package = Package(
         .target(
             name: "SwerveServer",
             dependencies: [
-                "SwerveServing", "SwerveTransport", "SwerveStatus", "SwerveProto", "SwerveTraining",
+                "SwerveServing", "SwerveRepository", "SwerveTransport", "SwerveStatus", "SwerveProto", "SwerveTraining",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -103,7 +109,8 @@ let package = Package(
         .executableTarget(
             name: "swerve",
             dependencies: [
-                "SwerveServer", "SwerveClient", "SwerveServing", "SwerveInference", "SwerveTraining", "SwerveStatus",
+                "SwerveServer", "SwerveClient", "SwerveServing", "SwerveInference", "SwerveTraining", "SwerveRepository",
+                "SwerveStatus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -130,8 +137,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
-            name: "SwerveTrainingTests", dependencies: ["SwerveTraining", "SwerveInference", "SwerveProto"],
+            name: "SwerveTrainingTests", dependencies: ["SwerveTraining", "SwerveRepository", "SwerveInference", "SwerveProto"],
             exclude: ["Fixtures"]),
-        .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveInference"]),
+        .testTarget(name: "SwerveRepositoryTests", dependencies: ["SwerveRepository", "SwerveInference", "SwerveProto"]),
+        .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveRepository", "SwerveInference"]),
     ]
 )

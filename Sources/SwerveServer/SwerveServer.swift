@@ -1,3 +1,4 @@
+import SwerveRepository
 import Dispatch
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+import SwerveRepository
 import Dispatch
 import Foundation
 import Logging
@@ -109,7 +110,7 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
 
     /// Parses and checks a SubmitJob request into a pipeline spec.
     func spec(for r: SubmitJobRequest, jobID: String) throws -> PipelineSpec {
-        guard ModelRegistry.isValidModelName(r.modelName) else {
+        guard ModelRepository.isValidModelName(r.modelName) else {
             throw GRPCStatus(.invalidArgument, "invalid model name '\(r.modelName)'")
         }
         guard let kind = ModelKind(rawValue: r.modelKind) else {
@@ -164,7 +165,10 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
             if let existing, !existing.isFinished {
                 throw GRPCStatus(.alreadyExists, "model \(r.modelName) already has continuous job \(existing.id)")
             }
-            try DurableFiles_write(r.serializedBytes(), to: continuousDir(r.modelName).appendingPathComponent("job.pb"))
+            // Recorded durably before the job starts, so a restarted trainer resumes it.
+            let dir = continuousDir(r.modelName).path
+            try DurableFiles.makeDirectory(dir)
+            try DurableFiles.replace(r.serializedBytes(), at: dir + "/job.pb")
         }
         return try start(r, spec: spec, jobID: jobID).status()
     }
@@ -285,7 +289,7 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
     // MARK: - Examples
 
     func exampleLog(for model: String) throws -> ExampleLog {
-        guard ModelRegistry.isValidModelName(model) else { throw GRPCStatus(.invalidArgument, "invalid model name '\(model)'") }
+        guard ModelRepository.isValidModelName(model) else { throw GRPCStatus(.invalidArgument, "invalid model name '\(model)'") }
         lock.lock()
         defer { lock.unlock() }
         if let log = logs[model] { return log }
@@ -316,7 +320,7 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
 
     func listVersions(_ r: ModelRef) throws -> ListVersionsResponse {
         let registry = ModelRegistry(repository: repository)
-        guard ModelRegistry.isValidModelName(r.modelName), registry.modelNames().contains(r.modelName) else {
+        guard registry.repository.modelExists(r.modelName) else {
             throw GRPCStatus(.notFound, "no model \(r.modelName) in \(repository.path)")
         }
         return ListVersionsResponse(versions: registry.entries(of: r.modelName).map { Self.info(r.modelName, $0) })
@@ -329,7 +333,7 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
 
     func steer(_ r: VersionRef, _ body: (ModelRegistry) throws -> Void) throws -> VersionInfo {
         let registry = ModelRegistry(repository: repository)
-        guard ModelRegistry.isValidModelName(r.modelName), registry.modelNames().contains(r.modelName) else {
+        guard registry.repository.modelExists(r.modelName) else {
             throw GRPCStatus(.notFound, "no model \(r.modelName)")
         }
         guard r.version > 0 else { throw GRPCStatus(.invalidArgument, "version must be positive") }
@@ -359,16 +363,6 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
         lock.unlock()
         open.forEach { $0.close() }
     }
-}
-
-/// Writes a small file durably (write temp, fsync, rename).
-func DurableFiles_write(_ bytes: [UInt8], to url: URL) throws {
-    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
-    try Data(bytes).write(to: tmp)
-    let fd = open(tmp.path, O_RDONLY)
-    if fd >= 0 { fsync(fd); close(fd) }
-    guard rename(tmp.path, url.path) == 0 else { throw StorageError(.io, "cannot rename \(tmp.path)") }
 }
 
 /// One job's status, its events so far, and the WatchJob calls following it.

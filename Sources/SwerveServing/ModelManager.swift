@@ -1,3 +1,4 @@
+import SwerveRepository
 import Foundation
 import Logging
 import Metrics
@@ -107,7 +108,8 @@ public final class ModelManager: Sendable {
         do {
             settings = try repository.settings(of: name)
         } catch {
-            let msg = "\(error)"
+            // config.json's messages start with "config.json"; say whose.
+            let msg = (error as? StorageError).map { "\(name)/\($0.message)" } ?? "\(error)"
             state.withLock { s in s[name, default: Entry()].error = msg; s[name, default: Entry()].loaded = true }
             logger.error("model failed to load", metadata: ["model": "\(name)", "reason": "\(msg)"])
             throw ServingError(.failedPrecondition, msg)
@@ -136,7 +138,7 @@ public final class ModelManager: Sendable {
                 let m: ServedModel
                 do {
                     m = try ServedModel(name: name, version: v, file: repository.modelFile(name, version: v),
-                                        settings: settings, metadata: repository.metadata(of: name, version: v),
+                                        settings: settings, lineage: try? repository.lineage(of: name, version: v),
                                         cacheBytes: { self.cacheBudget.grant(to: owner) }, logger: logger)
                 } catch {
                     cacheBudget.release(owner)

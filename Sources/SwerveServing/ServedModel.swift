@@ -1,3 +1,4 @@
+import SwerveRepository
 import Foundation
 import Logging
 import SwerveInference
@@ -12,8 +13,8 @@ public final class ServedModel: Sendable {
     /// Most rows per execution; 0 = no batch dimension.
     public let maxBatchSize: Int
     public let settings: ModelSettings
-    /// The version's lineage record (metadata.json), flattened to strings.
-    public let metadata: [String: String]
+    /// The version's lineage record (metadata.json); nil when it has none or it does not decode.
+    public let lineage: Lineage?
     public let statistics = VersionStatistics()
     let batcher: DynamicBatcher
     let paths: ServingPaths
@@ -29,7 +30,7 @@ public final class ServedModel: Sendable {
     private let outputIndex: [String: Int]
 
     /// Compiles the file, applies the settings, warms the model up with one zero row, and starts its workers.
-    init(name: String, version: Int, file: URL, settings: ModelSettings, metadata: [String: String],
+    init(name: String, version: Int, file: URL, settings: ModelSettings, lineage: Lineage?,
          cacheBytes: () -> Int, logger: Logger) throws {
         let compiled: CompiledModel
         do {
@@ -40,7 +41,7 @@ public final class ServedModel: Sendable {
         self.name = name
         self.version = version
         self.settings = settings
-        self.metadata = metadata
+        self.lineage = lineage
         self.inputs = try Self.apply(settings.inputOverrides, to: compiled.inputs, kind: "input", model: name)
         self.outputs = try Self.apply(settings.outputOverrides, to: compiled.outputs, kind: "output", model: name)
         let batchable = inputs.allSatisfy { $0.shape.first == -1 }

@@ -1,3 +1,4 @@
+import SwerveRepository
 import Atomics
 import Logging
 import Metrics

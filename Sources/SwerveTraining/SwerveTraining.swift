@@ -1,5 +1,7 @@
+import SwerveRepository
+
 /// SwerveTraining: ingest, validate, train, evaluate, gate and publish versioned models.
 public enum SwerveTraining {
     /// The code version recorded in lineage.
-    public static let codeVersion = "0.1.0"
+    public static let codeVersion = Lineage.currentCodeVersion
 }

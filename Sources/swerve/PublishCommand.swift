@@ -1,3 +1,4 @@
+import SwerveRepository
 import ArgumentParser
 import Dispatch
 import Foundation

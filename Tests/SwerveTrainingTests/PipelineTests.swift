@@ -1,4 +1,5 @@
 import Foundation
+import SwerveRepository
 @testable import SwerveTraining
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import SwerveRepository
 import SwerveTraining
 import Testing
 

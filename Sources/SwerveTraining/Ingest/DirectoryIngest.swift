@@ -1,3 +1,4 @@
+import SwerveRepository
 import Foundation
 
 /// Pull ingest: a scheduled scan of a directory for new data files (CSV by default).

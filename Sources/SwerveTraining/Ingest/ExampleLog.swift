@@ -1,3 +1,4 @@
+import SwerveRepository
 import Foundation
 
 #if canImport(Glibc)

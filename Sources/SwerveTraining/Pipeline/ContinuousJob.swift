@@ -1,3 +1,4 @@
+import SwerveRepository
 import Foundation
 
 /// Continuous training for one model: each round pulls the examples that arrived since the last

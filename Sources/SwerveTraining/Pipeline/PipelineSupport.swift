@@ -1,3 +1,4 @@
+import SwerveRepository
 import Foundation
 
 /// What a training job asks for, independent of where it came from (the CLI, the gRPC service, a test).
@@ -41,7 +42,7 @@ public struct PipelineSpec: Sendable {
     /// Checks everything that can be checked before any data is read: the model name, the
     /// configuration, the fractions, the slice column, the model kind against the task.
     public func validated() throws -> PipelineSpec {
-        guard ModelRegistry.isValidModelName(modelName) else {
+        guard ModelRepository.isValidModelName(modelName) else {
             throw StorageError(.invalidArgument, "invalid model name '\(modelName)': one path component, not starting with '.'")
         }
         var spec = self

@@ -1,3 +1,4 @@
+import SwerveRepository
 import Foundation
 
 /// How a pipeline run ended.

@@ -1,3 +1,4 @@
+import SwerveRepository
 import Foundation
 
 /// How strict validation is.

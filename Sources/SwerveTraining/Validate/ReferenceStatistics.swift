@@ -1,25 +1,13 @@
 import Foundation
+import SwerveRepository
 
-/// The distribution of each column in the data a version was trained on, stored beside the
-/// version as `reference_stats.json`; later batches are compared with it for skew.
-public struct ReferenceStatistics: Codable, Sendable, Equatable {
-    public var rowCount: Int
-    public var numeric: [String: NumericReference]
-    public var categorical: [String: CategoricalReference]
-
-    public init(rowCount: Int, numeric: [String: NumericReference] = [:], categorical: [String: CategoricalReference] = [:]) {
-        self.rowCount = rowCount
-        self.numeric = numeric
-        self.categorical = categorical
-    }
-
+extension ReferenceStatistics {
     /// Statistics of every schema column present in `batch`: numeric columns (and regression
     /// labels) over `bins` quantile bins, categorical columns (and class labels) as frequencies.
     /// Unparseable and missing values are left out of the distributions and counted as missing.
     public init(batch: ValidationBatch, schema: ValidationSchema, bins: Int = 10) {
-        rowCount = batch.rowCount
-        numeric = [:]
-        categorical = [:]
+        var numeric: [String: NumericReference] = [:]
+        var categorical: [String: CategoricalReference] = [:]
         for column in schema.columns {
             guard let values = batch.columns[column.name] else { continue }
             if column.isNumeric {
@@ -30,123 +18,7 @@ public struct ReferenceStatistics: Codable, Sendable, Equatable {
                 categorical[column.name] = CategoricalReference(values: texts.compactMap { $0 }, missing: texts.count - texts.compactMap { $0 }.count)
             }
         }
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case numeric, categorical
-        case rowCount = "row_count"
-    }
-
-    /// reference_stats.json bytes.
-    public func jsonData() throws -> Data { try RecordJSON.encoder().encode(self) }
-
-    public static func decode(_ data: Data) throws -> ReferenceStatistics {
-        try RecordJSON.decoder().decode(ReferenceStatistics.self, from: data)
-    }
-}
-
-/// A numeric column's reference distribution.
-///
-/// Bins follow one convention everywhere: `binEdges` ascend from min to max, and a value falls
-/// in the bin numbered by how many interior edges are ≤ it, so values below min or above max land
-/// in the first or last bin. (The same convention as the trainer's `NumericFeatureStatistics`, so
-/// its `binEdges`/`binCounts` convert exactly.)
-public struct NumericReference: Codable, Sendable, Equatable {
-    public var count: Int
-    public var missing: Int
-    public var mean: Double
-    public var std: Double
-    public var min: Double
-    public var max: Double
-    public var binEdges: [Double]
-    /// Share of values per bin (`binEdges.count - 1` bins, or 1 when the column is constant).
-    public var proportions: [Double]
-
-    public init(count: Int, missing: Int = 0, mean: Double, std: Double, min: Double, max: Double, binEdges: [Double], proportions: [Double]) {
-        self.count = count
-        self.missing = missing
-        self.mean = mean
-        self.std = std
-        self.min = min
-        self.max = max
-        self.binEdges = binEdges
-        self.proportions = proportions
-    }
-
-    /// Quantile bins over `values`.
-    public init(values: [Double], missing: Int = 0, bins: Int = 10) {
-        count = values.count
-        self.missing = missing
-        guard !values.isEmpty else {
-            (mean, std, min, max, binEdges, proportions) = (0, 0, 0, 0, [], [])
-            return
-        }
-        let n = Double(values.count)
-        let m = values.reduce(0, +) / n
-        mean = m
-        std = (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / n).squareRoot()
-        let sorted = values.sorted()
-        min = sorted.first!
-        max = sorted.last!
-        var edges = [min]
-        let k = Swift.max(1, bins)
-        if k > 1 {
-            for b in 1..<k {
-                let q = sorted[Swift.min(sorted.count - 1, b * sorted.count / k)]
-                if q > edges.last! && q < max { edges.append(q) }
-            }
-        }
-        if max > edges.last! { edges.append(max) }
-        binEdges = edges
-        proportions = []
-        let counts = histogram(values)
-        proportions = counts.map { Double($0) / n }
-    }
-
-    /// Counts of `values` per bin.
-    public func histogram(_ values: [Double]) -> [Int] {
-        let bins = Swift.max(1, binEdges.count - 1)
-        var counts = [Int](repeating: 0, count: bins)
-        guard binEdges.count > 2 else {
-            counts[0] = values.count
-            return counts
-        }
-        for v in values {
-            var lo = 1, hi = binEdges.count - 1
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if binEdges[mid] <= v { lo = mid + 1 } else { hi = mid }
-            }
-            counts[lo - 1] += 1
-        }
-        return counts
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case count, missing, mean, std, min, max, proportions
-        case binEdges = "bin_edges"
-    }
-}
-
-/// A categorical column's reference distribution.
-public struct CategoricalReference: Codable, Sendable, Equatable {
-    public var count: Int
-    public var missing: Int
-    /// Share of values per category (summing to 1 over the non-missing values).
-    public var frequencies: [String: Double]
-
-    public init(count: Int, missing: Int = 0, frequencies: [String: Double]) {
-        self.count = count
-        self.missing = missing
-        self.frequencies = frequencies
-    }
-
-    public init(values: [String], missing: Int = 0) {
-        count = values.count
-        self.missing = missing
-        var tally: [String: Int] = [:]
-        for v in values { tally[v, default: 0] += 1 }
-        frequencies = tally.mapValues { Double($0) / Double(Swift.max(1, values.count)) }
+        self.init(rowCount: batch.rowCount, numeric: numeric, categorical: categorical)
     }
 }
 

@@ -149,6 +149,7 @@ public struct ValidationBatch: Sendable, Equatable {
     }
 }
 
+import SwerveRepository
 import Foundation
 
 /// Implemented by the trainer's schema type so data validation needs no knowledge of it.

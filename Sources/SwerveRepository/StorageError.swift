@@ -1,5 +1,8 @@
-/// An error from the training service's durable stores: the model registry, the example log,
-/// directory ingest and the quarantine.
+import SwerveStatus
+
+/// An error from a durable store: the model repository (its layout, config.json, lineage,
+/// publishing, the registry) and the training service's stores built on `DurableFiles` (the
+/// example log, directory ingest, the quarantine).
 public struct StorageError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure, for code that reacts to it.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -14,8 +17,11 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
         public static let notFound = Code(name: "not_found")
         /// Stored bytes fail their checks in a place recovery must not silently drop.
         public static let corrupt = Code(name: "corrupt")
-        /// The store refused the call because of its state (a log whose fsync failed, a closed log).
+        /// The store refused the call because of its state (a log whose fsync failed, a closed
+        /// log, a repository folder that is missing).
         public static let failedPrecondition = Code(name: "failed_precondition")
+        /// A model's config.json does not parse or breaks one of its rules.
+        public static let invalidConfiguration = Code(name: "invalid_configuration")
         public var description: String { name }
     }
 
@@ -35,4 +41,18 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
         if let cause { return "\(code): \(message) (\(cause))" }
         return "\(code): \(message)"
     }
+}
+
+extension StorageError: RPCErrorConvertible {
+    public var rpcErrorCode: GRPCStatusCode {
+        switch code {
+        case .notFound: .notFound
+        case .invalidArgument, .invalidModel: .invalidArgument
+        case .failedPrecondition, .invalidConfiguration: .failedPrecondition
+        case .corrupt: .dataLoss
+        default: .internal
+        }
+    }
+
+    public var rpcErrorMessage: String { description }
 }

@@ -1,51 +1,7 @@
 import Foundation
 import SwerveInference
-import SwerveProto
 import Testing
-@testable import SwerveTraining
-
-// MARK: Helpers shared by the Registry*, Validate* and Ingest* tests
-
-/// A fresh directory under the system temporary directory.
-func registryTestDirectory(_ label: String = "registry") throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("swerve-\(label)-\(UUID().uuidString)", isDirectory: true)
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-}
-
-/// A tiny valid model: Y = X + bias, X float [N, 2].
-func registryTestModel(bias: Float = 1) -> [UInt8] {
-    ONNXModel(
-        irVersion: 8, opsetImports: [ONNXOperatorSetID(domain: "", version: 17)], producerName: "swerve-tests",
-        graph: ONNXGraph(
-            name: "add", nodes: [ONNXNode(opType: "Add", inputs: ["X", "B"], outputs: ["Y"])],
-            initializers: [.floats("B", dims: [2], [bias, bias])],
-            inputs: [.tensor("X", elemType: ONNXTensor.DataTypeCode.float, shape: [nil, 2])],
-            outputs: [.tensor("Y", elemType: ONNXTensor.DataTypeCode.float, shape: [nil, 2])])
-    ).encode()
-}
-
-/// The versions the serving side would see: positive-integer folders holding model.onnx (the
-/// rule of SwerveServing.ModelRepository.versions, restated since this target cannot import it).
-func servedVersions(_ repo: URL, _ model: String) -> [Int] {
-    let dir = repo.appendingPathComponent(model)
-    return ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).compactMap { name -> Int? in
-        guard let v = Int(name), v > 0, String(v) == name,
-              FileManager.default.fileExists(atPath: dir.appendingPathComponent(name).appendingPathComponent("model.onnx").path)
-        else { return nil }
-        return v
-    }.sorted()
-}
-
-func sampleLineage(_ metrics: [String: Double] = ["accuracy": 0.9]) -> Lineage {
-    Lineage(
-        dataFingerprint: "sha256:abc", rowCounts: .init(train: 800, validation: 100, holdout: 100),
-        schema: .object(["columns": .array([.string("x")])]), hyperparameters: ["learning_rate": .number(0.1)],
-        seed: 42, metrics: metrics, sliceMetrics: ["country=FR": ["accuracy": 0.85]],
-        origin: .init(user: "tester", host: "localhost", jobID: "job-1"),
-        timestamps: .init(started: Date(timeIntervalSince1970: 1_700_000_000), finished: Date(timeIntervalSince1970: 1_700_000_100)),
-        extra: ["note": "hello"])
-}
+@testable import SwerveRepository
 
 // MARK: Publisher
 
@@ -173,7 +129,7 @@ func sampleLineage(_ metrics: [String: Double] = ["accuracy": 0.9]) -> Lineage {
 
         try registry.setStatus(.validated, model: "m", version: 2, reason: "gates passed")
         try registry.promote(model: "m", version: 2)
-        #expect(try registry.specificVersions(of: "m") == [2])
+        #expect(try registry.repository.settings(of: "m").versionPolicy == .specific([2]))
         let obj = try JSONSerialization.jsonObject(with: Data(contentsOf: config)) as! [String: Any]
         #expect((obj["max_batch_size"] as? NSNumber)?.intValue == 8)
         #expect(((obj["dynamic_batching"] as? [String: Any])?["max_queue_delay_us"] as? NSNumber)?.intValue == 250)
@@ -183,7 +139,7 @@ func sampleLineage(_ metrics: [String: Double] = ["accuracy": 0.9]) -> Lineage {
         try registry.promote(model: "m", version: 3)
         #expect(try registry.lineage(of: "m", version: 2).status == .validated)
         try registry.rollback(model: "m", to: 2, reason: "error rate")
-        #expect(try registry.specificVersions(of: "m") == [2])
+        #expect(try registry.repository.settings(of: "m").versionPolicy == .specific([2]))
         #expect(try registry.servingVersion(of: "m") == 2)
         let rolled = try registry.lineage(of: "m", version: 3)
         #expect(rolled.status == .rolledBack)
@@ -192,7 +148,7 @@ func sampleLineage(_ metrics: [String: Double] = ["accuracy": 0.9]) -> Lineage {
         #expect(try registry.lineage(of: "m", version: 1).status == .candidate)
         let entries = registry.entries(of: "m")
         #expect(entries.map(\.version) == [1, 2, 3])
-        #expect(entries.map(\.isInPolicy) == [false, true, false])
+        #expect(entries.map(\.isServed) == [false, true, false])
         #expect(try registry.servingMetrics(of: "m")?.version == 2)
 
         #expect(throws: StorageError.self) { try registry.promote(model: "m", version: 7) }

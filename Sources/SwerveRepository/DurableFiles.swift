@@ -7,26 +7,26 @@ import Darwin
 #endif
 
 #if canImport(Glibc)
-let systemWrite = Glibc.write
-let systemRead = Glibc.read
+package let systemWrite = Glibc.write
+package let systemRead = Glibc.read
 #elseif canImport(Darwin)
-let systemWrite = Darwin.write
-let systemRead = Darwin.read
+package let systemWrite = Darwin.write
+package let systemRead = Darwin.read
 #endif
 
 /// The write-fsync-rename primitives every durable store here is built from. A file is durable
 /// once it and the directory entry naming it are fsynced; a replacement is atomic because
 /// `rename(2)` within one file system is.
-enum DurableFiles {
-    static func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
+package enum DurableFiles {
+    package static func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
 
-    static func ioError(_ what: String, _ path: String, _ code: Int32 = errno) -> StorageError {
+    package static func ioError(_ what: String, _ path: String, _ code: Int32 = errno) -> StorageError {
         StorageError(.io, "\(what) \(path): \(errnoText(code))")
     }
 
     /// Writes `bytes` to a new or truncated file and fsyncs it. The directory entry is not
     /// fsynced here (callers batch that with `fsyncDirectory`).
-    static func write(_ bytes: some Collection<UInt8>, to path: String, mode: mode_t = 0o644) throws {
+    package static func write(_ bytes: some Collection<UInt8>, to path: String, mode: mode_t = 0o644) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw ioError("cannot create", path) }
         defer { close(fd) }
@@ -34,7 +34,7 @@ enum DurableFiles {
         guard fsync(fd) == 0 else { throw ioError("cannot fsync", path) }
     }
 
-    static func writeAll(fd: Int32, _ bytes: [UInt8], path: String) throws {
+    package static func writeAll(fd: Int32, _ bytes: [UInt8], path: String) throws {
         var done = 0
         while done < bytes.count {
             let n = bytes.withUnsafeBytes { buf in systemWrite(fd, buf.baseAddress! + done, buf.count - done) }
@@ -47,7 +47,7 @@ enum DurableFiles {
     }
 
     /// fsyncs a directory so the entries created, renamed or removed in it survive a crash.
-    static func fsyncDirectory(_ path: String) throws {
+    package static func fsyncDirectory(_ path: String) throws {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw ioError("cannot open directory", path) }
         defer { close(fd) }
@@ -56,7 +56,7 @@ enum DurableFiles {
 
     /// Replaces `path` atomically: a reader sees the old contents or the new, never a mix, and
     /// after a crash the file holds one of the two.
-    static func replace(_ bytes: some Collection<UInt8>, at path: String) throws {
+    package static func replace(_ bytes: some Collection<UInt8>, at path: String) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         let temp = dir + "/." + url.lastPathComponent + ".tmp-" + UUID().uuidString
@@ -71,7 +71,7 @@ enum DurableFiles {
     }
 
     /// Creates `path` (and missing parents), fsyncing each parent whose entry was added.
-    static func makeDirectory(_ path: String) throws {
+    package static func makeDirectory(_ path: String) throws {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
             guard isDir.boolValue else { throw StorageError(.invalidArgument, "\(path) exists and is not a directory") }
@@ -83,9 +83,9 @@ enum DurableFiles {
         try fsyncDirectory(parent)
     }
 
-    static func read(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
+    package static func read(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
 
-    static func isDirectory(_ path: String) -> Bool {
+    package static func isDirectory(_ path: String) -> Bool {
         var isDir: ObjCBool = false
         return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
     }
@@ -93,11 +93,11 @@ enum DurableFiles {
 
 /// An exclusive `flock(2)` on a lock file, released by `unlock()` or when the process dies
 /// (so a killed holder never wedges the next one).
-final class FileLock {
+package final class FileLock {
     private var fd: Int32
 
     /// Blocks until the lock on `path` (created if missing) is held.
-    init(path: String) throws {
+    package init(path: String) throws {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw DurableFiles.ioError("cannot open lock file", path) }
         while flock(fd, LOCK_EX) != 0 {
@@ -108,7 +108,7 @@ final class FileLock {
         }
     }
 
-    func unlock() {
+    package func unlock() {
         guard fd >= 0 else { return }
         flock(fd, LOCK_UN)
         close(fd)
@@ -118,7 +118,7 @@ final class FileLock {
     deinit { unlock() }
 
     /// Runs `body` holding the lock on `path`.
-    static func withLock<T>(_ path: String, _ body: () throws -> T) throws -> T {
+    package static func withLock<T>(_ path: String, _ body: () throws -> T) throws -> T {
         let lock = try FileLock(path: path)
         defer { lock.unlock() }
         return try body()
@@ -126,22 +126,22 @@ final class FileLock {
 }
 
 /// JSON coding shared by every record written here: sorted keys (stable diffs), ISO 8601 dates.
-enum RecordJSON {
-    static func encoder() -> JSONEncoder {
+package enum RecordJSON {
+    package static func encoder() -> JSONEncoder {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         e.dateEncodingStrategy = .iso8601
         return e
     }
 
-    static func decoder() -> JSONDecoder {
+    package static func decoder() -> JSONDecoder {
         let d = JSONDecoder()
         d.dateDecodingStrategy = .iso8601
         return d
     }
 
     /// A UTC timestamp usable in a file name and sorting by time: 20250131T235959Z.
-    static func fileTimestamp(_ date: Date = Date()) -> String {
+    package static func fileTimestamp(_ date: Date = Date()) -> String {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "UTC")
@@ -150,5 +150,5 @@ enum RecordJSON {
     }
 
     /// A short random id for file names.
-    static func shortID() -> String { String(UUID().uuidString.prefix(8)).lowercased() }
+    package static func shortID() -> String { String(UUID().uuidString.prefix(8)).lowercased() }
 }

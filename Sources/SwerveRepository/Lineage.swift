@@ -121,6 +121,9 @@ public struct Lineage: Codable, Sendable, Equatable {
         }
     }
 
+    /// The version of Swerve's code recorded in the lineage of versions it trains or publishes.
+    public static let currentCodeVersion = "0.1.0"
+
     /// The model's name in the repository; set by the publisher.
     public var model: String?
     /// The version number; set by the publisher.
@@ -157,7 +160,7 @@ public struct Lineage: Codable, Sendable, Equatable {
         source: String = "swerve-training", dataFingerprint: String? = nil, rowCounts: RowCounts? = nil,
         schema: LineageJSON? = nil, hyperparameters: [String: LineageJSON] = [:], seed: UInt64? = nil,
         metrics: [String: Double] = [:], sliceMetrics: [String: [String: Double]] = [:], parentVersion: Int? = nil,
-        codeVersion: String = SwerveTraining.codeVersion, origin: Origin = .current(),
+        codeVersion: String = Lineage.currentCodeVersion, origin: Origin = .current(),
         timestamps: Timestamps = Timestamps(), status: Status = .candidate, extra: [String: String] = [:]
     ) {
         self.source = source

@@ -10,6 +10,15 @@ public enum VersionPolicy: Sendable, Equatable {
     /// Exactly these versions (those present on disk).
     case specific([Int])
 
+    /// The policy as config.json writes it (what `ModelSettings` parses back to the same policy).
+    public var jsonObject: [String: Any] {
+        switch self {
+        case .latest(let n): ["latest": ["num_versions": n]]
+        case .all: ["all": [String: Any]()]
+        case .specific(let versions): ["specific": ["versions": versions]]
+        }
+    }
+
     /// The versions to serve, highest first, out of those available. A pure function of its input.
     public func select(from available: [Int]) -> [Int] {
         let sorted = available.sorted(by: >)
@@ -67,66 +76,84 @@ public struct ModelSettings: Sendable, Equatable {
 
     public static let defaultMaxBatchSize = 64
 
-    /// Parses config.json. Unknown keys are rejected so that a typo does not silently fall back to defaults.
+    /// The top-level keys of config.json.
+    public enum Key: String, CaseIterable, Sendable {
+        case maxBatchSize = "max_batch_size"
+        case dynamicBatching = "dynamic_batching"
+        case versionPolicy = "version_policy"
+        case instanceCount = "instance_count"
+        case inputs, outputs
+        case servingMode = "serving_mode"
+        case staticTable = "static_table"
+        case responseCache = "response_cache"
+    }
+
+    /// Parses config.json. Unknown keys are rejected so that a typo does not silently fall back
+    /// to defaults. Every failure is an `invalidConfiguration` `StorageError` naming the key.
     public init(json data: Data) throws {
-        guard let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ServingError(.failedPrecondition, "config.json must hold a JSON object")
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: data)
+        } catch {
+            throw StorageError(.invalidConfiguration, "config.json is not valid JSON: \(error.localizedDescription)")
         }
-        let known: Set = ["max_batch_size", "dynamic_batching", "version_policy", "instance_count", "inputs", "outputs",
-                          "serving_mode", "static_table", "response_cache"]
+        guard let obj = parsed as? [String: Any] else {
+            throw StorageError(.invalidConfiguration, "config.json must hold a JSON object")
+        }
+        let known = Set(Key.allCases.map(\.rawValue))
         if let unknown = obj.keys.first(where: { !known.contains($0) }) {
-            throw ServingError(.failedPrecondition, "config.json: unknown key '\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
+            throw StorageError(.invalidConfiguration, "config.json: unknown key '\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
         }
-        if let v = obj["max_batch_size"] {
-            guard let n = v as? Int, n >= 0 else { throw ServingError(.failedPrecondition, "config.json: max_batch_size must be an integer >= 0") }
+        if let v = obj[Key.maxBatchSize.rawValue] {
+            guard let n = v as? Int, n >= 0 else { throw StorageError(.invalidConfiguration, "config.json: max_batch_size must be an integer >= 0") }
             maxBatchSize = n
         }
-        if let db = obj["dynamic_batching"] {
-            guard let d = db as? [String: Any] else { throw ServingError(.failedPrecondition, "config.json: dynamic_batching must be an object") }
+        if let db = obj[Key.dynamicBatching.rawValue] {
+            guard let d = db as? [String: Any] else { throw StorageError(.invalidConfiguration, "config.json: dynamic_batching must be an object") }
             if let v = d["max_queue_delay_us"] {
-                guard let n = v as? Int, n >= 0 else { throw ServingError(.failedPrecondition, "config.json: dynamic_batching.max_queue_delay_us must be an integer >= 0") }
+                guard let n = v as? Int, n >= 0 else { throw StorageError(.invalidConfiguration, "config.json: dynamic_batching.max_queue_delay_us must be an integer >= 0") }
                 maxQueueDelayMicroseconds = n
             }
             if let v = d["max_queue_size"] {
-                guard let n = v as? Int, n >= 1 else { throw ServingError(.failedPrecondition, "config.json: dynamic_batching.max_queue_size must be an integer >= 1") }
+                guard let n = v as? Int, n >= 1 else { throw StorageError(.invalidConfiguration, "config.json: dynamic_batching.max_queue_size must be an integer >= 1") }
                 maxQueueSize = n
             }
         }
-        if let v = obj["instance_count"] {
-            guard let n = v as? Int, n >= 1, n <= 64 else { throw ServingError(.failedPrecondition, "config.json: instance_count must be an integer in 1...64") }
+        if let v = obj[Key.instanceCount.rawValue] {
+            guard let n = v as? Int, n >= 1, n <= 64 else { throw StorageError(.invalidConfiguration, "config.json: instance_count must be an integer in 1...64") }
             instanceCount = n
         }
-        if let vp = obj["version_policy"] {
+        if let vp = obj[Key.versionPolicy.rawValue] {
             versionPolicy = try Self.parsePolicy(vp)
         }
-        if let v = obj["serving_mode"] {
+        if let v = obj[Key.servingMode.rawValue] {
             guard let str = v as? String, let mode = ServingMode(rawValue: str) else {
-                throw ServingError(.failedPrecondition, "config.json: serving_mode must be one of \(ServingMode.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw StorageError(.invalidConfiguration, "config.json: serving_mode must be one of \(ServingMode.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             servingMode = mode
         }
-        if let v = obj["static_table"] {
-            guard let d = v as? [String: Any] else { throw ServingError(.failedPrecondition, "config.json: static_table must be an object") }
+        if let v = obj[Key.staticTable.rawValue] {
+            guard let d = v as? [String: Any] else { throw StorageError(.invalidConfiguration, "config.json: static_table must be an object") }
             if let n = d["max_cells"] {
-                guard let n = n as? Int, n >= 1 else { throw ServingError(.failedPrecondition, "config.json: static_table.max_cells must be a positive integer") }
+                guard let n = n as? Int, n >= 1 else { throw StorageError(.invalidConfiguration, "config.json: static_table.max_cells must be a positive integer") }
                 staticMaxCells = n
             }
             if let n = d["max_bytes"] {
-                guard let n = n as? Int, n >= 1 else { throw ServingError(.failedPrecondition, "config.json: static_table.max_bytes must be a positive integer") }
+                guard let n = n as? Int, n >= 1 else { throw StorageError(.invalidConfiguration, "config.json: static_table.max_bytes must be a positive integer") }
                 staticMaxBytes = n
             }
             if let doms = d["domains"] {
                 guard let doms = doms as? [String: Any] else {
-                    throw ServingError(.failedPrecondition, #"config.json: static_table.domains must map input names to lists of columns, e.g. {"color": [["red", "green"]]}"#)
+                    throw StorageError(.invalidConfiguration, #"config.json: static_table.domains must map input names to lists of columns, e.g. {"color": [["red", "green"]]}"#)
                 }
                 for (name, cols) in doms {
                     guard let cols = cols as? [[Any]], !cols.isEmpty else {
-                        throw ServingError(.failedPrecondition, "config.json: static_table.domains.\(name) must be a non-empty list of value lists (one per column)")
+                        throw StorageError(.invalidConfiguration, "config.json: static_table.domains.\(name) must be a non-empty list of value lists (one per column)")
                     }
                     declaredDomains[name] = try cols.map { col in
                         try col.map { x in
                             guard let v = DomainValue(json: x) else {
-                                throw ServingError(.failedPrecondition, "config.json: static_table.domains.\(name): \(x) is not a string, integer or boolean")
+                                throw StorageError(.invalidConfiguration, "config.json: static_table.domains.\(name): \(x) is not a string, integer or boolean")
                             }
                             return v
                         }
@@ -134,18 +161,18 @@ public struct ModelSettings: Sendable, Equatable {
                 }
             }
         }
-        if let v = obj["response_cache"] {
+        if let v = obj[Key.responseCache.rawValue] {
             guard let d = v as? [String: Any], let n = d["max_bytes"] as? Int, n >= 0 else {
-                throw ServingError(.failedPrecondition, #"config.json: response_cache must be {"max_bytes": N}"#)
+                throw StorageError(.invalidConfiguration, #"config.json: response_cache must be {"max_bytes": N}"#)
             }
             cacheBytes = n
         }
-        inputOverrides = try Self.parseOverrides(obj["inputs"], "inputs")
-        outputOverrides = try Self.parseOverrides(obj["outputs"], "outputs")
+        inputOverrides = try Self.parseOverrides(obj[Key.inputs.rawValue], "inputs")
+        outputOverrides = try Self.parseOverrides(obj[Key.outputs.rawValue], "outputs")
     }
 
     static func parsePolicy(_ v: Any) throws -> VersionPolicy {
-        let bad = ServingError(.failedPrecondition, #"config.json: version_policy must be {"latest": {"num_versions": N}}, {"all": {}} or {"specific": {"versions": [..]}}"#)
+        let bad = StorageError(.invalidConfiguration, #"config.json: version_policy must be {"latest": {"num_versions": N}}, {"all": {}} or {"specific": {"versions": [..]}}"#)
         guard let d = v as? [String: Any], d.count == 1, let (key, body) = d.first else { throw bad }
         switch key {
         case "latest":
@@ -160,21 +187,22 @@ public struct ModelSettings: Sendable, Equatable {
         }
     }
 
+
     static func parseOverrides(_ v: Any?, _ key: String) throws -> [TensorOverride] {
         guard let v else { return [] }
-        guard let list = v as? [[String: Any]] else { throw ServingError(.failedPrecondition, "config.json: \(key) must be a list of objects") }
+        guard let list = v as? [[String: Any]] else { throw StorageError(.invalidConfiguration, "config.json: \(key) must be a list of objects") }
         return try list.map { d in
-            guard let name = d["name"] as? String else { throw ServingError(.failedPrecondition, "config.json: every entry of \(key) needs a name") }
+            guard let name = d["name"] as? String else { throw StorageError(.invalidConfiguration, "config.json: every entry of \(key) needs a name") }
             var o = TensorOverride(name: name)
             if let t = d["datatype"] {
                 guard let s = t as? String, let dt = DataType(rawValue: s) else {
-                    throw ServingError(.failedPrecondition, "config.json: \(key) '\(name)': unknown datatype \(t)")
+                    throw StorageError(.invalidConfiguration, "config.json: \(key) '\(name)': unknown datatype \(t)")
                 }
                 o.dataType = dt
             }
             if let s = d["shape"] {
                 guard let dims = s as? [Int], dims.allSatisfy({ $0 >= -1 }) else {
-                    throw ServingError(.failedPrecondition, "config.json: \(key) '\(name)': shape must be a list of integers (-1 for dynamic)")
+                    throw StorageError(.invalidConfiguration, "config.json: \(key) '\(name)': shape must be a list of integers (-1 for dynamic)")
                 }
                 o.shape = dims
             }

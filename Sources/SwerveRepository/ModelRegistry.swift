@@ -13,20 +13,22 @@ import Foundation
 /// which the server skips, and which does not create a model folder for a model that never
 /// published a version).
 public struct ModelRegistry: Sendable {
+    /// The repository whose layout this registry curates.
+    public let repository: ModelRepository
     /// The repository root.
-    public let root: URL
+    public var root: URL { repository.root }
 
     public init(repository: URL) {
-        root = repository.standardizedFileURL
+        self.repository = ModelRepository(root: repository)
     }
 
     /// One version and its lineage record (nil when metadata.json is missing or unreadable).
     public struct VersionEntry: Sendable, Equatable {
         public var version: Int
         public var lineage: Lineage?
-        /// Whether config.json's version policy names this version (nil: no specific policy, so
-        /// the server's default of the latest version applies).
-        public var isInPolicy: Bool?
+        /// Whether the model's version policy (config.json, or the default when there is none)
+        /// serves this version.
+        public var isServed: Bool
     }
 
     /// A rejected candidate's record, kept outside the served tree.
@@ -35,69 +37,34 @@ public struct ModelRegistry: Sendable {
         public var lineage: Lineage
     }
 
-    /// The same rule as the serving side: one path component, not hidden.
-    public static func isValidModelName(_ name: String) -> Bool {
-        !name.isEmpty && !name.contains("/") && name != "." && name != ".." && !name.hasPrefix(".")
-    }
+    /// Model folder names, sorted; empty when the repository folder does not exist yet.
+    public func modelNames() -> [String] { (try? repository.modelNames()) ?? [] }
 
-    func modelDir(_ model: String) -> String { root.appendingPathComponent(model).path }
-    func versionDir(_ model: String, _ version: Int) -> String { modelDir(model) + "/" + String(version) }
-    func configPath(_ model: String) -> String { modelDir(model) + "/config.json" }
-
-    /// Model folder names, sorted (hidden folders skipped, as the server does).
-    public func modelNames() -> [String] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-        return entries.filter { Self.isValidModelName($0) && DurableFiles.isDirectory(root.path + "/" + $0) }.sorted()
-    }
-
-    /// Complete versions of `model` (positive-integer folders holding model.onnx), ascending:
-    /// exactly the versions the server can see.
-    public func versions(of model: String) -> [Int] {
-        ModelPublisher.allVersionFolders(in: modelDir(model)).filter {
-            FileManager.default.fileExists(atPath: versionDir(model, $0) + "/" + ModelPublisher.modelFileName)
-        }.sorted()
-    }
+    /// Complete versions of `model`, ascending: exactly the versions the server can see.
+    public func versions(of model: String) -> [Int] { repository.versions(of: model) }
 
     /// The lineage record of a version.
     public func lineage(of model: String, version: Int) throws -> Lineage {
-        let path = versionDir(model, version) + "/" + ModelPublisher.metadataFileName
-        guard let data = DurableFiles.read(path) else { throw StorageError(.notFound, "\(path) does not exist") }
-        do {
-            return try Lineage.decode(data)
-        } catch {
-            throw StorageError(.corrupt, "\(path) is not a lineage record", cause: error)
-        }
+        try repository.lineage(of: model, version: version)
     }
 
-    /// Every complete version with its lineage and whether the policy names it.
+    /// Every complete version with its lineage and whether the version policy serves it.
     public func entries(of model: String) -> [VersionEntry] {
-        let policy = try? specificVersions(of: model)
+        let served = Set((try? repository.servedVersions(of: model)) ?? [])
         return versions(of: model).map { v in
-            VersionEntry(version: v, lineage: try? lineage(of: model, version: v), isInPolicy: policy.map { $0.contains(v) })
+            VersionEntry(version: v, lineage: try? lineage(of: model, version: v), isServed: served.contains(v))
         }
     }
 
     /// The reference statistics stored beside a version, if any.
     public func referenceStatistics(of model: String, version: Int) -> ReferenceStatistics? {
-        DurableFiles.read(versionDir(model, version) + "/" + ModelPublisher.referenceStatisticsFileName)
-            .flatMap { try? ReferenceStatistics.decode($0) }
+        repository.referenceStatistics(of: model, version: version)
     }
 
-    /// The versions config.json's `{"specific": {"versions": [...]}}` policy names, or nil when
-    /// config.json is absent or has another policy.
-    public func specificVersions(of model: String) throws -> [Int]? {
-        guard let config = try readConfig(model),
-              let policy = config["version_policy"] as? [String: Any],
-              let specific = policy["specific"] as? [String: Any],
-              let versions = specific["versions"] as? [Any] else { return nil }
-        return versions.compactMap { ($0 as? NSNumber)?.intValue }
-    }
-
-    /// The version serving now: the one the specific policy names, else (no such policy) the
-    /// latest version, which is the server's default policy.
+    /// The version serving now: the highest version the model's version policy serves (the same
+    /// rule, and the same default policy, as the server's).
     public func servingVersion(of model: String) throws -> Int? {
-        if let specific = try specificVersions(of: model) { return specific.max() }
-        return versions(of: model).last
+        try repository.servedVersions(of: model).first
     }
 
     /// The lineage metrics of the version serving now, for the no-regression gate.
@@ -125,18 +92,15 @@ public struct ModelRegistry: Sendable {
     }
 
     private func switchServing(model: String, to version: Int, previousBecome: Lineage.Status, reason: String) throws {
-        guard Self.isValidModelName(model) else { throw StorageError(.invalidArgument, "invalid model name '\(model)'") }
+        guard ModelRepository.isValidModelName(model) else { throw StorageError(.invalidArgument, "invalid model name '\(model)'") }
         try withModelLock(model) {
             guard versions(of: model).contains(version) else {
                 throw StorageError(.notFound, "\(model) has no complete version \(version)")
             }
-            let previous = Set((try specificVersions(of: model)) ?? versions(of: model).suffix(1))
+            let previous = Set(try repository.servedVersions(of: model))
                 .union(entries(of: model).filter { $0.lineage?.status == .serving }.map(\.version))
                 .subtracting([version])
-            var config = try readConfig(model) ?? [:]
-            config["version_policy"] = ["specific": ["versions": [version]]]
-            let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
-            try DurableFiles.replace(data, at: configPath(model))
+            try repository.setVersionPolicy(.specific([version]), of: model)
             try updateStatus(model, version, to: .serving, reason: reason)
             for v in previous.sorted() where versions(of: model).contains(v) {
                 try updateStatus(model, v, to: previousBecome, reason: reason)
@@ -148,12 +112,12 @@ public struct ModelRegistry: Sendable {
     /// The lineage is stored with status `rejected` and `reasons` appended to its rejection reasons.
     @discardableResult
     public func recordRejected(model: String, lineage: Lineage, reasons: [String]) throws -> URL {
-        guard Self.isValidModelName(model) else { throw StorageError(.invalidArgument, "invalid model name '\(model)'") }
+        guard ModelRepository.isValidModelName(model) else { throw StorageError(.invalidArgument, "invalid model name '\(model)'") }
         var record = lineage
         record.model = model
         record.rejectionReasons += reasons
         record.transition(to: .rejected, reason: reasons.joined(separator: "; "))
-        let dir = root.appendingPathComponent(".rejected").appendingPathComponent(model).path
+        let dir = repository.rejectedDirectory(model).path
         try DurableFiles.makeDirectory(dir)
         let file = dir + "/" + RecordJSON.fileTimestamp() + "-" + RecordJSON.shortID() + ".json"
         try DurableFiles.replace(record.jsonData(), at: file)
@@ -162,7 +126,7 @@ public struct ModelRegistry: Sendable {
 
     /// Rejected candidates of `model`, oldest first.
     public func rejected(model: String) -> [RejectedRecord] {
-        let dir = root.appendingPathComponent(".rejected").appendingPathComponent(model)
+        let dir = repository.rejectedDirectory(model)
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? [])
             .filter { $0.hasSuffix(".json") && !$0.hasPrefix(".") }.sorted()
         return names.compactMap { name in
@@ -175,12 +139,14 @@ public struct ModelRegistry: Sendable {
     // MARK: Internals
 
     private func withModelLock<T>(_ model: String, _ body: () throws -> T) throws -> T {
-        guard DurableFiles.isDirectory(modelDir(model)) else { throw StorageError(.notFound, "no model folder \(modelDir(model))") }
-        return try FileLock.withLock(modelDir(model) + "/" + ModelPublisher.lockFileName, body)
+        guard repository.modelExists(model) else {
+            throw StorageError(.notFound, "no model folder \(repository.modelDirectory(model).path)")
+        }
+        return try FileLock.withLock(repository.lockFile(model).path, body)
     }
 
     private func updateStatus(_ model: String, _ version: Int, to status: Lineage.Status, reason: String?) throws {
-        let path = versionDir(model, version) + "/" + ModelPublisher.metadataFileName
+        let path = repository.metadataFile(model, version: version).path
         var record = (try? lineage(of: model, version: version))
             ?? Lineage(source: "unknown", origin: Lineage.Origin(user: "unknown", host: "unknown"))
         record.model = model
@@ -188,13 +154,5 @@ public struct ModelRegistry: Sendable {
         guard record.status != status else { return }
         record.transition(to: status, reason: reason)
         try DurableFiles.replace(record.jsonData(), at: path)
-    }
-
-    private func readConfig(_ model: String) throws -> [String: Any]? {
-        guard let data = DurableFiles.read(configPath(model)) else { return nil }
-        guard let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw StorageError(.corrupt, "\(configPath(model)) is not a JSON object")
-        }
-        return obj
     }
 }

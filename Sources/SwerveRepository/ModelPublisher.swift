@@ -38,13 +38,6 @@ public enum ModelPublisher {
         }
     }
 
-    /// File names inside a version folder.
-    public static let modelFileName = "model.onnx"
-    public static let metadataFileName = "metadata.json"
-    public static let referenceStatisticsFileName = "reference_stats.json"
-    static let lockFileName = ".publish.lock"
-    static let temporaryPrefix = ".tmp-"
-
     /// Publishes `onnx` as the next version of `name` and returns its number (the highest
     /// existing version folder + 1). The lineage is stored with `model`, `version`,
     /// `model_fingerprint` and `timestamps.published` filled in; its status is kept as given (normally `candidate`).
@@ -54,7 +47,8 @@ public enum ModelPublisher {
         onnx: [UInt8], repository: URL, name: String, lineage: Lineage, referenceStatistics: Data? = nil,
         options: Options = Options()
     ) throws -> Int {
-        guard ModelRegistry.isValidModelName(name) else {
+        let layout = ModelRepository(root: repository)
+        guard ModelRepository.isValidModelName(name) else {
             throw StorageError(.invalidArgument, "invalid model name '\(name)': one path component, not starting with '.'")
         }
         if options.validateModel {
@@ -64,30 +58,30 @@ public enum ModelPublisher {
                 throw StorageError(.invalidModel, "refusing to publish \(name): the ONNX model does not load", cause: error)
             }
         }
-        let modelDir = repository.appendingPathComponent(name, isDirectory: true).path
+        let modelDir = layout.modelDirectory(name).path
         try DurableFiles.makeDirectory(modelDir)
 
         let fingerprint = ContentFingerprint.sha256(onnx)
         // Stage the large files outside the lock.
-        let staged = modelDir + "/" + temporaryPrefix + UUID().uuidString
+        let staged = modelDir + "/" + ModelRepository.temporaryPrefix + UUID().uuidString
         guard mkdir(staged, 0o755) == 0 else { throw DurableFiles.ioError("cannot create", staged) }
         var renamed = false
         defer { if !renamed { try? FileManager.default.removeItem(atPath: staged) } }
-        try DurableFiles.write(onnx, to: staged + "/" + modelFileName)
+        try DurableFiles.write(onnx, to: staged + "/" + ModelRepository.modelFileName)
         if let referenceStatistics {
-            try DurableFiles.write(referenceStatistics, to: staged + "/" + referenceStatisticsFileName)
+            try DurableFiles.write(referenceStatistics, to: staged + "/" + ModelRepository.referenceStatisticsFileName)
         }
 
-        return try FileLock.withLock(modelDir + "/" + lockFileName) {
+        return try FileLock.withLock(layout.lockFile(name).path) {
             removeStaleTemporaries(in: modelDir, olderThan: options.staleTemporaryAge, keeping: staged)
-            var version = (allVersionFolders(in: modelDir).max() ?? 0) + 1
+            var version = (layout.versionFolders(of: name).max() ?? 0) + 1
             var record = lineage
             record.model = name
             record.modelFingerprint = fingerprint
             record.timestamps.published = Date()
             while true {
                 record.version = version
-                try DurableFiles.write(record.jsonData(), to: staged + "/" + metadataFileName)
+                try DurableFiles.write(record.jsonData(), to: staged + "/" + ModelRepository.metadataFileName)
                 try DurableFiles.fsyncDirectory(staged)
                 try options.beforeRename?(URL(fileURLWithPath: staged, isDirectory: true))
                 let target = modelDir + "/" + String(version)
@@ -101,17 +95,8 @@ public enum ModelPublisher {
                     throw DurableFiles.ioError("cannot rename \(staged) to", target, e)
                 }
                 // Someone who does not take the lock got there first; take the next number.
-                version = max(version, allVersionFolders(in: modelDir).max() ?? 0) + 1
+                version = max(version, layout.versionFolders(of: name).max() ?? 0) + 1
             }
-        }
-    }
-
-    /// Every positive-integer folder name, complete or not, so a number is never reused.
-    static func allVersionFolders(in modelDir: String) -> [Int] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: modelDir)) ?? []
-        return entries.compactMap { name in
-            guard let v = Int(name), v > 0, String(v) == name else { return nil }
-            return v
         }
     }
 
@@ -120,7 +105,7 @@ public enum ModelPublisher {
     static func removeStaleTemporaries(in modelDir: String, olderThan age: TimeInterval, keeping: String) {
         let fm = FileManager.default
         let now = Date()
-        for entry in (try? fm.contentsOfDirectory(atPath: modelDir)) ?? [] where entry.hasPrefix(temporaryPrefix) {
+        for entry in (try? fm.contentsOfDirectory(atPath: modelDir)) ?? [] where entry.hasPrefix(ModelRepository.temporaryPrefix) {
             let path = modelDir + "/" + entry
             guard path != keeping,
                   let modified = (try? fm.attributesOfItem(atPath: path))?[.modificationDate] as? Date,

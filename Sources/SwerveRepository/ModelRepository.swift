@@ -1,0 +1,169 @@
+import Foundation
+
+/// The on-disk model repository, in the layout Triton and TF Serving users know. This type is the
+/// one definition of that layout; the server reads it, the trainer and `swerve publish` write it
+/// (through `ModelPublisher` and `ModelRegistry`, which use the names and paths defined here).
+///
+/// ```
+/// <repo>/<model>/config.json                    ModelSettings (optional; defaults when absent)
+/// <repo>/<model>/<version>/model.onnx           the model
+/// <repo>/<model>/<version>/metadata.json        its lineage record (Lineage)
+/// <repo>/<model>/<version>/reference_stats.json its training data's distribution (optional)
+/// <repo>/<model>/.publish.lock                  the model's lock (publishes, status changes)
+/// <repo>/<model>/.tmp-<uuid>/                   a version being published
+/// <repo>/.rejected/<model>/<time>-<id>.json     rejected candidates' lineage
+/// ```
+///
+/// Version folders are positive integers written without leading zeros; anything else, such as a
+/// half-written `.tmp-*` folder, is ignored, so a publisher that writes to a temporary folder and
+/// renames it is never seen half done. A version is complete once its folder holds `model.onnx`.
+/// Names starting with "." are never models.
+public struct ModelRepository: Sendable {
+    /// The repository's root folder.
+    public let root: URL
+
+    /// A repository rooted at `path` (which need not exist yet).
+    public init(path: String) {
+        self.init(root: URL(fileURLWithPath: path, isDirectory: true))
+    }
+
+    /// A repository rooted at `root` (which need not exist yet).
+    public init(root: URL) {
+        self.root = root.standardizedFileURL
+    }
+
+    // MARK: Names
+
+    /// A model's settings file, in the model's folder.
+    public static let configFileName = "config.json"
+    /// The model file inside a version folder.
+    public static let modelFileName = "model.onnx"
+    /// The lineage record inside a version folder.
+    public static let metadataFileName = "metadata.json"
+    /// The reference statistics inside a version folder.
+    public static let referenceStatisticsFileName = "reference_stats.json"
+    /// The lock file in a model's folder that publishers and registry changes take.
+    static let lockFileName = ".publish.lock"
+    /// The prefix of a version folder being staged by a publisher.
+    static let temporaryPrefix = ".tmp-"
+    /// The hidden folder at the root where rejected candidates' records go.
+    static let rejectedFolderName = ".rejected"
+
+    /// A model name must be a single path component: no separators, not hidden, not "." or "..".
+    public static func isValidModelName(_ name: String) -> Bool {
+        !name.isEmpty && !name.contains("/") && name != "." && name != ".." && !name.hasPrefix(".")
+    }
+
+    /// The version number a folder name stands for: a positive integer written without leading
+    /// zeros or sign ("7", not "07" or "+7"); nil for anything else.
+    public static func versionNumber(folderName name: String) -> Int? {
+        guard let v = Int(name), v > 0, String(v) == name else { return nil }
+        return v
+    }
+
+    // MARK: Paths
+
+    /// `<repo>/<model>`.
+    public func modelDirectory(_ model: String) -> URL { root.appendingPathComponent(model, isDirectory: true) }
+    /// `<repo>/<model>/<version>`.
+    public func versionDirectory(_ model: String, version: Int) -> URL {
+        modelDirectory(model).appendingPathComponent(String(version), isDirectory: true)
+    }
+    /// `<repo>/<model>/config.json`.
+    public func configFile(_ model: String) -> URL { modelDirectory(model).appendingPathComponent(Self.configFileName) }
+    /// `<repo>/<model>/<version>/model.onnx`.
+    public func modelFile(_ model: String, version: Int) -> URL {
+        versionDirectory(model, version: version).appendingPathComponent(Self.modelFileName)
+    }
+    /// `<repo>/<model>/<version>/metadata.json`.
+    public func metadataFile(_ model: String, version: Int) -> URL {
+        versionDirectory(model, version: version).appendingPathComponent(Self.metadataFileName)
+    }
+    /// `<repo>/<model>/<version>/reference_stats.json`.
+    public func referenceStatisticsFile(_ model: String, version: Int) -> URL {
+        versionDirectory(model, version: version).appendingPathComponent(Self.referenceStatisticsFileName)
+    }
+    /// `<repo>/<model>/.publish.lock`.
+    func lockFile(_ model: String) -> URL { modelDirectory(model).appendingPathComponent(Self.lockFileName) }
+    /// `<repo>/.rejected/<model>`.
+    func rejectedDirectory(_ model: String) -> URL {
+        root.appendingPathComponent(Self.rejectedFolderName, isDirectory: true).appendingPathComponent(model, isDirectory: true)
+    }
+
+    // MARK: Reading
+
+    /// Model folder names, sorted. Hidden entries and files are skipped. Throws when the root is
+    /// missing or not a folder.
+    public func modelNames() throws -> [String] {
+        guard DurableFiles.isDirectory(root.path) else {
+            throw StorageError(.failedPrecondition, "model repository \(root.path) does not exist or is not a directory")
+        }
+        return try FileManager.default.contentsOfDirectory(atPath: root.path)
+            .filter { Self.isValidModelName($0) && DurableFiles.isDirectory(root.path + "/" + $0) }
+            .sorted()
+    }
+
+    /// Whether `name` is a valid model name with a folder in the repository.
+    public func modelExists(_ name: String) -> Bool {
+        Self.isValidModelName(name) && DurableFiles.isDirectory(modelDirectory(name).path)
+    }
+
+    /// Complete versions of a model, ascending: version folders holding a model.onnx.
+    public func versions(of model: String) -> [Int] {
+        versionFolders(of: model).filter {
+            FileManager.default.fileExists(atPath: modelFile(model, version: $0).path)
+        }.sorted()
+    }
+
+    /// Every version folder, complete or not, so that a publisher never reuses a number.
+    func versionFolders(of model: String) -> [Int] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: modelDirectory(model).path)) ?? []
+        return entries.compactMap(Self.versionNumber(folderName:))
+    }
+
+    /// The model's settings from config.json, or the defaults when there is none. Throws
+    /// `invalidConfiguration` for a config.json that does not parse or breaks a rule.
+    public func settings(of model: String) throws -> ModelSettings {
+        guard let data = DurableFiles.read(configFile(model).path) else { return ModelSettings() }
+        return try ModelSettings(json: data)
+    }
+
+    /// The versions of `model` its version policy serves, highest first.
+    public func servedVersions(of model: String) throws -> [Int] {
+        try settings(of: model).versionPolicy.select(from: versions(of: model))
+    }
+
+    /// A version's lineage record. Throws `notFound` without a metadata.json and `corrupt` when it
+    /// does not decode.
+    public func lineage(of model: String, version: Int) throws -> Lineage {
+        let path = metadataFile(model, version: version).path
+        guard let data = DurableFiles.read(path) else { throw StorageError(.notFound, "\(path) does not exist") }
+        do {
+            return try Lineage.decode(data)
+        } catch {
+            throw StorageError(.corrupt, "\(path) is not a lineage record", cause: error)
+        }
+    }
+
+    /// The reference statistics stored beside a version, if any (nil when absent or unreadable).
+    public func referenceStatistics(of model: String, version: Int) -> ReferenceStatistics? {
+        DurableFiles.read(referenceStatisticsFile(model, version: version).path).flatMap { try? ReferenceStatistics.decode($0) }
+    }
+
+    // MARK: Writing
+
+    /// Replaces config.json's `version_policy` with `policy` (creating config.json if needed),
+    /// atomically and keeping every other key as written. Refuses to rewrite a config.json that
+    /// does not parse, so a broken file is never half-repaired behind its author's back.
+    func setVersionPolicy(_ policy: VersionPolicy, of model: String) throws {
+        let file = configFile(model).path
+        var object: [String: Any] = [:]
+        if let data = DurableFiles.read(file) {
+            _ = try ModelSettings(json: data)
+            object = (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+        }
+        object[ModelSettings.Key.versionPolicy.rawValue] = policy.jsonObject
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        try DurableFiles.replace(data, at: file)
+    }
+}

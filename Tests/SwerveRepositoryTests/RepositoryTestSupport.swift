@@ -1,0 +1,40 @@
+import Foundation
+import SwerveInference
+import SwerveProto
+import Testing
+@testable import SwerveRepository
+
+// MARK: Helpers shared by the repository tests
+
+/// A fresh directory under the system temporary directory.
+func registryTestDirectory(_ label: String = "registry") throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("swerve-\(label)-\(UUID().uuidString)", isDirectory: true)
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+/// A tiny valid model: Y = X + bias, X float [N, 2].
+func registryTestModel(bias: Float = 1) -> [UInt8] {
+    ONNXModel(
+        irVersion: 8, opsetImports: [ONNXOperatorSetID(domain: "", version: 17)], producerName: "swerve-tests",
+        graph: ONNXGraph(
+            name: "add", nodes: [ONNXNode(opType: "Add", inputs: ["X", "B"], outputs: ["Y"])],
+            initializers: [.floats("B", dims: [2], [bias, bias])],
+            inputs: [.tensor("X", elemType: ONNXTensor.DataTypeCode.float, shape: [nil, 2])],
+            outputs: [.tensor("Y", elemType: ONNXTensor.DataTypeCode.float, shape: [nil, 2])])
+    ).encode()
+}
+
+/// The versions the server sees.
+func servedVersions(_ repo: URL, _ model: String) -> [Int] { ModelRepository(root: repo).versions(of: model) }
+
+func sampleLineage(_ metrics: [String: Double] = ["accuracy": 0.9]) -> Lineage {
+    Lineage(
+        dataFingerprint: "sha256:abc", rowCounts: .init(train: 800, validation: 100, holdout: 100),
+        schema: .object(["columns": .array([.string("x")])]), hyperparameters: ["learning_rate": .number(0.1)],
+        seed: 42, metrics: metrics, sliceMetrics: ["country=FR": ["accuracy": 0.85]],
+        origin: .init(user: "tester", host: "localhost", jobID: "job-1"),
+        timestamps: .init(started: Date(timeIntervalSince1970: 1_700_000_000), finished: Date(timeIntervalSince1970: 1_700_000_100)),
+        extra: ["note": "hello"])
+}
+
