@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "SwerveStatus"),
 
         // Swift types over the protobuf-c structs; the only importer of CSwerveProto.
-        .target(name: "SwerveProto", dependencies: ["CSwerveProto"], swiftSettings: hotPath),
+        .target(name: "SwerveProto", dependencies: ["CSwerveProto", "SwerveStatus"], swiftSettings: hotPath),
 
         // HTTP/2 + gRPC framing over nghttp2: bytes in, bytes out, server and client.
         .target(
@@ -56,7 +56,7 @@ let package = Package(
             swiftSettings: hotPath),
 
         // Tensors, kernels, ONNX graph compile/run. Knows no NIO and no wire format.
-        .target(name: "SwerveInference", dependencies: ["SwerveProto", "COpenBLAS", "CSwerveKernels"], swiftSettings: hotPath),
+        .target(name: "SwerveInference", dependencies: ["SwerveProto", "SwerveStatus", "COpenBLAS", "CSwerveKernels"], swiftSettings: hotPath),
 
         // The on-disk model repository, the one definition of its format: layout and names,
         // version folders, config.json (ModelSettings), metadata.json (Lineage),
@@ -83,11 +83,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
-        // RPC services, error → status mapping, health, metrics endpoint, lifecycle.
+        // What every Swerve service shares on top of the transport: unary calls decoded, run and
+        // answered with the error's own status; termination signals.
+        .target(
+            name: "SwerveRPC",
+            dependencies: ["SwerveTransport", "SwerveProto", "SwerveStatus"]),
+
+        // The inference server: KServe v2 (OIP) and health services, ServingInsights, the
+        // metrics endpoint, lifecycle. Knows nothing of training.
         .target(
             name: "SwerveServer",
             dependencies: [
-                "SwerveServing", "SwerveRepository", "SwerveTransport", "SwerveStatus", "SwerveProto", "SwerveTraining",
+                "SwerveServing", "SwerveRepository", "SwerveRPC", "SwerveTransport", "SwerveStatus", "SwerveProto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -96,6 +103,15 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: hotPath),
+
+        // The training service (`swerve trainer`, swerve.v1.Trainer): jobs, example logs, the
+        // registry's steering, watch streams.
+        .target(
+            name: "SwerveTrainingServer",
+            dependencies: [
+                "SwerveTraining", "SwerveRepository", "SwerveRPC", "SwerveTransport", "SwerveStatus", "SwerveProto",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
 
         // Client library for Swerve (and any KServe v2 gRPC server).
         .target(
@@ -109,7 +125,7 @@ let package = Package(
         .executableTarget(
             name: "swerve",
             dependencies: [
-                "SwerveServer", "SwerveClient", "SwerveServing", "SwerveInference", "SwerveTraining", "SwerveRepository",
+                "SwerveServer", "SwerveTrainingServer", "SwerveClient", "SwerveServing", "SwerveInference", "SwerveTraining", "SwerveRepository",
                 "SwerveStatus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

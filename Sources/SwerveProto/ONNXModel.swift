@@ -1,3 +1,4 @@
+import SwerveStatus
 // Swift value types for the subset of ONNX's ModelProto that Swerve reads and writes.
 // No protobuf-c type appears here; the C conversion lives in ONNXCoding.swift.
 
@@ -246,4 +247,10 @@ public struct ONNXValueInfo: Sendable, Equatable {
     public static func tensor(_ name: String, elemType: Int32, shape: [Int64?]) -> ONNXValueInfo {
         ONNXValueInfo(name: name, elemType: elemType, shape: shape.map { $0.map(ONNXDim.value) ?? .param("N") })
     }
+}
+
+extension ONNXDecodingError: RPCErrorConvertible {
+    /// Model bytes handed to a call (a publish) that are not a model.
+    public var rpcErrorCode: GRPCStatusCode { .invalidArgument }
+    public var rpcErrorMessage: String { description }
 }

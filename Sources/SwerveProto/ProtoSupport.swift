@@ -1,4 +1,5 @@
 internal import CSwerveProto
+import SwerveStatus
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -265,4 +266,10 @@ struct StringFields: Sendable {
             throw ProtoDecodingError("\(name) has a string field containing a NUL byte")
         }
     }
+}
+
+extension ProtoDecodingError: RPCErrorConvertible {
+    /// A request that does not decode is the caller's to fix.
+    public var rpcErrorCode: GRPCStatusCode { .invalidArgument }
+    public var rpcErrorMessage: String { message }
 }

@@ -3,12 +3,13 @@ import Foundation
 import Logging
 import Metrics
 import NIOCore
-import Synchronization
 import SwerveInference
 import SwerveProto
+import SwerveRPC
 import SwerveServing
-import SwerveTransport
 import SwerveStatus
+import SwerveTransport
+import Synchronization
 
 /// Serves `inference.GRPCInferenceService` and `grpc.health.v1.Health` over the transport.
 /// Cheap RPCs are answered on the event loop; ModelInfer is decoded and validated on the event loop,
@@ -90,12 +91,12 @@ public final class InferenceService: GRPCCallHandler {
     // MARK: - Plumbing
 
     private func unary<Req: ProtoMessage, Resp: ProtoMessage>(_ call: GRPCServerCall, _ body: (Req) throws -> Resp) {
-        serveUnary(call, status: StatusMapping.status(for:), body)
+        serveUnary(call, body)
     }
 
     /// Like `unary`, but the body may block (it loads models), so it runs off the event loop.
     private func blocking<Req: ProtoMessage, Resp: ProtoMessage>(_ call: GRPCServerCall, _ body: @escaping @Sendable (Req) throws -> Resp) {
-        serveBlocking(call, on: controlQueue, status: { StatusMapping.status(for: $0) }, body)
+        serveBlocking(call, on: controlQueue, body)
     }
 
     // MARK: - ModelInfer
@@ -151,7 +152,7 @@ public final class InferenceService: GRPCCallHandler {
                 throw ServingError(.deadlineExceeded, "deadline exceeded before the request was queued")
             }
         } catch {
-            finish(call, StatusMapping.status(for: error), start: start, served: resolved)
+            finish(call, GRPCStatus(converting: error), start: start, served: resolved)
             return
         }
         let responder = InferResponder(service: self, call: call, request: request, start: start)
@@ -208,7 +209,7 @@ public final class InferenceService: GRPCCallHandler {
             case .success(let outputs):
                 respond(serialize(outputs, modelName: model.name, modelVersion: model.versionLabel, id: id))
             case .failure(let e):
-                service.finish(call, StatusMapping.status(for: e), start: start, served: model)
+                service.finish(call, GRPCStatus(converting: e), start: start, served: model)
             }
         }
 
@@ -378,7 +379,7 @@ public final class InferenceService: GRPCCallHandler {
     private func healthWatch(_ call: GRPCServerCall) {
         let service: String
         do { service = try HealthCheckRequest(serializedBytes: call.message).service } catch {
-            call.finish(StatusMapping.status(for: error)); return
+            call.finish(GRPCStatus(converting: error)); return
         }
         let current: @Sendable () -> HealthCheckResponse.ServingStatus = { (try? self.healthStatus(service)) ?? .serviceUnknown }
         let last = Mutex(current())

@@ -1,10 +1,11 @@
-import SwerveRepository
 import Dispatch
 import Foundation
 import Logging
 import NIOCore
 import NIOPosix
 import Prometheus
+import SwerveRPC
+import SwerveRepository
 import SwerveServing
 import SwerveTransport
 
@@ -32,17 +33,7 @@ public enum SwerveServerRunner {
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully and returns.
     public static func run(options: ServerOptions, registry: PrometheusCollectorRegistry, logger: Logger) async throws {
         // Take the signals over before anything starts, so an early SIGTERM is not fatal.
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        let (signals, signalContinuation) = AsyncStream.makeStream(of: Int32.self)
-        var sources: [any DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { signalContinuation.yield(sig) }
-            s.resume()
-            sources.append(s)
-        }
-        defer { sources.forEach { $0.cancel() } }
+        let signals = TerminationSignals()
 
         let repository = ModelRepository(path: options.repository)
         _ = try repository.modelNames()   // fail fast on a missing repository
@@ -82,9 +73,8 @@ public enum SwerveServerRunner {
         let poller = options.pollInterval.map { RepositoryPoller(manager: manager, interval: $0, logger: logger) }
         poller?.start()
 
-        var iterator = signals.makeAsyncIterator()
-        let sig = await iterator.next()
-        logger.info("shutting down", metadata: ["signal": "\(sig ?? 0)"])
+        let sig = await signals.next()
+        logger.info("shutting down", metadata: ["signal": "\(sig)"])
         poller?.stop()
         service.beginShutdown()
         await grpc.shutdownGracefully(timeout: options.shutdownTimeout)
@@ -92,42 +82,5 @@ public enum SwerveServerRunner {
         await metrics.close()
         try? await metricsGroup.shutdownGracefully()
         logger.info("stopped")
-    }
-}
-
-/// Rescans the repository on a timer and loads new complete versions (and new models) by their policy.
-final class RepositoryPoller: @unchecked Sendable {
-    // `timer` is created once in init and only used through its own thread-safe API.
-    private let timer: any DispatchSourceTimer
-    private let manager: ModelManager
-    private let logger: Logger
-    private let known = NSLock()
-    private var seen: [String: [Int]] = [:]
-
-    init(manager: ModelManager, interval: Double, logger: Logger) {
-        self.manager = manager
-        self.logger = logger
-        timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "swerve.repository-poll"))
-        timer.schedule(deadline: .now() + interval, repeating: interval)
-        for name in (try? manager.repository.modelNames()) ?? [] { seen[name] = manager.repository.versions(of: name) }
-        timer.setEventHandler { [weak self] in self?.scan() }
-    }
-
-    func start() { timer.resume() }
-    func stop() { timer.cancel() }
-
-    private func scan() {
-        for name in (try? manager.repository.modelNames()) ?? [] {
-            let versions = manager.repository.versions(of: name)
-            known.lock()
-            let changed = seen[name] != versions
-            seen[name] = versions
-            known.unlock()
-            guard changed else { continue }
-            logger.info("repository changed; reloading", metadata: ["model": "\(name)", "versions": "\(versions)"])
-            do { try manager.load(model: name) } catch {
-                logger.error("reload failed", metadata: ["model": "\(name)", "reason": "\(error)"])
-            }
-        }
     }
 }

@@ -1,8 +1,8 @@
-import SwerveRepository
 import Dispatch
 import Foundation
 import Metrics
 import SwerveInference
+import SwerveRepository
 
 /// One queued inference request: the inputs in the model's input order, all with `rows` rows.
 final class InferJob: @unchecked Sendable {

@@ -1,7 +1,7 @@
-import SwerveRepository
 import Foundation
 import Logging
 import Metrics
+import SwerveRepository
 import Synchronization
 
 /// One row of the repository index: a model version (or a model, when `version` is empty) and its state.

@@ -1,7 +1,7 @@
-import SwerveRepository
 import Foundation
 import Logging
 import SwerveInference
+import SwerveRepository
 
 /// One loaded, compiled and warmed-up model version, with its batcher and statistics.
 public final class ServedModel: Sendable {

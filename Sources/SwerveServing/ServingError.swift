@@ -1,4 +1,6 @@
-/// Errors of the serving layer. The server maps each `code` to a gRPC status in one place.
+import SwerveStatus
+
+/// Errors of the serving layer. Each `code` states its gRPC status (`RPCErrorConvertible`, below).
 public struct ServingError: Error, Sendable, CustomStringConvertible, Equatable {
     public enum Code: Sendable, Hashable {
         /// No such model or version (NOT_FOUND).
@@ -26,4 +28,20 @@ public struct ServingError: Error, Sendable, CustomStringConvertible, Equatable 
     }
 
     public var description: String { message }
+}
+
+extension ServingError: RPCErrorConvertible {
+    public var rpcErrorCode: GRPCStatusCode {
+        switch code {
+        case .notFound: .notFound
+        case .unavailable: .unavailable
+        case .invalidArgument: .invalidArgument
+        case .deadlineExceeded: .deadlineExceeded
+        case .cancelled: .cancelled
+        case .internal: .internal
+        case .failedPrecondition: .failedPrecondition
+        }
+    }
+
+    public var rpcErrorMessage: String { message }
 }

@@ -1,9 +1,9 @@
-import SwerveRepository
 import Atomics
 import Logging
 import Metrics
-import Synchronization
 import SwerveInference
+import SwerveRepository
+import Synchronization
 
 /// What statistics and metrics show about a version's serving paths.
 public struct PathStatistics: Sendable, Equatable {

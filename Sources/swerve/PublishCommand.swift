@@ -1,7 +1,7 @@
-import SwerveRepository
 import ArgumentParser
 import Dispatch
 import Foundation
+import SwerveRepository
 import SwerveTraining
 
 /// `swerve publish model.onnx --repository DIR --name M`: puts a model trained elsewhere

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Logging
-import SwerveServer
+import SwerveTrainingServer
 
 /// `swerve trainer`: the training service (gRPC swerve.v1.Trainer).
 struct TrainerCommand: AsyncParsableCommand {

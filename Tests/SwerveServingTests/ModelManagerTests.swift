@@ -1,9 +1,9 @@
 import Foundation
-import SwerveRepository
 import Logging
+import SwerveInference
+import SwerveRepository
 import Synchronization
 import Testing
-import SwerveInference
 @testable import SwerveServing
 
 /// The model manager and batcher over a real repository built from the bundled example model.

@@ -1,9 +1,9 @@
 import Foundation
-import SwerveRepository
 import Logging
+import SwerveInference
+import SwerveRepository
 import Synchronization
 import Testing
-import SwerveInference
 @testable import SwerveServing
 
 /// The static table, the response cache, in-flight coalescing and the batcher must return

@@ -1,7 +1,7 @@
 import Foundation
-import SwerveRepository
 import SwerveInference
 import SwerveProto
+import SwerveRepository
 import Testing
 @testable import SwerveTraining
 

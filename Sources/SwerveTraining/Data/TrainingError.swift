@@ -1,3 +1,5 @@
+import SwerveStatus
+
 /// An error from the training layer (reading data, fitting, exporting, evaluating).
 ///
 /// Data errors name the place a person must look: `line` is the 1-based physical line of the
@@ -41,4 +43,18 @@ public struct TrainingError: Error, Sendable, CustomStringConvertible, Equatable
         if let column { place.append("column '\(column)'") }
         return place.isEmpty ? message : "\(place.joined(separator: ", ")): \(message)"
     }
+}
+
+extension TrainingError: RPCErrorConvertible {
+    /// Data, schemas and configurations come from the caller; a file that cannot be read or
+    /// written is the service's own failure.
+    public var rpcErrorCode: GRPCStatusCode {
+        switch code {
+        case .io: .internal
+        case .cancelled: .cancelled
+        default: .invalidArgument
+        }
+    }
+
+    public var rpcErrorMessage: String { description }
 }

@@ -1,5 +1,5 @@
-import SwerveRepository
 import Foundation
+import SwerveRepository
 
 /// Pull ingest: a scheduled scan of a directory for new data files (CSV by default).
 ///

@@ -1,5 +1,5 @@
-import SwerveRepository
 import Foundation
+import SwerveRepository
 
 #if canImport(Glibc)
 import Glibc

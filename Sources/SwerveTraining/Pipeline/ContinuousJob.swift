@@ -1,5 +1,5 @@
-import SwerveRepository
 import Foundation
+import SwerveRepository
 
 /// Continuous training for one model: each round pulls the examples that arrived since the last
 /// round from the model's `ExampleLog` (from its `LogCheckpoint`) and/or new CSV files in a

@@ -1,5 +1,6 @@
-import SwerveRepository
 import Foundation
+import SwerveRepository
+import SwerveStatus
 
 /// What a training job asks for, independent of where it came from (the CLI, the gRPC service, a test).
 public struct PipelineSpec: Sendable {
@@ -278,4 +279,9 @@ extension EvaluationReport {
         for slice in slices { out["\(column)=\(slice.value)"] = slice.metrics.named }
         return out
     }
+}
+
+extension PipelineCancelled: RPCErrorConvertible {
+    public var rpcErrorCode: GRPCStatusCode { .cancelled }
+    public var rpcErrorMessage: String { description }
 }

@@ -1,5 +1,5 @@
-import SwerveRepository
 import Foundation
+import SwerveRepository
 
 /// How a pipeline run ended.
 public enum PipelineState: String, Sendable, Codable {

@@ -1,5 +1,5 @@
-import SwerveRepository
 import Foundation
+import SwerveRepository
 
 /// How strict validation is.
 public struct ValidationOptions: Codable, Sendable, Equatable {

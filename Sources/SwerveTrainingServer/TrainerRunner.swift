@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import SwerveRPC
 import SwerveTransport
 
 /// What `swerve trainer` runs.
@@ -21,17 +22,7 @@ public enum TrainerRunner {
     /// jobs stop at their next epoch boundary (continuous jobs keep their last durable
     /// checkpoint), closes the example logs and returns.
     public static func run(options: TrainerOptions, logger: Logger) async throws {
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        let (signals, continuation) = AsyncStream.makeStream(of: Int32.self)
-        var sources: [any DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { continuation.yield(sig) }
-            s.resume()
-            sources.append(s)
-        }
-        defer { sources.forEach { $0.cancel() } }
+        let signals = TerminationSignals()
 
         let repository = URL(fileURLWithPath: options.repository, isDirectory: true).standardizedFileURL
         try FileManager.default.createDirectory(at: repository, withIntermediateDirectories: true)
@@ -51,9 +42,8 @@ public enum TrainerRunner {
         let banner = "swerve trainer: repository \(repository.path), state \(state.path), listening on \(options.host):\(grpc.port) (gRPC swerve.v1.Trainer)\n"
         FileHandle.standardOutput.write(Data(banner.utf8))
 
-        var iterator = signals.makeAsyncIterator()
-        let sig = await iterator.next()
-        logger.info("trainer shutting down", metadata: ["signal": "\(sig ?? 0)"])
+        let sig = await signals.next()
+        logger.info("trainer shutting down", metadata: ["signal": "\(sig)"])
         let timeout = options.shutdownTimeout
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async {
