@@ -148,9 +148,6 @@ public final class InferenceService: GRPCCallHandler {
             request = try call.message.withUnsafeBytes { bytes in
                 try ModelInferRequest.withView(bytes) { try prepare($0, resolved: &resolved) }
             }
-            if let deadline = call.deadline, deadline.uptimeNanoseconds <= monotonicNow() {
-                throw ServingError(.deadlineExceeded, "deadline exceeded before the request was queued")
-            }
         } catch {
             finish(call, GRPCStatus(converting: error), start: start, served: resolved)
             return

@@ -114,7 +114,7 @@ final class DynamicBatcher: @unchecked Sendable {
                 condition.unlock()
                 queueDepthGauge.record(depth)
                 for item in d.expired {
-                    item.payload.completion(.failure(ServingError(.deadlineExceeded, "deadline exceeded while queued for \(label)")))
+                    item.payload.completion(.failure(.deadlineExceeded))
                 }
                 if !d.batch.isEmpty {
                     run(d.batch, executor)

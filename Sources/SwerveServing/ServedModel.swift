@@ -266,11 +266,15 @@ public final class ServedModel: Sendable {
     /// name, datatype, shape and bytes) with in-flight coalescing; else the batcher.
     ///
     /// With `encoder`, a cache hit is answered through `encoder.send(encoded:)` with the cached
-    /// encoding of the outputs, not through `completion`.
+    /// encoding of the outputs, not through `completion`. A request past `deadlineNs` (monotonic,
+    /// as `DispatchTime.uptimeNanoseconds`) fails with `ServingError.deadlineExceeded` on every path.
     public func infer(_ inputs: [Tensor], rows: Int, requestedOutputs: [String] = [], deadlineNs: UInt64?,
                       encoder: (any CachedResponseEncoder)? = nil,
                       isCancelled: @escaping @Sendable () -> Bool,
                       completion: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void) {
+        // The deadline is checked here, before any path, so a table lookup or a cache hit is not
+        // answered OK past it either; the batcher also drops requests that expire in its queue.
+        if let deadlineNs, deadlineNs <= monotonicNanos() { return completion(.failure(.deadlineExceeded)) }
         if paths.serveFromTable(inputs, completion: completion) { return }
         if paths.usesKeys {
             let cacheOn = paths.cacheOn

@@ -28,6 +28,10 @@ public struct ServingError: Error, Sendable, CustomStringConvertible, Equatable 
     }
 
     public var description: String { message }
+
+    /// A request whose deadline passed before it was answered: `GRPCStatus.deadlineExceeded`'s
+    /// words, so the client reads the same whichever layer noticed.
+    public static let deadlineExceeded = ServingError(.deadlineExceeded, GRPCStatus.deadlineExceeded.message)
 }
 
 extension ServingError: RPCErrorConvertible {

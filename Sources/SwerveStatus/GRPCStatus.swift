@@ -51,3 +51,11 @@ public struct GRPCStatus: Error, Sendable, Equatable, CustomStringConvertible {
         message.isEmpty ? "\(code)" : "\(code): \(message)"
     }
 }
+
+extension GRPCStatus {
+    /// How a call whose deadline (`grpc-timeout`) passed ends, wherever that is noticed: the
+    /// transport's timer and its end-of-request check, the serving paths' entry, the batcher's
+    /// queue. One code and one message, so a client sees the same answer whichever got there
+    /// first.
+    public static let deadlineExceeded = GRPCStatus(.deadlineExceeded, "deadline exceeded")
+}

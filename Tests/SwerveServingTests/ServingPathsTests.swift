@@ -85,6 +85,33 @@ import Testing
         #expect(cs.cacheHits >= 300 && cs.cacheMisses > 0)
     }
 
+    /// A request past its deadline is refused on every path, the table and a cache hit
+    /// included, with the one deadline message; the same request in time is answered.
+    @Test func everyPathRefusesAPassedDeadline() throws {
+        let root = try makeRepo(model: "ad_conversion_onehot", configs: [
+            "s": #"{"serving_mode": "static"}"#,
+            "c": #"{"serving_mode": "cached"}"#,
+            "d": #"{"serving_mode": "dynamic"}"#,
+        ])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = try manager(root)
+        defer { mm.shutdown() }
+        var g = SplitMix(7)
+        let input = randomAdRows(2, &g, unseen: false)
+        for name in ["s", "c", "d"] {
+            let m = try mm.resolve(model: name, version: "")
+            _ = try infer(m, input)  // in time (and, for "c", now cached)
+            let (inputs, rows) = try m.validate([(m.inputs[0].name, input)])
+            let box = Mutex<Result<[Tensor], ServingError>?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            let past = DispatchTime.now().uptimeNanoseconds - 1
+            m.infer(inputs, rows: rows, deadlineNs: past, isCancelled: { false }) { r in box.withLock { $0 = r }; done.signal() }
+            #expect(done.wait(timeout: .now() + 30) == .success)
+            let result = box.withLock { $0 }
+            #expect(throws: ServingError.deadlineExceeded, "path \(name)") { try result?.get() }
+        }
+    }
+
     /// Identical requests submitted together while the workers are held share one computation,
     /// and each caller gets the same bytes as the batcher alone gives.
     @Test func coalescedRequestsShareOneComputation() throws {
