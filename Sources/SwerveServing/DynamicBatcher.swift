@@ -24,8 +24,9 @@ final class InferJob: @unchecked Sendable {
 @inline(__always) func monotonicNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
 /// Runs `BatcherCore`'s decisions on dedicated worker threads (never on the event loops). Each worker
-/// owns a `ModelExecutor` with its own preallocated buffers, concatenates the batch's rows into one
-/// contiguous matrix per input, runs the model once, and hands each request its own rows back.
+/// owns a `ModelExecutor` with its own preallocated buffers, copies each request's rows straight into
+/// them (one contiguous matrix per input, no intermediate concatenation), runs the model once, and
+/// hands each request its own rows back.
 final class DynamicBatcher: @unchecked Sendable {
     // All mutable state is guarded by `condition`.
     private let condition = NSCondition()

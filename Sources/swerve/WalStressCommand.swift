@@ -1,0 +1,67 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import SwerveRepository
+import SwerveTraining
+
+/// `swerve wal-stress --dir D --count N`: appends N examples to an example log from
+/// `--threads` threads, printing `ack <sequence> <id>` as each append returns. A test kills it
+/// with SIGKILL and checks that every acknowledged example survived.
+struct WalStressCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wal-stress", abstract: "Append examples to an example log, printing each acknowledged sequence number (durability tests).",
+        shouldDisplay: false)
+
+    @Option(name: .long, help: "The log directory.")
+    var dir: String
+
+    @Option(name: .long, help: "Examples to append in all.")
+    var count: Int = 1000
+
+    @Option(name: .long, help: "Appending threads.")
+    var threads: Int = 4
+
+    @Option(name: .long, help: "Padding bytes per example.")
+    var payloadBytes: Int = 100
+
+    @Option(name: .long, help: "Segment size limit in bytes.")
+    var segmentBytes: Int = 64 << 10
+
+    func run() throws {
+        let log = try ExampleLog(directory: URL(fileURLWithPath: dir, isDirectory: true),
+                                 options: ExampleLog.Options(maxSegmentBytes: segmentBytes))
+        printUnbuffered("recovered \(log.recovery.records) truncated \(log.recovery.truncatedBytes)")
+        let out = NSLock()
+        let failures = NSLock()
+        nonisolated(unsafe) var firstError: (any Error)?
+        let threads = max(1, self.threads)
+        let padding = String(repeating: "x", count: max(0, payloadBytes))
+        let total = count
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            var i = t
+            while i < total {
+                let id = "\(t)-\(i)"
+                do {
+                    let seq = try log.append(example: LabelledExample(features: ["i": String(i), "pad": padding], label: String(i % 2), id: id))
+                    out.lock()
+                    printUnbuffered("ack \(seq) \(id)")
+                    out.unlock()
+                } catch {
+                    failures.lock()
+                    if firstError == nil { firstError = error }
+                    failures.unlock()
+                    return
+                }
+                i += threads
+            }
+        }
+        if let firstError { throw firstError }
+        printUnbuffered("done")
+    }
+}
+
+/// Writes a line straight to file descriptor 1 (no stdio buffer), so a process killed right
+/// after has already said it.
+func printUnbuffered(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
