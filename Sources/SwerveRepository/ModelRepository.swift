@@ -12,6 +12,8 @@ import Foundation
 /// <repo>/<model>/.publish.lock                  the model's lock (publishes, status changes)
 /// <repo>/<model>/.tmp-<uuid>/                   a version being published
 /// <repo>/.rejected/<model>/<time>-<id>.json     rejected candidates' lineage
+/// <repo>/.quarantine/<model>/                   data batches that failed validation
+/// <repo>/.trainer/                              the training service's state, by default
 /// ```
 ///
 /// Version folders are positive integers written without leading zeros; anything else, such as a
@@ -48,6 +50,10 @@ public struct ModelRepository: Sendable {
     static let temporaryPrefix = ".tmp-"
     /// The hidden folder at the root where rejected candidates' records go.
     static let rejectedFolderName = ".rejected"
+    /// The hidden folder at the root where batches that failed validation go.
+    static let quarantineFolderName = ".quarantine"
+    /// The hidden folder at the root where the training service keeps its state by default.
+    static let trainerStateFolderName = ".trainer"
 
     /// A model name must be a single path component: no separators, not hidden, not "." or "..".
     public static func isValidModelName(_ name: String) -> Bool {
@@ -89,6 +95,12 @@ public struct ModelRepository: Sendable {
     func rejectedDirectory(_ model: String) -> URL {
         root.appendingPathComponent(Self.rejectedFolderName, isDirectory: true).appendingPathComponent(model, isDirectory: true)
     }
+    /// `<repo>/.quarantine/<model>`.
+    public func quarantineDirectory(_ model: String) -> URL {
+        root.appendingPathComponent(Self.quarantineFolderName, isDirectory: true).appendingPathComponent(model, isDirectory: true)
+    }
+    /// `<repo>/.trainer`: where `swerve trainer` keeps its state unless told otherwise.
+    public var trainerStateDirectory: URL { root.appendingPathComponent(Self.trainerStateFolderName, isDirectory: true) }
 
     // MARK: Reading
 

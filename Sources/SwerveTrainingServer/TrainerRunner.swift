@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Logging
 import SwerveRPC
+import SwerveRepository
 import SwerveTransport
 
 /// What `swerve trainer` runs.
@@ -27,7 +28,7 @@ public enum TrainerRunner {
         let repository = URL(fileURLWithPath: options.repository, isDirectory: true).standardizedFileURL
         try FileManager.default.createDirectory(at: repository, withIntermediateDirectories: true)
         let state = options.stateDirectory.map { URL(fileURLWithPath: $0, isDirectory: true) }
-            ?? repository.appendingPathComponent(".trainer", isDirectory: true)
+            ?? ModelRepository(root: repository).trainerStateDirectory
         try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
 
         let service = TrainerService(repository: repository, stateDirectory: state, logger: logger)

@@ -82,7 +82,7 @@ public struct TrainingPipeline: Sendable {
 
     /// `<repo>/.quarantine/<model>/`.
     public func quarantine(for model: String) -> Quarantine {
-        Quarantine(directory: repository.appendingPathComponent(".quarantine").appendingPathComponent(model))
+        Quarantine(directory: ModelRepository(root: repository).quarantineDirectory(model))
     }
 
     /// A static job: the CSV file at `spec.dataPath`. Errors in the data or configuration end the
