@@ -39,11 +39,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("cache-share"), help: "Largest fraction of --cache-bytes one model version may take.")
     var cacheShare = 0.25
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
-    var logLevel = "info"
+    @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level '\(logLevel)'") }
         guard (0...65535).contains(grpcPort), (0...65535).contains(metricsPort) else { throw ValidationError("ports must be in 0...65535") }
         guard maxReceiveMessageSize > 0 else { throw ValidationError("--max-receive-message-size must be positive") }
         if let p = pollInterval, p <= 0 { throw ValidationError("--poll-interval must be positive") }
@@ -52,12 +50,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        logging.bootstrap()
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets["swerve_request_duration_seconds"] = [

@@ -27,21 +27,14 @@ struct TrainerCommand: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "Example logs and job checkpoints (default: <repository>/.trainer).")
     var stateDir: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
-    var logLevel = "info"
+    @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level '\(logLevel)'") }
         guard (0...65535).contains(grpcPort) else { throw ValidationError("--grpc-port must be in 0...65535") }
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        logging.bootstrap()
         var options = TrainerOptions(repository: repository)
         options.host = host
         options.grpcPort = grpcPort
