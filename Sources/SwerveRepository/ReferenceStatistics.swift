@@ -86,7 +86,11 @@ public struct NumericReference: Codable, Sendable, Equatable {
     }
 
     /// Counts of `values` per bin.
-    public func histogram(_ values: [Double]) -> [Int] {
+    public func histogram(_ values: [Double]) -> [Int] { Self.histogram(values, binEdges: binEdges) }
+
+    /// Counts of `values` per bin of `binEdges` (this type's convention: the bin is the number of
+    /// interior edges ≤ the value, so values outside the edges land in the first or last bin).
+    public static func histogram(_ values: [Double], binEdges: [Double]) -> [Int] {
         let bins = Swift.max(1, binEdges.count - 1)
         var counts = [Int](repeating: 0, count: bins)
         guard binEdges.count > 2 else {

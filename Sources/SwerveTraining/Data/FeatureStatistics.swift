@@ -1,4 +1,5 @@
 import Foundation
+import SwerveRepository
 
 /// Per-feature summaries of a data set, stored beside a published model as the reference for
 /// training/serving skew checks (PSI) and range checks on later data.
@@ -87,53 +88,19 @@ public struct NumericFeatureStatistics: Sendable, Codable, Equatable {
     /// Rows per bin (`binEdges.count - 1` bins; one bin when the column is constant).
     public var binCounts: [Int]
 
+    /// Summarizes `values` with up to `bins` quantile bins: the same statistics and bins as the
+    /// `NumericReference` stored in reference_stats.json, computed by it.
     public init(name: String, values: [Double], bins: Int = 10) {
+        let reference = NumericReference(values: values, bins: bins)
         self.name = name
-        count = values.count
-        guard !values.isEmpty else {
-            (mean, std, min, max, binEdges, binCounts) = (0, 0, 0, 0, [], [])
-            return
-        }
-        var sum = 0.0
-        for v in values { sum += v }
-        mean = sum / Double(values.count)
-        var squares = 0.0
-        for v in values { squares += (v - mean) * (v - mean) }
-        std = (squares / Double(values.count)).squareRoot()
-        let sorted = values.sorted()
-        min = sorted.first!
-        max = sorted.last!
-        var edges = [min]
-        for b in 1..<Swift.max(1, bins) {
-            let q = sorted[Swift.min(sorted.count - 1, b * sorted.count / bins)]
-            if q > edges.last! && q < max { edges.append(q) }
-        }
-        if max > edges.last! { edges.append(max) }
-        binEdges = edges
-        binCounts = []
-        binCounts = histogram(of: values)
+        count = reference.count
+        (mean, std, min, max, binEdges) = (reference.mean, reference.std, reference.min, reference.max, reference.binEdges)
+        binCounts = values.isEmpty ? [] : reference.histogram(values)
     }
 
     /// How many of `values` fall in each of this summary's bins (out-of-range values go to the
     /// first or last bin), for comparing other data with this reference.
-    public func histogram(of values: [Double]) -> [Int] {
-        let bins = Swift.max(1, binEdges.count - 1)
-        var counts = [Int](repeating: 0, count: bins)
-        guard binEdges.count > 1 else {
-            counts[0] = values.count
-            return counts
-        }
-        for v in values {
-            // The number of interior edges ≤ v is the bin.
-            var lo = 1, hi = binEdges.count - 1
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if binEdges[mid] <= v { lo = mid + 1 } else { hi = mid }
-            }
-            counts[lo - 1] += 1
-        }
-        return counts
-    }
+    public func histogram(of values: [Double]) -> [Int] { NumericReference.histogram(values, binEdges: binEdges) }
 }
 
 /// A categorical column's summary: each distinct value and how often it occurs, most frequent
