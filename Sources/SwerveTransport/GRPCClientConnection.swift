@@ -163,7 +163,7 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
 
     private let authority: String
     private let maxReceiveMessageSize: Int
-    private var session: NGHTTP2Session?
+    private let session: NGHTTP2Session
     private var loopBoundSelf: NIOLoopBound<GRPCClientConnectionHandler>?
     private var streams: [Int32: ClientStream] = [:]
     /// Set once no new call can start (GOAWAY received, connection closed or broken).
@@ -172,39 +172,35 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
     init(authority: String, maxReceiveMessageSize: Int) {
         self.authority = authority
         self.maxReceiveMessageSize = maxReceiveMessageSize
+        session = NGHTTP2Session(
+            role: .client, callbacks: clientCallbacks,
+            settings: [
+                (NGHTTP2_SETTINGS_ENABLE_PUSH, 0),
+                (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 4 << 20),
+                (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 1 << 20),
+            ],
+            connectionWindowSize: 16 << 20)
+        session.setOwner(self)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
-        do {
-            session = try NGHTTP2Session(
-                role: .client, owner: self, callbacks: clientCallbacks,
-                settings: [
-                    (NGHTTP2_SETTINGS_ENABLE_PUSH, 0),
-                    (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 4 << 20),
-                    (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 1 << 20),
-                ],
-                connectionWindowSize: 16 << 20, context: context)
-        } catch {
-            unavailable = error
-            context.close(promise: nil)
-        }
+        session.attach(context)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         failAll(GRPCStatus(.unavailable, "connection closed"))
-        session?.detach()
-        session = nil
+        session.detach()
         loopBoundSelf = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        session?.flush()
+        session.flush()
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        session?.channelClosed()
+        session.channelClosed()
         failAll(endStatus)
         context.fireChannelInactive()
     }
@@ -215,23 +211,21 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let session, session.isOpen else { return }
+        guard session.isOpen else { return }
         if !session.receive(unwrapInboundIn(data)) {
             failAll(endStatus)
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if let session {
-            session.flush()
-            if !session.isOpen { failAll(endStatus) }
-        }
+        session.flush()
+        if !session.isOpen { failAll(endStatus) }
         context.fireChannelReadComplete()
     }
 
     /// What calls are told once the session has stopped, by why it stopped.
     private var endStatus: GRPCStatus {
-        switch session?.ending {
+        switch session.ending {
         case .protocolError(let reason)?:
             GRPCStatus(.unavailable, "HTTP/2 protocol error from server: \(reason)")
         case .sendFailed(let reason)?:
@@ -250,7 +244,7 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
         responder: GRPCClientResponder
     ) {
         let stream = ClientStream(responder: responder, request: request, maxReceiveMessageSize: maxReceiveMessageSize)
-        guard let session, session.isOpen, let loopBoundSelf, unavailable == nil else {
+        guard session.isOpen, let loopBoundSelf, unavailable == nil else {
             stream.deliver(unavailable ?? endStatus)
             return
         }
@@ -296,10 +290,8 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
     private func cancel(streamID: Int32, _ status: GRPCStatus) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         stream.timeoutTask?.cancel()
-        if let session {
-            session.resetStream(streamID, errorCode: NGHTTP2_CANCEL.rawValue)
-            session.scheduleFlush()
-        }
+        session.resetStream(streamID, errorCode: NGHTTP2_CANCEL.rawValue)
+        session.scheduleFlush()
         stream.deliver(status)
     }
 

@@ -30,7 +30,8 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     private let configuration: GRPCServerConfiguration
     private let callHandler: any GRPCCallHandler
     private let logger: Logger
-    private var session: NGHTTP2Session?
+    /// A `let`: the hot path reaches nghttp2 through it without a retain.
+    private let session: NGHTTP2Session
     /// The handler as calls see it; set while the handler is in a pipeline (a deliberate cycle,
     /// broken in handlerRemoved).
     private var loopBoundSelf: NIOLoopBound<GRPCServerConnectionHandler>?
@@ -46,46 +47,42 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         self.configuration = configuration
         self.callHandler = callHandler
         self.logger = logger
+        session = NGHTTP2Session(
+            role: .server, callbacks: serverCallbacks,
+            settings: [
+                (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, configuration.maxConcurrentStreams),
+                (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(max(configuration.initialStreamWindowSize, 0))),
+            ],
+            connectionWindowSize: configuration.connectionWindowSize)
+        session.setOwner(self)
     }
 
     // MARK: - Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
         loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
-        do {
-            session = try NGHTTP2Session(
-                role: .server, owner: self, callbacks: serverCallbacks,
-                settings: [
-                    (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, configuration.maxConcurrentStreams),
-                    (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(max(configuration.initialStreamWindowSize, 0))),
-                ],
-                connectionWindowSize: configuration.connectionWindowSize, context: context)
-        } catch {
-            logger.error("cannot start an HTTP/2 session: \(error.message)")
-            context.close(promise: nil)
-        }
+        session.attach(context)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         cancelAllStreams()
-        session?.detach()
-        session = nil
+        session.detach()
         loopBoundSelf = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        session?.flush()
+        session.flush()
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        session?.channelClosed()
+        session.channelClosed()
         cancelAllStreams()
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let session, session.isOpen else { return }
+        guard session.isOpen else { return }
         if session.receive(unwrapInboundIn(data)) {
             dispatchReadyCalls()
         } else if case .protocolError(let reason) = session.ending {
@@ -94,13 +91,13 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        session?.flush()
+        session.flush()
         context.fireChannelReadComplete()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is GRPCServerGracefulShutdownEvent {
-            session?.goAway()
+            session.goAway()
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -108,7 +105,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error: \(error)")
-        session?.close(.closed)
+        session.close(.closed)
     }
 
     private func cancelAllStreams() {
@@ -167,8 +164,11 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
 
     // MARK: - Carrying out the state machine's actions
 
+    /// Inlined into each event so that, with the state machine's small methods, the action
+    /// of the common path is known where it is made and never materialised; the rare actions
+    /// are carried out out of line.
+    @inline(__always)
     private func perform(_ action: GRPCServerStreamStateMachine.Action, on stream: ServerStream) {
-        guard let session else { return }
         switch action {
         case .none:
             return
@@ -181,8 +181,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         case .resumeData:
             nghttp2_session_resume_data(session.raw, stream.id)
         case .reject(let response):
-            logger.debug("rejecting stream \(stream.id) (\(stream.machine.method)): \(response.status)")
-            submitTrailersOnly(stream, response)
+            reject(stream, response)
         case .sendTrailersOnly(let response):
             submitTrailersOnly(stream, response)
         case .resetStreamNoError:
@@ -192,16 +191,27 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
             dispatch(request, on: stream)
             return  // nothing to write: the call is handed out after mem_recv returns
         case .cancelCall(let answer):
-            cancelDeadlineTimer(stream)
-            guard let call = stream.call, call.markCancelled() else { return }
-            if let answer {
-                perform(stream.machine.finish(answer), on: stream)
-            } else {
-                logger.debug("call \(call.method) on stream \(stream.id) cancelled: the stream closed")
-            }
+            cancelCall(on: stream, answer: answer)
             return
         }
         session.scheduleFlush()
+    }
+
+    @inline(never)
+    private func reject(_ stream: ServerStream, _ response: GRPCServerStreamStateMachine.TrailersOnlyResponse) {
+        logger.debug("rejecting stream \(stream.id) (\(stream.machine.method)): \(response.status)")
+        submitTrailersOnly(stream, response)
+    }
+
+    @inline(never)
+    private func cancelCall(on stream: ServerStream, answer: GRPCStatus?) {
+        cancelDeadlineTimer(stream)
+        guard let call = stream.call, call.markCancelled() else { return }
+        if let answer {
+            perform(stream.machine.finish(answer), on: stream)
+        } else {
+            logger.debug("call \(call.method) on stream \(stream.id) cancelled: the stream closed")
+        }
     }
 
     private func dispatch(_ request: GRPCServerStreamStateMachine.Request, on stream: ServerStream) {
@@ -220,8 +230,8 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         readyCalls.append(call)
     }
 
+    @inline(never)
     private func submitTrailersOnly(_ stream: ServerStream, _ response: GRPCServerStreamStateMachine.TrailersOnlyResponse) {
-        guard let session else { return }
         var headers = HeaderBlock(capacity: 5)
         headers.add(":status", String(response.httpStatus))
         headers.add("content-type", "application/grpc")
@@ -257,7 +267,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         pendingHead = GRPCRequestHead()
         pendingHeadStreamID = 0
         guard let stream = streams[streamID] else { return }
-        perform(stream.machine.receiveHeaders(head, now: { NIODeadline.now().uptimeNanoseconds }), on: stream)
+        perform(stream.machine.receiveHeaders(consume head, now: { NIODeadline.now().uptimeNanoseconds }), on: stream)
     }
 
     fileprivate func dataReceived(streamID: Int32, _ bytes: UnsafeRawBufferPointer) {
@@ -270,9 +280,9 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         perform(stream.machine.receiveEndOfStream(now: { NIODeadline.now().uptimeNanoseconds }), on: stream)
     }
 
-    fileprivate func responseHeadersSent(streamID: Int32, endStream: Bool) {
+    fileprivate func responseEndSent(streamID: Int32) {
         guard let stream = streams[streamID] else { return }
-        perform(stream.machine.responseHeadersSent(endStream: endStream), on: stream)
+        perform(stream.machine.responseEndSent(), on: stream)
     }
 
     fileprivate func streamClosed(streamID: Int32, errorCode: UInt32) {
@@ -290,7 +300,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     fileprivate func readResponseData(
         streamID: Int32, into destination: UnsafeMutableRawBufferPointer, flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        guard let session, let stream = streams[streamID] else {
+        guard let stream = streams[streamID] else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         switch stream.machine.readResponse(into: destination) {
@@ -381,8 +391,9 @@ private let serverOnStreamClose: nghttp2_on_stream_close_callback = { _, streamI
 }
 
 private let serverOnFrameSend: nghttp2_on_frame_send_callback = { _, frame, userData in
-    guard let frame, frame.pointee.frameType == NGHTTP2_HEADERS.rawValue else { return 0 }
-    withServerHandler(userData) { $0.responseHeadersSent(streamID: frame.pointee.hd.stream_id, endStream: frame.pointee.isEndStream) }
+    // Only the HEADERS that end our side of a stream matter (trailers, trailers-only answers).
+    guard let frame, frame.pointee.frameType == NGHTTP2_HEADERS.rawValue, frame.pointee.isEndStream else { return 0 }
+    withServerHandler(userData) { $0.responseEndSent(streamID: frame.pointee.hd.stream_id) }
     return 0
 }
 

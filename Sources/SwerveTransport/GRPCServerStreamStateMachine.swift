@@ -153,7 +153,7 @@ struct GRPCServerStreamStateMachine {
     // MARK: - Request events
 
     /// The request header block is complete. `now` is read only for a `grpc-timeout`.
-    mutating func receiveHeaders(_ head: GRPCRequestHead, now: () -> UInt64) -> Action {
+    mutating func receiveHeaders(_ head: consuming GRPCRequestHead, now: () -> UInt64) -> Action {
         guard phase == .awaitingHeaders else { return .none }
         method = head.path
         headerFields = head.headerFields
@@ -180,6 +180,7 @@ struct GRPCServerStreamStateMachine {
     }
 
     /// Bytes of the request body (DATA payload), in order.
+    @inline(__always)
     mutating func receiveData(_ bytes: UnsafeRawBufferPointer) -> Action {
         guard phase == .receivingRequest else { return .none }
         deframer.append(bytes)
@@ -198,6 +199,7 @@ struct GRPCServerStreamStateMachine {
 
     /// The client ended the request stream (END_STREAM on HEADERS or DATA). `now` is read only
     /// when the request carries a deadline.
+    @inline(__always)
     mutating func receiveEndOfStream(now: () -> UInt64) -> Action {
         requestEnded = true
         guard phase == .receivingRequest else { return .none }
@@ -221,6 +223,7 @@ struct GRPCServerStreamStateMachine {
     // MARK: - Response events (the call's answers, and the transport's own)
 
     /// The call sends one response message.
+    @inline(__always)
     mutating func sendMessage(_ message: [UInt8]) -> Action {
         guard acceptsResponse else { return .none }
         outbound.append(message)
@@ -228,12 +231,14 @@ struct GRPCServerStreamStateMachine {
     }
 
     /// The call ends with `status` (the transport's DEADLINE_EXCEEDED goes this way too).
+    @inline(__always)
     mutating func finish(_ status: GRPCStatus) -> Action {
         guard acceptsResponse else { return .none }
         return complete(status)
     }
 
     /// The call sends its one message and ends with OK.
+    @inline(__always)
     mutating func respond(_ message: [UInt8]) -> Action {
         guard acceptsResponse else { return .none }
         outbound.append(message)
@@ -247,6 +252,7 @@ struct GRPCServerStreamStateMachine {
 
     /// nghttp2 asks for response bytes: copies framed messages into `destination`, and says
     /// when the data ends and the trailers follow.
+    @inline(__always)
     mutating func readResponse(into destination: UnsafeMutableRawBufferPointer) -> ResponseRead {
         let written = outbound.read(into: destination)
         guard outbound.isEmpty else { return .data(written) }
@@ -260,19 +266,20 @@ struct GRPCServerStreamStateMachine {
 
     // MARK: - HTTP/2 events
 
-    /// A HEADERS frame of ours went out on this stream.
-    mutating func responseHeadersSent(endStream: Bool) -> Action {
+    /// A HEADERS frame of ours with END_STREAM went out: our side of the stream is complete.
+    @inline(__always)
+    mutating func responseEndSent() -> Action {
         // Submitted any earlier, the reset would make nghttp2 drop the rejection's HEADERS.
-        guard endStream, phase == .rejected, !requestEnded, !resetSent else { return .none }
+        guard phase == .rejected, !requestEnded, !resetSent else { return .none }
         resetSent = true
         return .resetStreamNoError
     }
 
     /// The HTTP/2 stream closed (answered, reset by either side, or the connection ended).
+    @inline(__always)
     mutating func streamClosed() -> Action {
         let callActive = acceptsResponse
         phase = .closed
-        outbound = OutboundMessageQueue()
         return callActive ? .cancelCall(answer: nil) : .none
     }
 
@@ -281,6 +288,7 @@ struct GRPCServerStreamStateMachine {
     /// A call exists and has not been answered.
     private var acceptsResponse: Bool { phase == .dispatched && responseStatus == nil }
 
+    @inline(never)
     private mutating func reject(_ status: GRPCStatus, httpStatus: Int = 200) -> Action {
         phase = .rejected
         // Release whatever request bytes were buffered; the stream may linger while the
@@ -291,6 +299,7 @@ struct GRPCServerStreamStateMachine {
         return .reject(trailersOnly(status, httpStatus: httpStatus))
     }
 
+    @inline(__always)
     private mutating func complete(_ status: GRPCStatus) -> Action {
         responseStatus = status
         if !responseHeadersSubmitted && outbound.isEmpty && status.code != .ok {
@@ -300,6 +309,7 @@ struct GRPCServerStreamStateMachine {
         return startOrResumeResponse()
     }
 
+    @inline(__always)
     private mutating func startOrResumeResponse() -> Action {
         if !responseHeadersSubmitted {
             responseHeadersSubmitted = true

@@ -1,6 +1,5 @@
 internal import CNGHTTP2
 import NIOCore
-import SwerveStatus
 
 /// The C callbacks a session is created with. Each is a capture-free global `let` that finds
 /// its owner (the channel handler) through the session's user data with `withSessionOwner`.
@@ -54,18 +53,18 @@ final class NGHTTP2Session {
     /// True until the session stops.
     var isOpen: Bool { ending == nil }
 
-    /// Creates the session with `owner` as the callbacks' user data (unretained: the owner holds
-    /// this object, so it outlives every callback), submits SETTINGS, raises the connection
-    /// receive window to `connectionWindowSize` (SETTINGS leave it at 65,535) and, if the
-    /// channel is already active, writes the preface.
-    init<Owner: AnyObject>(
-        role: Role, owner: Owner, callbacks: NGHTTP2Callbacks, settings: [(nghttp2_settings_id, UInt32)],
-        connectionWindowSize: Int32, context: ChannelHandlerContext
-    ) throws(GRPCStatus) {
+    /// Creates the session and queues SETTINGS and, above 65,535, the connection receive window
+    /// (SETTINGS only change stream windows); they are written once `attach` finds the channel
+    /// active. The owner creates the session in its own initializer and holds it in a `let`, so
+    /// reaching nghttp2 on the hot path costs no retain; it names itself with `setOwner` next.
+    ///
+    /// nghttp2 fails to create a session only when out of memory, where Swift itself traps.
+    init(
+        role: Role, callbacks: NGHTTP2Callbacks, settings: [(nghttp2_settings_id, UInt32)], connectionWindowSize: Int32
+    ) {
         var set: OpaquePointer?
-        guard nghttp2_session_callbacks_new(&set) == 0, let set else {
-            throw GRPCStatus(.internal, "nghttp2_session_callbacks_new failed")
-        }
+        let created = nghttp2_session_callbacks_new(&set)
+        precondition(created == 0 && set != nil, "nghttp2_session_callbacks_new: \(nghttp2ErrorString(Int(created)))")
         if let c = callbacks.onBeginHeaders { nghttp2_session_callbacks_set_on_begin_headers_callback(set, c) }
         if let c = callbacks.onHeader { nghttp2_session_callbacks_set_on_header_callback(set, c) }
         if let c = callbacks.onFrameRecv { nghttp2_session_callbacks_set_on_frame_recv_callback(set, c) }
@@ -74,19 +73,16 @@ final class NGHTTP2Session {
         if let c = callbacks.onFrameSend { nghttp2_session_callbacks_set_on_frame_send_callback(set, c) }
         if let c = callbacks.onFrameNotSend { nghttp2_session_callbacks_set_on_frame_not_send_callback(set, c) }
         var session: OpaquePointer?
-        let userData = Unmanaged.passUnretained(owner).toOpaque()
         let rv =
             switch role {
-            case .server: nghttp2_session_server_new(&session, set, userData)
-            case .client: nghttp2_session_client_new(&session, set, userData)
+            case .server: nghttp2_session_server_new(&session, set, nil)
+            case .client: nghttp2_session_client_new(&session, set, nil)
             }
         nghttp2_session_callbacks_del(set)
         guard rv == 0, let session else {
-            throw GRPCStatus(.internal, "nghttp2_session_\(role)_new failed: \(nghttp2ErrorString(Int(rv)))")
+            preconditionFailure("nghttp2_session_\(role)_new: \(nghttp2ErrorString(Int(rv)))")
         }
         raw = session
-        self.context = context
-        loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
 
         let entries = settings.map { nghttp2_settings_entry(settings_id: Int32($0.0.rawValue), value: $0.1) }
         entries.withUnsafeBufferPointer {
@@ -95,15 +91,29 @@ final class NGHTTP2Session {
         if connectionWindowSize > 65_535 {
             nghttp2_session_set_local_window_size(raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, connectionWindowSize)
         }
-        if context.channel.isActive { flush() }
     }
 
     deinit {
+        // nghttp2_session_del runs no callbacks, so the owner may already be gone.
         nghttp2_session_del(raw)
     }
 
-    /// The owner leaves the pipeline: nothing is written from now on. The owner drops its
-    /// reference next; a flush still scheduled finds the session detached and does nothing.
+    /// Makes `owner` the callbacks' user data, unretained: the owner holds this object, and
+    /// nothing reaches nghttp2 through it once the owner has left the pipeline (`detach`).
+    func setOwner<Owner: AnyObject>(_ owner: Owner) {
+        nghttp2_session_set_user_data(raw, Unmanaged.passUnretained(owner).toOpaque())
+    }
+
+    /// The owner joined a pipeline: output goes to `context`; the preface is written now if
+    /// the channel is already active (else on `channelActive`'s flush).
+    func attach(_ context: ChannelHandlerContext) {
+        self.context = context
+        loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+        if context.channel.isActive { flush() }
+    }
+
+    /// The owner leaves the pipeline: nothing is read or written from now on, and a flush
+    /// still scheduled finds the session detached and does nothing.
     func detach() {
         if ending == nil { ending = .closed }
         context = nil

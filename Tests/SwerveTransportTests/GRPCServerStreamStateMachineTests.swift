@@ -296,9 +296,8 @@ import SwerveStatus
             Issue.record("not rejected")
             return
         }
-        #expect(machine.responseHeadersSent(endStream: false) == .none)
-        #expect(machine.responseHeadersSent(endStream: true) == .resetStreamNoError)
-        #expect(machine.responseHeadersSent(endStream: true) == .none, "one reset is enough")
+        #expect(machine.responseEndSent() == .resetStreamNoError)
+        #expect(machine.responseEndSent() == .none, "one reset is enough")
         #expect(machine.streamClosed() == .none)
     }
 
@@ -308,7 +307,7 @@ import SwerveStatus
             Issue.record("not rejected")
             return
         }
-        #expect(machine.responseHeadersSent(endStream: true) == .none)
+        #expect(machine.responseEndSent() == .none)
         // Rejected at the headers, END_STREAM on the same HEADERS frame: nothing to stop either.
         var getOnly = Machine(maxMessageSize: 1024)
         let fields = StreamEvents.grpcHeaders().map { $0.0 == ":method" ? (":method", "GET") : $0 }
@@ -317,13 +316,13 @@ import SwerveStatus
             return
         }
         #expect(getOnly.receiveEndOfStream(now: Self.unreadClock) == .none)
-        #expect(getOnly.responseHeadersSent(endStream: true) == .none)
+        #expect(getOnly.responseEndSent() == .none)
     }
 
     @Test func answeredCallsAreNeverReset() {
         var machine = Self.dispatched()
         #expect(machine.finish(GRPCStatus(.notFound, "x")) == Self.trailersOnly(GRPCStatus(.notFound, "x")))
-        #expect(machine.responseHeadersSent(endStream: true) == .none)
+        #expect(machine.responseEndSent() == .none)
     }
 
     // MARK: - Responses
