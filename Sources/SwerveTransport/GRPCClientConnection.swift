@@ -154,72 +154,54 @@ private final class ClientStream {
     }
 }
 
-/// The client side of one HTTP/2 connection: an nghttp2 client session driven on the
-/// channel's event loop.
+/// The client side of one HTTP/2 connection: an `NGHTTP2Session` driven on the channel's
+/// event loop; what is the client's own is the calls: starting them as streams, timing them
+/// out, and handing each its response and status.
 final class GRPCClientConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let authority: String
     private let maxReceiveMessageSize: Int
-    private var session: OpaquePointer?
-    private var context: ChannelHandlerContext?
+    private let session: NGHTTP2Session
     private var loopBoundSelf: NIOLoopBound<GRPCClientConnectionHandler>?
     private var streams: [Int32: ClientStream] = [:]
-    private var flushScheduled = false
     /// Set once no new call can start (GOAWAY received, connection closed or broken).
     private var unavailable: GRPCStatus?
 
     init(authority: String, maxReceiveMessageSize: Int) {
         self.authority = authority
         self.maxReceiveMessageSize = maxReceiveMessageSize
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        self.loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
-        var callbacks: OpaquePointer?
-        nghttp2_session_callbacks_new(&callbacks)
-        nghttp2_session_callbacks_set_on_header_callback(callbacks, clientOnHeader)
-        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, clientOnFrameRecv)
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, clientOnDataChunkRecv)
-        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, clientOnStreamClose)
-        nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, clientOnFrameNotSend)
-        var session: OpaquePointer?
-        let rv = nghttp2_session_client_new(&session, callbacks, Unmanaged.passUnretained(self).toOpaque())
-        nghttp2_session_callbacks_del(callbacks)
-        guard rv == 0, let session else {
-            unavailable = GRPCStatus(.internal, "nghttp2_session_client_new failed: \(nghttp2ErrorString(Int(rv)))")
-            context.close(promise: nil)
-            return
-        }
-        self.session = session
-        _ = submitSettings(
-            session,
-            [
+        session = NGHTTP2Session(
+            role: .client, callbacks: clientCallbacks,
+            settings: [
                 (NGHTTP2_SETTINGS_ENABLE_PUSH, 0),
                 (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 4 << 20),
                 (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 1 << 20),
-            ])
-        nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, 16 << 20)
-        if context.channel.isActive { flush() }
+            ],
+            connectionWindowSize: 16 << 20)
+        session.setOwner(self)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+        session.attach(context)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         failAll(GRPCStatus(.unavailable, "connection closed"))
-        if let session { nghttp2_session_del(session) }
-        session = nil
-        self.context = nil
+        session.detach()
         loopBoundSelf = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        flush()
+        session.flush()
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        failAll(GRPCStatus(.unavailable, "connection closed"))
+        session.channelClosed()
+        failAll(endStatus)
         context.fireChannelInactive()
     }
 
@@ -229,22 +211,30 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = unwrapInboundIn(data)
-        guard let session else { return }
-        let rv = buffer.withUnsafeReadableBytes { bytes in
-            nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
-        }
-        if rv < 0 {
-            nghttp2_session_terminate_session(session, UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue))
-            flush()
-            failAll(GRPCStatus(.unavailable, "HTTP/2 protocol error from server: \(nghttp2ErrorString(rv))"))
-            context.close(promise: nil)
+        guard session.isOpen else { return }
+        if !session.receive(unwrapInboundIn(data)) {
+            failAll(endStatus)
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        flush()
+        session.flush()
+        if !session.isOpen { failAll(endStatus) }
         context.fireChannelReadComplete()
+    }
+
+    /// What calls are told once the session has stopped, by why it stopped.
+    private var endStatus: GRPCStatus {
+        switch session.ending {
+        case .protocolError(let reason)?:
+            GRPCStatus(.unavailable, "HTTP/2 protocol error from server: \(reason)")
+        case .sendFailed(let reason)?:
+            GRPCStatus(.unavailable, "HTTP/2 session failed: \(reason)")
+        case .finished?:
+            unavailable ?? GRPCStatus(.unavailable, "connection closed by the server")
+        case .closed?, nil:
+            unavailable ?? GRPCStatus(.unavailable, "connection closed")
+        }
     }
 
     // MARK: - Calls
@@ -254,8 +244,8 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
         responder: GRPCClientResponder
     ) {
         let stream = ClientStream(responder: responder, request: request, maxReceiveMessageSize: maxReceiveMessageSize)
-        guard let session, let loopBoundSelf, unavailable == nil else {
-            stream.deliver(unavailable ?? GRPCStatus(.unavailable, "connection closed"))
+        guard session.isOpen, let loopBoundSelf, unavailable == nil else {
+            stream.deliver(unavailable ?? endStatus)
             return
         }
         var headers = HeaderBlock(capacity: 8 + metadata.count)
@@ -271,7 +261,7 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
             headers.add(name.utf8.contains { $0 >= 0x41 && $0 <= 0x5A } ? name.lowercased() : name, value)
         }
         var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: clientDataSourceRead)
-        let streamID = headers.withNV { nva, count in nghttp2_submit_request(session, nil, nva, count, &provider, nil) }
+        let streamID = headers.withNV { nva, count in nghttp2_submit_request(session.raw, nil, nva, count, &provider, nil) }
         guard streamID > 0 else {
             stream.deliver(GRPCStatus(.unavailable, "cannot start a stream: \(nghttp2ErrorString(Int(streamID)))"))
             return
@@ -281,7 +271,7 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
             stream.timeoutTask = loopBoundSelf.eventLoop.scheduleTask(
                 in: .nanoseconds(max(0, timeout.nanoseconds))
             ) {
-                loopBoundSelf.value.cancel(streamID: streamID, GRPCStatus(.deadlineExceeded, "deadline exceeded (\(timeout))"))
+                loopBoundSelf.value.cancel(streamID: streamID, .deadlineExceeded)
             }
         }
         if case .streaming(let continuation) = responder {
@@ -293,18 +283,16 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
                 }
             }
         }
-        scheduleFlush()
+        session.scheduleFlush()
     }
 
     /// Ends a call locally (deadline, consumer gone): RST_STREAM(CANCEL) and deliver `status`.
     private func cancel(streamID: Int32, _ status: GRPCStatus) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         stream.timeoutTask?.cancel()
-        if let session {
-            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_CANCEL.rawValue))
-        }
+        session.resetStream(streamID, errorCode: NGHTTP2_CANCEL.rawValue)
+        session.scheduleFlush()
         stream.deliver(status)
-        scheduleFlush()
     }
 
     private func failAll(_ status: GRPCStatus) {
@@ -314,45 +302,6 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
         for stream in all.values {
             stream.timeoutTask?.cancel()
             stream.deliver(status)
-        }
-    }
-
-    // MARK: - Output
-
-    private func flush() {
-        guard let session, let context else { return }
-        var out: ByteBuffer?
-        while true {
-            var pointer: UnsafePointer<UInt8>?
-            let n = nghttp2_session_mem_send(session, &pointer)
-            if n < 0 {
-                failAll(GRPCStatus(.unavailable, "HTTP/2 session failed: \(nghttp2ErrorString(n))"))
-                context.close(promise: nil)
-                return
-            }
-            guard n > 0, let pointer else { break }
-            if out == nil { out = context.channel.allocator.buffer(capacity: max(n, 4096)) }
-            out!.writeBytes(UnsafeRawBufferPointer(start: pointer, count: n))
-        }
-        if let out {
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-        }
-        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
-            failAll(unavailable ?? GRPCStatus(.unavailable, "connection closed by the server"))
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-                channel.close(promise: nil)
-            }
-        }
-    }
-
-    private func scheduleFlush() {
-        guard !flushScheduled, let loopBoundSelf else { return }
-        flushScheduled = true
-        loopBoundSelf.eventLoop.execute {
-            let handler = loopBoundSelf.value
-            handler.flushScheduled = false
-            handler.flush()
         }
     }
 
@@ -444,44 +393,51 @@ extension GRPCClientConnectionHandler: Sendable {}
 // MARK: - Capture-free C callbacks
 
 @inline(__always)
-private func clientHandler(_ userData: UnsafeMutableRawPointer?) -> GRPCClientConnectionHandler {
-    Unmanaged<GRPCClientConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
+private func withClientHandler<R>(_ userData: UnsafeMutableRawPointer?, _ body: (GRPCClientConnectionHandler) -> R) -> R {
+    withSessionOwner(userData, body)
 }
+
+private let clientCallbacks = NGHTTP2Callbacks(
+    onHeader: clientOnHeader, onFrameRecv: clientOnFrameRecv, onDataChunkRecv: clientOnDataChunkRecv,
+    onStreamClose: clientOnStreamClose, onFrameNotSend: clientOnFrameNotSend)
 
 private let clientOnHeader: nghttp2_on_header_callback = { _, frame, name, nameLength, value, valueLength, _, userData in
     guard let frame, frame.pointee.frameType == NGHTTP2_HEADERS.rawValue else { return 0 }
-    clientHandler(userData).header(
-        streamID: frame.pointee.hd.stream_id, name: makeString(name, nameLength), value: makeString(value, valueLength))
+    withClientHandler(userData) {
+        $0.header(streamID: frame.pointee.hd.stream_id, name: makeString(name, nameLength), value: makeString(value, valueLength))
+    }
     return 0
 }
 
 private let clientOnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, userData in
     guard let frame else { return 0 }
     if frame.pointee.frameType == NGHTTP2_GOAWAY.rawValue {
-        clientHandler(userData).goawayReceived(
-            lastStreamID: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code)
+        withClientHandler(userData) {
+            $0.goawayReceived(lastStreamID: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code)
+        }
     }
     return 0
 }
 
 private let clientOnDataChunkRecv: nghttp2_on_data_chunk_recv_callback = { _, _, streamID, data, length, userData in
-    clientHandler(userData).dataReceived(streamID: streamID, UnsafeRawBufferPointer(start: data, count: length))
+    withClientHandler(userData) { $0.dataReceived(streamID: streamID, UnsafeRawBufferPointer(start: data, count: length)) }
     return 0
 }
 
 private let clientOnStreamClose: nghttp2_on_stream_close_callback = { _, streamID, errorCode, userData in
-    clientHandler(userData).streamClosed(streamID: streamID, errorCode: errorCode)
+    withClientHandler(userData) { $0.streamClosed(streamID: streamID, errorCode: errorCode) }
     return 0
 }
 
 private let clientOnFrameNotSend: nghttp2_on_frame_not_send_callback = { _, frame, errorCode, userData in
     guard let frame, frame.pointee.frameType == NGHTTP2_HEADERS.rawValue else { return 0 }
-    clientHandler(userData).requestNotSent(streamID: frame.pointee.hd.stream_id, errorCode: errorCode)
+    withClientHandler(userData) { $0.requestNotSent(streamID: frame.pointee.hd.stream_id, errorCode: errorCode) }
     return 0
 }
 
 private let clientDataSourceRead: nghttp2_data_source_read_callback = {
     _, streamID, buffer, length, flags, _, userData in
-    clientHandler(userData).readRequestData(
-        streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags!)
+    withClientHandler(userData) {
+        $0.readRequestData(streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags!)
+    }
 }

@@ -5,30 +5,43 @@
 // request metadata and one request message in; response messages and a status out. Models and
 // protobuf live above it.
 //
-// Why this shape:
+// Why this shape (swift-nio-http2's, over nghttp2):
 //
-// * One nghttp2 session per connection, owned by one `ChannelInboundHandler` and touched only
-//   on that connection's event loop. nghttp2 is not thread-safe and needs no locks this way;
-//   its C callbacks are capture-free global `let`s that recover the handler from the session's
-//   user data (`Unmanaged.passUnretained`), which keeps Swift 6 strict concurrency clean.
-// * nghttp2 does the HTTP/2 work (HPACK, flow control, stream states, SETTINGS, GOAWAY); we
-//   feed it with `mem_recv` in `channelRead` and drain `mem_send` into one buffer per loop tick
-//   (`channelReadComplete`, or one scheduled flush after responses hop in from other threads),
-//   so many responses completed together cost one write and one syscall.
+// * One nghttp2 session per connection, touched only on that connection's event loop, so
+//   nghttp2 (not thread-safe) needs no locks. `NGHTTP2Session` owns it for both ends: it feeds
+//   `mem_recv` from `channelRead`, drains `mem_send` into one buffer per loop tick
+//   (`channelReadComplete`, or one coalesced scheduled flush after answers hop in from other
+//   threads), so many responses completed together cost one write and one syscall; it answers
+//   a protocol error with GOAWAY and closes the channel once nghttp2 wants neither to read nor
+//   to write, after the last write. The server's and the client's channel handlers own the
+//   session in a `let` and keep only what differs: their callbacks and what a stream is. The
+//   C callbacks are capture-free global `let`s that recover the handler from the session's
+//   user data (`Unmanaged.passUnretained`, no retain per callback), which keeps Swift 6 strict
+//   concurrency clean.
+// * nghttp2 does the HTTP/2 work (HPACK, flow control, stream states, SETTINGS, GOAWAY). The
+//   gRPC rules of a server stream live in `GRPCServerStreamStateMachine`, a plain struct with
+//   no NIO and no nghttp2: it takes the stream's events (request headers, body bytes, end of
+//   stream, the call's answers, the deadline, the stream closing) and returns an action enum
+//   (reject trailers-only, dispatch, submit headers, resume data, trailers-only answer, reset,
+//   cancel the call) that `GRPCServerConnectionHandler.perform` carries out. The rules are
+//   tested event by event without a socket; the handler only executes.
 // * gRPC framing is a plain value type (`GRPCMessageDeframer`) tested against every split of
 //   its input; the 5-byte prefix is checked as soon as it arrives so oversized messages are
 //   refused before their body is buffered. Outgoing messages are framed lazily while copying
-//   into nghttp2's frame buffer (`OutboundMessageQueue`), never concatenated.
+//   into nghttp2's frame buffer (`OutboundMessageQueue`), never concatenated. Request headers
+//   are compared as bytes in place and kept as bytes (`HeaderFieldBytes`); the response
+//   headers and OK trailers are static NO_COPY lists (`StaticHeaders`).
 // * `GRPCServerCall` is the one object that crosses threads. Its small lifecycle state
 //   (active / finished / cancelled and the cancel callbacks) sits behind a `Mutex`; everything
 //   else hops to the event loop through a `NIOLoopBound` handler reference and is looked up by
 //   stream id, so a call that outlives its stream (reset, connection closed) is harmless: the
 //   lookup fails and the response is dropped.
 // * Unary and server-streaming only: a call is dispatched when the request stream ends, with
-//   exactly one message. The transport answers framing/header problems itself (see
-//   `GRPCServerConnectionHandler.requestHeadersReceived` and `reject`); the handler answers
-//   everything about methods and payloads. A non-gRPC content-type gets HTTP 415 (with
-//   grpc-status UNKNOWN for gRPC clients that look), as the gRPC HTTP/2 spec recommends.
+//   exactly one message. The transport answers framing/header problems itself (the state
+//   machine's `reject` actions); the handler answers everything about methods and payloads. A
+//   non-gRPC content-type gets HTTP 415 (with grpc-status UNKNOWN for gRPC clients that look),
+//   as the gRPC HTTP/2 spec recommends. A passed deadline is always answered with
+//   `GRPCStatus.deadlineExceeded`.
 // * Graceful shutdown = close the listener, GOAWAY(last processed stream) on every connection,
 //   let nghttp2 tell us when a connection is idle (`want_read == 0 && want_write == 0`), and
 //   force-close whatever is left when the timeout passes.

@@ -3,52 +3,26 @@ import Logging
 import NIOCore
 import SwerveStatus
 
-/// What a stream's request headers said, gathered in the connection handler while the header
-/// block arrives (so each field touches no stream object) and then handed to the stream.
-private struct RequestHead {
-    var streamID: Int32 = 0
-    var path = ""
-    /// ":method" when it is not POST (nil = POST, or none given yet: see `sawMethod`).
-    var httpMethod: String?
-    var sawMethod = false
-    /// "content-type" when it is not application/grpc[+...] (nil = it is, or none given: see `sawContentType`).
-    var contentType: String?
-    var sawContentType = false
-    var encoding: String?
-    var timeout: String?
-    var headerFields = HeaderFieldBytes()
-}
-
-/// The state of one request stream on the server, owned by the connection handler.
+/// One request stream on the server: its gRPC state machine and what carrying out its actions
+/// needs (the call, the deadline timer). Owned by the connection handler.
 private final class ServerStream {
     let id: Int32
-    var head = RequestHead()
-    /// From `grpc-timeout`, counted from the arrival of the request headers.
-    var deadline: NIODeadline?
-    var deframer: GRPCMessageDeframer
-    var message: [UInt8]?
-    /// The transport answered the stream itself; further request bytes are ignored.
-    var rejected = false
+    var machine: GRPCServerStreamStateMachine
     var call: GRPCServerCall?
     var deadlineTask: Scheduled<Void>?
 
-    // Response side.
-    var outbound = OutboundMessageQueue()
-    var headersSubmitted = false
-    var deferred = false
-    var finalStatus: GRPCStatus?
-
     init(id: Int32, maxMessageSize: Int) {
         self.id = id
-        self.deframer = GRPCMessageDeframer(maxMessageSize: maxMessageSize)
+        self.machine = GRPCServerStreamStateMachine(maxMessageSize: maxMessageSize)
     }
 }
 
 /// Sent down a server connection's pipeline to start a graceful close (GOAWAY, drain, close).
 struct GRPCServerGracefulShutdownEvent: Sendable {}
 
-/// One HTTP/2 connection: an nghttp2 server session driven from `channelRead`, with calls
-/// dispatched to the `GRPCCallHandler` and answered through `GRPCServerCall`.
+/// One HTTP/2 connection on the server: an `NGHTTP2Session` fed from `channelRead`, with each
+/// stream's gRPC decisions made by its `GRPCServerStreamStateMachine` and carried out here
+/// (`perform`), calls dispatched to the `GRPCCallHandler` and answered through `GRPCServerCall`.
 final class GRPCServerConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -56,105 +30,74 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     private let configuration: GRPCServerConfiguration
     private let callHandler: any GRPCCallHandler
     private let logger: Logger
-    private var session: OpaquePointer?
-    private var context: ChannelHandlerContext?
+    /// A `let`: the hot path reaches nghttp2 through it without a retain.
+    private let session: NGHTTP2Session
     /// The handler as calls see it; set while the handler is in a pipeline (a deliberate cycle,
     /// broken in handlerRemoved).
     private var loopBoundSelf: NIOLoopBound<GRPCServerConnectionHandler>?
     private var streams: [Int32: ServerStream] = [:]
     private var readyCalls: [GRPCServerCall] = []
-    private var flushScheduled = false
-    private var closing = false
     private var headerStrings = HeaderStringCache()
     /// The request header block being received (HEADERS frames and their CONTINUATIONs are never
-    /// interleaved with another stream's).
-    private var pendingHead = RequestHead()
+    /// interleaved with another stream's), and its stream (0: none).
+    private var pendingHead = GRPCRequestHead()
+    private var pendingHeadStreamID: Int32 = 0
 
     init(configuration: GRPCServerConfiguration, callHandler: any GRPCCallHandler, logger: Logger) {
         self.configuration = configuration
         self.callHandler = callHandler
         self.logger = logger
+        session = NGHTTP2Session(
+            role: .server, callbacks: serverCallbacks,
+            settings: [
+                (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, configuration.maxConcurrentStreams),
+                (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(max(configuration.initialStreamWindowSize, 0))),
+            ],
+            connectionWindowSize: configuration.connectionWindowSize)
+        session.setOwner(self)
     }
 
     // MARK: - Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        self.loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
-
-        var callbacks: OpaquePointer?
-        nghttp2_session_callbacks_new(&callbacks)
-        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, serverOnBeginHeaders)
-        nghttp2_session_callbacks_set_on_header_callback(callbacks, serverOnHeader)
-        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, serverOnFrameRecv)
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, serverOnDataChunkRecv)
-        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, serverOnStreamClose)
-        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, serverOnFrameSend)
-        var session: OpaquePointer?
-        let rv = nghttp2_session_server_new(&session, callbacks, Unmanaged.passUnretained(self).toOpaque())
-        nghttp2_session_callbacks_del(callbacks)
-        guard rv == 0, let session else {
-            logger.error("nghttp2_session_server_new failed: \(nghttp2ErrorString(Int(rv)))")
-            context.close(promise: nil)
-            return
-        }
-        self.session = session
-        _ = submitSettings(
-            session,
-            [
-                (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, configuration.maxConcurrentStreams),
-                (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(max(configuration.initialStreamWindowSize, 0))),
-            ])
-        if configuration.connectionWindowSize > 65_535 {
-            nghttp2_session_set_local_window_size(
-                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, configuration.connectionWindowSize)
-        }
-        if context.channel.isActive { flush() }
+        loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+        session.attach(context)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         cancelAllStreams()
-        if let session { nghttp2_session_del(session) }
-        session = nil
-        self.context = nil
+        session.detach()
         loopBoundSelf = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        flush()
+        session.flush()
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        closing = true
+        session.channelClosed()
         cancelAllStreams()
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = unwrapInboundIn(data)
-        guard let session, !closing else { return }
-        let rv = buffer.withUnsafeReadableBytes { bytes in
-            nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
+        guard session.isOpen else { return }
+        if session.receive(unwrapInboundIn(data)) {
+            dispatchReadyCalls()
+        } else if case .protocolError(let reason) = session.ending {
+            logger.debug("closing HTTP/2 connection after a protocol error: \(reason)")
         }
-        if rv < 0 {
-            logger.debug("closing HTTP/2 connection after a protocol error: \(nghttp2ErrorString(rv))")
-            nghttp2_session_terminate_session(session, UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue))
-            flush()
-            closeConnection()
-            return
-        }
-        dispatchReadyCalls()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        flush()
+        session.flush()
         context.fireChannelReadComplete()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is GRPCServerGracefulShutdownEvent {
-            initiateGracefulShutdown()
+            session.goAway()
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -162,159 +105,17 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error: \(error)")
-        closeConnection()
-    }
-
-    // MARK: - Output
-
-    /// Drains nghttp2's output into one buffer and writes it; closes the connection once
-    /// nghttp2 wants neither to read nor to write (after GOAWAY and the last stream).
-    private func flush() {
-        guard let session, let context, !closing else { return }
-        var out: ByteBuffer?
-        while true {
-            var pointer: UnsafePointer<UInt8>?
-            let n = nghttp2_session_mem_send(session, &pointer)
-            if n < 0 {
-                logger.debug("nghttp2_session_mem_send failed: \(nghttp2ErrorString(n))")
-                closeConnection()
-                return
-            }
-            guard n > 0, let pointer else { break }
-            if out == nil { out = context.channel.allocator.buffer(capacity: max(n, 4096)) }
-            out!.writeBytes(UnsafeRawBufferPointer(start: pointer, count: n))
-        }
-        if let out {
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-        }
-        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
-            closeConnection()
-        }
-    }
-
-    /// Coalesces flushes requested from response hops: one mem_send + write per loop tick.
-    private func scheduleFlush() {
-        guard !flushScheduled, let loopBoundSelf else { return }
-        flushScheduled = true
-        loopBoundSelf.eventLoop.execute {
-            let handler = loopBoundSelf.value
-            handler.flushScheduled = false
-            handler.flush()
-        }
-    }
-
-    private func closeConnection() {
-        guard !closing, let context else { return }
-        closing = true
-        // Close after the last write (a GOAWAY) is on the wire.
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-            channel.close(promise: nil)
-        }
-    }
-
-    private func initiateGracefulShutdown() {
-        guard let session, !closing else { return }
-        let lastStreamID = nghttp2_session_get_last_proc_stream_id(session)
-        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastStreamID, UInt32(NGHTTP2_NO_ERROR.rawValue), nil, 0)
-        flush()
+        session.close(.closed)
     }
 
     private func cancelAllStreams() {
-        pendingHead = RequestHead()
+        pendingHead = GRPCRequestHead()
+        pendingHeadStreamID = 0
         let all = streams
         streams.removeAll()
         for stream in all.values {
             stream.deadlineTask?.cancel()
             stream.call?.markCancelled()
-        }
-    }
-
-    // MARK: - Responses (called on the loop by GRPCServerCall)
-
-    func send(streamID: Int32, message: [UInt8]) {
-        guard let stream = streams[streamID], stream.finalStatus == nil else { return }
-        stream.outbound.append(message)
-        startOrResumeResponse(stream)
-        scheduleFlush()
-    }
-
-    func finish(streamID: Int32, status: GRPCStatus) {
-        guard let stream = streams[streamID], stream.finalStatus == nil else { return }
-        complete(stream, status)
-        scheduleFlush()
-    }
-
-    func respond(streamID: Int32, message: [UInt8]) {
-        guard let stream = streams[streamID], stream.finalStatus == nil else { return }
-        stream.outbound.append(message)
-        complete(stream, .ok)
-        scheduleFlush()
-    }
-
-    private func complete(_ stream: ServerStream, _ status: GRPCStatus) {
-        stream.deadlineTask?.cancel()
-        stream.deadlineTask = nil
-        stream.finalStatus = status
-        if !stream.headersSubmitted && stream.outbound.isEmpty && status.code != .ok {
-            submitTrailersOnly(stream, status)
-        } else {
-            startOrResumeResponse(stream)
-        }
-    }
-
-    private func startOrResumeResponse(_ stream: ServerStream) {
-        guard let session else { return }
-        if !stream.headersSubmitted {
-            stream.headersSubmitted = true
-            var provider = nghttp2_data_provider(
-                source: nghttp2_data_source(ptr: nil), read_callback: serverDataSourceRead)
-            let headers = StaticHeaders.okResponse
-            let rv = nghttp2_submit_response(session, stream.id, headers.nva, headers.count, &provider)
-            if rv != 0 { logger.debug("nghttp2_submit_response failed: \(nghttp2ErrorString(Int(rv)))") }
-        } else if stream.deferred {
-            stream.deferred = false
-            nghttp2_session_resume_data(session, stream.id)
-        }
-    }
-
-    private func submitTrailersOnly(_ stream: ServerStream, _ status: GRPCStatus, httpStatus: String = "200") {
-        guard let session else { return }
-        stream.headersSubmitted = true
-        stream.finalStatus = status
-        var headers = HeaderBlock(capacity: 4)
-        headers.add(":status", httpStatus)
-        headers.add("content-type", "application/grpc")
-        headers.add("grpc-status", String(status.code.rawValue))
-        if !status.message.isEmpty { headers.add("grpc-message", GRPCMessageEncoding.encode(status.message)) }
-        if status.code == .unimplemented && stream.head.encoding != nil { headers.add("grpc-accept-encoding", "identity") }
-        let rv = headers.withNV { nva, count in nghttp2_submit_response(session, stream.id, nva, count, nil) }
-        if rv != 0 {
-            // The stream must not hang without an answer: reset it.
-            logger.debug("nghttp2_submit_response failed: \(nghttp2ErrorString(Int(rv)))")
-            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, UInt32(NGHTTP2_INTERNAL_ERROR.rawValue))
-        }
-    }
-
-    /// The transport answers a stream itself (bad headers, bad framing) before any call exists.
-    private func reject(_ stream: ServerStream, _ status: GRPCStatus, httpStatus: String = "200") {
-        guard !stream.rejected else { return }
-        stream.rejected = true
-        stream.deframer = GRPCMessageDeframer(maxMessageSize: 0)  // release buffered bytes
-        logger.debug("rejecting stream \(stream.id) (\(stream.head.path)): \(status)")
-        submitTrailersOnly(stream, status, httpStatus: httpStatus)
-        // The RST_STREAM(NO_ERROR) that stops a client still uploading is submitted once these
-        // headers are on their way (`responseHeadersSent`): submitted now, it would make
-        // nghttp2 drop the HEADERS.
-        scheduleFlush()
-    }
-
-    private func deadlineExpired(streamID: Int32) {
-        guard let stream = streams[streamID], let call = stream.call, stream.finalStatus == nil else { return }
-        stream.deadlineTask = nil
-        if call.markCancelled() {
-            complete(stream, GRPCStatus(.deadlineExceeded, "deadline exceeded"))
-            scheduleFlush()
         }
     }
 
@@ -327,99 +128,101 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    // MARK: - nghttp2 callbacks
+    // MARK: - Responses (called on the loop by GRPCServerCall)
 
-    fileprivate func beginHeaders(streamID: Int32) {
-        streams[streamID] = ServerStream(id: streamID, maxMessageSize: configuration.maxReceiveMessageSize)
-        pendingHead = RequestHead(streamID: streamID)
-    }
-
-    fileprivate func header(
-        streamID: Int32, name: UnsafePointer<UInt8>?, nameLength: Int, value: UnsafePointer<UInt8>?, valueLength: Int
-    ) {
-        guard pendingHead.streamID == streamID else { return }
-        if nameLength > 0, name![0] == UInt8(ascii: ":") {
-            if bytesEqual(name, nameLength, ":path") {
-                pendingHead.path = headerStrings.string(value, valueLength)
-            } else if bytesEqual(name, nameLength, ":method") {
-                pendingHead.sawMethod = true
-                pendingHead.httpMethod = bytesEqual(value, valueLength, "POST") ? nil : makeString(value, valueLength)
-            }
-            return
-        }
-        if bytesEqual(name, nameLength, "content-type") {
-            pendingHead.sawContentType = true
-            pendingHead.contentType = bytesHavePrefix(value, valueLength, "application/grpc") ? nil : makeString(value, valueLength)
-        } else if bytesEqual(name, nameLength, "grpc-timeout") {
-            pendingHead.timeout = makeString(value, valueLength)
-        } else if bytesEqual(name, nameLength, "grpc-encoding") {
-            pendingHead.encoding = makeString(value, valueLength)
-        }
-        pendingHead.headerFields.append(name: name, nameLength, value: value, valueLength)
-    }
-
-    fileprivate func requestHeadersReceived(streamID: Int32) {
-        guard pendingHead.streamID == streamID else { return }
-        let head = pendingHead
-        pendingHead = RequestHead()
+    func send(streamID: Int32, message: [UInt8]) {
         guard let stream = streams[streamID] else { return }
-        stream.head = head
-        if !head.sawContentType || head.contentType != nil {
-            reject(
-                stream, GRPCStatus(.unknown, "unsupported content-type '\(head.contentType ?? "")': expected application/grpc"),
-                httpStatus: "415")
-        } else if !head.sawMethod || head.httpMethod != nil {
-            reject(stream, GRPCStatus(.unimplemented, "HTTP method \(head.httpMethod ?? "") is not supported: gRPC uses POST"))
-        } else if let encoding = head.encoding, encoding != "identity" {
-            reject(stream, GRPCStatus(.unimplemented, "grpc-encoding '\(encoding)' is not supported: only identity"))
-        } else if let timeout = head.timeout {
-            if let duration = GRPCTimeout.parse(timeout) {
-                stream.deadline = NIODeadline.now() + TimeAmount.nanoseconds(duration.nanoseconds)
-            } else {
-                reject(stream, GRPCStatus(.invalidArgument, "invalid grpc-timeout '\(timeout)'"))
-            }
+        perform(stream.machine.sendMessage(message), on: stream)
+    }
+
+    func finish(streamID: Int32, status: GRPCStatus) {
+        guard let stream = streams[streamID] else { return }
+        // Answered: the deadline no longer matters (a no-op if it already fired).
+        cancelDeadlineTimer(stream)
+        perform(stream.machine.finish(status), on: stream)
+    }
+
+    func respond(streamID: Int32, message: [UInt8]) {
+        guard let stream = streams[streamID] else { return }
+        cancelDeadlineTimer(stream)
+        perform(stream.machine.respond(message), on: stream)
+    }
+
+    private func deadlineExpired(streamID: Int32) {
+        guard let stream = streams[streamID] else { return }
+        stream.deadlineTask = nil
+        perform(stream.machine.deadlinePassed(), on: stream)
+    }
+
+    @inline(__always)
+    private func cancelDeadlineTimer(_ stream: ServerStream) {
+        if let task = stream.deadlineTask {
+            task.cancel()
+            stream.deadlineTask = nil
         }
     }
 
-    fileprivate func dataReceived(streamID: Int32, _ bytes: UnsafeRawBufferPointer) {
-        guard let stream = streams[streamID], !stream.rejected, stream.call == nil else { return }
-        stream.deframer.append(bytes)
-        do {
-            while let message = try stream.deframer.next() {
-                if stream.message == nil {
-                    stream.message = message
-                } else {
-                    reject(stream, GRPCStatus(.unimplemented, "client streaming is not supported: more than one request message"))
-                    return
-                }
-            }
-        } catch {
-            reject(stream, error)
+    // MARK: - Carrying out the state machine's actions
+
+    /// Inlined into each event so that, with the state machine's small methods, the action
+    /// of the common path is known where it is made and never materialised; the rare actions
+    /// are carried out out of line.
+    @inline(__always)
+    private func perform(_ action: GRPCServerStreamStateMachine.Action, on stream: ServerStream) {
+        switch action {
+        case .none:
+            return
+        case .submitResponseHeaders:
+            var provider = nghttp2_data_provider(
+                source: nghttp2_data_source(ptr: nil), read_callback: serverDataSourceRead)
+            let headers = StaticHeaders.okResponse
+            let rv = nghttp2_submit_response(session.raw, stream.id, headers.nva, headers.count, &provider)
+            if rv != 0 { logger.debug("nghttp2_submit_response failed: \(nghttp2ErrorString(Int(rv)))") }
+        case .resumeData:
+            nghttp2_session_resume_data(session.raw, stream.id)
+        case .reject(let response):
+            reject(stream, response)
+        case .sendTrailersOnly(let response):
+            submitTrailersOnly(stream, response)
+        case .resetStreamNoError:
+            session.resetStream(stream.id, errorCode: NGHTTP2_NO_ERROR.rawValue)
+            return  // submitted from inside mem_send (a frame-send callback): the same drain sends it
+        case .dispatch(let request):
+            dispatch(request, on: stream)
+            return  // nothing to write: the call is handed out after mem_recv returns
+        case .cancelCall(let answer):
+            cancelCall(on: stream, answer: answer)
+            return
+        }
+        session.scheduleFlush()
+    }
+
+    @inline(never)
+    private func reject(_ stream: ServerStream, _ response: GRPCServerStreamStateMachine.TrailersOnlyResponse) {
+        logger.debug("rejecting stream \(stream.id) (\(stream.machine.method)): \(response.status)")
+        submitTrailersOnly(stream, response)
+    }
+
+    @inline(never)
+    private func cancelCall(on stream: ServerStream, answer: GRPCStatus?) {
+        cancelDeadlineTimer(stream)
+        guard let call = stream.call, call.markCancelled() else { return }
+        if let answer {
+            perform(stream.machine.finish(answer), on: stream)
+        } else {
+            logger.debug("call \(call.method) on stream \(stream.id) cancelled: the stream closed")
         }
     }
 
-    fileprivate func endOfStream(streamID: Int32) {
-        guard let stream = streams[streamID], !stream.rejected, stream.call == nil, let loopBoundSelf else { return }
-        if stream.deframer.hasPartialMessage {
-            reject(stream, GRPCStatus(.internal, "request stream ended in the middle of a message"))
-            return
-        }
-        guard let message = stream.message else {
-            reject(stream, GRPCStatus(.invalidArgument, "no request message"))
-            return
-        }
-        stream.message = nil
-        let deadline = stream.deadline
-        if let deadline, deadline <= .now() {
-            // Expired while the request was arriving: the handler never sees it.
-            reject(stream, GRPCStatus(.deadlineExceeded, "deadline exceeded before the request was complete"))
-            return
-        }
+    private func dispatch(_ request: GRPCServerStreamStateMachine.Request, on stream: ServerStream) {
+        guard let loopBoundSelf else { return }
+        let deadline = request.deadline.map { NIODeadline.uptimeNanoseconds($0) }
         let call = GRPCServerCall(
-            method: stream.head.path, headerFields: stream.head.headerFields, message: message, deadline: deadline,
-            streamID: streamID, connection: loopBoundSelf)
+            method: request.method, headerFields: request.headerFields, message: request.message, deadline: deadline,
+            streamID: stream.id, connection: loopBoundSelf)
         stream.call = call
         if let deadline {
+            let streamID = stream.id
             stream.deadlineTask = loopBoundSelf.eventLoop.scheduleTask(deadline: deadline) {
                 loopBoundSelf.value.deadlineExpired(streamID: streamID)
             }
@@ -427,21 +230,69 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         readyCalls.append(call)
     }
 
-    /// A HEADERS frame went out. After a rejection's trailers-only response, tell a client
-    /// that is still uploading to stop: RST_STREAM(NO_ERROR) after a complete response is what
-    /// RFC 9113 §8.1 prescribes, and it spares us reading a body we will ignore.
-    fileprivate func responseHeadersSent(streamID: Int32, endStream: Bool) {
-        guard endStream, let session, let stream = streams[streamID], stream.rejected,
-            nghttp2_session_get_stream_remote_close(session, streamID) == 0
-        else { return }
-        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_NO_ERROR.rawValue))
+    @inline(never)
+    private func submitTrailersOnly(_ stream: ServerStream, _ response: GRPCServerStreamStateMachine.TrailersOnlyResponse) {
+        var headers = HeaderBlock(capacity: 5)
+        headers.add(":status", String(response.httpStatus))
+        headers.add("content-type", "application/grpc")
+        headers.add("grpc-status", String(response.status.code.rawValue))
+        if !response.status.message.isEmpty { headers.add("grpc-message", GRPCMessageEncoding.encode(response.status.message)) }
+        if response.advertiseIdentityEncoding { headers.add("grpc-accept-encoding", "identity") }
+        let rv = headers.withNV { nva, count in nghttp2_submit_response(session.raw, stream.id, nva, count, nil) }
+        if rv != 0 {
+            // The stream must not hang without an answer: reset it.
+            logger.debug("nghttp2_submit_response failed: \(nghttp2ErrorString(Int(rv)))")
+            session.resetStream(stream.id, errorCode: NGHTTP2_INTERNAL_ERROR.rawValue)
+        }
+    }
+
+    // MARK: - nghttp2 callbacks
+
+    fileprivate func beginHeaders(streamID: Int32) {
+        streams[streamID] = ServerStream(id: streamID, maxMessageSize: configuration.maxReceiveMessageSize)
+        pendingHead = GRPCRequestHead()
+        pendingHeadStreamID = streamID
+    }
+
+    fileprivate func header(
+        streamID: Int32, name: UnsafePointer<UInt8>?, nameLength: Int, value: UnsafePointer<UInt8>?, valueLength: Int
+    ) {
+        guard pendingHeadStreamID == streamID else { return }
+        pendingHead.append(name: name, nameLength, value: value, valueLength, strings: &headerStrings)
+    }
+
+    fileprivate func requestHeadersReceived(streamID: Int32) {
+        guard pendingHeadStreamID == streamID else { return }
+        let head = pendingHead
+        pendingHead = GRPCRequestHead()
+        pendingHeadStreamID = 0
+        guard let stream = streams[streamID] else { return }
+        perform(stream.machine.receiveHeaders(consume head, now: { NIODeadline.now().uptimeNanoseconds }), on: stream)
+    }
+
+    fileprivate func dataReceived(streamID: Int32, _ bytes: UnsafeRawBufferPointer) {
+        guard let stream = streams[streamID] else { return }
+        perform(stream.machine.receiveData(bytes), on: stream)
+    }
+
+    fileprivate func endOfStream(streamID: Int32) {
+        guard let stream = streams[streamID] else { return }
+        perform(stream.machine.receiveEndOfStream(now: { NIODeadline.now().uptimeNanoseconds }), on: stream)
+    }
+
+    fileprivate func responseEndSent(streamID: Int32) {
+        guard let stream = streams[streamID] else { return }
+        perform(stream.machine.responseEndSent(), on: stream)
     }
 
     fileprivate func streamClosed(streamID: Int32, errorCode: UInt32) {
-        if pendingHead.streamID == streamID { pendingHead = RequestHead() }
+        if pendingHeadStreamID == streamID {
+            pendingHead = GRPCRequestHead()
+            pendingHeadStreamID = 0
+        }
         guard let stream = streams.removeValue(forKey: streamID) else { return }
-        stream.deadlineTask?.cancel()
-        if let call = stream.call, call.markCancelled() {
+        cancelDeadlineTimer(stream)
+        if case .cancelCall = stream.machine.streamClosed(), let call = stream.call, call.markCancelled() {
             logger.debug("call \(call.method) on stream \(streamID) cancelled (HTTP/2 error code \(errorCode))")
         }
     }
@@ -449,22 +300,27 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     fileprivate func readResponseData(
         streamID: Int32, into destination: UnsafeMutableRawBufferPointer, flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        guard let session, let stream = streams[streamID] else {
+        guard let stream = streams[streamID] else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
-        let written = stream.outbound.read(into: destination)
-        guard stream.outbound.isEmpty else { return written }
-        if let status = stream.finalStatus {
+        switch stream.machine.readResponse(into: destination) {
+        case .data(let written):
+            return written
+        case .deferred:
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        case .lastData(let written, let status):
+            // gRPC needs trailers after the data: end the data without ending the stream, and
+            // submit the trailers from inside the callback (C-INTEROP.md).
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
             let rv: Int32
             if status.code == .ok && status.message.isEmpty {
                 let trailers = StaticHeaders.okTrailers
-                rv = nghttp2_submit_trailer(session, streamID, trailers.nva, trailers.count)
+                rv = nghttp2_submit_trailer(session.raw, streamID, trailers.nva, trailers.count)
             } else {
                 var trailers = HeaderBlock(capacity: 2)
                 trailers.add("grpc-status", String(status.code.rawValue))
                 if !status.message.isEmpty { trailers.add("grpc-message", GRPCMessageEncoding.encode(status.message)) }
-                rv = trailers.withNV { nva, count in nghttp2_submit_trailer(session, streamID, nva, count) }
+                rv = trailers.withNV { nva, count in nghttp2_submit_trailer(session.raw, streamID, nva, count) }
             }
             if rv != 0 {
                 logger.debug("nghttp2_submit_trailer failed: \(nghttp2ErrorString(Int(rv)))")
@@ -472,34 +328,22 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
             }
             return written
         }
-        if written == 0 {
-            stream.deferred = true
-            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
-        }
-        return written
     }
 }
 
 @available(*, unavailable)
 extension GRPCServerConnectionHandler: Sendable {}
 
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return seconds < 0 ? .min : .max }
-        return product.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
-    }
-}
-
 // MARK: - Capture-free C callbacks: each recovers its handler from the session user data.
 
-/// Runs `body` on the handler behind the session's user data without retaining it: the handler
-/// owns the session, so it outlives every callback.
 @inline(__always)
 private func withServerHandler<R>(_ userData: UnsafeMutableRawPointer?, _ body: (GRPCServerConnectionHandler) -> R) -> R {
-    Unmanaged<GRPCServerConnectionHandler>.fromOpaque(userData!)._withUnsafeGuaranteedRef(body)
+    withSessionOwner(userData, body)
 }
+
+private let serverCallbacks = NGHTTP2Callbacks(
+    onBeginHeaders: serverOnBeginHeaders, onHeader: serverOnHeader, onFrameRecv: serverOnFrameRecv,
+    onDataChunkRecv: serverOnDataChunkRecv, onStreamClose: serverOnStreamClose, onFrameSend: serverOnFrameSend)
 
 private let serverOnBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in
     guard let frame, frame.pointee.frameType == NGHTTP2_HEADERS.rawValue,
@@ -547,8 +391,9 @@ private let serverOnStreamClose: nghttp2_on_stream_close_callback = { _, streamI
 }
 
 private let serverOnFrameSend: nghttp2_on_frame_send_callback = { _, frame, userData in
-    guard let frame, frame.pointee.frameType == NGHTTP2_HEADERS.rawValue else { return 0 }
-    withServerHandler(userData) { $0.responseHeadersSent(streamID: frame.pointee.hd.stream_id, endStream: frame.pointee.isEndStream) }
+    // Only the HEADERS that end our side of a stream matter (trailers, trailers-only answers).
+    guard let frame, frame.pointee.frameType == NGHTTP2_HEADERS.rawValue, frame.pointee.isEndStream else { return 0 }
+    withServerHandler(userData) { $0.responseEndSent(streamID: frame.pointee.hd.stream_id) }
     return 0
 }
 

@@ -150,7 +150,7 @@ struct HeaderStringCache {
 
 /// A request's header fields as they arrived, kept as bytes in one buffer; Strings are made
 /// only if someone asks for them (the request path never does).
-struct HeaderFieldBytes: Sendable {
+struct HeaderFieldBytes: Sendable, Equatable {
     // Each field: 4-byte name length, 4-byte value length (native order), name, value.
     private var storage: [UInt8] = []
 
@@ -226,12 +226,7 @@ func makeString(_ pointer: UnsafePointer<UInt8>?, _ length: Int) -> String {
     return String(decoding: UnsafeBufferPointer(start: pointer, count: length), as: UTF8.self)
 }
 
-/// Default ports for SETTINGS in the order nghttp2 expects.
-func submitSettings(_ session: OpaquePointer, _ entries: [(nghttp2_settings_id, UInt32)]) -> Int32 {
-    let iv = entries.map { nghttp2_settings_entry(settings_id: Int32($0.0.rawValue), value: $0.1) }
-    return iv.withUnsafeBufferPointer { nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), $0.baseAddress, $0.count) }
-}
-
+/// nghttp2's words for one of its error codes.
 func nghttp2ErrorString(_ code: Int) -> String {
     String(cString: nghttp2_strerror(Int32(truncatingIfNeeded: code)))
 }

@@ -102,8 +102,8 @@ import SwerveStatus
         try await withTestServer { server, observations in
             let client = try await GRPCClientConnection.connect(host: "127.0.0.1", port: server.port)
             // The client-side timer is the backstop; the server's (same deadline) usually fires first.
-            let status = await statusThrown { _ = try await client.unary(TestMethod.sleep, [], timeout: .milliseconds(200)) }
-            #expect(status?.code == .deadlineExceeded)
+            let status = await statusThrown { _ = try await client.unary(TestMethod.silent, [], timeout: .milliseconds(200)) }
+            #expect(status == GRPCStatus.deadlineExceeded)
             #expect(await waitUntil { observations.cancelledCount == 1 })
             #expect(try await client.unary(TestMethod.echo, [1]) == [1])
             await client.close()
@@ -114,10 +114,18 @@ import SwerveStatus
         try await withTestServer { server, observations in
             let client = try await GRPCClientConnection.connect(host: "127.0.0.1", port: server.port)
             // No client timer: only the grpc-timeout header, so the answer must come from the server.
-            let status = await statusThrown {
-                _ = try await client.unary(TestMethod.sleep, [], metadata: [("grpc-timeout", "150m")])
+            let outcome = Mutex<GRPCStatus??>(nil)
+            let call = Task {
+                let status = await statusThrown {
+                    _ = try await client.unary(TestMethod.silent, [], metadata: [("grpc-timeout", "150m")])
+                }
+                outcome.withLock { $0 = .some(status) }
             }
-            #expect(status == GRPCStatus(.deadlineExceeded, "deadline exceeded"))
+            let answered = await waitUntil { outcome.withLock { $0 != nil } }
+            #expect(answered, "the server did not answer the passed deadline")
+            if !answered { await client.close() }  // ends the call (UNAVAILABLE), so the test stays bounded
+            await call.value
+            #expect(outcome.withLock { $0 } == .some(GRPCStatus(.deadlineExceeded, "deadline exceeded")))
             #expect(await waitUntil { observations.cancelledCount == 1 })
             await client.close()
         }
@@ -227,16 +235,11 @@ import SwerveStatus
         #expect(await waitUntil { observations.heldCalls.count == 1 })
 
         let shutdown = Task { await server.shutdownGracefully(timeout: .seconds(20)) }
-        // Once GOAWAY reaches the client, new calls on this connection are refused (bounded poll).
-        var refused: GRPCStatus?
-        for _ in 0..<2000 {
-            if let status = await statusThrown({ _ = try await client.unary(TestMethod.echo, [1]) }) {
-                refused = status
-                break
-            }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        #expect(refused?.code == .unavailable)
+        // Once GOAWAY reaches the client, new calls on this connection are refused.
+        #expect(
+            await waitUntil {
+                await statusThrown({ _ = try await client.unary(TestMethod.echo, [1]) })?.code == .unavailable
+            })
         // New connections are refused too.
         let newConnection = await statusThrown { _ = try await GRPCClientConnection.connect(host: "127.0.0.1", port: port) }
         #expect(newConnection?.code == .unavailable)

@@ -58,7 +58,7 @@ import SwerveStatus
         msg = "model «résnet» 100% not found: 日本語 %41"
         expect_code(lambda: uu('/test.Test/Fail')(msg.encode(), timeout=30), grpc.StatusCode.NOT_FOUND, msg)
         expect_code(lambda: uu('/no.Such/Method')(b'', timeout=30), grpc.StatusCode.UNIMPLEMENTED)
-        expect_code(lambda: uu('/test.Test/Sleep')(b'', timeout=0.2), grpc.StatusCode.DEADLINE_EXCEEDED)
+        expect_code(lambda: uu('/test.Test/Silent')(b'', timeout=0.2), grpc.StatusCode.DEADLINE_EXCEEDED)
         su = ch.stream_unary('/test.Test/Echo', request_serializer=ident, response_deserializer=ident)
         expect_code(lambda: su(iter([b'a', b'b']), timeout=30), grpc.StatusCode.UNIMPLEMENTED)
         expect_code(lambda: su(iter([]), timeout=30), grpc.StatusCode.INVALID_ARGUMENT, "no request message")

@@ -13,8 +13,8 @@ enum TestMethod {
     static let stream = "/test.Test/Stream"
     /// Request: a decimal count N; responds with N messages of 3 MiB (more than any flow-control window).
     static let bigStream = "/test.Test/BigStream"
-    /// Never answers on its own (until 10 s pass); records cancellation.
-    static let sleep = "/test.Test/Sleep"
+    /// Never answers: only a deadline or the client ends the call. Records cancellation.
+    static let silent = "/test.Test/Silent"
     /// Request: UTF-8 message; finishes with NOT_FOUND and that message.
     static let fail = "/test.Test/Fail"
     /// Parks the call until the test answers it through `TestCallHandler.heldCalls`.
@@ -54,12 +54,8 @@ struct TestCallHandler: GRPCCallHandler {
                 for i in 0..<count { call.send(bigMessage(UInt8(i))) }
                 call.finish(.ok)
             }
-        case TestMethod.sleep:
+        case TestMethod.silent:
             call.onCancel { observations.with { $0.cancelledMethods.append(call.method) } }
-            Task.detached {
-                try? await Task.sleep(for: .seconds(10))
-                call.respond([1])
-            }
         case TestMethod.fail:
             call.finish(GRPCStatus(.notFound, String(decoding: call.message, as: UTF8.self)))
         case TestMethod.hold:
@@ -104,6 +100,17 @@ func waitUntil(timeout: Duration = .seconds(10), _ condition: () -> Bool) async 
         try? await Task.sleep(for: .milliseconds(5))
     }
     return condition()
+}
+
+/// Waits for an asynchronous `condition` to hold, polling, for at most `timeout`. Returns whether it held.
+func waitUntil(timeout: Duration = .seconds(10), _ condition: () async -> Bool) async -> Bool {
+    let clock = ContinuousClock()
+    let end = clock.now + timeout
+    while clock.now < end {
+        if await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return await condition()
 }
 
 /// Runs `body` and returns the `GRPCStatus` it throws (nil if it succeeds).
