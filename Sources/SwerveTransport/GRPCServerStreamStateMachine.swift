@@ -337,12 +337,6 @@ struct GRPCServerStreamStateMachine {
     }
 }
 
-extension GRPCStatus {
-    /// DEADLINE_EXCEEDED as the transport answers it, on either side, whenever it notices that a
-    /// call's deadline (`grpc-timeout`) has passed: one message, so logs and clients see one.
-    public static let deadlineExceeded = GRPCStatus(.deadlineExceeded, "deadline exceeded")
-}
-
 extension Duration {
     /// The duration in nanoseconds, saturating at `Int64`'s bounds.
     var nanoseconds: Int64 {

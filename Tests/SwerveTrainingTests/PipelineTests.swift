@@ -152,7 +152,7 @@ enum PipelineData {
         #expect(epochs.value <= 3)
         // run returned only after the training thread stopped: no epoch reports after it.
         let atReturn = epochs.value
-        Thread.sleep(forTimeInterval: 0.3)
+        Thread.sleep(forTimeInterval: 0.3)  // the observation window itself: nothing may report in it
         #expect(epochs.value == atReturn)
         #expect(ModelRegistry(repository: dir.appendingPathComponent("repo")).versions(of: "clicks").isEmpty)
     }

@@ -50,7 +50,7 @@ struct TrainingCancellationTests {
         try #require(ended, "the training thread did not stop within 10 s of the cancellation")
         let latency = Date().timeIntervalSince(cancelled)
         let atStop = epochs.value
-        Thread.sleep(forTimeInterval: 0.3)
+        Thread.sleep(forTimeInterval: 0.3)  // the observation window itself: no epoch may end in it
         #expect(epochs.value == atStop, "epochs kept growing after the trainer returned")
         #expect(atStop <= 2)
         #expect(!outcome.returnedModel)
