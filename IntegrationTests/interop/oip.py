@@ -35,6 +35,7 @@ import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
 import health_pb2  # noqa: E402
 import health_pb2_grpc  # noqa: E402
 import model_config_pb2 as mc  # noqa: E402
+import swerve_serving_pb2 as spb  # noqa: E402
 
 SERVICE = "inference.GRPCInferenceService"
 HealthStatus = health_pb2.HealthCheckResponse
@@ -147,6 +148,21 @@ def expect_code(code: grpc.StatusCode | tuple, fn, *args, **kw) -> grpc.RpcError
     raise AssertionError(f"expected {[c.name for c in codes]}, call succeeded: {str(result)[:300]}")
 
 
+def wait_until(condition, timeout: float, what, interval: float = 0.02):
+    """Polls condition() until it returns something truthy (which is returned) or `timeout`
+    seconds pass; then fails naming `what` (a string, or a callable giving one, e.g. with a log
+    tail) and the last value seen. Instead of a fixed sleep before acting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            detail = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {detail} (last: {value!r})")
+        time.sleep(interval)
+
+
 # --------------------------------------------------------------------------
 # references
 
@@ -212,6 +228,7 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self._channels: list[grpc.Channel] = []
         self._log = None
+        self._insights = None
         self.returncode: int | None = None
 
     # lifecycle --------------------------------------------------------
@@ -273,6 +290,7 @@ class Server:
         for ch in self._channels:
             ch.close()
         self._channels.clear()
+        self._insights = None
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGTERM)
@@ -305,6 +323,20 @@ class Server:
 
     def health_stub(self, channel: grpc.Channel | None = None):
         return health_pb2_grpc.HealthStub(channel or self.channel())
+
+    def arrived(self, model: str) -> int:
+        """Requests for `model` (all ready versions) that have reached its serving paths: static
+        table lookups, cache hits and misses, and requests sent straight to the batcher, from
+        swerve.v1 PathStatistics. Each is counted once, when the server has the whole request and
+        before it computes, so `arrived(m) - before >= n` means n new calls are all at the server."""
+        if self._insights is None:
+            self._insights = self.channel().unary_unary(
+                "/swerve.v1.ServingInsights/PathStatistics",
+                request_serializer=spb.PathStatisticsRequest.SerializeToString,
+                response_deserializer=spb.PathStatisticsResponse.FromString)
+        resp = self._insights(spb.PathStatisticsRequest(name=model), timeout=10)
+        return sum(m.table_lookups + m.cache_hits + m.cache_misses + m.batcher_requests
+                   for m in resp.models)
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
