@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,6 +157,24 @@ def served_versions(stub, name: str) -> list[str]:
         return []
 
 
+def wait_for_full_rescan(server: oip.Server, repo: Path, scratch: Path, name: str = "poll_canary") -> None:
+    """Returns once `serve --poll-interval` has rescanned every model in `repo`, and loaded what
+    changed, after this call began. A new model `name` appears (moved in whole): its version 1
+    serving proves a scan started after now. Then its version 2 appears: 2 serving proves a later
+    scan started, and scans run one at a time, each loading synchronously, so the first one had
+    finished every model by then."""
+    source = ROOT / "examples" / "repository" / "breast_cancer_logreg"
+    stub = server.stub()
+    shutil.copytree(source, scratch / f"{name}-staged")
+    os.rename(scratch / f"{name}-staged", repo / name)
+    oip.wait_until(lambda: "1" in served_versions(stub, name), 30,
+                   lambda: f"{name} version 1 to be served (a rescan)\n{server.log_tail()}")
+    shutil.copytree(source / "1", scratch / f"{name}-2-staged")
+    os.rename(scratch / f"{name}-2-staged", repo / name / "2")
+    oip.wait_until(lambda: "2" in served_versions(stub, name), 30,
+                   lambda: f"{name} version 2 to be served (a second rescan)\n{server.log_tail()}")
+
+
 def test_static_job_is_published_served_and_a_bad_one_is_not(trainer_env, tmp_path):
     repo, start_trainer, start_server = trainer_env
     server = start_server()
@@ -195,7 +214,7 @@ def test_static_job_is_published_served_and_a_bad_one_is_not(trainer_env, tmp_pa
     versions = trainer.stub.ListVersions(tpb.ModelRef(model_name="clicks"), timeout=10).versions
     assert [v.version for v in versions] == [1]
     assert sorted(os.listdir(repo / ".rejected" / "clicks"))
-    time.sleep(1.5)  # a poll later, still only version 1
+    wait_for_full_rescan(server, repo, tmp_path)  # the server has looked again: still only version 1
     assert served_versions(stub, "clicks") == ["1"]
 
     # Errors map to statuses.
@@ -309,7 +328,7 @@ def test_cancel_job_stops_the_training_thread(trainer_env, tmp_path):
     assert time.monotonic() - cancelled_at < 10
     assert epochs_seen <= 2
     before = cpu_seconds(trainer.proc.pid)
-    time.sleep(1.5)
+    time.sleep(1.5)  # the observation window itself: an idle trainer burns (almost) no CPU in it
     burned = cpu_seconds(trainer.proc.pid) - before
     assert burned < 0.5, f"the trainer kept computing after the cancellation: {burned:.2f} CPU s in 1.5 s"
     assert not (repo / "long").exists()

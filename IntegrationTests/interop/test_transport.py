@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import good_call
-from oip import assert_matches, expect_code, infer, make_request, ort_run, pb
+from oip import assert_matches, expect_code, infer, make_request, ort_run, pb, wait_until
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_SETTINGS, FRAME_GOAWAY = 0x4, 0x7
@@ -122,10 +122,12 @@ def test_server_settings_and_ping(server):
 def test_cancelled_calls_do_not_disturb_others(server, stub, zoo):
     rng = np.random.default_rng(8)
     heavy_x = rng.standard_normal((64, 1024)).astype(np.float32)
+    before = server.arrived("heavy")
     victims = [stub.ModelInfer.future(make_request("heavy", {"x": heavy_x}), timeout=60) for _ in range(6)]
     inputs = [zoo.cases["dense"].make_inputs(1 + i % 5) + i for i in range(24)]
     others = [stub.ModelInfer.future(make_request("dense", {"x": x}), timeout=60) for x in inputs]
-    time.sleep(0.05)
+    # Cancel on the server: every victim is there (running or queued behind the others) first.
+    wait_until(lambda: server.arrived("heavy") - before >= 6, 30, "the 6 heavy calls to reach the server")
     for f in victims:
         f.cancel()
     for f in victims:
@@ -144,8 +146,10 @@ def test_client_closes_channel_mid_call(server, zoo, stub):
     ch = server.channel()
     s = server.stub(ch)
     x = np.random.default_rng(9).standard_normal((64, 1024)).astype(np.float32)
+    before = server.arrived("heavy")
     futures = [s.ModelInfer.future(make_request("heavy", {"x": x}), timeout=60) for _ in range(4)]
-    time.sleep(0.05)
+    # Close while the server holds the calls (running or queued), not before they were sent.
+    wait_until(lambda: server.arrived("heavy") - before >= 4, 30, "the 4 heavy calls to reach the server")
     ch.close()
     for f in futures:
         try:

@@ -61,11 +61,16 @@ def test_sigterm_drains_in_flight_calls(start_server, zoo):
     t0 = time.monotonic()
     stub.ModelInfer(make_request("heavy", {"x": x}), timeout=120)
     one = time.monotonic() - t0
+    before = srv.arrived("heavy")
 
     inputs = [rng.standard_normal((64, 1024)).astype(np.float32) for _ in range(20)]
+    t1 = time.monotonic()
     futures = [stub.ModelInfer.future(make_request("heavy", {"x": xi}), timeout=120) for xi in inputs]
-    # Let the requests reach the server (they are 256 KB each), but not finish.
-    time.sleep(min(0.3, one * 2))
+    # SIGTERM once all 20 requests (256 KB each) have reached the server; with one worker at
+    # `one` s per call, most are still queued then (`pending` is checked below).
+    oip.wait_until(lambda: srv.arrived("heavy") - before >= 20, 60,
+                   lambda: f"the 20 calls to reach the server ({srv.arrived('heavy') - before} did)")
+    waited = time.monotonic() - t1
     pending = sum(not f.done() for f in futures)
     srv.signal(signal.SIGTERM)
     failures = []
@@ -81,7 +86,7 @@ def test_sigterm_drains_in_flight_calls(start_server, zoo):
     code = srv.wait_exit(timeout=60)
     assert code == 0, f"exit code {code}\n{srv.log_tail()}"
     assert pending > 0, (f"test did not exercise draining: all 20 calls finished within "
-                         f"{min(0.3, one * 2):.2f}s (one call took {one:.3f}s)")
+                         f"{waited:.2f}s (one call took {one:.3f}s)")
 
 
 def test_sigterm_new_calls_refused_after_exit(start_server, zoo):
@@ -178,8 +183,10 @@ def test_sigterm_sends_goaway_and_finishes_open_stream(start_server, zoo):
     try:
         assert grpc_status(c.wait(c.call(LIVE, b""))) == 0
         x = np.random.default_rng(31).standard_normal((64, 1024)).astype(np.float32)
+        before = srv.arrived("heavy")
         sids = [c.call(INFER, make_request("heavy", {"x": x}).SerializeToString()) for _ in range(4)]
-        time.sleep(0.05)
+        # The server has read all 4 streams (so they are below GOAWAY's last-stream-id) before SIGTERM.
+        oip.wait_until(lambda: srv.arrived("heavy") - before >= 4, 30, "the 4 streams to reach the server")
         srv.signal(signal.SIGTERM)
         for sid in sids:
             st = c.wait(sid, timeout=60)

@@ -29,7 +29,8 @@ def generate_stubs() -> None:
            f"--python_out={GEN}", f"--grpc_python_out={GEN}",
            str(ROOT / "protos" / "grpc_service.proto"),
            str(ROOT / "protos" / "model_config.proto"),
-           str(ROOT / "protos" / "health.proto")]
+           str(ROOT / "protos" / "health.proto"),
+           str(ROOT / "protos" / "swerve_serving.proto")]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr}")

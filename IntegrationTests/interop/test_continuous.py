@@ -179,14 +179,15 @@ def test_continuous_job_publishes_serves_and_resumes_after_kill_9(env, tmp_path)
     assert len(resumed) == 1, (trainer.stub.ListJobs(tpb.ListJobsRequest(), timeout=5), trainer.log_tail())
     assert resumed[0].model_name == MODEL, resumed
     # Already-consumed weeks are not trained on again: give the resumed job a few polls with no new data.
-    time.sleep(2.5)
+    # An empty poll leaves no trace (no event, no counter), so this is a window, not a wait.
+    time.sleep(2.5)  # observation window (~2 polls at poll_seconds=1): no version may appear in it
     assert [v.version for v in versions(trainer.stub)] == [1, 2], rejections(trainer)
 
     # Week 2 → v3, parent v2, exactly once.
     ranges.append(push_week(trainer.stub, data, 2))
     assert ranges[2][0] == ranges[1][1] + 1, ranges  # the log kept its sequence across kill -9
     vs = wait_for_versions(trainer, 3)
-    time.sleep(2.5)  # a couple more polls: nothing else may be published for the same examples
+    time.sleep(2.5)  # observation window (a couple more polls): nothing else may be published for the same examples
     vs = versions(trainer.stub)
     assert [v.version for v in vs] == [1, 2, 3], [(v.version, lineage(v)["extra"]) for v in vs]
     l3 = lineage(vs[2])
