@@ -13,7 +13,7 @@ GRPC_PORT  ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 # Interop suite guard: SIGINT (pytest tears down its servers) after 15 minutes.
-PYTEST := timeout -s INT -k 60 900 $(PY) -m pytest tests/interop
+PYTEST := timeout -s INT -k 60 900 $(PY) -m pytest IntegrationTests/interop
 
 # System packages: build deps, then the benchmark clients (h2load etc.).
 APT_PKGS := libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
@@ -23,7 +23,7 @@ APT_PKGS := libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev
 
 help:
 	@echo "make deps      install missing apt packages ($(APT_PKGS))"
-	@echo "make venv      create $(VENV) with tests/interop/requirements.txt"
+	@echo "make venv      create $(VENV) with IntegrationTests/interop/requirements.txt"
 	@echo "make build     debug build"
 	@echo "make release   release build"
 	@echo "make examples  regenerate examples/repository (needs venv)"
@@ -86,4 +86,4 @@ bench-training: deps venv
 	SWERVE_BUILD_DIR=$(BUILD_DIR) benchmarks/training.sh
 
 clean:
-	rm -rf $(BUILD_DIR) tests/interop/gen
+	rm -rf $(BUILD_DIR) IntegrationTests/interop/gen

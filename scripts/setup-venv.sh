@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Creates the Python venv for the interop tests and examples/make_examples.py,
-# and installs tests/interop/requirements.txt into it. Skips the install when
+# and installs IntegrationTests/interop/requirements.txt into it. Skips the install when
 # the stamp shows the same requirements (and the same python) were installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
-req=tests/interop/requirements.txt
+req=IntegrationTests/interop/requirements.txt
 stamp="$venv/.swerve-requirements.stamp"
 python=${PYTHON:-python3}
 

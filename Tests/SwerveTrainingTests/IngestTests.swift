@@ -83,7 +83,7 @@ import Testing
         #expect(log.recovery.records == 2)
         #expect(log.recovery.truncationReason?.contains("CRC") == true)
         #expect(try log.append([1]) == 3)
-        // The CRC matches zlib's (an independent implementation checks the log in tests/interop).
+        // The CRC matches zlib's (an independent implementation checks the log in IntegrationTests/interop).
         #expect(RecordCRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
     }
 
