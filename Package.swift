@@ -133,5 +133,7 @@ let package = Package(
             name: "SwerveTrainingTests", dependencies: ["SwerveTraining", "SwerveInference", "SwerveProto"],
             exclude: ["Fixtures"]),
         .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveInference"]),
+        // The CLI's own pieces (the bench's Zipf sampler and request stream), through `@testable import swerve`.
+        .testTarget(name: "SwerveCLITests", dependencies: ["swerve", "SwerveInference"]),
     ]
 )

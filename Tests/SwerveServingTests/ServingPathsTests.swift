@@ -45,7 +45,7 @@ import SwerveInference
         return try box.withLock { $0 }!.get()
     }
 
-    func randomAdRows(_ count: Int, _ g: inout SplitMix, unseen: Bool) -> Tensor {
+    func randomAdRows(_ count: Int, _ g: inout SplitMix64, unseen: Bool) -> Tensor {
         func pick(_ xs: [String]) -> [UInt8] {
             let n = unseen ? xs.count : xs.count - 1
             return Array(xs[Int(g.next() % UInt64(n))].utf8)
@@ -69,7 +69,7 @@ import SwerveInference
         #expect(table.pathStatistics.tableCells == 3 * 8 * 6)
         #expect(table.pathStatistics.activePath == "static")
 
-        var g = SplitMix(42)
+        var g = SplitMix64(seed: 42)
         for i in 0..<300 {
             // Every 4th request includes categories never seen in training (table falls back to compute).
             let input = randomAdRows(1 + Int(g.next() % 5), &g, unseen: i % 4 == 0)
@@ -95,7 +95,7 @@ import SwerveInference
         defer { mm.shutdown() }
         let cached = try mm.resolve(model: "c", version: "")
         let dynamic = try mm.resolve(model: "d", version: "")
-        var g = SplitMix(3)
+        var g = SplitMix64(seed: 3)
         let distinct = (0..<5).map { _ in Tensor(shape: [2, 30], data: .fp32((0..<60).map { _ in Float(g.nextUnit() * 10) })) }
         let expected = try distinct.map { try infer(dynamic, $0) }
 
@@ -153,8 +153,8 @@ import SwerveInference
             values[0] = Float(k)
             return Tensor(shape: [1, 30], data: .fp32(values))
         }
-        var rng = SeededGenerator(seed: 11)
-        let zipf = ZipfGenerator(n: 1_000_000, exponent: 1.1)
+        var rng = SplitMix64(seed: 11)
+        let zipf = ZipfSampler(n: 1_000_000, exponent: 1.1)
         for _ in 0..<25_000 { _ = try infer(m, row(zipf.next(using: &rng))) }
         let on = m.pathStatistics
         #expect(on.activePath == "cached", "peakedness \(on.peakedness)")
@@ -185,7 +185,7 @@ import SwerveInference
         let model = try CompiledModel(contentsOfFile: file.path)
         let executor = model.makeExecutor()
         let width = model.inputs[0].shape[1]
-        var g = SplitMix(5)
+        var g = SplitMix64(seed: 5)
         let rows = 70
         let values = (0..<(rows * width)).map { _ in Float(g.nextUnit()) }
         let whole = try executor.run([Tensor(shape: [rows, width], data: .fp32(values))])

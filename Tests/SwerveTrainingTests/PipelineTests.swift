@@ -1,4 +1,5 @@
 import Foundation
+import SwerveInference
 @testable import SwerveTraining
 import Testing
 
