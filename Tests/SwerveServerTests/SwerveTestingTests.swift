@@ -79,6 +79,7 @@ struct SwerveTestingTests {
         #expect(try await withTimeout(.seconds(10), "an immediate value") { 42 } == 42)
         await #expect(throws: WaitTimeout.self) {
             try await withTimeout(.milliseconds(50), "a sleep of an hour") {
+                // The sleep is the thing under test: work that would never finish in time.
                 try await Task.sleep(for: .seconds(3600))
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 @testable import SwerveTraining
+import SwerveTesting
 import Testing
 
 /// The trainer's stop hook: a cancelled run ends on its own thread, not just in the caller's view.
@@ -13,49 +14,60 @@ struct TrainingCancellationTests {
     }
 
     final class Outcome: @unchecked Sendable {
-        var error: (any Error)?
-        var returnedModel = false
+        private let lock = NSLock()
+        private var error: (any Error)?
+        private var returnedModel = false
+        func set(error: (any Error)?, returnedModel: Bool) {
+            lock.lock(); self.error = error; self.returnedModel = returnedModel; lock.unlock()
+        }
+        var value: (error: (any Error)?, returnedModel: Bool) { lock.lock(); defer { lock.unlock() }; return (error, returnedModel) }
+    }
+
+    /// The threads progress reports came from.
+    final class Reporters: @unchecked Sendable {
+        private let lock = NSLock()
+        private var threads: Set<ObjectIdentifier> = []
+        func record() { lock.lock(); threads.insert(ObjectIdentifier(Thread.current)); lock.unlock() }
+        var all: Set<ObjectIdentifier> { lock.lock(); defer { lock.unlock() }; return threads }
     }
 
     /// A job that would run for minutes (10 000 epochs) is stopped after its first epoch: the
     /// training thread returns a `.cancelled` error within a bounded time and its epoch counter
     /// stops growing.
-    @Test func aLongRunStopsSoonAfterItsFirstEpoch() throws {
+    @Test func aLongRunStopsSoonAfterItsFirstEpoch() async throws {
         let data = try TrainingFixtures.synthetic(rows: 20_000, numeric: 8, categorical: 1)
         let split = try data.split(validation: 0.1, holdout: 0.1, seed: 3)
         let config = TrainingConfiguration(model: .mlp, hiddenLayers: [32], epochs: 10_000, batchSize: 32, patience: 0, threads: 2)
         let epochs = LockedCounter()
+        let reporters = Reporters()
         let stop = Flag()
         let outcome = Outcome()
-        let finished = DispatchSemaphore(value: 0)
         let thread = Thread {
             do {
                 _ = try Trainer(config).train(on: split.train, validation: split.validation,
-                                              progress: { _ in _ = epochs.increment() }, shouldStop: { stop.isSet })
-                outcome.returnedModel = true
+                                              progress: { _ in reporters.record(); _ = epochs.increment() }, shouldStop: { stop.isSet })
+                outcome.set(error: nil, returnedModel: true)
             } catch {
-                outcome.error = error
+                outcome.set(error: error, returnedModel: false)
             }
-            finished.signal()
         }
         thread.start()
 
-        let deadline = Date().addingTimeInterval(120)
-        while epochs.value < 1 && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
-        try #require(epochs.value >= 1)
-        let cancelled = Date()
+        try await waitUntil("the first epoch is reported", timeout: .seconds(120)) { epochs.value >= 1 }
+        let clock = ContinuousClock()
+        let cancelled = clock.now
         stop.raise()
         // Bounded: at most the rest of the current stop-check interval (16 mini-batches) plus one validation pass.
-        let ended = finished.wait(timeout: .now() + 10) == .success
-        try #require(ended, "the training thread did not stop within 10 s of the cancellation")
-        let latency = Date().timeIntervalSince(cancelled)
-        let atStop = epochs.value
-        Thread.sleep(forTimeInterval: 0.3)
-        #expect(epochs.value == atStop, "epochs kept growing after the trainer returned")
-        #expect(atStop <= 2)
-        #expect(!outcome.returnedModel)
-        #expect((outcome.error as? TrainingError)?.code == .cancelled)
-        #expect(latency < 5)
+        try await waitUntil("the training thread ends after the cancellation", timeout: .seconds(10)) { thread.isFinished }
+        let latency = clock.now - cancelled
+        // Every report came on the training thread itself, and that thread has ended: the epoch
+        // count cannot grow any more (no report can come from anywhere after train returned).
+        #expect(reporters.all == [ObjectIdentifier(thread)], "progress was reported from a thread other than the one training")
+        #expect(epochs.value <= 2)
+        let (error, returnedModel) = outcome.value
+        #expect(!returnedModel)
+        #expect((error as? TrainingError)?.code == .cancelled)
+        #expect(latency < .seconds(5))
     }
 
     /// The hook is polled before each epoch and every `stopCheckInterval` mini-batches within one.
