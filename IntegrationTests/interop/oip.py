@@ -152,6 +152,14 @@ def expect_code(code: grpc.StatusCode | tuple, fn, *args, **kw) -> grpc.RpcError
 
 
 @lru_cache(maxsize=None)
+def streams_opened(stub, timeout: float = 30) -> None:
+    """Returns once the server has opened every stream started on `stub`'s channel before this
+    call: a ServerLive on the same connection, answered only after the server has read what came
+    before it (HTTP/2 opens streams in increasing id order on one ordered byte stream). To know
+    that calls are in flight without sleeping and hoping."""
+    stub.ServerLive(pb.ServerLiveRequest(), timeout=timeout)
+
+
 def ort_session(path: str):
     import onnxruntime as ort
     opts = ort.SessionOptions()

@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 
 import oip
-from oip import decode_response, make_request, ort_run, pb
+from oip import decode_response, make_request, ort_run, pb, streams_opened
 
 
 def test_help_lists_flags():
@@ -58,14 +58,12 @@ def test_sigterm_drains_in_flight_calls(start_server, zoo):
     stub = srv.stub()
     rng = np.random.default_rng(21)
     x = rng.standard_normal((64, 1024)).astype(np.float32)
-    t0 = time.monotonic()
-    stub.ModelInfer(make_request("heavy", {"x": x}), timeout=120)
-    one = time.monotonic() - t0
+    stub.ModelInfer(make_request("heavy", {"x": x}), timeout=120)  # warm: the model is loaded and has run
 
     inputs = [rng.standard_normal((64, 1024)).astype(np.float32) for _ in range(20)]
     futures = [stub.ModelInfer.future(make_request("heavy", {"x": xi}), timeout=120) for xi in inputs]
-    # Let the requests reach the server (they are 256 KB each), but not finish.
-    time.sleep(min(0.3, one * 2))
+    # The requests (256 KB each) have reached the server, so SIGTERM finds them in flight.
+    streams_opened(stub)
     pending = sum(not f.done() for f in futures)
     srv.signal(signal.SIGTERM)
     failures = []
@@ -179,7 +177,9 @@ def test_sigterm_sends_goaway_and_finishes_open_stream(start_server, zoo):
         assert grpc_status(c.wait(c.call(LIVE, b""))) == 0
         x = np.random.default_rng(31).standard_normal((64, 1024)).astype(np.float32)
         sids = [c.call(INFER, make_request("heavy", {"x": x}).SerializeToString()) for _ in range(4)]
-        time.sleep(0.05)
+        # A ServerLive after them on the same connection is answered only once the server has read
+        # the four requests before it: they are in flight when SIGTERM comes.
+        assert grpc_status(c.wait(c.call(LIVE, b""))) == 0
         srv.signal(signal.SIGTERM)
         for sid in sids:
             st = c.wait(sid, timeout=60)

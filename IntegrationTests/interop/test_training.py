@@ -195,8 +195,12 @@ def test_static_job_is_published_served_and_a_bad_one_is_not(trainer_env, tmp_pa
     versions = trainer.stub.ListVersions(tpb.ModelRef(model_name="clicks"), timeout=10).versions
     assert [v.version for v in versions] == [1]
     assert sorted(os.listdir(repo / ".rejected" / "clicks"))
-    time.sleep(1.5)  # a poll later, still only version 1
+    # The rejected model is nowhere the server looks: a reload (what its repository poll does when
+    # it sees a change) still serves version 1 alone, and .rejected is not a model.
+    stub.RepositoryModelLoad(oip.pb.RepositoryModelLoadRequest(model_name="clicks"), timeout=30)
     assert served_versions(stub, "clicks") == ["1"]
+    index = stub.RepositoryIndex(oip.pb.RepositoryIndexRequest(), timeout=10).models
+    assert {m.name for m in index} == {"clicks"}, [(m.name, m.version, m.state) for m in index]
 
     # Errors map to statuses.
     oip.expect_code(grpc.StatusCode.NOT_FOUND, trainer.stub.WatchJob(tpb.JobRef(job_id="nope"), timeout=5).__next__)
@@ -309,6 +313,8 @@ def test_cancel_job_stops_the_training_thread(trainer_env, tmp_path):
     assert time.monotonic() - cancelled_at < 10
     assert epochs_seen <= 2
     before = cpu_seconds(trainer.proc.pid)
+    # Not a synchronization: the CPU the trainer burns over this interval is what is measured (an
+    # abandoned training thread would keep a core busy through it).
     time.sleep(1.5)
     burned = cpu_seconds(trainer.proc.pid) - before
     assert burned < 0.5, f"the trainer kept computing after the cancellation: {burned:.2f} CPU s in 1.5 s"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import good_call
-from oip import assert_matches, expect_code, infer, make_request, ort_run, pb
+from oip import assert_matches, expect_code, infer, make_request, ort_run, pb, streams_opened
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_SETTINGS, FRAME_GOAWAY = 0x4, 0x7
@@ -125,7 +125,7 @@ def test_cancelled_calls_do_not_disturb_others(server, stub, zoo):
     victims = [stub.ModelInfer.future(make_request("heavy", {"x": heavy_x}), timeout=60) for _ in range(6)]
     inputs = [zoo.cases["dense"].make_inputs(1 + i % 5) + i for i in range(24)]
     others = [stub.ModelInfer.future(make_request("dense", {"x": x}), timeout=60) for x in inputs]
-    time.sleep(0.05)
+    streams_opened(stub)  # the victims are on the server before they are cancelled
     for f in victims:
         f.cancel()
     for f in victims:
@@ -145,7 +145,7 @@ def test_client_closes_channel_mid_call(server, zoo, stub):
     s = server.stub(ch)
     x = np.random.default_rng(9).standard_normal((64, 1024)).astype(np.float32)
     futures = [s.ModelInfer.future(make_request("heavy", {"x": x}), timeout=60) for _ in range(4)]
-    time.sleep(0.05)
+    streams_opened(s)  # the calls are on the server when the channel goes
     ch.close()
     for f in futures:
         try:
