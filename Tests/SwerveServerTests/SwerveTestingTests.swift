@@ -60,9 +60,10 @@ struct SwerveTestingTests {
     }
 
     @Test func waitUntilReturnsOnceTheConditionHoldsAndNamesWhatItAwaitedOnTimeout() async throws {
-        let polls = Mutex(0)
-        try await waitUntil("the third poll") { polls.withLock { $0 += 1; return $0 >= 3 } }
-        #expect(polls.withLock { $0 } == 3)
+        let signal = Signal()
+        Thread { signal.raise() }.start()
+        try await waitUntil("another thread raises the signal") { signal.isRaised }
+        #expect(signal.isRaised)
 
         let clock = ContinuousClock()
         let started = clock.now
@@ -84,4 +85,11 @@ struct SwerveTestingTests {
             }
         }
     }
+}
+
+/// A flag one thread raises and another sees.
+final class Signal: Sendable {
+    private let raised = Mutex(false)
+    func raise() { raised.withLock { $0 = true } }
+    var isRaised: Bool { raised.withLock { $0 } }
 }
