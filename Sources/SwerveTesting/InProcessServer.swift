@@ -85,12 +85,14 @@ public enum PackagePaths {
 /// for sending arbitrary bytes.
 ///
 /// The repository is a temporary directory of its own (removed with the server), so a test may
-/// add, change and remove models in it. Prefer ``withInProcessServer(_:loadModels:logger:configure:_:)``,
+/// add, change and remove models in it and load them with RepositoryModelLoad. There is no metrics
+/// endpoint and no repository poller. Prefer ``withInProcessServer(_:loadModels:logger:configure:_:)``,
 /// which always stops the server; with ``start(_:loadModels:logger:configure:)`` call ``stop()``.
 ///
 /// ```swift
 /// try await withInProcessServer([.example("breast_cancer_logreg")]) { server in
-///     #expect(try await server.client.modelReady(name: "breast_cancer_logreg"))
+///     let ready = try await server.client.modelReady(name: "breast_cancer_logreg")
+///     #expect(ready)
 /// }
 /// ```
 public final class InProcessServer: Sendable {
