@@ -134,6 +134,15 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
 
+        // What tests share: an in-process server and clients on ports the system picks, temporary
+        // directories, waitUntil. Test targets only; the `swerve` executable never links it.
+        .target(
+            name: "SwerveTesting",
+            dependencies: [
+                "SwerveServer", "SwerveServing", "SwerveRepository", "SwerveClient", "SwerveTransport", "SwerveStatus",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
         .testTarget(name: "SwerveProtoTests", dependencies: ["SwerveProto"]),
         .testTarget(
             name: "SwerveTransportTests",
@@ -149,13 +158,23 @@ let package = Package(
         .testTarget(
             name: "SwerveClientTests",
             dependencies: [
-                "SwerveClient", "SwerveTransport", "SwerveStatus", "SwerveProto",
+                "SwerveClient", "SwerveTransport", "SwerveStatus", "SwerveProto", "SwerveTesting",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
-            name: "SwerveTrainingTests", dependencies: ["SwerveTraining", "SwerveRepository", "SwerveInference", "SwerveProto"],
+            name: "SwerveTrainingTests",
+            dependencies: ["SwerveTraining", "SwerveRepository", "SwerveInference", "SwerveProto", "SwerveTesting"],
             exclude: ["Fixtures"]),
-        .testTarget(name: "SwerveRepositoryTests", dependencies: ["SwerveRepository", "SwerveInference", "SwerveProto"]),
+        .testTarget(name: "SwerveRepositoryTests", dependencies: ["SwerveRepository", "SwerveInference", "SwerveProto", "SwerveTesting"]),
         .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveRepository", "SwerveInference"]),
+        // InferenceService through the real transport, in process; tensor coding directly.
+        .testTarget(
+            name: "SwerveServerTests",
+            dependencies: [
+                "SwerveServer", "SwerveTesting", "SwerveClient", "SwerveServing", "SwerveRepository", "SwerveInference",
+                "SwerveProto", "SwerveTransport", "SwerveStatus",
+            ]),
+        // The CLI's own pieces (the bench's Zipf sampler and request stream), through `@testable import swerve`.
+        .testTarget(name: "SwerveCLITests", dependencies: ["swerve", "SwerveInference"]),
     ]
 )

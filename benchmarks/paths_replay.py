@@ -5,7 +5,8 @@ zipf:S` sends, replayed against S3-FIFO and LRU caches of the same entry budget.
 The server cannot switch its response cache to LRU from config.json, so the LRU baseline is
 measured here, offline, on the same request stream (the stream is a pure function of the bench
 seed: see IndexedInputs.index in Sources/swerve/BenchPaths.swift; the generators below are exact
-ports of SeededGenerator and ZipfGenerator in Sources/SwerveServing/Paths/ZipfGenerator.swift).
+ports of SplitMix64 in Sources/SwerveInference/SplitMix64.swift and ZipfGenerator in
+Sources/swerve/BenchZipf.swift).
 The S3-FIFO here mirrors CacheCore (small FIFO 10%, main CLOCK with 2-bit counters, ghost sized
 like main, move to main when hit once in small) with unit costs (every entry of the benchmark
 costs the same bytes), sharded as ShardedCache shards (by a hash of the index rather than XXH64
@@ -27,38 +28,20 @@ from collections import OrderedDict, deque
 M64 = (1 << 64) - 1
 
 
-def _rotl(x: int, k: int) -> int:
-    return ((x << k) | (x >> (64 - k))) & M64
+class SplitMix64:
+    """SplitMix64 (SwerveInference.SplitMix64), the generator behind `swerve bench`'s streams."""
 
-
-class SeededGenerator:
-    """xoshiro256** seeded through SplitMix64 (SwerveServing.SeededGenerator)."""
-
-    __slots__ = ("s0", "s1", "s2", "s3")
+    __slots__ = ("state",)
 
     def __init__(self, seed: int) -> None:
-        x = seed & M64
-        out = []
-        for _ in range(4):
-            x = (x + 0x9E3779B97F4A7C15) & M64
-            z = x
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-            out.append(z ^ (z >> 31))
-        self.s0, self.s1, self.s2, self.s3 = out
+        self.state = seed & M64
 
     def next(self) -> int:
-        s0, s1, s2, s3 = self.s0, self.s1, self.s2, self.s3
-        result = (_rotl((s1 * 5) & M64, 7) * 9) & M64
-        t = (s1 << 17) & M64
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = _rotl(s3, 45)
-        self.s0, self.s1, self.s2, self.s3 = s0, s1, s2, s3
-        return result
+        self.state = (self.state + 0x9E3779B97F4A7C15) & M64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+        return z ^ (z >> 31)
 
 
 def _helper1(x: float) -> float:
@@ -70,7 +53,7 @@ def _helper2(x: float) -> float:
 
 
 class Zipf:
-    """Rejection-inversion Zipf sampler (SwerveServing.ZipfGenerator), ranks 0..<n."""
+    """Rejection-inversion Zipf sampler (ZipfGenerator in Sources/swerve/BenchZipf.swift), ranks 0..<n."""
 
     def __init__(self, n: int, s: float) -> None:
         self.n, self.s = n, s
@@ -91,7 +74,7 @@ class Zipf:
             t = -1
         return math.exp(_helper1(t) * x)
 
-    def next(self, rng: SeededGenerator) -> int:
+    def next(self, rng: SplitMix64) -> int:
         while True:
             unit = (rng.next() >> 11) * 2.0 ** -53
             u = self.hn + unit * (self.x1 - self.hn)
@@ -106,7 +89,7 @@ def stream(exponent: float | None, distinct: int, seed: int, count: int):
     """Index of request n for n in 0..<count (uniform when exponent is None)."""
     z = Zipf(distinct, exponent) if exponent is not None else None
     for n in range(count):
-        rng = SeededGenerator(seed ^ ((n * 0xD1B54A32D192ED03) & M64))
+        rng = SplitMix64(seed ^ ((n * 0xD1B54A32D192ED03) & M64))
         yield z.next(rng) if z is not None else rng.next() % distinct
 
 

@@ -216,6 +216,9 @@ def test_static_job_is_published_served_and_a_bad_one_is_not(trainer_env, tmp_pa
     assert sorted(os.listdir(repo / ".rejected" / "clicks"))
     wait_for_full_rescan(server, repo, tmp_path)  # the server has looked again: still only version 1
     assert served_versions(stub, "clicks") == ["1"]
+    index = stub.RepositoryIndex(oip.pb.RepositoryIndexRequest(), timeout=10).models
+    # .rejected is not a model (poll_canary is the rescan probe's own model).
+    assert {m.name for m in index} == {"clicks", "poll_canary"}, [(m.name, m.version, m.state) for m in index]
 
     # Errors map to statuses.
     oip.expect_code(grpc.StatusCode.NOT_FOUND, trainer.stub.WatchJob(tpb.JobRef(job_id="nope"), timeout=5).__next__)

@@ -1,7 +1,7 @@
 import ArgumentParser
 import SwerveClient
 import SwerveProto
-import SwerveServing
+import SwerveInference
 import SwerveTransport
 import SwerveStatus
 
@@ -97,12 +97,12 @@ final class IndexedInputs: Sendable {
     }
 
     /// The index request `n` carries. A pure function of (seed, n, distribution), so that the
-    /// Python replay in benchmarks/ draws exactly the same stream: a xoshiro256** generator seeded
+    /// Python replay in benchmarks/ draws exactly the same stream: a SplitMix64 generator seeded
     /// with `seed ^ (n * 0xD1B54A32D192ED03)`, then one uniform draw (`next() % distinct`) or one
     /// Zipf draw (rejection-inversion, `ZipfGenerator.next`).
     @inline(__always)
     func index(_ n: Int) -> Int {
-        var rng = SeededGenerator(seed: seed ^ (UInt64(truncatingIfNeeded: n) &* 0xD1B5_4A32_D192_ED03))
+        var rng = SplitMix64(seed: seed ^ (UInt64(truncatingIfNeeded: n) &* 0xD1B5_4A32_D192_ED03))
         switch draw {
         case .uniform: return Int(rng.next() % UInt64(distinct))
         case .zipf(let z): return z.next(using: &rng)

@@ -4,6 +4,7 @@ import Testing
 
 @testable import SwerveClient
 import SwerveStatus
+import SwerveTesting
 
 /// The client against a stand-in KServe v2 server over real loopback sockets.
 @Suite(.timeLimit(.minutes(1))) struct SwerveClientTests {
@@ -84,7 +85,7 @@ import SwerveStatus
             let client = try await SwerveClient.connect(host: "127.0.0.1", port: fake.port, connections: 3)
             #expect(client.connectionCount == 3)
             // The server registers a connection on accept, which may trail the client's connect.
-            for _ in 0..<200 where fake.server.activeConnectionCount < 3 { try await Task.sleep(for: .milliseconds(10)) }
+            try await waitUntil("the server has registered all 3 connections") { fake.server.activeConnectionCount >= 3 }
             #expect(fake.server.activeConnectionCount == 3)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for i in 0..<60 {

@@ -11,7 +11,7 @@ struct BenchmarkTests {
 
     @Test func compareBackends() {
         print("per layer (m×k·k×n), best of 5, µs; packed = constant weights packed at load (CSwerveKernels, \(PackedGemmISA.selected)):")
-        var r = SeededGenerator(seed: 1)
+        var r = SplitMix64(seed: 1)
         func time(_ iterations: Int, _ body: () -> Void) -> Double {
             var best = Double.infinity
             for _ in 0..<5 {
@@ -48,7 +48,7 @@ struct BenchmarkTests {
             print(String(format: "  %4d×%4d·%4d×%4d  MACs %10d   BLAS %9.2f   SIMD %9.2f   packed %9.2f  (%5.1f GFLOP/s)",
                          m, k, k, n, m * k * n, t[0], t[1], t[2], 2e-3 * Double(m * n * k) / t[2]))
         }
-        var rng = SeededGenerator(seed: 99)
+        var rng = SplitMix64(seed: 99)
         print("shape            batch   BLAS µs/batch   SIMD µs/batch   auto µs/batch")
         for (name, layers) in Self.models {
             let weights = (0..<(layers.count - 1)).map { rng.floats(layers[$0] * layers[$0 + 1]) }

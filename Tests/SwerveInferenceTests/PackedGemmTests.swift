@@ -17,7 +17,7 @@ struct PackedGemmTests {
         m: Int, n: Int, k: Int, bias useBias: Bool, relu: Bool, padA: Int, padC: Int, seed: UInt64,
         transposes: [Bool] = [false, true]
     ) -> [String] {
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let lda = k + padA, ldc = n + padC
         // Padding of A is NaN: a kernel that reads past k poisons its output.
         var a = [Float](repeating: .nan, count: m * lda)
@@ -146,7 +146,7 @@ struct PackedGemmTests {
 
     static func mlp(addFirst: Bool = false, biasShape: [Int64] = [6], extraOutput: String? = nil,
                     reluReader: Bool = false) -> ONNXModel {
-        var rng = SeededGenerator(seed: 11)
+        var rng = SplitMix64(seed: 11)
         let w1 = rng.floats(4 * 6), b1 = rng.floats(Int(biasShape.reduce(1, *))), w2 = rng.floats(6 * 3), b2 = rng.floats(3)
         var nodes = [
             ONNXNode(name: "mm1", opType: "MatMul", inputs: ["X", "W1"], outputs: ["h0"]),
@@ -184,7 +184,7 @@ struct PackedGemmTests {
 
     @Test("MatMul + Add + Relu fuse into one packed step; Gemm with constant B and C packs", .enabled(if: packs))
     func fusion() throws {
-        var rng = SeededGenerator(seed: 12)
+        var rng = SplitMix64(seed: 12)
         for (addFirst, biasShape) in [(false, [6]), (true, [1, 6]), (false, [1]), (true, [])] as [(Bool, [Int64])] {
             let model = Self.mlp(addFirst: addFirst, biasShape: biasShape)
             let compiled = try CompiledModel(onnxBytes: model.encode())
@@ -204,7 +204,7 @@ struct PackedGemmTests {
 
     @Test("no fusion across a graph output or a second reader", .enabled(if: packs))
     func fusionBlocked() throws {
-        var rng = SeededGenerator(seed: 13)
+        var rng = SplitMix64(seed: 13)
         let x = rng.floats(7 * 4)
         // h1 is a graph output: the Add runs in the GEMM, the Relu stays separate.
         let outputModel = Self.mlp(extraOutput: "h1")
@@ -235,7 +235,7 @@ struct PackedGemmTests {
 
     @Test("MatMul with constant weights over a 3-D input and a 1-D weight vector", .enabled(if: packs))
     func matmulShapes() throws {
-        var rng = SeededGenerator(seed: 14)
+        var rng = SplitMix64(seed: 14)
         for (sa, sb) in [([2, 3, 5], [5, 4]), ([4, 5], [5]), ([5], [5, 3])] as [([Int], [Int])] {
             let a = rng.floats(sa.reduce(1, *)), b = rng.floats(sb.reduce(1, *))
             let model = makeModel(

@@ -48,7 +48,7 @@ import Testing
     }
 
     func randomRows(_ count: Int, seed: UInt64) -> [[Float]] {
-        var g = SplitMix(seed)
+        var g = SplitMix64(seed: seed)
         return (0..<count).map { _ in (0..<30).map { _ in Float(g.nextUnit() * 20 - 5) } }
     }
 
@@ -149,18 +149,4 @@ import Testing
         #expect(stats.batches.keys.allSatisfy { $0 <= 32 })
         #expect(stats.executionCount < UInt64(requests.count), "every request ran alone: batching did not happen")
     }
-}
-
-/// A tiny seeded generator so test inputs are reproducible.
-struct SplitMix {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }

@@ -46,7 +46,7 @@ import Testing
         return try box.withLock { $0 }!.get()
     }
 
-    func randomAdRows(_ count: Int, _ g: inout SplitMix, unseen: Bool) -> Tensor {
+    func randomAdRows(_ count: Int, _ g: inout SplitMix64, unseen: Bool) -> Tensor {
         func pick(_ xs: [String]) -> [UInt8] {
             let n = unseen ? xs.count : xs.count - 1
             return Array(xs[Int(g.next() % UInt64(n))].utf8)
@@ -70,7 +70,7 @@ import Testing
         #expect(table.pathStatistics.tableCells == 3 * 8 * 6)
         #expect(table.pathStatistics.activePath == "static")
 
-        var g = SplitMix(42)
+        var g = SplitMix64(seed: 42)
         for i in 0..<300 {
             // Every 4th request includes categories never seen in training (table falls back to compute).
             let input = randomAdRows(1 + Int(g.next() % 5), &g, unseen: i % 4 == 0)
@@ -96,7 +96,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: root) }
         let mm = try manager(root)
         defer { mm.shutdown() }
-        var g = SplitMix(7)
+        var g = SplitMix64(seed: 7)
         let input = randomAdRows(2, &g, unseen: false)
         for name in ["s", "c", "d"] {
             let m = try mm.resolve(model: name, version: "")
@@ -123,7 +123,7 @@ import Testing
         defer { mm.shutdown() }
         let cached = try mm.resolve(model: "c", version: "")
         let dynamic = try mm.resolve(model: "d", version: "")
-        var g = SplitMix(3)
+        var g = SplitMix64(seed: 3)
         let distinct = (0..<5).map { _ in Tensor(shape: [2, 30], data: .fp32((0..<60).map { _ in Float(g.nextUnit() * 10) })) }
         let expected = try distinct.map { try infer(dynamic, $0) }
 
@@ -181,8 +181,8 @@ import Testing
             values[0] = Float(k)
             return Tensor(shape: [1, 30], data: .fp32(values))
         }
-        var rng = SeededGenerator(seed: 11)
-        let zipf = ZipfGenerator(n: 1_000_000, exponent: 1.1)
+        var rng = SplitMix64(seed: 11)
+        let zipf = ZipfSampler(n: 1_000_000, exponent: 1.1)
         for _ in 0..<25_000 { _ = try infer(m, row(zipf.next(using: &rng))) }
         let on = m.pathStatistics
         #expect(on.activePath == "cached", "peakedness \(on.peakedness)")
@@ -213,7 +213,7 @@ import Testing
         let model = try CompiledModel(contentsOfFile: file.path)
         let executor = model.makeExecutor()
         let width = model.inputs[0].shape[1]
-        var g = SplitMix(5)
+        var g = SplitMix64(seed: 5)
         let rows = 70
         let values = (0..<(rows * width)).map { _ in Float(g.nextUnit()) }
         let whole = try executor.run([Tensor(shape: [rows, width], data: .fp32(values))])

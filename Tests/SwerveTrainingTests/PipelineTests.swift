@@ -1,6 +1,8 @@
 import Foundation
 import SwerveRepository
+import SwerveInference
 @testable import SwerveTraining
+import SwerveTesting
 import Testing
 
 /// A small synthetic binary task: y = 1 when 2·x1 − x2 + (color == red ? 1 : −0.5) + noise > 0.
@@ -138,24 +140,44 @@ enum PipelineData {
         #expect(ok?.configuration.hiddenLayers == [8, 4])
     }
 
-    @Test func cancellationStopsAtAnEpochBoundary() throws {
+    @Test func cancellationStopsAtAnEpochBoundary() async throws {
         let dir = try PipelineData.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let good = dir.appendingPathComponent("good.csv")
         try PipelineData.write(PipelineData.rows(2000, seed: 4), to: good)
         let token = CancellationToken()
         let epochs = LockedCounter()
+        let reporters = EpochReporters()
         let result = TrainingPipeline(repository: dir.appendingPathComponent("repo")).run(PipelineData.spec(good, epochs: 500), cancel: token) { event in
-            if event.epoch != nil, epochs.increment() == 2 { token.cancel(reason: "test") }
+            guard event.epoch != nil else { return }
+            reporters.record()
+            if epochs.increment() == 2 { token.cancel(reason: "test") }
         }
         #expect(result.state == .cancelled)
         #expect(epochs.value <= 3)
-        // run returned only after the training thread stopped: no epoch reports after it.
+        // run returned only after the training thread stopped: no epoch reports after it. Epochs
+        // are reported on the training thread alone, so once that thread has ended nothing more can
+        // come, and any report between run's return and that end would show in the count.
         let atReturn = epochs.value
-        Thread.sleep(forTimeInterval: 0.3)  // the observation window itself: nothing may report in it
+        let threads = reporters.all
+        try #require(threads.count == 1, "epochs were reported from \(threads.count) threads")
+        let training = try #require(threads.first)
+        try await waitUntil("the training thread has ended") { training.isFinished }
         #expect(epochs.value == atReturn)
         #expect(ModelRegistry(repository: dir.appendingPathComponent("repo")).versions(of: "clicks").isEmpty)
     }
+}
+
+/// The threads that reported epochs (kept alive here, so their identities stay theirs).
+final class EpochReporters: @unchecked Sendable {
+    private let lock = NSLock()
+    private var threads: [Thread] = []
+    func record() {
+        let current = Thread.current
+        lock.lock(); defer { lock.unlock() }
+        if !threads.contains(where: { $0 === current }) { threads.append(current) }
+    }
+    var all: [Thread] { lock.lock(); defer { lock.unlock() }; return threads }
 }
 
 final class LockedCounter: @unchecked Sendable {

@@ -1,3 +1,5 @@
+import SwerveInference
+
 /// A table of training examples, stored by column, typed by its `DataSchema`.
 ///
 /// Numeric features are `[Double]` columns, categorical features `[String]` columns, both in
@@ -201,29 +203,6 @@ func inferClasses(_ values: [String]) -> [String] {
         return zip(distinct, numbers).sorted { a, b in a.1! != b.1! ? a.1! < b.1! : a.0 < b.0 }.map(\.0)
     }
     return distinct.sorted()
-}
-
-/// SplitMix64 (Steele, Lea and Flood 2014): a tiny, fast, seedable generator whose output is the
-/// same on every platform, which `SystemRandomNumberGenerator` is not.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return Self.mix(state)
-    }
-
-    /// The SplitMix64 finalizer: a bijection on 64-bit words that scrambles every bit.
-    public static func mix(_ x: UInt64) -> UInt64 {
-        var z = x
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A uniform double in [0, 1) from the top 53 bits.
-    public mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 }
 
 extension String {

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import SwerveInference
 
 /// A hidden layer's nonlinearity.
 public enum Activation: String, Sendable, Codable, CaseIterable {

@@ -1,3 +1,5 @@
+import SwerveInference
+
 /// Which model to train.
 public enum ModelKind: String, Sendable, Codable, CaseIterable {
     /// Least-squares linear regression (regression labels).

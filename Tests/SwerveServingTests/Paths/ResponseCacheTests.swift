@@ -70,7 +70,7 @@ import SwerveInference
     /// removes keeps the bytes within the budget and the structure consistent.
     @Test(arguments: CachePolicy.allCases)
     func budgetNeverExceededUnderAFlood(policy: CachePolicy) {
-        var rng = SeededGenerator(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let cache = ShardedCache<Int, Int>(capacityBytes: 40_000, policy: policy, shards: 4, stableHash: { UInt64($0) })
         var nextKey = 0
         for op in 0..<40_000 {
@@ -210,8 +210,8 @@ import SwerveInference
     /// A Zipf(1.1) stream over 100k inputs, interrupted every 10k requests by a scan of 3k inputs
     /// that are never asked for again; the cache holds about 1k entries.
     @Test func s3fifoBeatsLRUOnZipfWithScans() {
-        var rng = SeededGenerator(seed: 2024)
-        let zipf = ZipfGenerator(n: 100_000, exponent: 1.1)
+        var rng = SplitMix64(seed: 2024)
+        let zipf = ZipfSampler(n: 100_000, exponent: 1.1)
         var stream: [Int] = []
         var scanID = 1_000_000
         for i in 0..<150_000 {
@@ -226,7 +226,7 @@ import SwerveInference
         #expect(s3 >= lru)
         #expect(s3 > 0.3)
 
-        var plainRng = SeededGenerator(seed: 2025)
+        var plainRng = SplitMix64(seed: 2025)
         let plain = (0..<150_000).map { _ in zipf.next(using: &plainRng) }
         let s3Plain = hitRatio(.s3fifo, stream: plain, entries: 1_000)
         let lruPlain = hitRatio(.lru, stream: plain, entries: 1_000)
@@ -242,7 +242,7 @@ import SwerveInference
         let wrong = Atomic<Int>(0)
         let hits = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: 8) { worker in
-            var rng = SeededGenerator(seed: UInt64(worker))
+            var rng = SplitMix64(seed: UInt64(worker))
             for _ in 0..<4_000 {
                 let id = Int(rng.next() % 600)
                 let k = PathsFixtures.key(id)

@@ -1,34 +1,7 @@
 import Foundation
 import Testing
+import SwerveInference
 @testable import SwerveServing
-
-@Suite struct ZipfGeneratorTests {
-    @Test(arguments: [0.8, 1.0, 1.1, 2.0])
-    func frequenciesMatchTheDistribution(exponent: Double) {
-        let zipf = ZipfGenerator(n: 10, exponent: exponent)
-        var rng = SeededGenerator(seed: 1)
-        let samples = 200_000
-        var counts = [Int](repeating: 0, count: 10)
-        for _ in 0..<samples { counts[zipf.next(using: &rng)] += 1 }
-        for r in 0..<10 {
-            let p = zipf.probability(ofRank: r)
-            let sigma = (Double(samples) * p * (1 - p)).squareRoot()
-            #expect(abs(Double(counts[r]) - Double(samples) * p) < 5 * sigma, "s=\(exponent) rank \(r): \(counts[r]) vs \(Double(samples) * p)")
-        }
-    }
-
-    @Test func staysInRangeAndIsReproducible() {
-        let zipf = ZipfGenerator(n: 1_000_000, exponent: 0.8)
-        var a = SeededGenerator(seed: 9), b = SeededGenerator(seed: 9)
-        for _ in 0..<10_000 {
-            let x = zipf.next(using: &a)
-            #expect(x >= 0 && x < 1_000_000)
-            #expect(x == zipf.next(using: &b))
-        }
-        let one = ZipfGenerator(n: 1, exponent: 1.1)
-        #expect(one.next(using: &a) == 0)
-    }
-}
 
 @Suite struct HyperLogLogTests {
     @Test(arguments: [1_000, 100_000, 1_000_000])
@@ -66,8 +39,8 @@ import Testing
 
 @Suite struct SpaceSavingTests {
     @Test func findsTheTrueTopItemsOfAZipfStream() {
-        let zipf = ZipfGenerator(n: 10_000, exponent: 1.1)
-        var rng = SeededGenerator(seed: 3)
+        let zipf = ZipfSampler(n: 10_000, exponent: 1.1)
+        var rng = SplitMix64(seed: 3)
         var ss = SpaceSaving(capacity: 256)
         var truth = [Int](repeating: 0, count: 10_000)
         for _ in 0..<200_000 {
@@ -90,7 +63,7 @@ import Testing
 
     @Test func flatTrafficHasNoHeavyHitters() {
         var ss = SpaceSaving(capacity: 256)
-        var rng = SeededGenerator(seed: 4)
+        var rng = SplitMix64(seed: 4)
         for _ in 0..<10_000 { ss.add(rng.next()) }
         #expect(ss.total == 10_000)
         #expect(ss.topShare(64) < 0.02)
@@ -108,8 +81,8 @@ import Testing
 
     @Test func switchesOnForZipfAndOffForUniformTraffic() {
         var selector = PathSelector(configuration())
-        var rng = SeededGenerator(seed: 11)
-        let zipf = ZipfGenerator(n: 1_000_000, exponent: 1.1)
+        var rng = SplitMix64(seed: 11)
+        let zipf = ZipfSampler(n: 1_000_000, exponent: 1.1)
         for _ in 0..<50_000 { selector.observe(PathsFixtures.itemHash(zipf.next(using: &rng))) }
         #expect(selector.cacheOn)
         #expect(selector.switches == 1)
@@ -126,7 +99,7 @@ import Testing
 
     @Test func smallDomainIsCachedEvenWhenFlat() {
         var selector = PathSelector(configuration())
-        var rng = SeededGenerator(seed: 12)
+        var rng = SplitMix64(seed: 12)
         for _ in 0..<20_000 { selector.observe(PathsFixtures.itemHash(Int(rng.next() % 500))) }
         #expect(selector.cacheOn)
         #expect(abs(selector.cardinality - 500) < 25)
@@ -146,7 +119,7 @@ import Testing
         var c = configuration()
         c.initiallyOn = level < 0.2  // hover at the threshold that could switch the initial state
         var selector = PathSelector(c)
-        var rng = SeededGenerator(seed: 13)
+        var rng = SplitMix64(seed: 13)
         var scores: [Double] = []
         for _ in 0..<40 {
             let hotShare = level + (Double(rng.next() % 1_000) / 1_000 - 0.5) * 0.08  // level ± 0.04
