@@ -139,7 +139,7 @@ let package = Package(
         .target(
             name: "SwerveTesting",
             dependencies: [
-                "SwerveServer", "SwerveServing", "SwerveRepository", "SwerveClient", "SwerveTransport", "SwerveStatus",
+                "SwerveServer", "SwerveServing", "SwerveRepository", "SwerveProto", "SwerveClient", "SwerveTransport", "SwerveStatus",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 

@@ -1,4 +1,5 @@
 import Foundation
+import SwerveTesting
 import Testing
 @testable import SwerveRepository
 

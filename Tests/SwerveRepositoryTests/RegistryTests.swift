@@ -1,5 +1,6 @@
 import Foundation
 import SwerveInference
+import SwerveTesting
 import Testing
 @testable import SwerveRepository
 

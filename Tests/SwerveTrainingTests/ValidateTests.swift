@@ -1,5 +1,6 @@
 import Foundation
 import SwerveRepository
+import SwerveTesting
 import Testing
 @testable import SwerveTraining
 

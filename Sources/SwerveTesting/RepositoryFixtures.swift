@@ -1,20 +1,19 @@
 import Foundation
-import SwerveInference
 import SwerveProto
-import Testing
-@testable import SwerveRepository
+import SwerveRepository
 
-// MARK: Helpers shared by the repository tests
+// Fixtures for tests of the repository and of what writes to it (the registry, the publisher,
+// the training pipeline): one copy, shared by SwerveRepositoryTests and SwerveTrainingTests.
 
 /// A fresh directory under the system temporary directory.
-func registryTestDirectory(_ label: String = "registry") throws -> URL {
+public func registryTestDirectory(_ label: String = "registry") throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("swerve-\(label)-\(UUID().uuidString)", isDirectory: true)
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
 
 /// A tiny valid model: Y = X + bias, X float [N, 2].
-func registryTestModel(bias: Float = 1) -> [UInt8] {
+public func registryTestModel(bias: Float = 1) -> [UInt8] {
     ONNXModel(
         irVersion: 8, opsetImports: [ONNXOperatorSetID(domain: "", version: 17)], producerName: "swerve-tests",
         graph: ONNXGraph(
@@ -26,9 +25,10 @@ func registryTestModel(bias: Float = 1) -> [UInt8] {
 }
 
 /// The versions the server sees.
-func servedVersions(_ repo: URL, _ model: String) -> [Int] { ModelRepository(root: repo).versions(of: model) }
+public func servedVersions(_ repo: URL, _ model: String) -> [Int] { ModelRepository(root: repo).versions(of: model) }
 
-func sampleLineage(_ metrics: [String: Double] = ["accuracy": 0.9]) -> Lineage {
+/// A lineage record with every field set, as a trainer would write it.
+public func sampleLineage(_ metrics: [String: Double] = ["accuracy": 0.9]) -> Lineage {
     Lineage(
         dataFingerprint: "sha256:abc", rowCounts: .init(train: 800, validation: 100, holdout: 100),
         schema: .object(["columns": .array([.string("x")])]), hyperparameters: ["learning_rate": .number(0.1)],
