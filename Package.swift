@@ -163,7 +163,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "SwerveTrainingTests",
-            dependencies: ["SwerveTraining", "SwerveRepository", "SwerveInference", "SwerveProto", "SwerveTesting"],
+            dependencies: ["SwerveTraining", "SwerveRepository", "SwerveInference", "SwerveProto", "SwerveStatus", "SwerveTesting"],
             exclude: ["Fixtures"]),
         .testTarget(name: "SwerveRepositoryTests", dependencies: ["SwerveRepository", "SwerveInference", "SwerveProto", "SwerveTesting"]),
         .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveRepository", "SwerveInference"]),

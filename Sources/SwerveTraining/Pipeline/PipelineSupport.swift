@@ -184,6 +184,7 @@ public final class CancellationToken: @unchecked Sendable {
 public struct PipelineCancelled: Error, Sendable, CustomStringConvertible {
     public var reason: String
     public var description: String { "cancelled: \(reason)" }
+    public init(reason: String) { self.reason = reason }
 }
 
 // MARK: - Adapters between the trainer's types and the validator's
