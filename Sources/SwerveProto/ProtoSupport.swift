@@ -84,6 +84,16 @@ final class Arena {
         return p
     }
 
+    /// A C array holding `values`, or nil when empty, written in place: a lazily mapped
+    /// collection (widened or converted values) needs no Swift array in between.
+    func array<C: Collection>(_ values: C) -> UnsafeMutablePointer<C.Element>? {
+        let n = values.count
+        if n == 0 { return nil }
+        let p = allocate(C.Element.self, count: n)
+        _ = UnsafeMutableBufferPointer(start: p, count: n).initialize(fromContentsOf: values)
+        return p
+    }
+
     func cStrings(_ values: [String]) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? {
         array(values.map { Optional(cString($0)) })
     }
