@@ -105,6 +105,15 @@ public enum DataType: String, Sendable, CaseIterable {
 public typealias TensorData = TensorValues
 
 extension TensorValues {
+    /// Whether these values are of an element type the core computes with (`DataType`).
+    @inline(__always)
+    public var isCoreElementType: Bool {
+        switch self {
+        case .bool, .int8, .int16, .int32, .int64, .uint8, .fp32, .fp64, .bytes: true
+        case .uint16, .uint32, .uint64: false
+        }
+    }
+
     /// The core's element type. Only for values a `Tensor` holds: the core never holds
     /// UINT16, UINT32 or UINT64 values (`Tensor.init` refuses them).
     public var dataType: DataType {
@@ -138,7 +147,7 @@ public struct Tensor: Sendable, Equatable {
 
     /// A tensor; the element count of `data` must equal the product of `shape`.
     public init(shape: [Int], data: TensorData) {
-        precondition(DataType(data.elementType) != nil, "the inference core has no \(data.elementType.rawValue) tensors")
+        precondition(data.isCoreElementType, "the inference core has no \(data.elementType.rawValue) tensors")
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
         precondition(
             shape.reduce(1, *) == data.count,

@@ -24,22 +24,26 @@ extension ModelInferResponse {
         let raws = arena.allocate(ProtobufCBinaryData.self, count: outputCount)
         var rawCount = 0
         for i in 0..<outputCount {
-            let o = output(i)
+            let (name, shape, values) = output(i)
             let t = arena.allocate(Inference__ModelInferResponse__InferOutputTensor.self, count: 1)
             inference__model_infer_response__infer_output_tensor__init(t)
-            t.pointee.name = arena.cString(o.name)
-            t.pointee.datatype = arena.cString(o.values.elementType.rawValue)
-            t.pointee.n_shape = o.shape.count
-            if !o.shape.isEmpty {
-                let dims = arena.allocate(Int64.self, count: o.shape.count)
-                for (j, d) in o.shape.enumerated() { dims[j] = Int64(d) }
+            t.pointee.name = arena.cString(name)
+            t.pointee.datatype = arena.cString(values.elementType.rawValue)
+            t.pointee.n_shape = shape.count
+            if !shape.isEmpty {
+                let dims = arena.allocate(Int64.self, count: shape.count)
+                for j in shape.indices { dims[j] = Int64(shape[j]) }
                 t.pointee.shape = dims
             }
             if raw {
-                raws[rawCount] = rawContents(o.values, arena)
+                raws[rawCount] = rawContents(values, arena)
                 rawCount += 1
             } else {
-                t.pointee.contents = arena.box(InferTensorContents(o.values).build(arena))
+                let c = arena.allocate(Inference__InferTensorContents.self, count: 1)
+                inference__infer_tensor_contents__init(c)
+                var contents = ArenaContents(c: c)
+                values.writeTypedContents(to: &contents, arena)
+                t.pointee.contents = c
             }
             outputs[i] = t
         }
@@ -48,6 +52,22 @@ extension ModelInferResponse {
         m.n_raw_output_contents = rawCount
         m.raw_output_contents = rawCount > 0 ? raws : nil
         return encode(m, arena: arena, size: inference__model_infer_response__get_packed_size, pack: inference__model_infer_response__pack)
+    }
+
+    /// Typed contents written by the one typed mapping straight into the protobuf-c struct: a
+    /// `InferTensorContents` in between would cost eight arrays made and dropped per output.
+    /// The arena comes with each call rather than being stored (see `writeTypedContents`).
+    private struct ArenaContents: TypedContentsWriter {
+        let c: UnsafeMutablePointer<Inference__InferTensorContents>
+
+        func setBoolContents(_ v: [Bool], _ arena: Arena) { c.pointee.n_bool_contents = v.count; c.pointee.bool_contents = arena.array(v.lazy.map { $0 ? 1 : 0 }) }
+        func setIntContents(_ v: some Collection<Int32>, _ arena: Arena) { c.pointee.n_int_contents = v.count; c.pointee.int_contents = arena.array(v) }
+        func setInt64Contents(_ v: [Int64], _ arena: Arena) { c.pointee.n_int64_contents = v.count; c.pointee.int64_contents = arena.array(v) }
+        func setUIntContents(_ v: some Collection<UInt32>, _ arena: Arena) { c.pointee.n_uint_contents = v.count; c.pointee.uint_contents = arena.array(v) }
+        func setUInt64Contents(_ v: [UInt64], _ arena: Arena) { c.pointee.n_uint64_contents = v.count; c.pointee.uint64_contents = arena.array(v) }
+        func setFP32Contents(_ v: [Float], _ arena: Arena) { c.pointee.n_fp32_contents = v.count; c.pointee.fp32_contents = arena.array(v) }
+        func setFP64Contents(_ v: [Double], _ arena: Arena) { c.pointee.n_fp64_contents = v.count; c.pointee.fp64_contents = arena.array(v) }
+        func setBytesContents(_ v: [[UInt8]], _ arena: Arena) { c.pointee.n_bytes_contents = v.count; c.pointee.bytes_contents = arena.binaries(v) }
     }
 
     /// `values` in the raw layout, written once, into the arena.

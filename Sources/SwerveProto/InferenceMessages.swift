@@ -157,7 +157,7 @@ extension InferTensorContents {
         c.n_uint64_contents = uint64Contents.count; c.uint64_contents = arena.array(uint64Contents)
         c.n_fp32_contents = fp32Contents.count; c.fp32_contents = arena.array(fp32Contents)
         c.n_fp64_contents = fp64Contents.count; c.fp64_contents = arena.array(fp64Contents)
-        c.n_bytes_contents = bytesContents.count; c.bytes_contents = arena.array(bytesContents.lazy.map { arena.binary($0) })
+        c.n_bytes_contents = bytesContents.count; c.bytes_contents = arena.binaries(bytesContents)
         return c
     }
 }

@@ -68,6 +68,7 @@ public enum TensorValues: Sendable, Equatable {
     }
 
     /// The element type.
+    @inlinable
     public var elementType: ElementType {
         switch self {
         case .bool: .bool
@@ -86,18 +87,41 @@ public enum TensorValues: Sendable, Equatable {
     }
 
     /// The number of elements.
-    public var count: Int { visit(ElementCount()) }
+    @inlinable @inline(__always)
+    public var count: Int {
+        switch self {
+        case .bool(let v): v.count
+        case .int8(let v): v.count
+        case .int16(let v): v.count
+        case .int32(let v): v.count
+        case .int64(let v): v.count
+        case .uint8(let v): v.count
+        case .uint16(let v): v.count
+        case .uint32(let v): v.count
+        case .uint64(let v): v.count
+        case .fp32(let v): v.count
+        case .fp64(let v): v.count
+        case .bytes(let v): v.count
+        }
+    }
 
     /// The number of elements of `shape`. Throws for a negative dimension or a product that
-    /// does not fit in an `Int` (a peer's shape is not to be trusted).
+    /// does not fit in an `Int` (a peer's shape is not to be trusted). One pass: it runs for
+    /// every tensor of every request.
+    @inline(__always)
     static func elementCount(_ shape: [Int]) throws(ProtoDecodingError) -> Int {
-        guard shape.allSatisfy({ $0 >= 0 }) else { throw ProtoDecodingError("negative dimension in shape \(shape)") }
         var count = 1
+        var signs = 0  // negative once any dimension is
+        var overflow = false
         for d in shape {
-            let (product, overflow) = count.multipliedReportingOverflow(by: d)
-            guard !overflow else { throw ProtoDecodingError("shape \(shape) holds too many elements") }
+            signs |= d
+            let (product, o) = count.multipliedReportingOverflow(by: d)
+            if o { overflow = true }
             count = product
         }
+        // A negative dimension is reported before an overflow, wherever each occurs.
+        if signs < 0 { throw ProtoDecodingError("negative dimension in shape \(shape)") }
+        if overflow { throw ProtoDecodingError("shape \(shape) holds too many elements") }
         return count
     }
 }
@@ -178,12 +202,6 @@ extension TensorValues {
         case .bytes: nil
         }
     }
-}
-
-@usableFromInline
-struct ElementCount: TensorValuesVisitor {
-    @usableFromInline init() {}
-    @inlinable func visit<Element: TensorElement>(_ elements: [Element]) -> Int { elements.count }
 }
 
 @usableFromInline
@@ -281,27 +299,61 @@ extension TensorValues {
     public static let maxRawBytesElementCount = Int(UInt32.max)
 
     /// The size of the values in the raw layout.
+    @inline(__always)
     public var rawByteCount: Int {
-        if case .bytes(let v) = self { return v.reduce(0) { $0 + 4 + $1.count } }
-        return count * elementType.byteSize!
+        switch self {
+        case .bool(let v): v.count
+        case .int8(let v): v.count
+        case .int16(let v): v.count * 2
+        case .int32(let v): v.count * 4
+        case .int64(let v): v.count * 8
+        case .uint8(let v): v.count
+        case .uint16(let v): v.count * 2
+        case .uint32(let v): v.count * 4
+        case .uint64(let v): v.count * 8
+        case .fp32(let v): v.count * 4
+        case .fp64(let v): v.count * 8
+        case .bytes(let v): v.reduce(0) { $0 + 4 + $1.count }
+        }
     }
 
     /// Writes the values in the raw layout to `destination`, which must hold exactly
     /// `rawByteCount` bytes. Every BYTES element must be at most `maxRawBytesElementCount` long.
+    @inline(__always)
     public func writeRaw(to destination: UnsafeMutableRawBufferPointer) {
-        guard case .bytes(let elements) = self else {
-            _ = withUnsafeElementBytes { source in
+        // Fixed-width elements (and Bool, one byte 0 or 1) are their memory on a little-endian
+        // host: one copy. A direct switch, not `withUnsafeElementBytes`: this runs for every
+        // output of every raw response.
+        @inline(__always) func copy<Element>(_ v: [Element]) {
+            v.withUnsafeBytes { source in
                 precondition(source.count == destination.count, "writeRaw: \(source.count) bytes into a buffer of \(destination.count)")
-                if source.count > 0 { destination.copyMemory(from: source) }
+                if source.count > 0 { destination.baseAddress!.copyMemory(from: source.baseAddress!, byteCount: source.count) }
             }
             #if _endian(big)
-            reverseEachElement(destination, width: elementType.byteSize!)
+            reverseEachElement(destination, width: MemoryLayout<Element>.size)
             #endif
-            return
         }
+        switch self {
+        case .bool(let v): copy(v)
+        case .int8(let v): copy(v)
+        case .int16(let v): copy(v)
+        case .int32(let v): copy(v)
+        case .int64(let v): copy(v)
+        case .uint8(let v): copy(v)
+        case .uint16(let v): copy(v)
+        case .uint32(let v): copy(v)
+        case .uint64(let v): copy(v)
+        case .fp32(let v): copy(v)
+        case .fp64(let v): copy(v)
+        case .bytes(let v): Self.writeRawByteStrings(v, to: destination)
+        }
+    }
+
+    /// BYTES elements, each after its 4-byte little-endian length.
+    private static func writeRawByteStrings(_ elements: [[UInt8]], to destination: UnsafeMutableRawBufferPointer) {
         var offset = 0
         for element in elements {
-            precondition(element.count <= Self.maxRawBytesElementCount, "a BYTES element of \(element.count) bytes is too long for the raw layout")
+            precondition(element.count <= maxRawBytesElementCount, "a BYTES element of \(element.count) bytes is too long for the raw layout")
             precondition(offset + 4 + element.count <= destination.count, "writeRaw: BYTES values overrun a buffer of \(destination.count) bytes")
             destination.storeBytes(of: UInt32(element.count).littleEndian, toByteOffset: offset, as: UInt32.self)
             offset += 4
@@ -325,8 +377,10 @@ extension TensorValues {
 
     /// Values of `type` and `shape` read from the raw layout in `rawBytes`, which is not kept.
     /// Throws when the byte count does not match the shape, or a BYTES length prefix or element
-    /// runs past the end, or bytes are left after the last BYTES element.
-    public init(rawBytes: UnsafeRawBufferPointer, as type: ElementType, shape: [Int]) throws(ProtoDecodingError) {
+    /// runs past the end, or bytes are left after the last BYTES element. `shape` is borrowed
+    /// (an initializer's parameters are otherwise passed owned, which costs callers that keep
+    /// the shape a retain per tensor).
+    public init(rawBytes: UnsafeRawBufferPointer, as type: ElementType, shape: borrowing [Int]) throws(ProtoDecodingError) {
         let count = try Self.elementCount(shape)
         guard let size = type.byteSize else {
             self = .bytes(try Self.rawByteStrings(rawBytes, count: count, shape: shape))
@@ -338,17 +392,25 @@ extension TensorValues {
             throw ProtoDecodingError("\(type.rawValue) tensor of shape \(shape) needs \(needed) bytes, got \(rawBytes.count)")
         }
         // Fixed-width elements are the host's memory layout on a little-endian host: one copy.
-        func load<Element>(_: Element.Type) -> [Element] {
-            [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
-                if count > 0 {
-                    let destination = UnsafeMutableRawBufferPointer(buffer)
-                    destination.copyMemory(from: rawBytes)
-                    #if _endian(big)
-                    reverseEachElement(UnsafeMutableRawBufferPointer(rebasing: destination[0..<rawBytes.count]), width: size)
-                    #endif
+        // Always inlined, so each call is specialized. Aligned bytes (protobuf-c's and Swift's
+        // buffers are) are copied as a buffer of elements, which allocates the array without a
+        // run-time type-metadata lookup; `init(unsafeUninitializedCapacity:)` does that lookup
+        // on every call, and is left for bytes that are not aligned.
+        @inline(__always) func load<Element>(_: Element.Type) -> [Element] {
+            guard count > 0 else { return [] }
+            var elements: [Element]
+            if Int(bitPattern: rawBytes.baseAddress) % MemoryLayout<Element>.alignment == 0 {
+                elements = rawBytes.withMemoryRebound(to: Element.self) { Array($0) }
+            } else {
+                elements = [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
+                    UnsafeMutableRawBufferPointer(buffer).copyMemory(from: rawBytes)
+                    initialized = count
                 }
-                initialized = count
             }
+            #if _endian(big)
+            elements.withUnsafeMutableBytes { reverseEachElement($0, width: size) }
+            #endif
+            return elements
         }
         switch type {
         case .bool: self = .bool(rawBytes.map { $0 != 0 })  // any non-zero byte is true
@@ -411,40 +473,77 @@ private func reverseEachElement(_ buffer: UnsafeMutableRawBufferPointer, width: 
 // travels in (`ElementType.contentsField`), 8- and 16-bit integers widened to 32 bits, and
 // narrowed back with a range check on the way in.
 
-extension InferTensorContents {
+extension TensorValues {
+    /// The one writing of typed contents: the values into the field their type travels in,
+    /// INT8/INT16 widened to `int_contents` and UINT8/UINT16 to `uint_contents` as they are
+    /// written, wherever the fields are held. `context` goes to the writer's setters as an
+    /// argument (the response encoder's arena), so the writer need not store it: a stored
+    /// reference would be retained per output and could make the arena escape to the heap.
+    /// Always inlined, for the same reason.
+    @inline(__always)
+    func writeTypedContents<Writer: TypedContentsWriter>(to writer: inout Writer, _ context: Writer.Context) {
+        switch self {
+        case .bool(let v): writer.setBoolContents(v, context)
+        case .int8(let v): writer.setIntContents(v.lazy.map { Int32($0) }, context)
+        case .int16(let v): writer.setIntContents(v.lazy.map { Int32($0) }, context)
+        case .int32(let v): writer.setIntContents(v, context)
+        case .int64(let v): writer.setInt64Contents(v, context)
+        case .uint8(let v): writer.setUIntContents(v.lazy.map { UInt32($0) }, context)
+        case .uint16(let v): writer.setUIntContents(v.lazy.map { UInt32($0) }, context)
+        case .uint32(let v): writer.setUIntContents(v, context)
+        case .uint64(let v): writer.setUInt64Contents(v, context)
+        case .fp32(let v): writer.setFP32Contents(v, context)
+        case .fp64(let v): writer.setFP64Contents(v, context)
+        case .bytes(let v): writer.setBytesContents(v, context)
+        }
+    }
+}
+
+/// Where typed contents are written: the Swift message, or (the response encoder) the
+/// protobuf-c struct, directly, with no Swift message in between.
+protocol TypedContentsWriter {
+    /// What every setter needs besides the values (the encoder's arena; nothing for the message).
+    associatedtype Context
+    mutating func setBoolContents(_ values: [Bool], _ context: Context)
+    mutating func setIntContents(_ values: some Collection<Int32>, _ context: Context)
+    mutating func setInt64Contents(_ values: [Int64], _ context: Context)
+    mutating func setUIntContents(_ values: some Collection<UInt32>, _ context: Context)
+    mutating func setUInt64Contents(_ values: [UInt64], _ context: Context)
+    mutating func setFP32Contents(_ values: [Float], _ context: Context)
+    mutating func setFP64Contents(_ values: [Double], _ context: Context)
+    mutating func setBytesContents(_ values: [[UInt8]], _ context: Context)
+}
+
+extension InferTensorContents: TypedContentsWriter {
     /// `values` as typed contents: in the field their type travels in, INT8/INT16 widened to
     /// `int_contents` and UINT8/UINT16 to `uint_contents`.
     public init(_ values: TensorValues) {
         self.init()
-        switch values {
-        case .bool(let v): boolContents = v
-        case .int8(let v): intContents = v.map(Int32.init)
-        case .int16(let v): intContents = v.map(Int32.init)
-        case .int32(let v): intContents = v
-        case .int64(let v): int64Contents = v
-        case .uint8(let v): uintContents = v.map(UInt32.init)
-        case .uint16(let v): uintContents = v.map(UInt32.init)
-        case .uint32(let v): uintContents = v
-        case .uint64(let v): uint64Contents = v
-        case .fp32(let v): fp32Contents = v
-        case .fp64(let v): fp64Contents = v
-        case .bytes(let v): bytesContents = v
-        }
+        values.writeTypedContents(to: &self, ())
     }
+
+    mutating func setBoolContents(_ values: [Bool], _: Void) { boolContents = values }
+    mutating func setIntContents(_ values: some Collection<Int32>, _: Void) { intContents = Array(values) }
+    mutating func setInt64Contents(_ values: [Int64], _: Void) { int64Contents = values }
+    mutating func setUIntContents(_ values: some Collection<UInt32>, _: Void) { uintContents = Array(values) }
+    mutating func setUInt64Contents(_ values: [UInt64], _: Void) { uint64Contents = values }
+    mutating func setFP32Contents(_ values: [Float], _: Void) { fp32Contents = values }
+    mutating func setFP64Contents(_ values: [Double], _: Void) { fp64Contents = values }
+    mutating func setBytesContents(_ values: [[UInt8]], _: Void) { bytesContents = values }
 }
 
 extension TensorValues {
     /// Values of `type` and `shape` from typed contents. Throws when a value does not fit the
     /// type's width, when a field other than the type's holds values, or when the count does
     /// not match the shape.
-    public init(contents: InferTensorContents, as type: ElementType, shape: [Int]) throws(ProtoDecodingError) {
+    public init(contents: InferTensorContents, as type: ElementType, shape: borrowing [Int]) throws(ProtoDecodingError) {
         try self.init(fields: contents, as: type, shape: shape)
     }
 
     /// Values of `type` and `shape` read in place from a request's typed contents (nil when the
     /// input has none), copied once into their own type. Throws as
     /// `init(contents:as:shape:)` does.
-    public init(contents: InferContentsView?, as type: ElementType, shape: [Int]) throws(ProtoDecodingError) {
+    public init(contents: InferContentsView?, as type: ElementType, shape: borrowing [Int]) throws(ProtoDecodingError) {
         if let contents {
             try self.init(fields: ContentsViewFields(view: contents), as: type, shape: shape)
         } else {
@@ -452,34 +551,75 @@ extension TensorValues {
         }
     }
 
-    /// The one reading of typed contents, wherever their fields are held.
-    private init<Fields: TypedContentsFields>(fields c: Fields, as type: ElementType, shape: [Int]) throws(ProtoDecodingError) {
-        let count = try Self.elementCount(shape)
-        func narrow<Wide: BinaryInteger, Narrow: FixedWidthInteger>(_ wide: some Collection<Wide>, to _: Narrow.Type) throws(ProtoDecodingError) -> [Narrow] {
+    /// The one reading of typed contents, wherever their fields are held. Each type checks
+    /// first, in the order the server has always reported problems (a value out of range,
+    /// values in another field, a count that does not match the shape), then copies once.
+    @inline(__always)
+    private init<Fields: TypedContentsFields>(fields c: Fields, as type: ElementType, shape: borrowing [Int]) throws(ProtoDecodingError) {
+        let elements = try Self.elementCount(shape)
+        @inline(__always) func checkRange<Narrow: FixedWidthInteger>(_ wide: some Collection<some BinaryInteger>, _: Narrow.Type) throws(ProtoDecodingError) {
             guard wide.allSatisfy({ Narrow(exactly: $0) != nil }) else { throw ProtoDecodingError("\(type.rawValue) value out of range") }
-            return wide.map { Narrow(truncatingIfNeeded: $0) }
         }
-        let values: TensorValues
+        @inline(__always) func checkCount(_ used: Int) throws(ProtoDecodingError) {
+            guard used == c.count else {
+                throw ProtoDecodingError("\(type.rawValue) values must be in the \(type.contentsField) field of contents only")
+            }
+            guard used == elements else { throw ProtoDecodingError("shape \(shape) needs \(elements) values, got \(used)") }
+        }
         switch type {
-        case .bool: values = .bool(Array(c.boolContents))
-        case .int8: values = .int8(try narrow(c.intContents, to: Int8.self))
-        case .int16: values = .int16(try narrow(c.intContents, to: Int16.self))
-        case .int32: values = .int32(Array(c.intContents))
-        case .int64: values = .int64(Array(c.int64Contents))
-        case .uint8: values = .uint8(try narrow(c.uintContents, to: UInt8.self))
-        case .uint16: values = .uint16(try narrow(c.uintContents, to: UInt16.self))
-        case .uint32: values = .uint32(Array(c.uintContents))
-        case .uint64: values = .uint64(Array(c.uint64Contents))
-        case .fp32: values = .fp32(Array(c.fp32Contents))
-        case .fp64: values = .fp64(Array(c.fp64Contents))
-        case .bytes: values = .bytes(Array(c.bytesContents))
+        case .bool:
+            let f = c.boolContents
+            try checkCount(f.count)
+            self = .bool(Array(f))
+        case .int8:
+            let f = c.intContents
+            try checkRange(f, Int8.self)
+            try checkCount(f.count)
+            self = .int8(f.map { Int8(truncatingIfNeeded: $0) })
+        case .int16:
+            let f = c.intContents
+            try checkRange(f, Int16.self)
+            try checkCount(f.count)
+            self = .int16(f.map { Int16(truncatingIfNeeded: $0) })
+        case .int32:
+            let f = c.intContents
+            try checkCount(f.count)
+            self = .int32(Array(f))
+        case .int64:
+            let f = c.int64Contents
+            try checkCount(f.count)
+            self = .int64(Array(f))
+        case .uint8:
+            let f = c.uintContents
+            try checkRange(f, UInt8.self)
+            try checkCount(f.count)
+            self = .uint8(f.map { UInt8(truncatingIfNeeded: $0) })
+        case .uint16:
+            let f = c.uintContents
+            try checkRange(f, UInt16.self)
+            try checkCount(f.count)
+            self = .uint16(f.map { UInt16(truncatingIfNeeded: $0) })
+        case .uint32:
+            let f = c.uintContents
+            try checkCount(f.count)
+            self = .uint32(Array(f))
+        case .uint64:
+            let f = c.uint64Contents
+            try checkCount(f.count)
+            self = .uint64(Array(f))
+        case .fp32:
+            let f = c.fp32Contents
+            try checkCount(f.count)
+            self = .fp32(Array(f))
+        case .fp64:
+            let f = c.fp64Contents
+            try checkCount(f.count)
+            self = .fp64(Array(f))
+        case .bytes:
+            let f = c.bytesContents
+            try checkCount(f.count)
+            self = .bytes(Array(f))
         }
-        let used = values.count
-        guard used == c.count else {
-            throw ProtoDecodingError("\(type.rawValue) values must be in the \(type.contentsField) field of contents only")
-        }
-        guard used == count else { throw ProtoDecodingError("shape \(shape) needs \(count) values, got \(used)") }
-        self = values
     }
 }
 
@@ -518,6 +658,15 @@ private struct ContentsViewFields: TypedContentsFields {
     var uint64Contents: UnsafeBufferPointer<UInt64> { view.uint64 }
     var fp32Contents: UnsafeBufferPointer<Float> { view.fp32 }
     var fp64Contents: UnsafeBufferPointer<Double> { view.fp64 }
-    var bytesContents: LazyMapCollection<Range<Int>, [UInt8]> { (0..<view.bytesCount).lazy.map { [view] in Array(view.bytes($0)) } }
+    var bytesContents: ByteStrings { ByteStrings(view: view) }
     var count: Int { view.count }
+
+    /// The BYTES elements, each copied out when read. A collection type rather than a lazy
+    /// map, whose closure would capture the view and cost a heap allocation per input.
+    struct ByteStrings: RandomAccessCollection {
+        let view: InferContentsView
+        var startIndex: Int { 0 }
+        var endIndex: Int { view.bytesCount }
+        subscript(i: Int) -> [UInt8] { Array(view.bytes(i)) }
+    }
 }

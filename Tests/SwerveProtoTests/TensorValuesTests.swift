@@ -88,6 +88,32 @@ import Testing
         #expect(scalar.rawBytes == one)
     }
 
+    /// Little-endian bytes written out by shifting, independent of memory layout.
+    static func le<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
+        values.flatMap { v in (0..<(T.bitWidth / 8)).map { UInt8(truncatingIfNeeded: v >> ($0 * 8)) } }
+    }
+
+    @Test(arguments: [0, 1, 2, 3, 4, 5, 6, 7])
+    func alignedAndUnalignedRawBytesReadTheSame(offset: Int) throws {
+        // Aligned bytes are read as a buffer of elements, unaligned ones copied as bytes: both
+        // must give the same values, at every offset an 8-byte element can sit at.
+        let count = 300
+        let ints = (0..<count).map { Int64(truncatingIfNeeded: UInt64($0) &* 0x9E37_79B9_7F4A_7C15) }
+        let doubles = (0..<count).map { Double($0) / -3 }
+        let shorts = (0..<count).map { Int16(truncatingIfNeeded: $0 &* 40_503) }
+        for (raw, type, expected) in [
+            (Self.le(ints), TensorValues.ElementType.int64, TensorValues.int64(ints)),
+            (Self.le(doubles.map(\.bitPattern)), .fp64, .fp64(doubles)),
+            (Self.le(shorts), .int16, .int16(shorts)),
+        ] {
+            let padded = [UInt8](repeating: 0xAA, count: offset) + raw
+            let values = try padded.withUnsafeBytes { buffer in
+                try TensorValues(rawBytes: UnsafeRawBufferPointer(rebasing: buffer[offset...]), as: type, shape: [count])
+            }
+            #expect(values == expected, "\(type) at offset \(offset)")
+        }
+    }
+
     @Test func anyNonZeroByteIsTrue() throws {
         let values = try ([0, 1, 2, 0x80, 0xFF] as [UInt8]).withUnsafeBytes { try TensorValues(rawBytes: $0, as: .bool, shape: [5]) }
         #expect(values == .bool([false, true, true, true, true]))
