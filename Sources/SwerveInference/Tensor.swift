@@ -1,7 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-/// Element types a tensor can hold, named as KServe v2 names them.
+import SwerveProto
+
+/// Element types the inference core computes with, named as KServe v2 names them: a subset of
+/// the protocol's `TensorValues.ElementType` (no UINT16, UINT32 or UINT64, which no operator
+/// here handles; the server refuses such inputs by this list).
 public enum DataType: String, Sendable, CaseIterable {
     case bool = "BOOL"
     case uint8 = "UINT8"
@@ -29,13 +33,36 @@ public enum DataType: String, Sendable, CaseIterable {
     private static let wireNames: [(DataType, [UInt8])] = allCases.map { ($0, Array($0.rawValue.utf8)) }
 
     /// Bytes per element; nil for BYTES, whose elements vary in length.
-    public var byteSize: Int? {
+    public var byteSize: Int? { elementType.byteSize }
+
+    /// The protocol's element type of the same name.
+    public var elementType: TensorValues.ElementType {
         switch self {
-        case .bool, .uint8, .int8: 1
-        case .int16: 2
-        case .int32, .fp32: 4
-        case .int64, .fp64: 8
-        case .bytes: nil
+        case .bool: .bool
+        case .uint8: .uint8
+        case .int8: .int8
+        case .int16: .int16
+        case .int32: .int32
+        case .int64: .int64
+        case .fp32: .fp32
+        case .fp64: .fp64
+        case .bytes: .bytes
+        }
+    }
+
+    /// The core's type for a protocol element type; nil for UINT16, UINT32 and UINT64.
+    public init?(_ elementType: TensorValues.ElementType) {
+        switch elementType {
+        case .bool: self = .bool
+        case .uint8: self = .uint8
+        case .int8: self = .int8
+        case .int16: self = .int16
+        case .int32: self = .int32
+        case .int64: self = .int64
+        case .fp32: self = .fp32
+        case .fp64: self = .fp64
+        case .bytes: self = .bytes
+        case .uint16, .uint32, .uint64: return nil
         }
     }
 
@@ -72,19 +99,23 @@ public enum DataType: String, Sendable, CaseIterable {
     }
 }
 
-/// The elements of a tensor, row-major.
-public enum TensorData: Sendable, Equatable {
-    case fp32([Float])
-    case fp64([Double])
-    case int64([Int64])
-    case int32([Int32])
-    case int16([Int16])
-    case int8([Int8])
-    case uint8([UInt8])
-    case bool([Bool])
-    case bytes([[UInt8]])
+/// The elements of a tensor, row-major: the protocol's one representation of tensor values,
+/// under the name the core has always used. A `Tensor` holds only the element types `DataType`
+/// lists.
+public typealias TensorData = TensorValues
 
-    /// The element type.
+extension TensorValues {
+    /// Whether these values are of an element type the core computes with (`DataType`).
+    @inline(__always)
+    public var isCoreElementType: Bool {
+        switch self {
+        case .bool, .int8, .int16, .int32, .int64, .uint8, .fp32, .fp64, .bytes: true
+        case .uint16, .uint32, .uint64: false
+        }
+    }
+
+    /// The core's element type. Only for values a `Tensor` holds: the core never holds
+    /// UINT16, UINT32 or UINT64 values (`Tensor.init` refuses them).
     public var dataType: DataType {
         switch self {
         case .fp32: .fp32
@@ -96,21 +127,8 @@ public enum TensorData: Sendable, Equatable {
         case .uint8: .uint8
         case .bool: .bool
         case .bytes: .bytes
-        }
-    }
-
-    /// The number of elements.
-    public var count: Int {
-        switch self {
-        case .fp32(let v): v.count
-        case .fp64(let v): v.count
-        case .int64(let v): v.count
-        case .int32(let v): v.count
-        case .int16(let v): v.count
-        case .int8(let v): v.count
-        case .uint8(let v): v.count
-        case .bool(let v): v.count
-        case .bytes(let v): v.count
+        case .uint16, .uint32, .uint64:
+            preconditionFailure("the inference core has no \(elementType.rawValue) tensors")
         }
     }
 }
@@ -119,7 +137,8 @@ public enum TensorData: Sendable, Equatable {
 public struct Tensor: Sendable, Equatable {
     /// Dimensions, outermost first; `[]` is a scalar.
     public var shape: [Int]
-    public var data: TensorData
+    /// The elements, of an element type `DataType` lists.
+    public private(set) var data: TensorData
 
     /// The element type.
     public var dataType: DataType { data.dataType }
@@ -128,6 +147,7 @@ public struct Tensor: Sendable, Equatable {
 
     /// A tensor; the element count of `data` must equal the product of `shape`.
     public init(shape: [Int], data: TensorData) {
+        precondition(data.isCoreElementType, "the inference core has no \(data.elementType.rawValue) tensors")
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
         precondition(
             shape.reduce(1, *) == data.count,
@@ -167,24 +187,7 @@ public struct Tensor: Sendable, Equatable {
             precondition(p.shape.dropFirst() == trailing, "concatenateRows: shape \(p.shape) vs \(first.shape)")
         }
         let rows = parts.reduce(0) { $0 + $1.shape[0] }
-        func join<T>(_ extract: (TensorData) -> [T]) -> [T] {
-            var out: [T] = []
-            out.reserveCapacity(rows * trailing.reduce(1, *))
-            for p in parts { out.append(contentsOf: extract(p.data)) }
-            return out
-        }
-        let data: TensorData =
-            switch first.data {
-            case .fp32: .fp32(join { if case .fp32(let v) = $0 { v } else { [] } })
-            case .fp64: .fp64(join { if case .fp64(let v) = $0 { v } else { [] } })
-            case .int64: .int64(join { if case .int64(let v) = $0 { v } else { [] } })
-            case .int32: .int32(join { if case .int32(let v) = $0 { v } else { [] } })
-            case .int16: .int16(join { if case .int16(let v) = $0 { v } else { [] } })
-            case .int8: .int8(join { if case .int8(let v) = $0 { v } else { [] } })
-            case .uint8: .uint8(join { if case .uint8(let v) = $0 { v } else { [] } })
-            case .bool: .bool(join { if case .bool(let v) = $0 { v } else { [] } })
-            case .bytes: .bytes(join { if case .bytes(let v) = $0 { v } else { [] } })
-            }
+        let data = TensorData.concatenating(parts.lazy.map(\.data))
         return Tensor(shape: [rows] + trailing, data: data)
     }
 
@@ -194,113 +197,25 @@ public struct Tensor: Sendable, Equatable {
         precondition(range.lowerBound >= 0 && range.upperBound <= shape[0], "rows \(range) out of 0..<\(shape[0])")
         let width = shape.dropFirst().reduce(1, *)
         let elements = (range.lowerBound * width)..<(range.upperBound * width)
-        let data: TensorData =
-            switch data {
-            case .fp32(let v): .fp32(Array(v[elements]))
-            case .fp64(let v): .fp64(Array(v[elements]))
-            case .int64(let v): .int64(Array(v[elements]))
-            case .int32(let v): .int32(Array(v[elements]))
-            case .int16(let v): .int16(Array(v[elements]))
-            case .int8(let v): .int8(Array(v[elements]))
-            case .uint8(let v): .uint8(Array(v[elements]))
-            case .bool(let v): .bool(Array(v[elements]))
-            case .bytes(let v): .bytes(Array(v[elements]))
-            }
+        let data = data.gathering(CollectionOfOne(elements))
         var newShape = shape
         newShape[0] = range.count
         return Tensor(shape: newShape, data: data)
     }
 
-    /// The elements as little-endian bytes, the layout of KServe's `raw_input_contents`:
-    /// fixed-size types packed, BOOL one byte each, BYTES elements each a 4-byte little-endian
-    /// length followed by the bytes.
-    public func rawBytes() -> [UInt8] {
-        func packed<T>(_ values: [T]) -> [UInt8] {
-            values.withUnsafeBytes { Array($0) }  // every supported platform is little-endian
-        }
-        switch data {
-        case .fp32(let v): return packed(v)
-        case .fp64(let v): return packed(v)
-        case .int64(let v): return packed(v)
-        case .int32(let v): return packed(v)
-        case .int16(let v): return packed(v)
-        case .int8(let v): return packed(v)
-        case .uint8(let v): return v
-        case .bool(let v): return v.map { $0 ? 1 : 0 }
-        case .bytes(let v):
-            var out: [UInt8] = []
-            out.reserveCapacity(v.reduce(0) { $0 + 4 + $1.count })
-            for element in v {
-                let n = UInt32(element.count)
-                out.append(contentsOf: [UInt8(n & 0xff), UInt8((n >> 8) & 0xff), UInt8((n >> 16) & 0xff), UInt8(n >> 24)])
-                out.append(contentsOf: element)
-            }
-            return out
-        }
-    }
-
-    /// A tensor from the layout `rawBytes()` produces. Throws `invalidInput` when the byte count
-    /// does not match `shape` (or a BYTES length prefix runs past the end).
+    /// A tensor from KServe's raw layout (`TensorValues.rawBytes`). Throws `invalidInput` when
+    /// the byte count does not match `shape` (or a BYTES length prefix runs past the end).
     public init(rawBytes: [UInt8], dataType: DataType, shape: [Int]) throws {
         try self = rawBytes.withUnsafeBytes { try Tensor(rawBytes: $0, dataType: dataType, shape: shape) }
     }
 
-    /// A tensor from the layout `rawBytes()` produces, read from `rawBytes` without keeping it.
+    /// A tensor from KServe's raw layout, read from `rawBytes` without keeping it.
     public init(rawBytes: UnsafeRawBufferPointer, dataType: DataType, shape: [Int]) throws {
-        guard shape.allSatisfy({ $0 >= 0 }) else {
-            throw InferenceError(.invalidInput, "negative dimension in shape \(shape)")
-        }
-        let count = shape.reduce(1, *)
-        if let size = dataType.byteSize, rawBytes.count != count * size {
-            throw InferenceError(
-                .invalidInput,
-                "\(dataType.rawValue) tensor of shape \(shape) needs \(count * size) bytes, got \(rawBytes.count)")
-        }
-        @inline(__always) func load<T>(_: T.Type) -> [T] {
-            [T](unsafeUninitializedCapacity: count) { buffer, initialized in
-                if count > 0 {
-                    UnsafeMutableRawBufferPointer(buffer).copyMemory(from: rawBytes)
-                }
-                initialized = count
-            }
-        }
         let data: TensorData
-        switch dataType {
-        case .fp32: data = .fp32(load(Float.self))
-        case .fp64: data = .fp64(load(Double.self))
-        case .int64: data = .int64(load(Int64.self))
-        case .int32: data = .int32(load(Int32.self))
-        case .int16: data = .int16(load(Int16.self))
-        case .int8: data = .int8(load(Int8.self))
-        case .uint8: data = .uint8(Array(rawBytes))
-        case .bool: data = .bool(rawBytes.map { $0 != 0 })
-        case .bytes:
-            var elements: [[UInt8]] = []
-            elements.reserveCapacity(count)
-            var offset = 0
-            while elements.count < count {
-                guard offset + 4 <= rawBytes.count else {
-                    throw InferenceError(
-                        .invalidInput,
-                        "BYTES tensor of shape \(shape): length prefix of element \(elements.count) runs past the end")
-                }
-                let n = Int(rawBytes[offset]) | Int(rawBytes[offset + 1]) << 8 | Int(rawBytes[offset + 2]) << 16
-                    | Int(rawBytes[offset + 3]) << 24
-                offset += 4
-                guard offset + n <= rawBytes.count else {
-                    throw InferenceError(
-                        .invalidInput,
-                        "BYTES tensor of shape \(shape): element \(elements.count) of \(n) bytes runs past the end")
-                }
-                elements.append(Array(rawBytes[offset..<(offset + n)]))
-                offset += n
-            }
-            guard offset == rawBytes.count else {
-                throw InferenceError(
-                    .invalidInput,
-                    "BYTES tensor of shape \(shape): \(rawBytes.count - offset) bytes left after \(count) elements")
-            }
-            data = .bytes(elements)
+        do {
+            data = try TensorData(rawBytes: rawBytes, as: dataType.elementType, shape: shape)
+        } catch {
+            throw InferenceError(.invalidInput, error.message, cause: error)
         }
         self.init(shape: shape, data: data)
     }

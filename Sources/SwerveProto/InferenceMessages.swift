@@ -8,16 +8,31 @@ public enum InferParameter: Sendable, Equatable {
     case bool(Bool), int64(Int64), string(String), double(Double), uint64(UInt64)
 }
 
-/// Typed tensor contents (`inference.InferTensorContents`): only the field matching the datatype is set.
+/// Typed tensor contents (`inference.InferTensorContents`), field for field as the message
+/// carries them.
+///
+/// A message may set several fields, or values under a datatype nobody knows; this struct keeps
+/// whatever the wire holds, so messages round-trip. A tensor's values are `TensorValues`:
+/// `init(_:)` and `TensorValues(contents:as:shape:)` convert through the one typed mapping,
+/// where only the field matching the datatype is set.
 public struct InferTensorContents: Sendable, Equatable {
+    /// `bool_contents`: BOOL.
     public var boolContents: [Bool] = []
+    /// `int_contents`: INT8, INT16 (widened) and INT32.
     public var intContents: [Int32] = []
+    /// `int64_contents`: INT64.
     public var int64Contents: [Int64] = []
+    /// `uint_contents`: UINT8, UINT16 (widened) and UINT32.
     public var uintContents: [UInt32] = []
+    /// `uint64_contents`: UINT64.
     public var uint64Contents: [UInt64] = []
+    /// `fp32_contents`: FP32.
     public var fp32Contents: [Float] = []
+    /// `fp64_contents`: FP64.
     public var fp64Contents: [Double] = []
+    /// `bytes_contents`: BYTES, one entry per element.
     public var bytesContents: [[UInt8]] = []
+    /// Contents with no values in any field.
     public init() {}
 
     /// Total number of values over all fields.
@@ -135,14 +150,14 @@ extension InferTensorContents {
     func build(_ arena: Arena) -> Inference__InferTensorContents {
         var c = Inference__InferTensorContents()
         inference__infer_tensor_contents__init(&c)
-        c.n_bool_contents = boolContents.count; c.bool_contents = arena.array(boolContents.map { $0 ? 1 : 0 })
+        c.n_bool_contents = boolContents.count; c.bool_contents = arena.array(boolContents.lazy.map { $0 ? 1 : 0 })
         c.n_int_contents = intContents.count; c.int_contents = arena.array(intContents)
         c.n_int64_contents = int64Contents.count; c.int64_contents = arena.array(int64Contents)
         c.n_uint_contents = uintContents.count; c.uint_contents = arena.array(uintContents)
         c.n_uint64_contents = uint64Contents.count; c.uint64_contents = arena.array(uint64Contents)
         c.n_fp32_contents = fp32Contents.count; c.fp32_contents = arena.array(fp32Contents)
         c.n_fp64_contents = fp64Contents.count; c.fp64_contents = arena.array(fp64Contents)
-        c.n_bytes_contents = bytesContents.count; c.bytes_contents = arena.array(bytesContents.map { arena.binary($0) })
+        c.n_bytes_contents = bytesContents.count; c.bytes_contents = arena.binaries(bytesContents)
         return c
     }
 }

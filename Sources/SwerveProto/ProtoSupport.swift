@@ -85,6 +85,27 @@ final class Arena {
         return p
     }
 
+    /// A C array holding `values`, or nil when empty, written in place: a lazily mapped
+    /// collection (widened or converted values) needs no Swift array in between.
+    func array<C: Collection>(_ values: C) -> UnsafeMutablePointer<C.Element>? {
+        let n = values.count
+        if n == 0 { return nil }
+        let p = allocate(C.Element.self, count: n)
+        _ = UnsafeMutableBufferPointer(start: p, count: n).initialize(fromContentsOf: values)
+        return p
+    }
+
+    /// A C array of `bytes` fields holding `values`, or nil when empty. A loop rather than a
+    /// lazy map: a closure that captures the arena would make it escape, and the arena object
+    /// would then be heap-allocated on every encode instead of living on the stack.
+    func binaries(_ values: [[UInt8]]) -> UnsafeMutablePointer<ProtobufCBinaryData>? {
+        if values.isEmpty { return nil }
+        let p = allocate(ProtobufCBinaryData.self, count: values.count)
+        // By index: `enumerated()` would copy (retain and release) every element.
+        for i in values.indices { (p + i).initialize(to: binary(values[i])) }
+        return p
+    }
+
     func cStrings(_ values: [String]) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? {
         array(values.map { Optional(cString($0)) })
     }

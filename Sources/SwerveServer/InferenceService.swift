@@ -215,7 +215,7 @@ public final class InferenceService: GRPCCallHandler {
                                          raw: raw, outputCount: selected.count) { j in
                 let i = selected[j]
                 let t = outputs[i]
-                return (model.outputs[i].name, t.dataType.rawValue, t.shape, TensorCoding.values(t))
+                return (model.outputs[i].name, t.shape, t.data)
             }
         }
 

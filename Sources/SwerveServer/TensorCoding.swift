@@ -2,7 +2,8 @@ import SwerveInference
 import SwerveProto
 import SwerveServing
 
-/// Converts between the wire's input/output tensors (typed `contents` or raw bytes) and `Tensor`.
+/// Converts the wire's input tensors (typed `contents` or raw bytes) to `Tensor`s. Outputs need no
+/// conversion: the response encoder takes a tensor's `TensorData` as it is.
 enum TensorCoding {
     /// Largest element count accepted for one tensor (the message size limit bounds it too).
     static let maxElements = 1 << 28
@@ -72,64 +73,10 @@ enum TensorCoding {
                 throw ServingError(.invalidArgument, "input '\(input.name)': raw contents do not match \(dt.rawValue) shape \(dims): \(error)")
             }
         }
-        let n = dims.reduce(1, *)
-        let data: TensorData
-        let used: Int
-        switch dt {
-        case .fp32: let v = contents?.fp32 ?? .init(start: nil, count: 0); data = .fp32(Array(v)); used = v.count
-        case .fp64: let v = contents?.fp64 ?? .init(start: nil, count: 0); data = .fp64(Array(v)); used = v.count
-        case .int64: let v = contents?.int64 ?? .init(start: nil, count: 0); data = .int64(Array(v)); used = v.count
-        case .int32: let v = contents?.int32 ?? .init(start: nil, count: 0); data = .int32(Array(v)); used = v.count
-        case .int16:
-            let v = contents?.int32 ?? .init(start: nil, count: 0)
-            guard v.allSatisfy({ Int16(exactly: $0) != nil }) else { throw ServingError(.invalidArgument, "input '\(input.name)': INT16 value out of range") }
-            data = .int16(v.map { Int16($0) }); used = v.count
-        case .int8:
-            let v = contents?.int32 ?? .init(start: nil, count: 0)
-            guard v.allSatisfy({ Int8(exactly: $0) != nil }) else { throw ServingError(.invalidArgument, "input '\(input.name)': INT8 value out of range") }
-            data = .int8(v.map { Int8($0) }); used = v.count
-        case .uint8:
-            let v = contents?.uint32 ?? .init(start: nil, count: 0)
-            guard v.allSatisfy({ $0 <= 255 }) else { throw ServingError(.invalidArgument, "input '\(input.name)': UINT8 value out of range") }
-            data = .uint8(v.map { UInt8($0) }); used = v.count
-        case .bool: let v = contents?.bool ?? .init(start: nil, count: 0); data = .bool(v.map { $0 != 0 }); used = v.count
-        case .bytes:
-            let k = contents?.bytesCount ?? 0
-            data = .bytes((0..<k).map { Array(contents!.bytes($0)) }); used = k
-        }
-        guard used == (contents?.count ?? 0) else {
-            throw ServingError(.invalidArgument, "input '\(input.name)': \(dt.rawValue) values must be in the \(field(dt)) field of contents only")
-        }
-        guard used == n else {
-            throw ServingError(.invalidArgument, "input '\(input.name)': shape \(dims) needs \(n) values, got \(used)")
-        }
-        return Tensor(shape: dims, data: data)
-    }
-
-    static func field(_ dt: DataType) -> String {
-        switch dt {
-        case .fp32: "fp32_contents"
-        case .fp64: "fp64_contents"
-        case .int64: "int64_contents"
-        case .int32, .int16, .int8: "int_contents"
-        case .uint8: "uint_contents"
-        case .bool: "bool_contents"
-        case .bytes: "bytes_contents"
-        }
-    }
-
-    /// A tensor's values as the response's typed contents field takes them.
-    static func values(_ t: Tensor) -> InferOutputValues {
-        switch t.data {
-        case .fp32(let v): .fp32(v)
-        case .fp64(let v): .fp64(v)
-        case .int64(let v): .int64(v)
-        case .int32(let v): .int32(v)
-        case .int16(let v): .int16(v)
-        case .int8(let v): .int8(v)
-        case .uint8(let v): .uint8(v)
-        case .bool(let v): .bool(v)
-        case .bytes(let v): .bytes(v)
+        do {
+            return Tensor(shape: dims, data: try TensorData(contents: contents, as: dt.elementType, shape: dims))
+        } catch {
+            throw ServingError(.invalidArgument, "input '\(input.name)': \(error.message)")
         }
     }
 }

@@ -24,20 +24,28 @@ struct BenchInputSpec: Sendable {
     /// Random values of the datatype: floats in [0, 1), integers in [0, 16), short ASCII strings.
     func randomTensor(_ rng: inout SplitMix64) throws -> ClientTensor {
         let count = shape.reduce(1) { $0 * Int($1) }
-        let values: ClientTensor.Values
-        switch datatype {
-        case "FP32": values = .fp32((0..<count).map { _ in Float.random(in: 0..<1, using: &rng) })
-        case "FP64": values = .fp64((0..<count).map { _ in Double.random(in: 0..<1, using: &rng) })
-        case "INT64": values = .int64((0..<count).map { _ in Int64.random(in: 0..<16, using: &rng) })
-        case "INT32", "INT16", "INT8": values = .int32((0..<count).map { _ in Int32.random(in: 0..<16, using: &rng) })
-        case "UINT64": values = .uint64((0..<count).map { _ in UInt64.random(in: 0..<16, using: &rng) })
-        case "UINT32", "UINT16", "UINT8": values = .uint32((0..<count).map { _ in UInt32.random(in: 0..<16, using: &rng) })
-        case "BOOL": values = .bool((0..<count).map { _ in Bool.random(using: &rng) })
-        case "BYTES":
-            values = .bytes((0..<count).map { _ in (0..<8).map { _ in UInt8.random(in: 0x61...0x7A, using: &rng) } })
-        default: throw GRPCStatus(.invalidArgument, "bench cannot generate input '\(name)' of datatype \(datatype)")
+        guard let type = TensorValues.ElementType(rawValue: datatype) else {
+            throw GRPCStatus(.invalidArgument, "bench cannot generate input '\(name)' of datatype \(datatype)")
         }
-        return ClientTensor(datatype: datatype, shape: shape, values: values)
+        // Every integer type draws the same Int32s, so a seed gives the same values whatever the width.
+        func small() -> [Int32] { (0..<count).map { _ in Int32.random(in: 0..<16, using: &rng) } }
+        let values: TensorValues
+        switch type {
+        case .fp32: values = .fp32((0..<count).map { _ in Float.random(in: 0..<1, using: &rng) })
+        case .fp64: values = .fp64((0..<count).map { _ in Double.random(in: 0..<1, using: &rng) })
+        case .int64: values = .int64((0..<count).map { _ in Int64.random(in: 0..<16, using: &rng) })
+        case .int32: values = .int32(small())
+        case .int16: values = .int16(small().map { Int16($0) })
+        case .int8: values = .int8(small().map { Int8($0) })
+        case .uint64: values = .uint64((0..<count).map { _ in UInt64.random(in: 0..<16, using: &rng) })
+        case .uint32: values = .uint32(small().map { UInt32($0) })
+        case .uint16: values = .uint16(small().map { UInt16($0) })
+        case .uint8: values = .uint8(small().map { UInt8($0) })
+        case .bool: values = .bool((0..<count).map { _ in Bool.random(using: &rng) })
+        case .bytes:
+            values = .bytes((0..<count).map { _ in (0..<8).map { _ in UInt8.random(in: 0x61...0x7A, using: &rng) } })
+        }
+        return ClientTensor(shape: shape, values: values)
     }
 }
 

@@ -269,12 +269,12 @@ struct NestedArray {
         case "FP64": return ClientTensor(shape: shape, fp64: try numbers { Double($0) })
         case "INT64": return ClientTensor(shape: shape, int64: try numbers { integer($0) as Int64? })
         case "INT32": return ClientTensor(shape: shape, int32: try numbers { integer($0) as Int32? })
-        case "INT16": return ClientTensor(datatype: datatype, shape: shape, values: .int32(try numbers { (integer($0) as Int16?).map(Int32.init) }))
-        case "INT8": return ClientTensor(datatype: datatype, shape: shape, values: .int32(try numbers { (integer($0) as Int8?).map(Int32.init) }))
-        case "UINT64": return ClientTensor(datatype: datatype, shape: shape, values: .uint64(try numbers { integer($0) as UInt64? }))
-        case "UINT32": return ClientTensor(datatype: datatype, shape: shape, values: .uint32(try numbers { integer($0) as UInt32? }))
-        case "UINT16": return ClientTensor(datatype: datatype, shape: shape, values: .uint32(try numbers { (integer($0) as UInt16?).map(UInt32.init) }))
-        case "UINT8": return ClientTensor(datatype: datatype, shape: shape, values: .uint32(try numbers { (integer($0) as UInt8?).map(UInt32.init) }))
+        case "INT16": return ClientTensor(shape: shape, values: .int16(try numbers { integer($0) as Int16? }))
+        case "INT8": return ClientTensor(shape: shape, values: .int8(try numbers { integer($0) as Int8? }))
+        case "UINT64": return ClientTensor(shape: shape, values: .uint64(try numbers { integer($0) as UInt64? }))
+        case "UINT32": return ClientTensor(shape: shape, values: .uint32(try numbers { integer($0) as UInt32? }))
+        case "UINT16": return ClientTensor(shape: shape, values: .uint16(try numbers { integer($0) as UInt16? }))
+        case "UINT8": return ClientTensor(shape: shape, values: .uint8(try numbers { integer($0) as UInt8? }))
         case "BOOL":
             return ClientTensor(
                 shape: shape,
@@ -303,18 +303,18 @@ struct NestedArray {
 
 // MARK: - Printing
 
+/// Each element as Swift prints it: true/false, integers in decimal, floats as `description`.
+private struct ElementTexts: TensorValuesVisitor {
+    func visit<Element: TensorElement>(_ elements: [Element]) -> [String] { elements.map { "\($0)" } }
+}
+
 /// A tensor's values as nested JSON-style arrays following its shape.
 func formatNested(_ tensor: ClientTensor) -> String {
     let texts: [String]
-    switch tensor.values {
-    case .bool(let v): texts = v.map { $0 ? "true" : "false" }
-    case .int32(let v): texts = v.map(String.init)
-    case .int64(let v): texts = v.map(String.init)
-    case .uint32(let v): texts = v.map(String.init)
-    case .uint64(let v): texts = v.map(String.init)
-    case .fp32(let v): texts = v.map(\.description)
-    case .fp64(let v): texts = v.map(\.description)
-    case .bytes(let v): texts = v.map { jsonQuoted(String(decoding: $0, as: UTF8.self)) }
+    if case .bytes(let v) = tensor.values {
+        texts = v.map { jsonQuoted(String(decoding: $0, as: UTF8.self)) }
+    } else {
+        texts = tensor.values.visit(ElementTexts())
     }
     let shape = tensor.shape.map { Int($0) }
     guard !shape.isEmpty else { return texts.first ?? "" }

@@ -18,9 +18,30 @@ import SwerveStatus
     }
 
     @Test func narrowIntegersUseTheirOwnWidth() throws {
-        #expect(try ClientTensor(datatype: "INT8", shape: [2], values: .int32([-1, 5])).rawBytes() == [0xFF, 5])
-        #expect(try ClientTensor(datatype: "UINT16", shape: [1], values: .uint32([0x0102])).rawBytes() == [0x02, 0x01])
-        #expect(try ClientTensor(datatype: "BOOL", shape: [2], values: .bool([true, false])).rawBytes() == [1, 0])
+        #expect(try ClientTensor(shape: [2], values: .int8([-1, 5])).rawBytes() == [0xFF, 5])
+        #expect(try ClientTensor(shape: [1], values: .uint16([0x0102])).rawBytes() == [0x02, 0x01])
+        #expect(try ClientTensor(shape: [2], values: .bool([true, false])).rawBytes() == [1, 0])
+    }
+
+    @Test func typedContentsWidenNarrowIntegers() throws {
+        let int8 = try ClientTensor(shape: [2], values: .int8([-128, 127])).typedContents()
+        #expect(int8.intContents == [-128, 127])
+        #expect(int8.count == 2)
+        let uint16 = try ClientTensor(shape: [1], values: .uint16([65535])).typedContents()
+        #expect(uint16.uintContents == [65535])
+        #expect(uint16.count == 1)
+    }
+
+    @Test func datatypeIsTheValuesElementType() {
+        #expect(ClientTensor(shape: [1], values: .uint32([1])).datatype == "UINT32")
+        #expect(ClientTensor(shape: [1], fp32: [1]).datatype == "FP32")
+        #expect(ClientTensor(shape: [1], strings: ["a"]).datatype == "BYTES")
+    }
+
+    @Test func int32ValuesWidenInt8AndInt16() {
+        #expect(ClientTensor(shape: [2], values: .int8([-1, 2])).int32Values == [-1, 2])
+        #expect(ClientTensor(shape: [1], values: .int16([-300])).int32Values == [-300])
+        #expect(ClientTensor(shape: [1], values: .uint16([3])).int32Values == nil)
     }
 
     @Test(arguments: [
@@ -28,9 +49,12 @@ import SwerveStatus
         ClientTensor(shape: [3], fp64: [1e300, -0.0, 2]),
         ClientTensor(shape: [2], int64: [Int64.min, Int64.max]),
         ClientTensor(shape: [2], int32: [Int32.min, 7]),
-        ClientTensor(datatype: "INT16", shape: [2], values: .int32([-32768, 32767])),
-        ClientTensor(datatype: "UINT8", shape: [2], values: .uint32([0, 255])),
-        ClientTensor(datatype: "UINT64", shape: [1], values: .uint64([UInt64.max])),
+        ClientTensor(shape: [2], values: .int16([-32768, 32767])),
+        ClientTensor(shape: [3], values: .int8([-128, 0, 127])),
+        ClientTensor(shape: [2], values: .uint8([0, 255])),
+        ClientTensor(shape: [2], values: .uint16([0, 65535])),
+        ClientTensor(shape: [2], values: .uint32([0, UInt32.max])),
+        ClientTensor(shape: [1], values: .uint64([UInt64.max])),
         ClientTensor(shape: [2, 1], bool: [true, false]),
         ClientTensor(shape: [3], strings: ["", "héllo", "x"]),
         ClientTensor(shape: [], fp32: [4]),
@@ -43,24 +67,41 @@ import SwerveStatus
     }
 
     @Test func mismatchesAreInvalidArgument() {
+        // Values of the wrong type or out of range for the datatype cannot be built at all: each
+        // datatype has its own case. What is left to check is the shape.
         let cases: [ClientTensor] = [
             ClientTensor(shape: [3], fp32: [1, 2]),  // count vs shape
-            ClientTensor(datatype: "FP32", shape: [1], values: .int64([1])),  // case vs datatype
-            ClientTensor(datatype: "INT8", shape: [1], values: .int32([200])),  // out of range
-            ClientTensor(datatype: "FP16", shape: [1], values: .fp32([1])),  // unsupported
-            ClientTensor(datatype: "COMPLEX", shape: [1], values: .fp32([1])),  // unknown
             ClientTensor(shape: [-1], fp32: [1]),  // negative dimension
+            ClientTensor(shape: [Int64.max, 4], fp32: [1]),  // element count overflows
         ]
         for tensor in cases {
-            #expect(throws: GRPCStatus.self) { try tensor.rawBytes() }
-            do {
-                _ = try tensor.rawBytes()
-            } catch let status as GRPCStatus {
-                #expect(status.code == .invalidArgument)
-            } catch {
-                Issue.record("unexpected \(error)")
+            for encode in [{ _ = try tensor.rawBytes() }, { _ = try tensor.typedContents() }] {
+                do {
+                    try encode()
+                    Issue.record("\(tensor) encoded")
+                } catch let status as GRPCStatus {
+                    #expect(status.code == .invalidArgument)
+                } catch {
+                    Issue.record("unexpected \(error)")
+                }
             }
         }
+    }
+
+    @Test func undecodableDatatypesAndContentsAreInvalidArgument() throws {
+        func expectInvalid(_ message: String, _ decode: () throws -> ClientTensor) {
+            #expect(throws: GRPCStatus(.invalidArgument, message)) { _ = try decode() }
+        }
+        expectInvalid("datatype FP16 is not supported by this client") { try ClientTensor(datatype: "FP16", shape: [1], rawBytes: [0, 0]) }
+        expectInvalid("unknown datatype 'COMPLEX'") { try ClientTensor(datatype: "COMPLEX", shape: [1], contents: InferTensorContents()) }
+        var wide = InferTensorContents()
+        wide.intContents = [200]
+        expectInvalid("INT8 value out of range") { try ClientTensor(datatype: "INT8", shape: [1], contents: wide) }
+        #expect(try ClientTensor(datatype: "INT16", shape: [1], contents: wide).values == .int16([200]))
+        expectInvalid("FP32 values must be in the fp32_contents field of contents only") {
+            try ClientTensor(datatype: "FP32", shape: [1], contents: wide)
+        }
+        expectInvalid("negative dimension in shape [-1]") { try ClientTensor(datatype: "FP32", shape: [-1], rawBytes: []) }
     }
 
     @Test func truncatedRawContentsAreRejected() {

@@ -146,10 +146,10 @@ struct ModelTests {
             Tensor(shape: [3], data: .bytes([Array("ab".utf8), [], [0, 255]])), Tensor(shape: [2], data: .int32([7, -7])),
         ]
         for t in tensors {
-            #expect(try Tensor(rawBytes: t.rawBytes(), dataType: t.dataType, shape: t.shape) == t)
+            #expect(try Tensor(rawBytes: t.data.rawBytes, dataType: t.dataType, shape: t.shape) == t)
         }
-        #expect(tensors[2].rawBytes() == [1, 0])
-        #expect(tensors[4].rawBytes() == [2, 0, 0, 0, 97, 98, 0, 0, 0, 0, 2, 0, 0, 0, 0, 255])
+        #expect(tensors[2].data.rawBytes == [1, 0])
+        #expect(tensors[4].data.rawBytes == [2, 0, 0, 0, 97, 98, 0, 0, 0, 0, 2, 0, 0, 0, 0, 255])
         #expect(throws: InferenceError.self) { try Tensor(rawBytes: [1, 2, 3], dataType: .fp32, shape: [1]) }
         #expect(throws: InferenceError.self) { try Tensor(rawBytes: [9, 0, 0, 0, 1], dataType: .bytes, shape: [1]) }
         let t = Tensor(shape: [3, 2], data: .fp32([1, 2, 3, 4, 5, 6]))

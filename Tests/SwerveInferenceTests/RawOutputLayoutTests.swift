@@ -3,26 +3,10 @@ import Testing
 @testable import SwerveInference
 
 /// The raw bytes `ModelInferResponse.serialize(..., raw: true, ...)` puts in
-/// `raw_output_contents` must be exactly `Tensor.rawBytes()` for every DataType, when a tensor's
-/// values are handed over the way the server does (each in its own element type), and must read
-/// back with `Tensor(rawBytes:dataType:shape:)`.
+/// `raw_output_contents` must be exactly `TensorData.rawBytes` for every DataType, when a tensor's
+/// values are handed over the way the server does (its `data`, as it is), and must read back
+/// with `Tensor(rawBytes:dataType:shape:)`.
 @Suite struct RawOutputLayoutTests {
-    /// A tensor's values as the response's typed contents field takes them (as the server's
-    /// TensorCoding.values does).
-    static func values(_ t: Tensor) -> InferOutputValues {
-        switch t.data {
-        case .fp32(let v): .fp32(v)
-        case .fp64(let v): .fp64(v)
-        case .int64(let v): .int64(v)
-        case .int32(let v): .int32(v)
-        case .int16(let v): .int16(v)
-        case .int8(let v): .int8(v)
-        case .uint8(let v): .uint8(v)
-        case .bool(let v): .bool(v)
-        case .bytes(let v): .bytes(v)
-        }
-    }
-
     static func sample(_ dt: DataType) -> Tensor {
         switch dt {
         case .bool: Tensor(shape: [2, 3], data: .bool([true, false, true, false, false, true]))
@@ -40,7 +24,7 @@ import Testing
     static func rawResponse(_ tensors: [(String, Tensor)]) throws -> ModelInferResponse {
         let bytes = ModelInferResponse.serialize(modelName: "m", modelVersion: "1", id: "", raw: true, outputCount: tensors.count) { i in
             let (name, t) = tensors[i]
-            return (name: name, datatype: t.dataType.rawValue, shape: t.shape, values: values(t))
+            return (name: name, shape: t.shape, values: t.data)
         }
         return try ModelInferResponse(serializedBytes: bytes)
     }
@@ -50,7 +34,7 @@ import Testing
             let response = try Self.rawResponse([("y", tensor)])
             let raw = try #require(response.rawOutputContents.first)
             #expect(response.rawOutputContents.count == 1)
-            #expect(raw == tensor.rawBytes(), "\(dataType.rawValue) shape \(tensor.shape)")
+            #expect(raw == tensor.data.rawBytes, "\(dataType.rawValue) shape \(tensor.shape)")
             if let size = dataType.byteSize { #expect(raw.count == tensor.elementCount * size) }
             let o = try #require(response.outputs.first)
             #expect(o.datatype == dataType.rawValue)
@@ -64,14 +48,14 @@ import Testing
         let tensors = DataType.allCases.map { ($0.rawValue.lowercased(), Self.sample($0)) }
         let response = try Self.rawResponse(tensors)
         #expect(response.outputs.map(\.name) == tensors.map(\.0))
-        #expect(response.rawOutputContents == tensors.map { $0.1.rawBytes() })
+        #expect(response.rawOutputContents == tensors.map { $0.1.data.rawBytes })
     }
 
     @Test func typedOutputReadsBackToTheSameValues() throws {
         // The typed (non-raw) form keeps narrow integers widened in int/uint contents.
         let tensors = DataType.allCases.map { ($0.rawValue, Self.sample($0)) }
         let bytes = ModelInferResponse.serialize(modelName: "m", modelVersion: "1", id: "", raw: false, outputCount: tensors.count) { i in
-            (name: tensors[i].0, datatype: tensors[i].1.dataType.rawValue, shape: tensors[i].1.shape, values: Self.values(tensors[i].1))
+            (name: tensors[i].0, shape: tensors[i].1.shape, values: tensors[i].1.data)
         }
         let response = try ModelInferResponse(serializedBytes: bytes)
         #expect(response.rawOutputContents.isEmpty)
@@ -87,7 +71,9 @@ import Testing
             case .uint8(let v): #expect(c.uintContents == v.map(UInt32.init))
             case .bool(let v): #expect(c.boolContents == v)
             case .bytes(let v): #expect(c.bytesContents == v)
+            case .uint16, .uint32, .uint64: Issue.record("the core made a \(t.data.elementType.rawValue) tensor")
             }
+            #expect(response.outputs[i].datatype == t.dataType.rawValue)
             #expect(c.count == t.elementCount)
         }
     }

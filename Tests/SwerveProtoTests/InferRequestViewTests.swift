@@ -399,7 +399,7 @@ import Testing
                 // Encoding a response (its arena also wants the scratch) while the view is live.
                 let response = ModelInferResponse.serialize(
                     modelName: o.modelName, modelVersion: "1", id: o.id, raw: false, outputCount: 1
-                ) { _ in (name: "y", datatype: "INT64", shape: [3], values: .int64(Array(o.input(0).contents!.int64))) }
+                ) { _ in (name: "y", shape: [3], values: .int64(Array(o.input(0).contents!.int64))) }
                 let decoded = try ModelInferResponse(serializedBytes: response)
                 #expect(decoded.modelName == "outer" && decoded.id == "o-1")
                 #expect(decoded.outputs.first?.contents?.int64Contents == [1, 2, 3])

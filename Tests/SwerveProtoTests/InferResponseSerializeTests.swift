@@ -5,14 +5,17 @@ import Testing
 /// what building a `ModelInferResponse` would, and with `raw` put KServe's raw layout in
 /// `raw_output_contents`. Expected raw bytes are written out by hand here, byte by byte.
 @Suite struct InferResponseSerializeTests {
-    typealias Part = (name: String, datatype: String, shape: [Int], values: InferOutputValues)
+    /// An output and the datatype name the response must carry for it.
+    typealias Part = (name: String, datatype: String, shape: [Int], values: TensorValues)
 
     static func serialize(_ parts: [Part], raw: Bool, modelName: String = "m", modelVersion: String = "1", id: String = "") -> [UInt8] {
-        ModelInferResponse.serialize(modelName: modelName, modelVersion: modelVersion, id: id, raw: raw, outputCount: parts.count) { parts[$0] }
+        ModelInferResponse.serialize(modelName: modelName, modelVersion: modelVersion, id: id, raw: raw, outputCount: parts.count) {
+            (name: parts[$0].name, shape: parts[$0].shape, values: parts[$0].values)
+        }
     }
 
     /// The typed contents a `ModelInferResponse` built by hand would carry for `values`.
-    static func contents(_ values: InferOutputValues) -> InferTensorContents {
+    static func contents(_ values: TensorValues) -> InferTensorContents {
         var c = InferTensorContents()
         switch values {
         case .bool(let v): c.boolContents = v
@@ -21,6 +24,7 @@ import Testing
         case .int32(let v): c.intContents = v
         case .int64(let v): c.int64Contents = v
         case .uint8(let v): c.uintContents = v.map(UInt32.init)
+        case .uint16(let v): c.uintContents = v.map(UInt32.init)
         case .uint32(let v): c.uintContents = v
         case .uint64(let v): c.uint64Contents = v
         case .fp32(let v): c.fp32Contents = v
@@ -51,6 +55,7 @@ import Testing
         ("empty", "FP32", [0, 4], .fp32([])),
         ("scalar", "INT64", [], .int64([9])),
         ("名前", "BYTES", [1], .bytes([Array("日本".utf8)])),
+        ("u16", "UINT16", [3], .uint16([0, 0x1234, .max])),
     ]
 
     @Test func typedContentsMatchABuiltResponse() throws {
@@ -70,9 +75,10 @@ import Testing
         // Narrow integer types are not narrowed in typed contents: they stay in int/uint_contents.
         #expect(decoded.outputs[8].contents?.intContents == [-128, 0, 127])
         #expect(decoded.outputs[9].contents?.uintContents == [0, 255])
+        #expect(decoded.outputs[14].contents?.uintContents == [0, 0x1234, 0xFFFF])
     }
 
-    @Test(arguments: 0..<14) func eachOutputAloneTyped(index: Int) throws {
+    @Test(arguments: InferResponseSerializeTests.parts.indices) func eachOutputAloneTyped(index: Int) throws {
         let part = Self.parts[index]
         let decoded = try ModelInferResponse(serializedBytes: Self.serialize([part], raw: false))
         #expect(decoded.outputs.count == 1)
@@ -122,6 +128,7 @@ import Testing
         [],
         le([Int64(9)]),
         [6, 0, 0, 0] + Array("日本".utf8),
+        [0x00, 0x00, 0x34, 0x12, 0xFF, 0xFF],
     ]
 
     @Test func rawLayoutPerDatatype() throws {
@@ -181,7 +188,7 @@ import Testing
         var seen: [Int] = []
         _ = ModelInferResponse.serialize(modelName: "m", modelVersion: "1", id: "", raw: true, outputCount: 3) { i in
             seen.append(i)
-            return (name: "o\(i)", datatype: "INT32", shape: [1], values: .int32([Int32(i)]))
+            return (name: "o\(i)", shape: [1], values: .int32([Int32(i)]))
         }
         #expect(seen == [0, 1, 2])
     }

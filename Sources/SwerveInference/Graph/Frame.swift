@@ -38,9 +38,9 @@ final class ConstantBuffer: @unchecked Sendable {
         if tensor.dataType == .bytes {
             bytes = nil
         } else {
-            let raw = tensor.rawBytes()
-            let p = UnsafeMutableRawPointer.allocate(byteCount: max(raw.count, 1), alignment: 16)
-            raw.withUnsafeBytes { p.copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(p), byteCount: raw.count) }
+            let n = tensor.data.rawByteCount
+            let p = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1), alignment: 16)
+            tensor.data.writeRaw(to: UnsafeMutableRawBufferPointer(start: p, count: n))
             bytes = p
         }
     }
@@ -158,22 +158,14 @@ final class Frame {
         var offset = 0
         var strings: [[UInt8]]?
         for tensor in parts {
-            func copy<T>(_ values: [T]) {
-                values.withUnsafeBytes { src in
-                    if let base = src.baseAddress { (raw(v) + offset).copyMemory(from: base, byteCount: src.count) }
-                    offset += src.count
-                }
+            if case .bytes(let x) = tensor.data {
+                strings = strings ?? []
+                strings!.append(contentsOf: x)
+                continue
             }
-            switch tensor.data {
-            case .fp32(let x): copy(x)
-            case .fp64(let x): copy(x)
-            case .int64(let x): copy(x)
-            case .int32(let x): copy(x)
-            case .int16(let x): copy(x)
-            case .int8(let x): copy(x)
-            case .uint8(let x): copy(x)
-            case .bool(let x): copy(x)
-            case .bytes(let x): strings = strings ?? []; strings!.append(contentsOf: x)
+            tensor.data.withUnsafeElementBytes { src in
+                if let base = src.baseAddress { (raw(v) + offset).copyMemory(from: base, byteCount: src.count) }
+                offset += src.count
             }
         }
         if let strings { stringValues[v] = strings }

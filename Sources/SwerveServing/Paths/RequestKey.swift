@@ -76,8 +76,9 @@ public struct RequestKey: Hashable, Sendable, CustomStringConvertible {
                 w.u8(UInt8(truncatingIfNeeded: t.dataType.onnxElemType))
                 w.u32(t.shape.count)
                 for d in t.shape { w.u64(UInt64(bitPattern: Int64(d))) }
-                w.u64(UInt64(Self.dataByteCount(t.data)))
-                w.data(t.data)
+                let byteCount = Self.dataByteCount(t.data)
+                w.u64(UInt64(byteCount))
+                w.data(t.data, byteCount: byteCount)
             }
             precondition(w.offset == size, "RequestKey: wrote \(w.offset) bytes, sized \(size)")
             initialized = size
@@ -104,19 +105,7 @@ public struct RequestKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "RequestKey(\(bytes.count) bytes, hash \(String(hash, radix: 16)))" }
 
     /// Bytes of `data` in the raw layout.
-    static func dataByteCount(_ data: TensorData) -> Int {
-        switch data {
-        case .fp32(let v): v.count * 4
-        case .fp64(let v): v.count * 8
-        case .int64(let v): v.count * 8
-        case .int32(let v): v.count * 4
-        case .int16(let v): v.count * 2
-        case .int8(let v): v.count
-        case .uint8(let v): v.count
-        case .bool(let v): v.count
-        case .bytes(let v): v.reduce(0) { $0 + 4 + $1.count }
-        }
-    }
+    static func dataByteCount(_ data: TensorData) -> Int { data.rawByteCount }
 
     /// Sequential little-endian writes into a buffer sized beforehand.
     private struct Writer {
@@ -141,22 +130,10 @@ public struct RequestKey: Hashable, Sendable, CustomStringConvertible {
             u32(s.utf8.count)
             s.withUTF8 { raw(UnsafeRawBufferPointer($0)) }
         }
-        mutating func data(_ d: TensorData) {
-            switch d {
-            case .fp32(let v): v.withUnsafeBytes { raw($0) }  // every supported platform is little-endian
-            case .fp64(let v): v.withUnsafeBytes { raw($0) }
-            case .int64(let v): v.withUnsafeBytes { raw($0) }
-            case .int32(let v): v.withUnsafeBytes { raw($0) }
-            case .int16(let v): v.withUnsafeBytes { raw($0) }
-            case .int8(let v): v.withUnsafeBytes { raw($0) }
-            case .uint8(let v): v.withUnsafeBytes { raw($0) }
-            case .bool(let v): for b in v { u8(b ? 1 : 0) }
-            case .bytes(let v):
-                for element in v {
-                    u32(element.count)
-                    element.withUnsafeBytes { raw($0) }
-                }
-            }
+        /// `d` in the raw layout, `byteCount` (its `rawByteCount`) bytes.
+        mutating func data(_ d: TensorData, byteCount: Int) {
+            d.writeRaw(to: UnsafeMutableRawBufferPointer(rebasing: base[offset..<(offset + byteCount)]))
+            offset += byteCount
         }
     }
 }

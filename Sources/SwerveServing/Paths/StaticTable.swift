@@ -278,6 +278,9 @@ private enum ValueLookup: Sendable {
         case .int16(let v): scalars = v.map { UInt64(bitPattern: Int64($0)) }
         case .int8(let v): scalars = v.map { UInt64(bitPattern: Int64($0)) }
         case .uint8(let v): scalars = v.map { UInt64($0) }
+        case .uint16(let v): scalars = v.map { UInt64($0) }
+        case .uint32(let v): scalars = v.map { UInt64($0) }
+        case .uint64(let v): scalars = v
         case .bool(let v): scalars = v.map { $0 ? 1 : 0 }
         }
         guard let d = build(scalars) else { return nil }
@@ -301,6 +304,9 @@ private enum ValueLookup: Sendable {
             case .int16(let v): key = UInt64(bitPattern: Int64(v[i]))
             case .int8(let v): key = UInt64(bitPattern: Int64(v[i]))
             case .uint8(let v): key = UInt64(v[i])
+            case .uint16(let v): key = UInt64(v[i])
+            case .uint32(let v): key = UInt64(v[i])
+            case .uint64(let v): key = v[i]
             case .bool(let v): key = v[i] ? 1 : 0
             case .bytes: return nil
             }
@@ -503,25 +509,7 @@ public struct StaticTable: Sendable {
         for r in rows { precondition(r >= 0 && r < domain.cellCount, "row \(r) outside 0..<\(domain.cellCount)") }
         return outputs.map { o in
             let w = o.rowWidth
-            func gather<T>(_ v: [T]) -> [T] {
-                if rows.count == 1 { return Array(v[(rows[0] * w)..<((rows[0] + 1) * w)]) }
-                var out: [T] = []
-                out.reserveCapacity(rows.count * w)
-                for r in rows { out.append(contentsOf: v[(r * w)..<((r + 1) * w)]) }
-                return out
-            }
-            let data: TensorData =
-                switch o.data {
-                case .fp32(let v): .fp32(gather(v))
-                case .fp64(let v): .fp64(gather(v))
-                case .int64(let v): .int64(gather(v))
-                case .int32(let v): .int32(gather(v))
-                case .int16(let v): .int16(gather(v))
-                case .int8(let v): .int8(gather(v))
-                case .uint8(let v): .uint8(gather(v))
-                case .bool(let v): .bool(gather(v))
-                case .bytes(let v): .bytes(gather(v))
-                }
+            let data = o.data.gathering(rows.lazy.map { ($0 * w)..<(($0 + 1) * w) })
             let shape = domain.batched ? [rows.count] + o.rowShape : o.rowShape
             return Tensor(shape: shape, data: data)
         }

@@ -77,11 +77,11 @@ import SwerveInference
         let t = Tensor(shape: [3], data: .int64([1, -2, 300]))
         let k = RequestKey(model: "m", version: 1, outputs: [], inputs: [("x", t)])
         // The key ends with the tensor's raw bytes, preceded by their count.
-        let raw = t.rawBytes()
+        let raw = t.data.rawBytes
         #expect(Array(k.bytes.suffix(raw.count)) == raw)
         let s = Tensor(shape: [2], data: .bytes([Array("ab".utf8), Array("c".utf8)]))
         let ks = RequestKey(model: "m", version: 1, outputs: [], inputs: [("s", s)])
-        #expect(Array(ks.bytes.suffix(s.rawBytes().count)) == s.rawBytes())
+        #expect(Array(ks.bytes.suffix(s.data.rawBytes.count)) == s.data.rawBytes)
         #expect(k.byteCount == k.bytes.count)
     }
 
