@@ -147,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "SwerveTransportTests",
             dependencies: [
-                "SwerveTransport", "SwerveStatus",
+                "SwerveTransport", "SwerveStatus", "SwerveTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -6,6 +6,7 @@ import Testing
 
 @testable import SwerveTransport
 import SwerveStatus
+import SwerveTesting
 
 /// Our client against our server over real loopback sockets.
 @Suite(.timeLimit(.minutes(2))) struct ClientServerTests {
@@ -80,7 +81,7 @@ import SwerveStatus
         try await withTestServer { server, _ in
             var clients: [GRPCClientConnection] = []
             for _ in 0..<4 { clients.append(try await GRPCClientConnection.connect(host: "127.0.0.1", port: server.port)) }
-            #expect(await waitUntil { server.activeConnectionCount == 4 })
+            try await waitUntil("server.activeConnectionCount == 4") { server.activeConnectionCount == 4 }
             let pool = clients
             try await withThrowingTaskGroup(of: Bool.self) { group in
                 for i in 0..<200 {
@@ -94,7 +95,7 @@ import SwerveStatus
                 #expect(ok == 200)
             }
             for client in clients { await client.close() }
-            #expect(await waitUntil { server.activeConnectionCount == 0 })
+            try await waitUntil("server.activeConnectionCount == 0") { server.activeConnectionCount == 0 }
         }
     }
 
@@ -104,7 +105,7 @@ import SwerveStatus
             // The client-side timer is the backstop; the server's (same deadline) usually fires first.
             let status = await statusThrown { _ = try await client.unary(TestMethod.silent, [], timeout: .milliseconds(200)) }
             #expect(status == GRPCStatus.deadlineExceeded)
-            #expect(await waitUntil { observations.cancelledCount == 1 })
+            try await waitUntil("observations.cancelledCount == 1") { observations.cancelledCount == 1 }
             #expect(try await client.unary(TestMethod.echo, [1]) == [1])
             await client.close()
         }
@@ -121,12 +122,16 @@ import SwerveStatus
                 }
                 outcome.withLock { $0 = .some(status) }
             }
-            let answered = await waitUntil { outcome.withLock { $0 != nil } }
-            #expect(answered, "the server did not answer the passed deadline")
-            if !answered { await client.close() }  // ends the call (UNAVAILABLE), so the test stays bounded
+            do {
+                try await waitUntil("the server to answer the passed deadline") { outcome.withLock { $0 != nil } }
+            } catch {
+                await client.close()  // ends the call (UNAVAILABLE), so the test stays bounded
+                await call.value
+                throw error
+            }
             await call.value
             #expect(outcome.withLock { $0 } == .some(GRPCStatus(.deadlineExceeded, "deadline exceeded")))
-            #expect(await waitUntil { observations.cancelledCount == 1 })
+            try await waitUntil("observations.cancelledCount == 1") { observations.cancelledCount == 1 }
             await client.close()
         }
     }
@@ -190,12 +195,12 @@ import SwerveStatus
             let task = Task {
                 for try await _ in client.serverStreaming(TestMethod.hold, []) {}
             }
-            #expect(await waitUntil { observations.heldCalls.count == 1 })
+            try await waitUntil("observations.heldCalls.count == 1") { observations.heldCalls.count == 1 }
             let call = observations.heldCalls[0]
             #expect(!call.isCancelled)
             task.cancel()  // drops the stream → RST_STREAM(CANCEL)
-            #expect(await waitUntil { call.isCancelled })
-            #expect(await waitUntil { observations.cancelledCount == 1 })
+            try await waitUntil("call.isCancelled") { call.isCancelled }
+            try await waitUntil("observations.cancelledCount == 1") { observations.cancelledCount == 1 }
             // Late answers are ignored and the connection keeps working.
             call.send([1])
             call.finish(.ok)
@@ -211,10 +216,10 @@ import SwerveStatus
         try await withTestServer { server, observations in
             let client = try await GRPCClientConnection.connect(host: "127.0.0.1", port: server.port)
             async let pending = statusThrown { _ = try await client.unary(TestMethod.hold, []) }
-            #expect(await waitUntil { observations.heldCalls.count == 1 })
+            try await waitUntil("observations.heldCalls.count == 1") { observations.heldCalls.count == 1 }
             await client.close()
             #expect(await pending?.code == .unavailable)
-            #expect(await waitUntil { observations.heldCalls[0].isCancelled })
+            try await waitUntil("observations.heldCalls[0].isCancelled") { observations.heldCalls[0].isCancelled }
             let after = await statusThrown { _ = try await client.unary(TestMethod.echo, []) }
             #expect(after?.code == .unavailable)
         }
@@ -232,14 +237,13 @@ import SwerveStatus
         let port = server.port
         let client = try await GRPCClientConnection.connect(host: "127.0.0.1", port: port)
         async let inFlight = client.unary(TestMethod.hold, [])
-        #expect(await waitUntil { observations.heldCalls.count == 1 })
+        try await waitUntil("observations.heldCalls.count == 1") { observations.heldCalls.count == 1 }
 
         let shutdown = Task { await server.shutdownGracefully(timeout: .seconds(20)) }
         // Once GOAWAY reaches the client, new calls on this connection are refused.
-        #expect(
-            await waitUntil {
-                await statusThrown({ _ = try await client.unary(TestMethod.echo, [1]) })?.code == .unavailable
-            })
+        try await waitUntil("new calls on the connection to be refused after GOAWAY") {
+            await statusThrown({ _ = try await client.unary(TestMethod.echo, [1]) })?.code == .unavailable
+        }
         // New connections are refused too.
         let newConnection = await statusThrown { _ = try await GRPCClientConnection.connect(host: "127.0.0.1", port: port) }
         #expect(newConnection?.code == .unavailable)
@@ -261,7 +265,7 @@ import SwerveStatus
         try await server.start()
         let client = try await GRPCClientConnection.connect(host: "127.0.0.1", port: server.port)
         async let stuck = statusThrown { _ = try await client.unary(TestMethod.hold, []) }
-        #expect(await waitUntil { observations.heldCalls.count == 1 })
+        try await waitUntil("observations.heldCalls.count == 1") { observations.heldCalls.count == 1 }
         await server.shutdownGracefully(timeout: .milliseconds(200))
         #expect(await stuck?.code == .unavailable)
         #expect(observations.heldCalls[0].isCancelled)
@@ -275,15 +279,18 @@ import SwerveStatus
 
             let raw = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connect(host: "127.0.0.1", port: server.port).get()
-            #expect(await waitUntil { server.activeConnectionCount == 2 })
+            try await waitUntil("server.activeConnectionCount == 2") { server.activeConnectionCount == 2 }
             var garbage = raw.allocator.buffer(capacity: 64)
             garbage.writeString("GET / HTTP/1.1\r\nHost: x\r\n\r\n\u{0}\u{1}\u{2}garbage garbage garbage")
             try await raw.writeAndFlush(garbage)
             // The server closes the connection (bounded wait on closeFuture).
-            let closed = await waitUntil { !raw.isActive }
-            #expect(closed)
-            if !closed { try? await raw.close() }
-            #expect(await waitUntil { server.activeConnectionCount == 1 })
+            do {
+                try await waitUntil("the server to close the connection that sent garbage") { !raw.isActive }
+            } catch {
+                try? await raw.close()
+                throw error
+            }
+            try await waitUntil("server.activeConnectionCount == 1") { server.activeConnectionCount == 1 }
             #expect(try await good.unary(TestMethod.echo, [2]) == [2])
             await good.close()
         }

@@ -3,6 +3,7 @@ import Testing
 
 @testable import SwerveTransport
 import SwerveStatus
+import SwerveTesting
 
 /// Python `grpcio` (a client nobody here wrote) against our server. Runs when the repository's
 /// virtualenv has grpcio installed; skipped otherwise.

@@ -91,40 +91,6 @@ func withTestServer<R>(
     }
 }
 
-/// Waits for `condition` to hold, polling, for at most `timeout`. Returns whether it held.
-func waitUntil(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
-    let clock = ContinuousClock()
-    let end = clock.now + timeout
-    while clock.now < end {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(5))
-    }
-    return condition()
-}
-
-/// Waits for an asynchronous `condition` to hold, polling, for at most `timeout`. Returns whether it held.
-func waitUntil(timeout: Duration = .seconds(10), _ condition: () async -> Bool) async -> Bool {
-    let clock = ContinuousClock()
-    let end = clock.now + timeout
-    while clock.now < end {
-        if await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(5))
-    }
-    return await condition()
-}
-
-/// Runs `body` and returns the `GRPCStatus` it throws (nil if it succeeds).
-func statusThrown(_ body: () async throws -> Void) async -> GRPCStatus? {
-    do {
-        try await body()
-        return nil
-    } catch let status as GRPCStatus {
-        return status
-    } catch {
-        return GRPCStatus(.unknown, "unexpected error \(error)")
-    }
-}
-
 /// 3 MiB filled with `seed` (ends marked), so reordering, truncation or mixing would show.
 func bigMessage(_ seed: UInt8) -> [UInt8] {
     var message = [UInt8](repeating: seed, count: 3 << 20)
