@@ -133,6 +133,20 @@ public struct ModelRepository: Sendable {
         return entries.compactMap(Self.versionNumber(folderName:))
     }
 
+    /// What of a model's folder decides what is served: its complete versions and its
+    /// config.json's bytes (nil without one). Two equal snapshots serve the same versions the same
+    /// way, so a watcher reloads a model exactly when its snapshot changes; a publisher that adds
+    /// a version and then rewrites the version policy changes it twice.
+    public struct Snapshot: Sendable, Equatable {
+        public var versions: [Int]
+        public var config: Data?
+    }
+
+    /// The model's snapshot now.
+    public func snapshot(of model: String) -> Snapshot {
+        Snapshot(versions: versions(of: model), config: DurableFiles.read(configFile(model).path))
+    }
+
     /// The model's settings from config.json, or the defaults when there is none. Throws
     /// `invalidConfiguration` for a config.json that does not parse or breaks a rule.
     public func settings(of model: String) throws -> ModelSettings {

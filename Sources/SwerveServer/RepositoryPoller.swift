@@ -1,23 +1,27 @@
 import Dispatch
 import Foundation
 import Logging
+import SwerveRepository
 import SwerveServing
 
-/// Rescans the repository on a timer and loads new complete versions (and new models) by their policy.
+/// Rescans the repository on a timer and reloads a model whenever what decides its serving
+/// changed on disk (`ModelRepository.Snapshot`: its complete versions or its config.json), and
+/// loads new models. Watching the versions alone missed a version policy rewritten after the
+/// version it names was already seen (the registry publishes, then promotes).
 final class RepositoryPoller: @unchecked Sendable {
     // `timer` is created once in init and only used through its own thread-safe API.
     private let timer: any DispatchSourceTimer
     private let manager: ModelManager
     private let logger: Logger
     private let known = NSLock()
-    private var seen: [String: [Int]] = [:]
+    private var seen: [String: ModelRepository.Snapshot] = [:]
 
     init(manager: ModelManager, interval: Double, logger: Logger) {
         self.manager = manager
         self.logger = logger
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "swerve.repository-poll"))
         timer.schedule(deadline: .now() + interval, repeating: interval)
-        for name in (try? manager.repository.modelNames()) ?? [] { seen[name] = manager.repository.versions(of: name) }
+        for name in (try? manager.repository.modelNames()) ?? [] { seen[name] = manager.repository.snapshot(of: name) }
         timer.setEventHandler { [weak self] in self?.scan() }
     }
 
@@ -26,13 +30,13 @@ final class RepositoryPoller: @unchecked Sendable {
 
     private func scan() {
         for name in (try? manager.repository.modelNames()) ?? [] {
-            let versions = manager.repository.versions(of: name)
+            let snapshot = manager.repository.snapshot(of: name)
             known.lock()
-            let changed = seen[name] != versions
-            seen[name] = versions
+            let changed = seen[name] != snapshot
+            seen[name] = snapshot
             known.unlock()
             guard changed else { continue }
-            logger.info("repository changed; reloading", metadata: ["model": "\(name)", "versions": "\(versions)"])
+            logger.info("repository changed; reloading", metadata: ["model": "\(name)", "versions": "\(snapshot.versions)"])
             do { try manager.load(model: name) } catch {
                 logger.error("reload failed", metadata: ["model": "\(name)", "reason": "\(error)"])
             }
