@@ -3,6 +3,11 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
+import SwerveTransport
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A small HTTP/1.1 server answering `GET /metrics` with the Prometheus text format, on its own
 /// port so scrapes never compete with gRPC traffic for a connection.
@@ -10,25 +15,52 @@ public final class MetricsEndpoint: Sendable {
     private let channel: any Channel
     public let port: Int
 
-    public static func start(host: String, port: Int, registry: PrometheusCollectorRegistry, group: any EventLoopGroup) async throws -> MetricsEndpoint {
+    public static func start(host: String, port: Int, registry: PrometheusCollectorRegistry, group: any EventLoopGroup,
+                             logger: Logger = Logger(label: "swerve.metrics")) async throws -> MetricsEndpoint {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Out of descriptors, accept(2) fails while a scrape waits: pause accepting instead of spinning.
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptErrorBackoffHandler(logger: logger))
+                }
+            }
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry))
                 }
             }
+        #if canImport(Glibc)
+        // Close-on-exec and released on a crash, like the gRPC listener (SwerveTransport's ListeningSocket).
+        let descriptor = try ListeningSocket.bind(host: host, port: port)
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.withBoundSocket(descriptor).get()
+        } catch {
+            CrashPortRelease.unregister(descriptor)
+            Glibc.close(descriptor)
+            throw error
+        }
+        #else
+        let descriptor: CInt? = nil
         let channel = try await bootstrap.bind(host: host, port: port).get()
-        return MetricsEndpoint(channel: channel, port: channel.localAddress?.port ?? port)
+        #endif
+        return MetricsEndpoint(channel: channel, descriptor: descriptor, port: channel.localAddress?.port ?? port)
     }
 
-    private init(channel: any Channel, port: Int) {
+    private let descriptor: CInt?
+
+    private init(channel: any Channel, descriptor: CInt?, port: Int) {
         self.channel = channel
+        self.descriptor = descriptor
         self.port = port
     }
 
     public func close() async {
+        #if canImport(Glibc)
+        if let descriptor { CrashPortRelease.unregister(descriptor) }
+        #endif
         try? await channel.close()
     }
 }

@@ -25,6 +25,8 @@ public struct ServerOptions: Sendable {
     /// Server-wide response cache budget, and the largest share one model version may take.
     public var cacheBytes = 256 << 20
     public var cacheShare = 0.25
+    /// Most gRPC connections open at once; nil = min(4096, RLIMIT_NOFILE − 128).
+    public var maxConnections: Int?
 
     public init(repository: String) { self.repository = repository }
 }
@@ -47,13 +49,15 @@ public enum SwerveServerRunner {
         config.maxReceiveMessageSize = options.maxReceiveMessageSize
         config.maxConcurrentStreams = options.maxConcurrentStreams
         config.eventLoopThreads = options.eventLoopThreads
+        config.maxConnections = options.maxConnections
+        config.listenerObserver = ListenerMetrics()
         let grpc = GRPCServer(configuration: config, handler: service, logger: logger)
         try await grpc.start()
 
         let metricsGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let metrics: MetricsEndpoint
         do {
-            metrics = try await MetricsEndpoint.start(host: options.host, port: options.metricsPort, registry: registry, group: metricsGroup)
+            metrics = try await MetricsEndpoint.start(host: options.host, port: options.metricsPort, registry: registry, group: metricsGroup, logger: logger)
         } catch {
             await grpc.shutdownGracefully(timeout: .seconds(1))
             try? await metricsGroup.shutdownGracefully()

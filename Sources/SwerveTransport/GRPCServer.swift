@@ -42,6 +42,11 @@
 //   non-gRPC content-type gets HTTP 415 (with grpc-status UNKNOWN for gRPC clients that look),
 //   as the gRPC HTTP/2 spec recommends. A passed deadline is always answered with
 //   `GRPCStatus.deadlineExceeded`.
+// * The accept path: the listening socket is made by `ListeningSocket` (close-on-exec, shut
+//   down on a crash so a restart can bind at once); `ConnectionLimitHandler`, in front of NIO's
+//   AcceptHandler, closes connections above `maxConnections` at once, and
+//   `AcceptErrorBackoffHandler` pauses accepting when accept(2) runs out of descriptors
+//   instead of spinning.
 // * Graceful shutdown = close the listener, GOAWAY(last processed stream) on every connection,
 //   let nghttp2 tell us when a connection is idle (`want_read == 0 && want_write == 0`), and
 //   force-close whatever is left when the timeout passes.
@@ -50,6 +55,10 @@ import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Settings for `GRPCServer`.
 public struct GRPCServerConfiguration: Sendable {
@@ -67,6 +76,16 @@ public struct GRPCServerConfiguration: Sendable {
     public var connectionWindowSize: Int32 = 16 * 1024 * 1024
     /// SETTINGS_INITIAL_WINDOW_SIZE: each stream's receive window.
     public var initialStreamWindowSize: Int32 = 4 * 1024 * 1024
+
+    // The accept path (ListenerLimits.swift) ------------------------------------------------
+    /// Most client connections open at once; one more is accepted and closed at once (logged,
+    /// rate-limited, and reported to `listenerObserver`). nil: `ListenerLimits.defaultMaxConnections()`,
+    /// min(4096, RLIMIT_NOFILE − 128).
+    public var maxConnections: Int? = nil
+    /// Accept queue length (listen(2) backlog).
+    public var listenBacklog: Int32 = 256
+    /// Told about opened, closed and refused connections and accept failures (for metrics).
+    public var listenerObserver: (any GRPCListenerObserver)? = nil
 
     /// Creates the default configuration.
     public init() {}
@@ -87,8 +106,11 @@ public final class GRPCServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let state = Mutex(State())
 
+    private let connectionCounter = ConnectionCounter()
+
     private struct State {
         var serverChannel: (any Channel)?
+        var listeningDescriptor: CInt?
         var port = 0
         var connections: [ObjectIdentifier: any Channel] = [:]
         var shuttingDown = false
@@ -109,14 +131,34 @@ public final class GRPCServer: Sendable {
     /// Open connections.
     public var activeConnectionCount: Int { state.withLock { $0.connections.count } }
 
+    /// The connection limit in force (the configured one, or the default).
+    public var maxConnections: Int { configuration.maxConnections ?? ListenerLimits.defaultMaxConnections() }
+
     /// Binds and starts accepting connections.
     public func start() async throws {
         let configuration = self.configuration
         let handler = self.handler
         let logger = self.logger
+        let maxConnections = self.maxConnections
+        let counter = self.connectionCounter
+        if let limit = ListenerLimits.descriptorLimit(), maxConnections > limit - ListenerLimits.reservedDescriptors {
+            logger.warning("--max-connections \(maxConnections) leaves fewer than \(ListenerLimits.reservedDescriptors) of the \(limit) descriptors (RLIMIT_NOFILE) for everything else; accept may fail with EMFILE before the limit is reached (it backs off)")
+        }
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.backlog, value: configuration.listenBacklog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // In front of NIO's AcceptHandler: count connections, refuse those above the limit
+            // before they are registered, and back off when accept(2) runs out of descriptors.
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptErrorBackoffHandler(
+                        observer: configuration.listenerObserver, logger: logger,
+                        hint: ": raise it (ulimit -n) or lower --max-connections, now \(maxConnections)"))
+                    try channel.pipeline.syncOperations.addHandler(ConnectionLimitHandler(
+                        maxConnections: maxConnections, counter: counter,
+                        observer: configuration.listenerObserver, logger: logger))
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             // One read per wake-up: the answers to what was read go out (channelReadComplete
             // flushes) before the next read, instead of waiting behind up to N more reads; with
@@ -134,13 +176,35 @@ public final class GRPCServer: Sendable {
                             configuration: configuration, callHandler: handler, logger: connectionLogger))
                 }
             }
+        #if canImport(Glibc)
+        // Our own socket, close-on-exec and released on a crash (ListeningSocket.swift).
+        let descriptor = try ListeningSocket.bind(host: configuration.host, port: configuration.port)
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.withBoundSocket(descriptor).get()
+            try ListeningSocket.setBacklog(descriptor, configuration.listenBacklog)
+        } catch {
+            CrashPortRelease.unregister(descriptor)
+            close(descriptor)
+            throw error
+        }
+        #else
+        let descriptor: CInt? = nil
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        #endif
         let port = channel.localAddress?.port ?? configuration.port
         state.withLock {
             $0.serverChannel = channel
+            $0.listeningDescriptor = descriptor
             $0.port = port
         }
-        logger.info("gRPC server listening on \(configuration.host):\(port)")
+        channel.closeFuture.whenComplete { [self] _ in
+            let expected = self.state.withLock { $0.shuttingDown }
+            if !expected {
+                self.logger.critical("gRPC listener on \(configuration.host):\(port) closed unexpectedly; no new connections will be accepted")
+            }
+        }
+        logger.info("gRPC server listening on \(configuration.host):\(port)", metadata: ["grpc.max_connections": "\(maxConnections)"])
     }
 
     private func register(_ channel: any Channel) -> Bool {
@@ -162,14 +226,18 @@ public final class GRPCServer: Sendable {
     /// seen), lets in-flight calls finish for up to `timeout`, then closes what is left and
     /// shuts the event loops down.
     public func shutdownGracefully(timeout: Duration = .seconds(30)) async {
-        let (serverChannel, connections, alreadyShutDown) = state.withLock { state in
-            let result = (state.serverChannel, Array(state.connections.values), state.groupShutDown)
+        let (serverChannel, descriptor, connections, alreadyShutDown) = state.withLock { state in
+            let result = (state.serverChannel, state.listeningDescriptor, Array(state.connections.values), state.groupShutDown)
             state.shuttingDown = true
             state.groupShutDown = true
             state.serverChannel = nil
+            state.listeningDescriptor = nil
             return result
         }
         guard !alreadyShutDown else { return }
+        #if canImport(Glibc)
+        if let descriptor { CrashPortRelease.unregister(descriptor) }
+        #endif
         try? await serverChannel?.close()
         for connection in connections {
             connection.pipeline.fireUserInboundEventTriggered(GRPCServerGracefulShutdownEvent())

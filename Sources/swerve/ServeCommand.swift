@@ -39,6 +39,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("cache-share"), help: "Largest fraction of --cache-bytes one model version may take.")
     var cacheShare = 0.25
 
+    @Option(name: .customLong("max-connections"), help: "Most gRPC connections open at once; more are accepted and closed at once (default: min(4096, descriptor limit - 128)).")
+    var maxConnections: Int?
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -47,6 +50,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let p = pollInterval, p <= 0 { throw ValidationError("--poll-interval must be positive") }
         guard cacheBytes >= 0 else { throw ValidationError("--cache-bytes must not be negative") }
         guard cacheShare > 0 && cacheShare <= 1 else { throw ValidationError("--cache-share must be in (0, 1]") }
+        if let m = maxConnections, m < 1 { throw ValidationError("--max-connections must be at least 1") }
     }
 
     func run() async throws {
@@ -70,6 +74,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.pollInterval = pollInterval
         options.cacheBytes = cacheBytes
         options.cacheShare = cacheShare
+        options.maxConnections = maxConnections
         try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))
     }
 }
