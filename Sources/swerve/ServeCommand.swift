@@ -39,6 +39,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("cache-share"), help: "Largest fraction of --cache-bytes one model version may take.")
     var cacheShare = 0.25
 
+    @Option(name: .customLong("max-model-bytes"), help: "Largest model.onnx read, in bytes; a larger one (or a FIFO, device, socket or directory) fails that version's load.")
+    var maxModelBytes = 2 << 30
+
+    @Option(name: .customLong("model-load-timeout"), help: "Seconds one model's load may take; past it the load is abandoned and reported failed.")
+    var modelLoadTimeout: Double = 600
+
+    @Option(name: .customLong("strict-readiness"), help: "true: ServerReady and health are false while any expected model is not ready; false: one ready model is enough.")
+    var strictReadiness = true
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -47,6 +56,8 @@ struct ServeCommand: AsyncParsableCommand {
         if let p = pollInterval, p <= 0 { throw ValidationError("--poll-interval must be positive") }
         guard cacheBytes >= 0 else { throw ValidationError("--cache-bytes must not be negative") }
         guard cacheShare > 0 && cacheShare <= 1 else { throw ValidationError("--cache-share must be in (0, 1]") }
+        guard maxModelBytes > 0 else { throw ValidationError("--max-model-bytes must be positive") }
+        guard modelLoadTimeout > 0 && modelLoadTimeout <= 86_400 else { throw ValidationError("--model-load-timeout must be in (0, 86400] seconds") }
     }
 
     func run() async throws {
@@ -70,6 +81,9 @@ struct ServeCommand: AsyncParsableCommand {
         options.pollInterval = pollInterval
         options.cacheBytes = cacheBytes
         options.cacheShare = cacheShare
+        options.maxModelBytes = maxModelBytes
+        options.modelLoadTimeout = .milliseconds(Int64(modelLoadTimeout * 1000))
+        options.strictReadiness = strictReadiness
         try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))
     }
 }
