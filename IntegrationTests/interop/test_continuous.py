@@ -125,9 +125,11 @@ def env(tmp_path):
         return t.start()
 
     def start_server() -> oip.Server:
+        # Started on an empty repository: a server with no model to serve is not ready until
+        # the first version is published (and polled), so wait only for it to be live.
         s = oip.Server(repo, tmp_path / "serve.log", ["--poll-interval", "1"])
         started.append(s)
-        return s.start()
+        return s.start(require_server_ready=False)
 
     yield repo, start_trainer, start_server
     for p in reversed(started):  # SIGTERM, bounded wait, SIGKILL (Trainer.stop / Server.stop)

@@ -125,10 +125,13 @@ def test_others_still_serve(rstub, zoo):
 
 
 def test_server_ready_with_failed_models(rstub, rhealth):
-    """ServerReady / overall health are consistent with each other."""
+    """Strict readiness (the default, as Triton's --strict-readiness): the repository says to
+    serve "broken" and "unsupported_conv", they failed, so the server is not ready, and
+    ServerReady and overall health agree. The models that loaded still serve (test_others_still_serve)."""
     ready = rstub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready
     overall = rhealth.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
     assert (overall == HealthStatus.SERVING) == ready, f"ServerReady={ready}, health(\"\")={overall}"
+    assert ready is False, "strict readiness: failed models keep the server not ready"
 
 
 # ------------------------------------------------------------------ load / unload

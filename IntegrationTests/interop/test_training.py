@@ -125,7 +125,9 @@ def trainer_env(tmp_path):
         return t
 
     def start_server() -> oip.Server:
-        s = oip.Server(repo, tmp_path / "serve.log", ["--poll-interval", "1"]).start()
+        # Started on an empty repository: a server with no model to serve is not ready until
+        # the first version is published (and polled), so wait only for it to be live.
+        s = oip.Server(repo, tmp_path / "serve.log", ["--poll-interval", "1"]).start(require_server_ready=False)
         started.append(s)
         return s
 

@@ -47,9 +47,21 @@ public final class CompiledModel: Sendable {
         plan = result.plan
     }
 
-    /// Reads and compiles the ONNX model at `path`.
-    public convenience init(contentsOfFile path: String) throws {
-        try self.init(onnxBytes: try readFile(path))
+    /// The default bound on an ONNX file's size when reading it from disk: 2 GiB, protobuf's own
+    /// limit on a serialized message.
+    public static let defaultMaxFileBytes = 2 << 30
+
+    /// Reads and compiles the ONNX model at `path`. The file must be a regular file (symlinks are
+    /// followed) of at most `maxBytes` bytes; anything else throws `invalidModel` naming the path,
+    /// what was wrong and the limit, without reading it (see `BoundedFile`).
+    public convenience init(contentsOfFile path: String, maxBytes: Int = CompiledModel.defaultMaxFileBytes) throws {
+        let bytes: [UInt8]
+        do {
+            bytes = try BoundedFile.read(path, limit: maxBytes, what: "model file")
+        } catch {
+            throw InferenceError(.invalidModel, error.message, cause: error)
+        }
+        try self.init(onnxBytes: bytes)
     }
 
     /// A new executor for one thread. It owns buffers sized for the largest batch it has run.
@@ -147,23 +159,4 @@ public final class ModelExecutor {
         }
         return plan.outputValues.map { frame.tensor($0) }
     }
-}
-
-/// The whole file at `path`; throws `invalidModel` naming the path on failure.
-private func readFile(_ path: String) throws -> [UInt8] {
-    guard let file = fopen(path, "rb") else {
-        throw InferenceError(.invalidModel, "cannot open '\(path)': \(String(cString: strerror(errno)))")
-    }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
-        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-        if n < chunk.count {
-            if ferror(file) != 0 { throw InferenceError(.invalidModel, "cannot read '\(path)'") }
-            break
-        }
-    }
-    return bytes
 }

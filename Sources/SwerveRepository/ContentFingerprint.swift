@@ -1,4 +1,5 @@
 import Foundation
+import SwerveInference
 
 /// Content fingerprints for lineage: `sha256:<hex>` of a model file or of training data, so a
 /// version can be traced to the exact bytes it came from.
@@ -8,10 +9,11 @@ public enum ContentFingerprint {
         "sha256:" + SHA256.hash(Array(bytes)).hex
     }
 
-    /// The fingerprint of a file's contents.
-    public static func sha256(file: URL) throws -> String {
-        guard let data = FileManager.default.contents(atPath: file.path) else {
-            throw StorageError(.notFound, "cannot read \(file.path)")
+    /// The fingerprint of a file's contents: a regular file of at most `maxBytes` (default: the
+    /// model file bound, 2 GiB).
+    public static func sha256(file: URL, maxBytes: Int = CompiledModel.defaultMaxFileBytes) throws -> String {
+        guard let data = try DurableFiles.readIfPresent(file.path, limit: maxBytes) else {
+            throw StorageError(.notFound, "cannot read \(file.path): it does not exist")
         }
         return sha256(data)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import SwerveInference
 
 #if canImport(Glibc)
 import Glibc
@@ -83,7 +84,33 @@ package enum DurableFiles {
         try fsyncDirectory(parent)
     }
 
-    package static func read(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
+    /// The bound `read(_:)` applies when its caller names none: 1 GiB. Every file read through
+    /// here is a record, a state file or a data batch; none is larger in practice, and a link to
+    /// `/dev/zero` must not be read until memory runs out.
+    package static let defaultReadLimit = 1 << 30
+
+    /// The contents of the regular file at `path`, or nil when there is none or it cannot be read
+    /// (not a regular file, above `limit` bytes, an I/O error). For callers where absent and
+    /// unreadable mean the same; others use `readIfPresent`, which says why.
+    package static func read(_ path: String, limit: Int = defaultReadLimit) -> Data? {
+        try? readIfPresent(path, limit: limit)
+    }
+
+    /// The contents of the regular file at `path` (symlinks followed), or nil when nothing is
+    /// there. Throws `StorageError` (`.failedPrecondition`) naming the file, what was wrong and
+    /// the limit when it is a FIFO, device, socket or directory or holds more than `limit` bytes,
+    /// and `.io` when it cannot be read. Never blocks (see `BoundedFile`).
+    package static func readIfPresent(_ path: String, limit: Int, what: String = "file") throws(StorageError) -> Data? {
+        do {
+            return Data(try BoundedFile.read(path, limit: limit, what: what))
+        } catch {
+            switch error.kind {
+            case .missing: return nil
+            case .notRegular, .tooLarge: throw StorageError(.failedPrecondition, error.message)
+            case .io: throw StorageError(.io, error.message)
+            }
+        }
+    }
 
     package static func isDirectory(_ path: String) -> Bool {
         var isDir: ObjCBool = false

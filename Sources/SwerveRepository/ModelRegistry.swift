@@ -131,7 +131,7 @@ public struct ModelRegistry: Sendable {
             .filter { $0.hasSuffix(".json") && !$0.hasPrefix(".") }.sorted()
         return names.compactMap { name in
             let url = dir.appendingPathComponent(name)
-            guard let data = DurableFiles.read(url.path), let l = try? Lineage.decode(data) else { return nil }
+            guard let data = DurableFiles.read(url.path, limit: ModelRepository.maxMetadataBytes), let l = try? Lineage.decode(data) else { return nil }
             return RejectedRecord(file: url, lineage: l)
         }
     }

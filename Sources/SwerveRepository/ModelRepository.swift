@@ -55,6 +55,16 @@ public struct ModelRepository: Sendable {
     /// The hidden folder at the root where the training service keeps its state by default.
     static let trainerStateFolderName = ".trainer"
 
+    // MARK: Size bounds
+
+    /// The most bytes of a config.json read: 16 MiB (declared static-table domains make the
+    /// largest ones; a few KiB is usual). A larger one fails the model's load, naming the limit.
+    public static let maxConfigBytes = 16 << 20
+    /// The most bytes of a metadata.json (lineage record) read: 16 MiB.
+    public static let maxMetadataBytes = 16 << 20
+    /// The most bytes of a reference_stats.json read: 64 MiB.
+    public static let maxReferenceStatisticsBytes = 64 << 20
+
     /// A model name must be a single path component: no separators, not hidden, not "." or "..".
     public static func isValidModelName(_ name: String) -> Bool {
         !name.isEmpty && !name.contains("/") && name != "." && name != ".." && !name.hasPrefix(".")
@@ -140,17 +150,44 @@ public struct ModelRepository: Sendable {
     public struct Snapshot: Sendable, Equatable {
         public var versions: [Int]
         public var config: Data?
+        /// Why config.json could not be read (not a regular file, too large), or nil.
+        public var configProblem: String?
+
+        public init(versions: [Int], config: Data?, configProblem: String? = nil) {
+            self.versions = versions
+            self.config = config
+            self.configProblem = configProblem
+        }
     }
 
-    /// The model's snapshot now.
+    /// The model's snapshot now. Never blocks: a config.json that is a FIFO is a problem, not a wait.
     public func snapshot(of model: String) -> Snapshot {
-        Snapshot(versions: versions(of: model), config: DurableFiles.read(configFile(model).path))
+        do {
+            return Snapshot(versions: versions(of: model), config: try readConfig(model))
+        } catch {
+            return Snapshot(versions: versions(of: model), config: nil, configProblem: error.message)
+        }
+    }
+
+    /// config.json's bytes, nil when there is none; throws when it is not a regular file or holds
+    /// more than `maxConfigBytes`.
+    private func readConfig(_ model: String) throws(StorageError) -> Data? {
+        try DurableFiles.readIfPresent(configFile(model).path, limit: Self.maxConfigBytes, what: Self.configFileName)
     }
 
     /// The model's settings from config.json, or the defaults when there is none. Throws
-    /// `invalidConfiguration` for a config.json that does not parse or breaks a rule.
+    /// `invalidConfiguration` for a config.json that does not parse or breaks a rule, or that is
+    /// not a regular file or above `maxConfigBytes`.
     public func settings(of model: String) throws -> ModelSettings {
-        guard let data = DurableFiles.read(configFile(model).path) else { return ModelSettings() }
+        let data: Data?
+        do {
+            data = try readConfig(model)
+        } catch {
+            // The messages of config.json's rules start with "config.json"; so does this one.
+            let why = error.message.replacingOccurrences(of: "\(Self.configFileName) \(configFile(model).path)", with: Self.configFileName)
+            throw StorageError(.invalidConfiguration, why)
+        }
+        guard let data else { return ModelSettings() }
         return try ModelSettings(json: data)
     }
 
@@ -163,7 +200,9 @@ public struct ModelRepository: Sendable {
     /// does not decode.
     public func lineage(of model: String, version: Int) throws -> Lineage {
         let path = metadataFile(model, version: version).path
-        guard let data = DurableFiles.read(path) else { throw StorageError(.notFound, "\(path) does not exist") }
+        guard let data = try DurableFiles.readIfPresent(path, limit: Self.maxMetadataBytes, what: Self.metadataFileName) else {
+            throw StorageError(.notFound, "\(path) does not exist")
+        }
         do {
             return try Lineage.decode(data)
         } catch {
@@ -173,7 +212,8 @@ public struct ModelRepository: Sendable {
 
     /// The reference statistics stored beside a version, if any (nil when absent or unreadable).
     public func referenceStatistics(of model: String, version: Int) -> ReferenceStatistics? {
-        DurableFiles.read(referenceStatisticsFile(model, version: version).path).flatMap { try? ReferenceStatistics.decode($0) }
+        DurableFiles.read(referenceStatisticsFile(model, version: version).path, limit: Self.maxReferenceStatisticsBytes)
+            .flatMap { try? ReferenceStatistics.decode($0) }
     }
 
     // MARK: Writing
@@ -184,7 +224,7 @@ public struct ModelRepository: Sendable {
     func setVersionPolicy(_ policy: VersionPolicy, of model: String) throws {
         let file = configFile(model).path
         var object: [String: Any] = [:]
-        if let data = DurableFiles.read(file) {
+        if let data = try DurableFiles.readIfPresent(file, limit: Self.maxConfigBytes, what: Self.configFileName) {
             _ = try ModelSettings(json: data)
             object = (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
         }

@@ -23,25 +23,49 @@ public final class InferenceService: GRPCCallHandler {
 
     let manager: ModelManager
     let logger: Logger
-    private let ready = Atomic<Bool>(false)
+    /// Triton's strict readiness (`--strict-readiness`): ServerReady and health also require every
+    /// expected model to be ready (see `ModelManager.readiness(strict:)`).
+    public let strictReadiness: Bool
+    /// True once start-up loading has ended (`setReady`).
+    private let startedUp = Atomic<Bool>(false)
     private let shuttingDown = Atomic<Bool>(false)
-    private let controlQueue = DispatchQueue(label: "swerve.repository-control")
+    /// RepositoryModelLoad/Unload calls running now; each has a thread of its own, so a slow load
+    /// of one model never holds up a call about another.
+    private let controlCalls = Atomic<Int>(0)
+    /// The most RepositoryModelLoad/Unload calls running at once; more get RESOURCE_EXHAUSTED.
+    static let maxControlCalls = 16
     /// `swerve_requests_total` of requests whose model did not resolve, by status code
     /// (resolved models count in their own `RequestMetrics`).
     private let unresolvedCounters = Mutex<[Int: Counter]>([:])
 
-    public init(manager: ModelManager, logger: Logger) {
+    public init(manager: ModelManager, logger: Logger, strictReadiness: Bool = true) {
         self.manager = manager
         self.logger = logger
+        self.strictReadiness = strictReadiness
     }
 
-    /// Marks the server ready (after start-up loading) or not (when shutting down).
-    public func setReady(_ value: Bool) { ready.store(value, ordering: .releasing) }
+    /// Marks start-up loading done (true), so readiness follows the models from then on, or not
+    /// done (false: never ready).
+    public func setReady(_ value: Bool) { startedUp.store(value, ordering: .releasing) }
     public func beginShutdown() {
         shuttingDown.store(true, ordering: .releasing)
-        ready.store(false, ordering: .releasing)
     }
-    var isReady: Bool { ready.load(ordering: .acquiring) }
+
+    /// Whether the server is ready, and if not, why: the one answer behind ServerReady, gRPC
+    /// health ("" and "inference.GRPCInferenceService") and any HTTP readiness endpoint.
+    ///
+    /// Not ready before start-up loading has ended, after shutdown began, with no ready model
+    /// version at all, and, with `strictReadiness`, while an expected model is not ready (see
+    /// `ModelManager.readiness(strict:)`; a model unloaded through RepositoryModelUnload is no
+    /// longer expected).
+    public func readiness() -> ModelManager.Readiness {
+        if shuttingDown.load(ordering: .acquiring) { return .init(ready: false, reason: "shutting down") }
+        if !startedUp.load(ordering: .acquiring) { return .init(ready: false, reason: "loading models at start-up") }
+        return manager.readiness(strict: strictReadiness)
+    }
+
+    /// `readiness().ready`.
+    public var isReady: Bool { readiness().ready }
 
     enum Method: String, CaseIterable {
         case modelInfer = "/inference.GRPCInferenceService/ModelInfer"
@@ -94,9 +118,23 @@ public final class InferenceService: GRPCCallHandler {
         serveUnary(call, body)
     }
 
-    /// Like `unary`, but the body may block (it loads models), so it runs off the event loop.
+    /// Like `unary`, but the body may block (it loads models, for up to the load timeout), so it
+    /// runs off the event loop on a thread of its own: calls about different models never queue
+    /// behind each other. At most `maxControlCalls` run at once.
     private func blocking<Req: ProtoMessage, Resp: ProtoMessage>(_ call: GRPCServerCall, _ body: @escaping @Sendable (Req) throws -> Resp) {
-        serveBlocking(call, on: controlQueue, body)
+        let running = controlCalls.wrappingAdd(1, ordering: .relaxed).newValue
+        guard running <= Self.maxControlCalls else {
+            controlCalls.wrappingSubtract(1, ordering: .relaxed)
+            call.finish(GRPCStatus(.resourceExhausted, "too many repository load/unload calls in progress (at most \(Self.maxControlCalls)); try again later"))
+            return
+        }
+        let thread = Thread {
+            serveUnary(call, body)
+            self.controlCalls.wrappingSubtract(1, ordering: .relaxed)
+        }
+        thread.name = "swerve.repository-control"
+        thread.stackSize = 8 << 20
+        thread.start()
     }
 
     // MARK: - ModelInfer
@@ -358,11 +396,16 @@ public final class InferenceService: GRPCCallHandler {
 
     // MARK: - Health
 
+    /// "" and the service name follow `readiness()`; a model name follows that model:
+    /// SERVING while it is loaded and ready (with strict readiness, fully: see
+    /// `ModelManager.isServing`) and the server is not shutting down.
     private func healthStatus(_ service: String) throws -> HealthCheckResponse.ServingStatus {
         if service.isEmpty || service == "inference.GRPCInferenceService" {
             return isReady ? .serving : .notServing
         }
-        if !manager.readyVersions(of: service).isEmpty { return isReady ? .serving : .notServing }
+        if manager.isServing(service, strict: strictReadiness) {
+            return shuttingDown.load(ordering: .acquiring) ? .notServing : .serving
+        }
         if manager.repository.modelExists(service) || manager.policy(of: service) != nil { return .notServing }
         throw GRPCStatus(.notFound, "unknown service '\(service)': use \"\" for the server or a model name")
     }

@@ -28,18 +28,22 @@ final class RepositoryPoller: @unchecked Sendable {
     func start() { timer.resume() }
     func stop() { timer.cancel() }
 
+    /// Reloads the changed models, several at once (`ModelManager.load(models:)`), so a slow
+    /// one does not hold up the others; each load ends within the manager's load timeout.
     private func scan() {
+        var changed: [String] = []
         for name in (try? manager.repository.modelNames()) ?? [] {
             let snapshot = manager.repository.snapshot(of: name)
             known.lock()
-            let changed = seen[name] != snapshot
+            let differs = seen[name] != snapshot
             seen[name] = snapshot
             known.unlock()
-            guard changed else { continue }
+            guard differs else { continue }
             logger.info("repository changed; reloading", metadata: ["model": "\(name)", "versions": "\(snapshot.versions)"])
-            do { try manager.load(model: name) } catch {
-                logger.error("reload failed", metadata: ["model": "\(name)", "reason": "\(error)"])
-            }
+            changed.append(name)
+        }
+        for (name, error) in manager.load(models: changed).sorted(by: { $0.key < $1.key }) {
+            logger.error("reload failed", metadata: ["model": "\(name)", "reason": "\(error)"])
         }
     }
 }

@@ -27,6 +27,13 @@ public struct ServerOptions: Sendable {
     public var cacheShare = 0.25
     /// Most gRPC connections open at once; nil = min(4096, RLIMIT_NOFILE − 128).
     public var maxConnections: Int?
+    /// The most bytes of a model.onnx read (`--max-model-bytes`, 2 GiB).
+    public var maxModelBytes = ModelManager.LoadOptions().maxModelBytes
+    /// How long one model's load may take before it is abandoned and reported failed
+    /// (`--model-load-timeout`, 600 s).
+    public var modelLoadTimeout = ModelManager.LoadOptions().loadTimeout
+    /// Triton's strict readiness (`--strict-readiness`, on): not ready while an expected model is not.
+    public var strictReadiness = true
 
     public init(repository: String) { self.repository = repository }
 }
@@ -39,9 +46,13 @@ public enum SwerveServerRunner {
 
         let repository = ModelRepository(path: options.repository)
         _ = try repository.modelNames()   // fail fast on a missing repository
+        var loadOptions = ModelManager.LoadOptions()
+        loadOptions.maxModelBytes = options.maxModelBytes
+        loadOptions.loadTimeout = options.modelLoadTimeout
         let manager = ModelManager(repository: repository, logger: logger,
-                                   cacheBudget: CacheBudget(totalBytes: options.cacheBytes, perModelFraction: options.cacheShare))
-        let service = InferenceService(manager: manager, logger: logger)
+                                   cacheBudget: CacheBudget(totalBytes: options.cacheBytes, perModelFraction: options.cacheShare),
+                                   options: loadOptions)
+        let service = InferenceService(manager: manager, logger: logger, strictReadiness: options.strictReadiness)
 
         var config = GRPCServerConfiguration()
         config.host = options.host
@@ -64,13 +75,21 @@ public enum SwerveServerRunner {
             throw error
         }
 
-        // ServerLive answers while models load; ServerReady turns true once start-up loading is done.
+        // ServerLive answers while models load; ServerReady can turn true once start-up loading is
+        // done (models load in parallel, each within the load timeout), then follows the models.
         try manager.loadAll()
         service.setReady(true)
         let ready = manager.index().filter { $0.state == .ready }
-        logger.info("swerve ready", metadata: [
-            "grpc": "\(options.host):\(grpc.port)", "metrics": "http://\(options.host):\(metrics.port)/metrics",
-            "ready_versions": "\(ready.count)", "repository": "\(repository.root.path)"])
+        let readiness = service.readiness()
+        if readiness.ready {
+            logger.info("swerve ready", metadata: [
+                "grpc": "\(options.host):\(grpc.port)", "metrics": "http://\(options.host):\(metrics.port)/metrics",
+                "ready_versions": "\(ready.count)", "repository": "\(repository.root.path)"])
+        } else {
+            logger.warning("swerve started but is not ready", metadata: [
+                "grpc": "\(options.host):\(grpc.port)", "reason": "\(readiness.reason)",
+                "strict_readiness": "\(options.strictReadiness)", "ready_versions": "\(ready.count)"])
+        }
         let banner = "swerve: serving \(ready.count) model version(s) from \(repository.root.path) on \(options.host):\(grpc.port) (gRPC), metrics on http://\(options.host):\(metrics.port)/metrics\n"
         FileHandle.standardOutput.write(Data(banner.utf8))
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Metrics
+import SwerveInference
 import SwerveRepository
 import Synchronization
 
@@ -53,6 +54,10 @@ public final class ModelManager: Sendable {
         }
         /// Loaded models' highest ready version.
         private(set) var defaults: [String: ServedModel] = [:]
+        /// Set by `shutdown()`: nothing is published any more; loads finishing later retire what they made.
+        var closed = false
+        /// Models with a load that timed out and was abandoned but whose thread has not returned yet.
+        var abandoned: Set<String> = []
 
         subscript(name: String) -> Entry? {
             get { entries[name] }
@@ -64,18 +69,67 @@ public final class ModelManager: Sendable {
         }
         var values: Dictionary<String, Entry>.Values { entries.values }
     }
-    /// Serializes load/unload operations; the request path never takes it.
-    private let loadLock = NSLock()
+
+    /// How models are read and loaded.
+    public struct LoadOptions: Sendable {
+        /// The most bytes of a model.onnx read (`--max-model-bytes`); a larger file fails its
+        /// version's load, naming the file and the limit, without being read.
+        public var maxModelBytes = CompiledModel.defaultMaxFileBytes
+        /// How long one model's load (reading, compiling, warming up and building the static table
+        /// of every version it loads) may take (`--model-load-timeout`). Past it the load is
+        /// abandoned: its versions are reported failed, and whatever it produces later is
+        /// discarded, never installed.
+        public var loadTimeout: Duration = .seconds(600)
+        /// Models loaded at once by `loadAll` and `load(models:)`.
+        public var parallelLoads = max(2, ProcessInfo.processInfo.activeProcessorCount)
+
+        public init() {}
+    }
+
+    public let options: LoadOptions
+
+    /// Everything one version's load needs. The test seam `loader` receives it.
+    struct VersionLoad: Sendable {
+        var name: String
+        var version: Int
+        var file: URL
+        var settings: ModelSettings
+        var lineage: Lineage?
+        var maxModelBytes: Int
+        var cacheBytes: @Sendable () -> Int
+        var logger: Logger
+    }
+
+    /// Builds a served version: reads, compiles, warms up (the real one is `ServedModel.init`).
+    /// Tests replace it to make a load slow or fail on cue.
+    typealias VersionLoader = @Sendable (VersionLoad) throws -> ServedModel
+
+    static let defaultLoader: VersionLoader = { r in
+        try ServedModel(name: r.name, version: r.version, file: r.file, settings: r.settings, lineage: r.lineage,
+                        maxModelBytes: r.maxModelBytes, cacheBytes: r.cacheBytes, logger: r.logger)
+    }
+
+    private let loader: VersionLoader
+    /// Serializes each model's own loads and unloads; different models never wait for each other.
+    private let gates = ModelGates()
     private let loadedGauge = Gauge(label: "swerve_models_loaded")
+    private let abandonedGauge = Gauge(label: "swerve_model_loads_abandoned")
 
     /// Hands each loaded version its response cache budget out of the server-wide total.
     public let cacheBudget: CacheBudget
 
-    public init(repository: ModelRepository, logger: Logger,
-                cacheBudget: CacheBudget = CacheBudget(totalBytes: 256 << 20, perModelFraction: 0.25)) {
+    public convenience init(repository: ModelRepository, logger: Logger,
+                            cacheBudget: CacheBudget = CacheBudget(totalBytes: 256 << 20, perModelFraction: 0.25),
+                            options: LoadOptions = LoadOptions()) {
+        self.init(repository: repository, logger: logger, cacheBudget: cacheBudget, options: options, loader: Self.defaultLoader)
+    }
+
+    init(repository: ModelRepository, logger: Logger, cacheBudget: CacheBudget, options: LoadOptions, loader: @escaping VersionLoader) {
         self.repository = repository
         self.logger = logger
         self.cacheBudget = cacheBudget
+        self.options = options
+        self.loader = loader
     }
 
     private func budgetOwner(_ name: String, _ version: Int) -> String { "\(name)/\(version)" }
@@ -85,24 +139,75 @@ public final class ModelManager: Sendable {
         cacheBudget.release(budgetOwner(m.name, m.version))
     }
 
+    private func countFailure(_ name: String, _ reason: String) {
+        Counter(label: "swerve_model_load_failures_total", dimensions: [("model", name), ("reason", reason)]).increment()
+    }
+
     // MARK: Loading
 
-    /// Loads every model in the repository (start-up). A model that fails is recorded, not fatal.
+    /// Loads every model in the repository (start-up), up to `options.parallelLoads` at once, so
+    /// one slow model does not hold back the others. A model that fails is recorded, not fatal.
     public func loadAll() throws {
-        for name in try repository.modelNames() {
-            do { try load(model: name) } catch { /* recorded in the entry; reported by index() */ }
-        }
+        _ = load(models: try repository.modelNames())
     }
+
+    /// Loads or reloads each of `names`, up to `options.parallelLoads` at once; returns the
+    /// failures by model name (each is also recorded in the index and logged).
+    @discardableResult
+    public func load(models names: [String]) -> [String: any Error] {
+        let next = Mutex(0)
+        let failures = Mutex<[String: any Error]>([:])
+        let group = DispatchGroup()
+        for _ in 0..<min(options.parallelLoads, names.count) {
+            group.enter()
+            let thread = Thread {
+                while true {
+                    let i = next.withLock { i in defer { i += 1 }; return i }
+                    guard i < names.count else { break }
+                    do { try self.load(model: names[i]) } catch { failures.withLock { $0[names[i]] = error } }
+                }
+                group.leave()
+            }
+            thread.name = "swerve.model-load"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        group.wait()
+        return failures.withLock { $0 }
+    }
+
+    /// How long a load or unload waits for another one of the same model to end: that one ends
+    /// within the load timeout, so this only runs out when something is badly wrong.
+    private var gateWait: Duration { options.loadTimeout + .seconds(10) }
 
     /// Loads or reloads one model: brings its served versions in line with the version policy and what
     /// is on disk. New versions are ready before old ones are retired; if no wanted version loads, the
     /// versions serving now stay. Throws when the model ends up with no ready version.
+    ///
+    /// Loads and unloads of one model run one at a time; those of different models run at once.
+    /// The versions are built on a thread of their own and waited for at most
+    /// `options.loadTimeout`; a load that takes longer is abandoned (see `LoadAttempt`).
     public func load(model name: String) throws {
         guard ModelRepository.isValidModelName(name), repository.modelExists(name) else {
             throw ServingError(.notFound, "model '\(name)' is not in the repository \(repository.root.path)")
         }
-        loadLock.lock()
-        defer { loadLock.unlock() }
+        guard gates.enter(name, waiting: gateWait) else {
+            throw ServingError(.unavailable, "model '\(name)': another load or unload of it is still in progress; try again later")
+        }
+        defer { gates.leave(name) }
+        try loadHoldingGate(name)
+    }
+
+    private func loadHoldingGate(_ name: String) throws {
+        if let refusal: ServingError = state.withLock({ s in
+            if s.closed { return ServingError(.unavailable, "the server is shutting down") }
+            if s.abandoned.contains(name) {
+                return ServingError(.unavailable, "model '\(name)': an earlier load that exceeded the load timeout (\(Self.seconds(options.loadTimeout))) is still running; try again once it has ended")
+            }
+            return nil
+        }) {
+            throw refusal
+        }
 
         let settings: ModelSettings
         do {
@@ -112,12 +217,14 @@ public final class ModelManager: Sendable {
             let msg = (error as? StorageError).map { "\(name)/\($0.message)" } ?? "\(error)"
             state.withLock { s in s[name, default: Entry()].error = msg; s[name, default: Entry()].loaded = true }
             logger.error("model failed to load", metadata: ["model": "\(name)", "reason": "\(msg)"])
+            countFailure(name, "config")
             throw ServingError(.failedPrecondition, msg)
         }
         let available = repository.versions(of: name)
         let wanted = settings.versionPolicy.select(from: available)
 
-        // Versions already serving with the same settings stay as they are.
+        // Versions already serving with the same settings stay as they are; one serving with other
+        // settings keeps serving until its replacement is ready.
         let current: [Int: ServedModel] = state.withLock { s in
             var e = s[name, default: Entry()]
             e.loaded = true
@@ -125,39 +232,54 @@ public final class ModelManager: Sendable {
             e.error = nil
             var ready: [Int: ServedModel] = [:]
             for (v, slot) in e.versions { if case .ready(let m) = slot { ready[v] = m } }
-            for v in wanted where ready[v]?.settings != settings { e.versions[v] = .loading }
+            for v in wanted where ready[v] == nil { e.versions[v] = .loading }
             s[name] = e
             return ready
         }
 
-        var loadedNow: [Int: ServedModel] = [:]
-        for v in wanted where current[v]?.settings != settings {
-            let started = Date()
-            do {
-                let owner = budgetOwner(name, v)
-                let m: ServedModel
-                do {
-                    m = try ServedModel(name: name, version: v, file: repository.modelFile(name, version: v),
-                                        settings: settings, lineage: try? repository.lineage(of: name, version: v),
-                                        cacheBytes: { self.cacheBudget.grant(to: owner) }, logger: logger)
-                } catch {
-                    cacheBudget.release(owner)
-                    throw error
-                }
-                loadedNow[v] = m
-                logger.info("model version ready", metadata: [
-                    "model": "\(name)", "version": "\(v)", "max_batch_size": "\(m.maxBatchSize)",
-                    "load_ms": "\(Int(Date().timeIntervalSince(started) * 1000))"])
-            } catch {
-                let msg = "\(error)"
-                logger.error("model version failed to load", metadata: ["model": "\(name)", "version": "\(v)", "reason": "\(msg)"])
-                state.withLock { s in s[name]?.versions[v] = .failed(msg) }
+        let toLoad = wanted.filter { current[$0]?.settings != settings }.sorted(by: >)
+        let requests = toLoad.map { v in
+            let owner = budgetOwner(name, v)
+            return VersionLoad(name: name, version: v, file: repository.modelFile(name, version: v), settings: settings,
+                               lineage: try? repository.lineage(of: name, version: v), maxModelBytes: options.maxModelBytes,
+                               cacheBytes: { self.cacheBudget.grant(to: owner) }, logger: logger)
+        }
+        var outcomes: [Int: Result<ServedModel, any Error>] = [:]
+        if !requests.isEmpty {
+            let attempt = LoadAttempt(
+                requests: requests, loader: loader,
+                failed: { r in self.cacheBudget.release(self.budgetOwner(r.name, r.version)) },
+                abandonedEnded: { late in self.abandonedLoadEnded(name, discarding: late) })
+            outcomes = attempt.finish(within: options.loadTimeout) {
+                // Noted before the thread can end, so no later load of this model starts while it runs.
+                let n = state.withLock { s in s.abandoned.insert(name); return s.abandoned.count }
+                abandonedGauge.record(n)
             }
+        }
+
+        var loadedNow: [Int: ServedModel] = [:]
+        for r in requests {
+            let v = r.version
+            let msg: String
+            switch outcomes[v] {
+            case .success(let m)?:
+                loadedNow[v] = m
+                continue
+            case .failure(let error)?:
+                msg = "\(error)"
+                countFailure(name, "error")
+            case nil:
+                msg = "load timed out after \(Self.seconds(options.loadTimeout)) (--model-load-timeout); it was abandoned and whatever it produces later is discarded"
+                countFailure(name, "timeout")
+            }
+            logger.error("model version failed to load", metadata: ["model": "\(name)", "version": "\(v)", "reason": "\(msg)"])
+            state.withLock { s in s[name]?.versions[v] = .failed(msg) }
         }
 
         // Publish the new versions, then retire the ones no longer wanted (only when something wanted is ready).
         let retired: [ServedModel] = state.withLock { s in
-            guard var e = s[name] else { return [] }
+            if s.closed { return Array(loadedNow.values) }
+            guard var e = s[name] else { return Array(loadedNow.values) }
             for (v, m) in loadedNow { e.versions[v] = .ready(m) }
             var retired: [ServedModel] = []
             let wantedReady = wanted.contains { v in if case .ready = e.versions[v] { return true } else { return false } }
@@ -167,7 +289,7 @@ public final class ModelManager: Sendable {
                     e.versions[v] = nil
                 }
                 // A replaced version (same number, new settings) is retired too.
-                for (v, m) in loadedNow { if let old = current[v] { _ = m; retired.append(old) } }
+                for (v, _) in loadedNow { if let old = current[v] { retired.append(old) } }
             } else {
                 // Nothing wanted loaded: keep what serves now; drop failed/never-loaded slots not wanted.
                 for (v, slot) in e.versions where !wanted.contains(v) {
@@ -184,6 +306,9 @@ public final class ModelManager: Sendable {
             logger.info("model version unloaded", metadata: ["model": "\(name)", "version": "\(m.version)"])
         }
         updateLoadedGauge()
+        for (v, m) in loadedNow.sorted(by: { $0.key < $1.key }) where !retired.contains(where: { $0 === m }) {
+            logger.info("model version ready", metadata: ["model": "\(name)", "version": "\(v)", "max_batch_size": "\(m.maxBatchSize)"])
+        }
         let failures: [String] = state.withLock { s in
             wanted.compactMap { v in if case .failed(let why) = s[name]?.versions[v] { "version \(v): \(why)" } else { nil } }
         }
@@ -197,10 +322,30 @@ public final class ModelManager: Sendable {
         }
     }
 
+    /// Called by an abandoned `LoadAttempt` once its thread has returned: discards what it built
+    /// (it was never published) and lets the model be loaded again.
+    private func abandonedLoadEnded(_ name: String, discarding late: [ServedModel]) {
+        for m in late {
+            retire(m)
+            logger.warning("discarded a model version whose load had timed out", metadata: ["model": "\(name)", "version": "\(m.version)"])
+        }
+        let count = state.withLock { s in s.abandoned.remove(name); return s.abandoned.count }
+        abandonedGauge.record(count)
+        logger.info("abandoned model load ended", metadata: ["model": "\(name)"])
+    }
+
+    static func seconds(_ d: Duration) -> String {
+        let (s, atto) = d.components
+        let ms = s * 1000 + atto / 1_000_000_000_000_000
+        return ms % 1000 == 0 ? "\(ms / 1000) s" : "\(Double(ms) / 1000) s"
+    }
+
     /// Unloads every version of a model: new requests get NOT_FOUND at once; queued ones finish first.
     public func unload(model name: String) throws {
-        loadLock.lock()
-        defer { loadLock.unlock() }
+        guard gates.enter(name, waiting: gateWait) else {
+            throw ServingError(.unavailable, "model '\(name)': another load or unload of it is still in progress; try again later")
+        }
+        defer { gates.leave(name) }
         let retired: [ServedModel] = try state.withLock { s in
             guard var e = s[name], e.loaded else {
                 throw ServingError(.notFound, "model '\(name)' is not loaded")
@@ -218,11 +363,11 @@ public final class ModelManager: Sendable {
         logger.info("model unloaded", metadata: ["model": "\(name)"])
     }
 
-    /// Drains and stops every version (server shutdown).
+    /// Drains and stops every version (server shutdown). Does not wait for loads in progress: they
+    /// retire what they build instead of publishing it.
     public func shutdown() {
-        loadLock.lock()
-        defer { loadLock.unlock() }
         let all: [ServedModel] = state.withLock { s in
+            s.closed = true
             var out: [ServedModel] = []
             for (name, e) in s.entries {
                 for (_, slot) in e.versions { if case .ready(let m) = slot { out.append(m) } }
@@ -323,4 +468,164 @@ public final class ModelManager: Sendable {
 
     /// The model's configured version policy (as last loaded).
     public func policy(of name: String) -> VersionPolicy? { state.withLock { $0[name]?.policy } }
+
+    // MARK: Readiness
+
+    /// Whether the models serve as the repository says they should, and if not, why.
+    public struct Readiness: Sendable, Equatable {
+        public var ready: Bool
+        /// Why not ready (the first model found wanting); empty when ready.
+        public var reason: String
+
+        public init(ready: Bool, reason: String) {
+            self.ready = ready
+            self.reason = reason
+        }
+    }
+
+    /// Whether the server's models are ready.
+    ///
+    /// Never ready with no ready model version at all, nor after `shutdown()`. With `strict`
+    /// (Triton's strict readiness), also not ready while a model that is expected, i.e. loaded at
+    /// start-up, by the poller or by RepositoryModelLoad and not unloaded since, is not fully ready:
+    /// it has no ready version yet, a version its policy wants failed to load (or timed out), or
+    /// its config.json is unreadable. A version loading while the model already serves another is
+    /// a rollout in progress and does not count against it. Without `strict`, one ready version
+    /// anywhere is enough.
+    public func readiness(strict: Bool) -> Readiness {
+        state.withLock { s in
+            if s.closed { return Readiness(ready: false, reason: "shutting down") }
+            if s.defaults.isEmpty { return Readiness(ready: false, reason: "no model version is ready") }
+            guard strict else { return Readiness(ready: true, reason: "") }
+            for name in s.entries.keys.sorted() {
+                if let why = Self.notServing(s.entries[name]!, name: name) { return Readiness(ready: false, reason: why) }
+            }
+            return Readiness(ready: true, reason: "")
+        }
+    }
+
+    /// Whether one model serves: it is loaded and has a ready version; with `strict`, also as
+    /// `readiness(strict:)` requires of every expected model.
+    public func isServing(_ name: String, strict: Bool) -> Bool {
+        state.withLock { s in
+            guard !s.closed, let e = s[name], e.loaded, e.latestReady != nil else { return false }
+            return !strict || Self.notServing(e, name: name) == nil
+        }
+    }
+
+    /// Why an expected model is not fully ready, or nil (also nil for unloaded models: they are not expected).
+    private static func notServing(_ e: Entry, name: String) -> String? {
+        guard e.loaded else { return nil }
+        if let err = e.error { return "model '\(name)': \(err)" }
+        let hasReady = e.latestReady != nil
+        for (v, slot) in e.versions.sorted(by: { $0.key < $1.key }) {
+            switch slot {
+            case .ready: continue
+            case .loading: if !hasReady { return "model '\(name)' version \(v) is loading" }
+            case .failed(let why): return "model '\(name)' version \(v) failed to load: \(why)"
+            }
+        }
+        return hasReady ? nil : "model '\(name)' has no ready version"
+    }
+
+    /// Loads that timed out and whose threads have not returned yet, by model (for tests and metrics).
+    public var abandonedLoads: Set<String> { state.withLock { $0.abandoned } }
+}
+
+/// One model's load in progress: its versions are built one after another on a thread of its own,
+/// which the loading caller waits for at most the load timeout.
+///
+/// A blocked or slow build cannot be cancelled (a compile has no cancellation points, and
+/// `read(2)` of a regular file is not interruptible), so a load past its timeout is *abandoned*:
+/// the caller reports its unfinished versions failed and goes on, the thread stops before any
+/// version it has not started, and whatever it still finishes is handed to
+/// `ModelManager.abandonedLoadEnded`, which retires it. Results only reach the manager's state
+/// through the waiting caller, under the model's gate, so a late completion can never install a
+/// stale version. Until the thread returns, a new load of the model is refused (one stray thread
+/// per model at most).
+private final class LoadAttempt: Sendable {
+    private struct State {
+        var results: [Int: Result<ServedModel, any Error>] = [:]
+        var abandoned = false
+        var finished = false
+        /// Built after abandonment: retired when the thread ends.
+        var late: [ServedModel] = []
+    }
+    private let state = Mutex(State())
+    private let done = DispatchSemaphore(value: 0)
+
+    /// Starts building `requests` (one model's versions) on a new thread. `failed` runs for each
+    /// version whose build threw; `abandonedEnded` runs on the thread, once, when it returns after
+    /// `finish` abandoned it, with the versions it built too late.
+    init(requests: [ModelManager.VersionLoad], loader: @escaping ModelManager.VersionLoader,
+         failed: @escaping @Sendable (ModelManager.VersionLoad) -> Void,
+         abandonedEnded: @escaping @Sendable ([ServedModel]) -> Void) {
+        let thread = Thread { [self] in
+            for r in requests {
+                if state.withLock({ $0.abandoned }) { break }
+                let result: Result<ServedModel, any Error>
+                do { result = .success(try loader(r)) } catch { result = .failure(error) }
+                if case .failure = result { failed(r) }
+                state.withLock { s in
+                    if !s.abandoned {
+                        s.results[r.version] = result
+                    } else if case .success(let m) = result {
+                        s.late.append(m)
+                    }
+                }
+            }
+            let (wasAbandoned, late) = state.withLock { s in
+                s.finished = true
+                return (s.abandoned, s.late)
+            }
+            done.signal()
+            if wasAbandoned { abandonedEnded(late) }
+        }
+        thread.name = "swerve.model-build"
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    /// Waits until every version is built or `timeout` passes. Returns the versions that ended;
+    /// when some did not, the attempt is abandoned first, with `onAbandon` run under the
+    /// attempt's lock (so it happens before `abandonedEnded` can run). Every result is either
+    /// returned here or handed to `abandonedEnded`, never both, never neither.
+    func finish(within timeout: Duration, onAbandon: () -> Void) -> [Int: Result<ServedModel, any Error>] {
+        let (s, atto) = timeout.components
+        let ns = max(0, s) * 1_000_000_000 + atto / 1_000_000_000
+        _ = done.wait(timeout: .now() + .nanoseconds(Int(clamping: ns)))
+        return state.withLock { s in
+            if !s.finished {
+                s.abandoned = true
+                onAbandon()
+            }
+            return s.results
+        }
+    }
+}
+
+/// A gate per model name: `enter` waits (up to a bound) while another holder has the same name.
+final class ModelGates: Sendable {
+    private let condition = NSCondition()
+    nonisolated(unsafe) private var busy: Set<String> = []
+
+    /// True once `name` is held by the caller; false when `waiting` ran out first.
+    func enter(_ name: String, waiting: Duration) -> Bool {
+        let (s, atto) = waiting.components
+        let deadline = Date(timeIntervalSinceNow: Double(s) + Double(atto) / 1e18)
+        condition.lock()
+        defer { condition.unlock() }
+        while busy.contains(name) {
+            if !condition.wait(until: deadline) && busy.contains(name) { return false }
+        }
+        busy.insert(name)
+        return true
+    }
+
+    func leave(_ name: String) {
+        condition.lock()
+        busy.remove(name)
+        condition.broadcast()
+        condition.unlock()
+    }
 }

@@ -30,11 +30,12 @@ public final class ServedModel: Sendable {
     private let outputIndex: [String: Int]
 
     /// Compiles the file, applies the settings, warms the model up with one zero row, and starts its workers.
+    /// The file must be a regular file (or a symlink to one) of at most `maxModelBytes`.
     init(name: String, version: Int, file: URL, settings: ModelSettings, lineage: Lineage?,
-         cacheBytes: () -> Int, logger: Logger) throws {
+         maxModelBytes: Int = CompiledModel.defaultMaxFileBytes, cacheBytes: () -> Int, logger: Logger) throws {
         let compiled: CompiledModel
         do {
-            compiled = try CompiledModel(contentsOfFile: file.path)
+            compiled = try CompiledModel(contentsOfFile: file.path, maxBytes: maxModelBytes)
         } catch {
             throw ServingError(.failedPrecondition, "\(name) version \(version): \(error)")
         }

@@ -41,6 +41,14 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("max-connections"), help: "Most gRPC connections open at once; more are accepted and closed at once (default: min(4096, descriptor limit - 128)).")
     var maxConnections: Int?
+    @Option(name: .customLong("max-model-bytes"), help: "Largest model.onnx read, in bytes; a larger one (or a FIFO, device, socket or directory) fails that version's load.")
+    var maxModelBytes = 2 << 30
+
+    @Option(name: .customLong("model-load-timeout"), help: "Seconds one model's load may take; past it the load is abandoned and reported failed.")
+    var modelLoadTimeout: Double = 600
+
+    @Option(name: .customLong("strict-readiness"), help: "true: ServerReady and health are false while any expected model is not ready; false: one ready model is enough.")
+    var strictReadiness = true
 
     @OptionGroup var logging: LoggingOptions
 
@@ -51,6 +59,8 @@ struct ServeCommand: AsyncParsableCommand {
         guard cacheBytes >= 0 else { throw ValidationError("--cache-bytes must not be negative") }
         guard cacheShare > 0 && cacheShare <= 1 else { throw ValidationError("--cache-share must be in (0, 1]") }
         if let m = maxConnections, m < 1 { throw ValidationError("--max-connections must be at least 1") }
+        guard maxModelBytes > 0 else { throw ValidationError("--max-model-bytes must be positive") }
+        guard modelLoadTimeout > 0 && modelLoadTimeout <= 86_400 else { throw ValidationError("--model-load-timeout must be in (0, 86400] seconds") }
     }
 
     func run() async throws {
@@ -75,6 +85,9 @@ struct ServeCommand: AsyncParsableCommand {
         options.cacheBytes = cacheBytes
         options.cacheShare = cacheShare
         options.maxConnections = maxConnections
+        options.maxModelBytes = maxModelBytes
+        options.modelLoadTimeout = .milliseconds(Int64(modelLoadTimeout * 1000))
+        options.strictReadiness = strictReadiness
         try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))
     }
 }

@@ -159,7 +159,8 @@ struct ErrorStatusTests {
     }
 
     /// A model whose file is not ONNX stays in the index as UNAVAILABLE with the reason, is not
-    /// ready, answers UNAVAILABLE, and does not stop the others from serving.
+    /// ready, answers UNAVAILABLE, and does not stop the others from serving. The server is not
+    /// ready (strict readiness: a model the repository says to serve is not served).
     @Test func aModelThatFailedToLoadIsUnavailable() async throws {
         let broken = TestModel.onnx(Array("not an onnx file".utf8), as: "broken")
         try await withInProcessServer([broken, .fixture("lr_binary", as: "lr")]) { server in
@@ -171,7 +172,7 @@ struct ErrorStatusTests {
             let status = await statusThrown { _ = try await server.client.modelInfer(inferRequest("broken", [Self.x3], raw: true)) }
             #expect(status?.code == .unavailable, "\(String(describing: status))")
             #expect(try await server.client.healthCheck(service: "broken") == .notServing)
-            #expect(try await server.client.serverReady())
+            #expect(try await server.client.serverReady() == false)
             #expect(try await server.client.modelInfer(inferRequest("lr", [Self.x3], raw: true)).outputs.count == 2)
         }
     }
