@@ -211,12 +211,15 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
         return job
     }
 
+    /// The largest continuous job record (job.pb) read back: a job spec, never data.
+    static let maxJobFileBytes = 16 << 20
+
     /// Restarts the continuous jobs recorded under the state directory (after a restart).
     public func resumeContinuousJobs() {
         let dir = stateDirectory.appendingPathComponent("continuous")
         for model in ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted() {
             let file = dir.appendingPathComponent(model).appendingPathComponent("job.pb")
-            guard let data = FileManager.default.contents(atPath: file.path),
+            guard let data = DurableFiles.read(file.path, limit: Self.maxJobFileBytes),
                   let r = try? SubmitJobRequest(serializedBytes: Array(data)) else { continue }
             let jobID = "cont-" + String(UUID().uuidString.prefix(8)).lowercased()
             do {

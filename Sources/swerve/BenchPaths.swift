@@ -2,6 +2,7 @@ import ArgumentParser
 import SwerveClient
 import SwerveProto
 import SwerveInference
+import SwerveRepository
 import SwerveTransport
 import SwerveStatus
 
@@ -253,8 +254,13 @@ extension BenchRequestSource {
 /// '#' skipped), converts each named array to its input's datatype, and encodes the requests.
 func loadRequestFile(_ path: String, model: String, version: String, specs: [BenchInputSpec], typed: Bool) throws -> [[UInt8]] {
     let data: Data
-    do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-        throw ValidationError("--inputs file:\(path): cannot read it: \(error.localizedDescription)")
+    do {
+        guard let read = try DurableFiles.readIfPresent(path, limit: 1 << 30, what: "request file") else {
+            throw ValidationError("--inputs file:\(path): it does not exist")
+        }
+        data = read
+    } catch let error as StorageError {
+        throw ValidationError("--inputs file:\(path): \(error.message)")
     }
     var requests: [[UInt8]] = []
     for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {

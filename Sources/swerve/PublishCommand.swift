@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import SwerveInference
 import SwerveRepository
 import SwerveTraining
 
@@ -45,8 +46,8 @@ struct PublishCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard let data = FileManager.default.contents(atPath: model) else {
-            throw ValidationError("cannot read \(model)")
+        guard let data = try DurableFiles.readIfPresent(model, limit: CompiledModel.defaultMaxFileBytes, what: "model file") else {
+            throw ValidationError("\(model) does not exist")
         }
         var extra: [String: String] = ["file": URL(fileURLWithPath: model).lastPathComponent]
         for pair in metadata {
@@ -59,8 +60,10 @@ struct PublishCommand: ParsableCommand {
         lineage.timestamps.finished = (try? FileManager.default.attributesOfItem(atPath: model))?[.modificationDate] as? Date
         var reference: Data?
         if let referenceStats {
-            guard let bytes = FileManager.default.contents(atPath: referenceStats) else {
-                throw ValidationError("cannot read \(referenceStats)")
+            guard let bytes = try DurableFiles.readIfPresent(
+                referenceStats, limit: ModelRepository.maxReferenceStatisticsBytes, what: "reference statistics")
+            else {
+                throw ValidationError("\(referenceStats) does not exist")
             }
             _ = try ReferenceStatistics.decode(bytes)
             reference = bytes

@@ -1,3 +1,5 @@
+import SwerveInference
+
 /// A parsed CSV file: the header and the records, each with the line it starts on.
 ///
 /// The dialect is RFC 4180: comma-separated fields; records end with LF or CRLF; a field may be
@@ -39,9 +41,13 @@ public struct CSVTable: Sendable, Equatable {
         }
     }
 
-    /// Reads and parses the CSV file at `path`.
+    /// The largest CSV file read whole (2 GiB): parsed, it takes several times that in memory.
+    /// Larger data sets go through the example log or a directory of smaller files.
+    public static let maxFileBytes = 2 << 30
+
+    /// Reads and parses the CSV file at `path` (a regular file of at most `maxFileBytes`).
     public init(contentsOfFile path: String) throws {
-        try self.init(parsing: try readAll(path), source: path)
+        try self.init(parsing: try readAll(path, limit: Self.maxFileBytes, what: "CSV file"), source: path)
     }
 }
 
@@ -131,23 +137,14 @@ import Glibc
 import Darwin
 #endif
 
-/// The whole file at `path`.
-func readAll(_ path: String) throws -> [UInt8] {
-    guard let file = fopen(path, "rb") else {
-        throw TrainingError(.io, "cannot open '\(path)': \(String(cString: strerror(errno)))")
+/// The whole file at `path`: a regular file (symlinks followed) of at most `limit` bytes, read
+/// without blocking (`BoundedFile`); `what` names it in errors, which name the limit.
+func readAll(_ path: String, limit: Int, what: String) throws -> [UInt8] {
+    do {
+        return try BoundedFile.read(path, limit: limit, what: what)
+    } catch {
+        throw TrainingError(.io, error.message)
     }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
-        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-        if n < chunk.count {
-            if ferror(file) != 0 { throw TrainingError(.io, "cannot read '\(path)'") }
-            break
-        }
-    }
-    return bytes
 }
 
 /// Writes `bytes` to `path`, replacing it.

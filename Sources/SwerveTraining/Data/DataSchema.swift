@@ -1,4 +1,5 @@
 import Foundation
+import SwerveRepository
 
 /// The columns of a training data set and what each one means, read from a `schema.json`:
 ///
@@ -78,11 +79,18 @@ public struct DataSchema: Sendable, Codable, Equatable {
         self.label = label
     }
 
-    /// Reads and checks the schema at `path`.
+    /// The largest schema file read (16 MiB): a schema lists columns, never data.
+    public static let maxFileBytes = 16 << 20
+
+    /// Reads and checks the schema at `path` (a regular file of at most `maxFileBytes`).
     public static func load(path: String) throws -> DataSchema {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw TrainingError(.io, "cannot read the schema '\(path)'")
+        let data: Data?
+        do {
+            data = try DurableFiles.readIfPresent(path, limit: maxFileBytes, what: "schema")
+        } catch {
+            throw TrainingError(.io, error.message)
         }
+        guard let data else { throw TrainingError(.io, "cannot read the schema '\(path)': it does not exist") }
         return try decode(Array(data), source: path)
     }
 

@@ -116,7 +116,7 @@ public final class ExampleLog: @unchecked Sendable {
                 guard segment.first == expected else {
                     throw StorageError(.corrupt, "\(segment.path) starts at sequence \(segment.first), expected \(expected)")
                 }
-                let bytes = try Self.readFile(segment.path)
+                let bytes = try Self.readFile(segment.path, options: options)
                 let scan = Self.scan(bytes, firstSequence: segment.first, maxRecordBytes: options.maxRecordBytes)
                 records += scan.records.count
                 expected = segment.first + UInt64(scan.records.count)
@@ -244,7 +244,7 @@ public final class ExampleLog: @unchecked Sendable {
         guard sequence <= last, limit > 0 else { return out }
         let start = max(0, (segs.lastIndex { $0.first <= sequence }) ?? 0)
         for segment in segs[start...] {
-            let bytes = try Self.readFile(segment.path)
+            let bytes = try Self.readFile(segment.path, options: options)
             let scan = Self.scan(bytes, firstSequence: segment.first, maxRecordBytes: options.maxRecordBytes)
             for record in scan.records where record.sequence >= sequence {
                 if record.sequence > last || out.count >= limit { return out }
@@ -315,8 +315,14 @@ public final class ExampleLog: @unchecked Sendable {
         }.sorted { $0.0 < $1.0 }
     }
 
-    static func readFile(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw StorageError(.io, "cannot read \(path)") }
+    /// A segment's bytes. A segment never holds more than `maxSegmentBytes` or, when its first
+    /// record alone is larger, that one record; anything larger (or not a regular file) is refused
+    /// rather than read until memory runs out.
+    static func readFile(_ path: String, options: Options) throws -> [UInt8] {
+        let limit = options.maxSegmentBytes + headerSize + options.maxRecordBytes
+        guard let data = try DurableFiles.readIfPresent(path, limit: limit, what: "example log segment") else {
+            throw StorageError(.io, "cannot read \(path): it is gone")
+        }
         return [UInt8](data)
     }
 

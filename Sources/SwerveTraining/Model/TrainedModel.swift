@@ -1,4 +1,5 @@
 import Foundation
+import SwerveInference
 
 /// A trained model: the feature encoder, the network and what its outputs mean. Codable, so it
 /// is its own checkpoint (`model.json`) for warm starts; `onnxModel()` exports it for serving.
@@ -43,7 +44,9 @@ public struct TrainedModel: Sendable, Codable, Equatable {
     }
 
     /// Reads a checkpoint file.
-    public static func load(path: String) throws -> TrainedModel { try decode(readAll(path)) }
+    public static func load(path: String) throws -> TrainedModel {
+        try decode(readAll(path, limit: CompiledModel.defaultMaxFileBytes, what: "trained model"))
+    }
 }
 
 /// A model's outputs for a set of rows.
