@@ -26,6 +26,16 @@ public struct ServerOptions: Sendable {
     public var cacheBytes = 256 << 20
     public var cacheShare = 0.25
 
+    // Limits of one connection (see GRPCServerConfiguration for what each does).
+    public var maxConnectionOutboundBytes = 64 << 20
+    public var maxConnectionRequestBytes = 64 << 20
+    public var maxServerRequestBytes = 1 << 30
+    public var handshakeTimeout: Duration = .seconds(10)
+    public var idleTimeout: Duration = .seconds(300)
+    public var requestBodyTimeout: Duration = .seconds(30)
+    public var keepaliveInterval: Duration = .seconds(7200)
+    public var keepaliveTimeout: Duration = .seconds(20)
+
     public init(repository: String) { self.repository = repository }
 }
 
@@ -47,6 +57,14 @@ public enum SwerveServerRunner {
         config.maxReceiveMessageSize = options.maxReceiveMessageSize
         config.maxConcurrentStreams = options.maxConcurrentStreams
         config.eventLoopThreads = options.eventLoopThreads
+        config.maxConnectionOutboundBytes = options.maxConnectionOutboundBytes
+        config.maxConnectionRequestBytes = options.maxConnectionRequestBytes
+        config.maxServerRequestBytes = options.maxServerRequestBytes
+        config.handshakeTimeout = options.handshakeTimeout
+        config.idleTimeout = options.idleTimeout
+        config.requestBodyTimeout = options.requestBodyTimeout
+        config.keepaliveInterval = options.keepaliveInterval
+        config.keepaliveTimeout = options.keepaliveTimeout
         let grpc = GRPCServer(configuration: config, handler: service, logger: logger)
         try await grpc.start()
 
