@@ -184,8 +184,11 @@ struct ConnectionWatchdog {
     /// The client's first SETTINGS arrived (after a valid preface).
     mutating func handshakeCompleted() { handshakeDone = true }
 
-    /// A keepalive PING was acknowledged.
-    mutating func pingAcknowledged() { pingSentAt = nil }
+    /// A keepalive PING was acknowledged: the next one is due an interval after it was sent.
+    mutating func pingAcknowledged() {
+        if let sent = pingSentAt { lastReadAt = max(lastReadAt, sent) }
+        pingSentAt = nil
+    }
 
     /// One tick. `sawRead`: bytes were read since the last tick. `openStreams`: streams open
     /// now; `streamsOpened`: streams opened since the connection began (so a connection whose
