@@ -20,6 +20,11 @@ struct NGHTTP2Callbacks {
 /// threads, and closing the channel once nghttp2 is done with it (or the peer broke the
 /// protocol) after the last write is on the wire.
 ///
+/// A session that honours writability (the server's) pulls from nghttp2 only while the
+/// channel is writable, in writes of at most `maxDrainBytes`: what the peer does not read then
+/// waits in nghttp2, whose outbound-flood limit (`NGHTTP2_ERR_FLOODED`, answered with
+/// GOAWAY(ENHANCE_YOUR_CALM) by `receive`) applies, instead of piling up in NIO's write buffer.
+///
 /// Its owner, the handler behind the callbacks' user data, keeps what differs: which callbacks,
 /// what a stream is, what to tell callers when the connection ends (`ending`). Confined to the
 /// channel's event loop, like nghttp2 itself.
