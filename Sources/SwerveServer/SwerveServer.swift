@@ -35,6 +35,16 @@ public struct ServerOptions: Sendable {
     /// Triton's strict readiness (`--strict-readiness`, on): not ready while an expected model is not.
     public var strictReadiness = true
 
+    // Limits of one connection (see GRPCServerConfiguration for what each does).
+    public var maxConnectionOutboundBytes = 64 << 20
+    public var maxConnectionRequestBytes = 64 << 20
+    public var maxServerRequestBytes = 1 << 30
+    public var handshakeTimeout: Duration = .seconds(10)
+    public var idleTimeout: Duration = .seconds(300)
+    public var requestBodyTimeout: Duration = .seconds(30)
+    public var keepaliveInterval: Duration = .seconds(7200)
+    public var keepaliveTimeout: Duration = .seconds(20)
+
     public init(repository: String) { self.repository = repository }
 }
 
@@ -62,6 +72,14 @@ public enum SwerveServerRunner {
         config.eventLoopThreads = options.eventLoopThreads
         config.maxConnections = options.maxConnections
         config.listenerObserver = ListenerMetrics()
+        config.maxConnectionOutboundBytes = options.maxConnectionOutboundBytes
+        config.maxConnectionRequestBytes = options.maxConnectionRequestBytes
+        config.maxServerRequestBytes = options.maxServerRequestBytes
+        config.handshakeTimeout = options.handshakeTimeout
+        config.idleTimeout = options.idleTimeout
+        config.requestBodyTimeout = options.requestBodyTimeout
+        config.keepaliveInterval = options.keepaliveInterval
+        config.keepaliveTimeout = options.keepaliveTimeout
         let grpc = GRPCServer(configuration: config, handler: service, logger: logger)
         try await grpc.start()
 

@@ -228,7 +228,7 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
         switch session.ending {
         case .protocolError(let reason)?:
             GRPCStatus(.unavailable, "HTTP/2 protocol error from server: \(reason)")
-        case .sendFailed(let reason)?:
+        case .sendFailed(let reason)?, .terminated(_, let reason)?:
             GRPCStatus(.unavailable, "HTTP/2 session failed: \(reason)")
         case .finished?:
             unavailable ?? GRPCStatus(.unavailable, "connection closed by the server")

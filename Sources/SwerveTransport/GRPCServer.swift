@@ -86,6 +86,33 @@ public struct GRPCServerConfiguration: Sendable {
     public var listenBacklog: Int32 = 256
     /// Told about opened, closed and refused connections and accept failures (for metrics).
     public var listenerObserver: (any GRPCListenerObserver)? = nil
+    // Limits of one connection (what one slow or hostile client may hold). See
+    // GRPCServerConnectionHandler for how each is enforced.
+
+    /// The most response bytes one connection may have waiting to go out: messages queued in
+    /// its streams (waiting for the client's flow-control window) plus bytes handed to the
+    /// socket and not yet written. Past it the connection gets GOAWAY(ENHANCE_YOUR_CALM) and
+    /// is closed.
+    public var maxConnectionOutboundBytes: Int = 64 << 20
+    /// The most request-body bytes one connection may hold (messages arriving, and messages
+    /// dispatched until their stream closes). A stream that would go past it is answered
+    /// RESOURCE_EXHAUSTED and its bytes released.
+    public var maxConnectionRequestBytes: Int = 64 << 20
+    /// The same budget for all connections of the server together.
+    public var maxServerRequestBytes: Int = 1 << 30
+    /// A new connection must send the HTTP/2 preface and its SETTINGS within this; nil: no limit.
+    public var handshakeTimeout: Duration? = .seconds(10)
+    /// A connection with no open stream for this long gets GOAWAY and is closed (gRPC's
+    /// max_connection_idle); nil: never.
+    public var idleTimeout: Duration? = .seconds(300)
+    /// A stream whose request is incomplete and which receives no request bytes for this long
+    /// is answered DEADLINE_EXCEEDED and its bytes released; nil: never.
+    public var requestBodyTimeout: Duration? = .seconds(30)
+    /// After this long with nothing read from a connection the server sends a PING (gRPC's
+    /// keepalive_time, 2 h by default as in gRPC servers); nil: no keepalive.
+    public var keepaliveInterval: Duration? = .seconds(7200)
+    /// A keepalive PING not acknowledged within this closes the connection (keepalive_timeout).
+    public var keepaliveTimeout: Duration = .seconds(20)
 
     /// Creates the default configuration.
     public init() {}
@@ -105,6 +132,8 @@ public final class GRPCServer: Sendable {
     private let logger: Logger
     private let group: MultiThreadedEventLoopGroup
     private let state = Mutex(State())
+    /// The request-body memory budget every connection of this server shares.
+    let requestBudget: GRPCRequestMemoryBudget
 
     private let connectionCounter = ConnectionCounter()
 
@@ -123,6 +152,7 @@ public final class GRPCServer: Sendable {
         self.handler = handler
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
+        self.requestBudget = GRPCRequestMemoryBudget(limit: configuration.maxServerRequestBytes)
     }
 
     /// The bound port (valid after `start()` returns).
@@ -173,7 +203,8 @@ public final class GRPCServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         GRPCServerConnectionHandler(
-                            configuration: configuration, callHandler: handler, logger: connectionLogger))
+                            configuration: configuration, callHandler: handler, logger: connectionLogger,
+                            requestBudget: self.requestBudget))
                 }
             }
         #if canImport(Glibc)

@@ -10,6 +10,10 @@ private final class ServerStream {
     var machine: GRPCServerStreamStateMachine
     var call: GRPCServerCall?
     var deadlineTask: Scheduled<Void>?
+    /// Request-body bytes charged to the connection's (and server's) budget for this stream.
+    var charged = 0
+    /// When the request body last made progress, for the request-body timeout.
+    var stall = StreamStallClock()
 
     init(id: Int32, maxMessageSize: Int) {
         self.id = id
@@ -23,9 +27,30 @@ struct GRPCServerGracefulShutdownEvent: Sendable {}
 /// One HTTP/2 connection on the server: an `NGHTTP2Session` fed from `channelRead`, with each
 /// stream's gRPC decisions made by its `GRPCServerStreamStateMachine` and carried out here
 /// (`perform`), calls dispatched to the `GRPCCallHandler` and answered through `GRPCServerCall`.
-final class GRPCServerConnectionHandler: ChannelInboundHandler {
+///
+/// What one connection may hold is bounded here:
+/// - Backpressure: while the channel is not writable (more than the high water mark waits in
+///   NIO) nothing more is pulled from nghttp2 and nothing more is read from the socket (the
+///   `read` event is held back); both resume on `channelWritabilityChanged`. Output the peer
+///   does not read thus stays in nghttp2, where its own outbound-flood limits apply, and the
+///   peer cannot make the server produce more until it reads.
+/// - Outbound cap: response messages queued in streams (waiting for the peer's flow-control
+///   window) plus bytes buffered in NIO are counted; past `maxConnectionOutboundBytes` the
+///   connection gets GOAWAY(ENHANCE_YOUR_CALM) and is closed.
+/// - Request-body budget: bytes are charged per DATA chunk to the connection's and the
+///   server's budget and stay charged until the stream closes (a dispatched message is still
+///   in memory while its call runs, so the budget bounds work in flight too); a stream that
+///   would go past either is refused RESOURCE_EXHAUSTED and its bytes released.
+/// - Timeouts (`ConnectionWatchdog`, one coarse tick per connection, no timer per request):
+///   handshake, idle (GOAWAY), stalled request bodies, keepalive PINGs.
+final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+
+    /// NIO's write-buffer water marks for a connection: above `high` the channel turns
+    /// unwritable and the connection stops pulling output and reading; below `low` it resumes.
+    static let writeBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 256 << 10, high: 1 << 20)
 
     private let configuration: GRPCServerConfiguration
     private let callHandler: any GRPCCallHandler
@@ -42,51 +67,118 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     /// interleaved with another stream's), and its stream (0: none).
     private var pendingHead = GRPCRequestHead()
     private var pendingHeadStreamID: Int32 = 0
+    private var context: ChannelHandlerContext?
 
-    init(configuration: GRPCServerConfiguration, callHandler: any GRPCCallHandler, logger: Logger) {
+    // Limits (see the type's comment).
+    private var requestBudget: ConnectionRequestBudget
+    /// Response bytes queued in this connection's streams, not yet taken by nghttp2.
+    private var queuedResponseBytes = 0
+    private let outboundCap: Int
+    /// Above this many queued response bytes, NIO's buffered bytes could take the total past
+    /// the cap: only then is the exact total computed.
+    private let outboundCheckThreshold: Int
+    /// A `read` was held back while the channel was not writable (or the session stopped).
+    private var readHeld = false
+    private var watchdog: ConnectionWatchdog?
+    private var tickTask: RepeatedTask?
+    private let timeouts: ConnectionWatchdog.Timeouts
+    /// Set on every read, cleared by the tick: the hot path reads no clock.
+    private var sawRead = false
+    private var handshakeDone = false
+    private var streamsOpened: UInt64 = 0
+
+    init(
+        configuration: GRPCServerConfiguration, callHandler: any GRPCCallHandler, logger: Logger,
+        requestBudget: GRPCRequestMemoryBudget? = nil
+    ) {
         self.configuration = configuration
         self.callHandler = callHandler
         self.logger = logger
+        self.requestBudget = ConnectionRequestBudget(
+            connectionLimit: configuration.maxConnectionRequestBytes, server: requestBudget)
+        outboundCap = configuration.maxConnectionOutboundBytes
+        outboundCheckThreshold = max(
+            0, configuration.maxConnectionOutboundBytes - Self.writeBufferWaterMark.high - NGHTTP2Session.maxDrainBytes)
+        func nanos(_ d: Duration?) -> UInt64? { d.map { UInt64(max($0.nanoseconds, 1)) } }
+        timeouts = ConnectionWatchdog.Timeouts(
+            handshake: nanos(configuration.handshakeTimeout), idle: nanos(configuration.idleTimeout),
+            requestBody: nanos(configuration.requestBodyTimeout),
+            keepaliveInterval: nanos(configuration.keepaliveInterval),
+            keepaliveTimeout: nanos(configuration.keepaliveTimeout)!)
         session = NGHTTP2Session(
             role: .server, callbacks: serverCallbacks,
             settings: [
                 (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, configuration.maxConcurrentStreams),
                 (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(max(configuration.initialStreamWindowSize, 0))),
             ],
-            connectionWindowSize: configuration.connectionWindowSize)
+            connectionWindowSize: configuration.connectionWindowSize, honoursWritability: true)
         session.setOwner(self)
     }
+
+    /// Request-body bytes this connection holds now (for tests).
+    var requestBytesHeld: Int { requestBudget.used }
+    /// Response bytes queued in this connection's streams now (for tests).
+    var responseBytesQueued: Int { queuedResponseBytes }
 
     // MARK: - Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+        try? context.channel.syncOptions?.setOption(.writeBufferWaterMark, value: Self.writeBufferWaterMark)
         session.attach(context)
+        if context.channel.isActive { startWatchdog(context) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        stopWatchdog()
         cancelAllStreams()
         session.detach()
         loopBoundSelf = nil
+        self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        startWatchdog(context)
         session.flush()
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        stopWatchdog()
         session.channelClosed()
         cancelAllStreams()
         context.fireChannelInactive()
     }
 
+    /// Backpressure on the read side: no read while the channel cannot take our output (or
+    /// the session stopped); `channelWritabilityChanged` asks again.
+    func read(context: ChannelHandlerContext) {
+        if session.isOpen && context.channel.isWritable {
+            context.read()
+        } else {
+            readHeld = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            session.flush()  // what nghttp2 kept while we could not write
+            if readHeld && session.isOpen && context.channel.isWritable {
+                readHeld = false
+                context.read()
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard session.isOpen else { return }
+        sawRead = true
         if session.receive(unwrapInboundIn(data)) {
             dispatchReadyCalls()
-        } else if case .protocolError(let reason) = session.ending {
-            logger.debug("closing HTTP/2 connection after a protocol error: \(reason)")
+        } else {
+            connectionEnded()
         }
     }
 
@@ -108,6 +200,23 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         session.close(.closed)
     }
 
+    /// The session stopped while reading: say why, and let go of every stream's memory now
+    /// rather than when the peer finally reads our last bytes.
+    @inline(never)
+    private func connectionEnded() {
+        switch session.ending {
+        case .protocolError(let reason)?:
+            logger.debug("closing HTTP/2 connection after a protocol error: \(reason)")
+        case .terminated(_, let reason)?:
+            logger.warning("closing HTTP/2 connection: \(reason)")
+        default:
+            break
+        }
+        cancelAllStreams()
+    }
+
+    /// Forgets every stream: cancels their calls and releases their request bytes and queued
+    /// responses.
     private func cancelAllStreams() {
         pendingHead = GRPCRequestHead()
         pendingHeadStreamID = 0
@@ -116,7 +225,126 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         for stream in all.values {
             stream.deadlineTask?.cancel()
             stream.call?.markCancelled()
+            requestBudget.release(stream.charged)
+            stream.charged = 0
+            queuedResponseBytes -= stream.machine.outboundPendingBytes
         }
+    }
+
+    // MARK: - Limits: the outbound cap and the watchdog
+
+    /// `bytes` more response bytes were queued in a stream.
+    @inline(__always)
+    private func responseQueued(_ bytes: Int) {
+        queuedResponseBytes += bytes
+        if queuedResponseBytes > outboundCheckThreshold { checkOutboundCap() }
+    }
+
+    @inline(never)
+    private func checkOutboundCap() {
+        guard let context, session.isOpen else { return }
+        let buffered = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        let total = queuedResponseBytes + buffered
+        guard total > outboundCap else { return }
+        let reason =
+            "\(describeBytes(total)) of responses wait to be sent (\(describeBytes(queuedResponseBytes)) queued for "
+            + "flow-control window, \(describeBytes(buffered)) unwritten), above the connection's cap of "
+            + "\(describeBytes(outboundCap)) (max-connection-outbound-bytes): GOAWAY(ENHANCE_YOUR_CALM)"
+        cancelAllStreams()
+        session.terminate(errorCode: NGHTTP2_ENHANCE_YOUR_CALM.rawValue, reason: reason)
+        connectionEnded()
+    }
+
+    private func startWatchdog(_ context: ChannelHandlerContext) {
+        guard watchdog == nil, let loopBoundSelf else { return }
+        watchdog = ConnectionWatchdog(timeouts: timeouts, now: NIODeadline.now().uptimeNanoseconds)
+        let period = TimeAmount.nanoseconds(Int64(timeouts.tick))
+        tickTask = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in
+            loopBoundSelf.value.tick()
+        }
+    }
+
+    private func stopWatchdog() {
+        tickTask?.cancel()
+        tickTask = nil
+    }
+
+    /// The connection's one timer: handshake, idle, keepalive, closing, stalled request bodies.
+    private func tick() {
+        guard var dog = watchdog, let context else { return }
+        let now = NIODeadline.now().uptimeNanoseconds
+        let action = dog.tick(
+            now: now, sawRead: sawRead, openStreams: streams.count, streamsOpened: streamsOpened,
+            closing: !session.isOpen)
+        watchdog = dog
+        sawRead = false
+        switch action {
+        case .none:
+            break
+        case .closeHandshakeTimedOut:
+            logger.debug(
+                "closing connection: no HTTP/2 preface and SETTINGS within \(describeDuration(timeouts.handshake ?? 0)) (handshake-timeout)")
+            session.forceClose()
+            return
+        case .goAwayIdle:
+            logger.debug("closing connection: no open stream for \(describeDuration(timeouts.idle ?? 0)) (idle-timeout): GOAWAY")
+            session.goAway()
+            return
+        case .sendPing:
+            let opaque: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0x73, 0x77, 0x65, 0x72, 0x76, 0x65, 0x6b, 0x61)
+            _ = withUnsafeBytes(of: opaque) {
+                nghttp2_submit_ping(session.raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), $0.baseAddress?.assumingMemoryBound(to: UInt8.self))
+            }
+            session.flush()
+        case .closeKeepaliveTimedOut:
+            logger.info(
+                "closing connection: keepalive PING not acknowledged within \(describeDuration(timeouts.keepaliveTimeout)) (keepalive-timeout)")
+            cancelAllStreams()
+            session.forceClose()
+            return
+        case .forceClose:
+            logger.debug("closing connection: it did not finish closing within \(describeDuration(timeouts.closeGrace))")
+            cancelAllStreams()
+            session.forceClose()
+            return
+        }
+        if let limit = timeouts.requestBody, !streams.isEmpty { checkStalledStreams(now: now, limit: limit, context) }
+    }
+
+    @inline(never)
+    private func checkStalledStreams(now: UInt64, limit: UInt64, _ context: ChannelHandlerContext) {
+        // Not reading (backpressure) or not writing (window updates held back): not the client's fault.
+        let paused = readHeld || !context.channel.isWritable || session.outputHeldBack
+        var stalled: [ServerStream] = []
+        for stream in streams.values where stream.machine.isReceivingRequest || stream.machine.isAwaitingHeaders {
+            if stream.stall.tick(now: now, limit: limit, paused: paused) { stalled.append(stream) }
+        }
+        for stream in stalled {
+            if stream.machine.isAwaitingHeaders {
+                // A header block cut off mid-way blocks the whole connection (nothing else may
+                // come between its frames): end the connection.
+                logger.debug("closing connection: stream \(stream.id)'s header block stalled for \(describeDuration(limit))")
+                cancelAllStreams()
+                session.terminate(errorCode: NGHTTP2_NO_ERROR.rawValue, reason: "request header block stalled")
+                return
+            }
+            let status = GRPCStatus(
+                .deadlineExceeded,
+                "request body stalled: no request bytes arrived for \(describeDuration(limit)) "
+                    + "(the server's request-body-timeout); the stream is closed")
+            perform(stream.machine.refuse(status), on: stream)
+        }
+        if !stalled.isEmpty { session.flush() }
+    }
+
+    fileprivate func settingsReceived() {
+        guard !handshakeDone else { return }
+        handshakeDone = true
+        watchdog?.handshakeCompleted()
+    }
+
+    fileprivate func pingAcknowledged() {
+        watchdog?.pingAcknowledged()
     }
 
     private func dispatchReadyCalls() {
@@ -132,7 +360,10 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
 
     func send(streamID: Int32, message: [UInt8]) {
         guard let stream = streams[streamID] else { return }
-        perform(stream.machine.sendMessage(message), on: stream)
+        let before = stream.machine.outboundPendingBytes
+        let action = stream.machine.sendMessage(message)
+        responseQueued(stream.machine.outboundPendingBytes - before)
+        perform(action, on: stream)
     }
 
     func finish(streamID: Int32, status: GRPCStatus) {
@@ -145,7 +376,10 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     func respond(streamID: Int32, message: [UInt8]) {
         guard let stream = streams[streamID] else { return }
         cancelDeadlineTimer(stream)
-        perform(stream.machine.respond(message), on: stream)
+        let before = stream.machine.outboundPendingBytes
+        let action = stream.machine.respond(message)
+        responseQueued(stream.machine.outboundPendingBytes - before)
+        perform(action, on: stream)
     }
 
     private func deadlineExpired(streamID: Int32) {
@@ -200,6 +434,9 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     @inline(never)
     private func reject(_ stream: ServerStream, _ response: GRPCServerStreamStateMachine.TrailersOnlyResponse) {
         logger.debug("rejecting stream \(stream.id) (\(stream.machine.method)): \(response.status)")
+        // The state machine dropped the request bytes: give them back to the budgets.
+        requestBudget.release(stream.charged)
+        stream.charged = 0
         submitTrailersOnly(stream, response)
     }
 
@@ -249,6 +486,7 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
     // MARK: - nghttp2 callbacks
 
     fileprivate func beginHeaders(streamID: Int32) {
+        streamsOpened &+= 1
         streams[streamID] = ServerStream(id: streamID, maxMessageSize: configuration.maxReceiveMessageSize)
         pendingHead = GRPCRequestHead()
         pendingHeadStreamID = streamID
@@ -272,7 +510,20 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
 
     fileprivate func dataReceived(streamID: Int32, _ bytes: UnsafeRawBufferPointer) {
         guard let stream = streams[streamID] else { return }
+        if stream.machine.isReceivingRequest {
+            stream.stall.progressed = true
+            if let refusal = requestBudget.charge(bytes.count) {
+                refuseOverBudget(stream, refusal)
+                return
+            }
+            stream.charged += bytes.count
+        }
         perform(stream.machine.receiveData(bytes), on: stream)
+    }
+
+    @inline(never)
+    private func refuseOverBudget(_ stream: ServerStream, _ refusal: ConnectionRequestBudget.Refusal) {
+        perform(stream.machine.refuse(ConnectionRequestBudget.status(for: refusal)), on: stream)
     }
 
     fileprivate func endOfStream(streamID: Int32) {
@@ -292,6 +543,9 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         }
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         cancelDeadlineTimer(stream)
+        requestBudget.release(stream.charged)
+        stream.charged = 0
+        queuedResponseBytes -= stream.machine.outboundPendingBytes
         if case .cancelCall = stream.machine.streamClosed(), let call = stream.call, call.markCancelled() {
             logger.debug("call \(call.method) on stream \(streamID) cancelled (HTTP/2 error code \(errorCode))")
         }
@@ -305,10 +559,12 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler {
         }
         switch stream.machine.readResponse(into: destination) {
         case .data(let written):
+            queuedResponseBytes -= written
             return written
         case .deferred:
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         case .lastData(let written, let status):
+            queuedResponseBytes -= written
             // gRPC needs trailers after the data: end the data without ending the stream, and
             // submit the trailers from inside the callback (C-INTEROP.md).
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
@@ -373,6 +629,10 @@ private let serverOnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, user
             if frame.pointee.isEndStream { handler.endOfStream(streamID: streamID) }
         case NGHTTP2_DATA.rawValue:
             if frame.pointee.isEndStream { handler.endOfStream(streamID: streamID) }
+        case NGHTTP2_SETTINGS.rawValue:
+            if frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { handler.settingsReceived() }
+        case NGHTTP2_PING.rawValue:
+            if frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { handler.pingAcknowledged() }
         default:
             break
         }

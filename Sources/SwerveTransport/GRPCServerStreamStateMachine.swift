@@ -150,6 +150,14 @@ struct GRPCServerStreamStateMachine {
         deframer = GRPCMessageDeframer(maxMessageSize: maxMessageSize)
     }
 
+    /// The request headers are still arriving (a header block split over CONTINUATION frames).
+    var isAwaitingHeaders: Bool { phase == .awaitingHeaders }
+    /// The headers were accepted and request bytes are still expected: the bytes that arrive
+    /// now are buffered (and charged to the connection's request budget).
+    var isReceivingRequest: Bool { phase == .receivingRequest }
+    /// Response bytes queued and not yet read out by nghttp2 (waiting for flow-control window).
+    var outboundPendingBytes: Int { outbound.pendingBytes }
+
     // MARK: - Request events
 
     /// The request header block is complete. `now` is read only for a `grpc-timeout`.
@@ -218,6 +226,13 @@ struct GRPCServerStreamStateMachine {
         let fields = headerFields
         headerFields = HeaderFieldBytes()
         return .dispatch(Request(method: method, headerFields: fields, message: message, deadline: deadline))
+    }
+
+    /// The transport refuses a request that is still arriving (its memory budget is spent, or
+    /// its body stalled): answer `status` trailers-only and drop the bytes buffered so far.
+    mutating func refuse(_ status: GRPCStatus) -> Action {
+        guard phase == .receivingRequest else { return .none }
+        return reject(status)
     }
 
     // MARK: - Response events (the call's answers, and the transport's own)

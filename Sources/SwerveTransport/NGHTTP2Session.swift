@@ -20,6 +20,11 @@ struct NGHTTP2Callbacks {
 /// threads, and closing the channel once nghttp2 is done with it (or the peer broke the
 /// protocol) after the last write is on the wire.
 ///
+/// A session that honours writability (the server's) pulls from nghttp2 only while the
+/// channel is writable, in writes of at most `maxDrainBytes`: what the peer does not read then
+/// waits in nghttp2, whose outbound-flood limit (`NGHTTP2_ERR_FLOODED`, answered with
+/// GOAWAY(ENHANCE_YOUR_CALM) by `receive`) applies, instead of piling up in NIO's write buffer.
+///
 /// Its owner, the handler behind the callbacks' user data, keeps what differs: which callbacks,
 /// what a stream is, what to tell callers when the connection ends (`ending`). Confined to the
 /// channel's event loop, like nghttp2 itself.
@@ -39,7 +44,14 @@ final class NGHTTP2Session {
         case sendFailed(String)
         /// The channel closed, failed or was closed by its owner.
         case closed
+        /// The owner ended the connection with GOAWAY(`errorCode`) (`terminate`): a peer that
+        /// flooded frames, or let the server's outbound buffer grow past its cap.
+        case terminated(errorCode: UInt32, reason: String)
     }
+
+    /// The most output one drain pulls from nghttp2 before writing it (and, when the session
+    /// honours writability, looking at the channel again).
+    static let maxDrainBytes = 1 << 20
 
     /// The nghttp2 session, for the owner's `nghttp2_submit_*` calls. Lives as long as this object.
     let raw: OpaquePointer
@@ -47,6 +59,12 @@ final class NGHTTP2Session {
     /// Set while attached (a deliberate cycle, broken in `detach`); the scheduled flush hops with it.
     private var loopBoundSelf: NIOLoopBound<NGHTTP2Session>?
     private var flushScheduled = false
+    /// Pull from nghttp2 only while the channel is writable (the server's connections): nghttp2
+    /// then keeps what cannot be written in its own queue, where its outbound-flood limits apply.
+    let honoursWritability: Bool
+    /// Set when output was left in nghttp2 because the channel was not writable; `flush` on
+    /// `channelWritabilityChanged` picks it up.
+    private(set) var outputHeldBack = false
     /// Why the session stopped; nil while it runs. Nothing is read or written once it is set.
     private(set) var ending: Ending?
 
@@ -60,8 +78,10 @@ final class NGHTTP2Session {
     ///
     /// nghttp2 fails to create a session only when out of memory, where Swift itself traps.
     init(
-        role: Role, callbacks: NGHTTP2Callbacks, settings: [(nghttp2_settings_id, UInt32)], connectionWindowSize: Int32
+        role: Role, callbacks: NGHTTP2Callbacks, settings: [(nghttp2_settings_id, UInt32)], connectionWindowSize: Int32,
+        honoursWritability: Bool = false
     ) {
+        self.honoursWritability = honoursWritability
         var set: OpaquePointer?
         let created = nghttp2_session_callbacks_new(&set)
         precondition(created == 0 && set != nil, "nghttp2_session_callbacks_new: \(nghttp2ErrorString(Int(created)))")
@@ -136,16 +156,23 @@ final class NGHTTP2Session {
             nghttp2_session_mem_recv(raw, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
         }
         guard rv < 0 else { return true }
+        if rv == Int(NGHTTP2_ERR_FLOODED.rawValue) {
+            // nghttp2's outbound-flood limit: the peer sends frames that need answers (PING,
+            // SETTINGS) faster than it reads them. Its GOAWAY is already queued.
+            terminate(errorCode: UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue), reason: nghttp2ErrorString(rv))
+            return false
+        }
         nghttp2_session_terminate_session(raw, UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue))
-        _ = writePendingOutput(context)  // the GOAWAY, if nghttp2 can still produce it
+        _ = writePendingOutput(context, ignoringWritability: true)  // the GOAWAY, if nghttp2 can still produce it
         close(.protocolError(nghttp2ErrorString(rv)))
         return false
     }
 
     // MARK: - Output
 
-    /// Drains nghttp2's output into one buffer and writes it; closes the connection once
-    /// nghttp2 wants neither to read nor to write (after GOAWAY and the last stream).
+    /// Drains nghttp2's output into one buffer and writes it (while the channel is writable,
+    /// when the session honours writability); closes the connection once nghttp2 wants neither
+    /// to read nor to write (after GOAWAY and the last stream).
     func flush() {
         guard ending == nil, let context else { return }
         if let failure = writePendingOutput(context) {
@@ -178,6 +205,23 @@ final class NGHTTP2Session {
         }
     }
 
+    /// Ends the connection at once with GOAWAY(`errorCode`): nothing more is read, the GOAWAY
+    /// is written even if the channel is not writable (a few bytes), and the channel closes when
+    /// it is on the wire (the owner force-closes a peer that never reads it).
+    func terminate(errorCode: UInt32, reason: String) {
+        guard ending == nil, let context else { return }
+        nghttp2_session_terminate_session(raw, errorCode)
+        _ = writePendingOutput(context, ignoringWritability: true)
+        close(.terminated(errorCode: errorCode, reason: reason))
+    }
+
+    /// Closes the channel now, dropping whatever is still buffered: for a peer that does not
+    /// read what `close` waits to write.
+    func forceClose() {
+        if ending == nil { ending = .closed }
+        context?.close(promise: nil)
+    }
+
     /// Announces GOAWAY(NO_ERROR) with the last stream processed: streams up to it finish,
     /// newer ones are refused, and `flush` closes the connection when the last one is done.
     func goAway() {
@@ -192,25 +236,40 @@ final class NGHTTP2Session {
         nghttp2_submit_rst_stream(raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
     }
 
-    /// Writes whatever nghttp2 has to send in one buffer; returns nghttp2's error if it failed.
-    private func writePendingOutput(_ context: ChannelHandlerContext) -> String? {
-        var out: ByteBuffer?
-        var failure: String?
+    /// Writes whatever nghttp2 has to send, in writes of at most `maxDrainBytes`; returns
+    /// nghttp2's error if it failed. A session that honours writability stops pulling once the
+    /// channel is not writable and leaves the rest in nghttp2 (`outputHeldBack`).
+    private func writePendingOutput(_ context: ChannelHandlerContext, ignoringWritability: Bool = false) -> String? {
+        let gated = honoursWritability && !ignoringWritability
+        outputHeldBack = false
         while true {
-            var pointer: UnsafePointer<UInt8>?
-            let n = nghttp2_session_mem_send(raw, &pointer)
-            if n < 0 {
-                failure = nghttp2ErrorString(n)
-                break
+            if gated && !context.channel.isWritable {
+                outputHeldBack = nghttp2_session_want_write(raw) != 0
+                return nil
             }
-            guard n > 0, let pointer else { break }
-            if out == nil { out = context.channel.allocator.buffer(capacity: max(n, 4096)) }
-            out!.writeBytes(UnsafeRawBufferPointer(start: pointer, count: n))
+            var out: ByteBuffer?
+            var drained = false
+            while true {
+                var pointer: UnsafePointer<UInt8>?
+                let n = nghttp2_session_mem_send(raw, &pointer)
+                if n < 0 {
+                    if let out { context.writeAndFlush(NIOAny(out), promise: nil) }
+                    return nghttp2ErrorString(n)
+                }
+                guard n > 0, let pointer else {
+                    drained = true
+                    break
+                }
+                if out == nil { out = context.channel.allocator.buffer(capacity: max(n, 4096)) }
+                out!.writeBytes(UnsafeRawBufferPointer(start: pointer, count: n))
+                if out!.readableBytes >= Self.maxDrainBytes { break }
+            }
+            if let out {
+                context.writeAndFlush(NIOAny(out), promise: nil)
+            }
+            // One drain for the terminating GOAWAY: a peer that is not reading gets no more.
+            if drained || ignoringWritability { return nil }
         }
-        if let out {
-            context.writeAndFlush(NIOAny(out), promise: nil)
-        }
-        return failure
     }
 }
 

@@ -54,10 +54,13 @@ struct OutboundMessageQueue {
     private var restHead = 0
     /// Offset into the head message's framed form (prefix + body).
     private var offset = 0
+    /// Framed bytes queued and not yet read out: what the connection's outbound cap counts.
+    private(set) var pendingBytes = 0
 
     var isEmpty: Bool { first == nil }
 
     mutating func append(_ message: [UInt8]) {
+        pendingBytes += 5 + message.count
         if first == nil { first = message } else { rest.append(message) }
     }
 
@@ -89,6 +92,7 @@ struct OutboundMessageQueue {
                 }
             }
         }
+        pendingBytes -= written
         return written
     }
 

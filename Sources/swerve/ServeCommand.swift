@@ -49,6 +49,39 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("strict-readiness"), help: "true: ServerReady and health are false while any expected model is not ready; false: one ready model is enough.")
     var strictReadiness = true
+    // Limits of one connection (what one slow or hostile client may hold).
+
+    @Option(name: .customLong("max-connection-outbound-bytes"),
+            help: "Response bytes one connection may have waiting to be sent (queued for the client's flow-control window or unwritten); past it the connection gets GOAWAY(ENHANCE_YOUR_CALM) and is closed.")
+    var maxConnectionOutboundBytes = 64 << 20
+
+    @Option(name: .customLong("max-connection-request-bytes"),
+            help: "Request-body bytes one connection may hold (arriving, or dispatched until answered); a request past it gets RESOURCE_EXHAUSTED.")
+    var maxConnectionRequestBytes = 64 << 20
+
+    @Option(name: .customLong("max-server-request-bytes"),
+            help: "Request-body bytes all connections together may hold; a request past it gets RESOURCE_EXHAUSTED.")
+    var maxServerRequestBytes = 1 << 30
+
+    @Option(name: .customLong("handshake-timeout"),
+            help: "Seconds a new connection has to send the HTTP/2 preface and SETTINGS before it is closed.")
+    var handshakeTimeout = 10.0
+
+    @Option(name: .customLong("idle-timeout"),
+            help: "Seconds a connection may have no open stream before it gets GOAWAY and is closed.")
+    var idleTimeout = 300.0
+
+    @Option(name: .customLong("request-body-timeout"),
+            help: "Seconds an incomplete request may receive no bytes before it is answered DEADLINE_EXCEEDED.")
+    var requestBodyTimeout = 30.0
+
+    @Option(name: .customLong("keepalive-interval"),
+            help: "Seconds with nothing read from a connection before the server sends a keepalive PING.")
+    var keepaliveInterval = 7200.0
+
+    @Option(name: .customLong("keepalive-timeout"),
+            help: "Seconds a keepalive PING may go unacknowledged before the connection is closed.")
+    var keepaliveTimeout = 20.0
 
     @OptionGroup var logging: LoggingOptions
 
@@ -61,6 +94,16 @@ struct ServeCommand: AsyncParsableCommand {
         if let m = maxConnections, m < 1 { throw ValidationError("--max-connections must be at least 1") }
         guard maxModelBytes > 0 else { throw ValidationError("--max-model-bytes must be positive") }
         guard modelLoadTimeout > 0 && modelLoadTimeout <= 86_400 else { throw ValidationError("--model-load-timeout must be in (0, 86400] seconds") }
+        for (flag, value) in [("--max-connection-outbound-bytes", maxConnectionOutboundBytes),
+                              ("--max-connection-request-bytes", maxConnectionRequestBytes),
+                              ("--max-server-request-bytes", maxServerRequestBytes)] where value <= 0 {
+            throw ValidationError("\(flag) must be positive")
+        }
+        for (flag, value) in [("--handshake-timeout", handshakeTimeout), ("--idle-timeout", idleTimeout),
+                              ("--request-body-timeout", requestBodyTimeout), ("--keepalive-interval", keepaliveInterval),
+                              ("--keepalive-timeout", keepaliveTimeout)] where !(value > 0 && value <= 1e9) {
+            throw ValidationError("\(flag) must be a positive number of seconds (at most 1e9)")
+        }
     }
 
     func run() async throws {
@@ -88,6 +131,14 @@ struct ServeCommand: AsyncParsableCommand {
         options.maxModelBytes = maxModelBytes
         options.modelLoadTimeout = .milliseconds(Int64(modelLoadTimeout * 1000))
         options.strictReadiness = strictReadiness
+        options.maxConnectionOutboundBytes = maxConnectionOutboundBytes
+        options.maxConnectionRequestBytes = maxConnectionRequestBytes
+        options.maxServerRequestBytes = maxServerRequestBytes
+        options.handshakeTimeout = .seconds(handshakeTimeout)
+        options.idleTimeout = .seconds(idleTimeout)
+        options.requestBodyTimeout = .seconds(requestBodyTimeout)
+        options.keepaliveInterval = .seconds(keepaliveInterval)
+        options.keepaliveTimeout = .seconds(keepaliveTimeout)
         try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))
     }
 }

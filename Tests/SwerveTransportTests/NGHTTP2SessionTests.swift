@@ -49,14 +49,15 @@ import SwerveStatus
         let server: EmbeddedChannel
         let client: EmbeddedChannel
         let clientHandler: GRPCClientConnectionHandler
+        let serverHandler: GRPCServerConnectionHandler
         /// Everything the server wrote, in order.
         var serverBytes: [UInt8] = []
 
-        init() throws {
-            server = EmbeddedChannel(
-                handler: GRPCServerConnectionHandler(
-                    configuration: GRPCServerConfiguration(), callHandler: TestCallHandler(observations: observations),
-                    logger: Logger(label: "test")))
+        init(configuration: GRPCServerConfiguration = GRPCServerConfiguration(), budget: GRPCRequestMemoryBudget? = nil) throws {
+            serverHandler = GRPCServerConnectionHandler(
+                configuration: configuration, callHandler: TestCallHandler(observations: observations),
+                logger: Logger(label: "test"), requestBudget: budget)
+            server = EmbeddedChannel(handler: serverHandler)
             clientHandler = GRPCClientConnectionHandler(authority: "embedded", maxReceiveMessageSize: 1 << 20)
             client = EmbeddedChannel(handler: clientHandler)
             let address = try SocketAddress(ipAddress: "127.0.0.1", port: 1)

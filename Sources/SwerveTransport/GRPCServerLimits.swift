@@ -1,0 +1,253 @@
+import Synchronization
+import SwerveStatus
+
+// What one connection may hold and how long it may wait: the request-body memory budgets and
+// the connection's watchdog (handshake, idle, stalled request bodies, keepalive). Plain values
+// with no NIO and no nghttp2, so the accounting and the timing rules are tested without a
+// socket; `GRPCServerConnectionHandler` carries out what they decide.
+
+/// The server-wide memory budget for request bodies: one object shared by every connection of
+/// a `GRPCServer` (lock-free, an atomic counter). Connections charge it as request bytes
+/// arrive, alongside their own per-connection budget, and release what they charged when the
+/// stream closes or is refused.
+public final class GRPCRequestMemoryBudget: Sendable {
+    /// The most request-body bytes all connections together may hold.
+    public let limit: Int
+    private let used = Atomic<Int>(0)
+
+    /// A budget of `limit` bytes (at least 1).
+    public init(limit: Int) {
+        self.limit = max(1, limit)
+    }
+
+    /// Bytes charged now.
+    public var usedBytes: Int { used.load(ordering: .relaxed) }
+
+    /// Charges `bytes` if the total stays within the limit; false (and nothing charged) if not.
+    /// Two connections racing near the limit may both be refused for a moment: the budget is
+    /// never exceeded, at the price of a rare refusal that a retry gets past.
+    func tryCharge(_ bytes: Int) -> Bool {
+        let total = used.wrappingAdd(bytes, ordering: .relaxed).newValue
+        if total > limit {
+            used.wrappingSubtract(bytes, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    /// Gives back bytes charged earlier.
+    func release(_ bytes: Int) {
+        used.wrappingSubtract(bytes, ordering: .relaxed)
+    }
+}
+
+/// One connection's share of the request-body budgets: its own limit and the server's pool.
+/// Confined to the connection's event loop; the server pool is the only shared part.
+struct ConnectionRequestBudget {
+    /// Which budget refused a charge.
+    enum Refusal: Equatable {
+        case connection(limit: Int)
+        case server(limit: Int)
+    }
+
+    let connectionLimit: Int
+    let server: GRPCRequestMemoryBudget?
+    /// Bytes this connection holds now (also charged to `server`).
+    private(set) var used = 0
+
+    init(connectionLimit: Int, server: GRPCRequestMemoryBudget?) {
+        self.connectionLimit = connectionLimit
+        self.server = server
+    }
+
+    /// Charges `bytes` to both budgets, or to neither and says which refused.
+    @inline(__always)
+    mutating func charge(_ bytes: Int) -> Refusal? {
+        if used + bytes > connectionLimit { return .connection(limit: connectionLimit) }
+        if let server, !server.tryCharge(bytes) { return .server(limit: server.limit) }
+        used += bytes
+        return nil
+    }
+
+    /// Gives back `bytes` charged earlier to both budgets.
+    @inline(__always)
+    mutating func release(_ bytes: Int) {
+        guard bytes > 0 else { return }
+        used -= bytes
+        server?.release(bytes)
+    }
+
+    /// The status a stream refused for `refusal` is answered with.
+    static func status(for refusal: Refusal) -> GRPCStatus {
+        switch refusal {
+        case .connection(let limit):
+            GRPCStatus(
+                .resourceExhausted,
+                "request refused: the request bodies in flight on this connection would exceed its memory budget of "
+                    + "\(describeBytes(limit)) (max-connection-request-bytes); send fewer or smaller requests at once")
+        case .server(let limit):
+            GRPCStatus(
+                .resourceExhausted,
+                "request refused: the request bodies in flight on this server would exceed its memory budget of "
+                    + "\(describeBytes(limit)) (max-server-request-bytes); retry later")
+        }
+    }
+}
+
+/// "64 MiB", "1.5 GiB", "1000 bytes": for messages a person reads.
+func describeBytes(_ bytes: Int) -> String {
+    let units: [(Int, String)] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
+    for (size, name) in units where bytes >= size {
+        if bytes % size == 0 { return "\(bytes / size) \(name)" }
+        let tenths = (bytes * 10 + size / 2) / size
+        return "\(tenths / 10).\(tenths % 10) \(name)"
+    }
+    return "\(bytes) bytes"
+}
+
+/// "10 s", "250 ms": for messages a person reads.
+func describeDuration(_ nanoseconds: UInt64) -> String {
+    if nanoseconds % 1_000_000_000 == 0 { return "\(nanoseconds / 1_000_000_000) s" }
+    if nanoseconds >= 1_000_000_000 {
+        let tenths = nanoseconds / 100_000_000
+        return "\(tenths / 10).\(tenths % 10) s"
+    }
+    return "\(nanoseconds / 1_000_000) ms"
+}
+
+/// The timing rules of one server connection, checked by one coarse per-connection tick
+/// rather than a timer per request: the hot path only sets flags (`sawRead`, a stream's
+/// progress) and the tick turns them into times. Times are uptime nanoseconds.
+///
+/// - Handshake: the client's preface and first SETTINGS must arrive within `handshake`.
+/// - Idle: a connection with no open stream for `idle` gets GOAWAY (gRPC's
+///   max_connection_idle), then closes.
+/// - Keepalive: after `keepaliveInterval` with nothing read, the server sends a PING; no ACK
+///   within `keepaliveTimeout` closes the connection (gRPC's keepalive_time/_timeout).
+/// - Close grace: a connection that is closing (GOAWAY sent, or ended for a protocol error or
+///   a limit) but still open after `closeGrace` (a peer that does not read our last bytes) is
+///   closed without waiting more.
+///
+/// Stalled request bodies are per stream (`StreamStallClock`), checked on the same tick.
+struct ConnectionWatchdog {
+    struct Timeouts: Equatable {
+        var handshake: UInt64?
+        var idle: UInt64?
+        var requestBody: UInt64?
+        var keepaliveInterval: UInt64?
+        var keepaliveTimeout: UInt64
+        var closeGrace: UInt64 = 5_000_000_000
+
+        /// The tick period: a fifth of the shortest timeout, between 10 ms and 1 s, so a
+        /// timeout fires at most 20% (or 1 s) late.
+        var tick: UInt64 {
+            let shortest = [handshake, idle, requestBody, keepaliveInterval, keepaliveTimeout, closeGrace]
+                .compactMap { $0 }.min() ?? 1_000_000_000
+            return min(max(shortest / 5, 10_000_000), 1_000_000_000)
+        }
+    }
+
+    /// What the connection does after a tick.
+    enum Action: Equatable {
+        case none
+        /// No preface/SETTINGS in time: close (nothing useful can be said to the peer).
+        case closeHandshakeTimedOut
+        /// Idle too long: GOAWAY(NO_ERROR), then close once it is written.
+        case goAwayIdle
+        /// Send a keepalive PING.
+        case sendPing
+        /// The keepalive PING got no ACK in time: close.
+        case closeKeepaliveTimedOut
+        /// Closing took longer than the grace: close now, dropping unwritten bytes.
+        case forceClose
+    }
+
+    let timeouts: Timeouts
+    private let startedAt: UInt64
+    private var handshakeDone = false
+    /// When the connection was last seen with no open stream and no stream opened since
+    /// (nil: busy at the last tick).
+    private var idleSince: UInt64?
+    private var lastStreamsOpened: UInt64 = 0
+    private var lastReadAt: UInt64
+    private var pingSentAt: UInt64?
+    private var goAwaySent = false
+    private var closingSince: UInt64?
+
+    init(timeouts: Timeouts, now: UInt64) {
+        self.timeouts = timeouts
+        startedAt = now
+        lastReadAt = now
+        idleSince = now
+    }
+
+    /// The client's first SETTINGS arrived (after a valid preface).
+    mutating func handshakeCompleted() { handshakeDone = true }
+
+    /// A keepalive PING was acknowledged: the next one is due an interval after it was sent.
+    mutating func pingAcknowledged() {
+        if let sent = pingSentAt { lastReadAt = max(lastReadAt, sent) }
+        pingSentAt = nil
+    }
+
+    /// One tick. `sawRead`: bytes were read since the last tick. `openStreams`: streams open
+    /// now; `streamsOpened`: streams opened since the connection began (so a connection whose
+    /// streams open and close between two ticks is not idle). `closing`: the connection is on
+    /// its way out (GOAWAY sent or the session ended).
+    mutating func tick(now: UInt64, sawRead: Bool, openStreams: Int, streamsOpened: UInt64, closing: Bool) -> Action {
+        if closing || goAwaySent {
+            let since = closingSince ?? now
+            closingSince = since
+            return now &- since >= timeouts.closeGrace ? .forceClose : .none
+        }
+        if !handshakeDone {
+            if let limit = timeouts.handshake, now &- startedAt >= limit { return .closeHandshakeTimedOut }
+            return .none
+        }
+        if sawRead {
+            lastReadAt = now
+            pingSentAt = nil  // anything read shows the peer is alive
+        }
+        if let sent = pingSentAt {
+            if now &- sent >= timeouts.keepaliveTimeout { return .closeKeepaliveTimedOut }
+        } else if let interval = timeouts.keepaliveInterval, now &- lastReadAt >= interval {
+            pingSentAt = now
+            return .sendPing
+        }
+        if openStreams > 0 || streamsOpened != lastStreamsOpened {
+            lastStreamsOpened = streamsOpened
+            idleSince = openStreams > 0 ? nil : now
+        } else if idleSince == nil {
+            idleSince = now
+        }
+        if let limit = timeouts.idle, let since = idleSince, now &- since >= limit {
+            goAwaySent = true
+            closingSince = now
+            return .goAwayIdle
+        }
+        return .none
+    }
+}
+
+/// When a stream's request body last made progress, on the connection's tick: the hot path
+/// only sets `progressed`; the tick turns it into a time. A stream that is still waiting for
+/// request bytes after `limit` is stalled.
+struct StreamStallClock {
+    /// Request bytes (or headers) arrived since the last tick.
+    var progressed = true
+    private var quietSince: UInt64 = 0
+    private var known = false
+
+    /// One tick for a stream whose request is incomplete. Returns true when it has been quiet
+    /// for `limit`. While `paused` (the server is not reading: backpressure), the client cannot
+    /// be blamed, so the clock restarts.
+    mutating func tick(now: UInt64, limit: UInt64, paused: Bool) -> Bool {
+        if progressed || paused || !known {
+            progressed = false
+            quietSince = now
+            known = true
+            return false
+        }
+        return now &- quietSince >= limit
+    }
+}
