@@ -20,6 +20,9 @@ struct GRPCMessageDeframer {
         self.maxMessageSize = maxMessageSize
     }
 
+    /// The memory the buffer holds (for tests: it follows what arrived, not what was declared).
+    var bufferedCapacity: Int { buffer.capacity }
+
     /// True when some bytes of an incomplete message are buffered: a stream ending now is truncated.
     var hasPartialMessage: Bool { pendingLength != nil || readIndex < buffer.count }
 
@@ -73,8 +76,11 @@ struct GRPCMessageDeframer {
             if buffer.count - readIndex < length {
                 // The rest of the body arrives in later chunks: move what there is of it to the
                 // front, so that the whole body can be handed over uncopied once it is complete.
+                // No reservation of the declared length: five bytes would then hold up to
+                // maxMessageSize (4 MiB by default) per stream, beyond what the request-body
+                // budgets charge (bytes as they arrive). The buffer grows geometrically with what
+                // does arrive, a few copies of a large body at most.
                 buffer.removeSubrange(0..<readIndex)
-                buffer.reserveCapacity(length)
                 readIndex = 0
             }
         }

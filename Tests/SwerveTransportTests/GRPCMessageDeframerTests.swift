@@ -67,6 +67,29 @@ import SwerveStatus
         }
     }
 
+    /// A hostile client declares the largest message and sends only its prefix, on many
+    /// streams: the memory held must follow the bytes that arrived (which the request budgets
+    /// charge), not the declared length.
+    @Test func aDeclaredLengthReservesNothingUntilTheBytesArrive() throws {
+        let declared = 4 << 20
+        var deframer = GRPCMessageDeframer(maxMessageSize: declared)
+        deframer.append(contentsOf: [0, UInt8(declared >> 24), UInt8(declared >> 16 & 0xFF), 0, 0, 1, 2, 3])
+        #expect(try deframer.next() == nil)
+        #expect(deframer.bufferedCapacity < 64 << 10, "holds \(deframer.bufferedCapacity) bytes for 3 that arrived")
+        // The body still arrives whole and intact, chunk by chunk.
+        let chunk = [UInt8](repeating: 7, count: 16 << 10)
+        var sent = 3
+        while sent + chunk.count <= declared {
+            deframer.append(contentsOf: chunk)
+            sent += chunk.count
+            #expect(deframer.bufferedCapacity <= 2 * sent + 64, "capacity follows what arrived")
+        }
+        deframer.append(contentsOf: [UInt8](repeating: 7, count: declared - sent))
+        let message = try #require(try deframer.next())
+        #expect(message.count == declared)
+        #expect(message[0...2] == [1, 2, 3] && message[3] == 7 && message[declared - 1] == 7)
+    }
+
     @Test func partialMessageIsReported() throws {
         let input = Self.frame([[1, 2, 3, 4]])
         var deframer = GRPCMessageDeframer(maxMessageSize: 100)
