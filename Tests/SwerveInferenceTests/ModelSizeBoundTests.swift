@@ -97,3 +97,20 @@ struct ModelSizeBoundTests {
         #expect(y.data == .fp32(Array(repeating: 2, count: 256)))
     }
 }
+
+/// Other model files FuzzONNX found trapping the compiler.
+@Suite("Malformed graphs")
+struct MalformedGraphTests {
+    /// A Softmax whose output list is empty (its output name moved into doc_string by one bit):
+    /// the builder read `outputs[0]` out of range.
+    @Test func nodeWithoutOutputs() {
+        let model = makeModel(nodes: [ONNXNode(name: "softmax", opType: "Softmax", inputs: ["X"], outputs: [])],
+                              inputs: [floatInput("X", [nil, 3])], outputs: ["X"])
+        #expect {
+            _ = try CompiledModel(onnxBytes: model.encode())
+        } throws: { error in
+            guard let e = error as? InferenceError else { return false }
+            return e.code == .invalidModel && e.message.contains("'softmax'") && e.message.contains("no outputs")
+        }
+    }
+}

@@ -259,6 +259,10 @@ final class GraphCompiler {
         for index in order {
             let node = graph.nodes[index]
             let domain = node.domain == "ai.onnx" ? "" : node.domain
+            // Every operator has an output; the builders index the first without checking.
+            guard !node.outputs.isEmpty else {
+                throw InferenceError(.invalidModel, "node '\(node.name)' (\(node.opType)) has no outputs")
+            }
             guard let builder = operatorRegistry[domain + "|" + node.opType] else {
                 throw InferenceError(.unsupportedOperator, "unsupported operator '\(node.opType)' (domain '\(node.domain)') in node '\(node.name)'")
             }
