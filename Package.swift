@@ -180,7 +180,7 @@ let package = Package(
 )
 
 // libFuzzer targets (Fuzz/), only when SWERVE_FUZZ is set: `make fuzz` builds them into their own
-// scratch path with `--sanitize fuzzer --sanitize address`. libFuzzer supplies `main`; each target
+// scratch path with `-sanitize=fuzzer,address` (Fuzz/run.sh). libFuzzer supplies `main`; each target
 // defines `LLVMFuzzerTestOneInput` and reaches internal types through `@testable import`
 // (the modules are built with `-enable-testing`), so no API is widened for them.
 if let fuzz = Context.environment["SWERVE_FUZZ"], !fuzz.isEmpty {

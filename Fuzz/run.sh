@@ -38,8 +38,11 @@ seeds_for() {
 
 for target in $TARGETS; do
     seeds_for "$target" >/dev/null
+    # One -sanitize=fuzzer,address: SwiftPM's `--sanitize fuzzer --sanitize address` passes two
+    # -sanitize flags, and swiftc keeps only the last, which builds without coverage.
     SWERVE_FUZZ=1 swift build --scratch-path "$BUILD_DIR" -c release \
-        --sanitize fuzzer --sanitize address -Xswiftc -enable-testing --product "$target"
+        -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address \
+        -Xswiftc -enable-testing --product "$target"
 done
 
 # Swift's own backtracer would take the crash signal from libFuzzer; ASan reports instead.

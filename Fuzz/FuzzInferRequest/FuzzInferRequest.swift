@@ -14,7 +14,10 @@ func snapshot(_ view: ModelInferRequestView) -> ModelInferRequest {
     r.id = view.id
     for i in 0..<view.inputCount {
         let input = view.input(i)
-        guard Array(input.nameBytes) == Array(input.name.utf8), Array(input.datatypeBytes) == Array(input.datatype.utf8) else {
+        // The String accessors repair invalid UTF-8 (the wire does not promise it); otherwise
+        // they must read the same bytes.
+        for (bytes, text) in [(input.nameBytes, input.name), (input.datatypeBytes, input.datatype)]
+        where String(validating: Array(bytes), as: UTF8.self) != nil && Array(bytes) != Array(text.utf8) {
             fatalError("input \(i): the byte and String accessors disagree")
         }
         var tensor = ModelInferRequest.InputTensor(name: input.name, datatype: input.datatype, shape: Array(input.shape))
