@@ -38,9 +38,10 @@ seeds_for() {
 
 for target in $TARGETS; do
     seeds_for "$target" >/dev/null
-    # One -sanitize=fuzzer,address: SwiftPM's `--sanitize fuzzer --sanitize address` passes two
-    # -sanitize flags, and swiftc keeps only the last, which builds without coverage.
-    SWERVE_FUZZ=1 swift build --scratch-path "$BUILD_DIR" -c release \
+    # `--sanitize fuzzer` tells SwiftPM that libFuzzer supplies main; the one
+    # -sanitize=fuzzer,address after it is what swiftc uses (it keeps only the last -sanitize,
+    # so `--sanitize fuzzer --sanitize address` would build with ASan but no coverage).
+    SWERVE_FUZZ=1 swift build --scratch-path "$BUILD_DIR" -c release --sanitize fuzzer \
         -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address \
         -Xswiftc -enable-testing --product "$target"
 done
