@@ -129,8 +129,8 @@ final class GraphCompiler {
     /// huge shape are refused instead of being allocated by constant folding or the warm-up run.
     static let maxElements = 1 << 28
     /// What constant folding may compute in all, on top of the model's own initializers and
-    /// Constant nodes: 2^26 elements. Each fold is checked before it runs.
-    static let maxFoldedElements = 1 << 26
+    /// Constant nodes: 2^24 elements (64 MiB of FP32). Each fold is checked before it runs.
+    static let maxFoldedElements = 1 << 24
     private var foldedElements = 0
 
     /// The elements per batch row of `shape`, nil when above `maxElements` (or negative).
