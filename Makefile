@@ -19,7 +19,7 @@ PYTEST := timeout -s INT -k 60 900 $(PY) -m pytest IntegrationTests/interop
 APT_PKGS := libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
             nghttp2-client nghttp2-server
 
-.PHONY: help deps venv build release examples run test swift-test interop bench bench-paths bench-training clean
+.PHONY: help deps venv build release examples run test swift-test interop fuzz fuzz-corpus bench bench-paths bench-training clean
 
 help:
 	@echo "make deps      install missing apt packages ($(APT_PKGS))"
@@ -30,6 +30,8 @@ help:
 	@echo "make run       serve examples/repository on $(HOST):$(GRPC_PORT) (metrics $(METRICS_PORT))"
 	@echo "make test      swift test + interop tests (pytest) against .build/debug/swerve"
 	@echo "make interop   only the interop tests (PYTEST_ARGS='-k errors' to select)"
+	@echo "make fuzz      libFuzzer+ASan targets (Fuzz/), FUZZ_SECONDS=60 each; not part of make test"
+	@echo "make fuzz-corpus  regenerate the seed corpus Fuzz/corpus (needs venv)"
 	@echo "make bench     benchmarks/run.sh"
 	@echo "make bench-paths  benchmarks/paths.sh (static table / cache / batcher)"
 	@echo "make bench-training  benchmarks/training.sh (trainer vs scikit-learn, 1 vs 2 threads)"
@@ -75,6 +77,15 @@ test: deps venv
 	$(SWIFT) build $(SWIFT_FLAGS)
 	$(SWIFT) test $(SWIFT_FLAGS)
 	SWERVE_BIN=$(abspath $(BUILD_DIR))/debug/swerve $(PYTEST) $(PYTEST_ARGS)
+
+# Each target built with -sanitize=fuzzer,address into .build-fuzz and run FUZZ_SECONDS, one after
+# the other; knobs (FUZZ_TARGETS, FUZZ_MALLOC_MB, FUZZ_RSS_MB, FUZZ_ARGS, ...) in Fuzz/run.sh.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh
+
+fuzz-corpus: venv
+	$(PY) Fuzz/make_corpus.py
 
 bench: deps venv
 	SWERVE_BUILD_DIR=$(BUILD_DIR) benchmarks/run.sh

@@ -178,3 +178,29 @@ let package = Package(
         .testTarget(name: "SwerveCLITests", dependencies: ["swerve", "SwerveInference"]),
     ]
 )
+
+// libFuzzer targets (Fuzz/), only when SWERVE_FUZZ is set: `make fuzz` builds them into their own
+// scratch path with `-sanitize=fuzzer,address` (Fuzz/run.sh). libFuzzer supplies `main`; each target
+// defines `LLVMFuzzerTestOneInput` and reaches internal types through `@testable import`
+// (the modules are built with `-enable-testing`), so no API is widened for them.
+if let fuzz = Context.environment["SWERVE_FUZZ"], !fuzz.isEmpty {
+    let fuzzFlags: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
+    package.targets += [
+        .executableTarget(
+            name: "FuzzDeframer", dependencies: ["SwerveTransport", "SwerveStatus"],
+            path: "Fuzz/FuzzDeframer", swiftSettings: fuzzFlags),
+        .executableTarget(
+            name: "FuzzInferRequest", dependencies: ["SwerveProto"],
+            path: "Fuzz/FuzzInferRequest", swiftSettings: fuzzFlags),
+        .executableTarget(
+            name: "FuzzTensorCoding",
+            dependencies: [
+                "SwerveServer", "SwerveServing", "SwerveRepository", "SwerveInference", "SwerveProto", "SwerveTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Fuzz/FuzzTensorCoding", swiftSettings: fuzzFlags),
+        .executableTarget(
+            name: "FuzzONNX", dependencies: ["SwerveInference", "SwerveProto"],
+            path: "Fuzz/FuzzONNX", swiftSettings: fuzzFlags),
+    ]
+}

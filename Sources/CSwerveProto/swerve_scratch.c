@@ -105,3 +105,30 @@ void swerve_scratch_release(ProtobufCAllocator *allocator) {
     a->overflow = 0;
     a->busy = 0;
 }
+
+static void *bounded_alloc(void *data, size_t size) {
+    swerve_bounded_allocator *b = data;
+    if (size > b->limit - b->used) {
+        b->refused = 1;
+        return NULL;
+    }
+    b->used += size;
+    if (b->inner != NULL) return b->inner->alloc(b->inner->allocator_data, size);
+    return malloc(size == 0 ? 1 : size);
+}
+
+static void bounded_free(void *data, void *p) {
+    swerve_bounded_allocator *b = data;
+    if (b->inner != NULL) b->inner->free(b->inner->allocator_data, p);
+    else free(p);
+}
+
+void swerve_bounded_init(swerve_bounded_allocator *b, ProtobufCAllocator *inner, size_t limit) {
+    b->allocator.alloc = bounded_alloc;
+    b->allocator.free = bounded_free;
+    b->allocator.allocator_data = b;
+    b->inner = inner;
+    b->limit = limit;
+    b->used = 0;
+    b->refused = 0;
+}

@@ -176,26 +176,44 @@ func decode<T, R>(
     }
 }
 
+/// The most memory protobuf-c may allocate to unpack a message of `byteCount` bytes: 32 times
+/// its size plus 64 KiB. protobuf-c's own scan takes ~32 bytes per field while it unpacks, so
+/// real messages with many small fields need up to ~16 times (BYTES contents of one-byte
+/// elements: 3 bytes of wire, 48 of memory); a message of two-byte empty sub-messages needed
+/// ~64 times (scan entry, pointer and a ~90-byte struct each): a 4 MiB request took ~256 MiB.
+func decodeBudget(_ byteCount: Int) -> Int { 32 * byteCount + 64 * 1024 }
+
 /// Unpacks `bytes` into the thread's scratch arena (malloc when it is in use), hands the
-/// unpacked struct to `read` (valid only during the call), then frees it.
+/// unpacked struct to `read` (valid only during the call), then frees it. Unpacking may take
+/// at most `decodeBudget(bytes.count)` bytes; a message that needs more is refused.
 func decode<T, R>(
     _ bytes: UnsafeRawBufferPointer, _ name: String,
     unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<T>?,
     free freeFn: (UnsafeMutablePointer<T>?, UnsafeMutablePointer<ProtobufCAllocator>?) -> Void,
     read: (UnsafeMutablePointer<T>) throws -> R
 ) throws -> R {
-    let allocator = swerve_scratch_acquire()
-    defer { swerve_scratch_release(allocator) }
-    // protobuf-c needs a non-NULL pointer even for an empty message.
-    var zero: UInt8 = 0
-    let msg: UnsafeMutablePointer<T>? = bytes.isEmpty
-        ? withUnsafePointer(to: &zero) { unpack(allocator, 0, $0) }
-        : unpack(allocator, bytes.count, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
-    guard let msg else {
-        throw ProtoDecodingError("could not decode \(name): the bytes are not a valid protobuf encoding of it")
+    let scratch = swerve_scratch_acquire()
+    defer { swerve_scratch_release(scratch) }
+    // On the stack: protobuf-c keeps the pointer until the message is freed, within this call.
+    return try withUnsafeTemporaryAllocation(of: swerve_bounded_allocator.self, capacity: 1) { storage in
+        let bounded = storage.baseAddress!
+        swerve_bounded_init(bounded, scratch, decodeBudget(bytes.count))
+        let allocator = UnsafeMutableRawPointer(bounded).assumingMemoryBound(to: ProtobufCAllocator.self)
+        // protobuf-c needs a non-NULL pointer even for an empty message.
+        var zero: UInt8 = 0
+        let msg: UnsafeMutablePointer<T>? = bytes.isEmpty
+            ? withUnsafePointer(to: &zero) { unpack(allocator, 0, $0) }
+            : unpack(allocator, bytes.count, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        guard let msg else {
+            if bounded.pointee.refused != 0 {
+                throw ProtoDecodingError(
+                    "could not decode \(name): its \(bytes.count) bytes would take more than \(decodeBudget(bytes.count)) bytes of memory to decode (too many fields or sub-messages)")
+            }
+            throw ProtoDecodingError("could not decode \(name): the bytes are not a valid protobuf encoding of it")
+        }
+        defer { freeFn(msg, allocator) }
+        return try read(msg)
     }
-    defer { freeFn(msg, allocator) }
-    return try read(msg)
 }
 
 /// Packs a built struct with the generated `*__get_packed_size` / `*__pack`.

@@ -24,4 +24,18 @@ static inline int swerve_pb_is_empty_string(const char *s) { return s == protobu
 ProtobufCAllocator *swerve_scratch_acquire(void);
 void *swerve_scratch_try_alloc(ProtobufCAllocator *allocator, size_t size);
 void swerve_scratch_release(ProtobufCAllocator *allocator);
+
+// An allocator that passes each request on to `inner` (NULL: malloc) until `limit` bytes have
+// been taken in all, and fails every request after that; protobuf-c then refuses the message.
+// Unpacking with it bounds what a message can make the decoder allocate: a few bytes of wire
+// can otherwise declare a large struct each (an empty sub-message is 2 bytes, its struct ~90).
+// `allocator` is the first member: pass `&b->allocator`, and free with the same one.
+typedef struct {
+    ProtobufCAllocator allocator;
+    ProtobufCAllocator *inner;
+    size_t limit;
+    size_t used;
+    int refused;  // set once a request was failed
+} swerve_bounded_allocator;
+void swerve_bounded_init(swerve_bounded_allocator *b, ProtobufCAllocator *inner, size_t limit);
 #endif

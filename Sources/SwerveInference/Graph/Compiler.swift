@@ -123,6 +123,28 @@ struct NodeContext {
 
 /// Compile-time state. One use: `compile(_:)`.
 final class GraphCompiler {
+    /// The most elements one value of a model may have per batch row: 2^28 (1 GiB of FP32), the
+    /// bound a request's tensor has too. Checked on graph inputs, initializers and every node's
+    /// outputs before anything of that size is allocated, so a few bytes of model that declare a
+    /// huge shape are refused instead of being allocated by constant folding or the warm-up run.
+    static let maxElements = 1 << 28
+    /// What constant folding may compute in all, on top of the model's own initializers and
+    /// Constant nodes: 2^24 elements (64 MiB of FP32). Each fold is checked before it runs.
+    static let maxFoldedElements = 1 << 24
+    private var foldedElements = 0
+
+    /// The elements per batch row of `shape`, nil when above `maxElements` (or negative).
+    static func boundedElementCount(_ shape: SymShape) -> Int? {
+        var count = 1
+        for d in shape {
+            let k = switch d { case .fixed(let k): k; case .batch(let k): k }
+            let (p, overflow) = count.multipliedReportingOverflow(by: k)
+            guard k >= 0, !overflow, p <= maxElements else { return nil }
+            count = p
+        }
+        return count
+    }
+
     var types: [ValueType] = []
     var names: [String] = []
     var constants: [Int: Tensor] = [:]
@@ -237,6 +259,10 @@ final class GraphCompiler {
         for index in order {
             let node = graph.nodes[index]
             let domain = node.domain == "ai.onnx" ? "" : node.domain
+            // Every operator has an output; the builders index the first without checking.
+            guard !node.outputs.isEmpty else {
+                throw InferenceError(.invalidModel, "node '\(node.name)' (\(node.opType)) has no outputs")
+            }
             guard let builder = operatorRegistry[domain + "|" + node.opType] else {
                 throw InferenceError(.unsupportedOperator, "unsupported operator '\(node.opType)' (domain '\(node.domain)') in node '\(node.name)'")
             }
@@ -267,7 +293,12 @@ final class GraphCompiler {
             guard built.outputs.count == outputs.count else {
                 throw context.invalid("has \(outputs.count) outputs, the operator produces \(built.outputs.count)")
             }
-            for (id, type) in zip(outputs, built.outputs) { types[id] = type }
+            for (id, type) in zip(outputs, built.outputs) {
+                guard Self.boundedElementCount(type.shape) != nil else {
+                    throw context.invalid("output '\(names[id])' has shape \(type.shape.text), more than \(Self.maxElements) elements per row")
+                }
+                types[id] = type
+            }
             for (i, name) in node.outputs.enumerated() where !name.isEmpty {
                 guard idByName[name] == nil else {
                     throw InferenceError(.invalidModel, "tensor '\(name)' is produced twice (again by node '\(node.name)')")
@@ -279,6 +310,12 @@ final class GraphCompiler {
             // Constant nodes have no inputs but must fold too, so that consumers needing a
             // constant (Reshape's shape, Squeeze's axes) see their value.
             if (!present.isEmpty && present.allSatisfy({ constants[$0] != nil })) || built.kernel is ConstantKernel {
+                if !(built.kernel is ConstantKernel) {
+                    for id in outputs + pendingScratch { foldedElements += Self.boundedElementCount(types[id].shape) ?? Self.maxElements }
+                    guard foldedElements <= Self.maxFoldedElements else {
+                        throw context.invalid("constant folding would compute more than \(Self.maxFoldedElements) elements in all")
+                    }
+                }
                 try fold(built.kernel, outputs: outputs, scratch: pendingScratch)
             } else {
                 steps.append((built.kernel, present + pendingConstants, outputs + pendingScratch))
@@ -326,6 +363,9 @@ final class GraphCompiler {
                 }
                 return .batch(1)
             }
+        }
+        guard boundedElementCount(dims) != nil else {
+            throw InferenceError(.invalidModel, "graph input '\(input.name)' has shape \(dims.text), more than \(maxElements) elements per row")
         }
         return ValueType(dataType: dataType, shape: dims)
     }
@@ -489,7 +529,9 @@ extension Tensor {
             throw InferenceError(.invalidModel, "initializer '\(name)' has a negative dimension \(t.dims)")
         }
         let shape = t.dims.map { Int($0) }
-        let count = shape.reduce(1, *)
+        guard let count = GraphCompiler.boundedElementCount(shape.map { .fixed($0) }) else {
+            throw InferenceError(.invalidModel, "initializer '\(name)' has shape \(shape), more than \(GraphCompiler.maxElements) elements")
+        }
         func check(_ n: Int) throws {
             guard n == count else {
                 throw InferenceError(.invalidModel, "initializer '\(name)' of shape \(shape) has \(n) elements")

@@ -45,8 +45,11 @@ struct SymSize: Hashable {
         }
     }
 
+    /// Saturates at `Int.max` instead of trapping: a model's shapes are not to be trusted, and a
+    /// product that large is refused by the compiler's element bound anyway.
     static func * (a: SymSize, b: SymSize) -> SymSize {
-        SymSize(coefficient: a.coefficient * b.coefficient, power: a.power + b.power)
+        let (c, overflow) = a.coefficient.multipliedReportingOverflow(by: b.coefficient)
+        return SymSize(coefficient: overflow ? .max : c, power: a.power + b.power)
     }
 
     /// As a single dimension, when it is one (N² is not).
