@@ -25,7 +25,7 @@ let manager: ModelManager = {
         for file in fixtures where file.hasSuffix(".onnx") {
             try TestModel.fixture(String(file.dropLast(5))).install(into: repository)
         }
-        try TestModel.onnx(smallIntsONNX, as: "small_ints").install(into: repository)
+        try TestModel.onnx(smallIntsTestModelONNX, as: "small_ints").install(into: repository)
         let manager = ModelManager(
             repository: ModelRepository(path: repository.path), logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }))
         try manager.loadAll()
@@ -34,19 +34,6 @@ let manager: ModelManager = {
     } catch {
         fatalError("cannot load the fixture models from \(PackagePaths.inferenceFixtures.path): \(error)")
     }
-}()
-
-/// INT8 `a`, INT16 `b`, UINT8 `c`, each [N, 2] (the datatypes no fixture takes), as in the server tests.
-let smallIntsONNX: [UInt8] = {
-    let types: [(String, Int32)] = [
-        ("a", ONNXTensor.DataTypeCode.int8), ("b", ONNXTensor.DataTypeCode.int16), ("c", ONNXTensor.DataTypeCode.uint8),
-    ]
-    let graph = ONNXGraph(
-        name: "small_ints",
-        nodes: types.map { ONNXNode(opType: "Identity", inputs: [$0.0], outputs: [$0.0 + "_out"]) },
-        inputs: types.map { .tensor($0.0, elemType: $0.1, shape: [nil, 2]) },
-        outputs: types.map { .tensor($0.0 + "_out", elemType: $0.1, shape: [nil, 2]) })
-    return ONNXModel(irVersion: 8, opsetImports: [ONNXOperatorSetID(domain: "", version: 17)], graph: graph).encode()
 }()
 
 @_cdecl("LLVMFuzzerInitialize")

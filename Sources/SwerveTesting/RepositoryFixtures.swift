@@ -38,3 +38,19 @@ public func sampleLineage(_ metrics: [String: Double] = ["accuracy": 0.9]) -> Li
         extra: ["note": "hello"])
 }
 
+
+/// `small_ints`: INT8 `a`, INT16 `b` and UINT8 `c`, each `[-1, 2]`, returned unchanged as
+/// `a_out`, `b_out`, `c_out` (Identity): the narrow integer datatypes no fixture takes, so both
+/// directions of their coding show. Used by the server tests and the tensor-coding fuzzer.
+public let smallIntsTestModelONNX: [UInt8] = {
+    let types: [(String, Int32)] = [
+        ("a", ONNXTensor.DataTypeCode.int8), ("b", ONNXTensor.DataTypeCode.int16), ("c", ONNXTensor.DataTypeCode.uint8),
+    ]
+    let graph = ONNXGraph(
+        name: "small_ints",
+        nodes: types.map { ONNXNode(opType: "Identity", inputs: [$0.0], outputs: [$0.0 + "_out"]) },
+        inputs: types.map { .tensor($0.0, elemType: $0.1, shape: [nil, 2]) },
+        outputs: types.map { .tensor($0.0 + "_out", elemType: $0.1, shape: [nil, 2]) })
+    return ONNXModel(irVersion: 8, opsetImports: [ONNXOperatorSetID(domain: "", version: 17)],
+                     producerName: "swerve-tests", graph: graph).encode()
+}()
