@@ -119,6 +119,8 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     var requestBytesHeld: Int { requestBudget.used }
     /// Response bytes queued in this connection's streams now (for tests).
     var responseBytesQueued: Int { queuedResponseBytes }
+    /// Calls complete but not yet handed to the call handler (for tests).
+    var readyCallCount: Int { readyCalls.count }
 
     // MARK: - Channel events
 
@@ -215,16 +217,26 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         cancelAllStreams()
     }
 
-    /// Forgets every stream: cancels their calls and releases their request bytes and queued
-    /// responses.
+    /// Forgets every stream: cancels their calls (also those completed by this read and not yet
+    /// handed out) and releases their request bytes and queued responses. Every reference from
+    /// the handler to a call (`streams`, `readyCalls`) and every timer that holds the handler
+    /// (deadlines) goes here: a call holds the handler (`NIOLoopBound`), so one left behind
+    /// would keep the handler, its nghttp2 session and the request messages alive for ever.
     private func cancelAllStreams() {
         pendingHead = GRPCRequestHead()
         pendingHeadStreamID = 0
+        if !readyCalls.isEmpty {
+            let calls = readyCalls
+            readyCalls.removeAll()
+            for call in calls { call.markCancelled() }
+        }
         let all = streams
         streams.removeAll()
         for stream in all.values {
             stream.deadlineTask?.cancel()
+            stream.deadlineTask = nil
             stream.call?.markCancelled()
+            stream.call = nil
             requestBudget.release(stream.charged)
             stream.charged = 0
             queuedResponseBytes -= stream.machine.outboundPendingBytes

@@ -1,0 +1,69 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import SwerveTransport
+import SwerveStatus
+
+/// Defects found in review of the connection limits, each through a server connection handler
+/// in an embedded channel fed hand-built HTTP/2 bytes (`RawHTTP2`).
+@Suite struct ConnectionReviewTests {
+    typealias Frame = NGHTTP2SessionTests.Frame
+
+    /// A server connection handler in an embedded channel, and what it wrote.
+    final class RawServer {
+        let observations = TestObservations()
+        let handler: GRPCServerConnectionHandler
+        let channel: EmbeddedChannel
+        var written: [UInt8] = []
+
+        init(configuration: GRPCServerConfiguration = GRPCServerConfiguration(), budget: GRPCRequestMemoryBudget? = nil) throws {
+            handler = GRPCServerConnectionHandler(
+                configuration: configuration, callHandler: TestCallHandler(observations: observations),
+                logger: Logger(label: "test"), requestBudget: budget)
+            channel = EmbeddedChannel(handler: handler)
+            try channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        }
+
+        func send(_ bytes: [UInt8]) throws {
+            if channel.isActive { try channel.writeInbound(RawHTTP2.buffer(bytes)) }
+            drain()
+        }
+
+        func drain() {
+            channel.embeddedEventLoop.run()
+            while let out = try? channel.readOutbound(as: ByteBuffer.self) { written += out.readableBytesView }
+        }
+
+        /// The frames written so far (after the server's preface, which has none to skip).
+        var frames: [Frame] { NGHTTP2SessionTests.frames(written) }
+    }
+
+    // MARK: 1. A read that ends the connection after completing requests
+
+    @Test func aReadEndingInAFloodAfterCompleteRequestsLeaksNothing() throws {
+        let budget = GRPCRequestMemoryBudget(limit: 1 << 30)
+        weak var weakHandler: GRPCServerConnectionHandler?
+        let observations: TestObservations
+        do {
+            let server = try RawServer(budget: budget)
+            weakHandler = server.handler
+            observations = server.observations
+            // Two complete requests, then more PINGs than nghttp2 queues ACKs for (its outbound
+            // flood limit, NGHTTP2_ERR_FLOODED), all in one read: the requests complete inside
+            // the same mem_recv that fails.
+            try server.send(
+                RawHTTP2.preface + RawHTTP2.settings()
+                    + RawHTTP2.request(stream: 1, TestMethod.hold, [UInt8](repeating: 1, count: 10_000))
+                    + RawHTTP2.request(stream: 3, TestMethod.hold, [UInt8](repeating: 2, count: 10_000))
+                    + (0..<1100).flatMap { _ in RawHTTP2.frame(0x6, stream: 0, [1, 2, 3, 4, 5, 6, 7, 8]) })
+            #expect(server.frames.contains { $0.type == Frame.goaway && $0.errorCode == 11 }, "GOAWAY(ENHANCE_YOUR_CALM)")
+            #expect(server.handler.readyCallCount == 0, "the completed calls are dropped, not kept")
+            #expect(budget.usedBytes == 0)
+            _ = try? server.channel.finish()
+        }
+        #expect(observations.heldCalls.isEmpty, "nothing is dispatched on a connection that ended")
+        #expect(weakHandler == nil, "handler, session and messages are freed with the channel")
+    }
+}
