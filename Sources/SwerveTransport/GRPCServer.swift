@@ -108,6 +108,10 @@ public struct GRPCServerConfiguration: Sendable {
     /// A stream whose request is incomplete and which receives no request bytes for this long
     /// is answered DEADLINE_EXCEEDED and its bytes released; nil: never.
     public var requestBodyTimeout: Duration? = .seconds(30)
+    /// A stream whose queued response the client's flow-control window lets nothing of through
+    /// for this long (a client that never grants window, or never reads) is reset with
+    /// RST_STREAM(ENHANCE_YOUR_CALM) and its queued bytes dropped; nil: never.
+    public var responseWindowTimeout: Duration? = .seconds(30)
     /// After this long with nothing read from a connection the server sends a PING (gRPC's
     /// keepalive_time, 2 h by default as in gRPC servers); nil: no keepalive.
     public var keepaliveInterval: Duration? = .seconds(7200)

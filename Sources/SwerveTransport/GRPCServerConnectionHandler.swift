@@ -14,6 +14,8 @@ private final class ServerStream {
     var charged = 0
     /// When the request body last made progress, for the request-body timeout.
     var stall = StreamStallClock()
+    /// When nghttp2 last took response bytes of this stream, for the response-window timeout.
+    var sendStall = StreamStallClock()
 
     init(id: Int32, maxMessageSize: Int) {
         self.id = id
@@ -38,11 +40,14 @@ struct GRPCServerGracefulShutdownEvent: Sendable {}
 ///   window) plus bytes buffered in NIO are counted; past `maxConnectionOutboundBytes` the
 ///   connection gets GOAWAY(ENHANCE_YOUR_CALM) and is closed.
 /// - Request-body budget: bytes are charged per DATA chunk to the connection's and the
-///   server's budget and stay charged until the stream closes (a dispatched message is still
-///   in memory while its call runs, so the budget bounds work in flight too); a stream that
-///   would go past either is refused RESOURCE_EXHAUSTED and its bytes released.
+///   server's budget and stay charged until the call is answered (a dispatched message is
+///   still in memory while its call runs, so the budget bounds work in flight too) or the
+///   stream closes; a stream that would go past either is refused RESOURCE_EXHAUSTED and its
+///   bytes released. Once answered, the stream no longer holds its call or message.
 /// - Timeouts (`ConnectionWatchdog`, one coarse tick per connection, no timer per request):
-///   handshake, idle (GOAWAY), stalled request bodies, keepalive PINGs.
+///   handshake, idle (GOAWAY), stalled request bodies, keepalive PINGs, and responses the
+///   client's flow-control window has let nothing of through for `responseWindowTimeout`
+///   (RST_STREAM(ENHANCE_YOUR_CALM): the stream and its queued bytes are dropped).
 final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -79,6 +84,8 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     private let outboundCheckThreshold: Int
     /// A `read` was held back while the channel was not writable (or the session stopped).
     private var readHeld = false
+    /// NIO's buffered output at the last tick while not writable (`.max`: writable then).
+    private var lastBufferedBytes = Int.max
     private var watchdog: ConnectionWatchdog?
     private var tickTask: RepeatedTask?
     private let timeouts: ConnectionWatchdog.Timeouts
@@ -103,6 +110,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         timeouts = ConnectionWatchdog.Timeouts(
             handshake: nanos(configuration.handshakeTimeout), idle: nanos(configuration.idleTimeout),
             requestBody: nanos(configuration.requestBodyTimeout),
+            responseWindow: nanos(configuration.responseWindowTimeout),
             keepaliveInterval: nanos(configuration.keepaliveInterval),
             keepaliveTimeout: nanos(configuration.keepaliveTimeout)!)
         session = NGHTTP2Session(
@@ -321,6 +329,54 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
             return
         }
         if let limit = timeouts.requestBody, !streams.isEmpty { checkStalledStreams(now: now, limit: limit, context) }
+        if let limit = timeouts.responseWindow, !streams.isEmpty { checkBlockedResponses(now: now, limit: limit, context) }
+    }
+
+    /// Streams whose queued response nghttp2 took nothing of for `limit`: the client's
+    /// flow-control window (stream or connection) stays shut, or the client does not read at
+    /// all. Reset with ENHANCE_YOUR_CALM, which drops the stream and its queued bytes. While the
+    /// channel is not writable nothing is pulled from nghttp2; that is no one's fault as long
+    /// as the socket drains (a slow link), so the clocks restart; a socket that drains nothing
+    /// for `limit` is a client that reads nothing, and its connection is ended (the resets
+    /// could not be written either).
+    @inline(never)
+    private func checkBlockedResponses(now: UInt64, limit: UInt64, _ context: ChannelHandlerContext) {
+        let writable = context.channel.isWritable
+        var socketDraining = false
+        if writable {
+            lastBufferedBytes = .max
+        } else {
+            let buffered = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+            socketDraining = buffered < lastBufferedBytes
+            lastBufferedBytes = buffered
+        }
+        var blocked: [ServerStream] = []
+        for stream in streams.values {
+            if stream.machine.outboundPendingBytes == 0 {
+                stream.sendStall.progressed = true  // nothing waits: the clock starts when something does
+            } else if stream.sendStall.tick(now: now, limit: limit, paused: socketDraining) {
+                blocked.append(stream)
+            }
+        }
+        guard !blocked.isEmpty, session.isOpen else { return }
+        if !writable {
+            let reason =
+                "the client read nothing of its responses for \(describeDuration(limit)) (response-window-timeout): "
+                + "GOAWAY(ENHANCE_YOUR_CALM)"
+            cancelAllStreams()
+            session.terminate(errorCode: NGHTTP2_ENHANCE_YOUR_CALM.rawValue, reason: reason)
+            connectionEnded()
+            return
+        }
+        for stream in blocked {
+            let message =
+                "resetting stream \(stream.id) (\(stream.machine.method)): \(describeBytes(stream.machine.outboundPendingBytes)) "
+                + "of response waited \(describeDuration(limit)) without the client's flow-control window letting any "
+                + "through (response-window-timeout): RST_STREAM(ENHANCE_YOUR_CALM)"
+            logger.info("\(message)")
+            session.resetStream(stream.id, errorCode: NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
+        }
+        session.flush()
     }
 
     @inline(never)
@@ -383,6 +439,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         // Answered: the deadline no longer matters (a no-op if it already fired).
         cancelDeadlineTimer(stream)
         perform(stream.machine.finish(status), on: stream)
+        answered(stream)
     }
 
     func respond(streamID: Int32, message: [UInt8]) {
@@ -392,6 +449,20 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         let action = stream.machine.respond(message)
         responseQueued(stream.machine.outboundPendingBytes - before)
         perform(action, on: stream)
+        answered(stream)
+    }
+
+    /// The call gave its answer: the request message is no longer needed, so its bytes go back
+    /// to the budgets and the stream lets go of the call (and through it the message), although
+    /// the stream stays open until the response is out (which a client's flow-control window
+    /// may delay: see `checkBlockedResponses`).
+    @inline(__always)
+    private func answered(_ stream: ServerStream) {
+        if stream.charged > 0 {
+            requestBudget.release(stream.charged)
+            stream.charged = 0
+        }
+        stream.call = nil
     }
 
     private func deadlineExpired(streamID: Int32) {
@@ -458,6 +529,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         guard let call = stream.call, call.markCancelled() else { return }
         if let answer {
             perform(stream.machine.finish(answer), on: stream)
+            answered(stream)
         } else {
             logger.debug("call \(call.method) on stream \(stream.id) cancelled: the stream closed")
         }
@@ -572,6 +644,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         switch stream.machine.readResponse(into: destination) {
         case .data(let written):
             queuedResponseBytes -= written
+            stream.sendStall.progressed = true
             return written
         case .deferred:
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)

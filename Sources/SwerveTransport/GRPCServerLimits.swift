@@ -134,6 +134,7 @@ struct ConnectionWatchdog {
         var handshake: UInt64?
         var idle: UInt64?
         var requestBody: UInt64?
+        var responseWindow: UInt64? = nil
         var keepaliveInterval: UInt64?
         var keepaliveTimeout: UInt64
         var closeGrace: UInt64 = 5_000_000_000
@@ -141,7 +142,7 @@ struct ConnectionWatchdog {
         /// The tick period: a fifth of the shortest timeout, between 10 ms and 1 s, so a
         /// timeout fires at most 20% (or 1 s) late.
         var tick: UInt64 {
-            let shortest = [handshake, idle, requestBody, keepaliveInterval, keepaliveTimeout, closeGrace]
+            let shortest = [handshake, idle, requestBody, responseWindow, keepaliveInterval, keepaliveTimeout, closeGrace]
                 .compactMap { $0 }.min() ?? 1_000_000_000
             return min(max(shortest / 5, 10_000_000), 1_000_000_000)
         }

@@ -75,6 +75,10 @@ struct ServeCommand: AsyncParsableCommand {
             help: "Seconds an incomplete request may receive no bytes before it is answered DEADLINE_EXCEEDED.")
     var requestBodyTimeout = 30.0
 
+    @Option(name: .customLong("response-window-timeout"),
+            help: "Seconds a response may wait with the client's flow-control window letting none of it through before the stream is reset (RST_STREAM ENHANCE_YOUR_CALM).")
+    var responseWindowTimeout = 30.0
+
     @Option(name: .customLong("keepalive-interval"),
             help: "Seconds with nothing read from a connection before the server sends a keepalive PING.")
     var keepaliveInterval = 7200.0
@@ -100,7 +104,8 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("\(flag) must be positive")
         }
         for (flag, value) in [("--handshake-timeout", handshakeTimeout), ("--idle-timeout", idleTimeout),
-                              ("--request-body-timeout", requestBodyTimeout), ("--keepalive-interval", keepaliveInterval),
+                              ("--request-body-timeout", requestBodyTimeout), ("--response-window-timeout", responseWindowTimeout),
+                              ("--keepalive-interval", keepaliveInterval),
                               ("--keepalive-timeout", keepaliveTimeout)] where !(value > 0 && value <= 1e9) {
             throw ValidationError("\(flag) must be a positive number of seconds (at most 1e9)")
         }
@@ -137,6 +142,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.handshakeTimeout = .seconds(handshakeTimeout)
         options.idleTimeout = .seconds(idleTimeout)
         options.requestBodyTimeout = .seconds(requestBodyTimeout)
+        options.responseWindowTimeout = .seconds(responseWindowTimeout)
         options.keepaliveInterval = .seconds(keepaliveInterval)
         options.keepaliveTimeout = .seconds(keepaliveTimeout)
         try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))

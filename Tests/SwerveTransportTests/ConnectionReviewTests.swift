@@ -2,6 +2,9 @@ import Logging
 import NIOCore
 import NIOEmbedded
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @testable import SwerveTransport
 import SwerveStatus
@@ -36,6 +39,17 @@ import SwerveStatus
             while let out = try? channel.readOutbound(as: ByteBuffer.self) { written += out.readableBytesView }
         }
 
+        /// Lets the watchdog tick in real time (it reads the real clock; the embedded loop's
+        /// timers run as its time is advanced by hand) until `done`, for at most `seconds`.
+        func waitTicks(upTo seconds: Double, until done: () -> Bool) {
+            let start = NIODeadline.now()
+            while !done() && NIODeadline.now() - start < .milliseconds(Int64(seconds * 1000)) {
+                usleep(20_000)
+                channel.embeddedEventLoop.advanceTime(by: .milliseconds(20))
+                drain()
+            }
+        }
+
         /// The frames written so far (after the server's preface, which has none to skip).
         var frames: [Frame] { NGHTTP2SessionTests.frames(written) }
     }
@@ -65,5 +79,29 @@ import SwerveStatus
         }
         #expect(observations.heldCalls.isEmpty, "nothing is dispatched on a connection that ended")
         #expect(weakHandler == nil, "handler, session and messages are freed with the channel")
+    }
+
+    // MARK: 2. Answered streams whose response the client's window never lets through
+
+    @Test func answeredCallsReleaseTheirRequestBytesAndBlockedResponsesAreReset() throws {
+        var configuration = GRPCServerConfiguration()
+        configuration.responseWindowTimeout = .milliseconds(300)
+        let budget = GRPCRequestMemoryBudget(limit: 1 << 30)
+        let server = try RawServer(configuration: configuration, budget: budget)
+        // SETTINGS_INITIAL_WINDOW_SIZE = 0: no response DATA can ever go.
+        try server.send(
+            RawHTTP2.preface + RawHTTP2.settings([(0x4, 0)]) + RawHTTP2.settingsAck
+                + RawHTTP2.request(stream: 1, TestMethod.echo, [UInt8](repeating: 1, count: 50_000))
+                + RawHTTP2.request(stream: 3, TestMethod.echo, [UInt8](repeating: 3, count: 50_000)))
+        #expect(server.handler.responseBytesQueued == 2 * 50_005, "both answered, both waiting for window")
+        #expect(server.handler.requestBytesHeld == 0, "answered: the request messages are no longer charged")
+        #expect(budget.usedBytes == 0)
+
+        server.waitTicks(upTo: 10) { server.frames.filter { $0.type == Frame.rstStream }.count >= 2 }
+        let resets = server.frames.filter { $0.type == Frame.rstStream }
+        #expect(Set(resets.map(\.streamID)) == [1, 3])
+        #expect(resets.allSatisfy { $0.payload == [0, 0, 0, 11] }, "RST_STREAM(ENHANCE_YOUR_CALM)")
+        #expect(server.handler.responseBytesQueued == 0, "the queued responses are dropped with their streams")
+        #expect(server.channel.isActive, "the connection itself goes on")
     }
 }

@@ -65,8 +65,17 @@ enum RawHTTP2 {
         return [0, UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)] + body
     }
 
+    /// DATA frames of at most 16,384 bytes (the default SETTINGS_MAX_FRAME_SIZE) carrying `payload`.
     static func data(stream: UInt32, _ payload: [UInt8], endStream: Bool = false) -> [UInt8] {
-        frame(0x0, flags: endStream ? 0x1 : 0, stream: stream, payload)
+        var out: [UInt8] = []
+        var start = 0
+        repeat {
+            let end = min(start + 16_384, payload.count)
+            let last = end == payload.count
+            out += frame(0x0, flags: endStream && last ? 0x1 : 0, stream: stream, Array(payload[start..<end]))
+            start = end
+        } while start < payload.count
+        return out
     }
 
     /// A complete unary request on `stream`.
