@@ -50,6 +50,7 @@ LIMIT_FLAGS = {
     "--handshake-timeout": "1",
     "--idle-timeout": "60",
     "--request-body-timeout": "1.5",
+    "--response-window-timeout": "2",
     "--keepalive-interval": "2",
     "--keepalive-timeout": "1",
 }
@@ -149,6 +150,7 @@ class Outcome:
     goaway: int | None = None
     statuses: dict = field(default_factory=dict)
     messages: list = field(default_factory=list)
+    resets: dict = field(default_factory=dict)  # RST_STREAM error code -> streams
     good_calls: int = 0
     good_failures: list = field(default_factory=list)
     good_max_latency: float = 0.0
@@ -470,11 +472,50 @@ def attack_zero_window(server, zoo, requests: int = 40, seconds: float = 20.0) -
             conn.pump(0.05)
         out.goaway = conn.goaway
         out.closed_by_server = conn.eof
+    tally(out, conn)
+    conn.close()
+    return out
+
+
+def tally(out: Outcome, conn: RawConnection):
+    """Counts the streams' statuses (None: no trailers), messages and resets into `out`."""
     for st in conn.streams.values():
         code = status_of(st)
         out.statuses[code] = out.statuses.get(code, 0) + 1
         if code is not None and code != 0:
             out.messages.append(message_of(st))
+        if st["reset"] is not None:
+            out.resets[st["reset"]] = out.resets.get(st["reset"], 0) + 1
+
+
+def attack_header_amplification(server, zoo, streams: int = 8, refs: int = 12000) -> Outcome:
+    """Request header blocks amplified through HPACK: one 4,000-byte field enters the dynamic
+    table, then `refs` one-byte references to it; each 16 KiB HEADERS frame names ~48 MB of
+    headers. No END_STREAM, so a server that kept the fields would hold them until the
+    request-body timeout. Now: the server counts the list as it arrives, keeps nothing past
+    --max-header-list-bytes and refuses the stream RESOURCE_EXHAUSTED."""
+    out = Outcome()
+    conn = RawConnection(server.grpc_port)
+    pad = ("x-pad", "a" * 4000)
+    with under_attack(server, zoo, out):
+        for _ in range(streams):
+            if conn.eof or conn.goaway is not None:
+                break
+            sid = conn.next_stream
+            conn.next_stream += 2
+            block = conn.encoder.encode([(":method", "POST"), (":scheme", "http"), (":path", INFER),
+                                         (":authority", "127.0.0.1"), ("content-type", "application/grpc"),
+                                         ("te", "trailers"), pad] + [pad] * refs)
+            assert len(block) <= 16384, len(block)
+            conn.streams[sid] = {"headers": None, "trailers": None, "reset": None, "data": 0}
+            conn.stream_windows[sid] = conn.initial_stream_window
+            conn.send(frame(HEADERS, END_HEADERS, sid, block))
+            out.sent += len(block)
+            conn.pump(0.05)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(st["trailers"] is None for st in conn.streams.values()):
+            conn.pump(0.05)
+    tally(out, conn)
     conn.close()
     return out
 
@@ -549,15 +590,28 @@ def test_zero_window_with_large_echoed_ids(start_server, zoo):
     assert out.sent <= 8 * MiB, f"the server took {out.sent / MiB:.1f} MiB before stopping the attack"
 
 
-def test_zero_window_refused_by_the_request_budget(start_server, zoo):
-    # Outbound cap above the request budget: here the budget stops the attack first, so
-    # later requests are refused with RESOURCE_EXHAUSTED while the connection lives on.
+def test_zero_window_answers_release_the_request_budget_and_are_reset(start_server, zoo):
+    # Outbound cap above what the attack queues (16 x 1 MiB): answered requests no longer
+    # hold the 8 MiB request budget (none is refused), and the responses the zero window
+    # never lets through are reset after --response-window-timeout (2 s here).
     server = start(start_server, max_connection_outbound_bytes=64 * MiB)
     out = attack_zero_window(server, zoo, requests=16)
-    assert_bounded(out, rss_bound=8 * MiB + 8 * MiB + SLACK)
-    refused = out.statuses.get(GRPC_RESOURCE_EXHAUSTED, 0)
-    assert refused >= 8, f"expected the requests past the 8 MiB budget refused: {out.summary()}"
-    assert all("memory budget of 8 MiB" in m and "max-connection-request-bytes" in m for m in out.messages), out.messages
+    assert_bounded(out, rss_bound=16 * MiB + 8 * MiB + SLACK)
+    assert out.statuses.get(GRPC_RESOURCE_EXHAUSTED, 0) == 0, (
+        f"answered requests must not stay charged to the request budget: {out.summary()} {out.messages[:2]}")
+    assert out.resets.get(ENHANCE_YOUR_CALM, 0) == 16, (
+        f"expected every blocked response reset ENHANCE_YOUR_CALM: {out.resets} {out.summary()}")
+    # (The connection itself is later closed by the keepalive: this client answers no PING.)
+    assert out.goaway != ENHANCE_YOUR_CALM, f"the outbound cap was not what stopped it: {out.summary()}"
+
+
+def test_hpack_amplified_headers_are_refused_without_being_kept(start_server, zoo):
+    server = start(start_server)
+    out = attack_header_amplification(server, zoo)
+    # 8 streams x ~48 MB of decoded headers sent; the server keeps at most 16 KiB of each.
+    assert_bounded(out, rss_bound=SLACK)
+    assert out.statuses.get(GRPC_RESOURCE_EXHAUSTED, 0) == 8, out.summary()
+    assert all("max-header-list-bytes" in m and "16 KiB" in m for m in out.messages), out.messages[:2]
 
 
 def test_unfinished_uploads_hit_the_request_budget(start_server, zoo):

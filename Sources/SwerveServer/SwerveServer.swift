@@ -18,6 +18,8 @@ public struct ServerOptions: Sendable {
     public var metricsPort = 8002
     public var maxReceiveMessageSize = 4 * 1024 * 1024
     public var maxConcurrentStreams: UInt32 = 1024
+    /// SETTINGS_MAX_HEADER_LIST_SIZE (`--max-header-list-bytes`, 16 KiB).
+    public var maxHeaderListBytes = 16 << 10
     public var eventLoopThreads = System.coreCount
     /// Seconds between repository scans for new versions; nil = only at start-up and on RepositoryModelLoad.
     public var pollInterval: Double?
@@ -70,6 +72,7 @@ public enum SwerveServerRunner {
         config.port = options.grpcPort
         config.maxReceiveMessageSize = options.maxReceiveMessageSize
         config.maxConcurrentStreams = options.maxConcurrentStreams
+        config.maxHeaderListBytes = options.maxHeaderListBytes
         config.eventLoopThreads = options.eventLoopThreads
         config.maxConnections = options.maxConnections
         config.listenerObserver = ListenerMetrics()

@@ -70,6 +70,11 @@ public struct GRPCServerConfiguration: Sendable {
     public var eventLoopThreads: Int = System.coreCount
     /// Largest request message accepted; a larger one is answered RESOURCE_EXHAUSTED.
     public var maxReceiveMessageSize: Int = 4 * 1024 * 1024
+    /// SETTINGS_MAX_HEADER_LIST_SIZE advertised to clients, and enforced: a request whose header
+    /// list (names + values + 32 bytes per field, RFC 9113 §6.5.2) is larger is answered
+    /// RESOURCE_EXHAUSTED without its fields being kept. 16 KiB: grpc-core's hard limit for
+    /// metadata (grpc-java allows 8 KiB), ample for gRPC's own headers and tokens.
+    public var maxHeaderListBytes: Int = 16 << 10
     /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients.
     public var maxConcurrentStreams: UInt32 = 1024
     /// The connection-level receive window (raised from HTTP/2's default of 65,535).

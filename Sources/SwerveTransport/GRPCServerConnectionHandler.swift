@@ -72,6 +72,9 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     /// interleaved with another stream's), and its stream (0: none).
     private var pendingHead = GRPCRequestHead()
     private var pendingHeadStreamID: Int32 = 0
+    /// The header list size of `pendingHead` so far, as RFC 9113 §6.5.2 counts it.
+    private var pendingHeadBytes = 0
+    private let maxHeaderListBytes: Int
     private var context: ChannelHandlerContext?
 
     // Limits (see the type's comment).
@@ -104,6 +107,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         self.requestBudget = ConnectionRequestBudget(
             connectionLimit: configuration.maxConnectionRequestBytes, server: requestBudget)
         outboundCap = configuration.maxConnectionOutboundBytes
+        maxHeaderListBytes = max(configuration.maxHeaderListBytes, 0)
         outboundCheckThreshold = max(
             0, configuration.maxConnectionOutboundBytes - Self.writeBufferWaterMark.high - NGHTTP2Session.maxDrainBytes)
         func nanos(_ d: Duration?) -> UInt64? { d.map { UInt64(max($0.nanoseconds, 1)) } }
@@ -118,6 +122,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
             settings: [
                 (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, configuration.maxConcurrentStreams),
                 (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(max(configuration.initialStreamWindowSize, 0))),
+                (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, UInt32(clamping: max(configuration.maxHeaderListBytes, 0))),
             ],
             connectionWindowSize: configuration.connectionWindowSize, honoursWritability: true)
         session.setOwner(self)
@@ -574,13 +579,30 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         streams[streamID] = ServerStream(id: streamID, maxMessageSize: configuration.maxReceiveMessageSize)
         pendingHead = GRPCRequestHead()
         pendingHeadStreamID = streamID
+        pendingHeadBytes = 0
     }
 
     fileprivate func header(
         streamID: Int32, name: UnsafePointer<UInt8>?, nameLength: Int, value: UnsafePointer<UInt8>?, valueLength: Int
     ) {
         guard pendingHeadStreamID == streamID else { return }
+        // Counted before anything is kept: through HPACK a 16 KiB frame can name megabytes of
+        // fields (1-byte references to a large dynamic-table entry).
+        pendingHeadBytes &+= nameLength &+ valueLength &+ 32
+        if pendingHeadBytes > maxHeaderListBytes {
+            headerListTooLarge()
+            return
+        }
         pendingHead.append(name: name, nameLength, value: value, valueLength, strings: &headerStrings)
+    }
+
+    /// The header list being received went past `maxHeaderListBytes`: drop what was kept; the
+    /// stream is refused RESOURCE_EXHAUSTED when the block ends.
+    @inline(never)
+    private func headerListTooLarge() {
+        guard pendingHead.exceededListLimit == nil else { return }
+        pendingHead = GRPCRequestHead()
+        pendingHead.exceededListLimit = maxHeaderListBytes
     }
 
     fileprivate func requestHeadersReceived(streamID: Int32) {

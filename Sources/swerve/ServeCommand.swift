@@ -27,6 +27,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-concurrent-streams"), help: "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection.")
     var maxConcurrentStreams: UInt32 = 1024
 
+    @Option(name: .customLong("max-header-list-bytes"),
+            help: "Largest request header list in bytes (names + values + 32 per field), advertised as SETTINGS_MAX_HEADER_LIST_SIZE; larger gets RESOURCE_EXHAUSTED.")
+    var maxHeaderListBytes = 16 << 10
+
     @Option(name: .customLong("event-loops"), help: "Event loop threads (default: one per core).")
     var eventLoops: Int?
 
@@ -92,6 +96,9 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         guard (0...65535).contains(grpcPort), (0...65535).contains(metricsPort) else { throw ValidationError("ports must be in 0...65535") }
         guard maxReceiveMessageSize > 0 else { throw ValidationError("--max-receive-message-size must be positive") }
+        guard maxHeaderListBytes >= 1024 && maxHeaderListBytes <= 64 << 20 else {
+            throw ValidationError("--max-header-list-bytes must be in 1024...67108864 (gRPC's own headers need a few hundred bytes)")
+        }
         if let p = pollInterval, p <= 0 { throw ValidationError("--poll-interval must be positive") }
         guard cacheBytes >= 0 else { throw ValidationError("--cache-bytes must not be negative") }
         guard cacheShare > 0 && cacheShare <= 1 else { throw ValidationError("--cache-share must be in (0, 1]") }
@@ -128,6 +135,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.metricsPort = metricsPort
         options.maxReceiveMessageSize = maxReceiveMessageSize
         options.maxConcurrentStreams = maxConcurrentStreams
+        options.maxHeaderListBytes = maxHeaderListBytes
         if let eventLoops { options.eventLoopThreads = eventLoops }
         options.pollInterval = pollInterval
         options.cacheBytes = cacheBytes

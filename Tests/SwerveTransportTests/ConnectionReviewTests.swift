@@ -104,4 +104,54 @@ import SwerveStatus
         #expect(server.handler.responseBytesQueued == 0, "the queued responses are dropped with their streams")
         #expect(server.channel.isActive, "the connection itself goes on")
     }
+
+    // MARK: 3. The request header list
+
+    @Test func theHeaderListLimitIsAdvertised() throws {
+        let server = try RawServer()
+        try server.send(RawHTTP2.preface + RawHTTP2.settings())
+        let settings = try #require(server.frames.first { $0.type == Frame.settings && $0.flags == 0 })
+        let entries = stride(from: 0, to: settings.payload.count, by: 6).map { i in
+            (id: Int(settings.payload[i]) << 8 | Int(settings.payload[i + 1]),
+             value: settings.payload[i + 2..<i + 6].reduce(0) { $0 << 8 | Int($1) })
+        }
+        #expect(entries.contains { $0.id == 0x6 && $0.value == 16 << 10 }, "SETTINGS_MAX_HEADER_LIST_SIZE = 16 KiB")
+    }
+
+    @Test func anHPACKAmplifiedHeaderListIsRefusedWithoutBeingKept() throws {
+        let server = try RawServer()
+        // One 4,000-byte field enters the dynamic table (index 62); 3,000 one-byte references
+        // to it make a 7 KiB frame that names 12 MB of headers.
+        let block = RawHTTP2.requestBlock(TestMethod.hold)
+            + RawHTTP2.indexedLiteral("x-pad", [UInt8](repeating: 0x61, count: 4000))
+            + [UInt8](repeating: 0xBE, count: 3000)
+        try server.send(
+            RawHTTP2.preface + RawHTTP2.settings() + RawHTTP2.settingsAck
+                + RawHTTP2.headers(stream: 1, block) + RawHTTP2.data(stream: 1, RawHTTP2.message([1]), endStream: true)
+                + RawHTTP2.request(stream: 3, TestMethod.echo, [7]))
+        let answers = server.frames.filter { $0.streamID == 1 && $0.type == Frame.headers }
+        #expect(answers.count == 1 && answers.first.map { $0.flags & 0x1 != 0 } == true, "a trailers-only answer")
+        #expect(server.observations.heldCalls.isEmpty, "never dispatched")
+        #expect(server.handler.requestBytesHeld == 0)
+        #expect(server.channel.isActive, "the connection goes on")
+        #expect(server.frames.contains { $0.streamID == 3 && $0.type == 0x0 }, "the next request is answered")
+    }
+}
+
+@Suite struct HeaderListLimitCallTests {
+    @Test func requestMetadataPastTheLimitGetsResourceExhaustedNamingTheFlag() async throws {
+        var configuration = GRPCServerConfiguration()
+        configuration.maxHeaderListBytes = 4096
+        let connection = try NGHTTP2SessionTests.Connection(configuration: configuration)
+        let (stream, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+        connection.clientHandler.startCall(
+            method: TestMethod.echo, request: [1], timeout: nil,
+            metadata: [("x-big", String(repeating: "b", count: 5000))], responder: .streaming(continuation))
+        let fine = connection.call(TestMethod.echo, [2])
+        try connection.pump()
+        let status = await NGHTTP2SessionTests.collect(stream).status
+        #expect(status.code == .resourceExhausted)
+        #expect(status.message.contains("4 KiB") && status.message.contains("max-header-list-bytes"))
+        #expect(await NGHTTP2SessionTests.collect(fine).messages == [[2]])
+    }
 }
