@@ -37,8 +37,12 @@ struct GRPCServerGracefulShutdownEvent: Sendable {}
 ///   does not read thus stays in nghttp2, where its own outbound-flood limits apply, and the
 ///   peer cannot make the server produce more until it reads.
 /// - Outbound cap: response messages queued in streams (waiting for the peer's flow-control
-///   window) plus bytes buffered in NIO are counted; past `maxConnectionOutboundBytes` the
-///   connection gets GOAWAY(ENHANCE_YOUR_CALM) and is closed.
+///   window) plus bytes buffered in NIO are counted. Above half of `maxConnectionOutboundBytes`
+///   no new call is handed out (complete requests wait, still charged to the request budget,
+///   and go once the queue drains below it); past the whole of it, a connection whose client
+///   took no response bytes for a tick or two gets GOAWAY(ENHANCE_YOUR_CALM) and is closed. A
+///   client that does take its responses, however slowly, is not cut off: only the calls
+///   already running add to its queue.
 /// - Request-body budget: bytes are charged per DATA chunk to the connection's and the
 ///   server's budget and stay charged until the call is answered (a dispatched message is
 ///   still in memory while its call runs, so the budget bounds work in flight too) or the
@@ -82,6 +86,12 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     /// Response bytes queued in this connection's streams, not yet taken by nghttp2.
     private var queuedResponseBytes = 0
     private let outboundCap: Int
+    /// Above this many queued response bytes no new call is dispatched (half the cap).
+    private let softOutboundLimit: Int
+    /// nghttp2 took response bytes since the last tick, and in the tick period before it: a
+    /// client doing so is not cut off at the outbound cap. Set per DATA frame, not per byte.
+    private var tookResponseBytes = false
+    private var tookResponseBytesBefore = false
     /// Above this many queued response bytes, NIO's buffered bytes could take the total past
     /// the cap: only then is the exact total computed.
     private let outboundCheckThreshold: Int
@@ -107,6 +117,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         self.requestBudget = ConnectionRequestBudget(
             connectionLimit: configuration.maxConnectionRequestBytes, server: requestBudget)
         outboundCap = configuration.maxConnectionOutboundBytes
+        softOutboundLimit = configuration.maxConnectionOutboundBytes / 2
         maxHeaderListBytes = max(configuration.maxHeaderListBytes, 0)
         outboundCheckThreshold = max(
             0, configuration.maxConnectionOutboundBytes - Self.writeBufferWaterMark.high - NGHTTP2Session.maxDrainBytes)
@@ -183,6 +194,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
                 readHeld = false
                 context.read()
             }
+            resumeHeldCalls()
         }
         context.fireChannelWritabilityChanged()
     }
@@ -199,6 +211,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         session.flush()
+        resumeHeldCalls()
         context.fireChannelReadComplete()
     }
 
@@ -270,7 +283,9 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         guard let context, session.isOpen else { return }
         let buffered = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
         let total = queuedResponseBytes + buffered
-        guard total > outboundCap else { return }
+        // A client that takes its responses is held back by not dispatching its new calls
+        // (`dispatchReadyCalls`), not cut off.
+        guard total > outboundCap, !tookResponseBytes, !tookResponseBytesBefore else { return }
         let reason =
             "\(describeBytes(total)) of responses wait to be sent (\(describeBytes(queuedResponseBytes)) queued for "
             + "flow-control window, \(describeBytes(buffered)) unwritten), above the connection's cap of "
@@ -303,6 +318,13 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
             closing: !session.isOpen)
         watchdog = dog
         sawRead = false
+        tookResponseBytesBefore = tookResponseBytes
+        tookResponseBytes = false
+        if queuedResponseBytes > outboundCheckThreshold {
+            checkOutboundCap()
+            guard session.isOpen else { return }
+        }
+        resumeHeldCalls()
         switch action {
         case .none:
             break
@@ -420,13 +442,35 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         watchdog?.pingAcknowledged()
     }
 
+    /// Hands complete calls to the call handler, in order, while the connection's queued
+    /// responses stay at or below `softOutboundLimit`; the rest wait in `readyCalls` for
+    /// `resumeHeldCalls`. (Their deadline timers already run.)
     private func dispatchReadyCalls() {
         guard !readyCalls.isEmpty else { return }
         let calls = readyCalls
         readyCalls.removeAll(keepingCapacity: true)
-        for call in calls where !call.isCancelled {
-            callHandler.handle(call)
+        var next = 0
+        while next < calls.count && queuedResponseBytes <= softOutboundLimit && session.isOpen {
+            let call = calls[next]
+            next += 1
+            if !call.isCancelled { callHandler.handle(call) }
         }
+        if next < calls.count { holdBack(calls[next...]) }
+    }
+
+    @inline(never)
+    private func holdBack(_ calls: ArraySlice<GRPCServerCall>) {
+        guard session.isOpen else {
+            for call in calls { call.markCancelled() }
+            return
+        }
+        readyCalls.insert(contentsOf: calls, at: 0)
+    }
+
+    /// Dispatches calls held back by `dispatchReadyCalls` once the queue has drained.
+    @inline(__always)
+    private func resumeHeldCalls() {
+        if !readyCalls.isEmpty && queuedResponseBytes <= softOutboundLimit && session.isOpen { dispatchReadyCalls() }
     }
 
     // MARK: - Responses (called on the loop by GRPCServerCall)
@@ -667,11 +711,13 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         case .data(let written):
             queuedResponseBytes -= written
             stream.sendStall.progressed = true
+            tookResponseBytes = true
             return written
         case .deferred:
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         case .lastData(let written, let status):
             queuedResponseBytes -= written
+            tookResponseBytes = true
             // gRPC needs trailers after the data: end the data without ending the stream, and
             // submit the trailers from inside the callback (C-INTEROP.md).
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue

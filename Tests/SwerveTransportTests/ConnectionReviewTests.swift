@@ -136,6 +136,49 @@ import SwerveStatus
         #expect(server.channel.isActive, "the connection goes on")
         #expect(server.frames.contains { $0.streamID == 3 && $0.type == 0x0 }, "the next request is answered")
     }
+
+    // MARK: 4. A client that takes its responses slowly is held back, not cut off
+
+    @Test func aSlowButReadingClientWithManyLargeResponsesGetsThemAll() throws {
+        var configuration = GRPCServerConfiguration()
+        configuration.maxConnectionOutboundBytes = 4 << 20
+        let server = try RawServer(configuration: configuration)
+        let calls: [UInt32] = [1, 3, 5, 7]
+        // Stream windows of 256 KiB, a connection window of 16 MiB; four 3 MiB echoes (12 MiB
+        // of responses, three times the cap) sent at once (within the server's windows).
+        var bytes = RawHTTP2.preface + RawHTTP2.settings([(0x4, 256 << 10)]) + RawHTTP2.settingsAck
+        bytes += RawHTTP2.frame(0x8, stream: 0, [0x00, 0xFF, 0x00, 0x00])
+        for id in calls { bytes += RawHTTP2.request(stream: id, TestMethod.echo, bigMessage(UInt8(id))) }
+        try server.send(bytes)
+
+        // The client reads what arrives and grants as much window again, round after round.
+        var parsed = 0
+        var received: [UInt32: Int] = [:]
+        var ended = Set<UInt32>()
+        var mostQueued = 0
+        for _ in 0..<10_000 where ended.count < calls.count && server.channel.isActive {
+            mostQueued = max(mostQueued, server.handler.responseBytesQueued)
+            let frames = NGHTTP2SessionTests.frames(Array(server.written[parsed...]))
+            parsed += frames.reduce(0) { $0 + 9 + $1.payload.count }
+            var updates: [UInt8] = []
+            for frame in frames {
+                if frame.type == 0x0 && !frame.payload.isEmpty {
+                    received[frame.streamID, default: 0] += frame.payload.count
+                    let n = UInt32(frame.payload.count)
+                    let increment = [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)]
+                    updates += RawHTTP2.frame(0x8, stream: frame.streamID, increment) + RawHTTP2.frame(0x8, stream: 0, increment)
+                }
+                if frame.type == Frame.headers && frame.flags & 0x1 != 0 { ended.insert(frame.streamID) }
+                #expect(frame.type != Frame.goaway, "no GOAWAY for a client that takes its responses")
+            }
+            if updates.isEmpty { server.drain() } else { try server.send(updates) }
+        }
+        #expect(ended == Set(calls), "every call completes")
+        #expect(calls.allSatisfy { received[$0] == (3 << 20) + 5 }, "every response whole")
+        // New calls wait while more than half the cap is queued: at most that plus one response.
+        #expect(mostQueued <= (2 << 20) + (3 << 20) + 5, "queued responses: \(mostQueued)")
+        #expect(server.channel.isActive)
+    }
 }
 
 @Suite struct HeaderListLimitCallTests {
