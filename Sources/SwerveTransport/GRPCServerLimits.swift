@@ -24,15 +24,19 @@ public final class GRPCRequestMemoryBudget: Sendable {
     public var usedBytes: Int { used.load(ordering: .relaxed) }
 
     /// Charges `bytes` if the total stays within the limit; false (and nothing charged) if not.
-    /// Two connections racing near the limit may both be refused for a moment: the budget is
-    /// never exceeded, at the price of a rare refusal that a retry gets past.
+    /// A compare-exchange loop, so a charge that does not fit never shows in the total: a
+    /// connection is refused only when the bytes really held leave no room (an add-then-undo
+    /// could make two connections racing near the limit refuse each other).
     func tryCharge(_ bytes: Int) -> Bool {
-        let total = used.wrappingAdd(bytes, ordering: .relaxed).newValue
-        if total > limit {
-            used.wrappingSubtract(bytes, ordering: .relaxed)
-            return false
+        var current = used.load(ordering: .relaxed)
+        while true {
+            let total = current &+ bytes
+            if total > limit { return false }
+            let (exchanged, original) = used.weakCompareExchange(
+                expected: current, desired: total, successOrdering: .relaxed, failureOrdering: .relaxed)
+            if exchanged { return true }
+            current = original
         }
-        return true
     }
 
     /// Gives back bytes charged earlier.

@@ -198,3 +198,28 @@ import SwerveStatus
         #expect(await NGHTTP2SessionTests.collect(fine).messages == [[2]])
     }
 }
+
+@Suite struct ServerBudgetRaceTests {
+    /// A charge that does not fit must not make one that does fit fail: with 800 of 1000
+    /// held, two tasks charging (and releasing) 100 always fit; a third keeps trying 300,
+    /// which never does. An add-then-undo would let the 300 show in the total for a moment.
+    @Test func aChargeThatDoesNotFitNeverCrowdsOutOneThatDoes() async {
+        let budget = GRPCRequestMemoryBudget(limit: 1000)
+        #expect(budget.tryCharge(800))
+        let results = await withTaskGroup(of: (size: Int, refused: Int).self) { group in
+            for size in [100, 100, 300] {
+                group.addTask {
+                    var refused = 0
+                    for _ in 0..<200_000 {
+                        if budget.tryCharge(size) { budget.release(size) } else { refused += 1 }
+                    }
+                    return (size, refused)
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.filter { $0.size == 100 }.map(\.refused) == [0, 0], "charges that fit were refused: \(results)")
+        #expect(results.first { $0.size == 300 }?.refused == 200_000)
+        #expect(budget.usedBytes == 800)
+    }
+}
