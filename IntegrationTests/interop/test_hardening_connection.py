@@ -231,6 +231,7 @@ class RawConnection:
         self.stream_windows: dict[int, int] = {}
         self.initial_stream_window = 65535  # from the server's SETTINGS
         self.data_sent = 0                  # DATA payload bytes sent
+        self.ping_acks = 0
         if handshake:
             extra = settings(initial_window_size=window) if window is not None else settings()
             self.send(PREFACE + extra)
@@ -341,6 +342,8 @@ class RawConnection:
                 self.stream_windows[sid] += inc
         elif kind == GOAWAY:
             self.goaway = struct.unpack(">I", payload[4:8])[0]
+        elif kind == PING and flags & ACK:
+            self.ping_acks += 1
         elif kind == HEADERS and st is not None:
             fields = dict(self.decoder.decode(payload))  # END_HEADERS always set by nghttp2 here
             key = "headers" if st["headers"] is None and ":status" in fields else "trailers"
@@ -353,6 +356,16 @@ class RawConnection:
             st["reset"] = struct.unpack(">I", payload)[0]
         elif kind == DATA and st is not None:
             st["data"] += len(payload)
+
+    def sync(self, timeout: float = 5.0) -> bool:
+        """Sends a PING and reads until its ACK: the server has processed everything sent before."""
+        acks = self.ping_acks
+        if not self.send(frame(PING, 0, 0, b"syncsync")):
+            return False
+        deadline = time.monotonic() + timeout
+        while self.ping_acks == acks and not self.eof and time.monotonic() < deadline:
+            self.pump(0.05)
+        return self.ping_acks > acks
 
     def wait_closed(self, timeout: float) -> float | None:
         """Reads until the server closes the connection; seconds it took, None if it did not."""
@@ -643,6 +656,11 @@ def test_server_wide_request_budget_spans_connections(start_server, zoo):
         for c in conns:
             sid = c.headers()
             c.data(sid, body, timeout=10)
+            # One upload after the other: the whole upload fits the socket buffers and the
+            # server's windows, so without waiting the server would read the three interleaved
+            # on its two event loops, and which of them it refuses (possibly two, each refused
+            # while the other still held its part) would be a race.
+            assert c.sync(), "the server did not answer a PING"
             sids.append(sid)
         wait_until(lambda: (conns[2].pump(0.05), status_of(conns[2].streams[sids[2]]))[1], 5,
                    lambda: f"an answer to the third connection's upload: {conns[2].streams[sids[2]]}")
