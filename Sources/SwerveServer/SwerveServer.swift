@@ -44,6 +44,7 @@ public struct ServerOptions: Sendable {
     public var handshakeTimeout: Duration = .seconds(10)
     public var idleTimeout: Duration = .seconds(300)
     public var requestBodyTimeout: Duration = .seconds(30)
+    public var maxRequestBodyDuration: Duration = .seconds(120)
     public var responseWindowTimeout: Duration = .seconds(30)
     public var keepaliveInterval: Duration = .seconds(7200)
     public var keepaliveTimeout: Duration = .seconds(20)
@@ -82,6 +83,7 @@ public enum SwerveServerRunner {
         config.handshakeTimeout = options.handshakeTimeout
         config.idleTimeout = options.idleTimeout
         config.requestBodyTimeout = options.requestBodyTimeout
+        config.maxRequestBodyDuration = options.maxRequestBodyDuration
         config.responseWindowTimeout = options.responseWindowTimeout
         config.keepaliveInterval = options.keepaliveInterval
         config.keepaliveTimeout = options.keepaliveTimeout

@@ -113,6 +113,11 @@ public struct GRPCServerConfiguration: Sendable {
     /// A stream whose request is incomplete and which receives no request bytes for this long
     /// is answered DEADLINE_EXCEEDED and its bytes released; nil: never.
     public var requestBodyTimeout: Duration? = .seconds(30)
+    /// The most time a request body may take from its HEADERS to its END_STREAM, however it
+    /// trickles in (time the server itself was not reading is not counted); past it the stream
+    /// is answered DEADLINE_EXCEEDED and its bytes released; nil: no limit. 120 s lets the
+    /// default 4 MiB message arrive at 35 KB/s; raise it with --max-receive-message-size.
+    public var maxRequestBodyDuration: Duration? = .seconds(120)
     /// A stream whose queued response the client's flow-control window lets nothing of through
     /// for this long (a client that never grants window, or never reads) is reset with
     /// RST_STREAM(ENHANCE_YOUR_CALM) and its queued bytes dropped; nil: never.

@@ -125,6 +125,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         timeouts = ConnectionWatchdog.Timeouts(
             handshake: nanos(configuration.handshakeTimeout), idle: nanos(configuration.idleTimeout),
             requestBody: nanos(configuration.requestBodyTimeout),
+            requestBodyTotal: nanos(configuration.maxRequestBodyDuration),
             responseWindow: nanos(configuration.responseWindowTimeout),
             keepaliveInterval: nanos(configuration.keepaliveInterval),
             keepaliveTimeout: nanos(configuration.keepaliveTimeout)!)
@@ -355,7 +356,9 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
             session.forceClose()
             return
         }
-        if let limit = timeouts.requestBody, !streams.isEmpty { checkStalledStreams(now: now, limit: limit, context) }
+        if timeouts.requestBody != nil || timeouts.requestBodyTotal != nil, !streams.isEmpty {
+            checkStalledStreams(now: now, context)
+        }
         if let limit = timeouts.responseWindow, !streams.isEmpty { checkBlockedResponses(now: now, limit: limit, context) }
     }
 
@@ -407,13 +410,31 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     @inline(never)
-    private func checkStalledStreams(now: UInt64, limit: UInt64, _ context: ChannelHandlerContext) {
+    private func checkStalledStreams(now: UInt64, _ context: ChannelHandlerContext) {
+        let limit = timeouts.requestBody ?? .max
         // Not reading (backpressure) or not writing (window updates held back): not the client's fault.
         let paused = readHeld || !context.channel.isWritable || session.outputHeldBack
         var stalled: [ServerStream] = []
+        var tooSlow: [ServerStream] = []
         for stream in streams.values where stream.machine.isReceivingRequest || stream.machine.isAwaitingHeaders {
-            if stream.stall.tick(now: now, limit: limit, paused: paused) { stalled.append(stream) }
+            if stream.stall.tick(now: now, limit: limit, paused: paused) {
+                stalled.append(stream)
+            } else if let total = timeouts.requestBodyTotal, stream.stall.activeNanos >= total,
+                stream.machine.isReceivingRequest
+            {
+                tooSlow.append(stream)
+            }
         }
+        for stream in tooSlow {
+            // Trickling a byte now and then resets the stall clock but not this one.
+            let total = timeouts.requestBodyTotal ?? 0
+            let status = GRPCStatus(
+                .deadlineExceeded,
+                "request body too slow: not complete \(describeDuration(total)) after its headers "
+                    + "(the server's max-request-body-duration); the stream is closed")
+            perform(stream.machine.refuse(status), on: stream)
+        }
+        if !tooSlow.isEmpty && stalled.isEmpty { session.flush() }
         for stream in stalled {
             if stream.machine.isAwaitingHeaders {
                 // A header block cut off mid-way blocks the whole connection (nothing else may

@@ -79,6 +79,10 @@ struct ServeCommand: AsyncParsableCommand {
             help: "Seconds an incomplete request may receive no bytes before it is answered DEADLINE_EXCEEDED.")
     var requestBodyTimeout = 30.0
 
+    @Option(name: .customLong("max-request-body-duration"),
+            help: "Seconds a request body may take from its headers to its end, however it trickles in; past it the request is answered DEADLINE_EXCEEDED.")
+    var maxRequestBodyDuration = 120.0
+
     @Option(name: .customLong("response-window-timeout"),
             help: "Seconds a response may wait with the client's flow-control window letting none of it through before the stream is reset (RST_STREAM ENHANCE_YOUR_CALM).")
     var responseWindowTimeout = 30.0
@@ -112,6 +116,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         for (flag, value) in [("--handshake-timeout", handshakeTimeout), ("--idle-timeout", idleTimeout),
                               ("--request-body-timeout", requestBodyTimeout), ("--response-window-timeout", responseWindowTimeout),
+                              ("--max-request-body-duration", maxRequestBodyDuration),
                               ("--keepalive-interval", keepaliveInterval),
                               ("--keepalive-timeout", keepaliveTimeout)] where !(value > 0 && value <= 1e9) {
             throw ValidationError("\(flag) must be a positive number of seconds (at most 1e9)")
@@ -150,6 +155,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.handshakeTimeout = .seconds(handshakeTimeout)
         options.idleTimeout = .seconds(idleTimeout)
         options.requestBodyTimeout = .seconds(requestBodyTimeout)
+        options.maxRequestBodyDuration = .seconds(maxRequestBodyDuration)
         options.responseWindowTimeout = .seconds(responseWindowTimeout)
         options.keepaliveInterval = .seconds(keepaliveInterval)
         options.keepaliveTimeout = .seconds(keepaliveTimeout)

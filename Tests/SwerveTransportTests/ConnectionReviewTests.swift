@@ -223,3 +223,48 @@ import SwerveStatus
         #expect(budget.usedBytes == 800)
     }
 }
+
+@Suite struct RequestBodyDurationTests {
+    private static func seconds(_ s: Double) -> UInt64 { UInt64(s * 1e9) }
+
+    @Test func trickledBytesResetTheStallClockButNotTheTotal() {
+        var clock = StreamStallClock()
+        let limit = Self.seconds(30)
+        for t in stride(from: 0.0, through: 290, by: 29) {
+            clock.progressed = true  // one byte every 29 s
+            let stalled = clock.tick(now: Self.seconds(t), limit: limit, paused: false)
+            #expect(!stalled, "never stalled")
+        }
+        #expect(clock.activeNanos == Self.seconds(290))
+    }
+
+    @Test func pausedTicksAreNotCounted() {
+        var clock = StreamStallClock()
+        _ = clock.tick(now: 0, limit: .max, paused: false)
+        _ = clock.tick(now: Self.seconds(10), limit: .max, paused: false)
+        _ = clock.tick(now: Self.seconds(50), limit: .max, paused: true)
+        _ = clock.tick(now: Self.seconds(55), limit: .max, paused: false)
+        #expect(clock.activeNanos == Self.seconds(15))
+    }
+
+    @Test func aTrickledBodyIsAnsweredDeadlineExceededAfterTheTotal() throws {
+        var configuration = GRPCServerConfiguration()
+        configuration.requestBodyTimeout = .seconds(30)
+        configuration.maxRequestBodyDuration = .milliseconds(400)
+        let server = try ConnectionReviewTests.RawServer(configuration: configuration)
+        try server.send(
+            RawHTTP2.preface + RawHTTP2.settings() + RawHTTP2.settingsAck
+                + RawHTTP2.headers(stream: 1, RawHTTP2.requestBlock(TestMethod.echo)) + RawHTTP2.data(stream: 1, [0, 0, 0, 0, 100]))
+        // One byte every 60 ms: far more often than the 30 s stall limit.
+        var sent = 0
+        server.waitTicks(upTo: 10) {
+            sent += 1
+            if sent % 3 == 0 { try? server.send(RawHTTP2.data(stream: 1, [7])) }
+            return server.frames.contains { $0.streamID == 1 && $0.type == ConnectionReviewTests.Frame.headers }
+        }
+        let answer = server.frames.filter { $0.streamID == 1 && $0.type == ConnectionReviewTests.Frame.headers }
+        #expect(answer.count == 1 && answer.first.map { $0.flags & 0x1 != 0 } == true, "answered trailers-only")
+        #expect(server.handler.requestBytesHeld == 0)
+        #expect(server.channel.isActive)
+    }
+}
