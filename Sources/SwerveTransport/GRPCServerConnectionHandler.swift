@@ -190,11 +190,14 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            session.flush()  // what nghttp2 kept while we could not write
-            if readHeld && session.isOpen && context.channel.isWritable {
+            // The held read first: the flush below usually fills the channel again (up to
+            // 1 MiB), and a read asked for only if it is still writable then would starve the
+            // client's WINDOW_UPDATEs, RST_STREAMs and PING ACKs for a whole long download.
+            if readHeld && session.isOpen {
                 readHeld = false
                 context.read()
             }
+            session.flush()  // what nghttp2 kept while we could not write
             resumeHeldCalls()
         }
         context.fireChannelWritabilityChanged()
@@ -314,8 +317,19 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     private func tick() {
         guard var dog = watchdog, let context else { return }
         let now = NIODeadline.now().uptimeNanoseconds
+        // While the channel is not writable, reads are held back; the client is not to blame
+        // for the silence as long as it takes our output (the socket drains).
+        let writable = context.channel.isWritable
+        var socketDraining = false
+        if writable {
+            lastBufferedBytes = .max
+        } else {
+            let buffered = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+            socketDraining = buffered < lastBufferedBytes
+            lastBufferedBytes = buffered
+        }
         let action = dog.tick(
-            now: now, sawRead: sawRead, openStreams: streams.count, streamsOpened: streamsOpened,
+            now: now, sawRead: sawRead || socketDraining, openStreams: streams.count, streamsOpened: streamsOpened,
             closing: !session.isOpen)
         watchdog = dog
         sawRead = false
@@ -359,7 +373,9 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         if timeouts.requestBody != nil || timeouts.requestBodyTotal != nil, !streams.isEmpty {
             checkStalledStreams(now: now, context)
         }
-        if let limit = timeouts.responseWindow, !streams.isEmpty { checkBlockedResponses(now: now, limit: limit, context) }
+        if let limit = timeouts.responseWindow, !streams.isEmpty {
+            checkBlockedResponses(now: now, limit: limit, writable: writable, socketDraining: socketDraining)
+        }
     }
 
     /// Streams whose queued response nghttp2 took nothing of for `limit`: the client's
@@ -370,16 +386,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     /// for `limit` is a client that reads nothing, and its connection is ended (the resets
     /// could not be written either).
     @inline(never)
-    private func checkBlockedResponses(now: UInt64, limit: UInt64, _ context: ChannelHandlerContext) {
-        let writable = context.channel.isWritable
-        var socketDraining = false
-        if writable {
-            lastBufferedBytes = .max
-        } else {
-            let buffered = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
-            socketDraining = buffered < lastBufferedBytes
-            lastBufferedBytes = buffered
-        }
+    private func checkBlockedResponses(now: UInt64, limit: UInt64, writable: Bool, socketDraining: Bool) {
         var blocked: [ServerStream] = []
         for stream in streams.values {
             if stream.machine.outboundPendingBytes == 0 {

@@ -268,3 +268,42 @@ import SwerveStatus
         #expect(server.channel.isActive)
     }
 }
+
+/// Makes the channel unwritable on the next write, as a large flush does on a real socket.
+private final class FillsTheChannel: ChannelOutboundHandler {
+    typealias OutboundIn = ByteBuffer
+    var armed = false
+    var readsSeen = 0
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if armed, let channel = context.channel as? EmbeddedChannel { channel.isWritable = false }
+        context.write(data, promise: promise)
+    }
+    func read(context: ChannelHandlerContext) {
+        readsSeen += 1
+        context.read()
+    }
+}
+
+@Suite struct HeldReadTests {
+    @Test func theHeldReadIsIssuedEvenWhenTheFlushFillsTheChannelAgain() throws {
+        let server = try ConnectionReviewTests.RawServer()
+        let filler = FillsTheChannel()
+        try server.channel.pipeline.syncOperations.addHandler(filler, position: .first)
+        try server.send(RawHTTP2.preface + RawHTTP2.settings() + RawHTTP2.settingsAck)
+
+        server.channel.isWritable = false
+        server.channel.pipeline.fireChannelWritabilityChanged()
+        server.channel.pipeline.read()
+        #expect(filler.readsSeen == 0, "held while not writable")
+        // A PING whose ACK waits in nghttp2 until the channel is writable.
+        try server.send(RawHTTP2.frame(0x6, stream: 0, [1, 2, 3, 4, 5, 6, 7, 8]))
+
+        filler.armed = true
+        server.channel.isWritable = true
+        server.channel.pipeline.fireChannelWritabilityChanged()
+        server.drain()
+        #expect(server.frames.contains { $0.type == 0x6 && $0.flags == 0x1 }, "the ACK went out")
+        #expect(!server.channel.isWritable, "and filled the channel again")
+        #expect(filler.readsSeen == 1, "the held read was passed on all the same")
+    }
+}
