@@ -130,6 +130,26 @@ public struct GRPCServerConfiguration: Sendable {
 
     /// Creates the default configuration.
     public init() {}
+
+    /// Why this configuration cannot work as meant, naming each setting by its `swerve serve`
+    /// flag; nil when it can. A request message counts against the request-body budgets with
+    /// its 5-byte gRPC prefix, so a `maxReceiveMessageSize` the budgets cannot hold would have
+    /// every request near that size refused RESOURCE_EXHAUSTED with a message about budgets.
+    public var inconsistency: String? {
+        let largest = maxReceiveMessageSize + 5
+        for (flag, budget) in [("--max-connection-request-bytes", maxConnectionRequestBytes),
+                               ("--max-server-request-bytes", maxServerRequestBytes)] where largest > budget {
+            return "--max-receive-message-size (\(maxReceiveMessageSize)) plus the 5-byte gRPC message prefix is larger "
+                + "than \(flag) (\(budget)): the largest requests allowed could never be held; raise \(flag) or lower "
+                + "--max-receive-message-size"
+        }
+        return nil
+    }
+}
+
+/// A `GRPCServerConfiguration` that cannot work (`inconsistency`), refused by `GRPCServer.start`.
+public struct GRPCServerConfigurationError: Error, CustomStringConvertible {
+    public let description: String
 }
 
 /// Answers incoming calls.
@@ -181,6 +201,7 @@ public final class GRPCServer: Sendable {
     /// Binds and starts accepting connections.
     public func start() async throws {
         let configuration = self.configuration
+        if let problem = configuration.inconsistency { throw GRPCServerConfigurationError(description: problem) }
         let handler = self.handler
         let logger = self.logger
         let maxConnections = self.maxConnections

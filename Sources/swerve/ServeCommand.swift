@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import Prometheus
 import SwerveServer
+import SwerveTransport
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -121,6 +122,11 @@ struct ServeCommand: AsyncParsableCommand {
                               ("--keepalive-timeout", keepaliveTimeout)] where !(value > 0 && value <= 1e9) {
             throw ValidationError("\(flag) must be a positive number of seconds (at most 1e9)")
         }
+        var transport = GRPCServerConfiguration()
+        transport.maxReceiveMessageSize = maxReceiveMessageSize
+        transport.maxConnectionRequestBytes = maxConnectionRequestBytes
+        transport.maxServerRequestBytes = maxServerRequestBytes
+        if let problem = transport.inconsistency { throw ValidationError(problem) }
     }
 
     func run() async throws {

@@ -307,3 +307,21 @@ private final class FillsTheChannel: ChannelOutboundHandler {
         #expect(filler.readsSeen == 1, "the held read was passed on all the same")
     }
 }
+
+@Suite struct ConfigurationConsistencyTests {
+    @Test func theDefaultsAreConsistent() {
+        #expect(GRPCServerConfiguration().inconsistency == nil)
+    }
+
+    @Test func aMessageSizeTheBudgetsCannotHoldIsNamedWithBothFlags() {
+        var configuration = GRPCServerConfiguration()
+        configuration.maxReceiveMessageSize = 64 << 20
+        let problem = configuration.inconsistency ?? ""
+        #expect(problem.contains("--max-receive-message-size") && problem.contains("--max-connection-request-bytes"), "\(problem)")
+        configuration.maxConnectionRequestBytes = 2 << 30
+        configuration.maxServerRequestBytes = 32 << 20
+        #expect(configuration.inconsistency?.contains("--max-server-request-bytes") == true)
+        configuration.maxServerRequestBytes = 2 << 30
+        #expect(configuration.inconsistency == nil)
+    }
+}
