@@ -248,10 +248,21 @@ public final class GRPCServer: Sendable {
         let channel: any Channel
         do {
             channel = try await bootstrap.withBoundSocket(descriptor).get()
+        } catch {
+            // Not closed here: NIO owns the descriptor from the moment it made the channel and
+            // closes it with the channel on every failure after that (options, initializer,
+            // registration), which is all of them but a failed fcntl/listen on the socket just
+            // bound. Closing the number again could close a descriptor another thread opened
+            // meanwhile; the rare leak is of a server that did not start.
+            CrashPortRelease.unregister(descriptor)
+            throw error
+        }
+        do {
             try ListeningSocket.setBacklog(descriptor, configuration.listenBacklog)
         } catch {
+            // The channel owns the descriptor now: close it through the channel, once.
             CrashPortRelease.unregister(descriptor)
-            close(descriptor)
+            try? await channel.close()
             throw error
         }
         #else
