@@ -41,8 +41,8 @@ struct GRPCServerGracefulShutdownEvent: Sendable {}
 ///   no new call is handed out (complete requests wait, still charged to the request budget,
 ///   and go once the queue drains below it); past the whole of it, a connection whose client
 ///   took no response bytes for a tick or two gets GOAWAY(ENHANCE_YOUR_CALM) and is closed. A
-///   client that does take its responses, however slowly, is not cut off: only the calls
-///   already running add to its queue.
+///   client that does take its responses, however slowly, is cut off only past twice the cap:
+///   below that only the calls already running add to its queue.
 /// - Request-body budget: bytes are charged per DATA chunk to the connection's and the
 ///   server's budget and stay charged until the call is answered (a dispatched message is
 ///   still in memory while its call runs, so the budget bounds work in flight too) or the
@@ -287,9 +287,11 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         guard let context, session.isOpen else { return }
         let buffered = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
         let total = queuedResponseBytes + buffered
+        guard total > outboundCap else { return }
         // A client that takes its responses is held back by not dispatching its new calls
-        // (`dispatchReadyCalls`), not cut off.
-        guard total > outboundCap, !tookResponseBytes, !tookResponseBytesBefore else { return }
+        // (`dispatchReadyCalls`), not cut off, up to twice the cap: calls already running (a
+        // server-streaming one with no end) must not grow the queue without bound either.
+        if (tookResponseBytes || tookResponseBytesBefore) && total <= 2 * outboundCap { return }
         let reason =
             "\(describeBytes(total)) of responses wait to be sent (\(describeBytes(queuedResponseBytes)) queued for "
             + "flow-control window, \(describeBytes(buffered)) unwritten), above the connection's cap of "

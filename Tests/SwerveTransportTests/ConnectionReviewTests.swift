@@ -325,3 +325,30 @@ private final class FillsTheChannel: ChannelOutboundHandler {
         #expect(configuration.inconsistency == nil)
     }
 }
+
+@Suite struct OutboundCeilingTests {
+    /// A client that takes response bytes is not cut off at the cap, but is past twice the cap:
+    /// calls already running (here: held calls answered at once) cannot grow its queue without bound.
+    @Test func aReadingClientIsCutOffPastTwiceTheCap() throws {
+        var configuration = GRPCServerConfiguration()
+        configuration.maxConnectionOutboundBytes = 4 << 20
+        let server = try ConnectionReviewTests.RawServer(configuration: configuration)
+        let ids: [UInt32] = [1, 3, 5, 7]
+        var bytes = RawHTTP2.preface + RawHTTP2.settings([(0x4, 64 << 10)]) + RawHTTP2.settingsAck
+        for id in ids { bytes += RawHTTP2.request(stream: id, TestMethod.hold, [UInt8(id)]) }
+        try server.send(bytes)
+        let calls = server.observations.heldCalls
+        #expect(calls.count == 4, "nothing queued yet: all four dispatched")
+        calls[0].respond(bigMessage(1))  // 3 MiB: nghttp2 takes 64 KiB of it at once
+        server.drain()
+        calls[1].respond(bigMessage(2))  // 6 MiB queued, past the cap: the client took bytes
+        server.drain()
+        #expect(server.channel.isActive, "past the cap, but the client takes its responses")
+        calls[2].respond(bigMessage(3))  // 9 MiB: past twice the cap
+        server.drain()
+        let goaways = server.frames.filter { $0.type == ConnectionReviewTests.Frame.goaway }
+        #expect(goaways.map(\.errorCode) == [11], "GOAWAY(ENHANCE_YOUR_CALM)")
+        #expect(server.handler.responseBytesQueued == 0)
+        withExtendedLifetime(calls) {}
+    }
+}
