@@ -582,7 +582,8 @@ def test_paced_ping_flood_from_a_client_that_never_reads(start_server, zoo):
 
 
 def test_slow_reader_with_large_window(start_server, zoo):
-    server = start(start_server, max_connection_request_bytes=2 * MiB)
+    # (A message must fit the request budget: swerve refuses to start otherwise.)
+    server = start(start_server, max_connection_request_bytes=2 * MiB, max_receive_message_size=1 * MiB)
     out = attack_slow_reader(server, zoo)
     # Bound: the 4 MiB outbound cap + NIO's 2 MiB + the work in flight: at most 2 MiB of
     # requests (the request budget; a message stays charged until its stream closes), each
