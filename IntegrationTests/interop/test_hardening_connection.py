@@ -777,6 +777,37 @@ def test_stalled_request_body_is_answered_and_the_connection_then_idles_out(star
             c.close()
 
 
+def test_a_trickled_request_body_is_answered_after_the_total_limit(start_server, zoo):
+    # One byte every 0.5 s keeps the 1.5 s stall limit from firing; the total limit (3 s
+    # here) does. 20 streams on 5 connections.
+    server = start(start_server, max_request_body_duration=3, keepalive_interval=600)
+    out = Outcome()
+    with under_attack(server, zoo, out):
+        conns = [RawConnection(server.grpc_port) for _ in range(5)]
+        streams = [(c, c.headers()) for c in conns for _ in range(4)]
+        for c, sid in streams:
+            c.data(sid, grpc_message(b"", declared=1000)[:5])
+        start_t = time.monotonic()
+        while time.monotonic() - start_t < 10 and any(status_of(c.streams[sid]) is None for c, sid in streams):
+            for c, sid in streams:
+                if status_of(c.streams[sid]) is None and c.streams[sid]["reset"] is None:
+                    c.send(frame(DATA, 0, sid, b"\x00"))
+            for c in conns:
+                c.pump(0.1)
+            time.sleep(0.4)
+        answered = time.monotonic() - start_t
+    try:
+        for c, sid in streams:
+            st = c.streams[sid]
+            assert status_of(st) == GRPC_DEADLINE_EXCEEDED, st
+            assert "too slow" in message_of(st) and "max-request-body-duration" in message_of(st), st
+        assert answered >= 2.0, f"answered after {answered:.2f} s, before the 3 s limit"
+        assert_bounded(out, rss_bound=SLACK)
+    finally:
+        for c in conns:
+            c.close()
+
+
 def test_keepalive_closes_a_peer_that_never_answers_pings(start_server, zoo):
     server = start(start_server, keepalive_interval=1, keepalive_timeout=1)
     # A grpcio client answers the server's PINGs: its connection survives several intervals.
