@@ -50,6 +50,7 @@ LIMIT_FLAGS = {
     "--handshake-timeout": "1",
     "--idle-timeout": "60",
     "--request-body-timeout": "1.5",
+    "--response-window-timeout": "2",
     "--keepalive-interval": "2",
     "--keepalive-timeout": "1",
 }
@@ -149,6 +150,7 @@ class Outcome:
     goaway: int | None = None
     statuses: dict = field(default_factory=dict)
     messages: list = field(default_factory=list)
+    resets: dict = field(default_factory=dict)  # RST_STREAM error code -> streams
     good_calls: int = 0
     good_failures: list = field(default_factory=list)
     good_max_latency: float = 0.0
@@ -229,6 +231,7 @@ class RawConnection:
         self.stream_windows: dict[int, int] = {}
         self.initial_stream_window = 65535  # from the server's SETTINGS
         self.data_sent = 0                  # DATA payload bytes sent
+        self.ping_acks = 0
         if handshake:
             extra = settings(initial_window_size=window) if window is not None else settings()
             self.send(PREFACE + extra)
@@ -339,6 +342,8 @@ class RawConnection:
                 self.stream_windows[sid] += inc
         elif kind == GOAWAY:
             self.goaway = struct.unpack(">I", payload[4:8])[0]
+        elif kind == PING and flags & ACK:
+            self.ping_acks += 1
         elif kind == HEADERS and st is not None:
             fields = dict(self.decoder.decode(payload))  # END_HEADERS always set by nghttp2 here
             key = "headers" if st["headers"] is None and ":status" in fields else "trailers"
@@ -351,6 +356,16 @@ class RawConnection:
             st["reset"] = struct.unpack(">I", payload)[0]
         elif kind == DATA and st is not None:
             st["data"] += len(payload)
+
+    def sync(self, timeout: float = 5.0) -> bool:
+        """Sends a PING and reads until its ACK: the server has processed everything sent before."""
+        acks = self.ping_acks
+        if not self.send(frame(PING, 0, 0, b"syncsync")):
+            return False
+        deadline = time.monotonic() + timeout
+        while self.ping_acks == acks and not self.eof and time.monotonic() < deadline:
+            self.pump(0.05)
+        return self.ping_acks > acks
 
     def wait_closed(self, timeout: float) -> float | None:
         """Reads until the server closes the connection; seconds it took, None if it did not."""
@@ -470,11 +485,50 @@ def attack_zero_window(server, zoo, requests: int = 40, seconds: float = 20.0) -
             conn.pump(0.05)
         out.goaway = conn.goaway
         out.closed_by_server = conn.eof
+    tally(out, conn)
+    conn.close()
+    return out
+
+
+def tally(out: Outcome, conn: RawConnection):
+    """Counts the streams' statuses (None: no trailers), messages and resets into `out`."""
     for st in conn.streams.values():
         code = status_of(st)
         out.statuses[code] = out.statuses.get(code, 0) + 1
         if code is not None and code != 0:
             out.messages.append(message_of(st))
+        if st["reset"] is not None:
+            out.resets[st["reset"]] = out.resets.get(st["reset"], 0) + 1
+
+
+def attack_header_amplification(server, zoo, streams: int = 8, refs: int = 12000) -> Outcome:
+    """Request header blocks amplified through HPACK: one 4,000-byte field enters the dynamic
+    table, then `refs` one-byte references to it; each 16 KiB HEADERS frame names ~48 MB of
+    headers. No END_STREAM, so a server that kept the fields would hold them until the
+    request-body timeout. Now: the server counts the list as it arrives, keeps nothing past
+    --max-header-list-bytes and refuses the stream RESOURCE_EXHAUSTED."""
+    out = Outcome()
+    conn = RawConnection(server.grpc_port)
+    pad = ("x-pad", "a" * 4000)
+    with under_attack(server, zoo, out):
+        for _ in range(streams):
+            if conn.eof or conn.goaway is not None:
+                break
+            sid = conn.next_stream
+            conn.next_stream += 2
+            block = conn.encoder.encode([(":method", "POST"), (":scheme", "http"), (":path", INFER),
+                                         (":authority", "127.0.0.1"), ("content-type", "application/grpc"),
+                                         ("te", "trailers"), pad] + [pad] * refs)
+            assert len(block) <= 16384, len(block)
+            conn.streams[sid] = {"headers": None, "trailers": None, "reset": None, "data": 0}
+            conn.stream_windows[sid] = conn.initial_stream_window
+            conn.send(frame(HEADERS, END_HEADERS, sid, block))
+            out.sent += len(block)
+            conn.pump(0.05)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(st["trailers"] is None for st in conn.streams.values()):
+            conn.pump(0.05)
+    tally(out, conn)
     conn.close()
     return out
 
@@ -528,7 +582,8 @@ def test_paced_ping_flood_from_a_client_that_never_reads(start_server, zoo):
 
 
 def test_slow_reader_with_large_window(start_server, zoo):
-    server = start(start_server, max_connection_request_bytes=2 * MiB)
+    # (A message must fit the request budget: swerve refuses to start otherwise.)
+    server = start(start_server, max_connection_request_bytes=2 * MiB, max_receive_message_size=1 * MiB)
     out = attack_slow_reader(server, zoo)
     # Bound: the 4 MiB outbound cap + NIO's 2 MiB + the work in flight: at most 2 MiB of
     # requests (the request budget; a message stays charged until its stream closes), each
@@ -546,18 +601,35 @@ def test_zero_window_with_large_echoed_ids(start_server, zoo):
     assert_bounded(out, rss_bound=4 * MiB + 8 * MiB + SLACK)
     assert out.goaway == ENHANCE_YOUR_CALM, f"expected GOAWAY(ENHANCE_YOUR_CALM): {out.summary()}"
     assert out.closed_by_server, out.summary()
-    assert out.sent <= 8 * MiB, f"the server took {out.sent / MiB:.1f} MiB before stopping the attack"
+    # Above half the outbound cap the server hands out no new call: later requests wait (and
+    # past the 8 MiB request budget are refused), so at most cap + budget worth of answers
+    # was ever pending.
+    pending = out.statuses.get(None, 0)
+    assert pending * MiB <= 4 * MiB + 8 * MiB, f"{pending} requests were taken and not refused: {out.summary()}"
 
 
-def test_zero_window_refused_by_the_request_budget(start_server, zoo):
-    # Outbound cap above the request budget: here the budget stops the attack first, so
-    # later requests are refused with RESOURCE_EXHAUSTED while the connection lives on.
+def test_zero_window_answers_release_the_request_budget_and_are_reset(start_server, zoo):
+    # Outbound cap above what the attack queues (16 x 1 MiB): answered requests no longer
+    # hold the 8 MiB request budget (none is refused), and the responses the zero window
+    # never lets through are reset after --response-window-timeout (2 s here).
     server = start(start_server, max_connection_outbound_bytes=64 * MiB)
     out = attack_zero_window(server, zoo, requests=16)
-    assert_bounded(out, rss_bound=8 * MiB + 8 * MiB + SLACK)
-    refused = out.statuses.get(GRPC_RESOURCE_EXHAUSTED, 0)
-    assert refused >= 8, f"expected the requests past the 8 MiB budget refused: {out.summary()}"
-    assert all("memory budget of 8 MiB" in m and "max-connection-request-bytes" in m for m in out.messages), out.messages
+    assert_bounded(out, rss_bound=16 * MiB + 8 * MiB + SLACK)
+    assert out.statuses.get(GRPC_RESOURCE_EXHAUSTED, 0) == 0, (
+        f"answered requests must not stay charged to the request budget: {out.summary()} {out.messages[:2]}")
+    assert out.resets.get(ENHANCE_YOUR_CALM, 0) == 16, (
+        f"expected every blocked response reset ENHANCE_YOUR_CALM: {out.resets} {out.summary()}")
+    # (The connection itself is later closed by the keepalive: this client answers no PING.)
+    assert out.goaway != ENHANCE_YOUR_CALM, f"the outbound cap was not what stopped it: {out.summary()}"
+
+
+def test_hpack_amplified_headers_are_refused_without_being_kept(start_server, zoo):
+    server = start(start_server)
+    out = attack_header_amplification(server, zoo)
+    # 8 streams x ~48 MB of decoded headers sent; the server keeps at most 16 KiB of each.
+    assert_bounded(out, rss_bound=SLACK)
+    assert out.statuses.get(GRPC_RESOURCE_EXHAUSTED, 0) == 8, out.summary()
+    assert all("max-header-list-bytes" in m and "16 KiB" in m for m in out.messages), out.messages[:2]
 
 
 def test_unfinished_uploads_hit_the_request_budget(start_server, zoo):
@@ -585,6 +657,11 @@ def test_server_wide_request_budget_spans_connections(start_server, zoo):
         for c in conns:
             sid = c.headers()
             c.data(sid, body, timeout=10)
+            # One upload after the other: the whole upload fits the socket buffers and the
+            # server's windows, so without waiting the server would read the three interleaved
+            # on its two event loops, and which of them it refuses (possibly two, each refused
+            # while the other still held its part) would be a race.
+            assert c.sync(), "the server did not answer a PING"
             sids.append(sid)
         wait_until(lambda: (conns[2].pump(0.05), status_of(conns[2].streams[sids[2]]))[1], 5,
                    lambda: f"an answer to the third connection's upload: {conns[2].streams[sids[2]]}")
@@ -694,6 +771,37 @@ def test_stalled_request_body_is_answered_and_the_connection_then_idles_out(star
             assert "request body stalled" in message_of(st) and "request-body-timeout" in message_of(st), st
         assert answered >= 1.0, f"answered after {answered:.2f} s, before the 1.5 s request-body timeout"
         assert all(c.eof for c in conns), "connections with only a stalled stream were not closed by the idle timeout"
+        assert_bounded(out, rss_bound=SLACK)
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_a_trickled_request_body_is_answered_after_the_total_limit(start_server, zoo):
+    # One byte every 0.5 s keeps the 1.5 s stall limit from firing; the total limit (3 s
+    # here) does. 20 streams on 5 connections.
+    server = start(start_server, max_request_body_duration=3, keepalive_interval=600)
+    out = Outcome()
+    with under_attack(server, zoo, out):
+        conns = [RawConnection(server.grpc_port) for _ in range(5)]
+        streams = [(c, c.headers()) for c in conns for _ in range(4)]
+        for c, sid in streams:
+            c.data(sid, grpc_message(b"", declared=1000)[:5])
+        start_t = time.monotonic()
+        while time.monotonic() - start_t < 10 and any(status_of(c.streams[sid]) is None for c, sid in streams):
+            for c, sid in streams:
+                if status_of(c.streams[sid]) is None and c.streams[sid]["reset"] is None:
+                    c.send(frame(DATA, 0, sid, b"\x00"))
+            for c in conns:
+                c.pump(0.1)
+            time.sleep(0.4)
+        answered = time.monotonic() - start_t
+    try:
+        for c, sid in streams:
+            st = c.streams[sid]
+            assert status_of(st) == GRPC_DEADLINE_EXCEEDED, st
+            assert "too slow" in message_of(st) and "max-request-body-duration" in message_of(st), st
+        assert answered >= 2.0, f"answered after {answered:.2f} s, before the 3 s limit"
         assert_bounded(out, rss_bound=SLACK)
     finally:
         for c in conns:

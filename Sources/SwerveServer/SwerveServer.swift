@@ -18,6 +18,8 @@ public struct ServerOptions: Sendable {
     public var metricsPort = 8002
     public var maxReceiveMessageSize = 4 * 1024 * 1024
     public var maxConcurrentStreams: UInt32 = 1024
+    /// SETTINGS_MAX_HEADER_LIST_SIZE (`--max-header-list-bytes`, 16 KiB).
+    public var maxHeaderListBytes = 16 << 10
     public var eventLoopThreads = System.coreCount
     /// Seconds between repository scans for new versions; nil = only at start-up and on RepositoryModelLoad.
     public var pollInterval: Double?
@@ -42,6 +44,8 @@ public struct ServerOptions: Sendable {
     public var handshakeTimeout: Duration = .seconds(10)
     public var idleTimeout: Duration = .seconds(300)
     public var requestBodyTimeout: Duration = .seconds(30)
+    public var maxRequestBodyDuration: Duration = .seconds(120)
+    public var responseWindowTimeout: Duration = .seconds(30)
     public var keepaliveInterval: Duration = .seconds(7200)
     public var keepaliveTimeout: Duration = .seconds(20)
 
@@ -69,6 +73,7 @@ public enum SwerveServerRunner {
         config.port = options.grpcPort
         config.maxReceiveMessageSize = options.maxReceiveMessageSize
         config.maxConcurrentStreams = options.maxConcurrentStreams
+        config.maxHeaderListBytes = options.maxHeaderListBytes
         config.eventLoopThreads = options.eventLoopThreads
         config.maxConnections = options.maxConnections
         config.listenerObserver = ListenerMetrics()
@@ -78,6 +83,8 @@ public enum SwerveServerRunner {
         config.handshakeTimeout = options.handshakeTimeout
         config.idleTimeout = options.idleTimeout
         config.requestBodyTimeout = options.requestBodyTimeout
+        config.maxRequestBodyDuration = options.maxRequestBodyDuration
+        config.responseWindowTimeout = options.responseWindowTimeout
         config.keepaliveInterval = options.keepaliveInterval
         config.keepaliveTimeout = options.keepaliveTimeout
         let grpc = GRPCServer(configuration: config, handler: service, logger: logger)

@@ -37,6 +37,8 @@ public enum TrainerRunner {
         config.port = options.grpcPort
         config.eventLoopThreads = options.eventLoopThreads
         config.maxReceiveMessageSize = 64 << 20
+        // A message of that size must fit the connection's request budget (with its prefix).
+        config.maxConnectionRequestBytes = max(config.maxConnectionRequestBytes, 65 << 20)
         let grpc = GRPCServer(configuration: config, handler: service, logger: logger)
         try await grpc.start()
         service.resumeContinuousJobs()

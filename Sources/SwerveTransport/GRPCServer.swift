@@ -70,6 +70,11 @@ public struct GRPCServerConfiguration: Sendable {
     public var eventLoopThreads: Int = System.coreCount
     /// Largest request message accepted; a larger one is answered RESOURCE_EXHAUSTED.
     public var maxReceiveMessageSize: Int = 4 * 1024 * 1024
+    /// SETTINGS_MAX_HEADER_LIST_SIZE advertised to clients, and enforced: a request whose header
+    /// list (names + values + 32 bytes per field, RFC 9113 §6.5.2) is larger is answered
+    /// RESOURCE_EXHAUSTED without its fields being kept. 16 KiB: grpc-core's hard limit for
+    /// metadata (grpc-java allows 8 KiB), ample for gRPC's own headers and tokens.
+    public var maxHeaderListBytes: Int = 16 << 10
     /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients.
     public var maxConcurrentStreams: UInt32 = 1024
     /// The connection-level receive window (raised from HTTP/2's default of 65,535).
@@ -108,6 +113,15 @@ public struct GRPCServerConfiguration: Sendable {
     /// A stream whose request is incomplete and which receives no request bytes for this long
     /// is answered DEADLINE_EXCEEDED and its bytes released; nil: never.
     public var requestBodyTimeout: Duration? = .seconds(30)
+    /// The most time a request body may take from its HEADERS to its END_STREAM, however it
+    /// trickles in (time the server itself was not reading is not counted); past it the stream
+    /// is answered DEADLINE_EXCEEDED and its bytes released; nil: no limit. 120 s lets the
+    /// default 4 MiB message arrive at 35 KB/s; raise it with --max-receive-message-size.
+    public var maxRequestBodyDuration: Duration? = .seconds(120)
+    /// A stream whose queued response the client's flow-control window lets nothing of through
+    /// for this long (a client that never grants window, or never reads) is reset with
+    /// RST_STREAM(ENHANCE_YOUR_CALM) and its queued bytes dropped; nil: never.
+    public var responseWindowTimeout: Duration? = .seconds(30)
     /// After this long with nothing read from a connection the server sends a PING (gRPC's
     /// keepalive_time, 2 h by default as in gRPC servers); nil: no keepalive.
     public var keepaliveInterval: Duration? = .seconds(7200)
@@ -116,6 +130,26 @@ public struct GRPCServerConfiguration: Sendable {
 
     /// Creates the default configuration.
     public init() {}
+
+    /// Why this configuration cannot work as meant, naming each setting by its `swerve serve`
+    /// flag; nil when it can. A request message counts against the request-body budgets with
+    /// its 5-byte gRPC prefix, so a `maxReceiveMessageSize` the budgets cannot hold would have
+    /// every request near that size refused RESOURCE_EXHAUSTED with a message about budgets.
+    public var inconsistency: String? {
+        let largest = maxReceiveMessageSize + 5
+        for (flag, budget) in [("--max-connection-request-bytes", maxConnectionRequestBytes),
+                               ("--max-server-request-bytes", maxServerRequestBytes)] where largest > budget {
+            return "--max-receive-message-size (\(maxReceiveMessageSize)) plus the 5-byte gRPC message prefix is larger "
+                + "than \(flag) (\(budget)): the largest requests allowed could never be held; raise \(flag) or lower "
+                + "--max-receive-message-size"
+        }
+        return nil
+    }
+}
+
+/// A `GRPCServerConfiguration` that cannot work (`inconsistency`), refused by `GRPCServer.start`.
+public struct GRPCServerConfigurationError: Error, CustomStringConvertible {
+    public let description: String
 }
 
 /// Answers incoming calls.
@@ -167,6 +201,7 @@ public final class GRPCServer: Sendable {
     /// Binds and starts accepting connections.
     public func start() async throws {
         let configuration = self.configuration
+        if let problem = configuration.inconsistency { throw GRPCServerConfigurationError(description: problem) }
         let handler = self.handler
         let logger = self.logger
         let maxConnections = self.maxConnections
@@ -213,10 +248,21 @@ public final class GRPCServer: Sendable {
         let channel: any Channel
         do {
             channel = try await bootstrap.withBoundSocket(descriptor).get()
+        } catch {
+            // Not closed here: NIO owns the descriptor from the moment it made the channel and
+            // closes it with the channel on every failure after that (options, initializer,
+            // registration), which is all of them but a failed fcntl/listen on the socket just
+            // bound. Closing the number again could close a descriptor another thread opened
+            // meanwhile; the rare leak is of a server that did not start.
+            CrashPortRelease.unregister(descriptor)
+            throw error
+        }
+        do {
             try ListeningSocket.setBacklog(descriptor, configuration.listenBacklog)
         } catch {
+            // The channel owns the descriptor now: close it through the channel, once.
             CrashPortRelease.unregister(descriptor)
-            close(descriptor)
+            try? await channel.close()
             throw error
         }
         #else

@@ -14,6 +14,8 @@ private final class ServerStream {
     var charged = 0
     /// When the request body last made progress, for the request-body timeout.
     var stall = StreamStallClock()
+    /// When nghttp2 last took response bytes of this stream, for the response-window timeout.
+    var sendStall = StreamStallClock()
 
     init(id: Int32, maxMessageSize: Int) {
         self.id = id
@@ -35,14 +37,21 @@ struct GRPCServerGracefulShutdownEvent: Sendable {}
 ///   does not read thus stays in nghttp2, where its own outbound-flood limits apply, and the
 ///   peer cannot make the server produce more until it reads.
 /// - Outbound cap: response messages queued in streams (waiting for the peer's flow-control
-///   window) plus bytes buffered in NIO are counted; past `maxConnectionOutboundBytes` the
-///   connection gets GOAWAY(ENHANCE_YOUR_CALM) and is closed.
+///   window) plus bytes buffered in NIO are counted. Above half of `maxConnectionOutboundBytes`
+///   no new call is handed out (complete requests wait, still charged to the request budget,
+///   and go once the queue drains below it); past the whole of it, a connection whose client
+///   took no response bytes for a tick or two gets GOAWAY(ENHANCE_YOUR_CALM) and is closed. A
+///   client that does take its responses, however slowly, is cut off only past twice the cap:
+///   below that only the calls already running add to its queue.
 /// - Request-body budget: bytes are charged per DATA chunk to the connection's and the
-///   server's budget and stay charged until the stream closes (a dispatched message is still
-///   in memory while its call runs, so the budget bounds work in flight too); a stream that
-///   would go past either is refused RESOURCE_EXHAUSTED and its bytes released.
+///   server's budget and stay charged until the call is answered (a dispatched message is
+///   still in memory while its call runs, so the budget bounds work in flight too) or the
+///   stream closes; a stream that would go past either is refused RESOURCE_EXHAUSTED and its
+///   bytes released. Once answered, the stream no longer holds its call or message.
 /// - Timeouts (`ConnectionWatchdog`, one coarse tick per connection, no timer per request):
-///   handshake, idle (GOAWAY), stalled request bodies, keepalive PINGs.
+///   handshake, idle (GOAWAY), stalled request bodies, keepalive PINGs, and responses the
+///   client's flow-control window has let nothing of through for `responseWindowTimeout`
+///   (RST_STREAM(ENHANCE_YOUR_CALM): the stream and its queued bytes are dropped).
 final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -67,6 +76,9 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     /// interleaved with another stream's), and its stream (0: none).
     private var pendingHead = GRPCRequestHead()
     private var pendingHeadStreamID: Int32 = 0
+    /// The header list size of `pendingHead` so far, as RFC 9113 §6.5.2 counts it.
+    private var pendingHeadBytes = 0
+    private let maxHeaderListBytes: Int
     private var context: ChannelHandlerContext?
 
     // Limits (see the type's comment).
@@ -74,11 +86,19 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     /// Response bytes queued in this connection's streams, not yet taken by nghttp2.
     private var queuedResponseBytes = 0
     private let outboundCap: Int
+    /// Above this many queued response bytes no new call is dispatched (half the cap).
+    private let softOutboundLimit: Int
+    /// nghttp2 took response bytes since the last tick, and in the tick period before it: a
+    /// client doing so is not cut off at the outbound cap. Set per DATA frame, not per byte.
+    private var tookResponseBytes = false
+    private var tookResponseBytesBefore = false
     /// Above this many queued response bytes, NIO's buffered bytes could take the total past
     /// the cap: only then is the exact total computed.
     private let outboundCheckThreshold: Int
     /// A `read` was held back while the channel was not writable (or the session stopped).
     private var readHeld = false
+    /// NIO's buffered output at the last tick while not writable (`.max`: writable then).
+    private var lastBufferedBytes = Int.max
     private var watchdog: ConnectionWatchdog?
     private var tickTask: RepeatedTask?
     private let timeouts: ConnectionWatchdog.Timeouts
@@ -97,12 +117,16 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         self.requestBudget = ConnectionRequestBudget(
             connectionLimit: configuration.maxConnectionRequestBytes, server: requestBudget)
         outboundCap = configuration.maxConnectionOutboundBytes
+        softOutboundLimit = configuration.maxConnectionOutboundBytes / 2
+        maxHeaderListBytes = max(configuration.maxHeaderListBytes, 0)
         outboundCheckThreshold = max(
             0, configuration.maxConnectionOutboundBytes - Self.writeBufferWaterMark.high - NGHTTP2Session.maxDrainBytes)
         func nanos(_ d: Duration?) -> UInt64? { d.map { UInt64(max($0.nanoseconds, 1)) } }
         timeouts = ConnectionWatchdog.Timeouts(
             handshake: nanos(configuration.handshakeTimeout), idle: nanos(configuration.idleTimeout),
             requestBody: nanos(configuration.requestBodyTimeout),
+            requestBodyTotal: nanos(configuration.maxRequestBodyDuration),
+            responseWindow: nanos(configuration.responseWindowTimeout),
             keepaliveInterval: nanos(configuration.keepaliveInterval),
             keepaliveTimeout: nanos(configuration.keepaliveTimeout)!)
         session = NGHTTP2Session(
@@ -110,6 +134,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
             settings: [
                 (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, configuration.maxConcurrentStreams),
                 (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(max(configuration.initialStreamWindowSize, 0))),
+                (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, UInt32(clamping: max(configuration.maxHeaderListBytes, 0))),
             ],
             connectionWindowSize: configuration.connectionWindowSize, honoursWritability: true)
         session.setOwner(self)
@@ -119,6 +144,8 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     var requestBytesHeld: Int { requestBudget.used }
     /// Response bytes queued in this connection's streams now (for tests).
     var responseBytesQueued: Int { queuedResponseBytes }
+    /// Calls complete but not yet handed to the call handler (for tests).
+    var readyCallCount: Int { readyCalls.count }
 
     // MARK: - Channel events
 
@@ -163,11 +190,15 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            session.flush()  // what nghttp2 kept while we could not write
-            if readHeld && session.isOpen && context.channel.isWritable {
+            // The held read first: the flush below usually fills the channel again (up to
+            // 1 MiB), and a read asked for only if it is still writable then would starve the
+            // client's WINDOW_UPDATEs, RST_STREAMs and PING ACKs for a whole long download.
+            if readHeld && session.isOpen {
                 readHeld = false
                 context.read()
             }
+            session.flush()  // what nghttp2 kept while we could not write
+            resumeHeldCalls()
         }
         context.fireChannelWritabilityChanged()
     }
@@ -184,6 +215,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         session.flush()
+        resumeHeldCalls()
         context.fireChannelReadComplete()
     }
 
@@ -215,16 +247,26 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         cancelAllStreams()
     }
 
-    /// Forgets every stream: cancels their calls and releases their request bytes and queued
-    /// responses.
+    /// Forgets every stream: cancels their calls (also those completed by this read and not yet
+    /// handed out) and releases their request bytes and queued responses. Every reference from
+    /// the handler to a call (`streams`, `readyCalls`) and every timer that holds the handler
+    /// (deadlines) goes here: a call holds the handler (`NIOLoopBound`), so one left behind
+    /// would keep the handler, its nghttp2 session and the request messages alive for ever.
     private func cancelAllStreams() {
         pendingHead = GRPCRequestHead()
         pendingHeadStreamID = 0
+        if !readyCalls.isEmpty {
+            let calls = readyCalls
+            readyCalls.removeAll()
+            for call in calls { call.markCancelled() }
+        }
         let all = streams
         streams.removeAll()
         for stream in all.values {
             stream.deadlineTask?.cancel()
+            stream.deadlineTask = nil
             stream.call?.markCancelled()
+            stream.call = nil
             requestBudget.release(stream.charged)
             stream.charged = 0
             queuedResponseBytes -= stream.machine.outboundPendingBytes
@@ -246,6 +288,10 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         let buffered = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
         let total = queuedResponseBytes + buffered
         guard total > outboundCap else { return }
+        // A client that takes its responses is held back by not dispatching its new calls
+        // (`dispatchReadyCalls`), not cut off, up to twice the cap: calls already running (a
+        // server-streaming one with no end) must not grow the queue without bound either.
+        if (tookResponseBytes || tookResponseBytesBefore) && total <= 2 * outboundCap { return }
         let reason =
             "\(describeBytes(total)) of responses wait to be sent (\(describeBytes(queuedResponseBytes)) queued for "
             + "flow-control window, \(describeBytes(buffered)) unwritten), above the connection's cap of "
@@ -273,11 +319,29 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     private func tick() {
         guard var dog = watchdog, let context else { return }
         let now = NIODeadline.now().uptimeNanoseconds
+        // While the channel is not writable, reads are held back; the client is not to blame
+        // for the silence as long as it takes our output (the socket drains).
+        let writable = context.channel.isWritable
+        var socketDraining = false
+        if writable {
+            lastBufferedBytes = .max
+        } else {
+            let buffered = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+            socketDraining = buffered < lastBufferedBytes
+            lastBufferedBytes = buffered
+        }
         let action = dog.tick(
-            now: now, sawRead: sawRead, openStreams: streams.count, streamsOpened: streamsOpened,
+            now: now, sawRead: sawRead || socketDraining, openStreams: streams.count, streamsOpened: streamsOpened,
             closing: !session.isOpen)
         watchdog = dog
         sawRead = false
+        tookResponseBytesBefore = tookResponseBytes
+        tookResponseBytes = false
+        if queuedResponseBytes > outboundCheckThreshold {
+            checkOutboundCap()
+            guard session.isOpen else { return }
+        }
+        resumeHeldCalls()
         switch action {
         case .none:
             break
@@ -308,17 +372,78 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
             session.forceClose()
             return
         }
-        if let limit = timeouts.requestBody, !streams.isEmpty { checkStalledStreams(now: now, limit: limit, context) }
+        if timeouts.requestBody != nil || timeouts.requestBodyTotal != nil, !streams.isEmpty {
+            checkStalledStreams(now: now, context)
+        }
+        if let limit = timeouts.responseWindow, !streams.isEmpty {
+            checkBlockedResponses(now: now, limit: limit, writable: writable, socketDraining: socketDraining)
+        }
+    }
+
+    /// Streams whose queued response nghttp2 took nothing of for `limit`: the client's
+    /// flow-control window (stream or connection) stays shut, or the client does not read at
+    /// all. Reset with ENHANCE_YOUR_CALM, which drops the stream and its queued bytes. While the
+    /// channel is not writable nothing is pulled from nghttp2; that is no one's fault as long
+    /// as the socket drains (a slow link), so the clocks restart; a socket that drains nothing
+    /// for `limit` is a client that reads nothing, and its connection is ended (the resets
+    /// could not be written either).
+    @inline(never)
+    private func checkBlockedResponses(now: UInt64, limit: UInt64, writable: Bool, socketDraining: Bool) {
+        var blocked: [ServerStream] = []
+        for stream in streams.values {
+            if stream.machine.outboundPendingBytes == 0 {
+                stream.sendStall.progressed = true  // nothing waits: the clock starts when something does
+            } else if stream.sendStall.tick(now: now, limit: limit, paused: socketDraining) {
+                blocked.append(stream)
+            }
+        }
+        guard !blocked.isEmpty, session.isOpen else { return }
+        if !writable {
+            let reason =
+                "the client read nothing of its responses for \(describeDuration(limit)) (response-window-timeout): "
+                + "GOAWAY(ENHANCE_YOUR_CALM)"
+            cancelAllStreams()
+            session.terminate(errorCode: NGHTTP2_ENHANCE_YOUR_CALM.rawValue, reason: reason)
+            connectionEnded()
+            return
+        }
+        for stream in blocked {
+            let message =
+                "resetting stream \(stream.id) (\(stream.machine.method)): \(describeBytes(stream.machine.outboundPendingBytes)) "
+                + "of response waited \(describeDuration(limit)) without the client's flow-control window letting any "
+                + "through (response-window-timeout): RST_STREAM(ENHANCE_YOUR_CALM)"
+            logger.info("\(message)")
+            session.resetStream(stream.id, errorCode: NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
+        }
+        session.flush()
     }
 
     @inline(never)
-    private func checkStalledStreams(now: UInt64, limit: UInt64, _ context: ChannelHandlerContext) {
+    private func checkStalledStreams(now: UInt64, _ context: ChannelHandlerContext) {
+        let limit = timeouts.requestBody ?? .max
         // Not reading (backpressure) or not writing (window updates held back): not the client's fault.
         let paused = readHeld || !context.channel.isWritable || session.outputHeldBack
         var stalled: [ServerStream] = []
+        var tooSlow: [ServerStream] = []
         for stream in streams.values where stream.machine.isReceivingRequest || stream.machine.isAwaitingHeaders {
-            if stream.stall.tick(now: now, limit: limit, paused: paused) { stalled.append(stream) }
+            if stream.stall.tick(now: now, limit: limit, paused: paused) {
+                stalled.append(stream)
+            } else if let total = timeouts.requestBodyTotal, stream.stall.activeNanos >= total,
+                stream.machine.isReceivingRequest
+            {
+                tooSlow.append(stream)
+            }
         }
+        for stream in tooSlow {
+            // Trickling a byte now and then resets the stall clock but not this one.
+            let total = timeouts.requestBodyTotal ?? 0
+            let status = GRPCStatus(
+                .deadlineExceeded,
+                "request body too slow: not complete \(describeDuration(total)) after its headers "
+                    + "(the server's max-request-body-duration); the stream is closed")
+            perform(stream.machine.refuse(status), on: stream)
+        }
+        if !tooSlow.isEmpty && stalled.isEmpty { session.flush() }
         for stream in stalled {
             if stream.machine.isAwaitingHeaders {
                 // A header block cut off mid-way blocks the whole connection (nothing else may
@@ -347,13 +472,35 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         watchdog?.pingAcknowledged()
     }
 
+    /// Hands complete calls to the call handler, in order, while the connection's queued
+    /// responses stay at or below `softOutboundLimit`; the rest wait in `readyCalls` for
+    /// `resumeHeldCalls`. (Their deadline timers already run.)
     private func dispatchReadyCalls() {
         guard !readyCalls.isEmpty else { return }
         let calls = readyCalls
         readyCalls.removeAll(keepingCapacity: true)
-        for call in calls where !call.isCancelled {
-            callHandler.handle(call)
+        var next = 0
+        while next < calls.count && queuedResponseBytes <= softOutboundLimit && session.isOpen {
+            let call = calls[next]
+            next += 1
+            if !call.isCancelled { callHandler.handle(call) }
         }
+        if next < calls.count { holdBack(calls[next...]) }
+    }
+
+    @inline(never)
+    private func holdBack(_ calls: ArraySlice<GRPCServerCall>) {
+        guard session.isOpen else {
+            for call in calls { call.markCancelled() }
+            return
+        }
+        readyCalls.insert(contentsOf: calls, at: 0)
+    }
+
+    /// Dispatches calls held back by `dispatchReadyCalls` once the queue has drained.
+    @inline(__always)
+    private func resumeHeldCalls() {
+        if !readyCalls.isEmpty && queuedResponseBytes <= softOutboundLimit && session.isOpen { dispatchReadyCalls() }
     }
 
     // MARK: - Responses (called on the loop by GRPCServerCall)
@@ -371,6 +518,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         // Answered: the deadline no longer matters (a no-op if it already fired).
         cancelDeadlineTimer(stream)
         perform(stream.machine.finish(status), on: stream)
+        answered(stream)
     }
 
     func respond(streamID: Int32, message: [UInt8]) {
@@ -380,6 +528,20 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         let action = stream.machine.respond(message)
         responseQueued(stream.machine.outboundPendingBytes - before)
         perform(action, on: stream)
+        answered(stream)
+    }
+
+    /// The call gave its answer: the request message is no longer needed, so its bytes go back
+    /// to the budgets and the stream lets go of the call (and through it the message), although
+    /// the stream stays open until the response is out (which a client's flow-control window
+    /// may delay: see `checkBlockedResponses`).
+    @inline(__always)
+    private func answered(_ stream: ServerStream) {
+        if stream.charged > 0 {
+            requestBudget.release(stream.charged)
+            stream.charged = 0
+        }
+        stream.call = nil
     }
 
     private func deadlineExpired(streamID: Int32) {
@@ -446,6 +608,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         guard let call = stream.call, call.markCancelled() else { return }
         if let answer {
             perform(stream.machine.finish(answer), on: stream)
+            answered(stream)
         } else {
             logger.debug("call \(call.method) on stream \(stream.id) cancelled: the stream closed")
         }
@@ -490,13 +653,30 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         streams[streamID] = ServerStream(id: streamID, maxMessageSize: configuration.maxReceiveMessageSize)
         pendingHead = GRPCRequestHead()
         pendingHeadStreamID = streamID
+        pendingHeadBytes = 0
     }
 
     fileprivate func header(
         streamID: Int32, name: UnsafePointer<UInt8>?, nameLength: Int, value: UnsafePointer<UInt8>?, valueLength: Int
     ) {
         guard pendingHeadStreamID == streamID else { return }
+        // Counted before anything is kept: through HPACK a 16 KiB frame can name megabytes of
+        // fields (1-byte references to a large dynamic-table entry).
+        pendingHeadBytes &+= nameLength &+ valueLength &+ 32
+        if pendingHeadBytes > maxHeaderListBytes {
+            headerListTooLarge()
+            return
+        }
         pendingHead.append(name: name, nameLength, value: value, valueLength, strings: &headerStrings)
+    }
+
+    /// The header list being received went past `maxHeaderListBytes`: drop what was kept; the
+    /// stream is refused RESOURCE_EXHAUSTED when the block ends.
+    @inline(never)
+    private func headerListTooLarge() {
+        guard pendingHead.exceededListLimit == nil else { return }
+        pendingHead = GRPCRequestHead()
+        pendingHead.exceededListLimit = maxHeaderListBytes
     }
 
     fileprivate func requestHeadersReceived(streamID: Int32) {
@@ -560,11 +740,14 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         switch stream.machine.readResponse(into: destination) {
         case .data(let written):
             queuedResponseBytes -= written
+            stream.sendStall.progressed = true
+            tookResponseBytes = true
             return written
         case .deferred:
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         case .lastData(let written, let status):
             queuedResponseBytes -= written
+            tookResponseBytes = true
             // gRPC needs trailers after the data: end the data without ending the stream, and
             // submit the trailers from inside the callback (C-INTEROP.md).
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue

@@ -24,15 +24,19 @@ public final class GRPCRequestMemoryBudget: Sendable {
     public var usedBytes: Int { used.load(ordering: .relaxed) }
 
     /// Charges `bytes` if the total stays within the limit; false (and nothing charged) if not.
-    /// Two connections racing near the limit may both be refused for a moment: the budget is
-    /// never exceeded, at the price of a rare refusal that a retry gets past.
+    /// A compare-exchange loop, so a charge that does not fit never shows in the total: a
+    /// connection is refused only when the bytes really held leave no room (an add-then-undo
+    /// could make two connections racing near the limit refuse each other).
     func tryCharge(_ bytes: Int) -> Bool {
-        let total = used.wrappingAdd(bytes, ordering: .relaxed).newValue
-        if total > limit {
-            used.wrappingSubtract(bytes, ordering: .relaxed)
-            return false
+        var current = used.load(ordering: .relaxed)
+        while true {
+            let total = current &+ bytes
+            if total > limit { return false }
+            let (exchanged, original) = used.weakCompareExchange(
+                expected: current, desired: total, successOrdering: .relaxed, failureOrdering: .relaxed)
+            if exchanged { return true }
+            current = original
         }
-        return true
     }
 
     /// Gives back bytes charged earlier.
@@ -134,6 +138,9 @@ struct ConnectionWatchdog {
         var handshake: UInt64?
         var idle: UInt64?
         var requestBody: UInt64?
+        /// The most time a request body may take from its headers to its end (paused time not counted).
+        var requestBodyTotal: UInt64? = nil
+        var responseWindow: UInt64? = nil
         var keepaliveInterval: UInt64?
         var keepaliveTimeout: UInt64
         var closeGrace: UInt64 = 5_000_000_000
@@ -141,7 +148,7 @@ struct ConnectionWatchdog {
         /// The tick period: a fifth of the shortest timeout, between 10 ms and 1 s, so a
         /// timeout fires at most 20% (or 1 s) late.
         var tick: UInt64 {
-            let shortest = [handshake, idle, requestBody, keepaliveInterval, keepaliveTimeout, closeGrace]
+            let shortest = [handshake, idle, requestBody, requestBodyTotal, responseWindow, keepaliveInterval, keepaliveTimeout, closeGrace]
                 .compactMap { $0 }.min() ?? 1_000_000_000
             return min(max(shortest / 5, 10_000_000), 1_000_000_000)
         }
@@ -231,17 +238,24 @@ struct ConnectionWatchdog {
 
 /// When a stream's request body last made progress, on the connection's tick: the hot path
 /// only sets `progressed`; the tick turns it into a time. A stream that is still waiting for
-/// request bytes after `limit` is stalled.
+/// request bytes after `limit` is stalled. It also adds up the time the stream has been
+/// ticked while not paused (`activeNanos`), which no progress resets: the total a request
+/// body may take.
 struct StreamStallClock {
     /// Request bytes (or headers) arrived since the last tick.
     var progressed = true
     private var quietSince: UInt64 = 0
     private var known = false
+    private var lastTick: UInt64 = 0
+    /// Time between the first tick and the last, less the ticks spent paused.
+    private(set) var activeNanos: UInt64 = 0
 
     /// One tick for a stream whose request is incomplete. Returns true when it has been quiet
     /// for `limit`. While `paused` (the server is not reading: backpressure), the client cannot
     /// be blamed, so the clock restarts.
     mutating func tick(now: UInt64, limit: UInt64, paused: Bool) -> Bool {
+        if known && !paused { activeNanos &+= now &- lastTick }
+        lastTick = now
         if progressed || paused || !known {
             progressed = false
             quietSince = now

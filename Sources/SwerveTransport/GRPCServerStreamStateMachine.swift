@@ -18,6 +18,9 @@ struct GRPCRequestHead {
     var timeout: String?
     /// Every regular (non-pseudo) header, as it arrived, for the call's metadata.
     var headerFields = HeaderFieldBytes()
+    /// Set (to the limit) when the header list went past the server's SETTINGS_MAX_HEADER_LIST_SIZE:
+    /// nothing of it is kept, and the stream is refused.
+    var exceededListLimit: Int?
 
     /// Takes one header field of the request's header block.
     mutating func append(
@@ -163,6 +166,13 @@ struct GRPCServerStreamStateMachine {
     /// The request header block is complete. `now` is read only for a `grpc-timeout`.
     mutating func receiveHeaders(_ head: consuming GRPCRequestHead, now: () -> UInt64) -> Action {
         guard phase == .awaitingHeaders else { return .none }
+        if let limit = head.exceededListLimit {
+            return reject(
+                GRPCStatus(
+                    .resourceExhausted,
+                    "request headers exceed the server's limit of \(describeBytes(limit)) (max-header-list-bytes; "
+                        + "each field counts its name and value plus 32 bytes)"))
+        }
         method = head.path
         headerFields = head.headerFields
         requestNamedEncoding = head.encoding != nil

@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import Prometheus
 import SwerveServer
+import SwerveTransport
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,6 +27,10 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("max-concurrent-streams"), help: "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection.")
     var maxConcurrentStreams: UInt32 = 1024
+
+    @Option(name: .customLong("max-header-list-bytes"),
+            help: "Largest request header list in bytes (names + values + 32 per field), advertised as SETTINGS_MAX_HEADER_LIST_SIZE; larger gets RESOURCE_EXHAUSTED.")
+    var maxHeaderListBytes = 16 << 10
 
     @Option(name: .customLong("event-loops"), help: "Event loop threads (default: one per core).")
     var eventLoops: Int?
@@ -75,6 +80,14 @@ struct ServeCommand: AsyncParsableCommand {
             help: "Seconds an incomplete request may receive no bytes before it is answered DEADLINE_EXCEEDED.")
     var requestBodyTimeout = 30.0
 
+    @Option(name: .customLong("max-request-body-duration"),
+            help: "Seconds a request body may take from its headers to its end, however it trickles in; past it the request is answered DEADLINE_EXCEEDED.")
+    var maxRequestBodyDuration = 120.0
+
+    @Option(name: .customLong("response-window-timeout"),
+            help: "Seconds a response may wait with the client's flow-control window letting none of it through before the stream is reset (RST_STREAM ENHANCE_YOUR_CALM).")
+    var responseWindowTimeout = 30.0
+
     @Option(name: .customLong("keepalive-interval"),
             help: "Seconds with nothing read from a connection before the server sends a keepalive PING.")
     var keepaliveInterval = 7200.0
@@ -88,6 +101,9 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         guard (0...65535).contains(grpcPort), (0...65535).contains(metricsPort) else { throw ValidationError("ports must be in 0...65535") }
         guard maxReceiveMessageSize > 0 else { throw ValidationError("--max-receive-message-size must be positive") }
+        guard maxHeaderListBytes >= 1024 && maxHeaderListBytes <= 64 << 20 else {
+            throw ValidationError("--max-header-list-bytes must be in 1024...67108864 (gRPC's own headers need a few hundred bytes)")
+        }
         if let p = pollInterval, p <= 0 { throw ValidationError("--poll-interval must be positive") }
         guard cacheBytes >= 0 else { throw ValidationError("--cache-bytes must not be negative") }
         guard cacheShare > 0 && cacheShare <= 1 else { throw ValidationError("--cache-share must be in (0, 1]") }
@@ -100,10 +116,17 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("\(flag) must be positive")
         }
         for (flag, value) in [("--handshake-timeout", handshakeTimeout), ("--idle-timeout", idleTimeout),
-                              ("--request-body-timeout", requestBodyTimeout), ("--keepalive-interval", keepaliveInterval),
+                              ("--request-body-timeout", requestBodyTimeout), ("--response-window-timeout", responseWindowTimeout),
+                              ("--max-request-body-duration", maxRequestBodyDuration),
+                              ("--keepalive-interval", keepaliveInterval),
                               ("--keepalive-timeout", keepaliveTimeout)] where !(value > 0 && value <= 1e9) {
             throw ValidationError("\(flag) must be a positive number of seconds (at most 1e9)")
         }
+        var transport = GRPCServerConfiguration()
+        transport.maxReceiveMessageSize = maxReceiveMessageSize
+        transport.maxConnectionRequestBytes = maxConnectionRequestBytes
+        transport.maxServerRequestBytes = maxServerRequestBytes
+        if let problem = transport.inconsistency { throw ValidationError(problem) }
     }
 
     func run() async throws {
@@ -123,6 +146,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.metricsPort = metricsPort
         options.maxReceiveMessageSize = maxReceiveMessageSize
         options.maxConcurrentStreams = maxConcurrentStreams
+        options.maxHeaderListBytes = maxHeaderListBytes
         if let eventLoops { options.eventLoopThreads = eventLoops }
         options.pollInterval = pollInterval
         options.cacheBytes = cacheBytes
@@ -137,6 +161,8 @@ struct ServeCommand: AsyncParsableCommand {
         options.handshakeTimeout = .seconds(handshakeTimeout)
         options.idleTimeout = .seconds(idleTimeout)
         options.requestBodyTimeout = .seconds(requestBodyTimeout)
+        options.maxRequestBodyDuration = .seconds(maxRequestBodyDuration)
+        options.responseWindowTimeout = .seconds(responseWindowTimeout)
         options.keepaliveInterval = .seconds(keepaliveInterval)
         options.keepaliveTimeout = .seconds(keepaliveTimeout)
         try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))
