@@ -16,19 +16,16 @@ public struct ServerOptions: Sendable {
     public var host = "127.0.0.1"
     public var grpcPort = 8001
     public var metricsPort = 8002
-    public var maxReceiveMessageSize = 4 * 1024 * 1024
-    public var maxConcurrentStreams: UInt32 = 1024
-    /// SETTINGS_MAX_HEADER_LIST_SIZE (`--max-header-list-bytes`, 16 KiB).
-    public var maxHeaderListBytes = 16 << 10
-    public var eventLoopThreads = System.coreCount
+    /// The transport's settings and limits (message size, streams, event loops, connection
+    /// limits, budgets and timeouts; defaults and meanings in `GRPCServerConfiguration`). Its
+    /// host and port are taken from `host` and `grpcPort`.
+    public var transport = GRPCServerConfiguration()
     /// Seconds between repository scans for new versions; nil = only at start-up and on RepositoryModelLoad.
     public var pollInterval: Double?
     public var shutdownTimeout: Duration = .seconds(30)
     /// Server-wide response cache budget, and the largest share one model version may take.
     public var cacheBytes = 256 << 20
     public var cacheShare = 0.25
-    /// Most gRPC connections open at once; nil = min(4096, RLIMIT_NOFILE − 128).
-    public var maxConnections: Int?
     /// The most bytes of a model.onnx read (`--max-model-bytes`, 2 GiB).
     public var maxModelBytes = ModelManager.LoadOptions().maxModelBytes
     /// How long one model's load may take before it is abandoned and reported failed
@@ -36,18 +33,6 @@ public struct ServerOptions: Sendable {
     public var modelLoadTimeout = ModelManager.LoadOptions().loadTimeout
     /// Triton's strict readiness (`--strict-readiness`, on): not ready while an expected model is not.
     public var strictReadiness = true
-
-    // Limits of one connection (see GRPCServerConfiguration for what each does).
-    public var maxConnectionOutboundBytes = 64 << 20
-    public var maxConnectionRequestBytes = 64 << 20
-    public var maxServerRequestBytes = 1 << 30
-    public var handshakeTimeout: Duration = .seconds(10)
-    public var idleTimeout: Duration = .seconds(300)
-    public var requestBodyTimeout: Duration = .seconds(30)
-    public var maxRequestBodyDuration: Duration = .seconds(120)
-    public var responseWindowTimeout: Duration = .seconds(30)
-    public var keepaliveInterval: Duration = .seconds(7200)
-    public var keepaliveTimeout: Duration = .seconds(20)
 
     public init(repository: String) { self.repository = repository }
 }
@@ -68,25 +53,10 @@ public enum SwerveServerRunner {
                                    options: loadOptions)
         let service = InferenceService(manager: manager, logger: logger, strictReadiness: options.strictReadiness)
 
-        var config = GRPCServerConfiguration()
+        var config = options.transport
         config.host = options.host
         config.port = options.grpcPort
-        config.maxReceiveMessageSize = options.maxReceiveMessageSize
-        config.maxConcurrentStreams = options.maxConcurrentStreams
-        config.maxHeaderListBytes = options.maxHeaderListBytes
-        config.eventLoopThreads = options.eventLoopThreads
-        config.maxConnections = options.maxConnections
         config.listenerObserver = ListenerMetrics()
-        config.maxConnectionOutboundBytes = options.maxConnectionOutboundBytes
-        config.maxConnectionRequestBytes = options.maxConnectionRequestBytes
-        config.maxServerRequestBytes = options.maxServerRequestBytes
-        config.handshakeTimeout = options.handshakeTimeout
-        config.idleTimeout = options.idleTimeout
-        config.requestBodyTimeout = options.requestBodyTimeout
-        config.maxRequestBodyDuration = options.maxRequestBodyDuration
-        config.responseWindowTimeout = options.responseWindowTimeout
-        config.keepaliveInterval = options.keepaliveInterval
-        config.keepaliveTimeout = options.keepaliveTimeout
         let grpc = GRPCServer(configuration: config, handler: service, logger: logger)
         try await grpc.start()
 

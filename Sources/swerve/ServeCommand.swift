@@ -144,27 +144,27 @@ struct ServeCommand: AsyncParsableCommand {
         options.host = host
         options.grpcPort = grpcPort
         options.metricsPort = metricsPort
-        options.maxReceiveMessageSize = maxReceiveMessageSize
-        options.maxConcurrentStreams = maxConcurrentStreams
-        options.maxHeaderListBytes = maxHeaderListBytes
-        if let eventLoops { options.eventLoopThreads = eventLoops }
+        options.transport.maxReceiveMessageSize = maxReceiveMessageSize
+        options.transport.maxConcurrentStreams = maxConcurrentStreams
+        options.transport.maxHeaderListBytes = maxHeaderListBytes
+        if let eventLoops { options.transport.eventLoopThreads = eventLoops }
         options.pollInterval = pollInterval
         options.cacheBytes = cacheBytes
         options.cacheShare = cacheShare
-        options.maxConnections = maxConnections
+        options.transport.maxConnections = maxConnections
         options.maxModelBytes = maxModelBytes
         options.modelLoadTimeout = .milliseconds(Int64(modelLoadTimeout * 1000))
         options.strictReadiness = strictReadiness
-        options.maxConnectionOutboundBytes = maxConnectionOutboundBytes
-        options.maxConnectionRequestBytes = maxConnectionRequestBytes
-        options.maxServerRequestBytes = maxServerRequestBytes
-        options.handshakeTimeout = .seconds(handshakeTimeout)
-        options.idleTimeout = .seconds(idleTimeout)
-        options.requestBodyTimeout = .seconds(requestBodyTimeout)
-        options.maxRequestBodyDuration = .seconds(maxRequestBodyDuration)
-        options.responseWindowTimeout = .seconds(responseWindowTimeout)
-        options.keepaliveInterval = .seconds(keepaliveInterval)
-        options.keepaliveTimeout = .seconds(keepaliveTimeout)
+        options.transport.maxConnectionOutboundBytes = maxConnectionOutboundBytes
+        options.transport.maxConnectionRequestBytes = maxConnectionRequestBytes
+        options.transport.maxServerRequestBytes = maxServerRequestBytes
+        options.transport.handshakeTimeout = .seconds(handshakeTimeout)
+        options.transport.idleTimeout = .seconds(idleTimeout)
+        options.transport.requestBodyTimeout = .seconds(requestBodyTimeout)
+        options.transport.maxRequestBodyDuration = .seconds(maxRequestBodyDuration)
+        options.transport.responseWindowTimeout = .seconds(responseWindowTimeout)
+        options.transport.keepaliveInterval = .seconds(keepaliveInterval)
+        options.transport.keepaliveTimeout = .seconds(keepaliveTimeout)
         try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))
     }
 }
