@@ -166,7 +166,7 @@ let package = Package(
             dependencies: ["SwerveTraining", "SwerveRepository", "SwerveInference", "SwerveProto", "SwerveStatus", "SwerveTesting"],
             exclude: ["Fixtures"]),
         .testTarget(name: "SwerveRepositoryTests", dependencies: ["SwerveRepository", "SwerveInference", "SwerveProto", "SwerveTesting"]),
-        .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveRepository", "SwerveInference"]),
+        .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveRepository", "SwerveInference", "SwerveTesting"]),
         // InferenceService through the real transport, in process; tensor coding directly.
         .testTarget(
             name: "SwerveServerTests",

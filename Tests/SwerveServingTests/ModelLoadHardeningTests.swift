@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SwerveInference
 import SwerveRepository
+import SwerveTesting
 import Synchronization
 import Testing
 @testable import SwerveServing
@@ -80,20 +81,6 @@ import Glibc
             return nil
         }
         return result.withLock { $0 }
-    }
-
-    struct WaitTimedOut: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    /// Polls `condition` every 10 ms for at most `timeout`; throws naming `what` when it never holds.
-    func waitFor(_ what: String, timeout: Duration, _ condition: () -> Bool) throws {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        while !condition() {
-            guard clock.now < deadline else { throw WaitTimedOut(description: "timed out after \(timeout) waiting until \(what)") }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
     }
 
     func reason(_ mm: ModelManager, _ name: String) -> (ModelIndexEntry.State, String)? {
@@ -212,7 +199,7 @@ import Glibc
     /// A load that exceeds the load timeout fails as that version's failure and does not hold
     /// up another model's load or unload; its late result is discarded, never installed; while
     /// its thread still runs, another load of the same model is refused rather than stacked.
-    @Test func loadPastTheTimeoutIsAbandonedAndBlocksNothing() throws {
+    @Test func loadPastTheTimeoutIsAbandonedAndBlocksNothing() async throws {
         let repo = try Repo(["slow": .example, "fast": .example])
         let seam = SlowLoader()
         var options = ModelManager.LoadOptions()
@@ -236,7 +223,7 @@ import Glibc
         #expect(mm.readiness(strict: false).ready)
 
         // The slow load times out (its build is still blocked): a failure of that version.
-        try waitFor("the slow load returns", timeout: .seconds(30)) { slowOutcome.withLock { $0 } != nil }
+        try await waitUntil("the slow load returns", timeout: .seconds(30)) { slowOutcome.withLock { $0 } != nil }
         let error = try #require(slowOutcome.withLock { $0 }.flatMap { r -> (any Error)? in if case .failure(let e) = r { e } else { nil } })
         #expect("\(error)".contains("load timed out after 3 s (--model-load-timeout)"), "\(error)")
         let r = try #require(reason(mm, "slow"))
@@ -252,7 +239,7 @@ import Glibc
 
         // The build finishes late: its result is discarded, not installed.
         seam.release.signal()
-        try waitFor("the abandoned build ends", timeout: .seconds(30)) { mm.abandonedLoads.isEmpty }
+        try await waitUntil("the abandoned build ends", timeout: .seconds(30)) { mm.abandonedLoads.isEmpty }
         #expect(mm.readyVersions(of: "slow") == [])
         #expect(reason(mm, "slow")?.0 == .unavailable)
 
@@ -265,7 +252,7 @@ import Glibc
 
     /// Start-up loads models in parallel: one hung model does not keep the others from
     /// becoming ready, and start-up ends once it times out.
-    @Test func startupIsNotHeldUpByAHungModel() throws {
+    @Test func startupIsNotHeldUpByAHungModel() async throws {
         let repo = try Repo(["slow": .example, "a": .example, "b": .example, "c": .example])
         let seam = SlowLoader()
         var options = ModelManager.LoadOptions()
@@ -276,13 +263,13 @@ import Glibc
         let startup = Mutex(false)
         Thread { try? mm.loadAll(); startup.withLock { $0 = true } }.start()
         #expect(seam.started.wait(timeout: .now() + 30) == .success)
-        try waitFor("a, b and c are ready while slow hangs", timeout: .seconds(30)) {
+        try await waitUntil("a, b and c are ready while slow hangs", timeout: .seconds(30)) {
             ["a", "b", "c"].allSatisfy { !mm.readyVersions(of: $0).isEmpty }
         }
         #expect(!startup.withLock { $0 })
         #expect(!mm.readiness(strict: true).ready)
         seam.release.signal()
-        try waitFor("start-up ends", timeout: .seconds(30)) { startup.withLock { $0 } }
+        try await waitUntil("start-up ends", timeout: .seconds(30)) { startup.withLock { $0 } }
         #expect(mm.readyVersions(of: "slow") == [1])
         #expect(mm.readiness(strict: true).ready)
     }
