@@ -165,6 +165,7 @@ public final class SwerveClient: Sendable {
     /// Carries the admin token, if the client has one; a server with a token answers
     /// UNAUTHENTICATED without it and PERMISSION_DENIED with another.
     public func loadModel(name: String, timeout: Duration? = nil) async throws {
+        try Self.refuseNUL(name)
         _ = try await call(Method.repositoryModelLoad, RepositoryModelLoadRequest(modelName: name), as: EmptyMessage.self,
                            timeout: timeout, metadata: controlMetadata)
     }
@@ -172,8 +173,17 @@ public final class SwerveClient: Sendable {
     /// RepositoryModelUnload (Triton extension): unloads every version of `name`. Carries the
     /// admin token, if the client has one (see ``loadModel(name:timeout:)``).
     public func unloadModel(name: String, timeout: Duration? = nil) async throws {
+        try Self.refuseNUL(name)
         _ = try await call(Method.repositoryModelUnload, RepositoryModelUnloadRequest(modelName: name), as: EmptyMessage.self,
                            timeout: timeout, metadata: controlMetadata)
+    }
+
+    /// protobuf-c ends a string at its first NUL, so "dense\0x" would go out as "dense" and
+    /// load or unload another model than the caller named: such a name is refused unsent.
+    private static func refuseNUL(_ name: String) throws {
+        if name.utf8.contains(0) {
+            throw GRPCStatus(.invalidArgument, "model name contains a NUL byte; it was not sent (it would arrive cut at the NUL)")
+        }
     }
 
     // MARK: - Health

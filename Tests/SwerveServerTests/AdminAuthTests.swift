@@ -272,6 +272,10 @@ struct AdminAuthTests {
                     #expect((status?.message.utf8.count ?? 0) < 400, "\(what): message not bounded")
                 }
             }
+            // The client refuses to send a NUL (its encoding would cut the name there and unload
+            // breast_cancer_logreg).
+            #expect(await statusThrown { try await c.unloadModel(name: "breast_cancer_logreg\0x") }?.code == .invalidArgument)
+            #expect(await statusThrown { try await c.loadModel(name: "breast_cancer_logreg\0x") }?.code == .invalidArgument)
             #expect(try await Self.index(server) == before)
             #expect(try await c.modelReady(name: "breast_cancer_logreg"))
             // Plain names that merely look odd are names: not found, not invalid.
