@@ -84,10 +84,15 @@ let package = Package(
             ]),
 
         // What every Swerve service shares on top of the transport: unary calls decoded, run and
-        // answered with the error's own status; termination signals.
+        // answered with the error's own status; termination signals; the control plane's guard
+        // (admin token, read with SwerveInference's BoundedFile).
         .target(
             name: "SwerveRPC",
-            dependencies: ["SwerveTransport", "SwerveProto", "SwerveStatus"]),
+            dependencies: [
+                "SwerveTransport", "SwerveProto", "SwerveStatus", "SwerveInference",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]),
 
         // The inference server: KServe v2 (OIP) and health services, ServingInsights, the
         // metrics endpoint, lifecycle. Knows nothing of training.

@@ -64,8 +64,9 @@ def write_csv(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
 class Trainer:
     """A `swerve trainer` child process."""
 
-    def __init__(self, repository: Path, state: Path, log_path: Path):
+    def __init__(self, repository: Path, state: Path, log_path: Path, extra_args=()):
         self.repository, self.state, self.log_path = repository, state, log_path
+        self.extra_args = list(extra_args)
         self.port = oip.free_port()
         self.proc: subprocess.Popen | None = None
         self.channel: grpc.Channel | None = None
@@ -74,7 +75,7 @@ class Trainer:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [oip.swerve_bin(), "trainer", "--repository", str(self.repository), "--state-dir", str(self.state),
-             "--host", "127.0.0.1", "--grpc-port", str(self.port)],
+             "--host", "127.0.0.1", "--grpc-port", str(self.port), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")

@@ -36,11 +36,20 @@ public final class SwerveClient: Sendable {
     public let defaultTimeout: Duration?
     /// Metadata (headers) sent with every call, e.g. `("authorization", "Bearer …")`.
     public let metadata: [(String, String)]
+    /// Metadata of the calls that change the server's state (``loadModel(name:timeout:)``,
+    /// ``unloadModel(name:timeout:)``): `metadata` plus `authorization: Bearer <adminToken>`
+    /// when the client was given an admin token. Other calls never carry the token.
+    private let controlMetadata: [(String, String)]
 
-    private init(connections: [GRPCClientConnection], defaultTimeout: Duration?, metadata: [(String, String)]) {
+    private init(connections: [GRPCClientConnection], defaultTimeout: Duration?, metadata: [(String, String)], adminToken: String?) {
         self.connections = connections
         self.defaultTimeout = defaultTimeout
         self.metadata = metadata
+        if let adminToken {
+            controlMetadata = metadata.filter { $0.0.lowercased() != "authorization" } + [("authorization", "Bearer \(adminToken)")]
+        } else {
+            controlMetadata = metadata
+        }
     }
 
     /// The number of HTTP/2 connections calls are spread over.
@@ -55,10 +64,13 @@ public final class SwerveClient: Sendable {
     ///   - defaultTimeout: the deadline of calls that pass none.
     ///   - metadata: headers sent with every call.
     ///   - maxReceiveMessageSize: the largest response message accepted.
+    ///   - adminToken: the server's admin token (`swerve serve --admin-token-file`), sent as
+    ///     `authorization: Bearer <token>` with load and unload calls only.
     /// - Throws: ``GRPCStatus`` UNAVAILABLE when a connection cannot be established.
     public static func connect(
         host: String, port: Int, connections: Int = 1, eventLoopGroup: (any EventLoopGroup)? = nil,
-        defaultTimeout: Duration? = nil, metadata: [(String, String)] = [], maxReceiveMessageSize: Int = 64 << 20
+        defaultTimeout: Duration? = nil, metadata: [(String, String)] = [], maxReceiveMessageSize: Int = 64 << 20,
+        adminToken: String? = nil
     ) async throws -> SwerveClient {
         guard connections >= 1 else { throw GRPCStatus(.invalidArgument, "connections must be at least 1, not \(connections)") }
         // Each child returns its outcome rather than throwing, so connections that did open
@@ -89,7 +101,7 @@ public final class SwerveClient: Sendable {
             for connection in opened { await connection.close() }
             throw SwerveClient.status(from: failure)
         }
-        return SwerveClient(connections: opened, defaultTimeout: defaultTimeout, metadata: metadata)
+        return SwerveClient(connections: opened, defaultTimeout: defaultTimeout, metadata: metadata, adminToken: adminToken)
     }
 
     /// Closes every connection; calls still pending fail with UNAVAILABLE.
@@ -150,13 +162,28 @@ public final class SwerveClient: Sendable {
     }
 
     /// RepositoryModelLoad (Triton extension): loads (or reloads) `name` from the repository.
+    /// Carries the admin token, if the client has one; a server with a token answers
+    /// UNAUTHENTICATED without it and PERMISSION_DENIED with another.
     public func loadModel(name: String, timeout: Duration? = nil) async throws {
-        _ = try await call(Method.repositoryModelLoad, RepositoryModelLoadRequest(modelName: name), as: EmptyMessage.self, timeout: timeout)
+        try Self.refuseNUL(name)
+        _ = try await call(Method.repositoryModelLoad, RepositoryModelLoadRequest(modelName: name), as: EmptyMessage.self,
+                           timeout: timeout, metadata: controlMetadata)
     }
 
-    /// RepositoryModelUnload (Triton extension): unloads every version of `name`.
+    /// RepositoryModelUnload (Triton extension): unloads every version of `name`. Carries the
+    /// admin token, if the client has one (see ``loadModel(name:timeout:)``).
     public func unloadModel(name: String, timeout: Duration? = nil) async throws {
-        _ = try await call(Method.repositoryModelUnload, RepositoryModelUnloadRequest(modelName: name), as: EmptyMessage.self, timeout: timeout)
+        try Self.refuseNUL(name)
+        _ = try await call(Method.repositoryModelUnload, RepositoryModelUnloadRequest(modelName: name), as: EmptyMessage.self,
+                           timeout: timeout, metadata: controlMetadata)
+    }
+
+    /// protobuf-c ends a string at its first NUL, so "dense\0x" would go out as "dense" and
+    /// load or unload another model than the caller named: such a name is refused unsent.
+    private static func refuseNUL(_ name: String) throws {
+        if name.utf8.contains(0) {
+            throw GRPCStatus(.invalidArgument, "model name contains a NUL byte; it was not sent (it would arrive cut at the NUL)")
+        }
     }
 
     // MARK: - Health
@@ -243,18 +270,18 @@ public final class SwerveClient: Sendable {
         return connections[Int(UInt(bitPattern: n) % UInt(connections.count))]
     }
 
-    private func unary(_ method: String, _ request: [UInt8], timeout: Duration?) async throws -> [UInt8] {
+    private func unary(_ method: String, _ request: [UInt8], timeout: Duration?, metadata: [(String, String)]? = nil) async throws -> [UInt8] {
         do {
-            return try await connection().unary(method, request, timeout: timeout ?? defaultTimeout, metadata: metadata)
+            return try await connection().unary(method, request, timeout: timeout ?? defaultTimeout, metadata: metadata ?? self.metadata)
         } catch {
             throw Self.status(from: error)
         }
     }
 
     private func call<Request: ProtoMessage, Response: ProtoMessage>(
-        _ method: String, _ request: Request, as: Response.Type, timeout: Duration?
+        _ method: String, _ request: Request, as: Response.Type, timeout: Duration?, metadata: [(String, String)]? = nil
     ) async throws -> Response {
-        let bytes = try await unary(method, request.serializedBytes(), timeout: timeout)
+        let bytes = try await unary(method, request.serializedBytes(), timeout: timeout, metadata: metadata)
         do {
             return try Response(serializedBytes: bytes)
         } catch {

@@ -48,9 +48,7 @@ public enum ModelPublisher {
         options: Options = Options()
     ) throws -> Int {
         let layout = ModelRepository(root: repository)
-        guard ModelRepository.isValidModelName(name) else {
-            throw StorageError(.invalidArgument, "invalid model name '\(name)': one path component, not starting with '.'")
-        }
+        try ModelRepository.validateModelName(name)
         if options.validateModel {
             do {
                 _ = try CompiledModel(onnxBytes: onnx)

@@ -92,7 +92,7 @@ public struct ModelRegistry: Sendable {
     }
 
     private func switchServing(model: String, to version: Int, previousBecome: Lineage.Status, reason: String) throws {
-        guard ModelRepository.isValidModelName(model) else { throw StorageError(.invalidArgument, "invalid model name '\(model)'") }
+        try ModelRepository.validateModelName(model)
         try withModelLock(model) {
             guard versions(of: model).contains(version) else {
                 throw StorageError(.notFound, "\(model) has no complete version \(version)")
@@ -112,7 +112,7 @@ public struct ModelRegistry: Sendable {
     /// The lineage is stored with status `rejected` and `reasons` appended to its rejection reasons.
     @discardableResult
     public func recordRejected(model: String, lineage: Lineage, reasons: [String]) throws -> URL {
-        guard ModelRepository.isValidModelName(model) else { throw StorageError(.invalidArgument, "invalid model name '\(model)'") }
+        try ModelRepository.validateModelName(model)
         var record = lineage
         record.model = model
         record.rejectionReasons += reasons

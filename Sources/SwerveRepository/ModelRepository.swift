@@ -65,9 +65,50 @@ public struct ModelRepository: Sendable {
     /// The most bytes of a reference_stats.json read: 64 MiB.
     public static let maxReferenceStatisticsBytes = 64 << 20
 
-    /// A model name must be a single path component: no separators, not hidden, not "." or "..".
-    public static func isValidModelName(_ name: String) -> Bool {
-        !name.isEmpty && !name.contains("/") && name != "." && name != ".." && !name.hasPrefix(".")
+    /// The longest model name, in UTF-8 bytes: a folder name's limit on Linux (NAME_MAX).
+    public static let maxModelNameBytes = 255
+
+    /// Why `name` is not a model name, or nil when it is one.
+    ///
+    /// A model name is a plain folder name inside the repository: not empty, not "." or "..",
+    /// not starting with "." (the repository keeps its own state in hidden entries: `.trainer`,
+    /// `.rejected`, `.tmp-*`), no "/" or "\\" (a path, not a name), no NUL or other control
+    /// character, at most `maxModelNameBytes` bytes. Every reader and writer of the repository,
+    /// and every RPC that takes a model name, checks names with this one function, so a name
+    /// that could lead outside a model's own folder never reaches the file system.
+    public static func modelNameProblem(_ name: String) -> String? {
+        let bytes = name.utf8
+        if bytes.isEmpty { return "it is empty" }
+        if bytes.count > maxModelNameBytes { return "it is \(bytes.count) bytes long, more than \(maxModelNameBytes)" }
+        if name == "." || name == ".." { return "'\(name)' is not a folder name" }
+        for b in bytes {
+            if b == UInt8(ascii: "/") || b == UInt8(ascii: "\\") { return "it contains '\(Character(UnicodeScalar(b)))' (a path, not a folder name)" }
+            if b < 0x20 || b == 0x7F { return "it contains a control character (byte \(b))" }
+        }
+        if bytes.first == UInt8(ascii: ".") { return "names starting with '.' are reserved for the repository's own hidden entries" }
+        return nil
+    }
+
+    /// Whether `name` is a model name (see `modelNameProblem`).
+    public static func isValidModelName(_ name: String) -> Bool { modelNameProblem(name) == nil }
+
+    /// Throws `invalidArgument` (INVALID_ARGUMENT over gRPC) naming the problem when `name` is not
+    /// a model name (see `modelNameProblem`). The name is quoted printable and shortened, so a
+    /// hostile name cannot fill a log line or a status message.
+    public static func validateModelName(_ name: String) throws(StorageError) {
+        if let problem = modelNameProblem(name) {
+            throw StorageError(.invalidArgument, "invalid model name \(quotedName(name)): \(problem); a model name is one plain folder name inside the repository")
+        }
+    }
+
+    /// `name` for messages: quoted, control characters escaped, at most 64 characters of it.
+    public static func quotedName(_ name: String) -> String {
+        var out = "'"
+        for (i, scalar) in name.unicodeScalars.enumerated() {
+            if i == 64 { out += "…' (\(name.utf8.count) bytes)"; return out }
+            if scalar.value < 0x20 || scalar.value == 0x7F { out += "\\u{\(String(scalar.value, radix: 16))}" } else { out.unicodeScalars.append(scalar) }
+        }
+        return out + "'"
     }
 
     /// The version number a folder name stands for: a positive integer written without leading

@@ -6,6 +6,7 @@ import NIOCore
 import SwerveInference
 import SwerveProto
 import SwerveRPC
+import SwerveRepository
 import SwerveServing
 import SwerveStatus
 import SwerveTransport
@@ -37,11 +38,15 @@ public final class InferenceService: GRPCCallHandler {
     /// `swerve_requests_total` of requests whose model did not resolve, by status code
     /// (resolved models count in their own `RequestMetrics`).
     private let unresolvedCounters = Mutex<[Int: Counter]>([:])
+    /// Admits RepositoryModelLoad/Unload only with the admin token, when the server has one
+    /// (`--admin-token-file`); every other call is open.
+    public let controlPlane: ControlPlaneGuard
 
-    public init(manager: ModelManager, logger: Logger, strictReadiness: Bool = true) {
+    public init(manager: ModelManager, logger: Logger, strictReadiness: Bool = true, controlPlane: ControlPlaneGuard? = nil) {
         self.manager = manager
         self.logger = logger
         self.strictReadiness = strictReadiness
+        self.controlPlane = controlPlane ?? .open(logger: logger)
     }
 
     /// Marks start-up loading done (true), so readiness follows the models from then on, or not
@@ -95,21 +100,46 @@ public final class InferenceService: GRPCCallHandler {
         case .modelInfer: modelInfer(call)
         case .serverLive: unary(call) { (_: ServerLiveRequest) in ServerLiveResponse(live: true) }
         case .serverReady: unary(call) { (_: ServerReadyRequest) in ServerReadyResponse(ready: self.isReady) }
-        case .modelReady: unary(call) { (r: ModelReadyRequest) in ModelReadyResponse(ready: self.manager.isModelReady(r.name, version: r.version)) }
+        case .modelReady:
+            unary(call) { (r: ModelReadyRequest) in
+                try Self.checkName(r.name)
+                return ModelReadyResponse(ready: self.manager.isModelReady(r.name, version: r.version))
+            }
         case .serverMetadata:
             unary(call) { (_: ServerMetadataRequest) in ServerMetadataResponse(name: Self.serverName, version: Self.serverVersion, extensions: Self.extensions) }
-        case .modelMetadata: unary(call) { (r: ModelMetadataRequest) in try self.modelMetadata(r) }
-        case .modelConfig: unary(call) { (r: ModelConfigRequest) in try self.modelConfig(r) }
-        case .modelStatistics: unary(call) { (r: ModelStatisticsRequest) in try self.modelStatistics(r) }
+        case .modelMetadata: unary(call) { (r: ModelMetadataRequest) in try Self.checkName(r.name); return try self.modelMetadata(r) }
+        case .modelConfig: unary(call) { (r: ModelConfigRequest) in try Self.checkName(r.name); return try self.modelConfig(r) }
+        case .modelStatistics:
+            unary(call) { (r: ModelStatisticsRequest) in try Self.checkName(r.name, emptyMeansAll: true); return try self.modelStatistics(r) }
         case .repositoryIndex: unary(call) { (r: RepositoryIndexRequest) in self.repositoryIndex(r) }
+        // State changes: the admin token is checked before the request is decoded or anything touched.
         case .repositoryModelLoad:
-            blocking(call) { (r: RepositoryModelLoadRequest) in try self.manager.load(model: r.modelName); return EmptyMessage() }
+            guard controlPlane.admit(call) else { return }
+            blocking(call) { (r: RepositoryModelLoadRequest) in
+                try Self.checkName(r.modelName)
+                try self.manager.load(model: r.modelName)
+                return EmptyMessage()
+            }
         case .repositoryModelUnload:
-            blocking(call) { (r: RepositoryModelUnloadRequest) in try self.manager.unload(model: r.modelName); return EmptyMessage() }
+            guard controlPlane.admit(call) else { return }
+            blocking(call) { (r: RepositoryModelUnloadRequest) in
+                try Self.checkName(r.modelName)
+                try self.manager.unload(model: r.modelName)
+                return EmptyMessage()
+            }
         case .healthCheck: unary(call) { (r: HealthCheckRequest) in try self.healthCheck(r) }
         case .healthWatch: healthWatch(call)
-        case .pathStatistics: unary(call) { (r: PathStatisticsRequest) in try self.pathStatistics(r) }
+        case .pathStatistics:
+            unary(call) { (r: PathStatisticsRequest) in try Self.checkName(r.name, emptyMeansAll: true); return try self.pathStatistics(r) }
         }
+    }
+
+    /// INVALID_ARGUMENT for a name that is not a plain folder name (`..`, `a/b`, `/etc`, hidden,
+    /// control characters, overlong: `ModelRepository.modelNameProblem`), before any lookup.
+    /// `emptyMeansAll`: "" asks for every model (statistics).
+    static func checkName(_ name: String, emptyMeansAll: Bool = false) throws(StorageError) {
+        if emptyMeansAll && name.isEmpty { return }
+        try ModelRepository.validateModelName(name)
     }
 
     // MARK: - Plumbing
@@ -155,7 +185,15 @@ public final class InferenceService: GRPCCallHandler {
     /// Decodes the request in place, resolves the model and checks the inputs. `resolved` is set
     /// as soon as the model is known, so failures after that are counted under it.
     private func prepare(_ request: ModelInferRequestView, resolved: inout ServedModel?) throws -> PreparedInfer {
-        let model = try manager.resolve(model: request.modelName, version: request.modelVersion)
+        let model: ServedModel
+        do {
+            model = try manager.resolve(model: request.modelName, version: request.modelVersion)
+        } catch {
+            // Only names that did not resolve are checked, so the hot path pays nothing: no served
+            // model has a name that fails the check.
+            try Self.checkName(request.modelName)
+            throw error
+        }
         resolved = model
         let (inputs, rows) = try TensorCoding.inputs(of: request, for: model)
         var selected = model.allOutputPositions

@@ -33,6 +33,9 @@ public struct ServerOptions: Sendable {
     public var modelLoadTimeout = ModelManager.LoadOptions().loadTimeout
     /// Triton's strict readiness (`--strict-readiness`, on): not ready while an expected model is not.
     public var strictReadiness = true
+    /// Who may call RepositoryModelLoad/Unload: `--admin-token-file`, `--insecure-control-plane`.
+    /// Without a token file the server listens on loopback only, unless told it is insecure.
+    public var controlPlane = ControlPlaneOptions()
 
     public init(repository: String) { self.repository = repository }
 }
@@ -43,6 +46,11 @@ public enum SwerveServerRunner {
         // Take the signals over before anything starts, so an early SIGTERM is not fatal.
         let signals = TerminationSignals()
 
+        // Before anything binds: no token on a non-loopback address is refused, so is a bad token file.
+        let controlPlane = try options.controlPlane.makeGuard(
+            host: options.host, port: options.grpcPort, calls: "load and unload models (RepositoryModelLoad/Unload)",
+            service: "inference", logger: logger)
+
         let repository = ModelRepository(path: options.repository)
         _ = try repository.modelNames()   // fail fast on a missing repository
         var loadOptions = ModelManager.LoadOptions()
@@ -51,7 +59,8 @@ public enum SwerveServerRunner {
         let manager = ModelManager(repository: repository, logger: logger,
                                    cacheBudget: CacheBudget(totalBytes: options.cacheBytes, perModelFraction: options.cacheShare),
                                    options: loadOptions)
-        let service = InferenceService(manager: manager, logger: logger, strictReadiness: options.strictReadiness)
+        let service = InferenceService(manager: manager, logger: logger, strictReadiness: options.strictReadiness,
+                                       controlPlane: controlPlane)
 
         var config = options.transport
         config.host = options.host

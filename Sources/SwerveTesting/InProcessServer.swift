@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SwerveClient
+import SwerveRPC
 import SwerveRepository
 import SwerveServer
 import SwerveServing
@@ -136,16 +137,19 @@ public final class InProcessServer: Sendable {
     ///     does at start-up; when false nothing is loaded and ServerReady is false.
     ///   - logger: the server's logger; by default it discards everything.
     ///   - configure: changes to the gRPC server's settings (host and port stay 127.0.0.1:0).
+    ///   - adminToken: the server's admin token (as `--admin-token-file`): load and unload then
+    ///     need it. ``client`` carries it; ``connection`` and ``makeClient(connections:)`` do not.
     public static func start(
         _ models: [TestModel] = [], loadModels: Bool = true, logger: Logger? = nil,
-        configure: (inout GRPCServerConfiguration) -> Void = { _ in }
+        configure: (inout GRPCServerConfiguration) -> Void = { _ in }, adminToken: String? = nil
     ) async throws -> InProcessServer {
         let directory = try TemporaryDirectory(prefix: "swerve-repository")
         for model in models { try model.install(into: directory.url) }
         let logger = logger ?? Logger(label: "swerve.test-server", factory: { _ in SwiftLogNoOpLogHandler() })
 
         let manager = ModelManager(repository: ModelRepository(path: directory.path), logger: logger)
-        let service = InferenceService(manager: manager, logger: logger)
+        let controlPlane = ControlPlaneGuard(authorization: try adminToken.map { try AdminAuthorization(token: $0) }, logger: logger, service: "inference")
+        let service = InferenceService(manager: manager, logger: logger, controlPlane: controlPlane)
         var configuration = GRPCServerConfiguration()
         configuration.eventLoopThreads = 1
         configure(&configuration)
@@ -159,7 +163,7 @@ public final class InProcessServer: Sendable {
                 try manager.loadAll()
                 service.setReady(true)
             }
-            let client = try await SwerveClient.connect(host: "127.0.0.1", port: server.port, defaultTimeout: .seconds(30))
+            let client = try await SwerveClient.connect(host: "127.0.0.1", port: server.port, defaultTimeout: .seconds(30), adminToken: adminToken)
             let connection: GRPCClientConnection
             do {
                 connection = try await GRPCClientConnection.connect(host: "127.0.0.1", port: server.port)
@@ -205,10 +209,10 @@ public final class InProcessServer: Sendable {
 /// spell it out, `{ server async throws in … }`.
 public func withInProcessServer<R>(
     _ models: [TestModel] = [], loadModels: Bool = true, logger: Logger? = nil,
-    configure: (inout GRPCServerConfiguration) -> Void = { _ in },
+    configure: (inout GRPCServerConfiguration) -> Void = { _ in }, adminToken: String? = nil,
     _ body: (InProcessServer) async throws -> R
 ) async throws -> R {
-    let server = try await InProcessServer.start(models, loadModels: loadModels, logger: logger, configure: configure)
+    let server = try await InProcessServer.start(models, loadModels: loadModels, logger: logger, configure: configure, adminToken: adminToken)
     do {
         let result = try await body(server)
         await server.stop()

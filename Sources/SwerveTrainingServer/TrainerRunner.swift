@@ -14,6 +14,10 @@ public struct TrainerOptions: Sendable {
     public var eventLoopThreads = 1
     /// How long shutdown waits for running jobs to reach an epoch boundary.
     public var shutdownTimeout: TimeInterval = 30
+    /// Who may submit and cancel jobs, append examples, promote and roll back:
+    /// `--admin-token-file`, `--insecure-control-plane`. Without a token file the trainer listens
+    /// on loopback only, unless told it is insecure.
+    public var controlPlane = ControlPlaneOptions()
 
     public init(repository: String) { self.repository = repository }
 }
@@ -24,6 +28,11 @@ public enum TrainerRunner {
     /// checkpoint), closes the example logs and returns.
     public static func run(options: TrainerOptions, logger: Logger) async throws {
         let signals = TerminationSignals()
+        // Before anything is created or bound.
+        let controlPlane = try options.controlPlane.makeGuard(
+            host: options.host, port: options.grpcPort,
+            calls: "submit and cancel training jobs, append examples and promote or roll back model versions",
+            service: "trainer", logger: logger)
 
         let repository = URL(fileURLWithPath: options.repository, isDirectory: true).standardizedFileURL
         try FileManager.default.createDirectory(at: repository, withIntermediateDirectories: true)
@@ -31,7 +40,7 @@ public enum TrainerRunner {
             ?? ModelRepository(root: repository).trainerStateDirectory
         try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
 
-        let service = TrainerService(repository: repository, stateDirectory: state, logger: logger)
+        let service = TrainerService(repository: repository, stateDirectory: state, logger: logger, controlPlane: controlPlane)
         var config = GRPCServerConfiguration()
         config.host = options.host
         config.port = options.grpcPort

@@ -28,12 +28,20 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
     private var continuousByModel: [String: String] = [:]
     private var shuttingDown = false
     private let blockingQueue = DispatchQueue(label: "swerve.trainer.blocking", attributes: .concurrent)
+    /// Admits the calls that change state (SubmitJob, CancelJob, AppendExamples, PromoteVersion,
+    /// RollbackVersion) only with the admin token, when the trainer has one; WatchJob, ListJobs
+    /// and ListVersions are open.
+    public let controlPlane: ControlPlaneGuard
 
-    public init(repository: URL, stateDirectory: URL, logger: Logger) {
+    public init(repository: URL, stateDirectory: URL, logger: Logger, controlPlane: ControlPlaneGuard? = nil) {
         self.repository = repository
         self.stateDirectory = stateDirectory
         self.logger = logger
+        self.controlPlane = controlPlane ?? .open(logger: logger)
     }
+
+    /// The methods that change state, so need the admin token when there is one.
+    static let stateChanging: Set<Method> = [.submitJob, .cancelJob, .appendExamples, .promoteVersion, .rollbackVersion]
 
     enum Method: String {
         case submitJob = "/swerve.v1.Trainer/SubmitJob"
@@ -51,10 +59,12 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
             call.finish(GRPCStatus(.unimplemented, "method \(call.method) is not implemented by the Swerve trainer"))
             return
         }
+        // Before the request is decoded or anything touched.
+        if Self.stateChanging.contains(method), !controlPlane.admit(call) { return }
         switch method {
         case .submitJob: blocking(call) { (r: SubmitJobRequest) in try self.submit(r) }
         case .watchJob: watch(call)
-        case .listJobs: unary(call) { (r: ListJobsRequest) in self.listJobs(r) }
+        case .listJobs: unary(call) { (r: ListJobsRequest) in try self.listJobs(r) }
         case .cancelJob: unary(call) { (r: JobRef) in try self.cancel(r) }
         case .appendExamples: blocking(call) { (r: AppendExamplesRequest) in try self.append(r) }
         case .listVersions: blocking(call) { (r: ModelRef) in try self.listVersions(r) }
@@ -88,9 +98,7 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
 
     /// Parses and checks a SubmitJob request into a pipeline spec.
     func spec(for r: SubmitJobRequest, jobID: String) throws -> PipelineSpec {
-        guard ModelRepository.isValidModelName(r.modelName) else {
-            throw GRPCStatus(.invalidArgument, "invalid model name '\(r.modelName)'")
-        }
+        try ModelRepository.validateModelName(r.modelName)
         guard let kind = ModelKind(rawValue: r.modelKind) else {
             throw GRPCStatus(.invalidArgument, "model_kind '\(r.modelKind)' is not one of \(ModelKind.allCases.map(\.rawValue))")
         }
@@ -238,7 +246,8 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
         return job
     }
 
-    func listJobs(_ r: ListJobsRequest) -> ListJobsResponse {
+    func listJobs(_ r: ListJobsRequest) throws -> ListJobsResponse {
+        if !r.modelName.isEmpty { try ModelRepository.validateModelName(r.modelName) }
         lock.lock()
         let all = jobOrder.compactMap { jobs[$0] }
         lock.unlock()
@@ -270,7 +279,7 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
     // MARK: - Examples
 
     func exampleLog(for model: String) throws -> ExampleLog {
-        guard ModelRepository.isValidModelName(model) else { throw GRPCStatus(.invalidArgument, "invalid model name '\(model)'") }
+        try ModelRepository.validateModelName(model)
         lock.lock()
         defer { lock.unlock() }
         if let log = logs[model] { return log }
@@ -300,6 +309,7 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
     // MARK: - Registry
 
     func listVersions(_ r: ModelRef) throws -> ListVersionsResponse {
+        try ModelRepository.validateModelName(r.modelName)
         let registry = ModelRegistry(repository: repository)
         guard registry.repository.modelExists(r.modelName) else {
             throw GRPCStatus(.notFound, "no model \(r.modelName) in \(repository.path)")
@@ -313,6 +323,7 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
     }
 
     func steer(_ r: VersionRef, _ body: (ModelRegistry) throws -> Void) throws -> VersionInfo {
+        try ModelRepository.validateModelName(r.modelName)
         let registry = ModelRegistry(repository: repository)
         guard registry.repository.modelExists(r.modelName) else {
             throw GRPCStatus(.notFound, "no model \(r.modelName)")

@@ -1,6 +1,8 @@
 import ArgumentParser
 import SwerveClient
 import SwerveProto
+import SwerveRPC
+import SwerveRepository
 import SwerveTransport
 import SwerveStatus
 
@@ -8,10 +10,88 @@ import SwerveStatus
 import Glibc
 #endif
 
-/// `swerve models`: what a server holds, and the tensors of each ready model.
+/// `swerve models [list]`: what a server holds, and the tensors of each ready model;
+/// `swerve models load|unload NAME`: RepositoryModelLoad/Unload, with the admin token.
 struct ModelsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "models",
+        abstract: "List a server's models, or load or unload one.",
+        subcommands: [ListModels.self, LoadModel.self, UnloadModel.self],
+        defaultSubcommand: ListModels.self)
+}
+
+/// `swerve models load NAME`: RepositoryModelLoad.
+struct LoadModel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "load", abstract: "Load (or reload) a model from the server's repository (RepositoryModelLoad).")
+
+    @Argument(help: "The model's name (its folder in the repository).")
+    var name: String
+
+    @OptionGroup var connection: ClientConnectionOptions
+    @OptionGroup var token: AdminTokenOption
+
+    func validate() throws { try validateModelNameArgument(name) }
+
+    func run() async throws {
+        try await connection.withClient(adminToken: try token.read()) { client in
+            try await client.loadModel(name: name)
+            print("loaded \(name)")
+        }
+    }
+}
+
+/// `swerve models unload NAME`: RepositoryModelUnload.
+struct UnloadModel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unload", abstract: "Unload every version of a model (RepositoryModelUnload).")
+
+    @Argument(help: "The model's name.")
+    var name: String
+
+    @OptionGroup var connection: ClientConnectionOptions
+    @OptionGroup var token: AdminTokenOption
+
+    func validate() throws { try validateModelNameArgument(name) }
+
+    func run() async throws {
+        try await connection.withClient(adminToken: try token.read()) { client in
+            try await client.unloadModel(name: name)
+            print("unloaded \(name)")
+        }
+    }
+}
+
+/// `--token-file F`: the admin token the control commands send (`authorization: Bearer <token>`).
+struct AdminTokenOption: ParsableArguments {
+    @Option(name: .customLong("token-file"),
+            help: "File holding the server's admin token (the one given to its --admin-token-file); needed when the server has one.")
+    var tokenFile: String?
+
+    /// The token, read and checked as the server reads its own; nil without `--token-file`.
+    func read() throws -> String? {
+        guard let tokenFile else { return nil }
+        do {
+            return try AdminAuthorization.readTokenFile(tokenFile).token
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+}
+
+/// A CLI error, not a call, for a name the server would refuse anyway.
+func validateModelNameArgument(_ name: String) throws {
+    do {
+        try ModelRepository.validateModelName(name)
+    } catch {
+        throw ValidationError(error.message)
+    }
+}
+
+/// `swerve models list` (also plain `swerve models`).
+struct ListModels: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
         abstract: "List a server's models (RepositoryIndex) and the inputs and outputs of the ready ones.")
 
     @OptionGroup var connection: ClientConnectionOptions
@@ -58,12 +138,13 @@ struct ClientConnectionOptions: ParsableArguments {
 
     /// Connects, runs `body`, closes; a non-OK gRPC status ends the process with the status
     /// code as the exit code, after printing it.
-    func withClient(connections: Int = 1, _ body: (SwerveClient) async throws -> Void) async throws {
+    func withClient(connections: Int = 1, adminToken: String? = nil, _ body: (SwerveClient) async throws -> Void) async throws {
         let (host, port) = try endpoint()
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         do {
             let client = try await SwerveClient.connect(
-                host: host, port: port, connections: connections, defaultTimeout: .milliseconds(Int64(timeout * 1000)))
+                host: host, port: port, connections: connections, defaultTimeout: .milliseconds(Int64(timeout * 1000)),
+                adminToken: adminToken)
             do {
                 try await body(client)
             } catch {

@@ -40,6 +40,7 @@ struct PublishCommand: ParsableCommand {
     var pauseBeforeRename: Double?
 
     func validate() throws {
+        try validateModelNameArgument(name)
         for pair in metadata where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--metadata takes key=value pairs, got '\(pair)'")
         }

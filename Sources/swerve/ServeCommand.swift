@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import Metrics
 import Prometheus
+import SwerveRPC
 import SwerveServer
 import SwerveTransport
 
@@ -96,6 +97,16 @@ struct ServeCommand: AsyncParsableCommand {
             help: "Seconds a keepalive PING may go unacknowledged before the connection is closed.")
     var keepaliveTimeout = 20.0
 
+    // Who may change state (load/unload models): the admin token, or loopback only.
+
+    @Option(name: .customLong("admin-token-file"),
+            help: "File holding the admin token (visible ASCII, trailing newline ignored, at most 4 KiB). RepositoryModelLoad/Unload then need the header 'authorization: Bearer <token>': none gets UNAUTHENTICATED, a wrong one PERMISSION_DENIED.")
+    var adminTokenFile: String?
+
+    @Flag(name: .customLong("insecure-control-plane"),
+          help: "Listen on a non-loopback --host without --admin-token-file: anyone who reaches the port may load and unload models. Only when something else guards the port.")
+    var insecureControlPlane = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -155,6 +166,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.maxModelBytes = maxModelBytes
         options.modelLoadTimeout = .milliseconds(Int64(modelLoadTimeout * 1000))
         options.strictReadiness = strictReadiness
+        options.controlPlane = ControlPlaneOptions(adminTokenFile: adminTokenFile, insecure: insecureControlPlane)
         options.transport.maxConnectionOutboundBytes = maxConnectionOutboundBytes
         options.transport.maxConnectionRequestBytes = maxConnectionRequestBytes
         options.transport.maxServerRequestBytes = maxServerRequestBytes

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import SwerveRPC
 import SwerveTrainingServer
 
 /// `swerve trainer`: the training service (gRPC swerve.v1.Trainer).
@@ -27,6 +28,16 @@ struct TrainerCommand: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "Example logs and job checkpoints (default: <repository>/.trainer).")
     var stateDir: String?
 
+    // Who may change state (jobs, examples, promotions): the admin token, or loopback only.
+
+    @Option(name: .customLong("admin-token-file"),
+            help: "File holding the admin token (visible ASCII, trailing newline ignored, at most 4 KiB). SubmitJob, CancelJob, AppendExamples, PromoteVersion and RollbackVersion then need the header 'authorization: Bearer <token>': none gets UNAUTHENTICATED, a wrong one PERMISSION_DENIED.")
+    var adminTokenFile: String?
+
+    @Flag(name: .customLong("insecure-control-plane"),
+          help: "Listen on a non-loopback --host without --admin-token-file: anyone who reaches the port may submit jobs, append examples and promote versions. Only when something else guards the port.")
+    var insecureControlPlane = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -39,6 +50,7 @@ struct TrainerCommand: AsyncParsableCommand {
         options.host = host
         options.grpcPort = grpcPort
         options.stateDirectory = stateDir
+        options.controlPlane = ControlPlaneOptions(adminTokenFile: adminTokenFile, insecure: insecureControlPlane)
         try await TrainerRunner.run(options: options, logger: Logger(label: "swerve-trainer"))
     }
 }

@@ -43,9 +43,7 @@ public struct PipelineSpec: Sendable {
     /// Checks everything that can be checked before any data is read: the model name, the
     /// configuration, the fractions, the slice column, the model kind against the task.
     public func validated() throws -> PipelineSpec {
-        guard ModelRepository.isValidModelName(modelName) else {
-            throw StorageError(.invalidArgument, "invalid model name '\(modelName)': one path component, not starting with '.'")
-        }
+        try ModelRepository.validateModelName(modelName)
         var spec = self
         spec.schema = try schema.validated()
         try configuration.validate()
