@@ -156,14 +156,16 @@ struct ConnectionWatchdog {
         var maxAge: UInt64? = nil
         var maxAgeGrace: UInt64? = nil
         /// From the shutdown notice to the final GOAWAY: long enough for the notice to reach the
-        /// client and for what it sent before it to arrive.
+        /// client and for what it sent before it to arrive. Not part of `tick` (it would make
+        /// every connection tick 5× a second): the final GOAWAY goes out on the first tick after
+        /// it, within a second more.
         var goAwayNoticeDelay: UInt64 = 1_000_000_000
 
         /// The tick period: a fifth of the shortest timeout, between 10 ms and 1 s, so a
         /// timeout fires at most 20% (or 1 s) late.
         var tick: UInt64 {
             let shortest = [handshake, idle, requestBody, requestBodyTotal, responseWindow, keepaliveInterval, keepaliveTimeout, closeGrace,
-                            maxAge, maxAgeGrace, goAwayNoticeDelay]
+                            maxAge, maxAgeGrace]
                 .compactMap { $0 }.min() ?? 1_000_000_000
             return min(max(shortest / 5, 10_000_000), 1_000_000_000)
         }
