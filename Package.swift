@@ -178,6 +178,7 @@ let package = Package(
             dependencies: [
                 "SwerveServer", "SwerveTesting", "SwerveClient", "SwerveServing", "SwerveRepository", "SwerveInference",
                 "SwerveProto", "SwerveTransport", "SwerveStatus",
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         // The CLI's own pieces (the bench's Zipf sampler and request stream), through `@testable import swerve`.
         .testTarget(name: "SwerveCLITests", dependencies: ["swerve", "SwerveInference"]),

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from functools import lru_cache
 from pathlib import Path
@@ -234,9 +235,12 @@ class Server:
     # lifecycle --------------------------------------------------------
     @property
     def argv(self) -> list[str]:
+        # No drain delay unless a test asks for one: every test server is stopped with SIGTERM,
+        # and 5 s each (the default, for load balancers) would add minutes to the suite.
+        drain = [] if any(a.startswith("--drain-seconds") for a in self.extra_args) else ["--drain-seconds", "0"]
         return [swerve_bin(), "serve", "--repository", str(self.repository),
                 "--host", "127.0.0.1", "--grpc-port", str(self.grpc_port),
-                "--metrics-port", str(self.metrics_port), *self.extra_args]
+                "--metrics-port", str(self.metrics_port), *drain, *self.extra_args]
 
     def start(self, timeout: float = 60.0, wait_for: Sequence[str] = (),
               require_server_ready: bool = True) -> "Server":
@@ -337,6 +341,14 @@ class Server:
         resp = self._insights(spb.PathStatisticsRequest(name=model), timeout=10)
         return sum(m.table_lookups + m.cache_hits + m.cache_misses + m.batcher_requests
                    for m in resp.models)
+
+    def http_status(self, path: str) -> int:
+        """The HTTP status of GET `path` on the metrics port (e.g. /v2/health/ready)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"

@@ -64,7 +64,7 @@ public final class InferenceService: GRPCCallHandler {
     /// `ModelManager.readiness(strict:)`; a model unloaded through RepositoryModelUnload is no
     /// longer expected).
     public func readiness() -> ModelManager.Readiness {
-        if shuttingDown.load(ordering: .acquiring) { return .init(ready: false, reason: "shutting down") }
+        if shuttingDown.load(ordering: .acquiring) { return .init(ready: false, reason: "draining: shutting down after a termination signal") }
         if !startedUp.load(ordering: .acquiring) { return .init(ready: false, reason: "loading models at start-up") }
         return manager.readiness(strict: strictReadiness)
     }

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import Prometheus
@@ -22,7 +23,13 @@ public struct ServerOptions: Sendable {
     public var transport = GRPCServerConfiguration()
     /// Seconds between repository scans for new versions; nil = only at start-up and on RepositoryModelLoad.
     public var pollInterval: Double?
+    /// How long calls in flight may take to finish after the GOAWAY of a shutdown
+    /// (`--shutdown-timeout`, 30 s); what is left then is cancelled.
     public var shutdownTimeout: Duration = .seconds(30)
+    /// From SIGTERM/SIGINT to the GOAWAY (`--drain-seconds`, 5 s): the server is not ready
+    /// (HTTP 503, gRPC health NOT_SERVING) but answers every request, so a load balancer's
+    /// health checks take it out of rotation before a connection is closed.
+    public var drainDelay: Duration = .seconds(5)
     /// Server-wide response cache budget, and the largest share one model version may take.
     public var cacheBytes = 256 << 20
     public var cacheShare = 0.25
@@ -62,17 +69,25 @@ public enum SwerveServerRunner {
         let service = InferenceService(manager: manager, logger: logger, strictReadiness: options.strictReadiness,
                                        controlPlane: controlPlane)
 
+        // 1 from the termination signal on: the replica is draining (readiness says why).
+        let draining = Gauge(label: "swerve_draining")
+        draining.record(0)
+
         var config = options.transport
         config.host = options.host
         config.port = options.grpcPort
-        config.listenerObserver = ListenerMetrics()
+        let listenerMetrics = ListenerMetrics()
+        config.listenerObserver = listenerMetrics
+        config.connectionAgeObserver = { listenerMetrics.connectionAged() }
         let grpc = GRPCServer(configuration: config, handler: service, logger: logger)
         try await grpc.start()
 
         let metricsGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let metrics: MetricsEndpoint
         do {
-            metrics = try await MetricsEndpoint.start(host: options.host, port: options.metricsPort, registry: registry, group: metricsGroup, logger: logger)
+            metrics = try await MetricsEndpoint.start(
+                host: options.host, port: options.metricsPort, registry: registry, group: metricsGroup, logger: logger,
+                readiness: { let r = service.readiness(); return (r.ready, r.reason) })
         } catch {
             await grpc.shutdownGracefully(timeout: .seconds(1))
             try? await metricsGroup.shutdownGracefully()
@@ -100,14 +115,45 @@ public enum SwerveServerRunner {
         let poller = options.pollInterval.map { RepositoryPoller(manager: manager, interval: $0, logger: logger) }
         poller?.start()
 
+        // Draining, in a fixed order: not ready at once, answer everything for the drain delay
+        // (a balancer's health checks take the replica out of rotation meanwhile), then GOAWAY,
+        // then let calls in flight finish, then stop. A request is never refused while the
+        // replica may still be in rotation: a balancer cannot retry a gRPC error (trailers).
         let sig = await signals.next()
-        logger.info("shutting down", metadata: ["signal": "\(sig)"])
-        poller?.stop()
+        let clock = ContinuousClock()
+        let began = clock.now
         service.beginShutdown()
+        draining.record(1)
+        poller?.stop()
+        logger.info("draining: not ready (HTTP 503, health NOT_SERVING), still answering every request", metadata: [
+            "signal": "\(sig)", "drain_delay": "\(options.drainDelay)", "open_connections": "\(grpc.activeConnectionCount)"])
+        if options.drainDelay > .zero {
+            let second = await Self.firstOf(sleep: options.drainDelay, signals: signals)
+            if let second {
+                logger.info("second signal during the drain delay: closing connections now", metadata: ["signal": "\(second)"])
+            }
+        }
+        logger.info("drain delay over: GOAWAY to every connection, waiting for calls in flight", metadata: [
+            "open_connections": "\(grpc.activeConnectionCount)", "shutdown_timeout": "\(options.shutdownTimeout)"])
         await grpc.shutdownGracefully(timeout: options.shutdownTimeout)
         manager.shutdown()
         await metrics.close()
         try? await metricsGroup.shutdownGracefully()
-        logger.info("stopped")
+        let took = clock.now - began
+        logger.info("stopped", metadata: ["seconds_since_signal": "\(Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)"])
+    }
+
+    /// Sleeps for `sleep`, or less when another termination signal arrives first (returned).
+    static func firstOf(sleep: Duration, signals: TerminationSignals) async -> Int32? {
+        await withTaskGroup(of: Int32?.self) { group in
+            group.addTask {
+                try? await Task.sleep(for: sleep)
+                return nil
+            }
+            group.addTask { await signals.next() }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
     }
 }

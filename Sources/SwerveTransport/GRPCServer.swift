@@ -127,6 +127,17 @@ public struct GRPCServerConfiguration: Sendable {
     public var keepaliveInterval: Duration? = .seconds(7200)
     /// A keepalive PING not acknowledged within this closes the connection (keepalive_timeout).
     public var keepaliveTimeout: Duration = .seconds(20)
+    /// A connection older than this (± 10%, drawn per connection, so connections opened
+    /// together do not all leave together) gets a graceful GOAWAY, so long-lived client
+    /// connections move to replicas added later (gRPC's max_connection_age, proposal A9);
+    /// nil: never.
+    public var maxConnectionAge: Duration? = nil
+    /// How long the calls in flight on a connection that reached its age may still run; then
+    /// they are cancelled and the connection closed (max_connection_age_grace); nil: as long
+    /// as they take.
+    public var maxConnectionAgeGrace: Duration? = nil
+    /// Told when a connection leaves because of its age (for metrics).
+    public var connectionAgeObserver: (@Sendable () -> Void)? = nil
 
     /// Creates the default configuration.
     public init() {}
@@ -137,6 +148,12 @@ public struct GRPCServerConfiguration: Sendable {
     /// every request near that size refused RESOURCE_EXHAUSTED with a message about budgets.
     public var inconsistency: String? {
         let largest = maxReceiveMessageSize + 5
+        if let age = maxConnectionAge, age <= .zero {
+            return "--max-connection-age must be positive (\(age)); leave it out for no age limit"
+        }
+        if let grace = maxConnectionAgeGrace, grace < .zero {
+            return "--max-connection-age-grace must not be negative (\(grace))"
+        }
         for (flag, budget) in [("--max-connection-request-bytes", maxConnectionRequestBytes),
                                ("--max-server-request-bytes", maxServerRequestBytes)] where largest > budget {
             return "--max-receive-message-size (\(maxReceiveMessageSize)) plus the 5-byte gRPC message prefix is larger "

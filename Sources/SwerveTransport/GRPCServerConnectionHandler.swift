@@ -128,7 +128,8 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
             requestBodyTotal: nanos(configuration.maxRequestBodyDuration),
             responseWindow: nanos(configuration.responseWindowTimeout),
             keepaliveInterval: nanos(configuration.keepaliveInterval),
-            keepaliveTimeout: nanos(configuration.keepaliveTimeout)!)
+            keepaliveTimeout: nanos(configuration.keepaliveTimeout)!,
+            maxAge: nanos(configuration.maxConnectionAge), maxAgeGrace: nanos(configuration.maxConnectionAgeGrace))
         session = NGHTTP2Session(
             role: .server, callbacks: serverCallbacks,
             settings: [
@@ -221,7 +222,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is GRPCServerGracefulShutdownEvent {
-            session.goAway()
+            beginGracefulClose(.shutdown)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -301,9 +302,24 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         connectionEnded()
     }
 
+    /// Server shutdown (or, from the watchdog, the connection's age): the shutdown notice now,
+    /// the final GOAWAY from the watchdog `goAwayNoticeDelay` later. A connection still in its
+    /// handshake (or without a watchdog) gets the final GOAWAY at once: it has sent no request.
+    private func beginGracefulClose(_ reason: ConnectionWatchdog.GracefulClose) {
+        guard session.isOpen else { return }
+        if handshakeDone, watchdog != nil {
+            if watchdog!.beginGracefulClose(reason, now: NIODeadline.now().uptimeNanoseconds) {
+                session.shutdownNotice()
+            }
+        } else {
+            session.goAway()
+        }
+    }
+
     private func startWatchdog(_ context: ChannelHandlerContext) {
         guard watchdog == nil, let loopBoundSelf else { return }
-        watchdog = ConnectionWatchdog(timeouts: timeouts, now: NIODeadline.now().uptimeNanoseconds)
+        let jitter = configuration.maxConnectionAge == nil ? 1 : Double.random(in: 0.9...1.1)
+        watchdog = ConnectionWatchdog(timeouts: timeouts, now: NIODeadline.now().uptimeNanoseconds, ageJitter: jitter)
         let period = TimeAmount.nanoseconds(Int64(timeouts.tick))
         tickTask = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in
             loopBoundSelf.value.tick()
@@ -368,6 +384,19 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
             return
         case .forceClose:
             logger.debug("closing connection: it did not finish closing within \(describeDuration(timeouts.closeGrace))")
+            cancelAllStreams()
+            session.forceClose()
+            return
+        case .sendAgeNotice:
+            logger.debug("connection reached its age of \(describeDuration(dog.ageLimit ?? 0)) (max-connection-age): GOAWAY")
+            configuration.connectionAgeObserver?()
+            session.shutdownNotice()
+        case .sendFinalGoAway:
+            session.goAway()
+            guard session.isOpen else { return }
+        case .closeAgeGraceExpired:
+            logger.info(
+                "closing connection: \(streams.count) call(s) still running \(describeDuration(timeouts.maxAgeGrace ?? 0)) after its age GOAWAY (max-connection-age-grace); cancelled")
             cancelAllStreams()
             session.forceClose()
             return

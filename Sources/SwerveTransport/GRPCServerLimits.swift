@@ -132,6 +132,15 @@ func describeDuration(_ nanoseconds: UInt64) -> String {
 ///   a limit) but still open after `closeGrace` (a peer that does not read our last bytes) is
 ///   closed without waiting more.
 ///
+/// - Graceful close (server shutdown, or the connection's age): a GOAWAY that announces the
+///   end without refusing anything yet (nghttp2's shutdown notice, last-stream-id 2^31−1), and
+///   `goAwayNoticeDelay` later the final GOAWAY naming the last stream processed. A request the
+///   client sent before it saw the notice is still served; one it sends after the final GOAWAY
+///   is one it knows was not processed, which clients (and HAProxy) may retry elsewhere.
+/// - Age: a connection older than `maxAge` × its jitter (0.9–1.1) is closed gracefully (gRPC's
+///   max_connection_age); its calls may run for `maxAgeGrace` after the notice, then the
+///   connection is closed and what is left cancelled.
+///
 /// Stalled request bodies are per stream (`StreamStallClock`), checked on the same tick.
 struct ConnectionWatchdog {
     struct Timeouts: Equatable {
@@ -144,11 +153,19 @@ struct ConnectionWatchdog {
         var keepaliveInterval: UInt64?
         var keepaliveTimeout: UInt64
         var closeGrace: UInt64 = 5_000_000_000
+        var maxAge: UInt64? = nil
+        var maxAgeGrace: UInt64? = nil
+        /// From the shutdown notice to the final GOAWAY: long enough for the notice to reach the
+        /// client and for what it sent before it to arrive. Not part of `tick` (it would make
+        /// every connection tick 5× a second): the final GOAWAY goes out on the first tick after
+        /// it, within a second more.
+        var goAwayNoticeDelay: UInt64 = 1_000_000_000
 
         /// The tick period: a fifth of the shortest timeout, between 10 ms and 1 s, so a
         /// timeout fires at most 20% (or 1 s) late.
         var tick: UInt64 {
-            let shortest = [handshake, idle, requestBody, requestBodyTotal, responseWindow, keepaliveInterval, keepaliveTimeout, closeGrace]
+            let shortest = [handshake, idle, requestBody, requestBodyTotal, responseWindow, keepaliveInterval, keepaliveTimeout, closeGrace,
+                            maxAge, maxAgeGrace]
                 .compactMap { $0 }.min() ?? 1_000_000_000
             return min(max(shortest / 5, 10_000_000), 1_000_000_000)
         }
@@ -167,6 +184,18 @@ struct ConnectionWatchdog {
         case closeKeepaliveTimedOut
         /// Closing took longer than the grace: close now, dropping unwritten bytes.
         case forceClose
+        /// The connection reached its age: send the shutdown notice (the first GOAWAY).
+        case sendAgeNotice
+        /// A graceful close's notice went out `goAwayNoticeDelay` ago: send the final GOAWAY.
+        case sendFinalGoAway
+        /// The calls of a connection past its age outran `maxAgeGrace`: cancel them and close.
+        case closeAgeGraceExpired
+    }
+
+    /// Why a connection is closing gracefully.
+    enum GracefulClose: Equatable {
+        case shutdown
+        case age
     }
 
     let timeouts: Timeouts
@@ -180,12 +209,29 @@ struct ConnectionWatchdog {
     private var pingSentAt: UInt64?
     private var goAwaySent = false
     private var closingSince: UInt64?
+    /// This connection's age limit: `maxAge` times its jitter.
+    let ageLimit: UInt64?
+    /// A graceful close in progress: why, when its notice went out, whether the final GOAWAY has.
+    private(set) var gracefulClose: GracefulClose?
+    private var noticeSentAt: UInt64 = 0
+    private var finalGoAwaySent = false
 
-    init(timeouts: Timeouts, now: UInt64) {
+    /// `ageJitter`: the factor (0.9–1.1, drawn per connection) applied to `maxAge`.
+    init(timeouts: Timeouts, now: UInt64, ageJitter: Double = 1) {
         self.timeouts = timeouts
         startedAt = now
         lastReadAt = now
         idleSince = now
+        ageLimit = timeouts.maxAge.map { UInt64((Double($0) * ageJitter).rounded()) }
+    }
+
+    /// A graceful close begins now (the caller sends the shutdown notice); false when one is
+    /// already under way.
+    mutating func beginGracefulClose(_ reason: GracefulClose, now: UInt64) -> Bool {
+        guard gracefulClose == nil else { return false }
+        gracefulClose = reason
+        noticeSentAt = now
+        return true
     }
 
     /// The client's first SETTINGS arrived (after a valid preface).
@@ -210,6 +256,22 @@ struct ConnectionWatchdog {
         if !handshakeDone {
             if let limit = timeouts.handshake, now &- startedAt >= limit { return .closeHandshakeTimedOut }
             return .none
+        }
+        if let reason = gracefulClose {
+            if !finalGoAwaySent && now &- noticeSentAt >= timeouts.goAwayNoticeDelay {
+                finalGoAwaySent = true
+                return .sendFinalGoAway
+            }
+            if reason == .age, let grace = timeouts.maxAgeGrace, now &- noticeSentAt >= grace {
+                // Once: the connection is closed now; later ticks see it closing.
+                goAwaySent = true
+                closingSince = now
+                return .closeAgeGraceExpired
+            }
+        } else if let limit = ageLimit, now &- startedAt >= limit {
+            gracefulClose = .age
+            noticeSentAt = now
+            return .sendAgeNotice
         }
         if sawRead {
             lastReadAt = now

@@ -222,6 +222,15 @@ final class NGHTTP2Session {
         context?.close(promise: nil)
     }
 
+    /// The first step of a graceful close (servers only): GOAWAY(NO_ERROR) with last-stream-id
+    /// 2^31−1, which tells the client to open no new streams while everything it has sent, or
+    /// sends before it reads this, is still served. `goAway()` later completes the close.
+    func shutdownNotice() {
+        guard ending == nil else { return }
+        nghttp2_submit_shutdown_notice(raw)
+        flush()
+    }
+
     /// Announces GOAWAY(NO_ERROR) with the last stream processed: streams up to it finish,
     /// newer ones are refused, and `flush` closes the connection when the last one is done.
     func goAway() {

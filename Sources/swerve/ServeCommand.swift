@@ -97,6 +97,24 @@ struct ServeCommand: AsyncParsableCommand {
             help: "Seconds a keepalive PING may go unacknowledged before the connection is closed.")
     var keepaliveTimeout = 20.0
 
+    // Leaving a load balancer's rotation: the drain order on SIGTERM/SIGINT, and connection age.
+
+    @Option(name: .customLong("drain-seconds"),
+            help: "Seconds from SIGTERM/SIGINT to the GOAWAY: not ready (HTTP /v2/health/ready 503, gRPC health NOT_SERVING) but answering every request, so a load balancer's health checks take the replica out of rotation first. 0: GOAWAY at once.")
+    var drainSeconds = 5.0
+
+    @Option(name: .customLong("shutdown-timeout"),
+            help: "Seconds calls in flight may take to finish after the shutdown GOAWAY; what is left then is cancelled.")
+    var shutdownTimeout = 30.0
+
+    @Option(name: .customLong("max-connection-age"),
+            help: "Seconds (each connection ±10%) after which a connection gets a graceful GOAWAY, so long-lived clients move to replicas added later (gRPC max_connection_age). Default: no age limit.")
+    var maxConnectionAge: Double?
+
+    @Option(name: .customLong("max-connection-age-grace"),
+            help: "Seconds the calls of a connection past --max-connection-age may still run before they are cancelled and it is closed. Default: as long as they take.")
+    var maxConnectionAgeGrace: Double?
+
     // Who may change state (load/unload models): the admin token, or loopback only.
 
     @Option(name: .customLong("admin-token-file"),
@@ -132,6 +150,15 @@ struct ServeCommand: AsyncParsableCommand {
                               ("--keepalive-interval", keepaliveInterval),
                               ("--keepalive-timeout", keepaliveTimeout)] where !(value > 0 && value <= 1e9) {
             throw ValidationError("\(flag) must be a positive number of seconds (at most 1e9)")
+        }
+        guard drainSeconds >= 0 && drainSeconds <= 3600 else { throw ValidationError("--drain-seconds must be in [0, 3600]") }
+        guard shutdownTimeout > 0 && shutdownTimeout <= 86_400 else { throw ValidationError("--shutdown-timeout must be in (0, 86400] seconds") }
+        if let age = maxConnectionAge, !(age >= 0.1 && age <= 1e9) {
+            throw ValidationError("--max-connection-age must be at least 0.1 seconds (at most 1e9)")
+        }
+        if let grace = maxConnectionAgeGrace {
+            guard grace >= 0 && grace <= 1e9 else { throw ValidationError("--max-connection-age-grace must be in [0, 1e9] seconds") }
+            guard maxConnectionAge != nil else { throw ValidationError("--max-connection-age-grace needs --max-connection-age") }
         }
         var transport = GRPCServerConfiguration()
         transport.maxReceiveMessageSize = maxReceiveMessageSize
@@ -177,6 +204,10 @@ struct ServeCommand: AsyncParsableCommand {
         options.transport.responseWindowTimeout = .seconds(responseWindowTimeout)
         options.transport.keepaliveInterval = .seconds(keepaliveInterval)
         options.transport.keepaliveTimeout = .seconds(keepaliveTimeout)
+        options.drainDelay = .milliseconds(Int64(drainSeconds * 1000))
+        options.shutdownTimeout = .milliseconds(Int64(shutdownTimeout * 1000))
+        options.transport.maxConnectionAge = maxConnectionAge.map { .milliseconds(Int64($0 * 1000)) }
+        options.transport.maxConnectionAgeGrace = maxConnectionAgeGrace.map { .milliseconds(Int64($0 * 1000)) }
         try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))
     }
 }

@@ -120,6 +120,6 @@ struct ReadinessTests {
         try manager.unload(model: "breast_cancer_logreg")
         #expect(lax.readiness() == .init(ready: false, reason: "no model version is ready"))
         lax.beginShutdown()
-        #expect(lax.readiness() == .init(ready: false, reason: "shutting down"))
+        #expect(lax.readiness() == .init(ready: false, reason: "draining: shutting down after a termination signal"))
     }
 }

@@ -24,6 +24,8 @@ import SwerveStatus
         static let rstStream: UInt8 = 0x3
         static let windowUpdate: UInt8 = 0x8
 
+        /// GOAWAY's last-stream-id.
+        var lastStreamID: UInt32 { payload[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } & 0x7FFF_FFFF }
         /// GOAWAY's error code.
         var errorCode: UInt32 {
             payload[4..<8].reduce(0) { $0 << 8 | UInt32($1) }
@@ -147,9 +149,20 @@ import SwerveStatus
 
         connection.server.pipeline.fireUserInboundEventTriggered(GRPCServerGracefulShutdownEvent())
         try connection.pump()
-        let goaways = Self.frames(connection.serverBytes).filter { $0.type == Frame.goaway }
+        // First the shutdown notice: GOAWAY(NO_ERROR) refusing nothing yet (last-stream-id 2^31−1).
+        var goaways = Self.frames(connection.serverBytes).filter { $0.type == Frame.goaway }
         #expect(goaways.count == 1)
         #expect(goaways.first?.errorCode == 0, "NO_ERROR")
+        #expect(goaways.first?.lastStreamID == 0x7FFF_FFFF)
+        // Then, on the watchdog's tick a second later, the final GOAWAY naming the last stream
+        // processed (the watchdog reads the real clock; the embedded loop runs its tick).
+        try await Task.sleep(for: .milliseconds(1100))
+        connection.server.embeddedEventLoop.advanceTime(by: .milliseconds(2100))
+        try connection.pump()
+        goaways = Self.frames(connection.serverBytes).filter { $0.type == Frame.goaway }
+        #expect(goaways.count == 2)
+        #expect(goaways.last?.errorCode == 0, "NO_ERROR")
+        #expect(goaways.last?.lastStreamID == 1)
         #expect(connection.server.isActive, "a call is still in flight")
         // The client has heard GOAWAY: a new call is refused without reaching the server.
         let refused = connection.call(TestMethod.echo, [1])
