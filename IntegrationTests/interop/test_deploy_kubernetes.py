@@ -131,6 +131,8 @@ def _get(url: str) -> int:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
+    except (urllib.error.URLError, OSError):
+        return 0  # not listening (yet)
 
 
 def test_deployment_arguments_start_a_ready_replica_that_drains_and_exits_0(tmp_path):
