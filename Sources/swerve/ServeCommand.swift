@@ -96,6 +96,14 @@ struct ServeCommand: AsyncParsableCommand {
             help: "Seconds a keepalive PING may go unacknowledged before the connection is closed.")
     var keepaliveTimeout = 20.0
 
+    // TLS for the gRPC port (GRPCServerTLS). The metrics port stays plain HTTP.
+    @Option(name: .customLong("tls-cert"),
+            help: "PEM certificate chain (server certificate first): serve gRPC over TLS (1.2+, ALPN h2) with it and --tls-key. Read once at start. The metrics port stays plain HTTP.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key (unencrypted) of --tls-cert.")
+    var tlsKey: String?
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -122,11 +130,24 @@ struct ServeCommand: AsyncParsableCommand {
                               ("--keepalive-timeout", keepaliveTimeout)] where !(value > 0 && value <= 1e9) {
             throw ValidationError("\(flag) must be a positive number of seconds (at most 1e9)")
         }
+        _ = try Self.tls(cert: tlsCert, key: tlsKey)
         var transport = GRPCServerConfiguration()
         transport.maxReceiveMessageSize = maxReceiveMessageSize
         transport.maxConnectionRequestBytes = maxConnectionRequestBytes
         transport.maxServerRequestBytes = maxServerRequestBytes
         if let problem = transport.inconsistency { throw ValidationError(problem) }
+    }
+
+    /// The TLS setting of `--tls-cert`/`--tls-key`: both or neither.
+    static func tls(cert: String?, key: String?) throws -> GRPCServerTLS? {
+        switch (cert, key) {
+        case (nil, nil): return nil
+        case let (cert?, key?):
+            guard !cert.isEmpty, !key.isEmpty else { throw ValidationError("--tls-cert and --tls-key must name files") }
+            return GRPCServerTLS(certificateChainPath: cert, privateKeyPath: key)
+        case (_?, nil): throw ValidationError("--tls-cert needs --tls-key (the certificate's private key)")
+        case (nil, _?): throw ValidationError("--tls-key needs --tls-cert (the certificate chain it goes with)")
+        }
     }
 
     func run() async throws {
@@ -165,6 +186,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.transport.responseWindowTimeout = .seconds(responseWindowTimeout)
         options.transport.keepaliveInterval = .seconds(keepaliveInterval)
         options.transport.keepaliveTimeout = .seconds(keepaliveTimeout)
+        options.transport.tls = try Self.tls(cert: tlsCert, key: tlsKey)
         try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))
     }
 }
