@@ -8,6 +8,7 @@ outbound cap and the slow reader of test_hardening_connection, through a TLS soc
 """
 from __future__ import annotations
 
+import json
 import re
 import select
 import shutil
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 import model_zoo
@@ -244,9 +246,12 @@ def test_h2load_over_tls_completes_without_errors(start_tls, zoo, tmp_path):
     if shutil.which("h2load") is None:
         pytest.skip("needs h2load (apt-get install nghttp2-client)")
     server = start_tls()
-    x = zoo.cases["dense"].make_inputs(1)
     request = tmp_path / "request.bin"
-    request.write_bytes(hc.grpc_message(hc.infer_bytes("dense", x)))
+    # The request as `swerve bench` makes it, from the model's metadata read over TLS.
+    dumped = subprocess.run([oip.swerve_bin(), "bench", "--server", server.address, "--ca-cert", str(server.pki.ca_cert),
+                             "--model", "dense", "--batch", "1", "--dump-request", str(request)],
+                            capture_output=True, text=True, timeout=60)
+    assert dumped.returncode == 0 and request.stat().st_size > 5, dumped.stdout + dumped.stderr
     n = 2000
     done = subprocess.run(
         ["h2load", "-n", str(n), "-c", "4", "-m", "8", "-t", "1", "-d", str(request),
@@ -262,6 +267,51 @@ def test_h2load_over_tls_completes_without_errors(start_tls, zoo, tmp_path):
     assert (int(m[4]), int(m[5]), int(m[6])) == (n, 0, 0), out
     assert re.search(rf"status codes: {n} 2xx", out), out
     good_call(server.stub(server.channel()), zoo)
+
+
+def swerve_client(*args, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run([oip.swerve_bin(), *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_swerve_clients_over_tls(start_tls, zoo):
+    server = start_tls()
+    ca = str(server.pki.ca_cert)
+    for address in (server.address, f"localhost:{server.grpc_port}"):  # the IP SAN, the DNS SAN
+        listed = swerve_client("models", "--server", address, "--ca-cert", ca)
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert re.search(r"^dense\s+1\s+READY", listed.stdout, re.M), listed.stdout
+    x = zoo.cases["dense"].make_inputs(1)
+    predicted = swerve_client("predict", "--server", server.address, "--ca-cert", ca, "--model", "dense",
+                              "--input", "x=" + json.dumps(x.tolist()))
+    assert predicted.returncode == 0, predicted.stdout + predicted.stderr
+    # "NAME  DATATYPE  [shape]" then the values as a JSON array, per output.
+    want = oip.ort_run(zoo.path("dense"), {"x": x})
+    lines = predicted.stdout.splitlines()
+    for name, value in want.items():
+        at = next(i for i, line in enumerate(lines) if line.split()[:1] == [name])
+        got = np.array(json.loads(lines[at + 1]), dtype=value.dtype)
+        np.testing.assert_allclose(got, value, rtol=1e-4, atol=1e-5, err_msg=predicted.stdout)
+
+    # Not trusted (system roots only), and cleartext against TLS: clear failures, nonzero exits.
+    untrusted = swerve_client("models", "--server", server.address, "--tls")
+    assert untrusted.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr, untrusted.stderr
+    plain = swerve_client("models", "--server", server.address)
+    assert plain.returncode != 0 and "UNAVAILABLE" in plain.stderr, plain.stderr
+    bad_ca = swerve_client("models", "--server", server.address, "--ca-cert", str(server.pki.key))
+    assert bad_ca.returncode != 0 and f"--ca-cert) {server.pki.key}" in bad_ca.stderr, bad_ca.stderr
+
+
+def test_a_tls_client_gives_up_on_a_server_that_never_answers_the_handshake():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        start = time.monotonic()
+        done = swerve_client("models", "--server", f"127.0.0.1:{port}", "--tls", "--timeout", "1", timeout=30)
+        took = time.monotonic() - start
+    assert done.returncode != 0 and "TLS handshake" in done.stderr and "took longer" in done.stderr, done.stderr
+    assert took < 20, f"the client waited {took:.1f} s"
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 internal import CNGHTTP2
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SwerveStatus
 
-/// A gRPC (HTTP/2, cleartext) client connection: one TCP connection, one nghttp2 client
+/// A gRPC (HTTP/2, cleartext or TLS) client connection: one TCP connection, one nghttp2 client
 /// session, any number of concurrent calls multiplexed as streams.
 ///
 /// Calls start on the connection's event loop (one hop per call); their outgoing frames are
@@ -18,27 +19,53 @@ public final class GRPCClientConnection: Sendable {
         self.handler = handler
     }
 
-    /// Connects to `host:port` (cleartext HTTP/2 with prior knowledge). Throws UNAVAILABLE
-    /// when the connection cannot be established.
+    /// Connects to `host:port`: cleartext HTTP/2 with prior knowledge, or with `tls` HTTP/2
+    /// over TLS (ALPN h2; returns once the handshake is done). Throws UNAVAILABLE when the
+    /// connection cannot be established, INVALID_ARGUMENT when `tls` names an unusable file.
     public static func connect(
-        host: String, port: Int, eventLoopGroup: (any EventLoopGroup)? = nil, maxReceiveMessageSize: Int = 64 << 20
+        host: String, port: Int, eventLoopGroup: (any EventLoopGroup)? = nil, maxReceiveMessageSize: Int = 64 << 20,
+        tls: GRPCClientTLS? = nil
     ) async throws -> GRPCClientConnection {
         let group = eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
         let authority = "\(host):\(port)"
+        let sslContext = try tls?.makeContext()
+        let handshakeDone = sslContext == nil ? nil : group.next().makePromise(of: Void.self)
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let sslContext, let handshakeDone {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: sslContext, serverHostname: GRPCClientTLS.serverHostname(host)))
+                        try channel.pipeline.syncOperations.addHandler(
+                            ClientTLSHandshakeHandler(done: handshakeDone, authority: authority))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
-                        GRPCClientConnectionHandler(authority: authority, maxReceiveMessageSize: maxReceiveMessageSize))
+                        GRPCClientConnectionHandler(
+                            authority: authority, maxReceiveMessageSize: maxReceiveMessageSize, scheme: sslContext == nil ? "http" : "https"))
                 }
             }
         let channel: any Channel
         do {
             channel = try await bootstrap.connect(host: host, port: port).get()
         } catch {
+            handshakeDone?.fail(GRPCStatus(.unavailable, "cannot connect to \(authority): \(error)"))
             throw GRPCStatus(.unavailable, "cannot connect to \(authority): \(error)")
+        }
+        if let handshakeDone, let tls {
+            let timeout = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(tls.handshakeTimeout.nanoseconds))) {
+                handshakeDone.fail(GRPCStatus(.unavailable, "TLS handshake with \(authority) took longer than \(tls.handshakeTimeout)"))
+                channel.close(promise: nil)
+            }
+            do {
+                try await handshakeDone.futureResult.get()
+                timeout.cancel()
+            } catch {
+                timeout.cancel()
+                channel.close(promise: nil)
+                throw error
+            }
         }
         let handler = try await channel.eventLoop.submit {
             NIOLoopBound(
@@ -169,8 +196,11 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
     /// Set once no new call can start (GOAWAY received, connection closed or broken).
     private var unavailable: GRPCStatus?
 
-    init(authority: String, maxReceiveMessageSize: Int) {
+    private let scheme: String
+
+    init(authority: String, maxReceiveMessageSize: Int, scheme: String = "http") {
         self.authority = authority
+        self.scheme = scheme
         self.maxReceiveMessageSize = maxReceiveMessageSize
         session = NGHTTP2Session(
             role: .client, callbacks: clientCallbacks,
@@ -250,7 +280,7 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
         }
         var headers = HeaderBlock(capacity: 8 + metadata.count)
         headers.add(":method", "POST")
-        headers.add(":scheme", "http")
+        headers.add(":scheme", scheme)
         headers.add(":path", method)
         headers.add(":authority", authority)
         headers.add("content-type", "application/grpc")
