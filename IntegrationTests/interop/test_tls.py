@@ -314,6 +314,43 @@ def test_a_tls_client_gives_up_on_a_server_that_never_answers_the_handshake():
     assert took < 20, f"the client waited {took:.1f} s"
 
 
+def test_the_trainer_serves_over_tls_too(pki, tmp_path):
+    port = oip.free_port()
+    (tmp_path / "repository").mkdir()
+    with open(tmp_path / "trainer.log", "wb") as log:
+        proc = subprocess.Popen(
+            [oip.swerve_bin(), "trainer", "--repository", str(tmp_path / "repository"), "--host", "127.0.0.1",
+             "--grpc-port", str(port), "--tls-cert", str(pki.cert), "--tls-key", str(pki.key)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    creds = grpc.ssl_channel_credentials(root_certificates=pki.ca_cert.read_bytes())
+    channel = grpc.secure_channel(f"127.0.0.1:{port}", creds)
+    list_jobs = channel.unary_unary("/swerve.v1.Trainer/ListJobs")  # bytes in, bytes out
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "trainer.log").read_text()
+            try:
+                list_jobs(b"", timeout=2)  # an empty ListJobsRequest; any answer is an OK status
+                break
+            except grpc.RpcError as e:
+                assert time.monotonic() < deadline, f"trainer not answering over TLS: {e}"
+                time.sleep(0.1)
+        plain = grpc.insecure_channel(f"127.0.0.1:{port}")
+        try:
+            code = oip.rpc_code(plain.unary_unary("/swerve.v1.Trainer/ListJobs"), b"", timeout=5)
+        finally:
+            plain.close()
+        assert code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), code
+    finally:
+        channel.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 # --------------------------------------------------------------------------------------------
 # the connection limits with TLS in front
 
@@ -431,8 +468,13 @@ def test_bad_tls_settings_refuse_to_start_and_name_the_file(pki, tmp_path):
         (["--tls-cert", str(pki.cert), "--tls-key", str(pki.cert)], "--tls-key"),
         (["--tls-cert", str(pki.cert), "--tls-key", str(pki.other_key)], "does not go with the certificate"),
     ]
+    cases.append((["trainer-only", "--tls-key", str(pki.key)], "--tls-key needs --tls-cert"))
     for args, expected in cases:
-        done = run_serve(args, tmp_path)
+        if args[0] == "trainer-only":
+            done = subprocess.run([oip.swerve_bin(), "trainer", "--repository", str(tmp_path / "trainer"), *args[1:]],
+                                  capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        else:
+            done = run_serve(args, tmp_path)
         text = done.stdout + done.stderr
         assert done.returncode != 0, f"{args}: swerve started:\n{text}"
         assert expected in text, f"{args}: expected {expected!r} in:\n{text}"

@@ -14,6 +14,8 @@ public struct TrainerOptions: Sendable {
     public var eventLoopThreads = 1
     /// How long shutdown waits for running jobs to reach an epoch boundary.
     public var shutdownTimeout: TimeInterval = 30
+    /// gRPC over TLS with this certificate and key (`--tls-cert/--tls-key`); nil: cleartext.
+    public var tls: GRPCServerTLS? = nil
 
     public init(repository: String) { self.repository = repository }
 }
@@ -36,6 +38,7 @@ public enum TrainerRunner {
         config.host = options.host
         config.port = options.grpcPort
         config.eventLoopThreads = options.eventLoopThreads
+        config.tls = options.tls
         config.maxReceiveMessageSize = 64 << 20
         // A message of that size must fit the connection's request budget (with its prefix).
         config.maxConnectionRequestBytes = max(config.maxConnectionRequestBytes, 65 << 20)

@@ -27,10 +27,19 @@ struct TrainerCommand: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "Example logs and job checkpoints (default: <repository>/.trainer).")
     var stateDir: String?
 
+    // TLS for the gRPC port, as `swerve serve` has it.
+    @Option(name: .customLong("tls-cert"),
+            help: "PEM certificate chain (server certificate first): serve gRPC over TLS (1.2+, ALPN h2) with it and --tls-key. Read once at start.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key (unencrypted) of --tls-cert.")
+    var tlsKey: String?
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         guard (0...65535).contains(grpcPort) else { throw ValidationError("--grpc-port must be in 0...65535") }
+        _ = try ServeCommand.tls(cert: tlsCert, key: tlsKey)
     }
 
     func run() async throws {
@@ -39,6 +48,7 @@ struct TrainerCommand: AsyncParsableCommand {
         options.host = host
         options.grpcPort = grpcPort
         options.stateDirectory = stateDir
+        options.tls = try ServeCommand.tls(cert: tlsCert, key: tlsKey)
         try await TrainerRunner.run(options: options, logger: Logger(label: "swerve-trainer"))
     }
 }
