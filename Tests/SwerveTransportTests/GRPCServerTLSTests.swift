@@ -112,6 +112,52 @@ import SwerveTesting
         #expect(tls.validityWarning(now: now - 10 * 86_400)?.contains("not valid yet") == true)
     }
 
+    @Test func ourClientAndServerTalkOverTLSAndRefuseWhatTheyShould() async throws {
+        let files = try Files()
+        try await withTestServer(configure: {
+            $0.tls = GRPCServerTLS(certificateChainPath: files.cert, privateKeyPath: files.key)
+        }) { server, _ in
+            var tls = GRPCClientTLS(trustRootsPath: files.path("ca.pem"))
+            // By IP address (checked against the certificate's IP SAN) and by name (SNI + DNS SAN).
+            for host in ["127.0.0.1", "localhost"] {
+                let client = try await GRPCClientConnection.connect(host: host, port: server.port, tls: tls)
+                let big = bigMessage(7)  // 3 MiB: many TLS records, flow control over TLS
+                #expect(try await client.unary(TestMethod.echo, big) == big)
+                var received = 0
+                for try await _ in client.serverStreaming(TestMethod.stream, Array("50".utf8)) { received += 1 }
+                #expect(received == 50)
+                await client.close()
+            }
+
+            // The system's roots do not know the test CA.
+            await #expect {
+                _ = try await GRPCClientConnection.connect(host: "127.0.0.1", port: server.port, tls: GRPCClientTLS())
+            } throws: { error in
+                (error as? GRPCStatus)?.code == .unavailable && "\(error)".contains("CERTIFICATE_VERIFY_FAILED")
+            }
+            // A cleartext client gets no HTTP/2 from a TLS port.
+            let plain = try await GRPCClientConnection.connect(host: "127.0.0.1", port: server.port)
+            await #expect(throws: GRPCStatus.self) { _ = try await plain.unary(TestMethod.echo, [1], timeout: .seconds(5)) }
+            await plain.close()
+            // A CA file that is not one is refused before connecting, naming it.
+            tls.trustRootsPath = files.key
+            await #expect {
+                _ = try await GRPCClientConnection.connect(host: "127.0.0.1", port: server.port, tls: tls)
+            } throws: { error in
+                (error as? GRPCStatus)?.code == .invalidArgument && "\(error)".contains(files.key)
+            }
+        }
+        // A TLS client against a cleartext server fails its handshake, with a message that says so.
+        try await withTestServer { server, _ in
+            await #expect {
+                _ = try await GRPCClientConnection.connect(
+                    host: "127.0.0.1", port: server.port, tls: GRPCClientTLS(trustRootsPath: files.path("ca.pem")))
+            } throws: { error in
+                (error as? GRPCStatus)?.code == .unavailable && "\(error)".contains("TLS handshake")
+            }
+        }
+    }
+
     struct NoCalls: GRPCCallHandler {
         func handle(_ call: GRPCServerCall) { call.finish(GRPCStatus(.unimplemented, "no calls here")) }
     }
