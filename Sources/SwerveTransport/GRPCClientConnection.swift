@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import SwerveStatus
+import Synchronization
 
 /// A gRPC (HTTP/2, cleartext or TLS) client connection: one TCP connection, one nghttp2 client
 /// session, any number of concurrent calls multiplexed as streams.
@@ -30,6 +31,7 @@ public final class GRPCClientConnection: Sendable {
         let authority = "\(host):\(port)"
         let sslContext = try tls?.makeContext()
         let handshakeDone = sslContext == nil ? nil : group.next().makePromise(of: Void.self)
+        let slot = HandlerSlot()
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
@@ -41,9 +43,10 @@ public final class GRPCClientConnection: Sendable {
                         try channel.pipeline.syncOperations.addHandler(
                             ClientTLSHandshakeHandler(done: handshakeDone, authority: authority))
                     }
-                    try channel.pipeline.syncOperations.addHandler(
-                        GRPCClientConnectionHandler(
-                            authority: authority, maxReceiveMessageSize: maxReceiveMessageSize, scheme: sslContext == nil ? "http" : "https"))
+                    let handler = GRPCClientConnectionHandler(
+                        authority: authority, maxReceiveMessageSize: maxReceiveMessageSize, scheme: sslContext == nil ? "http" : "https")
+                    slot.handler.withLock { $0 = NIOLoopBound(handler, eventLoop: channel.eventLoop) }
+                    try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
         let channel: any Channel
@@ -67,12 +70,19 @@ public final class GRPCClientConnection: Sendable {
                 throw error
             }
         }
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(
-                try channel.pipeline.syncOperations.handler(type: GRPCClientConnectionHandler.self),
-                eventLoop: channel.eventLoop)
-        }.get()
+        // Kept by the initializer rather than looked up in the pipeline now: a server that
+        // closes at once (a TLS port, a full listener) may have emptied the pipeline already;
+        // calls on the handler then fail UNAVAILABLE, which says what happened.
+        guard let handler = slot.handler.withLock({ $0 }) else {
+            channel.close(promise: nil)
+            throw GRPCStatus(.unavailable, "connection to \(authority) closed at once")
+        }
         return GRPCClientConnection(channel: channel, handler: handler)
+    }
+
+    /// The connection handler, as the channel initializer made it.
+    private final class HandlerSlot: Sendable {
+        let handler = Mutex<NIOLoopBound<GRPCClientConnectionHandler>?>(nil)
     }
 
     /// A unary call. Throws `GRPCStatus` when the server answers a non-OK status, UNAVAILABLE
