@@ -242,6 +242,23 @@ def test_the_handshake_timeout_covers_tls_and_the_http2_preface(start_tls, zoo, 
     good_call(server.stub(server.channel()), zoo)
 
 
+def test_a_peer_that_reads_nothing_is_dropped_without_waiting_for_its_close_notify(start_tls, zoo):
+    """The watchdog's closes go beneath TLS: TLS's own close would wait up to 5 s for the
+    peer's close_notify, which a peer that reads nothing never sends."""
+    server = start_tls(extra_args=["--handshake-timeout", "1"])
+    open_now = lambda: oip.metric_sum(oip.parse_metrics(server.metrics()), "swerve_grpc_connections")  # noqa: E731
+    before = open_now()  # the readiness check's channel
+    with socket.create_connection(("127.0.0.1", server.grpc_port), timeout=5) as raw, \
+            server.pki.client_context().wrap_socket(raw, server_hostname="localhost"):
+        start = time.monotonic()
+        oip.wait_until(lambda: open_now() == before + 1, 5, "the connection counted")
+        # No HTTP/2 preface, and nothing read: the handshake timeout (1 s, ticked every 0.2 s)
+        # closes it; with TLS's close it would stay open about 5 s longer.
+        oip.wait_until(lambda: open_now() == before, 4.5, "the server dropped the connection")
+        took = time.monotonic() - start
+    assert took >= 0.9, f"closed after {took:.2f} s, before the handshake timeout"
+
+
 def test_h2load_over_tls_completes_without_errors(start_tls, zoo, tmp_path):
     if shutil.which("h2load") is None:
         pytest.skip("needs h2load (apt-get install nghttp2-client)")
