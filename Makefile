@@ -15,9 +15,9 @@ PYTEST_ARGS ?=
 # Interop suite guard: SIGINT (pytest tears down its servers) after 15 minutes.
 PYTEST := timeout -s INT -k 60 900 $(PY) -m pytest IntegrationTests/interop
 
-# System packages: build deps, then the benchmark clients (h2load etc.).
+# System packages: build deps, then the benchmark clients (h2load etc.); openssl makes the TLS tests' certificates.
 APT_PKGS := libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
-            nghttp2-client nghttp2-server
+            nghttp2-client nghttp2-server openssl
 
 .PHONY: help deps venv build release examples run test swift-test interop fuzz fuzz-corpus bench bench-paths bench-training clean
 

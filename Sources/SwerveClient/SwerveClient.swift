@@ -66,11 +66,13 @@ public final class SwerveClient: Sendable {
     ///   - maxReceiveMessageSize: the largest response message accepted.
     ///   - adminToken: the server's admin token (`swerve serve --admin-token-file`), sent as
     ///     `authorization: Bearer <token>` with load and unload calls only.
+    ///   - tls: HTTP/2 over TLS with these settings; nil: cleartext.
     /// - Throws: ``GRPCStatus`` UNAVAILABLE when a connection cannot be established.
     public static func connect(
         host: String, port: Int, connections: Int = 1, eventLoopGroup: (any EventLoopGroup)? = nil,
         defaultTimeout: Duration? = nil, metadata: [(String, String)] = [], maxReceiveMessageSize: Int = 64 << 20,
-        adminToken: String? = nil
+        adminToken: String? = nil,
+        tls: GRPCClientTLS? = nil
     ) async throws -> SwerveClient {
         guard connections >= 1 else { throw GRPCStatus(.invalidArgument, "connections must be at least 1, not \(connections)") }
         // Each child returns its outcome rather than throwing, so connections that did open
@@ -81,7 +83,8 @@ public final class SwerveClient: Sendable {
                     do {
                         return .success(
                             try await GRPCClientConnection.connect(
-                                host: host, port: port, eventLoopGroup: eventLoopGroup, maxReceiveMessageSize: maxReceiveMessageSize))
+                                host: host, port: port, eventLoopGroup: eventLoopGroup, maxReceiveMessageSize: maxReceiveMessageSize,
+                                tls: tls))
                     } catch {
                         return .failure(error)
                     }

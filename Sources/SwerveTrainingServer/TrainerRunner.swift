@@ -18,6 +18,8 @@ public struct TrainerOptions: Sendable {
     /// `--admin-token-file`, `--insecure-control-plane`. Without a token file the trainer listens
     /// on loopback only, unless told it is insecure.
     public var controlPlane = ControlPlaneOptions()
+    /// gRPC over TLS with this certificate and key (`--tls-cert/--tls-key`); nil: cleartext.
+    public var tls: GRPCServerTLS? = nil
 
     public init(repository: String) { self.repository = repository }
 }
@@ -45,6 +47,7 @@ public enum TrainerRunner {
         config.host = options.host
         config.port = options.grpcPort
         config.eventLoopThreads = options.eventLoopThreads
+        config.tls = options.tls
         config.maxReceiveMessageSize = 64 << 20
         // A message of that size must fit the connection's request budget (with its prefix).
         config.maxConnectionRequestBytes = max(config.maxConnectionRequestBytes, 65 << 20)

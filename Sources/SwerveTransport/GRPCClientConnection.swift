@@ -1,9 +1,11 @@
 internal import CNGHTTP2
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SwerveStatus
+import Synchronization
 
-/// A gRPC (HTTP/2, cleartext) client connection: one TCP connection, one nghttp2 client
+/// A gRPC (HTTP/2, cleartext or TLS) client connection: one TCP connection, one nghttp2 client
 /// session, any number of concurrent calls multiplexed as streams.
 ///
 /// Calls start on the connection's event loop (one hop per call); their outgoing frames are
@@ -18,34 +20,69 @@ public final class GRPCClientConnection: Sendable {
         self.handler = handler
     }
 
-    /// Connects to `host:port` (cleartext HTTP/2 with prior knowledge). Throws UNAVAILABLE
-    /// when the connection cannot be established.
+    /// Connects to `host:port`: cleartext HTTP/2 with prior knowledge, or with `tls` HTTP/2
+    /// over TLS (ALPN h2; returns once the handshake is done). Throws UNAVAILABLE when the
+    /// connection cannot be established, INVALID_ARGUMENT when `tls` names an unusable file.
     public static func connect(
-        host: String, port: Int, eventLoopGroup: (any EventLoopGroup)? = nil, maxReceiveMessageSize: Int = 64 << 20
+        host: String, port: Int, eventLoopGroup: (any EventLoopGroup)? = nil, maxReceiveMessageSize: Int = 64 << 20,
+        tls: GRPCClientTLS? = nil
     ) async throws -> GRPCClientConnection {
         let group = eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
         let authority = "\(host):\(port)"
+        let sslContext = try tls?.makeContext()
+        let handshakeDone = sslContext == nil ? nil : group.next().makePromise(of: Void.self)
+        let slot = HandlerSlot()
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        GRPCClientConnectionHandler(authority: authority, maxReceiveMessageSize: maxReceiveMessageSize))
+                    if let sslContext, let handshakeDone {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: sslContext, serverHostname: GRPCClientTLS.serverHostname(host)))
+                        try channel.pipeline.syncOperations.addHandler(
+                            ClientTLSHandshakeHandler(done: handshakeDone, authority: authority))
+                    }
+                    let handler = GRPCClientConnectionHandler(
+                        authority: authority, maxReceiveMessageSize: maxReceiveMessageSize, scheme: sslContext == nil ? "http" : "https")
+                    slot.handler.withLock { $0 = NIOLoopBound(handler, eventLoop: channel.eventLoop) }
+                    try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
         let channel: any Channel
         do {
             channel = try await bootstrap.connect(host: host, port: port).get()
         } catch {
+            handshakeDone?.fail(GRPCStatus(.unavailable, "cannot connect to \(authority): \(error)"))
             throw GRPCStatus(.unavailable, "cannot connect to \(authority): \(error)")
         }
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(
-                try channel.pipeline.syncOperations.handler(type: GRPCClientConnectionHandler.self),
-                eventLoop: channel.eventLoop)
-        }.get()
+        if let handshakeDone, let tls {
+            let timeout = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(tls.handshakeTimeout.nanoseconds))) {
+                handshakeDone.fail(GRPCStatus(.unavailable, "TLS handshake with \(authority) took longer than \(tls.handshakeTimeout)"))
+                channel.close(promise: nil)
+            }
+            do {
+                try await handshakeDone.futureResult.get()
+                timeout.cancel()
+            } catch {
+                timeout.cancel()
+                channel.close(promise: nil)
+                throw error
+            }
+        }
+        // Kept by the initializer rather than looked up in the pipeline now: a server that
+        // closes at once (a TLS port, a full listener) may have emptied the pipeline already;
+        // calls on the handler then fail UNAVAILABLE, which says what happened.
+        guard let handler = slot.handler.withLock({ $0 }) else {
+            channel.close(promise: nil)
+            throw GRPCStatus(.unavailable, "connection to \(authority) closed at once")
+        }
         return GRPCClientConnection(channel: channel, handler: handler)
+    }
+
+    /// The connection handler, as the channel initializer made it.
+    private final class HandlerSlot: Sendable {
+        let handler = Mutex<NIOLoopBound<GRPCClientConnectionHandler>?>(nil)
     }
 
     /// A unary call. Throws `GRPCStatus` when the server answers a non-OK status, UNAVAILABLE
@@ -169,8 +206,11 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
     /// Set once no new call can start (GOAWAY received, connection closed or broken).
     private var unavailable: GRPCStatus?
 
-    init(authority: String, maxReceiveMessageSize: Int) {
+    private let scheme: String
+
+    init(authority: String, maxReceiveMessageSize: Int, scheme: String = "http") {
         self.authority = authority
+        self.scheme = scheme
         self.maxReceiveMessageSize = maxReceiveMessageSize
         session = NGHTTP2Session(
             role: .client, callbacks: clientCallbacks,
@@ -250,7 +290,7 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler {
         }
         var headers = HeaderBlock(capacity: 8 + metadata.count)
         headers.add(":method", "POST")
-        headers.add(":scheme", "http")
+        headers.add(":scheme", scheme)
         headers.add(":path", method)
         headers.add(":authority", authority)
         headers.add("content-type", "application/grpc")

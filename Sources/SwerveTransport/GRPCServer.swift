@@ -54,6 +54,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 #if canImport(Glibc)
@@ -139,6 +140,11 @@ public struct GRPCServerConfiguration: Sendable {
     /// Told when a connection leaves because of its age (for metrics).
     public var connectionAgeObserver: (@Sendable () -> Void)? = nil
 
+    // TLS (GRPCServerTLS.swift) ------------------------------------------------------------
+    /// Serve gRPC over TLS (ALPN h2, TLS 1.2+) with this certificate and key, read once at
+    /// `start()`; nil: cleartext HTTP/2.
+    public var tls: GRPCServerTLS? = nil
+
     /// Creates the default configuration.
     public init() {}
 
@@ -176,7 +182,7 @@ public protocol GRPCCallHandler: Sendable {
     func handle(_ call: GRPCServerCall)
 }
 
-/// A gRPC (HTTP/2, cleartext) server over nghttp2 and SwiftNIO.
+/// A gRPC server (HTTP/2, cleartext or TLS) over nghttp2 and SwiftNIO.
 public final class GRPCServer: Sendable {
     private let configuration: GRPCServerConfiguration
     private let handler: any GRPCCallHandler
@@ -221,6 +227,15 @@ public final class GRPCServer: Sendable {
         if let problem = configuration.inconsistency { throw GRPCServerConfigurationError(description: problem) }
         let handler = self.handler
         let logger = self.logger
+        // TLS files are read (and refused, naming the file) before anything is bound.
+        let sslContext: NIOSSLContext?
+        if let tls = configuration.tls {
+            sslContext = try tls.makeContext()
+            if let warning = tls.validityWarning() { logger.warning("\(warning)") }
+        } else {
+            sslContext = nil
+        }
+        let tlsRefusals = TLSRefusalLog(logger: logger)
         let maxConnections = self.maxConnections
         let counter = self.connectionCounter
         if let limit = ListenerLimits.descriptorLimit(), maxConnections > limit - ListenerLimits.reservedDescriptors {
@@ -253,6 +268,14 @@ public final class GRPCServer: Sendable {
                 var connectionLogger = logger
                 connectionLogger[metadataKey: "grpc.peer"] = "\(channel.remoteAddress?.description ?? "?")"
                 return channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        // Before the gRPC handler: it then reads and writes plaintext, and its
+                        // watchdog's handshake timer (from channelActive) covers TLS too.
+                        try channel.pipeline.syncOperations.addHandler(SocketCloseHandler())
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                        try channel.pipeline.syncOperations.addHandler(
+                            TLSHandshakeGuard(log: tlsRefusals, peer: channel.remoteAddress?.description ?? "?"))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         GRPCServerConnectionHandler(
                             configuration: configuration, callHandler: handler, logger: connectionLogger,
@@ -298,7 +321,7 @@ public final class GRPCServer: Sendable {
                 self.logger.critical("gRPC listener on \(configuration.host):\(port) closed unexpectedly; no new connections will be accepted")
             }
         }
-        logger.info("gRPC server listening on \(configuration.host):\(port)", metadata: ["grpc.max_connections": "\(maxConnections)"])
+        logger.info("gRPC server listening on \(configuration.host):\(port)\(sslContext == nil ? "" : " (TLS, ALPN h2)")", metadata: ["grpc.max_connections": "\(maxConnections)"])
     }
 
     private func register(_ channel: any Channel) -> Bool {

@@ -326,6 +326,15 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Closes the connection now, dropping what is unwritten. With TLS in front, beneath it
+    /// (`SocketCloseHandler`): TLS's own close sends close_notify and waits for the peer's,
+    /// which a peer that reads nothing never sends. Without TLS the event is not understood
+    /// and the session's close does it.
+    private func forceClose() {
+        context?.triggerUserOutboundEvent(GRPCForceCloseEvent(), promise: nil)
+        session.forceClose()
+    }
+
     private func stopWatchdog() {
         tickTask?.cancel()
         tickTask = nil
@@ -364,7 +373,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         case .closeHandshakeTimedOut:
             logger.debug(
                 "closing connection: no HTTP/2 preface and SETTINGS within \(describeDuration(timeouts.handshake ?? 0)) (handshake-timeout)")
-            session.forceClose()
+            forceClose()
             return
         case .goAwayIdle:
             logger.debug("closing connection: no open stream for \(describeDuration(timeouts.idle ?? 0)) (idle-timeout): GOAWAY")
@@ -380,12 +389,12 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
             logger.info(
                 "closing connection: keepalive PING not acknowledged within \(describeDuration(timeouts.keepaliveTimeout)) (keepalive-timeout)")
             cancelAllStreams()
-            session.forceClose()
+            forceClose()
             return
         case .forceClose:
             logger.debug("closing connection: it did not finish closing within \(describeDuration(timeouts.closeGrace))")
             cancelAllStreams()
-            session.forceClose()
+            forceClose()
             return
         case .sendAgeNotice:
             logger.debug("connection reached its age of \(describeDuration(dog.ageLimit ?? 0)) (max-connection-age): GOAWAY")
@@ -398,7 +407,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
             logger.info(
                 "closing connection: \(streams.count) call(s) still running \(describeDuration(timeouts.maxAgeGrace ?? 0)) after its age GOAWAY (max-connection-age-grace); cancelled")
             cancelAllStreams()
-            session.forceClose()
+            forceClose()
             return
         }
         if timeouts.requestBody != nil || timeouts.requestBodyTotal != nil, !streams.isEmpty {

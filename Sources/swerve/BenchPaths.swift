@@ -415,7 +415,7 @@ struct BenchPathReport: Codable, Sendable {
 func fetchPathStatistics(connection: ClientConnectionOptions, model: String, version: String) async -> (BenchPathFigures?, String?) {
     do {
         let (host, port) = try connection.endpoint()
-        let grpc = try await GRPCClientConnection.connect(host: host, port: port)
+        let grpc = try await GRPCClientConnection.connect(host: host, port: port, tls: connection.clientTLS)
         let bytes: [UInt8]
         do {
             bytes = try await grpc.unary(

@@ -131,6 +131,22 @@ struct ClientConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "Deadline of each call, in seconds.")
     var timeout: Double = 30
 
+    // TLS (GRPCClientTLS).
+    @Flag(name: .long, help: "Connect over TLS (ALPN h2), trusting the system's CA roots or --ca-cert.")
+    var tls = false
+
+    @Option(name: .customLong("ca-cert"), help: "PEM CA certificate(s) to trust for the server's certificate; implies --tls.")
+    var caCert: String?
+
+    /// The TLS settings of `--tls`/`--ca-cert`; nil: cleartext. The handshake may take up to
+    /// --timeout (at most 10 s).
+    var clientTLS: GRPCClientTLS? {
+        guard tls || caCert != nil else { return nil }
+        var settings = GRPCClientTLS(trustRootsPath: caCert)
+        settings.handshakeTimeout = .milliseconds(Int64(min(timeout, 10) * 1000))
+        return settings
+    }
+
     /// The host and port of `--server`; `[v6]:port` is accepted.
     func endpoint() throws -> (host: String, port: Int) {
         try parseEndpoint(server)
@@ -144,7 +160,8 @@ struct ClientConnectionOptions: ParsableArguments {
         do {
             let client = try await SwerveClient.connect(
                 host: host, port: port, connections: connections, defaultTimeout: .milliseconds(Int64(timeout * 1000)),
-                adminToken: adminToken)
+                adminToken: adminToken,
+                tls: clientTLS)
             do {
                 try await body(client)
             } catch {

@@ -124,6 +124,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("insecure-control-plane"),
           help: "Listen on a non-loopback --host without --admin-token-file: anyone who reaches the port may load and unload models. Only when something else guards the port.")
     var insecureControlPlane = false
+    // TLS for the gRPC port (GRPCServerTLS). The metrics port stays plain HTTP.
+    @Option(name: .customLong("tls-cert"),
+            help: "PEM certificate chain (server certificate first): serve gRPC over TLS (1.2+, ALPN h2) with it and --tls-key. Read once at start. The metrics port stays plain HTTP.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key (unencrypted) of --tls-cert.")
+    var tlsKey: String?
 
     @OptionGroup var logging: LoggingOptions
 
@@ -160,11 +167,24 @@ struct ServeCommand: AsyncParsableCommand {
             guard grace >= 0 && grace <= 1e9 else { throw ValidationError("--max-connection-age-grace must be in [0, 1e9] seconds") }
             guard maxConnectionAge != nil else { throw ValidationError("--max-connection-age-grace needs --max-connection-age") }
         }
+        _ = try Self.tls(cert: tlsCert, key: tlsKey)
         var transport = GRPCServerConfiguration()
         transport.maxReceiveMessageSize = maxReceiveMessageSize
         transport.maxConnectionRequestBytes = maxConnectionRequestBytes
         transport.maxServerRequestBytes = maxServerRequestBytes
         if let problem = transport.inconsistency { throw ValidationError(problem) }
+    }
+
+    /// The TLS setting of `--tls-cert`/`--tls-key`: both or neither.
+    static func tls(cert: String?, key: String?) throws -> GRPCServerTLS? {
+        switch (cert, key) {
+        case (nil, nil): return nil
+        case let (cert?, key?):
+            guard !cert.isEmpty, !key.isEmpty else { throw ValidationError("--tls-cert and --tls-key must name files") }
+            return GRPCServerTLS(certificateChainPath: cert, privateKeyPath: key)
+        case (_?, nil): throw ValidationError("--tls-cert needs --tls-key (the certificate's private key)")
+        case (nil, _?): throw ValidationError("--tls-key needs --tls-cert (the certificate chain it goes with)")
+        }
     }
 
     func run() async throws {
@@ -208,6 +228,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.shutdownTimeout = .milliseconds(Int64(shutdownTimeout * 1000))
         options.transport.maxConnectionAge = maxConnectionAge.map { .milliseconds(Int64($0 * 1000)) }
         options.transport.maxConnectionAgeGrace = maxConnectionAgeGrace.map { .milliseconds(Int64($0 * 1000)) }
+        options.transport.tls = try Self.tls(cert: tlsCert, key: tlsKey)
         try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))
     }
 }

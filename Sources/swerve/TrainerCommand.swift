@@ -37,11 +37,19 @@ struct TrainerCommand: AsyncParsableCommand {
     @Flag(name: .customLong("insecure-control-plane"),
           help: "Listen on a non-loopback --host without --admin-token-file: anyone who reaches the port may submit jobs, append examples and promote versions. Only when something else guards the port.")
     var insecureControlPlane = false
+    // TLS for the gRPC port, as `swerve serve` has it.
+    @Option(name: .customLong("tls-cert"),
+            help: "PEM certificate chain (server certificate first): serve gRPC over TLS (1.2+, ALPN h2) with it and --tls-key. Read once at start.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key (unencrypted) of --tls-cert.")
+    var tlsKey: String?
 
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         guard (0...65535).contains(grpcPort) else { throw ValidationError("--grpc-port must be in 0...65535") }
+        _ = try ServeCommand.tls(cert: tlsCert, key: tlsKey)
     }
 
     func run() async throws {
@@ -51,6 +59,7 @@ struct TrainerCommand: AsyncParsableCommand {
         options.grpcPort = grpcPort
         options.stateDirectory = stateDir
         options.controlPlane = ControlPlaneOptions(adminTokenFile: adminTokenFile, insecure: insecureControlPlane)
+        options.tls = try ServeCommand.tls(cert: tlsCert, key: tlsKey)
         try await TrainerRunner.run(options: options, logger: Logger(label: "swerve-trainer"))
     }
 }
