@@ -180,3 +180,29 @@ def test_connection_age_grace_bounds_calls_that_outlive_the_age(start_server):
     srv2 = start_server(["dense"], extra_args=["--max-connection-age", "1"], name="age-nograce")
     lasted2, how2 = _watch_until_end(srv2, limit=5)
     assert how2 == "DEADLINE_EXCEEDED" and lasted2 >= 4.5, (lasted2, how2)
+
+
+def test_another_signal_while_calls_finish_stops_waiting_for_them(start_server):
+    """A call that will not finish (its request body never completes) holds the shutdown for up
+    to --shutdown-timeout; one more SIGTERM closes the connections at once and the process still
+    exits 0."""
+    from test_http2 import INFER, RawH2
+    srv = start_server(["dense"], extra_args=["--shutdown-timeout", "120", "--request-body-timeout", "120"],
+                       name="drain-impatient")
+    c = RawH2(srv.grpc_port)
+    try:
+        sid = c.headers(INFER)
+        c.data(sid, b"\x00\x00\x00\x01\x00")  # a 256-byte message announced, nothing of it sent
+        c.flush()
+        oip.wait_until(lambda: srv.http_status("/v2/health/ready") == 200, 5, "the server to be ready")
+        srv.signal(signal.SIGTERM)
+        oip.wait_until(lambda: "drain delay over" in srv.log_path.read_text(), 10, "the GOAWAY")
+        time.sleep(0.5)
+        assert srv.proc.poll() is None, "the server did not wait for the unfinished call"
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(timeout=15) == 0, srv.log_tail()
+        assert time.monotonic() - t0 < 10
+        assert "another signal while calls in flight finish" in srv.log_path.read_text()
+    finally:
+        c.close()

@@ -128,32 +128,26 @@ public enum SwerveServerRunner {
         logger.info("draining: not ready (HTTP 503, health NOT_SERVING), still answering every request", metadata: [
             "signal": "\(sig)", "drain_delay": "\(options.drainDelay)", "open_connections": "\(grpc.activeConnectionCount)"])
         if options.drainDelay > .zero {
-            let second = await Self.firstOf(sleep: options.drainDelay, signals: signals)
+            let second = await signals.next(within: options.drainDelay)
             if let second {
                 logger.info("second signal during the drain delay: closing connections now", metadata: ["signal": "\(second)"])
             }
         }
         logger.info("drain delay over: GOAWAY to every connection, waiting for calls in flight", metadata: [
             "open_connections": "\(grpc.activeConnectionCount)", "shutdown_timeout": "\(options.shutdownTimeout)"])
+        // One more signal while calls in flight finish: stop waiting for them.
+        let impatience = Task {
+            guard let sig = await signals.nextOrCancelled() else { return }
+            logger.warning("another signal while calls in flight finish: closing every connection now, cancelling its calls", metadata: [
+                "signal": "\(sig)", "open_connections": "\(grpc.activeConnectionCount)"])
+            grpc.closeAllConnections()
+        }
         await grpc.shutdownGracefully(timeout: options.shutdownTimeout)
+        impatience.cancel()
         manager.shutdown()
         await metrics.close()
         try? await metricsGroup.shutdownGracefully()
         let took = clock.now - began
         logger.info("stopped", metadata: ["seconds_since_signal": "\(Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)"])
-    }
-
-    /// Sleeps for `sleep`, or less when another termination signal arrives first (returned).
-    static func firstOf(sleep: Duration, signals: TerminationSignals) async -> Int32? {
-        await withTaskGroup(of: Int32?.self) { group in
-            group.addTask {
-                try? await Task.sleep(for: sleep)
-                return nil
-            }
-            group.addTask { await signals.next() }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
     }
 }

@@ -339,6 +339,13 @@ public final class GRPCServer: Sendable {
         return accepted
     }
 
+    /// Closes every open connection now, cancelling its calls: for a shutdown that should stop
+    /// waiting for them (`shutdownGracefully` then returns as soon as they are closed).
+    public func closeAllConnections() {
+        let connections = state.withLock { Array($0.connections.values) }
+        for connection in connections { connection.close(promise: nil) }
+    }
+
     /// Stops accepting, sends GOAWAY on every connection (last-stream-id = the highest stream
     /// seen), lets in-flight calls finish for up to `timeout`, then closes what is left and
     /// shuts the event loops down.
