@@ -199,6 +199,9 @@ def test_continuous_job_publishes_serves_and_resumes_after_kill_9(env, tmp_path)
         assert hi - lo + 1 == ROWS and int(extra["continuous.log_next_sequence"]) == hi + 1, extra
     assert not (repo / ".rejected" / MODEL).exists() and not (repo / ".quarantine" / MODEL).exists(), rejections(trainer)
     wait_served(server, 4)
-    assert [(v.version, v.status) for v in vs][-1] == (4, "serving"), [(v.version, v.status) for v in vs]
+    # A version is published (validated), then promoted: the policy first (which the server
+    # follows), then the status. Ask until the status has followed too.
+    oip.wait_until(lambda: [(v.version, v.status) for v in versions(trainer.stub)][-1] == (4, "serving"), 10,
+                   lambda: f"v4's status to become serving: {[(v.version, v.status) for v in versions(trainer.stub)]}")
 
     assert time.monotonic() - t0 < 90, f"took {time.monotonic() - t0:.1f}s"
