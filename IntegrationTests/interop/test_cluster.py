@@ -107,6 +107,14 @@ class Cluster:
                 counts[f[1]] = int(f[7])
         return counts
 
+    def retries(self, backend: str) -> tuple[int, int]:
+        """HAProxy's (retries, redispatches) of `backend` so far (wretr, wredis)."""
+        for line in self.haproxy("show stat").splitlines():
+            f = line.split(",")
+            if len(f) > 18 and f[0] == backend and f[1] == "BACKEND":
+                return int(f[15] or 0), int(f[16] or 0)
+        return 0, 0
+
     def status(self, backend: str, name: str) -> str:
         for line in self.haproxy("show stat").splitlines():
             f = line.split(",")
@@ -222,6 +230,8 @@ def test_scale_out_in_and_kill(cluster_factory, tmp_path):
     wait_until(lambda: c.status("swerve_rr", "r2").startswith("DOWN"), 10, "HAProxy to mark r2 DOWN")
     report = bench.result()
     failed = failures(report, f"kill -9 (one of 3; bound: in-flight cap {INFLIGHT_CAP})")
+    retried, redispatched = c.retries("swerve_rr")
+    print(f"HAProxy replayed {retried} requests on another replica ({redispatched} redispatches) in this test")
     assert failed <= INFLIGHT_CAP
     before = c.calls("swerve_rr").get("r2", 0)
     c.run("restart", "r2")
