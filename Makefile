@@ -17,9 +17,9 @@ PYTEST := timeout -s INT -k 60 900 $(PY) -m pytest IntegrationTests/interop
 
 # System packages: build deps, then the benchmark clients (h2load etc.); openssl makes the TLS tests' certificates.
 APT_PKGS := libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
-            nghttp2-client nghttp2-server openssl
+            nghttp2-client nghttp2-server openssl haproxy curl
 
-.PHONY: help deps venv build release examples run test swift-test interop fuzz fuzz-corpus bench bench-paths bench-training clean
+.PHONY: help deps venv build release examples run cluster cluster-down test swift-test interop fuzz fuzz-corpus bench bench-paths bench-training bench-cluster clean
 
 help:
 	@echo "make deps      install missing apt packages ($(APT_PKGS))"
@@ -28,12 +28,14 @@ help:
 	@echo "make release   release build"
 	@echo "make examples  regenerate examples/repository (needs venv)"
 	@echo "make run       serve examples/repository on $(HOST):$(GRPC_PORT) (metrics $(METRICS_PORT))"
+	@echo "make cluster   $(CLUSTER_N) release replicas of examples/repository behind HAProxy (deploy/local/cluster.sh; make cluster-down stops them)"
 	@echo "make test      swift test + interop tests (pytest) against .build/debug/swerve"
 	@echo "make interop   only the interop tests (PYTEST_ARGS='-k errors' to select)"
 	@echo "make fuzz      libFuzzer+ASan targets (Fuzz/), FUZZ_SECONDS=60 each; not part of make test"
 	@echo "make fuzz-corpus  regenerate the seed corpus Fuzz/corpus (needs venv)"
 	@echo "make bench     benchmarks/run.sh"
 	@echo "make bench-paths  benchmarks/paths.sh (static table / cache / batcher)"
+	@echo "make bench-cluster  benchmarks/cluster.sh (HAProxy cost, affine vs round-robin routing)"
 	@echo "make bench-training  benchmarks/training.sh (trainer vs scikit-learn, 1 vs 2 threads)"
 
 deps:
@@ -65,6 +67,14 @@ run: release
 	$(BUILD_DIR)/release/swerve serve --repository examples/repository \
 	  --host $(HOST) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
+CLUSTER_N ?= 3
+cluster: release
+	SWERVE_BIN=$(abspath $(BUILD_DIR))/release/swerve deploy/local/cluster.sh up -n $(CLUSTER_N) --repository examples/repository
+	@echo "endpoint: $$(deploy/local/cluster.sh endpoint)  (deploy/local/cluster.sh status|add|remove|down)"
+
+cluster-down:
+	deploy/local/cluster.sh down
+
 swift-test: deps
 	$(SWIFT) build $(SWIFT_FLAGS)
 	$(SWIFT) test $(SWIFT_FLAGS)
@@ -92,6 +102,9 @@ bench: deps venv
 
 bench-paths: deps venv
 	SWERVE_BUILD_DIR=$(BUILD_DIR) benchmarks/paths.sh
+
+bench-cluster: deps venv
+	SWERVE_BUILD_DIR=$(BUILD_DIR) benchmarks/cluster.sh
 
 bench-training: deps venv
 	SWERVE_BUILD_DIR=$(BUILD_DIR) benchmarks/training.sh

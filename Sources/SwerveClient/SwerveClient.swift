@@ -41,8 +41,12 @@ public final class SwerveClient: Sendable {
     /// when the client was given an admin token. Other calls never carry the token.
     private let controlMetadata: [(String, String)]
 
-    private init(connections: [GRPCClientConnection], defaultTimeout: Duration?, metadata: [(String, String)], adminToken: String?) {
+    private init(
+        connections: [GRPCClientConnection], defaultTimeout: Duration?, metadata: [(String, String)], adminToken: String?,
+        routeKey: Bool
+    ) {
         self.connections = connections
+        self.sendsRouteKey = routeKey
         self.defaultTimeout = defaultTimeout
         self.metadata = metadata
         if let adminToken {
@@ -51,6 +55,9 @@ public final class SwerveClient: Sendable {
             controlMetadata = metadata
         }
     }
+
+    /// Whether ModelInfer calls carry ``routeKeyHeader`` (see ``routeKey(serializedRequest:)``).
+    public let sendsRouteKey: Bool
 
     /// The number of HTTP/2 connections calls are spread over.
     public var connectionCount: Int { connections.count }
@@ -67,12 +74,15 @@ public final class SwerveClient: Sendable {
     ///   - adminToken: the server's admin token (`swerve serve --admin-token-file`), sent as
     ///     `authorization: Bearer <token>` with load and unload calls only.
     ///   - tls: HTTP/2 over TLS with these settings; nil: cleartext.
+    ///   - routeKey: send ``routeKeyHeader`` with every ModelInfer call, so that a load balancer
+    ///     hashing on it (deploy/haproxy) sends equal requests to the same replica and its
+    ///     response cache.
     /// - Throws: ``GRPCStatus`` UNAVAILABLE when a connection cannot be established.
     public static func connect(
         host: String, port: Int, connections: Int = 1, eventLoopGroup: (any EventLoopGroup)? = nil,
         defaultTimeout: Duration? = nil, metadata: [(String, String)] = [], maxReceiveMessageSize: Int = 64 << 20,
         adminToken: String? = nil,
-        tls: GRPCClientTLS? = nil
+        tls: GRPCClientTLS? = nil, routeKey: Bool = false
     ) async throws -> SwerveClient {
         guard connections >= 1 else { throw GRPCStatus(.invalidArgument, "connections must be at least 1, not \(connections)") }
         // Each child returns its outcome rather than throwing, so connections that did open
@@ -104,7 +114,8 @@ public final class SwerveClient: Sendable {
             for connection in opened { await connection.close() }
             throw SwerveClient.status(from: failure)
         }
-        return SwerveClient(connections: opened, defaultTimeout: defaultTimeout, metadata: metadata, adminToken: adminToken)
+        return SwerveClient(
+            connections: opened, defaultTimeout: defaultTimeout, metadata: metadata, adminToken: adminToken, routeKey: routeKey)
     }
 
     /// Closes every connection; calls still pending fail with UNAVAILABLE.
@@ -213,13 +224,44 @@ public final class SwerveClient: Sendable {
 
     /// ModelInfer with a request message.
     public func modelInfer(_ request: ModelInferRequest, timeout: Duration? = nil) async throws -> ModelInferResponse {
-        try await call(Method.modelInfer, request, as: ModelInferResponse.self, timeout: timeout)
+        let bytes = try await modelInfer(serialized: request.serializedBytes(), timeout: timeout)
+        do {
+            return try ModelInferResponse(serializedBytes: bytes)
+        } catch {
+            throw GRPCStatus(.internal, "cannot decode ModelInferResponse from \(Method.modelInfer): \(error)")
+        }
     }
 
     /// ModelInfer with an already serialized `ModelInferRequest`, returning the serialized
     /// response undecoded. For load generators: encode a request once and send it many times.
     public func modelInfer(serialized request: [UInt8], timeout: Duration? = nil) async throws -> [UInt8] {
-        try await unary(Method.modelInfer, request, timeout: timeout)
+        guard sendsRouteKey else { return try await unary(Method.modelInfer, request, timeout: timeout) }
+        return try await unary(
+            Method.modelInfer, request, timeout: timeout,
+            metadata: metadata + [(Self.routeKeyHeader, Self.routeKey(serializedRequest: request))])
+    }
+
+    // MARK: - Route keys
+
+    /// The header a cache-affine load balancer hashes on (deploy/haproxy/haproxy.cfg.in).
+    public static let routeKeyHeader = "x-swerve-route-key"
+
+    /// The route key of a serialized ModelInfer request: FNV-1a (64 bits) of its bytes, as 16
+    /// lowercase hex digits. The message holds the model name, version and input tensors, so
+    /// equal requests get equal keys in every process (no per-process seed) and a balancer
+    /// hashing on the key sends them to the replica whose cache holds the answer. Clients in
+    /// other languages may compute any stable hash of model and inputs; only the stability
+    /// matters, not agreement with this one.
+    public static func routeKey(serializedRequest request: [UInt8]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in request {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        let digits = Array("0123456789abcdef".utf8)
+        var text = [UInt8](repeating: 0, count: 16)
+        for i in 0..<16 { text[i] = digits[Int((hash >> UInt64(60 - 4 * i)) & 0xf)] }
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// Runs `model` on `inputs` and decodes the outputs.

@@ -98,6 +98,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "A label copied into the JSON report.")
     var label: String?
 
+    @Flag(name: .customLong("route-key"), help: "Send x-swerve-route-key (a hash of the request's model and inputs) with every request, for cache-affine load balancing (deploy/haproxy).")
+    var routeKey = false
+
     @Flag(name: .long, help: "Send typed contents rather than raw_input_contents.")
     var typed = false
 
@@ -151,7 +154,7 @@ struct BenchCommand: AsyncParsableCommand {
             return
         }
         let model = self.model!
-        try await connection.withClient(connections: connections) { client in
+        try await connection.withClient(connections: connections, routeKey: routeKey) { client in
             let metadata = try await client.modelMetadata(name: model, version: version)
             let specs = BenchInputSpec.from(metadata.inputs, batch: batch)
             let distribution = try inputs.map(BenchInputDistribution.init(parsing:)) ?? .legacy

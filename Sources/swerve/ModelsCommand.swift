@@ -154,14 +154,16 @@ struct ClientConnectionOptions: ParsableArguments {
 
     /// Connects, runs `body`, closes; a non-OK gRPC status ends the process with the status
     /// code as the exit code, after printing it.
-    func withClient(connections: Int = 1, adminToken: String? = nil, _ body: (SwerveClient) async throws -> Void) async throws {
+    func withClient(
+        connections: Int = 1, adminToken: String? = nil, routeKey: Bool = false, _ body: (SwerveClient) async throws -> Void
+    ) async throws {
         let (host, port) = try endpoint()
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         do {
             let client = try await SwerveClient.connect(
                 host: host, port: port, connections: connections, defaultTimeout: .milliseconds(Int64(timeout * 1000)),
                 adminToken: adminToken,
-                tls: clientTLS)
+                tls: clientTLS, routeKey: routeKey)
             do {
                 try await body(client)
             } catch {
