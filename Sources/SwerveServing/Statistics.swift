@@ -24,8 +24,10 @@ public struct ExecutionTimes: Sendable, Equatable {
 /// What ModelStatistics reports for one model version, with the meaning the comments of Triton's
 /// `grpc_service.proto` give each field:
 ///
-/// - `success`, `fail`: one per *request*, with its duration from arrival (the call's first byte
-///   decoded) to answer. `success` includes cache hits and table lookups.
+/// - `success`, `fail`: one per *request*, with its duration from the server holding the whole
+///   request message to the answer being handed to the transport (a failure: to its status).
+///   `success` includes cache hits and table lookups. A request whose model did not resolve
+///   belongs to no version and is not counted.
 /// - `queue`: one per successful request, *including cache hits* (whose queue time is 0: a hit
 ///   waits in no queue). perf_analyzer finds the version it measures by `queue.count` growing, so
 ///   every answered request must count here.
