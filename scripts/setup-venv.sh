@@ -21,7 +21,7 @@ if ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# Triton's perf_analyzer, for the ModelStatistics interop test (test_perf_analyzer.py). The
+# Triton's perf_analyzer, for the ModelStatistics interop test (test_statistics.py). The
 # tritonclient manylinux wheel ships the binary as $venv/bin/perf_analyzer; it links libcudart.so.12
 # (from nvidia-cuda-runtime-cu12, under site-packages/nvidia/cuda_runtime/lib: no GPU needed, see
 # scripts/perf-analyzer.sh) and libb64.so.0d (apt libb64-0d, in the Makefile's APT_PKGS).
