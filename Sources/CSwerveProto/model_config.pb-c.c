@@ -295,6 +295,51 @@ void   inference__model_parameter__free_unpacked
   assert(message->base.descriptor == &inference__model_parameter__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   inference__model_response_cache__init
+                     (Inference__ModelResponseCache         *message)
+{
+  static const Inference__ModelResponseCache init_value = INFERENCE__MODEL_RESPONSE_CACHE__INIT;
+  *message = init_value;
+}
+size_t inference__model_response_cache__get_packed_size
+                     (const Inference__ModelResponseCache *message)
+{
+  assert(message->base.descriptor == &inference__model_response_cache__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t inference__model_response_cache__pack
+                     (const Inference__ModelResponseCache *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &inference__model_response_cache__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t inference__model_response_cache__pack_to_buffer
+                     (const Inference__ModelResponseCache *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &inference__model_response_cache__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Inference__ModelResponseCache *
+       inference__model_response_cache__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Inference__ModelResponseCache *)
+     protobuf_c_message_unpack (&inference__model_response_cache__descriptor,
+                                allocator, len, data);
+}
+void   inference__model_response_cache__free_unpacked
+                     (Inference__ModelResponseCache *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &inference__model_response_cache__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   inference__model_config__parameters_entry__init
                      (Inference__ModelConfig__ParametersEntry         *message)
 {
@@ -815,6 +860,44 @@ const ProtobufCMessageDescriptor inference__model_parameter__descriptor =
   (ProtobufCMessageInit) inference__model_parameter__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor inference__model_response_cache__field_descriptors[1] =
+{
+  {
+    "enable",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Inference__ModelResponseCache, enable),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned inference__model_response_cache__field_indices_by_name[] = {
+  0,   /* field[0] = enable */
+};
+static const ProtobufCIntRange inference__model_response_cache__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor inference__model_response_cache__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "inference.ModelResponseCache",
+  "ModelResponseCache",
+  "Inference__ModelResponseCache",
+  "inference",
+  sizeof(Inference__ModelResponseCache),
+  1,
+  inference__model_response_cache__field_descriptors,
+  inference__model_response_cache__field_indices_by_name,
+  1,  inference__model_response_cache__number_ranges,
+  (ProtobufCMessageInit) inference__model_response_cache__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor inference__model_config__parameters_entry__field_descriptors[2] =
 {
   {
@@ -866,7 +949,7 @@ const ProtobufCMessageDescriptor inference__model_config__parameters_entry__desc
   (ProtobufCMessageInit) inference__model_config__parameters_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor inference__model_config__field_descriptors[9] =
+static const ProtobufCFieldDescriptor inference__model_config__field_descriptors[10] =
 {
   {
     "name",
@@ -976,6 +1059,18 @@ static const ProtobufCFieldDescriptor inference__model_config__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "response_cache",
+    24,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Inference__ModelConfig, response_cache),
+    &inference__model_response_cache__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned inference__model_config__field_indices_by_name[] = {
   8,   /* field[8] = backend */
@@ -986,15 +1081,17 @@ static const unsigned inference__model_config__field_indices_by_name[] = {
   5,   /* field[5] = output */
   7,   /* field[7] = parameters */
   1,   /* field[1] = platform */
+  9,   /* field[9] = response_cache */
   2,   /* field[2] = version_policy */
 };
-static const ProtobufCIntRange inference__model_config__number_ranges[4 + 1] =
+static const ProtobufCIntRange inference__model_config__number_ranges[5 + 1] =
 {
   { 1, 0 },
   { 11, 6 },
   { 14, 7 },
   { 17, 8 },
-  { 0, 9 }
+  { 24, 9 },
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor inference__model_config__descriptor =
 {
@@ -1004,10 +1101,10 @@ const ProtobufCMessageDescriptor inference__model_config__descriptor =
   "Inference__ModelConfig",
   "inference",
   sizeof(Inference__ModelConfig),
-  9,
+  10,
   inference__model_config__field_descriptors,
   inference__model_config__field_indices_by_name,
-  4,  inference__model_config__number_ranges,
+  5,  inference__model_config__number_ranges,
   (ProtobufCMessageInit) inference__model_config__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

@@ -35,6 +35,8 @@ public struct ModelConfig: Sendable, Equatable {
     public var maxQueueDelayMicroseconds: UInt64 = 0
     public var maxQueueSize: UInt32 = 0
     public var parameters: [String: String] = [:]
+    /// `response_cache.enable`: the version answers repeated requests from a response cache.
+    public var responseCache = false
     public init() {}
 
     static let dataTypeNames = ["TYPE_INVALID", "TYPE_BOOL", "TYPE_UINT8", "TYPE_UINT16", "TYPE_UINT32", "TYPE_UINT64",
@@ -74,6 +76,7 @@ public struct ModelConfigResponse: ProtoMessage, Equatable {
                 c.maxQueueSize = db.default_queue_policy?.pointee.max_queue_size ?? 0
             }
             for e in msgs(p.n_parameters, p.parameters, { $0 }) { c.parameters[str(e.key)] = str(e.value?.pointee.string_value) }
+            c.responseCache = (p.response_cache?.pointee.enable ?? 0) != 0
             return c
         }
     }
@@ -123,6 +126,10 @@ public struct ModelConfigResponse: ProtoMessage, Equatable {
             return e
         }
         p.n_parameters = entries.count; p.parameters = a.boxes(entries)
+        if config.responseCache {
+            var rc = Inference__ModelResponseCache(); inference__model_response_cache__init(&rc); rc.enable = 1
+            p.response_cache = a.box(rc)
+        }
         var m = Inference__ModelConfigResponse(); inference__model_config_response__init(&m)
         m.config = a.box(p)
         return encode(m, arena: a, size: inference__model_config_response__get_packed_size, pack: inference__model_config_response__pack)

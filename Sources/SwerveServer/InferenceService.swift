@@ -244,7 +244,6 @@ public final class InferenceService: GRPCCallHandler {
         let selected: [Int]
         let raw: Bool
         let id: String
-        let rows: Int
         let start: UInt64
 
         init(service: InferenceService, call: GRPCServerCall, request: PreparedInfer, start: UInt64) {
@@ -254,7 +253,6 @@ public final class InferenceService: GRPCCallHandler {
             self.selected = request.selected
             self.raw = request.raw
             self.id = request.id
-            self.rows = request.rows
             self.start = start
         }
 
@@ -297,14 +295,14 @@ public final class InferenceService: GRPCCallHandler {
 
         private func respond(_ bytes: [UInt8]) {
             // Counted before the answer leaves, so a client that reads statistics next sees its call.
-            service.recordSuccess(model, start: start, rows: rows)
+            service.recordSuccess(model, start: start)
             call.respond(bytes)
         }
     }
 
-    fileprivate func recordSuccess(_ model: ServedModel, start: UInt64, rows: Int) {
+    fileprivate func recordSuccess(_ model: ServedModel, start: UInt64) {
         let elapsed = monotonicNow() - start
-        model.statistics.recordRequest(success: true, rows: rows, ns: elapsed, nowMs: wallClockMs())
+        model.statistics.recordRequest(success: true, ns: elapsed, nowMs: wallClockMs())
         model.requestMetrics.recordSuccess(nanoseconds: elapsed)
     }
 
@@ -313,7 +311,7 @@ public final class InferenceService: GRPCCallHandler {
     fileprivate func finish(_ call: GRPCServerCall, _ status: GRPCStatus, start: UInt64, served: ServedModel? = nil) {
         let elapsed = monotonicNow() - start
         if let served {
-            served.statistics.recordRequest(success: false, rows: 0, ns: elapsed, nowMs: wallClockMs())
+            served.statistics.recordRequest(success: false, ns: elapsed, nowMs: wallClockMs())
             served.requestMetrics.recordFailure(code: status.code.rawValue, status: status.code.canonicalName)
         } else {
             let code = status.code
@@ -369,6 +367,7 @@ public final class InferenceService: GRPCCallHandler {
         c.maxQueueDelayMicroseconds = UInt64(m.settings.maxQueueDelayMicroseconds)
         c.maxQueueSize = UInt32(m.settings.maxQueueSize)
         c.parameters = ["instance_count": String(m.settings.instanceCount)]
+        c.responseCache = m.hasResponseCache
         return ModelConfigResponse(config: c)
     }
 
@@ -414,9 +413,7 @@ public final class InferenceService: GRPCCallHandler {
             let d = { (x: DurationStat) in StatisticDuration(count: x.count, ns: x.ns) }
             out.success = d(s.success); out.fail = d(s.fail); out.queue = d(s.queue)
             out.computeInput = d(s.computeInput); out.computeInfer = d(s.computeInfer); out.computeOutput = d(s.computeOutput)
-            let p = m.pathStatistics
-            out.cacheHit = StatisticDuration(count: p.cacheHits + p.tableLookups, ns: 0)
-            out.cacheMiss = StatisticDuration(count: p.cacheMisses, ns: 0)
+            out.cacheHit = d(s.cacheHit); out.cacheMiss = d(s.cacheMiss)
             out.batchStats = s.batches.values.sorted { $0.batchSize < $1.batchSize }.map { b in
                 var x = ModelStatistics.Batch(batchSize: UInt64(b.batchSize))
                 x.computeInput = d(b.computeInput); x.computeInfer = d(b.computeInfer); x.computeOutput = d(b.computeOutput)

@@ -4,16 +4,24 @@ import Metrics
 import SwerveInference
 import SwerveRepository
 
+/// What a worker hands a request it computed: its rows of the outputs, and the stages of the
+/// execution as this request saw them (for ModelStatistics; the consumer records them, so that a
+/// request that several callers share, see `ServingPaths.serveCached`, counts once per caller).
+struct Computed: Sendable {
+    var outputs: [Tensor]
+    var times: ExecutionTimes
+}
+
 /// One queued inference request: the inputs in the model's input order, all with `rows` rows.
 final class InferJob: @unchecked Sendable {
     // Immutable after creation; handed from the submitting thread to one worker under the batcher's lock.
     let inputs: [Tensor]
     let rows: Int
     let isCancelled: @Sendable () -> Bool
-    let completion: @Sendable (Result<[Tensor], ServingError>) -> Void
+    let completion: @Sendable (Result<Computed, ServingError>) -> Void
 
     init(inputs: [Tensor], rows: Int, isCancelled: @escaping @Sendable () -> Bool,
-         completion: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void) {
+         completion: @escaping @Sendable (Result<Computed, ServingError>) -> Void) {
         self.inputs = inputs
         self.rows = rows
         self.isCancelled = isCancelled
@@ -142,13 +150,15 @@ final class DynamicBatcher: @unchecked Sendable {
     private func run(_ items: [BatcherCore<InferJob>.Item], _ executor: ModelExecutor) {
         let start = monotonicNanos()
         var jobs: [InferJob] = []
+        var queued: [UInt64] = []
         jobs.reserveCapacity(items.count)
+        queued.reserveCapacity(items.count)
         for item in items {
-            statistics.recordQueue(ns: start - item.enqueuedNs)
             if item.payload.isCancelled() {
                 item.payload.completion(.failure(ServingError(.cancelled, "request cancelled by the client")))
             } else {
                 jobs.append(item.payload)
+                queued.append(start >= item.enqueuedNs ? start - item.enqueuedNs : 0)
             }
         }
         guard !jobs.isEmpty else { return }
@@ -182,10 +192,18 @@ final class DynamicBatcher: @unchecked Sendable {
             }
         }
         let t3 = monotonicNanos()
-        statistics.recordBatch(size: totalRows, inputNs: t1 - start, inferNs: t2 - t1, outputNs: t3 - t2)
+        if let failure {
+            for j in jobs { j.completion(.failure(failure)) }
+            return
+        }
+        // Only successful executions count (Triton: "successful inference executions").
+        let stages = ExecutionTimes(inputNs: t1 - start, inferNs: t2 - t1, outputNs: t3 - t2)
+        statistics.recordExecution(rows: totalRows, stages)
         batchSizeRecorder.record(totalRows)
         for (k, j) in jobs.enumerated() {
-            if let failure { j.completion(.failure(failure)) } else { j.completion(.success(results[k])) }
+            var times = stages
+            times.queueNs = queued[k]
+            j.completion(.success(Computed(outputs: results[k], times: times)))
         }
     }
 }

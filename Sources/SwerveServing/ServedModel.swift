@@ -81,7 +81,7 @@ public final class ServedModel: Sendable {
         // Only versions that can use a cache take a share of the server's cache budget.
         let budget = ServingPaths.wantsCache(mode: settings.servingMode, hasTable: table != nil) ? (settings.cacheBytes ?? cacheBytes()) : 0
         paths = ServingPaths(mode: settings.servingMode, table: table, tableBuildMs: buildMs,
-                             cacheBytes: budget, model: name, version: version)
+                             cacheBytes: budget, model: name, version: version, statistics: statistics)
         batcher = DynamicBatcher(model: compiled, settings: settings, maxBatchSize: maxBatchSize, statistics: statistics, modelName: name, version: version)
         batcher.start()
     }
@@ -276,9 +276,10 @@ public final class ServedModel: Sendable {
         // The deadline is checked here, before any path, so a table lookup or a cache hit is not
         // answered OK past it either; the batcher also drops requests that expire in its queue.
         if let deadlineNs, deadlineNs <= monotonicNanos() { return completion(.failure(.deadlineExceeded)) }
-        if paths.serveFromTable(inputs, completion: completion) { return }
+        if paths.serveFromTable(inputs, rows: rows, completion: completion) { return }
         if paths.usesKeys {
             let cacheOn = paths.cacheOn
+            let lookupStart = cacheOn ? monotonicNanos() : 0
             let sampled = paths.sampleThisRequest()
             // While the cache is off, only sampled requests pay for a key.
             let key = (cacheOn || sampled)
@@ -287,15 +288,23 @@ public final class ServedModel: Sendable {
             if cacheOn, let key {
                 // A shared computation must not die with one caller: no cancellation, no deadline
                 // (each caller's own deadline is enforced by the transport).
-                paths.serveCached(key, encoder: encoder, completion: completion) { done in
+                paths.serveCached(key, lookupStartNs: lookupStart, encoder: encoder, completion: completion) { done in
                     batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: { false }, completion: done), deadlineNs: nil)
                 }
                 return
             }
         }
         paths.countBatcher()
-        batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: isCancelled, completion: completion), deadlineNs: deadlineNs)
+        batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: isCancelled) { [statistics] r in
+            if case .success(let c) = r { statistics.recordComputed(c.times) }
+            completion(r.map(\.outputs))
+        }, deadlineNs: deadlineNs)
     }
+
+    /// Whether this version has a response cache (ModelConfig's `response_cache.enable`): `cached`
+    /// or `auto` mode without a static table and with a cache budget. In `auto` mode the cache may
+    /// be switched off for a while; hits and misses are then 0.
+    public var hasResponseCache: Bool { paths.usesKeys }
 
     /// The serving paths' figures: mode, active path, table, cache, coalescing, measured traffic.
     public var pathStatistics: PathStatistics { paths.statistics }

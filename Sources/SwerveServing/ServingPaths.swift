@@ -51,7 +51,9 @@ final class ServingPaths: Sendable {
     let table: StaticTable?
     let tableBuildMs: Int
     let cache: ResponseCache?
-    private let coalescer = InFlightCoalescer<RequestKey, [Tensor], ServingError>()
+    private let coalescer = InFlightCoalescer<RequestKey, Computed, ServingError>()
+    /// The version's ModelStatistics, which table lookups and cache hits and misses update.
+    private let modelStatistics: VersionStatistics
     /// The auto-mode decision, used when `selects` (auto mode with a cache budget and no table).
     private let selector = Mutex(PathSelector(ServingPaths.selectorConfiguration))
     private let selects: Bool
@@ -98,8 +100,10 @@ final class ServingPaths: Sendable {
         !hasTable && (mode == .cached || mode == .auto)
     }
 
-    init(mode: ServingMode, table: StaticTable?, tableBuildMs: Int, cacheBytes: Int, model: String, version: Int) {
+    init(mode: ServingMode, table: StaticTable?, tableBuildMs: Int, cacheBytes: Int, model: String, version: Int,
+         statistics: VersionStatistics) {
         self.mode = mode
+        self.modelStatistics = statistics
         self.table = table
         self.tableBuildMs = tableBuildMs
         let wantsCache = Self.wantsCache(mode: mode, hasTable: table != nil) && cacheBytes > 0
@@ -111,12 +115,19 @@ final class ServingPaths: Sendable {
     }
 
     /// Serves from the table when every row is in its domain; otherwise returns false.
-    func serveFromTable(_ inputs: [Tensor], completion: @Sendable (Result<[Tensor], ServingError>) -> Void) -> Bool {
+    ///
+    /// ModelStatistics counts a lookup as one execution of `rows` rows whose compute_infer is the
+    /// lookup (see `VersionStatisticsSnapshot` for why not as a cache hit).
+    func serveFromTable(_ inputs: [Tensor], rows: Int, completion: @Sendable (Result<[Tensor], ServingError>) -> Void) -> Bool {
         guard let table else { return false }
+        let start = monotonicNanos()
         guard let outputs = table.outputs(for: inputs) else {
             counts.withLock { $0.tableFallbacks += 1 }
             return false
         }
+        let lookup = ExecutionTimes(inferNs: monotonicNanos() - start)
+        modelStatistics.recordExecution(rows: rows, lookup)
+        modelStatistics.recordComputed(lookup)
         counts.withLock { $0.tableLookups += 1 }
         metrics.tableLookups.increment()
         completion(.success(outputs))
@@ -148,31 +159,58 @@ final class ServingPaths: Sendable {
     ///
     /// With `encoder`, a hit is answered with the entry's stored encoding of the encoder's form
     /// (made and stored on the first hit) instead of through `completion`.
-    func serveCached(_ key: RequestKey, encoder: (any CachedResponseEncoder)?,
+    ///
+    /// ModelStatistics: a hit counts in cache_hit (lookup to response bytes) and queue (0 ns); a
+    /// miss in cache_miss (the lookup, and for the computing request also the insertion), then
+    /// every caller the computation answers (leader and coalesced waiters) gets its queue and
+    /// compute stages. `lookupStartNs` is when the request began building its key.
+    func serveCached(_ key: RequestKey, lookupStartNs: UInt64, encoder: (any CachedResponseEncoder)?,
                      completion: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void,
-                     compute: (_ done: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void) -> Void) {
-        guard let cache else { return compute(completion) }
+                     compute: (_ done: @escaping @Sendable (Result<Computed, ServingError>) -> Void) -> Void) {
+        guard let cache else {
+            return compute { [modelStatistics] r in
+                if case .success(let c) = r { modelStatistics.recordComputed(c.times) }
+                completion(r.map(\.outputs))
+            }
+        }
         if let hit = cache.get(key) {
             counts.withLock { $0.cacheHits += 1 }
             metrics.cacheHits.increment()
-            guard let encoder else { return completion(.success(hit.tensors)) }
-            if let bytes = hit.encoded(form: encoder.form) { return encoder.send(encoded: bytes) }
+            guard let encoder else {
+                modelStatistics.recordCacheHit(ns: monotonicNanos() - lookupStartNs)
+                return completion(.success(hit.tensors))
+            }
+            if let bytes = hit.encoded(form: encoder.form) {
+                modelStatistics.recordCacheHit(ns: monotonicNanos() - lookupStartNs)
+                return encoder.send(encoded: bytes)
+            }
             let bytes = encoder.encode(hit.tensors)
             if cache.addEncoding(key, hit, form: encoder.form, bytes) { publishCacheGauges() }
+            modelStatistics.recordCacheHit(ns: monotonicNanos() - lookupStartNs)
             encoder.send(encoded: bytes)
             return
         }
+        let lookupNs = monotonicNanos() - lookupStartNs
         counts.withLock { $0.cacheMisses += 1 }
         metrics.cacheMisses.increment()
-        switch coalescer.join(key, completion: completion) {
+        let role = coalescer.join(key) { [modelStatistics] r in
+            if case .success(let c) = r { modelStatistics.recordComputed(c.times) }
+            completion(r.map(\.outputs))
+        }
+        switch role {
         case .waiter:
+            modelStatistics.recordCacheMiss(ns: lookupNs)
             metrics.coalesced.increment()
         case .leader(let token):
             compute { result in
-                if case .success(let outputs) = result {
-                    _ = cache.put(key, outputs)
+                var missNs = lookupNs
+                if case .success(let c) = result {
+                    let insertStart = monotonicNanos()
+                    _ = cache.put(key, c.outputs)
+                    missNs += monotonicNanos() - insertStart
                     self.publishCacheGauges()
                 }
+                self.modelStatistics.recordCacheMiss(ns: missNs)
                 self.coalescer.complete(token, with: result)
             }
         }

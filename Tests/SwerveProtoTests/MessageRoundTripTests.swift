@@ -42,6 +42,8 @@ import Testing
         cfg.inputs = [.init(name: "x", dataType: "TYPE_FP32", dims: [30])]; cfg.maxQueueSize = 10; cfg.maxQueueDelayMicroseconds = 100
         cfg.parameters = ["serving_mode": "dynamic"]
         #expect(try ModelConfigResponse(serializedBytes: ModelConfigResponse(config: cfg).serializedBytes()).config == cfg)
+        cfg.responseCache = true
+        #expect(try ModelConfigResponse(serializedBytes: ModelConfigResponse(config: cfg).serializedBytes()).config.responseCache)
 
         #expect(try HealthCheckResponse(serializedBytes: HealthCheckResponse(status: .notServing).serializedBytes()).status == .notServing)
         #expect(try ModelReadyRequest(serializedBytes: ModelReadyRequest(name: "x", version: "2").serializedBytes()) == ModelReadyRequest(name: "x", version: "2"))

@@ -148,5 +148,14 @@ import Testing
         #expect(stats.executionCount >= 1)
         #expect(stats.batches.keys.allSatisfy { $0 <= 32 })
         #expect(stats.executionCount < UInt64(requests.count), "every request ran alone: batching did not happen")
+        // Triton's semantics: queue and compute count requests, executions count batches.
+        let totalRows = UInt64(requests.reduce(0) { $0 + $1.count })
+        #expect(stats.queue.count == UInt64(requests.count))
+        #expect(stats.computeInput.count == UInt64(requests.count) && stats.computeInfer.count == UInt64(requests.count)
+                && stats.computeOutput.count == UInt64(requests.count))
+        #expect(stats.inferenceCount == totalRows, "inference_count is rows, summed over executions")
+        #expect(stats.batches.values.reduce(0) { $0 + $1.computeInfer.count } == stats.executionCount)
+        #expect(stats.batches.values.reduce(0) { $0 + UInt64($1.batchSize) * $1.computeInfer.count } == totalRows)
+        #expect(stats.success.count == 0, "success and fail are the server's to count, once the answer is sent")
     }
 }

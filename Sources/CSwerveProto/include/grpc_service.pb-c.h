@@ -436,16 +436,44 @@ struct  Inference__StatisticDuration
     , 0, 0 }
 
 
+/*
+ * Triton's semantics (see VersionStatisticsSnapshot in Sources/SwerveServing/Statistics.swift for
+ * how the static table, the response cache and coalescing map onto them).
+ */
 struct  Inference__InferStatistics
 {
   ProtobufCMessage base;
+  /*
+   * per request, arrival to answer; includes cache hits
+   */
   Inference__StatisticDuration *success;
+  /*
+   * per failed request
+   */
   Inference__StatisticDuration *fail;
+  /*
+   * per successful request, including cache hits (0 ns)
+   */
   Inference__StatisticDuration *queue;
+  /*
+   * per computed request (not cache hits)
+   */
   Inference__StatisticDuration *compute_input;
+  /*
+   * per computed request; a table lookup's time
+   */
   Inference__StatisticDuration *compute_infer;
+  /*
+   * per computed request
+   */
   Inference__StatisticDuration *compute_output;
+  /*
+   * response-cache hits: lookup to response bytes
+   */
   Inference__StatisticDuration *cache_hit;
+  /*
+   * response-cache misses: lookup (+ insertion)
+   */
   Inference__StatisticDuration *cache_miss;
 };
 #define INFERENCE__INFER_STATISTICS__INIT \
@@ -476,11 +504,11 @@ struct  Inference__ModelStatistics
    */
   uint64_t last_inference;
   /*
-   * rows inferred successfully
+   * rows of successful executions (not cache hits)
    */
   uint64_t inference_count;
   /*
-   * batches executed
+   * successful executions (batches, table lookups; not cache hits)
    */
   uint64_t execution_count;
   Inference__InferStatistics *inference_stats;

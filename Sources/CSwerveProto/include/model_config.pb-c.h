@@ -24,6 +24,7 @@ typedef struct Inference__ModelOutput Inference__ModelOutput;
 typedef struct Inference__ModelQueuePolicy Inference__ModelQueuePolicy;
 typedef struct Inference__ModelDynamicBatching Inference__ModelDynamicBatching;
 typedef struct Inference__ModelParameter Inference__ModelParameter;
+typedef struct Inference__ModelResponseCache Inference__ModelResponseCache;
 typedef struct Inference__ModelConfig Inference__ModelConfig;
 typedef struct Inference__ModelConfig__ParametersEntry Inference__ModelConfig__ParametersEntry;
 
@@ -169,6 +170,21 @@ struct  Inference__ModelParameter
     , (char *)protobuf_c_empty_string }
 
 
+/*
+ * Whether responses of this model are cached (Triton: ModelConfig.response_cache). Swerve sets
+ * `enable` for versions that have a response cache (serving_mode cached or auto, no static table,
+ * a cache budget); perf_analyzer reads it to decide whether to report cache hits and misses.
+ */
+struct  Inference__ModelResponseCache
+{
+  ProtobufCMessage base;
+  protobuf_c_boolean enable;
+};
+#define INFERENCE__MODEL_RESPONSE_CACHE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&inference__model_response_cache__descriptor) \
+    , 0 }
+
+
 struct  Inference__ModelConfig__ParametersEntry
 {
   ProtobufCMessage base;
@@ -195,10 +211,11 @@ struct  Inference__ModelConfig
   size_t n_parameters;
   Inference__ModelConfig__ParametersEntry **parameters;
   char *backend;
+  Inference__ModelResponseCache *response_cache;
 };
 #define INFERENCE__MODEL_CONFIG__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&inference__model_config__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, 0,NULL, 0,NULL, NULL, 0,NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, 0,NULL, 0,NULL, NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL }
 
 
 /* Inference__ModelVersionPolicy__Latest methods */
@@ -324,6 +341,25 @@ Inference__ModelParameter *
 void   inference__model_parameter__free_unpacked
                      (Inference__ModelParameter *message,
                       ProtobufCAllocator *allocator);
+/* Inference__ModelResponseCache methods */
+void   inference__model_response_cache__init
+                     (Inference__ModelResponseCache         *message);
+size_t inference__model_response_cache__get_packed_size
+                     (const Inference__ModelResponseCache   *message);
+size_t inference__model_response_cache__pack
+                     (const Inference__ModelResponseCache   *message,
+                      uint8_t             *out);
+size_t inference__model_response_cache__pack_to_buffer
+                     (const Inference__ModelResponseCache   *message,
+                      ProtobufCBuffer     *buffer);
+Inference__ModelResponseCache *
+       inference__model_response_cache__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   inference__model_response_cache__free_unpacked
+                     (Inference__ModelResponseCache *message,
+                      ProtobufCAllocator *allocator);
 /* Inference__ModelConfig__ParametersEntry methods */
 void   inference__model_config__parameters_entry__init
                      (Inference__ModelConfig__ParametersEntry         *message);
@@ -375,6 +411,9 @@ typedef void (*Inference__ModelDynamicBatching_Closure)
 typedef void (*Inference__ModelParameter_Closure)
                  (const Inference__ModelParameter *message,
                   void *closure_data);
+typedef void (*Inference__ModelResponseCache_Closure)
+                 (const Inference__ModelResponseCache *message,
+                  void *closure_data);
 typedef void (*Inference__ModelConfig__ParametersEntry_Closure)
                  (const Inference__ModelConfig__ParametersEntry *message,
                   void *closure_data);
@@ -397,6 +436,7 @@ extern const ProtobufCMessageDescriptor inference__model_output__descriptor;
 extern const ProtobufCMessageDescriptor inference__model_queue_policy__descriptor;
 extern const ProtobufCMessageDescriptor inference__model_dynamic_batching__descriptor;
 extern const ProtobufCMessageDescriptor inference__model_parameter__descriptor;
+extern const ProtobufCMessageDescriptor inference__model_response_cache__descriptor;
 extern const ProtobufCMessageDescriptor inference__model_config__descriptor;
 extern const ProtobufCMessageDescriptor inference__model_config__parameters_entry__descriptor;
 
