@@ -21,6 +21,8 @@ import Darwin
 public struct AdminAuthorization: Sendable {
     /// The most bytes of a token file read: 4 KiB (a token is a few dozen bytes).
     public static let maxTokenFileBytes = 4096
+    /// Byte positions `constantTimeEquals` always compares: a token is never longer.
+    static let paddedLength = maxTokenFileBytes
     /// Tokens shorter than this are accepted with a warning: they can be guessed.
     public static let recommendedMinimumTokenBytes = 16
     /// The request header that carries the token (lowercase, as HTTP/2 sends it).
@@ -119,12 +121,14 @@ public struct AdminAuthorization: Sendable {
         return Self.constantTimeEquals(credentials, token) ? nil : .wrong
     }
 
-    /// Whether `a` and `b` hold the same bytes, in a time that depends only on the longer one's
-    /// length: every byte position up to it is compared and the differences are OR-ed together,
-    /// with no early exit at the first difference nor at a length mismatch.
+    /// Whether `a` and `b` hold the same bytes, in a time that tells nothing about either but
+    /// the length of one longer than `paddedLength`: at least `paddedLength` byte positions (the
+    /// most a token file may hold) are always compared, the differences OR-ed together, with no
+    /// early exit at the first difference nor at a length mismatch. So neither a token's content
+    /// nor its length shows in the time a guess takes.
     public static func constantTimeEquals(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
         let x = Array(a), y = Array(b)
-        let n = max(x.count, y.count)
+        let n = max(x.count, y.count, paddedLength)
         var difference = UInt(bitPattern: x.count ^ y.count)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeBufferPointer { yp in
@@ -194,7 +198,8 @@ public struct ControlPlaneOptions: Sendable {
     public static func isLoopback(_ host: String) -> Bool {
         var h = host.lowercased()
         if h.hasPrefix("[") && h.hasSuffix("]") { h = String(h.dropFirst().dropLast()) }
-        if h == "localhost" || h == "localhost." { return true }
+        // Not "localhost." (a fully qualified name /etc/hosts does not list: it goes to DNS).
+        if h == "localhost" { return true }
         var v4 = in_addr()
         if inet_pton(AF_INET, h, &v4) == 1 {
             return UInt32(bigEndian: v4.s_addr) >> 24 == 127

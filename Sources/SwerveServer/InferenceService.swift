@@ -87,6 +87,16 @@ public final class InferenceService: GRPCCallHandler {
         case healthCheck = "/grpc.health.v1.Health/Check"
         case healthWatch = "/grpc.health.v1.Health/Watch"
         case pathStatistics = "/swerve.v1.ServingInsights/PathStatistics"
+
+        /// Whether the method changes state, so needs the admin token when there is one. A
+        /// switch without `default`: a method added later must say.
+        var changesState: Bool {
+            switch self {
+            case .repositoryModelLoad, .repositoryModelUnload: true
+            case .modelInfer, .serverLive, .serverReady, .modelReady, .serverMetadata, .modelMetadata, .modelConfig,
+                 .modelStatistics, .repositoryIndex, .healthCheck, .healthWatch, .pathStatistics: false
+            }
+        }
     }
 
     public func handle(_ call: GRPCServerCall) {
@@ -96,6 +106,8 @@ public final class InferenceService: GRPCCallHandler {
             call.finish(GRPCStatus(.unimplemented, "method \(call.method) is not implemented by Swerve"))
             return
         }
+        // State changes: the admin token is checked before the request is decoded or anything touched.
+        if method.changesState, !controlPlane.admit(call) { return }
         switch method {
         case .modelInfer: modelInfer(call)
         case .serverLive: unary(call) { (_: ServerLiveRequest) in ServerLiveResponse(live: true) }
@@ -112,16 +124,13 @@ public final class InferenceService: GRPCCallHandler {
         case .modelStatistics:
             unary(call) { (r: ModelStatisticsRequest) in try Self.checkName(r.name, emptyMeansAll: true); return try self.modelStatistics(r) }
         case .repositoryIndex: unary(call) { (r: RepositoryIndexRequest) in self.repositoryIndex(r) }
-        // State changes: the admin token is checked before the request is decoded or anything touched.
         case .repositoryModelLoad:
-            guard controlPlane.admit(call) else { return }
             blocking(call) { (r: RepositoryModelLoadRequest) in
                 try Self.checkName(r.modelName)
                 try self.manager.load(model: r.modelName)
                 return EmptyMessage()
             }
         case .repositoryModelUnload:
-            guard controlPlane.admit(call) else { return }
             blocking(call) { (r: RepositoryModelUnloadRequest) in
                 try Self.checkName(r.modelName)
                 try self.manager.unload(model: r.modelName)

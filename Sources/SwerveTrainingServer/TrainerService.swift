@@ -40,10 +40,7 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
         self.controlPlane = controlPlane ?? .open(logger: logger)
     }
 
-    /// The methods that change state, so need the admin token when there is one.
-    static let stateChanging: Set<Method> = [.submitJob, .cancelJob, .appendExamples, .promoteVersion, .rollbackVersion]
-
-    enum Method: String {
+    enum Method: String, CaseIterable {
         case submitJob = "/swerve.v1.Trainer/SubmitJob"
         case watchJob = "/swerve.v1.Trainer/WatchJob"
         case listJobs = "/swerve.v1.Trainer/ListJobs"
@@ -52,6 +49,15 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
         case listVersions = "/swerve.v1.Trainer/ListVersions"
         case promoteVersion = "/swerve.v1.Trainer/PromoteVersion"
         case rollbackVersion = "/swerve.v1.Trainer/RollbackVersion"
+
+        /// Whether the method changes state, so needs the admin token when there is one. A
+        /// switch without `default`: a method added later must say.
+        var changesState: Bool {
+            switch self {
+            case .submitJob, .cancelJob, .appendExamples, .promoteVersion, .rollbackVersion: true
+            case .watchJob, .listJobs, .listVersions: false
+            }
+        }
     }
 
     public func handle(_ call: GRPCServerCall) {
@@ -60,7 +66,7 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
             return
         }
         // Before the request is decoded or anything touched.
-        if Self.stateChanging.contains(method), !controlPlane.admit(call) { return }
+        if method.changesState, !controlPlane.admit(call) { return }
         switch method {
         case .submitJob: blocking(call) { (r: SubmitJobRequest) in try self.submit(r) }
         case .watchJob: watch(call)

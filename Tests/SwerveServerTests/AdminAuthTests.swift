@@ -2,11 +2,12 @@ import Foundation
 import Logging
 import SwerveClient
 import SwerveProto
-import SwerveRPC
+@testable import SwerveRPC
 import SwerveRepository
 import SwerveStatus
 import SwerveTesting
 import Testing
+@testable import SwerveServer
 
 /// The admin token: its parsing and comparison alone, the start-up rules (token file, loopback),
 /// and the inference service's control calls through the real transport with and without it.
@@ -120,6 +121,26 @@ struct AdminAuthTests {
         #expect(refusal(fifo).contains("FIFO"))
     }
 
+    /// Exactly the methods that change state need the token (an exhaustive switch decides; a
+    /// method added later that is not listed here fails this test until someone decides).
+    @Test func exactlyTheStateChangingMethodsNeedTheToken() {
+        let guarded = Set(InferenceService.Method.allCases.filter(\.changesState).map(\.rawValue))
+        #expect(guarded == ["/inference.GRPCInferenceService/RepositoryModelLoad", "/inference.GRPCInferenceService/RepositoryModelUnload"])
+        #expect(InferenceService.Method.allCases.count == 14, "a method was added: decide whether it changes state, then update this test")
+    }
+
+    @Test func aTokenLengthDoesNotChangeHowMuchIsCompared() {
+        // Equal only for equal bytes, whatever the lengths; and every comparison covers at
+        // least the longest token a file may hold.
+        let token = Array("0123456789abcdef0123".utf8)
+        #expect(AdminAuthorization.constantTimeEquals(token, token))
+        #expect(!AdminAuthorization.constantTimeEquals(token, token.dropLast()))
+        #expect(!AdminAuthorization.constantTimeEquals(token + [0], token))
+        #expect(!AdminAuthorization.constantTimeEquals([UInt8](), token))
+        #expect(AdminAuthorization.constantTimeEquals([UInt8](), [UInt8]()))
+        #expect(AdminAuthorization.paddedLength >= AdminAuthorization.maxTokenFileBytes)
+    }
+
     // MARK: - Start-up rules
 
     @Test func loopbackAddresses() {
@@ -127,7 +148,9 @@ struct AdminAuthTests {
             #expect(ControlPlaneOptions.isLoopback(host), "\(host)")
         }
         for host in ["0.0.0.0", "::", "[::]", "10.0.0.1", "128.0.0.1", "126.255.255.255", "192.168.1.1", "example.com", "",
-                     "127.0.0.1.example.com", "localhost.example.com", "::2", "::ffff:10.0.0.1", "fe80::1"] {
+                     "127.0.0.1.example.com", "localhost.example.com", "::2", "::ffff:10.0.0.1", "fe80::1",
+                     // A trailing dot goes to DNS; short and octal forms, zone ids, v4-compatible forms.
+                     "localhost.", "0", "127.1", "0177.0.0.1", "::ffff:0:127.0.0.1", "::127.0.0.1", "::1%lo"] {
             #expect(!ControlPlaneOptions.isLoopback(host), "\(host)")
         }
     }

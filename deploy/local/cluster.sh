@@ -13,7 +13,9 @@
 #   cluster.sh down                stop everything by PID
 #
 # Environment: SWERVE_BIN (default .build/release/swerve), CLUSTER_DIR (default .cluster),
-# HAPROXY (default haproxy), CLUSTER_WAIT (seconds any one wait may take, default 60).
+# HAPROXY (default haproxy), CLUSTER_WAIT (seconds any one wait may take, default 60),
+# CLUSTER_RETRY_ON (HAProxy's retry-on, default "conn-failure empty-response"; "none" to see
+# what the replicas' drain achieves without HAProxy's replays).
 # SERVE-ARGS after "--" go to every replica's `swerve serve` (e.g. -- --cache-bytes 1000000).
 # Clients sending x-swerve-route-key are routed by it (consistent hashing); others round robin.
 set -euo pipefail
@@ -23,6 +25,9 @@ root=$(cd "$here/../.." && pwd)
 STATE=${CLUSTER_DIR:-$PWD/.cluster}
 HAPROXY=${HAPROXY:-haproxy}
 WAIT=${CLUSTER_WAIT:-60}
+# What HAProxy replays on another replica ("none" shows what the replicas alone achieve).
+RETRY_ON=${CLUSTER_RETRY_ON:-conn-failure empty-response}
+[[ $RETRY_ON =~ ^[a-z0-9\ -]+$ ]] || die "CLUSTER_RETRY_ON must be HAProxy retry-on keywords, not '$RETRY_ON'"
 TEMPLATE=$root/deploy/haproxy/haproxy.cfg.in
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
@@ -89,12 +94,12 @@ render_config() {
         servers+="    $(server_line "$name" "$(cat "$STATE/replicas/$name.grpc")" "$(cat "$STATE/replicas/$name.metrics")")"$'\n'
     done
     local out=$STATE/haproxy.cfg.tmp
-    python3 - "$TEMPLATE" "$out" "$FRONTEND_PORT" "$STATS_PORT" "$STATE" "$servers" "$BIND_HOST" <<'PY'
+    python3 - "$TEMPLATE" "$out" "$FRONTEND_PORT" "$STATS_PORT" "$STATE" "$servers" "$BIND_HOST" "$RETRY_ON" <<'PY'
 import sys
-template, out, port, stats, state, servers, host = sys.argv[1:]
+template, out, port, stats, state, servers, host, retry_on = sys.argv[1:]
 text = open(template).read()
 for key, value in (("@FRONTEND_PORT@", port), ("@STATS_PORT@", stats), ("@STATE_DIR@", state),
-                   ("@SERVERS@", servers.rstrip("\n")), ("@BIND_HOST@", host)):
+                   ("@SERVERS@", servers.rstrip("\n")), ("@BIND_HOST@", host), ("@RETRY_ON@", retry_on)):
     text = text.replace(key, value)
 open(out, "w").write(text)
 PY
@@ -167,7 +172,7 @@ cmd_up() {
     SWERVE_BIN=$(cd "$(dirname "$SWERVE_BIN")" && pwd)/$(basename "$SWERVE_BIN")
     {
         # -g: the file is sourced inside a function (load_state).
-        declare -p FRONTEND_PORT STATS_PORT REPOSITORY DRAIN_SECONDS BIND_HOST SWERVE_BIN SERVE_ARGS |
+        declare -p FRONTEND_PORT STATS_PORT REPOSITORY DRAIN_SECONDS BIND_HOST SWERVE_BIN SERVE_ARGS RETRY_ON |
             sed -e 's/^declare -- /declare -g /' -e 's/^declare -\([a-z]\)/declare -g\1/'
         echo "NEXT_REPLICA=$((n + 1))"
     } >"$STATE/cluster.env"
