@@ -208,3 +208,24 @@ def test_another_signal_while_calls_finish_stops_waiting_for_them(start_server):
         assert "another signal while calls in flight finish" in srv.log_path.read_text()
     finally:
         c.close()
+
+
+def test_a_broken_new_version_does_not_take_the_replica_out_of_rotation(start_server, zoo):
+    """Every replica reads the same repository: if a broken newer version made each of them not
+    ready, a balancer would have no replica left. While the model still serves a ready version
+    the replica stays ready (HTTP 200) and answers; the broken version shows as not ready."""
+    from conftest import good_call
+    srv = start_server(["dense"], extra_args=["--poll-interval", "0.3"], name="broken-v2")
+    (srv.repository / "dense" / "2").mkdir()
+    (srv.repository / "dense" / "2" / "model.onnx").write_bytes(b"this is not an ONNX file")
+    stub = srv.stub()
+
+    def v2_failed():
+        index = stub.RepositoryIndex(pb.RepositoryIndexRequest(), timeout=5).models
+        return any(m.name == "dense" and m.version == "2" and m.state == "UNAVAILABLE" for m in index)
+    oip.wait_until(v2_failed, 30, lambda: f"version 2 to fail to load:\n{srv.log_tail()}")
+    assert stub.ModelReady(pb.ModelReadyRequest(name="dense", version="2"), timeout=5).ready is False
+    assert stub.ModelReady(pb.ModelReadyRequest(name="dense", version="1"), timeout=5).ready is True
+    assert srv.http_status("/v2/health/ready") == 200
+    assert stub.ServerReady(pb.ServerReadyRequest(), timeout=5).ready is True
+    good_call(stub, zoo)

@@ -513,19 +513,26 @@ public final class ModelManager: Sendable {
         }
     }
 
-    /// Why an expected model is not fully ready, or nil (also nil for unloaded models: they are not expected).
+    /// Why an expected model is not ready, or nil (also nil for unloaded models: they are not expected).
+    ///
+    /// A model that still serves a ready version keeps the server ready when a newer version
+    /// fails to load (or its config.json turns unreadable): every replica of a fleet reads the
+    /// same repository, so one bad publication would otherwise take them all out of rotation at
+    /// once, and a balancer with no replica left fails every request. The failure is logged,
+    /// counted (`swerve_model_load_failures_total`) and shown per version in RepositoryIndex and
+    /// ModelReady.
     private static func notServing(_ e: Entry, name: String) -> String? {
         guard e.loaded else { return nil }
+        if e.latestReady != nil { return nil }
         if let err = e.error { return "model '\(name)': \(err)" }
-        let hasReady = e.latestReady != nil
         for (v, slot) in e.versions.sorted(by: { $0.key < $1.key }) {
             switch slot {
             case .ready: continue
-            case .loading: if !hasReady { return "model '\(name)' version \(v) is loading" }
+            case .loading: return "model '\(name)' version \(v) is loading"
             case .failed(let why): return "model '\(name)' version \(v) failed to load: \(why)"
             }
         }
-        return hasReady ? nil : "model '\(name)' has no ready version"
+        return "model '\(name)' has no ready version"
     }
 
     /// Loads that timed out and whose threads have not returned yet, by model (for tests and metrics).
