@@ -91,9 +91,12 @@ public final class TerminationSignals: Sendable {
                 return nil
             }
             group.addTask { await self.nextOrCancelled() }
-            let first = await group.next() ?? nil
+            var signal = await group.next() ?? nil
             group.cancelAll()
-            return first
+            // A signal delivered between the sleep's end and the cancellation is the waiter's
+            // result: keep it rather than drop it with the group.
+            for await late in group where signal == nil { signal = late }
+            return signal
         }
     }
 }

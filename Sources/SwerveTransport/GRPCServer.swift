@@ -343,7 +343,14 @@ public final class GRPCServer: Sendable {
     /// waiting for them (`shutdownGracefully` then returns as soon as they are closed).
     public func closeAllConnections() {
         let connections = state.withLock { Array($0.connections.values) }
-        for connection in connections { connection.close(promise: nil) }
+        for connection in connections { Self.closeNow(connection) }
+    }
+
+    /// Closes a connection without waiting for anything from its peer: beneath TLS (whose own
+    /// close waits for the peer's close_notify), as the watchdog's forced closes do.
+    private static func closeNow(_ connection: any Channel) {
+        connection.pipeline.triggerUserOutboundEvent(GRPCForceCloseEvent(), promise: nil)
+        connection.close(promise: nil)
     }
 
     /// Stops accepting, sends GOAWAY on every connection (last-stream-id = the highest stream
@@ -375,7 +382,7 @@ public final class GRPCServer: Sendable {
             }
             await group.next()
             group.cancelAll()
-            for connection in connections { connection.close(promise: nil) }
+            for connection in connections { Self.closeNow(connection) }
         }
         try? await group.shutdownGracefully()
         logger.info("gRPC server stopped")

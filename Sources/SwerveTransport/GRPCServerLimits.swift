@@ -262,7 +262,9 @@ struct ConnectionWatchdog {
                 finalGoAwaySent = true
                 return .sendFinalGoAway
             }
-            if reason == .age, let grace = timeouts.maxAgeGrace, now &- noticeSentAt >= grace {
+            // Never before the final GOAWAY: until it, the client may still be sending calls
+            // it has every right to have served.
+            if reason == .age, finalGoAwaySent, let grace = timeouts.maxAgeGrace, now &- noticeSentAt >= grace {
                 // Once: the connection is closed now; later ticks see it closing.
                 goAwaySent = true
                 closingSince = now

@@ -39,6 +39,17 @@ import Testing
         #expect(busy.at(70.2) == .none)
     }
 
+    @Test func aGraceShorterThanTheNoticeDelayStillWaitsForTheFinalGoaway() {
+        var dog = Dog(timeouts: Self.timeouts(age: 5, grace: 0), now: 0)
+        dog.handshakeCompleted()
+        let busy = Busy(dog)
+        #expect(busy.at(5) == .sendAgeNotice)
+        #expect(busy.at(5.01) == .none)   // calls sent before the client saw the notice still run
+        #expect(busy.at(5.5) == .none)
+        #expect(busy.at(6) == .sendFinalGoAway)
+        #expect(busy.at(6.01) == .closeAgeGraceExpired)
+    }
+
     @Test func withoutAGraceCallsRunAsLongAsTheyTake() {
         var dog = Dog(timeouts: Self.timeouts(age: 5, grace: nil), now: 0)
         dog.handshakeCompleted()

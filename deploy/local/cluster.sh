@@ -25,13 +25,14 @@ root=$(cd "$here/../.." && pwd)
 STATE=${CLUSTER_DIR:-$PWD/.cluster}
 HAPROXY=${HAPROXY:-haproxy}
 WAIT=${CLUSTER_WAIT:-60}
-# What HAProxy replays on another replica ("none" shows what the replicas alone achieve).
-RETRY_ON=${CLUSTER_RETRY_ON:-conn-failure empty-response}
-[[ $RETRY_ON =~ ^[a-z0-9\ -]+$ ]] || die "CLUSTER_RETRY_ON must be HAProxy retry-on keywords, not '$RETRY_ON'"
 TEMPLATE=$root/deploy/haproxy/haproxy.cfg.in
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 log() { echo "cluster.sh: $*" >&2; }
+
+# What HAProxy replays on another replica ("none" shows what the replicas alone achieve).
+RETRY_ON=${CLUSTER_RETRY_ON:-conn-failure empty-response}
+[[ $RETRY_ON =~ ^[a-z0-9\ -]+$ ]] || die "CLUSTER_RETRY_ON must be HAProxy retry-on keywords, not '$RETRY_ON'"
 
 alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
 
@@ -224,7 +225,7 @@ cmd_remove() {
         kill -TERM "$pid"
         # The replica answers 503 on readiness at once and goes on serving through its drain
         # delay; HAProxy's checks take it out of rotation, then it exits by itself.
-        local limit=$((DRAIN_SECONDS + 40))
+        local limit=$((DRAIN_SECONDS + 45))  # drain + final GOAWAY (≤ 2 s) + --shutdown-timeout (30 s) + spare
         local deadline=$((SECONDS + limit))
         while alive "$pid"; do
             ((SECONDS < deadline)) || { log "$name did not exit within ${limit}s; SIGKILL"; kill -KILL "$pid"; break; }
@@ -300,7 +301,7 @@ cmd_down() {
     done
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     # Replicas drain first (their --drain-seconds), then exit; bounded.
-    local limit=$(( ${DRAIN_SECONDS:-5} + 30 ))
+    local limit=$(( ${DRAIN_SECONDS:-5} + 45 ))  # as in remove
     local deadline=$((SECONDS + limit))
     for pid in "${pids[@]}"; do
         while alive "$pid"; do
