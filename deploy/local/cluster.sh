@@ -65,10 +65,14 @@ ready_code() {
 }
 
 # Waits (bounded by $WAIT) until `cmd...` succeeds; $1 says what for.
-wait_for() {
+wait_for() {  # what, probe...: 0 when the probe succeeds; 1 on timeout or when it returns 2 (never will)
     local what=$1; shift
-    local deadline=$((SECONDS + WAIT))
-    until "$@"; do
+    local deadline=$((SECONDS + WAIT)) rc
+    while true; do
+        rc=0
+        "$@" || rc=$?
+        ((rc == 0)) && return 0
+        ((rc == 2)) && { log "stopped waiting for $what"; return 1; }
         ((SECONDS < deadline)) || { log "gave up after ${WAIT}s waiting for $what"; return 1; }
         sleep 0.1
     done
@@ -120,6 +124,13 @@ start_replica() {  # name: starts it on its recorded ports, waits until ready
     echo "$pid" >"$STATE/replicas/$name.pid"
     if ! wait_for "$name (pid $pid) to be ready on :$metrics" replica_ready "$pid" "$metrics"; then
         tail -5 "$STATE/replicas/$name.log" >&2 || true
+        # Not left running half-started: stop it (bounded) before reporting the failure.
+        if alive "$pid"; then
+            kill -TERM "$pid" 2>/dev/null || true
+            local deadline=$((SECONDS + 10))
+            while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+            alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+        fi
         return 1
     fi
     log "$name ready: pid $pid, grpc 127.0.0.1:$grpc, metrics 127.0.0.1:$metrics"
