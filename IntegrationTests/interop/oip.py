@@ -7,7 +7,9 @@ before this module is first imported.
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -213,6 +215,20 @@ def swerve_bin() -> str:
         raise RuntimeError(f"swerve binary not found at {path} (set SWERVE_BIN or run swift build)")
     return path
 
+
+
+def example_server(base: Path, models: Mapping[str, tuple[str, dict]]):
+    """A server (not started) on a repository of copies of examples/repository models:
+    {name: (example folder, config.json overrides)}; its log goes to base/swerve.log."""
+    repo = Path(base) / "repository"
+    repo.mkdir()
+    for name, (source, overrides) in models.items():
+        shutil.copytree(ROOT / "examples" / "repository" / source, repo / name)
+        config_path = repo / name / "config.json"
+        config = json.loads(config_path.read_text())
+        config.update(overrides)
+        config_path.write_text(json.dumps(config, indent=2))
+    return Server(repo, Path(base) / "swerve.log")
 
 class Server:
     """A `swerve serve` child process plus channels to it."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -250,12 +251,12 @@ class RawConnection:
                 try:
                     n = self.sock.send(view)
                     view = view[n:]
-                except BlockingIOError:
+                except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return False
                     select.select([], [self.sock], [], min(left, 0.05))
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.eof = True
             return False
         finally:
@@ -301,13 +302,18 @@ class RawConnection:
         return True
 
     def pump(self, timeout: float) -> None:
-        """Reads and parses what arrives within `timeout`."""
-        ready, _, _ = select.select([self.sock], [], [], timeout)
-        if not ready:
-            return
+        """Reads and parses what arrives within `timeout` (also over TLS: a TLS socket may hold
+        decrypted bytes select cannot see, and may need more records before it has any)."""
+        pending = getattr(self.sock, "pending", None)
+        if not (pending and pending()):
+            ready, _, _ = select.select([self.sock], [], [], timeout)
+            if not ready:
+                return
         try:
             chunk = self.sock.recv(1 << 20)
-        except (ConnectionResetError, BlockingIOError, socket.timeout):
+        except ssl.SSLWantReadError:
+            return
+        except (ConnectionResetError, BlockingIOError, socket.timeout, ssl.SSLError):
             chunk = b""
         if not chunk:
             self.eof = True

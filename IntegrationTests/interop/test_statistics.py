@@ -17,7 +17,6 @@ from __future__ import annotations
 import glob
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +30,6 @@ import oip
 from oip import expect_code, make_request, pb
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples" / "repository"
 TIMEOUT = 30.0
 MODELS = {
     "ad_static": ("ad_conversion_onehot", {"serving_mode": "static"}),
@@ -45,15 +43,7 @@ PERF_ANALYZER_TIMEOUT = 180  # seconds, per run; the runs below take a few secon
 @pytest.fixture(scope="module")
 def stats_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("statistics")
-    repo = base / "repository"
-    repo.mkdir()
-    for name, (source, overrides) in MODELS.items():
-        shutil.copytree(EXAMPLES / source, repo / name)
-        config_path = repo / name / "config.json"
-        config = json.loads(config_path.read_text())
-        config.update(overrides)
-        config_path.write_text(json.dumps(config, indent=2))
-    srv = oip.Server(repo, base / "swerve.log")
+    srv = oip.example_server(base, MODELS)
     running = getattr(sys.modules.get("conftest"), "_RUNNING", [])
     running.append(srv)  # so that a failure report carries the log tail
     try:

@@ -373,7 +373,8 @@ def test_the_trainer_serves_over_tls_too(pki, tmp_path):
 
 
 def tls_raw_connection(pki: PKI):
-    """test_hardening_connection's hand-made HTTP/2 client, over TLS."""
+    """test_hardening_connection's hand-made HTTP/2 client (whose send and pump also work on a
+    TLS socket), over TLS."""
 
     class TLSRawConnection(hc.RawConnection):
         def __init__(self, port: int, window: int | None = None, handshake=True):
@@ -382,52 +383,6 @@ def tls_raw_connection(pki: PKI):
             if handshake:
                 extra = hc.settings(initial_window_size=window) if window is not None else hc.settings()
                 self.send(hc.PREFACE + extra)
-
-        def send(self, data: bytes, timeout: float = 5.0) -> bool:
-            self.sock.setblocking(False)
-            deadline = time.monotonic() + timeout
-            view = memoryview(data)
-            try:
-                while view:
-                    try:
-                        n = self.sock.send(view)
-                        view = view[n:]
-                    except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            return False
-                        select.select([], [self.sock], [], min(left, 0.05))
-            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-                self.eof = True
-                return False
-            finally:
-                self.sock.settimeout(5)
-            return True
-
-        def pump(self, timeout: float) -> None:
-            if not self.sock.pending():
-                ready, _, _ = select.select([self.sock], [], [], timeout)
-                if not ready:
-                    return
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except (ssl.SSLWantReadError, BlockingIOError, socket.timeout):
-                return
-            except (ConnectionResetError, ssl.SSLError, OSError):
-                chunk = b""
-            if not chunk:
-                self.eof = True
-                return
-            self.buf += chunk
-            while len(self.buf) >= 9:
-                length = int.from_bytes(self.buf[:3], "big")
-                if len(self.buf) < 9 + length:
-                    break
-                kind, flags = self.buf[3], self.buf[4]
-                sid = int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF
-                payload = self.buf[9:9 + length]
-                self.buf = self.buf[9 + length:]
-                self._frame(kind, flags, sid, payload)
 
     return TLSRawConnection
 
