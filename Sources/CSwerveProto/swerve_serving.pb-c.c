@@ -142,6 +142,141 @@ void   swerve__v1__path_statistics_response__free_unpacked
   assert(message->base.descriptor == &swerve__v1__path_statistics_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   swerve__v1__rollout_statistics_request__init
+                     (Swerve__V1__RolloutStatisticsRequest         *message)
+{
+  static const Swerve__V1__RolloutStatisticsRequest init_value = SWERVE__V1__ROLLOUT_STATISTICS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__rollout_statistics_request__get_packed_size
+                     (const Swerve__V1__RolloutStatisticsRequest *message)
+{
+  assert(message->base.descriptor == &swerve__v1__rollout_statistics_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__rollout_statistics_request__pack
+                     (const Swerve__V1__RolloutStatisticsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__rollout_statistics_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__rollout_statistics_request__pack_to_buffer
+                     (const Swerve__V1__RolloutStatisticsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__rollout_statistics_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__RolloutStatisticsRequest *
+       swerve__v1__rollout_statistics_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__RolloutStatisticsRequest *)
+     protobuf_c_message_unpack (&swerve__v1__rollout_statistics_request__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__rollout_statistics_request__free_unpacked
+                     (Swerve__V1__RolloutStatisticsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__rollout_statistics_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swerve__v1__version_evidence__init
+                     (Swerve__V1__VersionEvidence         *message)
+{
+  static const Swerve__V1__VersionEvidence init_value = SWERVE__V1__VERSION_EVIDENCE__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__version_evidence__get_packed_size
+                     (const Swerve__V1__VersionEvidence *message)
+{
+  assert(message->base.descriptor == &swerve__v1__version_evidence__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__version_evidence__pack
+                     (const Swerve__V1__VersionEvidence *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__version_evidence__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__version_evidence__pack_to_buffer
+                     (const Swerve__V1__VersionEvidence *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__version_evidence__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__VersionEvidence *
+       swerve__v1__version_evidence__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__VersionEvidence *)
+     protobuf_c_message_unpack (&swerve__v1__version_evidence__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__version_evidence__free_unpacked
+                     (Swerve__V1__VersionEvidence *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__version_evidence__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swerve__v1__rollout_statistics_response__init
+                     (Swerve__V1__RolloutStatisticsResponse         *message)
+{
+  static const Swerve__V1__RolloutStatisticsResponse init_value = SWERVE__V1__ROLLOUT_STATISTICS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__rollout_statistics_response__get_packed_size
+                     (const Swerve__V1__RolloutStatisticsResponse *message)
+{
+  assert(message->base.descriptor == &swerve__v1__rollout_statistics_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__rollout_statistics_response__pack
+                     (const Swerve__V1__RolloutStatisticsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__rollout_statistics_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__rollout_statistics_response__pack_to_buffer
+                     (const Swerve__V1__RolloutStatisticsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__rollout_statistics_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__RolloutStatisticsResponse *
+       swerve__v1__rollout_statistics_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__RolloutStatisticsResponse *)
+     protobuf_c_message_unpack (&swerve__v1__rollout_statistics_response__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__rollout_statistics_response__free_unpacked
+                     (Swerve__V1__RolloutStatisticsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__rollout_statistics_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor swerve__v1__path_statistics_request__field_descriptors[2] =
 {
   {
@@ -516,12 +651,388 @@ const ProtobufCMessageDescriptor swerve__v1__path_statistics_response__descripto
   (ProtobufCMessageInit) swerve__v1__path_statistics_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor swerve__v1__serving_insights__method_descriptors[1] =
+static const ProtobufCFieldDescriptor swerve__v1__rollout_statistics_request__field_descriptors[1] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__RolloutStatisticsRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__rollout_statistics_request__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+};
+static const ProtobufCIntRange swerve__v1__rollout_statistics_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor swerve__v1__rollout_statistics_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.RolloutStatisticsRequest",
+  "RolloutStatisticsRequest",
+  "Swerve__V1__RolloutStatisticsRequest",
+  "swerve.v1",
+  sizeof(Swerve__V1__RolloutStatisticsRequest),
+  1,
+  swerve__v1__rollout_statistics_request__field_descriptors,
+  swerve__v1__rollout_statistics_request__field_indices_by_name,
+  1,  swerve__v1__rollout_statistics_request__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__rollout_statistics_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swerve__v1__version_evidence__field_descriptors[14] =
+{
+  {
+    "version",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionEvidence, version),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionEvidence, state),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionEvidence, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labels",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Swerve__V1__VersionEvidence, n_labels),
+    offsetof(Swerve__V1__VersionEvidence, labels),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requests",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionEvidence, requests),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failures",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionEvidence, failures),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "latency_counts",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Swerve__V1__VersionEvidence, n_latency_counts),
+    offsetof(Swerve__V1__VersionEvidence, latency_counts),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prediction_kind",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionEvidence, prediction_kind),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "classes",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Swerve__V1__VersionEvidence, n_classes),
+    offsetof(Swerve__V1__VersionEvidence, classes),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "class_counts",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Swerve__V1__VersionEvidence, n_class_counts),
+    offsetof(Swerve__V1__VersionEvidence, class_counts),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score_counts",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Swerve__V1__VersionEvidence, n_score_counts),
+    offsetof(Swerve__V1__VersionEvidence, score_counts),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score_count",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionEvidence, score_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score_sum",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionEvidence, score_sum),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score_sum_squares",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionEvidence, score_sum_squares),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__version_evidence__field_indices_by_name[] = {
+  9,   /* field[9] = class_counts */
+  8,   /* field[8] = classes */
+  5,   /* field[5] = failures */
+  3,   /* field[3] = labels */
+  6,   /* field[6] = latency_counts */
+  7,   /* field[7] = prediction_kind */
+  2,   /* field[2] = reason */
+  4,   /* field[4] = requests */
+  11,   /* field[11] = score_count */
+  10,   /* field[10] = score_counts */
+  12,   /* field[12] = score_sum */
+  13,   /* field[13] = score_sum_squares */
+  1,   /* field[1] = state */
+  0,   /* field[0] = version */
+};
+static const ProtobufCIntRange swerve__v1__version_evidence__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 14 }
+};
+const ProtobufCMessageDescriptor swerve__v1__version_evidence__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.VersionEvidence",
+  "VersionEvidence",
+  "Swerve__V1__VersionEvidence",
+  "swerve.v1",
+  sizeof(Swerve__V1__VersionEvidence),
+  14,
+  swerve__v1__version_evidence__field_descriptors,
+  swerve__v1__version_evidence__field_indices_by_name,
+  1,  swerve__v1__version_evidence__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__version_evidence__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swerve__v1__rollout_statistics_response__field_descriptors[8] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__RolloutStatisticsResponse, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "latency_bounds_us",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Swerve__V1__RolloutStatisticsResponse, n_latency_bounds_us),
+    offsetof(Swerve__V1__RolloutStatisticsResponse, latency_bounds_us),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score_bounds",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Swerve__V1__RolloutStatisticsResponse, n_score_bounds),
+    offsetof(Swerve__V1__RolloutStatisticsResponse, score_bounds),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stable",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__RolloutStatisticsResponse, stable),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "canary",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__RolloutStatisticsResponse, canary),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "canary_percent",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__RolloutStatisticsResponse, canary_percent),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labels_generation",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__RolloutStatisticsResponse, labels_generation),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "versions",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swerve__V1__RolloutStatisticsResponse, n_versions),
+    offsetof(Swerve__V1__RolloutStatisticsResponse, versions),
+    &swerve__v1__version_evidence__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__rollout_statistics_response__field_indices_by_name[] = {
+  4,   /* field[4] = canary */
+  5,   /* field[5] = canary_percent */
+  6,   /* field[6] = labels_generation */
+  1,   /* field[1] = latency_bounds_us */
+  0,   /* field[0] = name */
+  2,   /* field[2] = score_bounds */
+  3,   /* field[3] = stable */
+  7,   /* field[7] = versions */
+};
+static const ProtobufCIntRange swerve__v1__rollout_statistics_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor swerve__v1__rollout_statistics_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.RolloutStatisticsResponse",
+  "RolloutStatisticsResponse",
+  "Swerve__V1__RolloutStatisticsResponse",
+  "swerve.v1",
+  sizeof(Swerve__V1__RolloutStatisticsResponse),
+  8,
+  swerve__v1__rollout_statistics_response__field_descriptors,
+  swerve__v1__rollout_statistics_response__field_indices_by_name,
+  1,  swerve__v1__rollout_statistics_response__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__rollout_statistics_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor swerve__v1__serving_insights__method_descriptors[2] =
 {
   { "PathStatistics", &swerve__v1__path_statistics_request__descriptor, &swerve__v1__path_statistics_response__descriptor },
+  { "RolloutStatistics", &swerve__v1__rollout_statistics_request__descriptor, &swerve__v1__rollout_statistics_response__descriptor },
 };
 const unsigned swerve__v1__serving_insights__method_indices_by_name[] = {
-  0         /* PathStatistics */
+  0,        /* PathStatistics */
+  1         /* RolloutStatistics */
 };
 const ProtobufCServiceDescriptor swerve__v1__serving_insights__descriptor =
 {
@@ -530,7 +1041,7 @@ const ProtobufCServiceDescriptor swerve__v1__serving_insights__descriptor =
   "ServingInsights",
   "Swerve__V1__ServingInsights",
   "swerve.v1",
-  1,
+  2,
   swerve__v1__serving_insights__method_descriptors,
   swerve__v1__serving_insights__method_indices_by_name
 };
@@ -541,6 +1052,14 @@ void swerve__v1__serving_insights__path_statistics(ProtobufCService *service,
 {
   assert(service->descriptor == &swerve__v1__serving_insights__descriptor);
   service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void swerve__v1__serving_insights__rollout_statistics(ProtobufCService *service,
+                                                      const Swerve__V1__RolloutStatisticsRequest *input,
+                                                      Swerve__V1__RolloutStatisticsResponse_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &swerve__v1__serving_insights__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void swerve__v1__serving_insights__init (Swerve__V1__ServingInsights_Service *service,
                                          Swerve__V1__ServingInsights_ServiceDestroy destroy)

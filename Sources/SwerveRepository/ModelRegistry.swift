@@ -61,10 +61,11 @@ public struct ModelRegistry: Sendable {
         repository.referenceStatistics(of: model, version: version)
     }
 
-    /// The version serving now: the highest version the model's version policy serves (the same
-    /// rule, and the same default policy, as the server's).
+    /// The version serving now: the stable label when the model has one, else the highest version
+    /// the model's version policy serves (the same rule, and the same default policy, as the server's).
     public func servingVersion(of model: String) throws -> Int? {
-        try repository.servedVersions(of: model).first
+        if let stable = try repository.labels(of: model)?.stable { return stable }
+        return try repository.servedVersions(of: model).first
     }
 
     /// The lineage metrics of the version serving now, for the no-regression gate.
@@ -81,13 +82,36 @@ public struct ModelRegistry: Sendable {
     /// Makes `version` the only serving version: config.json's policy becomes
     /// `{"specific": {"versions": [version]}}`, `version` becomes `serving` and the versions that
     /// were serving become `validated`.
+    ///
+    /// A label-managed model (one with a stable label) has its stable label moved instead, and the
+    /// version policy is left alone: replicas route by the labels.
     public func promote(model: String, version: Int, reason: String? = nil) throws {
+        if isLabelManaged(model) {
+            return try moveStable(model: model, to: version, previousBecome: .validated, reason: reason ?? "promoted")
+        }
         try switchServing(model: model, to: version, previousBecome: .validated, reason: reason ?? "promoted")
+    }
+
+    /// Moves the stable label to `version` (clearing a canary on it), marking it `serving` and the
+    /// old stable `previousBecome`.
+    private func moveStable(model: String, to version: Int, previousBecome: Lineage.Status, reason: String) throws {
+        var labels = try self.labels(of: model)
+        let old = labels.stable
+        labels.stable = version
+        if labels.canary == version { labels.canary = nil; labels.canaryPercent = 0 }
+        labels.reason = reason
+        try setLabels(model: model, labels)
+        try setStatus(.serving, model: model, version: version, reason: reason)
+        if let old, old != version { try setStatus(previousBecome, model: model, version: old, reason: reason) }
     }
 
     /// Puts `version` (an earlier one) back in service; the versions serving now become
     /// `rolled_back`.
+    /// A label-managed model has its stable label moved back instead.
     public func rollback(model: String, to version: Int, reason: String? = nil) throws {
+        if isLabelManaged(model) {
+            return try moveStable(model: model, to: version, previousBecome: .rolledBack, reason: reason ?? "rollback to \(version)")
+        }
         try switchServing(model: model, to: version, previousBecome: .rolledBack, reason: reason ?? "rollback to \(version)")
     }
 
@@ -138,7 +162,7 @@ public struct ModelRegistry: Sendable {
 
     // MARK: Internals
 
-    private func withModelLock<T>(_ model: String, _ body: () throws -> T) throws -> T {
+    func withModelLock<T>(_ model: String, _ body: () throws -> T) throws -> T {
         guard repository.modelExists(model) else {
             throw StorageError(.notFound, "no model folder \(repository.modelDirectory(model).path)")
         }

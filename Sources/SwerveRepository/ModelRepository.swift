@@ -193,21 +193,25 @@ public struct ModelRepository: Sendable {
         public var config: Data?
         /// Why config.json could not be read (not a regular file, too large), or nil.
         public var configProblem: String?
+        /// labels.json's bytes (nil without one), or why it could not be read.
+        public var labels: Data?
+        public var labelsProblem: String?
 
-        public init(versions: [Int], config: Data?, configProblem: String? = nil) {
+        public init(versions: [Int], config: Data?, configProblem: String? = nil, labels: Data? = nil, labelsProblem: String? = nil) {
             self.versions = versions
             self.config = config
             self.configProblem = configProblem
+            self.labels = labels
+            self.labelsProblem = labelsProblem
         }
     }
 
     /// The model's snapshot now. Never blocks: a config.json that is a FIFO is a problem, not a wait.
     public func snapshot(of model: String) -> Snapshot {
-        do {
-            return Snapshot(versions: versions(of: model), config: try readConfig(model))
-        } catch {
-            return Snapshot(versions: versions(of: model), config: nil, configProblem: error.message)
-        }
+        var s = Snapshot(versions: versions(of: model), config: nil)
+        do { s.config = try readConfig(model) } catch { s.configProblem = error.message }
+        do { s.labels = try readLabels(model) } catch { s.labelsProblem = error.message }
+        return s
     }
 
     /// config.json's bytes, nil when there is none; throws when it is not a regular file or holds

@@ -22,6 +22,8 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
         public static let failedPrecondition = Code(name: "failed_precondition")
         /// A model's config.json does not parse or breaks one of its rules.
         public static let invalidConfiguration = Code(name: "invalid_configuration")
+        /// A compare-and-set lost: what the caller read has changed since (labels.json's generation).
+        public static let aborted = Code(name: "aborted")
         public var description: String { name }
     }
 
@@ -50,6 +52,7 @@ extension StorageError: RPCErrorConvertible {
         case .invalidArgument, .invalidModel: .invalidArgument
         case .failedPrecondition, .invalidConfiguration: .failedPrecondition
         case .corrupt: .dataLoss
+        case .aborted: .aborted
         default: .internal
         }
     }

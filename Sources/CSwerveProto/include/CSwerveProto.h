@@ -7,6 +7,7 @@
 #include "health.pb-c.h"
 #include "onnx.pb-c.h"
 #include "swerve_serving.pb-c.h"
+#include "swerve_registry.pb-c.h"
 #include "swerve_training.pb-c.h"
 
 // `protobuf_c_empty_string` is an unsized extern array that Swift cannot import;

@@ -18,6 +18,9 @@ PROTOBUF_C__BEGIN_DECLS
 typedef struct Swerve__V1__PathStatisticsRequest Swerve__V1__PathStatisticsRequest;
 typedef struct Swerve__V1__VersionPathStatistics Swerve__V1__VersionPathStatistics;
 typedef struct Swerve__V1__PathStatisticsResponse Swerve__V1__PathStatisticsResponse;
+typedef struct Swerve__V1__RolloutStatisticsRequest Swerve__V1__RolloutStatisticsRequest;
+typedef struct Swerve__V1__VersionEvidence Swerve__V1__VersionEvidence;
+typedef struct Swerve__V1__RolloutStatisticsResponse Swerve__V1__RolloutStatisticsResponse;
 
 
 /* --- enums --- */
@@ -103,6 +106,105 @@ struct  Swerve__V1__PathStatisticsResponse
     , 0,NULL }
 
 
+struct  Swerve__V1__RolloutStatisticsRequest
+{
+  ProtobufCMessage base;
+  char *name;
+};
+#define SWERVE__V1__ROLLOUT_STATISTICS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__rollout_statistics_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Swerve__V1__VersionEvidence
+{
+  ProtobufCMessage base;
+  char *version;
+  /*
+   * READY, LOADING, UNAVAILABLE
+   */
+  char *state;
+  /*
+   * why not ready
+   */
+  char *reason;
+  /*
+   * labels this replica routes to this version now
+   */
+  size_t n_labels;
+  char **labels;
+  /*
+   * ModelInfer calls answered by this version
+   */
+  uint64_t requests;
+  /*
+   * of which failed
+   */
+  uint64_t failures;
+  /*
+   * per bucket of `latency_bounds_us` (+1 overflow bucket)
+   */
+  size_t n_latency_counts;
+  uint64_t *latency_counts;
+  /*
+   * The first output's predictions, per row: a class (an integer or string label, or the
+   * argmax of a per-row vector of scores) or a score (one number per row).
+   */
+  /*
+   * "class", "score" or "" (none yet)
+   */
+  char *prediction_kind;
+  /*
+   * class values seen (at most 64; the rest count as "other")
+   */
+  size_t n_classes;
+  char **classes;
+  size_t n_class_counts;
+  uint64_t *class_counts;
+  /*
+   * per bucket of `score_bounds` (+1 overflow bucket)
+   */
+  size_t n_score_counts;
+  uint64_t *score_counts;
+  uint64_t score_count;
+  double score_sum;
+  double score_sum_squares;
+};
+#define SWERVE__V1__VERSION_EVIDENCE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__version_evidence__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0 }
+
+
+struct  Swerve__V1__RolloutStatisticsResponse
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * upper bounds, ascending
+   */
+  size_t n_latency_bounds_us;
+  double *latency_bounds_us;
+  /*
+   * upper bounds, ascending
+   */
+  size_t n_score_bounds;
+  double *score_bounds;
+  /*
+   * The labels as this replica applies them now (a label names a version only once it is ready
+   * here) and the generation of labels.json they come from.
+   */
+  int64_t stable;
+  int64_t canary;
+  double canary_percent;
+  uint64_t labels_generation;
+  size_t n_versions;
+  Swerve__V1__VersionEvidence **versions;
+};
+#define SWERVE__V1__ROLLOUT_STATISTICS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__rollout_statistics_response__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0, 0, 0,NULL }
+
+
 /* Swerve__V1__PathStatisticsRequest methods */
 void   swerve__v1__path_statistics_request__init
                      (Swerve__V1__PathStatisticsRequest         *message);
@@ -160,6 +262,63 @@ Swerve__V1__PathStatisticsResponse *
 void   swerve__v1__path_statistics_response__free_unpacked
                      (Swerve__V1__PathStatisticsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Swerve__V1__RolloutStatisticsRequest methods */
+void   swerve__v1__rollout_statistics_request__init
+                     (Swerve__V1__RolloutStatisticsRequest         *message);
+size_t swerve__v1__rollout_statistics_request__get_packed_size
+                     (const Swerve__V1__RolloutStatisticsRequest   *message);
+size_t swerve__v1__rollout_statistics_request__pack
+                     (const Swerve__V1__RolloutStatisticsRequest   *message,
+                      uint8_t             *out);
+size_t swerve__v1__rollout_statistics_request__pack_to_buffer
+                     (const Swerve__V1__RolloutStatisticsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__RolloutStatisticsRequest *
+       swerve__v1__rollout_statistics_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__rollout_statistics_request__free_unpacked
+                     (Swerve__V1__RolloutStatisticsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Swerve__V1__VersionEvidence methods */
+void   swerve__v1__version_evidence__init
+                     (Swerve__V1__VersionEvidence         *message);
+size_t swerve__v1__version_evidence__get_packed_size
+                     (const Swerve__V1__VersionEvidence   *message);
+size_t swerve__v1__version_evidence__pack
+                     (const Swerve__V1__VersionEvidence   *message,
+                      uint8_t             *out);
+size_t swerve__v1__version_evidence__pack_to_buffer
+                     (const Swerve__V1__VersionEvidence   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__VersionEvidence *
+       swerve__v1__version_evidence__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__version_evidence__free_unpacked
+                     (Swerve__V1__VersionEvidence *message,
+                      ProtobufCAllocator *allocator);
+/* Swerve__V1__RolloutStatisticsResponse methods */
+void   swerve__v1__rollout_statistics_response__init
+                     (Swerve__V1__RolloutStatisticsResponse         *message);
+size_t swerve__v1__rollout_statistics_response__get_packed_size
+                     (const Swerve__V1__RolloutStatisticsResponse   *message);
+size_t swerve__v1__rollout_statistics_response__pack
+                     (const Swerve__V1__RolloutStatisticsResponse   *message,
+                      uint8_t             *out);
+size_t swerve__v1__rollout_statistics_response__pack_to_buffer
+                     (const Swerve__V1__RolloutStatisticsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__RolloutStatisticsResponse *
+       swerve__v1__rollout_statistics_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__rollout_statistics_response__free_unpacked
+                     (Swerve__V1__RolloutStatisticsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Swerve__V1__PathStatisticsRequest_Closure)
@@ -170,6 +329,15 @@ typedef void (*Swerve__V1__VersionPathStatistics_Closure)
                   void *closure_data);
 typedef void (*Swerve__V1__PathStatisticsResponse_Closure)
                  (const Swerve__V1__PathStatisticsResponse *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__RolloutStatisticsRequest_Closure)
+                 (const Swerve__V1__RolloutStatisticsRequest *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__VersionEvidence_Closure)
+                 (const Swerve__V1__VersionEvidence *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__RolloutStatisticsResponse_Closure)
+                 (const Swerve__V1__RolloutStatisticsResponse *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -182,6 +350,10 @@ struct Swerve__V1__ServingInsights_Service
                           const Swerve__V1__PathStatisticsRequest *input,
                           Swerve__V1__PathStatisticsResponse_Closure closure,
                           void *closure_data);
+  void (*rollout_statistics)(Swerve__V1__ServingInsights_Service *service,
+                             const Swerve__V1__RolloutStatisticsRequest *input,
+                             Swerve__V1__RolloutStatisticsResponse_Closure closure,
+                             void *closure_data);
 };
 typedef void (*Swerve__V1__ServingInsights_ServiceDestroy)(Swerve__V1__ServingInsights_Service *);
 void swerve__v1__serving_insights__init (Swerve__V1__ServingInsights_Service *service,
@@ -190,17 +362,25 @@ void swerve__v1__serving_insights__init (Swerve__V1__ServingInsights_Service *se
     { &swerve__v1__serving_insights__descriptor, protobuf_c_service_invoke_internal, NULL }
 #define SWERVE__V1__SERVING_INSIGHTS__INIT(function_prefix__) \
     { SWERVE__V1__SERVING_INSIGHTS__BASE_INIT,\
-      function_prefix__ ## path_statistics  }
+      function_prefix__ ## path_statistics,\
+      function_prefix__ ## rollout_statistics  }
 void swerve__v1__serving_insights__path_statistics(ProtobufCService *service,
                                                    const Swerve__V1__PathStatisticsRequest *input,
                                                    Swerve__V1__PathStatisticsResponse_Closure closure,
                                                    void *closure_data);
+void swerve__v1__serving_insights__rollout_statistics(ProtobufCService *service,
+                                                      const Swerve__V1__RolloutStatisticsRequest *input,
+                                                      Swerve__V1__RolloutStatisticsResponse_Closure closure,
+                                                      void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCMessageDescriptor swerve__v1__path_statistics_request__descriptor;
 extern const ProtobufCMessageDescriptor swerve__v1__version_path_statistics__descriptor;
 extern const ProtobufCMessageDescriptor swerve__v1__path_statistics_response__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__rollout_statistics_request__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__version_evidence__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__rollout_statistics_response__descriptor;
 extern const ProtobufCServiceDescriptor swerve__v1__serving_insights__descriptor;
 
 PROTOBUF_C__END_DECLS

@@ -212,9 +212,15 @@ public struct TrainingPipeline: Sendable {
         let statistics = try ReferenceStatistics(outcome.trainStatistics).jsonData()
         let version = try ModelPublisher.publish(onnx: outcome.onnx, repository: repository, name: model, lineage: lineage,
                                                  referenceStatistics: statistics)
-        try registry.promote(model: model, version: version, reason: "passed gates (job \(spec.jobID ?? "-"))")
         lineage.version = version
-        progress(PipelineEvent(line: "published and promoted \(model) version \(version)"))
+        // A label-managed model's traffic moves by rollout (`swerve rollout`), measured on live
+        // traffic, not by the gates alone: the version stays `validated` for it.
+        if registry.isLabelManaged(model) {
+            progress(PipelineEvent(line: "published \(model) version \(version) (validated; the model is label-managed: `swerve rollout` takes it to stable)"))
+        } else {
+            try registry.promote(model: model, version: version, reason: "passed gates (job \(spec.jobID ?? "-"))")
+            progress(PipelineEvent(line: "published and promoted \(model) version \(version)"))
+        }
         return PipelineResult(state: .succeeded, version: version, metrics: metrics, sliceMetrics: sliceMetrics,
                               rows: data.rowCount, model: outcome.model, lineage: lineage, outcome: outcome)
     }
