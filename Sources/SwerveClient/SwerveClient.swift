@@ -28,6 +28,8 @@ public final class SwerveClient: Sendable {
         public static let repositoryModelUnload = "/inference.GRPCInferenceService/RepositoryModelUnload"
         public static let healthCheck = "/grpc.health.v1.Health/Check"
         public static let healthWatch = "/grpc.health.v1.Health/Watch"
+        public static let pathStatistics = "/swerve.v1.ServingInsights/PathStatistics"
+        public static let rolloutStatistics = "/swerve.v1.ServingInsights/RolloutStatistics"
     }
 
     private let connections: [GRPCClientConnection]
@@ -39,7 +41,7 @@ public final class SwerveClient: Sendable {
     /// Metadata of the calls that change the server's state (``loadModel(name:timeout:)``,
     /// ``unloadModel(name:timeout:)``): `metadata` plus `authorization: Bearer <adminToken>`
     /// when the client was given an admin token. Other calls never carry the token.
-    private let controlMetadata: [(String, String)]
+    let controlMetadata: [(String, String)]
 
     private init(
         connections: [GRPCClientConnection], defaultTimeout: Duration?, metadata: [(String, String)], adminToken: String?,
@@ -164,6 +166,18 @@ public final class SwerveClient: Sendable {
             Method.modelStatistics, ModelStatisticsRequest(name: name, version: version), as: ModelStatisticsResponse.self,
             timeout: timeout
         ).modelStats
+    }
+
+    /// swerve.v1.ServingInsights PathStatistics: how each model version is served.
+    public func pathStatistics(name: String = "", version: String = "", timeout: Duration? = nil) async throws -> [VersionPathStatistics] {
+        try await call(Method.pathStatistics, PathStatisticsRequest(name: name, version: version), as: PathStatisticsResponse.self,
+                       timeout: timeout).models
+    }
+
+    /// swerve.v1.ServingInsights RolloutStatistics: per version of `name`, its state, the labels
+    /// this server routes to it, and the rollout evidence (counters since it loaded).
+    public func rolloutStatistics(name: String, timeout: Duration? = nil) async throws -> RolloutStatisticsResponse {
+        try await call(Method.rolloutStatistics, RolloutStatisticsRequest(name: name), as: RolloutStatisticsResponse.self, timeout: timeout)
     }
 
     /// RepositoryIndex (Triton extension): every model version the repository holds, with its
@@ -323,7 +337,8 @@ public final class SwerveClient: Sendable {
         }
     }
 
-    private func call<Request: ProtoMessage, Response: ProtoMessage>(
+    /// One unary call (extensions in other files add services: RegistryClient.swift).
+    func call<Request: ProtoMessage, Response: ProtoMessage>(
         _ method: String, _ request: Request, as: Response.Type, timeout: Duration?, metadata: [(String, String)]? = nil
     ) async throws -> Response {
         let bytes = try await unary(method, request.serializedBytes(), timeout: timeout, metadata: metadata)
