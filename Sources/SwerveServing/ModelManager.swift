@@ -370,6 +370,7 @@ public final class ModelManager: Sendable {
             logger.info("model version unloaded", metadata: ["model": "\(name)", "version": "\(m.version)"])
         }
         updateLoadedGauge()
+        publishLabelGauges(name)
         for (v, m) in loadedNow.sorted(by: { $0.key < $1.key }) where !retired.contains(where: { $0 === m }) {
             logger.info("model version ready", metadata: ["model": "\(name)", "version": "\(v)", "max_batch_size": "\(m.maxBatchSize)"])
         }
@@ -441,6 +442,18 @@ public final class ModelManager: Sendable {
         }
         for m in all { retire(m) }
         updateLoadedGauge()
+    }
+
+    /// `swerve_model_label_version{model,label}` (0: none) and `swerve_canary_percent{model}`, as
+    /// this server applies them.
+    private func publishLabelGauges(_ name: String) {
+        guard let a = appliedLabels(of: name) else { return }
+        Gauge(label: "swerve_model_label_version", dimensions: [("model", name), ("label", ModelLabels.stableName)]).record(a.stable)
+        Gauge(label: "swerve_model_label_version", dimensions: [("model", name), ("label", ModelLabels.canaryName)]).record(a.canary)
+        Gauge(label: "swerve_canary_percent", dimensions: [("model", name)]).record(a.canaryPercent)
+        if let previous = state.withLock({ $0[name]?.labels?.generation }) {
+            Gauge(label: "swerve_labels_generation", dimensions: [("model", name)]).record(Double(previous))
+        }
     }
 
     private func updateLoadedGauge() {
