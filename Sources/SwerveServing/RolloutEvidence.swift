@@ -50,6 +50,20 @@ public final class RolloutEvidence: Sendable {
     private struct State {
         var s = Snapshot()
         var classIndex: [String: Int] = [:]
+        /// Integer classes by value, so the request path makes no strings for them.
+        var intClassIndex: [Int64: Int] = [:]
+
+        /// The position of class `name` in the snapshot, adding it (or `otherClass` once
+        /// `maxClasses` are kept).
+        mutating func slot(_ name: String) -> Int {
+            if let i = classIndex[name] { return i }
+            let kept = s.classes.count < RolloutEvidence.maxClasses - 1 || name == RolloutEvidence.otherClass ? name : RolloutEvidence.otherClass
+            if let i = classIndex[kept] { return i }
+            classIndex[kept] = s.classes.count
+            s.classes.append(kept)
+            s.classCounts.append(0)
+            return s.classes.count - 1
+        }
     }
     private let state = Mutex(State())
 
@@ -91,13 +105,13 @@ public final class RolloutEvidence: Sendable {
             if width == 1 { recordScores(rows) { Double(v[$0]) } } else { recordClasses(rows) { Self.argmax(v, $0 * width, width) } }
         case .fp64(let v):
             if width == 1 { recordScores(rows) { v[$0] } } else { recordClasses(rows) { Self.argmax(v, $0 * width, width) } }
-        case .int64(let v): recordClasses(rows) { String(v[$0 * width]) }
-        case .int32(let v): recordClasses(rows) { String(v[$0 * width]) }
-        case .int16(let v): recordClasses(rows) { String(v[$0 * width]) }
-        case .int8(let v): recordClasses(rows) { String(v[$0 * width]) }
-        case .uint8(let v): recordClasses(rows) { String(v[$0 * width]) }
-        case .uint16(let v): recordClasses(rows) { String(v[$0 * width]) }
-        case .uint32(let v): recordClasses(rows) { String(v[$0 * width]) }
+        case .int64(let v): recordIntegerClasses(rows) { v[$0 * width] }
+        case .int32(let v): recordIntegerClasses(rows) { Int64(v[$0 * width]) }
+        case .int16(let v): recordIntegerClasses(rows) { Int64(v[$0 * width]) }
+        case .int8(let v): recordIntegerClasses(rows) { Int64(v[$0 * width]) }
+        case .uint8(let v): recordIntegerClasses(rows) { Int64(v[$0 * width]) }
+        case .uint16(let v): recordIntegerClasses(rows) { Int64(v[$0 * width]) }
+        case .uint32(let v): recordIntegerClasses(rows) { Int64(v[$0 * width]) }
         case .uint64(let v): recordClasses(rows) { String(v[$0 * width]) }
         case .bool(let v): recordClasses(rows) { v[$0 * width] ? "true" : "false" }
         case .bytes(let v): recordClasses(rows) { String(decoding: v[$0 * width].prefix(128), as: UTF8.self) }
@@ -129,13 +143,24 @@ public final class RolloutEvidence: Sendable {
         let labels = (0..<rows).map(label)
         state.withLock { st in
             st.s.kind = .classes
-            for l in labels {
-                if let i = st.classIndex[l] { st.s.classCounts[i] += 1; continue }
-                let name = st.s.classes.count < Self.maxClasses - 1 || l == Self.otherClass ? l : Self.otherClass
-                if let i = st.classIndex[name] { st.s.classCounts[i] += 1; continue }
-                st.classIndex[name] = st.s.classes.count
-                st.s.classes.append(name)
-                st.s.classCounts.append(1)
+            for l in labels { st.s.classCounts[st.slot(l)] += 1 }
+        }
+    }
+
+    private func recordIntegerClasses(_ rows: Int, _ value: (Int) -> Int64) {
+        state.withLock { st in
+            st.s.kind = .classes
+            for r in 0..<rows {
+                let x = value(r)
+                let i: Int
+                if let known = st.intClassIndex[x] {
+                    i = known
+                } else {
+                    i = st.slot(String(x))
+                    // Values past the cap all count as `otherClass`; remember only the kept ones.
+                    if st.intClassIndex.count < Self.maxClasses { st.intClassIndex[x] = i }
+                }
+                st.s.classCounts[i] += 1
             }
         }
     }
