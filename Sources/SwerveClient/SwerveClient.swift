@@ -28,6 +28,11 @@ public final class SwerveClient: Sendable {
         public static let repositoryModelUnload = "/inference.GRPCInferenceService/RepositoryModelUnload"
         public static let healthCheck = "/grpc.health.v1.Health/Check"
         public static let healthWatch = "/grpc.health.v1.Health/Watch"
+        public static let registryWatch = "/swerve.v1.Registry/Watch"
+        public static let registryFetchVersion = "/swerve.v1.Registry/FetchVersion"
+        public static let registryGetLabels = "/swerve.v1.Registry/GetLabels"
+        public static let registrySetLabels = "/swerve.v1.Registry/SetLabels"
+        public static let registrySetVersionStatus = "/swerve.v1.Registry/SetVersionStatus"
     }
 
     private let connections: [GRPCClientConnection]
@@ -39,7 +44,7 @@ public final class SwerveClient: Sendable {
     /// Metadata of the calls that change the server's state (``loadModel(name:timeout:)``,
     /// ``unloadModel(name:timeout:)``): `metadata` plus `authorization: Bearer <adminToken>`
     /// when the client was given an admin token. Other calls never carry the token.
-    private let controlMetadata: [(String, String)]
+    let controlMetadata: [(String, String)]
 
     private init(
         connections: [GRPCClientConnection], defaultTimeout: Duration?, metadata: [(String, String)], adminToken: String?,
@@ -309,7 +314,7 @@ public final class SwerveClient: Sendable {
 
     // MARK: - Calls
 
-    private func connection() -> GRPCClientConnection {
+    func connection() -> GRPCClientConnection {
         if connections.count == 1 { return connections[0] }
         let n = nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue
         return connections[Int(UInt(bitPattern: n) % UInt(connections.count))]
@@ -323,7 +328,7 @@ public final class SwerveClient: Sendable {
         }
     }
 
-    private func call<Request: ProtoMessage, Response: ProtoMessage>(
+    func call<Request: ProtoMessage, Response: ProtoMessage>(
         _ method: String, _ request: Request, as: Response.Type, timeout: Duration?, metadata: [(String, String)]? = nil
     ) async throws -> Response {
         let bytes = try await unary(method, request.serializedBytes(), timeout: timeout, metadata: metadata)
