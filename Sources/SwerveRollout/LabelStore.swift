@@ -1,6 +1,7 @@
 import Foundation
 import SwerveProto
 import SwerveRepository
+import SwerveClient
 import SwerveStatus
 
 /// Where a model's labels (desired state) and its versions' lineage status are kept: the
@@ -90,5 +91,62 @@ func labelStoreError(_ status: GRPCStatus, _ what: String) -> LabelStoreError {
     case .invalidArgument, .notFound, .failedPrecondition, .outOfRange:
         LabelStoreError(.invalid, "\(what): \(status.code.canonicalName): \(status.message)")
     default: LabelStoreError(.unavailable, "\(what): \(status.code.canonicalName): \(status.message)")
+    }
+}
+
+/// Labels and lineage kept by a `swerve.v1.Registry` service (`swerve registry`, `swerve
+/// trainer`) that replicas follow (`--registry HOST:PORT`), through its GetLabels, SetLabels and
+/// SetVersionStatus calls; a version's status is read from the registry's Watch snapshot.
+public struct RegistryLabelStore: LabelStore {
+    public let client: SwerveClient
+    public let address: String
+    public let timeout: Duration
+
+    public init(client: SwerveClient, address: String, timeout: Duration = .seconds(10)) {
+        self.client = client
+        self.address = address
+        self.timeout = timeout
+    }
+
+    public var description: String { "registry \(address)" }
+
+    public func labels(of model: String) async throws -> ModelLabels {
+        do {
+            return Self.labels(try await client.getLabels(model: model, timeout: timeout))
+        } catch let s as GRPCStatus { throw labelStoreError(s, "GetLabels \(model) from \(address)") }
+    }
+
+    public func setLabels(model: String, _ labels: ModelLabels, force: Bool) async throws -> ModelLabels {
+        var r = RegistryLabels(modelName: model, stable: Int64(labels.stable ?? 0), canary: Int64(labels.canary ?? 0),
+                               canaryPercent: labels.canaryPercent, previousStable: Int64(labels.previousStable ?? 0))
+        r.generation = labels.generation
+        r.reason = labels.reason ?? ""
+        do {
+            return Self.labels(try await client.setLabels(r, force: force, timeout: timeout))
+        } catch let s as GRPCStatus { throw labelStoreError(s, "SetLabels \(model) at \(address)") }
+    }
+
+    public func setStatus(model: String, version: Int, _ status: Lineage.Status, reason: String) async throws {
+        do {
+            _ = try await client.setVersionStatus(model: model, version: Int64(version), status: status.rawValue, reason: reason, timeout: timeout)
+        } catch let s as GRPCStatus { throw labelStoreError(s, "SetVersionStatus \(model) v\(version) at \(address)") }
+    }
+
+    public func status(model: String, version: Int) async throws -> (status: Lineage.Status, reason: String?)? {
+        do {
+            for try await m in client.registryWatch(model: model, timeout: timeout) {
+                if m.endOfSnapshot { return nil }
+                guard m.modelName == model else { continue }
+                guard let v = m.versions.first(where: { $0.version == Int64(version) }), let s = Lineage.Status(rawValue: v.status) else { return nil }
+                return (s, nil)
+            }
+            return nil
+        } catch let s as GRPCStatus { throw labelStoreError(s, "Watch \(model) at \(address)") }
+    }
+
+    static func labels(_ r: RegistryLabels) -> ModelLabels {
+        ModelLabels(stable: r.stable > 0 ? Int(r.stable) : nil, canary: r.canary > 0 ? Int(r.canary) : nil, canaryPercent: r.canaryPercent,
+                    previousStable: r.previousStable > 0 ? Int(r.previousStable) : nil, generation: r.generation,
+                    reason: r.reason.isEmpty ? nil : r.reason)
     }
 }
