@@ -189,7 +189,12 @@ public struct RolloutController: Sendable {
             next.canary = version
             next.canaryPercent = 0
             next.reason = "rollout of v\(version): canary at 0% while every replica loads it"
+            let hadStable = labels.stable != nil
             labels = try await write(next, from: labels)
+            if !hadStable, let s = labels.stable, try await store.status(model: model, version: s)?.status != .serving {
+                // The version the replicas served becomes the stable label: its lineage says so.
+                try await store.setStatus(model: model, version: s, .serving, reason: "serving when the rollout of v\(version) began (made the stable label)")
+            }
             report("labels: \(Self.describe(labels)) (generation \(labels.generation)); waiting for every replica to have v\(version) READY")
             steps = options.steps
         }

@@ -1,0 +1,439 @@
+"""`swerve rollout` across 3 replicas behind the real HAProxy (deploy/local/cluster.sh), sharing one
+repository folder, under open-loop load from `swerve bench` through HAProxy. Every gRPC status
+other than OK counts as a failed request; each test prints its count.
+
+The models are scikit-learn LogisticRegressions on iris (skl2onnx): v1 and v2 trained properly
+(C=1 and C=0.5: 99% of predictions equal), v3 on shuffled labels (its predicted class frequencies
+differ from v2's by a total variation distance of ~0.27), v4 = v2 padded with an unused 64 KB
+initializer (one replica runs with --max-model-bytes 16384, so it cannot load it), v5 = v2's
+graph fed with input + 0 x (a 160-layer 512-wide MatMul/Tanh chain of the input): the same
+predictions, ~100x the compute, v6 = v2 retrained (C=0.7) for the kill -9 run.
+
+Gates: the windows here are a few hundred requests (steps 50,100, bake 3 s at 200 req/s), where
+two samples of one distribution differ by a TVD of ~0.05 +- 0.02: --max-prediction-shift 0.15
+keeps the same model from failing by chance, while v3 (0.27) fails by far. The p99 of such a
+window is nearly its maximum, so only the slow-version test gates on it (see NO_P99). The
+replicas poll the repository every 0.3 s.
+
+Exit codes of `swerve rollout`: 0 promoted, 2 usage/connection, 3 rolled back.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+import oip
+from test_cluster import CLUSTER_SH, Cluster, failures, swerve_bin, wait_until
+
+MODEL = "iris"
+RATE = 200
+STEPS = ["--steps", "50,100", "--bake", "3s", "--min-requests", "150", "--max-prediction-shift", "0.15",
+         "--ready-timeout", "60s", "--apply-timeout", "30s"]
+# Only the slow-version test checks p99 (at 3x). Elsewhere the p99 gate is opened wide: on this
+# shared 2-core machine a CPU stall of other jobs now and then lifts the p99 of a few-hundred-request
+# window of an unchanged model from 0.2 ms to 12 ms (seen once in the first runs), which says
+# nothing about the model. The gate itself is unit-tested (SwerveRolloutTests).
+NO_P99 = ["--max-p99-ratio", "1000"]
+
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed (make deps)")
+
+
+# --------------------------------------------------------------------------
+# models
+
+
+def iris_model(c: float = 1.0, shuffle_seed: int | None = None):
+    from sklearn import datasets
+    from sklearn.linear_model import LogisticRegression
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    iris = datasets.load_iris()
+    x, y = iris.data.astype(np.float32), iris.target
+    if shuffle_seed is not None:
+        y = np.random.default_rng(shuffle_seed).permutation(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = LogisticRegression(C=c, max_iter=2000, random_state=0).fit(x, y)
+    return convert_sklearn(est, initial_types=[("input", FloatTensorType([None, 4]))],
+                           options={id(est): {"zipmap": False}}, target_opset={"": 13, "ai.onnx.ml": 1})
+
+
+def padded(model, nbytes: int):
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    m.graph.initializer.append(numpy_helper.from_array(np.zeros(nbytes // 4, np.float32), "padding_unused"))
+    return m
+
+
+def slowed(model, width: int = 512, layers: int = 160, seed: int = 1):
+    """`model` computing on input + 0 x chain(input): the same predictions, much more work."""
+    import onnx
+    from onnx import helper, numpy_helper
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if name == "input":
+                n.input[i] = "x_slow"
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((width, width)))
+    inits = [numpy_helper.from_array((rng.standard_normal((4, width)) / 2).astype(np.float32), "slow_a"),
+             numpy_helper.from_array(q.astype(np.float32), "slow_b"),  # orthogonal: values stay bounded
+             numpy_helper.from_array((rng.standard_normal((width, 4)) / np.sqrt(width)).astype(np.float32), "slow_c"),
+             numpy_helper.from_array(np.zeros((1, 4), np.float32), "slow_zero")]
+    nodes = [helper.make_node("MatMul", ["input", "slow_a"], ["slow_h0"])]
+    for i in range(layers):
+        nodes += [helper.make_node("MatMul", [f"slow_h{i}", "slow_b"], [f"slow_m{i}"]),
+                  helper.make_node("Tanh", [f"slow_m{i}"], [f"slow_h{i + 1}"])]
+    nodes += [helper.make_node("MatMul", [f"slow_h{layers}", "slow_c"], ["slow_z"]),
+              helper.make_node("Mul", ["slow_z", "slow_zero"], ["slow_z0"]),
+              helper.make_node("Add", ["input", "slow_z0"], ["x_slow"])]
+    rest = list(g.node)
+    del g.node[:]
+    g.node.extend(nodes + rest)
+    g.initializer.extend(inits)
+    return m
+
+
+def write_inputs(path: Path, n: int = 3000, seed: int = 5) -> Path:
+    """n distinct iris-like rows (real rows + noise), one request per line: the canary's hash share
+    of them is a fair sample of the whole."""
+    from sklearn import datasets
+    data = datasets.load_iris().data
+    rng = np.random.default_rng(seed)
+    rows = data[rng.integers(0, len(data), n)] + rng.normal(0, 0.15, (n, 4))
+    path.write_text("".join(json.dumps({"input": [[round(float(v), 4) for v in r]]}) + "\n" for r in rows))
+    return path
+
+
+def publish(repo: Path, model, scratch: Path, name: str = MODEL) -> int:
+    import onnx
+    f = scratch / f"publish-{time.monotonic_ns()}.onnx"
+    onnx.save(model, f)
+    done = subprocess.run([swerve_bin(), "publish", str(f), "--repository", str(repo), "--name", name],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return max(int(p.name) for p in (repo / name).iterdir() if p.name.isdigit())
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def labels(repo: Path, name: str = MODEL) -> dict:
+    p = repo / name / "labels.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def lineage(repo: Path, version: int, name: str = MODEL) -> dict:
+    return json.loads((repo / name / str(version) / "metadata.json").read_text())
+
+
+def rollout(repo: Path, version: int, replicas: list[str], *extra: str, name: str = MODEL,
+            timeout: float = 120, p99: list[str] = NO_P99) -> subprocess.CompletedProcess:
+    done = subprocess.run([swerve_bin(), "rollout", "--model", name, "--version", str(version),
+                           "--replicas", ",".join(replicas), "--repository", str(repo), *STEPS, *p99, *extra],
+                          capture_output=True, text=True, timeout=timeout)
+    print(f"\n$ swerve rollout --version {version} -> exit {done.returncode}\n{done.stdout}{done.stderr}")
+    return done
+
+
+class Load:
+    """`swerve bench` in open loop through HAProxy in the background, counting every failed request."""
+
+    def __init__(self, endpoint: str, inputs: Path, out: Path, duration: float, name: str = MODEL,
+                 input_file: bool = True, rate: float = RATE):
+        self.out, self.duration = out, duration
+        self.log = open(out.with_suffix(".log"), "w")
+        self.proc = subprocess.Popen(
+            [swerve_bin(), "bench", "--server", endpoint, "--model", name, "--rate", str(rate), "--concurrency", "32",
+             "--connections", "2", "--duration", str(duration), "--warmup", "0", "--timeout", "20", "--quiet",
+             "--json", str(out), "--inputs", f"file:{inputs}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+    def failed(self, what: str) -> int:
+        try:
+            self.proc.wait(timeout=self.duration + 60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.log.close()
+        text = self.out.with_suffix(".log").read_text()
+        assert self.proc.returncode == 0, f"swerve bench exited {self.proc.returncode}:\n{text[-2000:]}"
+        report = json.loads(self.out.read_text())
+        assert report["ok"] > 0, report
+        return failures(report, what)
+
+
+def answering_versions(addresses: list[str], inputs: Path, name: str = MODEL, count: int = 20) -> dict[str, set[str]]:
+    """The model_version of the responses of each replica (asked directly) to unversioned requests."""
+    rows = [json.loads(l)["input"] for l in inputs.read_text().splitlines()[:count]]
+    out = {}
+    for address in addresses:
+        with grpc.insecure_channel(address) as ch:
+            stub = oip.pb_grpc.GRPCInferenceServiceStub(ch)
+            seen = set()
+            for r in rows:
+                req = oip.make_request(name, {"input": np.array(r, np.float32)})
+                seen.add(stub.ModelInfer(req, timeout=10).model_version)
+            out[address] = seen
+    return out
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """3 replicas behind HAProxy on one repository holding iris v1 (served: version policy
+    specific [1], no labels yet) and v2..v6 (published, not served)."""
+    tmp = tmp_path_factory.mktemp("rollout")
+    repo = tmp / "repo"
+    (repo / MODEL).mkdir(parents=True)
+    v2 = iris_model(0.5)
+    models = [iris_model(1.0), v2, iris_model(0.01, shuffle_seed=2), padded(v2, 64000), slowed(v2), iris_model(0.7)]
+    for m in models:
+        publish(repo, m, tmp)
+    config = {"max_batch_size": 64, "serving_mode": "dynamic",
+              "dynamic_batching": {"max_queue_delay_us": 500, "max_queue_size": 1024},
+              "version_policy": {"specific": {"versions": [1]}}}
+    (repo / MODEL / "config.json").write_text(json.dumps(config))
+    cluster = Cluster(tmp / "cluster")
+    cluster.run("up", "-n", "3", "--repository", str(repo), "--drain-seconds", "0", "--",
+                "--poll-interval", "0.3")
+    try:
+        yield repo, cluster, write_inputs(tmp / "inputs.jsonl"), tmp
+    finally:
+        cluster.down()
+
+
+def replica_addresses(cluster: Cluster) -> list[str]:
+    return [f"127.0.0.1:{cluster.grpc_port(n)}" for n in cluster.replica_names()]
+
+
+# --------------------------------------------------------------------------
+# tests
+
+
+def test_v1_to_v2_under_load(fleet):
+    repo, cluster, inputs, tmp = fleet
+    replicas = replica_addresses(cluster)
+    assert all(v == {"1"} for v in answering_versions(replicas, inputs).values())
+    dry = rollout(repo, 2, replicas, "--dry-run")
+    assert dry.returncode == 0 and "dry run: nothing changed" in dry.stdout
+    assert labels(repo) == {}
+    load = Load(cluster.endpoint(), inputs, tmp / "v2.json", 20)
+    time.sleep(1)
+    done = rollout(repo, 2, replicas)
+    assert load.failed("v1 -> v2 by rollout") == 0
+    assert done.returncode == 0, done.stderr
+    # One progress line per step with both sides' figures.
+    steps = [l for l in done.stdout.splitlines() if l.startswith("step ")]
+    assert len(steps) == 2 and all("canary v2:" in l and "stable v1:" in l and "-> pass" in l for l in steps), steps
+    l = labels(repo)
+    assert (l["stable"], l.get("canary"), l["previous_stable"]) == (2, None, 1), l
+    assert lineage(repo, 2)["status"] == "serving"
+    assert lineage(repo, 1)["status"] == "validated"
+    assert all(v == {"2"} for v in answering_versions(replicas, inputs).values()), answering_versions(replicas, inputs)
+    # Run again: already done.
+    again = rollout(repo, 2, replicas)
+    assert again.returncode == 0 and "stable already" in again.stdout
+
+
+def current_stable(repo: Path, replicas: list[str], inputs: Path) -> str:
+    """What serves now (v2 after the first test; whatever every replica answers otherwise)."""
+    versions = set().union(*answering_versions(replicas, inputs).values())
+    assert len(versions) == 1, versions
+    return versions.pop()
+
+
+def test_shifted_predictions_roll_back(fleet):
+    repo, cluster, inputs, tmp = fleet
+    replicas = replica_addresses(cluster)
+    stable = current_stable(repo, replicas, inputs)
+    load = Load(cluster.endpoint(), inputs, tmp / "v3.json", 12)
+    time.sleep(1)
+    done = rollout(repo, 3, replicas)
+    assert load.failed("v3 (shuffled labels) rolled back") == 0
+    assert done.returncode == 3, done.stderr
+    assert "prediction shift" in done.stderr and "classes TVD" in done.stderr, done.stderr
+    assert labels(repo).get("canary") is None
+    record = lineage(repo, 3)
+    assert record["status"] == "rolled_back", record["status"]
+    why = record["status_history"][-1]["reason"]
+    assert "prediction shift" in why and "canary v3:" in why, why
+    assert all(v == {stable} for v in answering_versions(replicas, inputs).values())
+
+
+def test_a_version_one_replica_cannot_load_stops_before_traffic_moves(fleet):
+    repo, cluster, inputs, tmp = fleet
+    replicas = replica_addresses(cluster)
+    # A 4th replica on the same repository that refuses model files above 16 KiB (v4 is 64 KB).
+    odd = oip.Server(repo, tmp / "odd.log", ["--poll-interval", "0.3", "--max-model-bytes", "16384"]).start()
+    try:
+        before = labels(repo)
+        shares: list[float] = []
+        proc = subprocess.Popen([swerve_bin(), "rollout", "--model", MODEL, "--version", "4", "--replicas",
+                                 ",".join(replicas + [odd.address]), "--repository", str(repo), *STEPS, *NO_P99],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Watch every labels.json the rollout writes: no canary share above 0 ever.
+        deadline = time.monotonic() + 90
+        while proc.poll() is None and time.monotonic() < deadline:
+            shares.append(labels(repo).get("canary_percent", 0))
+            time.sleep(0.02)
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate(timeout=10)
+        print(out, err)
+        assert proc.returncode == 3, err
+        assert max(shares) == 0, shares
+        assert f"{odd.address} cannot load v4" in err and "16384" in err, err
+        after = labels(repo)
+        assert after.get("canary") is None and after["stable"] == before.get("stable", after["stable"])
+        assert lineage(repo, 4)["status"] == "rolled_back"
+        assert "cannot load v4" in lineage(repo, 4)["status_history"][-1]["reason"]
+    finally:
+        odd.stop()
+
+
+def test_slow_version_rolls_back_on_p99(fleet):
+    repo, cluster, inputs, tmp = fleet
+    replicas = replica_addresses(cluster)
+    stable = current_stable(repo, replicas, inputs)
+    load = Load(cluster.endpoint(), inputs, tmp / "v5.json", 14)
+    time.sleep(1)
+    done = rollout(repo, 5, replicas, p99=["--max-p99-ratio", "3"])
+    assert load.failed("v5 (slow) rolled back") == 0
+    assert done.returncode == 3, done.stderr
+    assert "p99" in done.stderr and "ratio" in done.stderr, done.stderr
+    assert "prediction shift" not in done.stderr.split("(canary")[0], done.stderr
+    assert lineage(repo, 5)["status"] == "rolled_back"
+    assert labels(repo).get("canary") is None
+    assert all(v == {stable} for v in answering_versions(replicas, inputs).values())
+
+
+def test_kill_9_mid_rollout_then_run_again(fleet):
+    repo, cluster, inputs, tmp = fleet
+    replicas = replica_addresses(cluster)
+    stable = int(current_stable(repo, replicas, inputs))
+    load = Load(cluster.endpoint(), inputs, tmp / "v6.json", 25)
+    time.sleep(1)
+    argv = [swerve_bin(), "rollout", "--model", MODEL, "--version", "6", "--replicas", ",".join(replicas),
+            "--repository", str(repo), *STEPS, *NO_P99]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # Mid-way: during the bake of the 50% step.
+        wait_until(lambda: labels(repo).get("canary_percent", 0) == 50 or proc.poll() is not None, 60,
+                   "the rollout to reach 50%")
+        assert proc.poll() is None, proc.communicate()[0]
+        time.sleep(1)
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    mid = labels(repo)
+    assert (mid["stable"], mid["canary"], mid["canary_percent"]) == (stable, 6, 50), mid
+    done = rollout(repo, 6, replicas)
+    assert load.failed("v6 rollout killed with -9 at 50%, then run again") == 0
+    assert done.returncode == 0, done.stderr
+    assert "resuming: stable" in done.stdout
+    l = labels(repo)
+    assert (l["stable"], l.get("canary"), l["previous_stable"]) == (6, None, stable), l
+    assert lineage(repo, 6)["status"] == "serving"
+    assert lineage(repo, stable)["status"] == "validated"
+    assert all(v == {"6"} for v in answering_versions(replicas, inputs).values())
+
+
+# --------------------------------------------------------------------------
+# the whole loop: examples -> trainer (continuous job) -> rollout -> served predictions
+
+
+def test_continuous_training_to_served_predictions(tmp_path):
+    from test_training import SCHEMA, Trainer, make_rows, tpb
+
+    name = "clicks"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    trainer = Trainer(repo, tmp_path / "state", tmp_path / "trainer.log").start()
+    cluster = None
+    try:
+        rows = 600
+        gates = {"overall": [{"metric": "accuracy", "comparison": "at_least", "threshold": 0.7}],
+                 "max_regression": {"accuracy": 0.2}}
+        status = trainer.stub.SubmitJob(tpb.SubmitJobRequest(
+            model_name=name, model_kind="logistic", schema_json=json.dumps(SCHEMA), continuous=True,
+            hyperparameters={"epochs": "10", "lr": "0.05", "patience": "0", "seed": "3", "min_batch_rows": str(rows)},
+            gates_json=json.dumps(gates), started_by="interop-rollout", poll_seconds=1), timeout=10)
+        assert status.job_id.startswith("cont-"), status
+
+        def push(seed: int) -> None:
+            x, y = make_rows(rows, seed=seed)
+            examples = [tpb.Example(features={"x1": repr(a), "x2": repr(b), "x3": repr(c)}, label=str(l))
+                        for (a, b, c), l in zip(x.tolist(), y.tolist())]
+            assert trainer.stub.AppendExamples(tpb.AppendExamplesRequest(model_name=name, examples=examples),
+                                               timeout=30).count == rows
+
+        def versions() -> list:
+            try:
+                return [(v.version, v.status) for v in trainer.stub.ListVersions(tpb.ModelRef(model_name=name), timeout=5).versions]
+            except grpc.RpcError:
+                return []
+
+        push(1)
+        wait_until(lambda: len(versions()) >= 1, 60, "the continuous job to publish v1")
+        # From here on the model is label-managed: stable=1.
+        done = subprocess.run([swerve_bin(), "label", "--model", name, "stable=1", "--repository", str(repo)],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert "stable v1" in done.stdout
+
+        cluster = Cluster(tmp_path / "cluster")
+        cluster.run("up", "-n", "3", "--repository", str(repo), "--drain-seconds", "0", "--", "--poll-interval", "0.3")
+        replicas = replica_addresses(cluster)
+
+        push(2)
+        wait_until(lambda: len(versions()) >= 2, 60, "the continuous job to publish v2")
+        # A label-managed model's new version stays validated: a rollout takes it to stable.
+        assert versions()[1] == (2, "validated"), versions()
+        assert labels(repo, name)["stable"] == 1
+
+        x, _ = make_rows(3000, seed=9)
+        inputs = tmp_path / "inputs.jsonl"
+        inputs.write_text("".join(json.dumps({"numeric": [[round(v, 4) for v in r]]}) + "\n" for r in x.tolist()))
+        load = Load(cluster.endpoint(), inputs, tmp_path / "cont.json", 18, name=name)
+        time.sleep(1)
+        # Two models trained on different batches predict a positive rate a few points apart (a TVD
+        # of 0.02-0.10 on these windows, seen): the gate here is set above that.
+        done = rollout(repo, 2, replicas, "--max-prediction-shift", "0.25", name=name)
+        assert load.failed("continuous job's v2 by rollout") == 0
+        assert done.returncode == 0, done.stderr
+        assert versions()[1] == (2, "serving"), versions()
+        # Every replica answers with v2, and what it answers is what onnxruntime computes with v2.
+        probe = x[:8].astype(np.float32)
+        want = oip.ort_run(repo / name / "2" / "model.onnx", {"numeric": probe})
+        for address in replicas:
+            with grpc.insecure_channel(address) as ch:
+                stub = oip.pb_grpc.GRPCInferenceServiceStub(ch)
+                resp = stub.ModelInfer(oip.make_request(name, {"numeric": probe}), timeout=10)
+                assert resp.model_version == "2", (address, resp.model_version)
+                got = oip.decode_response(resp)
+                assert (got["label"] == want["label"]).all()
+                np.testing.assert_allclose(got["probabilities"], want["probabilities"], rtol=1e-5, atol=1e-6)
+    finally:
+        if cluster is not None:
+            cluster.down()
+        trainer.stop()
