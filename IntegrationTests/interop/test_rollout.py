@@ -15,7 +15,13 @@ keeps the same model from failing by chance, while v3 (0.27) fails by far. The p
 window is nearly its maximum, so only the slow-version test gates on it (see NO_P99). The
 replicas poll the repository every 0.3 s.
 
-Exit codes of `swerve rollout`: 0 promoted, 2 usage/connection, 3 rolled back.
+Tests, in order on one fleet: v1 -> v2 (zero failed requests, every replica answers v2), v3
+rolled back on the prediction check, v4 stops before any traffic moves (a 4th replica cannot load
+it), v5 rolled back on p99, v6 interrupted by SIGINT at 50% and by kill -9 at 100% and run again
+to the end. Apart: `swerve label` by hand and through `swerve registry` (token, --replicas
+refusal), and the whole loop from a continuous training job's examples to served predictions.
+
+Exit codes of `swerve rollout`: 0 promoted, 2 usage/connection, 3 rolled back, 130 SIGINT.
 """
 from __future__ import annotations
 
@@ -325,37 +331,120 @@ def test_slow_version_rolls_back_on_p99(fleet):
     assert all(v == {stable} for v in answering_versions(replicas, inputs).values())
 
 
-def test_kill_9_mid_rollout_then_run_again(fleet):
+def test_sigint_then_kill_9_mid_rollout_then_run_again(fleet):
     repo, cluster, inputs, tmp = fleet
     replicas = replica_addresses(cluster)
     stable = int(current_stable(repo, replicas, inputs))
-    load = Load(cluster.endpoint(), inputs, tmp / "v6.json", 25)
+    load = Load(cluster.endpoint(), inputs, tmp / "v6.json", 35)
     time.sleep(1)
     argv = [swerve_bin(), "rollout", "--model", MODEL, "--version", "6", "--replicas", ",".join(replicas),
             "--repository", str(repo), *STEPS, *NO_P99]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        # Mid-way: during the bake of the 50% step.
-        wait_until(lambda: labels(repo).get("canary_percent", 0) == 50 or proc.poll() is not None, 60,
-                   "the rollout to reach 50%")
-        assert proc.poll() is None, proc.communicate()[0]
-        time.sleep(1)
-        proc.kill()
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    def interrupt_at(share: float, how) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_until(lambda: labels(repo).get("canary_percent", 0) == share or proc.poll() is not None, 60,
+                       f"the rollout to reach {share}%")
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(1)  # inside the step's bake
+            how(proc)
+            proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        return proc
+
+    # SIGINT during the 50% bake: labels left as they are, and it says how to resume.
+    proc = interrupt_at(50, lambda p: p.send_signal(signal.SIGINT))
+    out = proc.stdout.read()
+    print(out)
+    assert proc.returncode == 130, out
+    assert "interrupted by SIGINT; labels left as they are (stable" in out and "Run the same command again" in out, out
     mid = labels(repo)
     assert (mid["stable"], mid["canary"], mid["canary_percent"]) == (stable, 6, 50), mid
+
+    # Run again, and kill -9 it during the 100% bake (it re-bakes 50% first: that window was not judged).
+    proc = interrupt_at(100, lambda p: p.kill())
+    out = proc.stdout.read()
+    print(out)
+    assert "resuming: stable" in out and "step 1/2 50%" in out, out
+    mid = labels(repo)
+    assert (mid["stable"], mid["canary"], mid["canary_percent"]) == (stable, 6, 100), mid
+
+    # Run again: resumed at 100%, it compares with stable's figures since it loaded, and finishes.
     done = rollout(repo, 6, replicas)
-    assert load.failed("v6 rollout killed with -9 at 50%, then run again") == 0
+    assert load.failed("v6 rollout: SIGINT at 50%, kill -9 at 100%, run again") == 0
     assert done.returncode == 0, done.stderr
-    assert "resuming: stable" in done.stdout
+    assert "resuming: stable" in done.stdout and "stable since it loaded" in done.stdout, done.stdout
     l = labels(repo)
     assert (l["stable"], l.get("canary"), l["previous_stable"]) == (6, None, stable), l
     assert lineage(repo, 6)["status"] == "serving"
     assert lineage(repo, stable)["status"] == "validated"
     assert all(v == {"6"} for v in answering_versions(replicas, inputs).values())
+
+
+def test_label_by_hand_and_through_the_registry(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / MODEL).mkdir(parents=True)
+    for m in (iris_model(1.0), iris_model(0.5)):
+        publish(repo, m, tmp_path)
+    (repo / MODEL / "config.json").write_text(json.dumps({"version_policy": {"specific": {"versions": [1]}}}))
+    token = tmp_path / "token"
+    token.write_text("rollout-test-token-0123456789\n")
+    token.chmod(0o600)
+    server = oip.Server(repo, tmp_path / "serve.log", ["--poll-interval", "0.3"]).start()
+    registry_port = oip.free_port()
+    registry = subprocess.Popen([swerve_bin(), "registry", "--repository", str(repo), "--port", str(registry_port),
+                                 "--admin-token-file", str(token)], stdout=open(tmp_path / "registry.log", "wb"),
+                                stderr=subprocess.STDOUT)
+    try:
+        def label(*args: str, store: list[str] | None = None) -> subprocess.CompletedProcess:
+            done = subprocess.run([swerve_bin(), "label", "--model", MODEL, *args,
+                                   *(store or ["--repository", str(repo)])], capture_output=True, text=True, timeout=30)
+            print(f"$ swerve label {' '.join(args)} -> {done.returncode}\n{done.stdout}{done.stderr}")
+            return done
+
+        done = label()
+        assert done.returncode == 0 and "generation 0): no labels" in done.stdout
+        done = label("stable=1")
+        assert done.returncode == 0 and "stable v1, no canary" in done.stdout
+        assert lineage(repo, 1)["status"] == "serving"
+        # v2 is not loaded on the replica (policy: v1 only): a label may not point at it there.
+        done = label("canary=2", "--canary-percent", "10", "--replicas", server.address)
+        assert done.returncode == 2 and f"{server.address}: v2 not loaded" in done.stderr, done.stderr
+        assert labels(repo).get("canary") is None
+        # Canary at 0% makes every replica load it; once it is READY the share may move.
+        assert label("canary=2").returncode == 0
+        wait_until(lambda: label("--canary-percent", "10", "--replicas", server.address).returncode == 0, 30,
+                   "v2 to be READY on the replica")
+        assert (labels(repo)["canary"], labels(repo)["canary_percent"]) == (2, 10)
+        assert label("stable=2", "canary=3").returncode == 2  # no version 3
+        assert label("stable=x").returncode == 2
+
+        # Through the registry: the token is needed, and the same labels come back.
+        wait_until(lambda: subprocess.run([swerve_bin(), "label", "--model", MODEL, "--registry",
+                                           f"127.0.0.1:{registry_port}", "--token-file", str(token)],
+                                          capture_output=True, timeout=30).returncode == 0, 30, "the registry to answer")
+        via = ["--registry", f"127.0.0.1:{registry_port}", "--token-file", str(token)]
+        done = label(store=via)
+        assert done.returncode == 0 and "stable v1, canary v2 at 10%" in done.stdout, done.stdout
+        done = label(store=["--registry", f"127.0.0.1:{registry_port}"])
+        assert done.returncode == 2 and "UNAUTHENTICATED" in done.stderr, done.stderr
+        done = label("--clear-canary", store=via)
+        assert done.returncode == 0 and "stable v1, no canary" in done.stdout, done.stdout
+        assert labels(repo).get("canary") is None
+        done = subprocess.run([swerve_bin(), "rollout", "--model", MODEL, "--version", "2", "--replicas", server.address,
+                               *via, "--dry-run"], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and "plan: write canary=v2 at 0%" in done.stdout, done.stdout + done.stderr
+    finally:
+        registry.terminate()
+        try:
+            registry.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            registry.kill()
+            registry.wait(timeout=10)
+        server.stop()
 
 
 # --------------------------------------------------------------------------

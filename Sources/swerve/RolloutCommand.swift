@@ -154,7 +154,9 @@ struct LabelCommand: AsyncParsableCommand {
 
             --replicas H:P,...: refuse (exit 2, nothing written) unless every replica reports the \
             versions the new labels name READY (swerve.v1.ServingInsights/RolloutStatistics); a \
-            replica routes to a label only once its version is ready there.
+            replica routes to a label only once its version is ready there. To have a version \
+            loaded first, label it canary at 0% without --replicas (a labelled version is loaded \
+            whatever the version policy), or let the version policy load it.
 
             Exit codes: 0 done; 2 bad arguments, an unreachable store or replica, a change the store \
             refuses (unknown or rejected version) or versions not ready on --replicas; 4 the labels \
