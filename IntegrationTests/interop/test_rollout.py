@@ -19,7 +19,8 @@ Tests, in order on one fleet: v1 -> v2 (zero failed requests, every replica answ
 rolled back on the prediction check, v4 stops before any traffic moves (a 4th replica cannot load
 it), v5 rolled back on p99, v6 interrupted by SIGINT at 50% and by kill -9 at 100% and run again
 to the end. Apart: `swerve label` by hand and through `swerve registry` (token, --replicas
-refusal), and the whole loop from a continuous training job's examples to served predictions.
+refusal), a rollout through `--registry` with 2 replicas following it (promote, then a rolled-back
+v3 that a later run refuses without --force), and the whole loop from a continuous training job's examples to served predictions.
 
 Exit codes of `swerve rollout`: 0 promoted, 2 usage/connection, 3 rolled back, 130 SIGINT.
 """
@@ -445,6 +446,77 @@ def test_label_by_hand_and_through_the_registry(tmp_path):
             registry.kill()
             registry.wait(timeout=10)
         server.stop()
+
+
+def test_rollout_through_a_registry_that_replicas_follow(tmp_path):
+    """The same controller over `--registry`: labels and lineage through swerve.v1.Registry
+    (SetLabels compare-and-set, SetVersionStatus), replicas following it with their own folders."""
+    repo = tmp_path / "registry-repo"
+    (repo / MODEL).mkdir(parents=True)
+    for m in (iris_model(1.0), iris_model(0.5), iris_model(0.01, shuffle_seed=2)):
+        publish(repo, m, tmp_path)
+    (repo / MODEL / "config.json").write_text(json.dumps({"serving_mode": "dynamic",
+                                                          "version_policy": {"specific": {"versions": [1]}}}))
+    token = tmp_path / "token"
+    token.write_text("rollout-registry-token-0123456789\n")
+    token.chmod(0o600)
+    port = oip.free_port()
+    registry = subprocess.Popen([swerve_bin(), "registry", "--repository", str(repo), "--port", str(port),
+                                 "--admin-token-file", str(token)], stdout=open(tmp_path / "registry.log", "wb"),
+                                stderr=subprocess.STDOUT)
+    servers = []
+    try:
+        wait_until(lambda: subprocess.run([swerve_bin(), "label", "--model", MODEL, "--registry", f"127.0.0.1:{port}",
+                                           "--token-file", str(token)], capture_output=True, timeout=30).returncode == 0,
+                   30, "the registry to answer")
+        for i in range(2):
+            local = tmp_path / f"local{i}"
+            local.mkdir()
+            servers.append(oip.Server(local, tmp_path / f"follower{i}.log",
+                                      ["--follow", f"127.0.0.1:{port}", "--follow-token-file", str(token)])
+                           .start(require_server_ready=False, wait_for=[MODEL]))
+        replicas = [s.address for s in servers]
+        inputs = write_inputs(tmp_path / "inputs.jsonl")
+        via = ["--registry", f"127.0.0.1:{port}", "--token-file", str(token)]
+        loads = [Load(a, inputs, tmp_path / f"load{i}.json", 16, rate=RATE / 2) for i, a in enumerate(replicas)]
+        time.sleep(1)
+        done = subprocess.run([swerve_bin(), "rollout", "--model", MODEL, "--version", "2", "--replicas", ",".join(replicas),
+                               *via, *STEPS, *NO_P99], capture_output=True, text=True, timeout=120)
+        print(done.stdout, done.stderr)
+        for i, load in enumerate(loads):
+            assert load.failed(f"registry-followed replica {i}, v1 -> v2") == 0
+        assert done.returncode == 0, done.stderr
+        l = labels(repo)
+        assert (l["stable"], l.get("canary")) == (2, None), l
+        assert lineage(repo, 2)["status"] == "serving" and lineage(repo, 1)["status"] == "validated"
+        assert all(v == {"2"} for v in answering_versions(replicas, inputs).values())
+
+        # v3 (shuffled labels) through the registry: rolled back, recorded in the registry's lineage.
+        loads = [Load(a, inputs, tmp_path / f"load3-{i}.json", 8, rate=RATE / 2) for i, a in enumerate(replicas)]
+        time.sleep(1)
+        done = subprocess.run([swerve_bin(), "rollout", "--model", MODEL, "--version", "3", "--replicas", ",".join(replicas),
+                               *via, *STEPS, *NO_P99, "--steps", "50"],
+                              capture_output=True, text=True, timeout=120)
+        print(done.stdout, done.stderr)
+        for i, load in enumerate(loads):
+            assert load.failed(f"registry-followed replica {i}, v3 rolled back") == 0
+        assert done.returncode == 3, done.stderr
+        assert "prediction shift" in done.stderr, done.stderr
+        assert lineage(repo, 3)["status"] == "rolled_back"
+        assert labels(repo).get("canary") is None
+        # A version rolled back before is refused (the registry's Watch shows its status) unless --force.
+        again = subprocess.run([swerve_bin(), "rollout", "--model", MODEL, "--version", "3", "--replicas", ",".join(replicas),
+                                *via, "--dry-run"], capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0 and "was rolled back before" in again.stdout, again.stdout
+    finally:
+        for s in servers:
+            s.stop()
+        registry.terminate()
+        try:
+            registry.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            registry.kill()
+            registry.wait(timeout=10)
 
 
 # --------------------------------------------------------------------------

@@ -9,7 +9,8 @@ public struct RolloutGates: Sendable, Equatable {
     /// Fail when the prediction distributions differ by more than this: total variation distance
     /// for classes, Kolmogorov–Smirnov distance for scores.
     public var maxPredictionShift: Double = 0.1
-    /// Fewest requests each side needs in a window before it is judged (0: no minimum).
+    /// Fewest requests each side needs in a window before it is judged (0: any number, but at
+    /// least one).
     public var minRequests: UInt64 = 50
 
     public init(maxErrorRate: Double = 0.001, maxP99Ratio: Double = 1.5, maxPredictionShift: Double = 0.1, minRequests: UInt64 = 50) {
@@ -87,9 +88,12 @@ public struct WindowComparison: Sendable {
     }
 
     /// Which side has fewer requests than the gates ask for ("canary", "stable"), or nil.
+    /// A side without a single request is never judged, even with `minRequests` 0: no evidence is
+    /// not a pass.
     public func insufficient(_ gates: RolloutGates) -> String? {
-        if canary.requests < gates.minRequests { return "canary \(canary.requests) requests" }
-        if stable.requests < gates.minRequests { return "stable \(stable.requests) requests" }
+        let least = max(1, gates.minRequests)
+        if canary.requests < least { return "canary \(canary.requests) requests" }
+        if stable.requests < least { return "stable \(stable.requests) requests" }
         return nil
     }
 

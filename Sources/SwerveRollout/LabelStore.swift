@@ -96,7 +96,7 @@ func labelStoreError(_ status: GRPCStatus, _ what: String) -> LabelStoreError {
 
 /// Labels and lineage kept by a `swerve.v1.Registry` service (`swerve registry`, `swerve
 /// trainer`) that replicas follow (`--registry HOST:PORT`), through its GetLabels, SetLabels and
-/// SetVersionStatus calls; a version's status is read from the registry's Watch snapshot.
+/// SetVersionStatus calls; a version's status is read from its metadata.json through FetchVersion.
 public struct RegistryLabelStore: LabelStore {
     public let client: SwerveClient
     public let address: String
@@ -132,16 +132,28 @@ public struct RegistryLabelStore: LabelStore {
         } catch let s as GRPCStatus { throw labelStoreError(s, "SetVersionStatus \(model) v\(version) at \(address)") }
     }
 
+    /// The version's lineage record (metadata.json) as FetchVersion sends it: the registry sends a
+    /// version's files sorted by name, so metadata.json comes before model.onnx; reading stops
+    /// at its last chunk, or after `ModelRepository.maxMetadataBytes` bytes of any file.
+    /// NOT_FOUND (no such version) is nil.
     public func status(model: String, version: Int) async throws -> (status: Lineage.Status, reason: String?)? {
+        var bytes: [UInt8] = []
+        var seen = 0
         do {
-            for try await m in client.registryWatch(model: model, timeout: timeout) {
-                if m.endOfSnapshot { return nil }
-                guard m.modelName == model else { continue }
-                guard let v = m.versions.first(where: { $0.version == Int64(version) }), let s = Lineage.Status(rawValue: v.status) else { return nil }
-                return (s, nil)
+            for try await chunk in client.fetchVersion(model: model, version: Int64(version), timeout: timeout) {
+                seen += chunk.data.count
+                if chunk.file == ModelRepository.metadataFileName {
+                    bytes += chunk.data
+                    if chunk.last { break }
+                }
+                if seen > ModelRepository.maxMetadataBytes { return nil }
             }
-            return nil
-        } catch let s as GRPCStatus { throw labelStoreError(s, "Watch \(model) at \(address)") }
+        } catch let s as GRPCStatus {
+            if s.code == .notFound { return nil }
+            throw labelStoreError(s, "FetchVersion \(model) v\(version) (its lineage) from \(address)")
+        }
+        guard !bytes.isEmpty, let l = try? Lineage.decode(Data(bytes)) else { return nil }
+        return (l.status, l.statusHistory.last?.reason)
     }
 
     static func labels(_ r: RegistryLabels) -> ModelLabels {

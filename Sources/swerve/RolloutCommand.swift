@@ -242,7 +242,8 @@ struct RolloutCommand: AsyncParsableCommand {
             At 100% stable takes no traffic: its figures come from the last window that had enough \
             stable requests (or, resumed at 100%, from its counters since it loaded). A side with fewer \
             than --min-requests requests in the window: bake on, up to 4 x --bake, then roll back with \
-            "insufficient traffic" (--min-requests 0: judge whatever arrived).
+            "insufficient traffic" (--min-requests 0: judge whatever arrived, but never a side with no \
+            request at all).
             3. Promotes (stable=V, canary cleared, V serving and the old stable validated in their \
             lineage), or on any failed check clears the canary (share 0) in one write and marks V \
             rolled_back with the reason and figures.
@@ -284,7 +285,7 @@ struct RolloutCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-prediction-shift"), help: "Most the prediction distributions may differ (TVD for classes, KS for scores), 0...1.")
     var maxPredictionShift: Double = 0.1
 
-    @Option(name: .customLong("min-requests"), help: "Fewest requests each side needs in a window (0: no minimum).")
+    @Option(name: .customLong("min-requests"), help: "Fewest requests each side needs in a window (0: any, but at least one).")
     var minRequests: Int = 50
 
     @Option(name: .customLong("ready-timeout"), help: "How long every replica may take to have the version READY.")

@@ -134,6 +134,12 @@ struct Rig {
         let outcome = try await rig.controller().0.run()
         if case .rolledBack(let why) = outcome { #expect(!why.contains("insufficient"), "\(why)") }
         #expect(!rig.lines.text.contains("baking on"))
+
+        // ... but a window with no canary request at all is never a pass.
+        rig = Rig(rate: 0)
+        rig.options.gates.minRequests = 0
+        guard case .rolledBack(let none) = try await rig.controller().0.run() else { Issue.record("promoted on no evidence"); return }
+        #expect(none.contains("insufficient traffic: canary 0 requests"), "\(none)")
     }
 
     @Test func slowTrafficIsBakedLongerNotRolledBack() async throws {
