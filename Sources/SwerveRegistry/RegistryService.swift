@@ -358,7 +358,12 @@ final class WatchSession: Sendable {
     let call: GRPCServerCall
     private let model: String?
     private let limits: RegistryLimits
-    private struct Pending { var models: [String: RegistryModel] = [:]; var endOfSnapshot = false }
+    private struct Pending {
+        var models: [String: RegistryModel] = [:]
+        var endOfSnapshot = false
+        /// Whether the snapshot was offered: changes offered before it are in it already.
+        var primed = false
+    }
     private let pending = Mutex(Pending())
     private let wake: AsyncStream<Void>.Continuation
 
@@ -377,8 +382,9 @@ final class WatchSession: Sendable {
 
     func offer(_ models: [RegistryModel], endOfSnapshot: Bool) {
         pending.withLock { p in
+            guard p.primed || endOfSnapshot else { return }
             for m in models where model == nil || m.modelName == model { p.models[m.modelName] = m }
-            if endOfSnapshot { p.endOfSnapshot = true }
+            if endOfSnapshot { p.endOfSnapshot = true; p.primed = true }
         }
         wake.yield()
     }
@@ -388,7 +394,7 @@ final class WatchSession: Sendable {
     /// Sends what waits; false once the stream is gone.
     private func drain() async -> Bool {
         while true {
-            let batch = pending.withLock { p in defer { p = Pending() }; return p }
+            let batch = pending.withLock { p in defer { p.models = [:]; p.endOfSnapshot = false }; return p }
             if batch.models.isEmpty && !batch.endOfSnapshot { return true }
             for name in batch.models.keys.sorted() {
                 guard await room() else { return false }
