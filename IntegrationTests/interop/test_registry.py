@@ -33,7 +33,8 @@ from conftest import GEN, ROOT
 
 _done = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT / "protos"),
                         f"--python_out={GEN}", f"--grpc_python_out={GEN}",
-                        str(ROOT / "protos" / "swerve_registry.proto")], capture_output=True, text=True)
+                        str(ROOT / "protos" / "swerve_registry.proto"), str(ROOT / "protos" / "swerve_training.proto")],
+                       capture_output=True, text=True)
 if _done.returncode != 0:
     raise RuntimeError(_done.stderr)
 
@@ -358,3 +359,57 @@ def test_followers_converge_catch_up_and_survive_a_cut_transfer(env):
                    15, lambda: f"the refusal in the wrong-token follower's log:\n{d.log_tail()}")
     assert not d.stub().ServerReady(oip.pb.ServerReadyRequest(), timeout=5).ready
     assert not list((tmp / "local-d").rglob("model.onnx"))
+
+
+def test_trainer_serves_the_registry_beside_the_trainer(env):
+    tmp, started = env
+    repo = tmp / "repository"
+    shutil.copytree(ROOT / "examples" / "repository" / "breast_cancer_logreg", repo / "bc")
+    token_file = tmp / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    port = oip.free_port()
+    with open(tmp / "trainer.log", "ab") as log:
+        proc = subprocess.Popen(
+            [oip.swerve_bin(), "trainer", "--repository", str(repo), "--state-dir", str(tmp / "state"), "--host", "127.0.0.1",
+             "--grpc-port", str(port), "--admin-token-file", str(token_file)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    class Proc:  # stopped by the fixture like the others
+        def stop(self):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+    started.append(Proc())
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = rpb_grpc.RegistryStub(channel)
+    auth = (("authorization", f"Bearer {TOKEN}"),)
+    labels = oip.wait_until(lambda: _try(lambda: stub.GetLabels(rpb.LabelsRequest(model_name="bc"), metadata=auth, timeout=1)),
+                            30, lambda: (tmp / "trainer.log").read_text(errors="replace"))
+    assert labels.generation == 0 and labels.model_name == "bc"
+    oip.expect_code(grpc.StatusCode.UNAUTHENTICATED, stub.GetLabels, rpb.LabelsRequest(model_name="bc"), timeout=10)
+    # The Watch snapshot: bc with its one version and files, then the end-of-snapshot marker.
+    watch = stub.Watch(rpb.RegistryWatchRequest(), metadata=auth, timeout=20)
+    first, end = next(watch), next(watch)
+    watch.cancel()
+    assert first.model_name == "bc" and [v.version for v in first.versions] == [1]
+    assert sorted(f.name for f in first.versions[0].files) == ["metadata.json", "model.onnx"]
+    assert {f.name: f.sha256 for f in first.versions[0].files}["model.onnx"] == sha256(repo / "bc" / "1" / "model.onnx")
+    assert first.config == (repo / "bc" / "config.json").read_bytes()
+    assert end.end_of_snapshot and not end.model_name
+    # The Trainer answers on the same port.
+    import swerve_training_pb2 as tpb
+    channel.unary_unary("/swerve.v1.Trainer/ListJobs", request_serializer=tpb.ListJobsRequest.SerializeToString,
+                        response_deserializer=tpb.ListJobsResponse.FromString)(tpb.ListJobsRequest(), timeout=10)
+    channel.close()
+
+
+def _try(call):
+    try:
+        return call()
+    except grpc.RpcError:
+        return None

@@ -246,23 +246,25 @@ final class WatchHub: @unchecked Sendable {
     var count: Int { lock.withLock { sessions.count } }
 
     func add(_ call: GRPCServerCall, model: String?) {
-        let refusal: GRPCStatus? = lock.withLock {
-            if closed { return GRPCStatus(.unavailable, "the registry is shutting down") }
-            if sessions.count >= limits.maxWatchers {
-                return GRPCStatus(.resourceExhausted, "the registry already has \(limits.maxWatchers) Watch streams open; try again later")
-            }
-            return nil
-        }
-        if let refusal {
-            call.finish(refusal)
-            return
-        }
         let session = WatchSession(call: call, model: model, limits: limits)
-        let id: UInt64 = lock.withLock {
+        // The check and the insertion in one lock section: concurrent Watch calls never pass the bound.
+        let admitted: Result<UInt64, GRPCStatus> = lock.withLock {
+            if closed { return .failure(GRPCStatus(.unavailable, "the registry is shutting down")) }
+            if sessions.count >= limits.maxWatchers {
+                return .failure(GRPCStatus(.resourceExhausted, "the registry already has \(limits.maxWatchers) Watch streams open; try again later"))
+            }
             nextID += 1
             sessions[nextID] = session
             gauge.record(sessions.count)
-            return nextID
+            return .success(nextID)
+        }
+        let id: UInt64
+        switch admitted {
+        case .success(let admittedID): id = admittedID
+        case .failure(let refusal):
+            session.close()
+            call.finish(refusal)
+            return
         }
         call.onCancel { [weak self] in self?.remove(id) }
         queue.async {
