@@ -115,9 +115,51 @@ import Testing
     }
 }
 
-/// A registry that lists one version of model "m" and spoils its first three transfers.
+extension RegistryFollowerTests {
+    @Test(arguments: [
+        RegistryModel(modelName: "..", versions: [RegistryVersion(version: 1, files: [RegistryFile(name: "model.onnx", size: 1, sha256: String(repeating: "a", count: 64))])]),
+        RegistryModel(modelName: "m", versions: [RegistryVersion(version: 1, files: [
+            RegistryFile(name: "model.onnx", size: 1, sha256: String(repeating: "a", count: 64)),
+            RegistryFile(name: "../../escape", size: 1, sha256: String(repeating: "a", count: 64))])]),
+        RegistryModel(modelName: "m", versions: [RegistryVersion(version: -3, files: [RegistryFile(name: "model.onnx", size: 1, sha256: String(repeating: "a", count: 64))])]),
+        RegistryModel(modelName: "m", versions: [RegistryVersion(version: 1, files: [RegistryFile(name: "model.onnx", size: 1 << 40, sha256: String(repeating: "a", count: 64))])]),
+        RegistryModel(modelName: "m", versions: [RegistryVersion(version: 1, files: (0..<65).map {
+            RegistryFile(name: $0 == 0 ? "model.onnx" : "f\($0)", size: 1, sha256: String(repeating: "a", count: 64)) })]),
+        RegistryModel(modelName: "m", versions: [RegistryVersion(version: 1, files: [RegistryFile(name: "model.onnx", size: 1, sha256: "not hex")])]),
+    ])
+    func aHostileListingIsRefusedBeforeAnythingIsWritten(_ listing: RegistryModel) async throws {
+        let parent = try TemporaryDirectory(prefix: "swerve-registry-hostile")
+        let local = parent.appending("local")
+        let fake = FakeRegistry(model: [1], versionDirectory: local.appendingPathComponent("m/1"), listing: listing)
+        let server = try await startServer(fake)
+        let recording = RecordingTarget()
+        let follower = RegistryFollower(options: quickFollowOptions(port: server.port), repository: local, target: recording.target, logger: quietLogger)
+        follower.start()
+        do {
+            // Refused, reconnected, refused again: the follower keeps trying, and never applies it.
+            try await waitUntil("the follower watched twice", timeout: .seconds(30)) { fake.watches.load(ordering: .relaxed) >= 2 }
+            #expect(!follower.hasAppliedSnapshot)
+            let fetches = fake.fetches.load(ordering: .relaxed)
+            #expect(fetches == 0)
+            #expect(entries(parent.url) == ["local"] || entries(parent.url) == [])
+            #expect(entries(local).allSatisfy { $0 == "m" })
+            #expect(entries(local.appendingPathComponent("m")) == [])
+            #expect(recording.loads.withLock { $0 } == [])
+        } catch {
+            await follower.stop()
+            await server.shutdownGracefully(timeout: .seconds(2))
+            throw error
+        }
+        await follower.stop()
+        await server.shutdownGracefully(timeout: .seconds(2))
+    }
+}
+
+/// A registry that lists one version of model "m" (or `listing`) and spoils its first three transfers.
 final class FakeRegistry: GRPCCallHandler {
     let model: [UInt8]
+    let listing: RegistryModel?
+    let watches = Atomic<Int>(0)
     let versionDirectory: URL
     /// Computed once: SHA-256 in debug builds runs at a few MB/s.
     let digest: String
@@ -125,8 +167,9 @@ final class FakeRegistry: GRPCCallHandler {
     let versionFolderSeen = Mutex<[Bool]>([])
     let loadSawGoodFile = Atomic<Bool>(false)
 
-    init(model: [UInt8], versionDirectory: URL) {
+    init(model: [UInt8], versionDirectory: URL, listing: RegistryModel? = nil) {
         self.model = model
+        self.listing = listing
         self.digest = hex(model)
         self.versionDirectory = versionDirectory
     }
@@ -134,7 +177,8 @@ final class FakeRegistry: GRPCCallHandler {
     func handle(_ call: GRPCServerCall) {
         switch call.method {
         case "/swerve.v1.Registry/Watch":
-            let state = RegistryModel(modelName: "m", versions: [
+            watches.add(1, ordering: .relaxed)
+            let state = listing ?? RegistryModel(modelName: "m", versions: [
                 RegistryVersion(version: 1, status: "candidate", files: [RegistryFile(name: "model.onnx", size: UInt64(model.count), sha256: digest)])])
             call.send(state.serializedBytes())
             call.send(RegistryModel(endOfSnapshot: true).serializedBytes())

@@ -82,6 +82,37 @@ import Testing
         await server.shutdownGracefully(timeout: .seconds(2))
     }
 
+    @Test func versionsBreakingALimitAreNotListedNorSent() async throws {
+        let remote = try TemporaryDirectory(prefix: "swerve-registry-remote")
+        let small = try ModelPublisher.publish(onnx: registryTestModel(), repository: remote.url, name: "small", lineage: sampleLineage())
+        _ = try ModelPublisher.publish(onnx: registryTestModel(), repository: remote.url, name: "wide", lineage: sampleLineage())
+        for i in 0..<10 { try Data([1]).write(to: remote.appending("wide/1/extra\(i)")) }
+        let big = try ModelPublisher.publish(onnx: registryTestModel(), repository: remote.url, name: "big", lineage: sampleLineage())
+        try Data(count: 5000).write(to: remote.appending("big/\(big)/weights.bin"))
+        var limits = RegistryLimits()
+        limits.maxFilesPerVersion = 8
+        limits.maxFileBytes = 4096
+        let (server, service) = try await startRegistry(remote.url, limits: limits)
+        let client = try await SwerveClient.connect(host: "127.0.0.1", port: server.port, defaultTimeout: .seconds(10))
+        let snapshot: [String] = try await withTimeout(.seconds(20), "the Watch snapshot") {
+            var names: [String] = []
+            for try await m in client.registryWatch() {
+                if m.endOfSnapshot { break }
+                names.append(m.modelName)
+            }
+            return names
+        }
+        #expect(snapshot == ["small"], "a folder of too many files or a file above the limit is not listed")
+        #expect(small == 1)
+        let tooWide = await statusThrown { for try await _ in client.fetchVersion(model: "wide", version: 1) {} }
+        #expect(tooWide?.code == .failedPrecondition)
+        let tooBig = await statusThrown { for try await _ in client.fetchVersion(model: "big", version: Int64(big)) {} }
+        #expect(tooBig?.code == .failedPrecondition && tooBig?.message.contains("4096") == true, "\(String(describing: tooBig))")
+        await client.close()
+        service.shutdown()
+        await server.shutdownGracefully(timeout: .seconds(2))
+    }
+
     @Test func watchersAreBounded() async throws {
         let remote = try TemporaryDirectory(prefix: "swerve-registry-remote")
         _ = try ModelPublisher.publish(onnx: registryTestModel(), repository: remote.url, name: "m", lineage: sampleLineage())
