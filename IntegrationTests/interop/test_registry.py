@@ -67,11 +67,13 @@ def write_big_model(path: Path) -> None:
 class Registry:
     """A `swerve registry` child process."""
 
-    def __init__(self, repository: Path, log_path: Path, token_file: Path):
+    def __init__(self, repository: Path, log_path: Path, token_file: Path, tls=None):
         self.repository, self.log_path, self.token_file = repository, log_path, token_file
         self.port = oip.free_port()
         self.proc: subprocess.Popen | None = None
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self.extra_args = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)] if tls else []
+        self.channel = (grpc.secure_channel(f"127.0.0.1:{self.port}", grpc.ssl_channel_credentials(root_certificates=tls.ca_cert.read_bytes()))
+                        if tls else grpc.insecure_channel(f"127.0.0.1:{self.port}"))
         self.stub = rpb_grpc.RegistryStub(self.channel)
         self.auth = (("authorization", f"Bearer {TOKEN}"),)
 
@@ -79,7 +81,7 @@ class Registry:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [oip.swerve_bin(), "registry", "--repository", str(self.repository), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--admin-token-file", str(self.token_file)],
+                 "--port", str(self.port), "--admin-token-file", str(self.token_file), *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -413,3 +415,30 @@ def _try(call):
         return call()
     except grpc.RpcError:
         return None
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_follower_reaches_a_registry_over_tls(env):
+    from test_tls import PKI
+    tmp, started = env
+    pki = PKI(tmp)
+    repo = tmp / "registry"
+    shutil.copytree(ROOT / "examples" / "repository" / "breast_cancer_logreg", repo / "bc")
+    token_file = tmp / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    registry = Registry(repo, tmp / "registry.log", token_file, tls=pki).start()
+    started.append(registry)
+    follow = ["--follow", f"127.0.0.1:{registry.port}", "--follow-token-file", str(token_file), "--follow-tls"]
+    a = oip.Server(tmp / "local-a", tmp / "a.log", [*follow, "--follow-ca-cert", str(pki.ca_cert)])
+    started.append(a)
+    a.start(timeout=60, wait_for=["bc"])
+    assert sha256(tmp / "local-a" / "bc" / "1" / "model.onnx") == sha256(repo / "bc" / "1" / "model.onnx")
+    # Without the CA the registry's certificate is not trusted: never ready, nothing fetched.
+    b = oip.Server(tmp / "local-b", tmp / "b.log", follow)
+    started.append(b)
+    b.start(timeout=60, require_server_ready=False)
+    oip.wait_until(lambda: "registry follow interrupted" in b.log_path.read_text(errors="replace"), 15,
+                   lambda: f"the TLS refusal in the follower's log:\n{b.log_tail()}")
+    assert not b.stub().ServerReady(oip.pb.ServerReadyRequest(), timeout=5).ready
+    assert not list((tmp / "local-b").rglob("model.onnx"))
