@@ -67,11 +67,11 @@ def write_big_model(path: Path) -> None:
 class Registry:
     """A `swerve registry` child process."""
 
-    def __init__(self, repository: Path, log_path: Path, token_file: Path, tls=None):
+    def __init__(self, repository: Path, log_path: Path, token_file: Path, tls=None, extra_args=()):
         self.repository, self.log_path, self.token_file = repository, log_path, token_file
         self.port = oip.free_port()
         self.proc: subprocess.Popen | None = None
-        self.extra_args = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)] if tls else []
+        self.extra_args = (["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)] if tls else []) + list(extra_args)
         self.channel = (grpc.secure_channel(f"127.0.0.1:{self.port}", grpc.ssl_channel_credentials(root_certificates=tls.ca_cert.read_bytes()))
                         if tls else grpc.insecure_channel(f"127.0.0.1:{self.port}"))
         self.stub = rpb_grpc.RegistryStub(self.channel)
@@ -442,3 +442,53 @@ def test_a_follower_reaches_a_registry_over_tls(env):
                    lambda: f"the TLS refusal in the follower's log:\n{b.log_tail()}")
     assert not b.stub().ServerReady(oip.pb.ServerReadyRequest(), timeout=5).ready
     assert not list((tmp / "local-b").rglob("model.onnx"))
+
+
+def test_a_watch_whose_client_does_not_read_is_reset_and_the_registry_goes_on(env):
+    """A hand-made HTTP/2 client opens a Watch with a zero flow-control window and never grants
+    any: the snapshot cannot go out, and after --response-window-timeout the stream is reset
+    (RST_STREAM ENHANCE_YOUR_CALM); the registry keeps answering others."""
+    import hpack
+    import struct
+    tmp, started = env
+    repo = tmp / "registry"
+    shutil.copytree(ROOT / "examples" / "repository" / "breast_cancer_logreg", repo / "bc")
+    token_file = tmp / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    registry = Registry(repo, tmp / "registry.log", token_file, extra_args=["--response-window-timeout", "1"]).start()
+    started.append(registry)
+
+    def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+        return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+    sock = socket.create_connection(("127.0.0.1", registry.port), timeout=5)
+    try:
+        block = hpack.Encoder().encode([(":method", "POST"), (":scheme", "http"), (":path", "/swerve.v1.Registry/Watch"),
+                                        (":authority", "127.0.0.1"), ("content-type", "application/grpc"), ("te", "trailers"),
+                                        ("authorization", f"Bearer {TOKEN}")])
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(0x4, 0, 0, struct.pack(">HI", 0x4, 0))  # INITIAL_WINDOW_SIZE 0
+                     + frame(0x1, 0x4, 1, block) + frame(0x0, 0x1, 1, b"\x00\x00\x00\x00\x00"))
+        buf, reset, data_bytes = b"", None, 0
+        deadline = time.monotonic() + 20
+        while reset is None and time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                length, kind, flags = int.from_bytes(buf[:3], "big"), buf[3], buf[4]
+                sid = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+                payload, buf = buf[9:9 + length], buf[9 + length:]
+                if kind == 0x4 and not flags & 0x1:
+                    sock.sendall(frame(0x4, 0x1, 0))  # SETTINGS ACK, never a WINDOW_UPDATE
+                elif kind == 0x3 and sid == 1:
+                    reset = struct.unpack(">I", payload)[0]
+                elif kind == 0x0 and sid == 1:
+                    data_bytes += len(payload)
+        assert reset == 0xB, f"RST_STREAM code {reset} (expected ENHANCE_YOUR_CALM), log:\n{registry.log_tail()}"
+        assert data_bytes == 0
+    finally:
+        sock.close()
+    got = registry.stub.GetLabels(rpb.LabelsRequest(model_name="bc"), metadata=registry.auth, timeout=10)
+    assert got.model_name == "bc"
