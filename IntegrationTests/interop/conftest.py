@@ -30,7 +30,8 @@ def generate_stubs() -> None:
            str(ROOT / "protos" / "grpc_service.proto"),
            str(ROOT / "protos" / "model_config.proto"),
            str(ROOT / "protos" / "health.proto"),
-           str(ROOT / "protos" / "swerve_serving.proto")]
+           str(ROOT / "protos" / "swerve_serving.proto"),
+           str(ROOT / "protos" / "swerve_registry.proto")]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr}")

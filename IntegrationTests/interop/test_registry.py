@@ -351,6 +351,11 @@ def test_followers_converge_catch_up_and_survive_a_cut_transfer(env):
         oip.wait_until(lambda: (local / "bc" / "labels.json").exists()
                        and json.loads((local / "bc" / "labels.json").read_text()) == registry_labels,
                        20, f"the canary label in {local}")
+    # Every follower acts on them: the labelled versions are loaded and the labels resolve.
+    for s in (a, b, c):
+        for version in ("1", "2", "stable", "canary"):
+            oip.wait_until(lambda: s.stub().ModelReady(oip.pb.ModelReadyRequest(name="bc", version=version), timeout=5).ready,
+                           20, lambda: f"bc {version} ready on {s.address}:\n{s.log_tail()}")
 
     # A follower with a wrong token is refused and never ready.
     bad_token = tmp / "bad-token"

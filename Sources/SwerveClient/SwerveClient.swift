@@ -28,6 +28,8 @@ public final class SwerveClient: Sendable {
         public static let repositoryModelUnload = "/inference.GRPCInferenceService/RepositoryModelUnload"
         public static let healthCheck = "/grpc.health.v1.Health/Check"
         public static let healthWatch = "/grpc.health.v1.Health/Watch"
+        public static let pathStatistics = "/swerve.v1.ServingInsights/PathStatistics"
+        public static let rolloutStatistics = "/swerve.v1.ServingInsights/RolloutStatistics"
         public static let registryWatch = "/swerve.v1.Registry/Watch"
         public static let registryFetchVersion = "/swerve.v1.Registry/FetchVersion"
         public static let registryGetLabels = "/swerve.v1.Registry/GetLabels"
@@ -169,6 +171,18 @@ public final class SwerveClient: Sendable {
             Method.modelStatistics, ModelStatisticsRequest(name: name, version: version), as: ModelStatisticsResponse.self,
             timeout: timeout
         ).modelStats
+    }
+
+    /// swerve.v1.ServingInsights PathStatistics: how each model version is served.
+    public func pathStatistics(name: String = "", version: String = "", timeout: Duration? = nil) async throws -> [VersionPathStatistics] {
+        try await call(Method.pathStatistics, PathStatisticsRequest(name: name, version: version), as: PathStatisticsResponse.self,
+                       timeout: timeout).models
+    }
+
+    /// swerve.v1.ServingInsights RolloutStatistics: per version of `name`, its state, the labels
+    /// this server routes to it, and the rollout evidence (counters since it loaded).
+    public func rolloutStatistics(name: String, timeout: Duration? = nil) async throws -> RolloutStatisticsResponse {
+        try await call(Method.rolloutStatistics, RolloutStatisticsRequest(name: name), as: RolloutStatisticsResponse.self, timeout: timeout)
     }
 
     /// RepositoryIndex (Triton extension): every model version the repository holds, with its
@@ -328,6 +342,7 @@ public final class SwerveClient: Sendable {
         }
     }
 
+    /// One unary call (extensions in other files add services: RegistryClient.swift).
     func call<Request: ProtoMessage, Response: ProtoMessage>(
         _ method: String, _ request: Request, as: Response.Type, timeout: Duration?, metadata: [(String, String)]? = nil
     ) async throws -> Response {

@@ -65,3 +65,97 @@ public struct PathStatisticsResponse: ProtoMessage, Equatable {
         return encode(m, arena: a, size: swerve__v1__path_statistics_response__get_packed_size, pack: swerve__v1__path_statistics_response__pack)
     }
 }
+
+// MARK: - RolloutStatistics
+
+public struct RolloutStatisticsRequest: ProtoMessage, Equatable {
+    public var name = ""
+    public init(name: String = "") { self.name = name }
+    public init(serializedBytes bytes: [UInt8]) throws {
+        try StringFields.firstTwo.check(bytes, "RolloutStatisticsRequest")
+        name = try decode(bytes, "RolloutStatisticsRequest", unpack: swerve__v1__rollout_statistics_request__unpack, free: swerve__v1__rollout_statistics_request__free_unpacked) { str($0.name) }
+    }
+    public func serializedBytes() -> [UInt8] {
+        let a = Arena()
+        var m = Swerve__V1__RolloutStatisticsRequest(); swerve__v1__rollout_statistics_request__init(&m); m.name = a.cString(name)
+        return encode(m, arena: a, size: swerve__v1__rollout_statistics_request__get_packed_size, pack: swerve__v1__rollout_statistics_request__pack)
+    }
+}
+
+/// One model version's state on a replica, the labels the replica routes to it, and the evidence a
+/// rollout compares: counters since the version loaded (a client reads twice and subtracts).
+public struct VersionEvidence: Sendable, Equatable {
+    public var version = "", state = "", reason = ""
+    public var labels: [String] = []
+    public var requests: UInt64 = 0, failures: UInt64 = 0
+    /// Per bucket of `RolloutStatisticsResponse.latencyBoundsMicros`, plus one overflow bucket.
+    public var latencyCounts: [UInt64] = []
+    /// "class", "score" or "" (no prediction seen yet).
+    public var predictionKind = ""
+    public var classes: [String] = []
+    public var classCounts: [UInt64] = []
+    /// Per bucket of `RolloutStatisticsResponse.scoreBounds`, plus one overflow bucket.
+    public var scoreCounts: [UInt64] = []
+    public var scoreCount: UInt64 = 0
+    public var scoreSum: Double = 0, scoreSumSquares: Double = 0
+    public init() {}
+}
+
+public struct RolloutStatisticsResponse: ProtoMessage, Equatable {
+    public var name = ""
+    public var latencyBoundsMicros: [Double] = []
+    public var scoreBounds: [Double] = []
+    /// The labels as the replica applies them now (0: none) and the labels.json generation they come from.
+    public var stable: Int64 = 0, canary: Int64 = 0
+    public var canaryPercent: Double = 0
+    public var labelsGeneration: UInt64 = 0
+    public var versions: [VersionEvidence] = []
+    public init() {}
+
+    public init(serializedBytes bytes: [UInt8]) throws {
+        self = try decode(bytes, "RolloutStatisticsResponse", unpack: swerve__v1__rollout_statistics_response__unpack, free: swerve__v1__rollout_statistics_response__free_unpacked) { m in
+            var r = RolloutStatisticsResponse()
+            r.name = str(m.name)
+            r.latencyBoundsMicros = vals(m.n_latency_bounds_us, m.latency_bounds_us)
+            r.scoreBounds = vals(m.n_score_bounds, m.score_bounds)
+            r.stable = m.stable; r.canary = m.canary; r.canaryPercent = m.canary_percent; r.labelsGeneration = m.labels_generation
+            r.versions = msgs(m.n_versions, m.versions) { p in
+                var e = VersionEvidence()
+                e.version = str(p.version); e.state = str(p.state); e.reason = str(p.reason)
+                e.labels = strs(p.n_labels, p.labels)
+                e.requests = p.requests; e.failures = p.failures
+                e.latencyCounts = vals(p.n_latency_counts, p.latency_counts)
+                e.predictionKind = str(p.prediction_kind)
+                e.classes = strs(p.n_classes, p.classes); e.classCounts = vals(p.n_class_counts, p.class_counts)
+                e.scoreCounts = vals(p.n_score_counts, p.score_counts)
+                e.scoreCount = p.score_count; e.scoreSum = p.score_sum; e.scoreSumSquares = p.score_sum_squares
+                return e
+            }
+            return r
+        }
+    }
+
+    public func serializedBytes() -> [UInt8] {
+        let a = Arena()
+        let entries = versions.map { e -> Swerve__V1__VersionEvidence in
+            var p = Swerve__V1__VersionEvidence(); swerve__v1__version_evidence__init(&p)
+            p.version = a.cString(e.version); p.state = a.cString(e.state); p.reason = a.cString(e.reason)
+            p.n_labels = e.labels.count; p.labels = a.cStrings(e.labels)
+            p.requests = e.requests; p.failures = e.failures
+            p.n_latency_counts = e.latencyCounts.count; p.latency_counts = a.array(e.latencyCounts)
+            p.prediction_kind = a.cString(e.predictionKind)
+            p.n_classes = e.classes.count; p.classes = a.cStrings(e.classes)
+            p.n_class_counts = e.classCounts.count; p.class_counts = a.array(e.classCounts)
+            p.n_score_counts = e.scoreCounts.count; p.score_counts = a.array(e.scoreCounts)
+            p.score_count = e.scoreCount; p.score_sum = e.scoreSum; p.score_sum_squares = e.scoreSumSquares
+            return p
+        }
+        var m = Swerve__V1__RolloutStatisticsResponse(); swerve__v1__rollout_statistics_response__init(&m)
+        m.name = a.cString(name)
+        m.n_latency_bounds_us = latencyBoundsMicros.count; m.latency_bounds_us = a.array(latencyBoundsMicros)
+        m.n_score_bounds = scoreBounds.count; m.score_bounds = a.array(scoreBounds)
+        m.stable = stable; m.canary = canary; m.canary_percent = canaryPercent; m.labels_generation = labelsGeneration
+        m.n_versions = entries.count; m.versions = a.boxes(entries)
+        return encode(m, arena: a, size: swerve__v1__rollout_statistics_response__get_packed_size, pack: swerve__v1__rollout_statistics_response__pack)
+    }
+}

@@ -149,7 +149,6 @@ extension ModelRegistry {
                 throw StorageError(.aborted, "the labels of \(model) changed (generation \(current.generation), the caller read \(new.generation)); read them again")
             }
             var next = new
-            if next.canary == nil { next.canaryPercent = 0 }
             next.previousStable = current.stable != nil && current.stable != new.stable ? current.stable
                 : (new.previousStable ?? current.previousStable)
             if next.previousStable == next.stable { next.previousStable = nil }

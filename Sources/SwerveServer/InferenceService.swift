@@ -87,6 +87,7 @@ public final class InferenceService: GRPCCallHandler {
         case healthCheck = "/grpc.health.v1.Health/Check"
         case healthWatch = "/grpc.health.v1.Health/Watch"
         case pathStatistics = "/swerve.v1.ServingInsights/PathStatistics"
+        case rolloutStatistics = "/swerve.v1.ServingInsights/RolloutStatistics"
 
         /// Whether the method changes state, so needs the admin token when there is one. A
         /// switch without `default`: a method added later must say.
@@ -94,7 +95,7 @@ public final class InferenceService: GRPCCallHandler {
             switch self {
             case .repositoryModelLoad, .repositoryModelUnload: true
             case .modelInfer, .serverLive, .serverReady, .modelReady, .serverMetadata, .modelMetadata, .modelConfig,
-                 .modelStatistics, .repositoryIndex, .healthCheck, .healthWatch, .pathStatistics: false
+                 .modelStatistics, .repositoryIndex, .healthCheck, .healthWatch, .pathStatistics, .rolloutStatistics: false
             }
         }
     }
@@ -140,6 +141,8 @@ public final class InferenceService: GRPCCallHandler {
         case .healthWatch: healthWatch(call)
         case .pathStatistics:
             unary(call) { (r: PathStatisticsRequest) in try Self.checkName(r.name, emptyMeansAll: true); return try self.pathStatistics(r) }
+        case .rolloutStatistics:
+            unary(call) { (r: RolloutStatisticsRequest) in try Self.checkName(r.name); return try self.rolloutStatistics(r) }
         }
     }
 
@@ -193,10 +196,11 @@ public final class InferenceService: GRPCCallHandler {
 
     /// Decodes the request in place, resolves the model and checks the inputs. `resolved` is set
     /// as soon as the model is known, so failures after that are counted under it.
-    private func prepare(_ request: ModelInferRequestView, resolved: inout ServedModel?) throws -> PreparedInfer {
+    private func prepare(_ request: ModelInferRequestView, call: GRPCServerCall, resolved: inout ServedModel?) throws -> PreparedInfer {
         let model: ServedModel
         do {
-            model = try manager.resolve(model: request.modelName, version: request.modelVersion)
+            model = try manager.resolve(model: request.modelName, version: request.modelVersion,
+                                        routeHash: { Self.routeHash(request, routeKey: call.header(Self.routeKeyHeader)) })
         } catch {
             // Only names that did not resolve are checked, so the hot path pays nothing: no served
             // model has a name that fails the check.
@@ -225,13 +229,43 @@ public final class InferenceService: GRPCCallHandler {
                              raw: request.rawInputContentsCount > 0, id: request.id)
     }
 
+    /// The hash that splits unversioned requests between a model's stable and canary versions
+    /// (asked for only while a canary takes a share): of the request's route key when it sends
+    /// one (`x-swerve-route-key`, which also steers the balancer), else of its inputs' names and
+    /// bytes as sent, so one input always meets the same version and each version's cache stays
+    /// warm. Seeded apart from the cache's and the balancer's hashes, so the split does not
+    /// follow which replica or cache shard a key lands on.
+    /// The request header a client's route key travels in (`SwerveClient.routeKeyHeader`).
+    static let routeKeyHeader = "x-swerve-route-key"
+
+    static func routeHash(_ request: ModelInferRequestView, routeKey: String?) -> UInt64 {
+        let seed: UInt64 = 0x4341_4E41_5259_2131  // "CANARY!1"
+        if var key = routeKey {
+            return key.withUTF8 { Hash64.xxh64(UnsafeRawBufferPointer($0), seed: seed) }
+        }
+        var h = seed
+        for i in 0..<request.inputCount {
+            let input = request.input(i)
+            h = Hash64.xxh64(input.nameBytes, seed: h)
+            guard let c = input.contents else { continue }
+            for buffer in [UnsafeRawBufferPointer(c.fp32), UnsafeRawBufferPointer(c.fp64), UnsafeRawBufferPointer(c.int64),
+                           UnsafeRawBufferPointer(c.int32), UnsafeRawBufferPointer(c.uint32), UnsafeRawBufferPointer(c.uint64),
+                           UnsafeRawBufferPointer(c.bool)] where buffer.count > 0 {
+                h = Hash64.xxh64(buffer, seed: h)
+            }
+            for j in 0..<c.bytesCount { h = Hash64.xxh64(c.bytes(j), seed: h) }
+        }
+        for i in 0..<request.rawInputContentsCount { h = Hash64.xxh64(request.rawInputContents(i), seed: h) }
+        return h
+    }
+
     private func modelInfer(_ call: GRPCServerCall) {
         let start = monotonicNow()
         var resolved: ServedModel?
         let request: PreparedInfer
         do {
             request = try call.message.withUnsafeBytes { bytes in
-                try ModelInferRequest.withView(bytes) { try prepare($0, resolved: &resolved) }
+                try ModelInferRequest.withView(bytes) { try prepare($0, call: call, resolved: &resolved) }
             }
         } catch {
             finish(call, GRPCStatus(converting: error), start: start, served: resolved)
@@ -287,6 +321,7 @@ public final class InferenceService: GRPCCallHandler {
         func complete(_ result: Result<[Tensor], ServingError>) {
             switch result {
             case .success(let outputs):
+                model.evidence.recordPredictions(outputs)
                 respond(serialize(outputs, modelName: model.name, modelVersion: model.versionLabel, id: id))
             case .failure(let e):
                 service.finish(call, GRPCStatus(converting: e), start: start, served: model)
@@ -313,6 +348,7 @@ public final class InferenceService: GRPCCallHandler {
         let elapsed = monotonicNow() - start
         model.statistics.recordRequest(success: true, ns: elapsed, nowMs: wallClockMs())
         model.requestMetrics.recordSuccess(nanoseconds: elapsed)
+        model.evidence.recordRequest(success: true, nanoseconds: elapsed)
     }
 
     /// Ends a failed call. Metric labels name only models and versions that resolved, so clients
@@ -322,6 +358,7 @@ public final class InferenceService: GRPCCallHandler {
         if let served {
             served.statistics.recordRequest(success: false, ns: elapsed, nowMs: wallClockMs())
             served.requestMetrics.recordFailure(code: status.code.rawValue, status: status.code.canonicalName)
+            served.evidence.recordRequest(success: false, nanoseconds: elapsed)
         } else {
             let code = status.code
             let counter = unresolvedCounters.withLock { c in
@@ -407,6 +444,48 @@ public final class InferenceService: GRPCCallHandler {
             s.cardinality = p.cardinality; s.peakedness = p.peakedness
             return s
         })
+    }
+
+    /// Per version of one model: its state here, the labels routed to it, and its rollout evidence.
+    private func rolloutStatistics(_ r: RolloutStatisticsRequest) throws -> RolloutStatisticsResponse {
+        guard let applied = manager.appliedLabels(of: r.name) else {
+            throw ServingError(.notFound, "unknown model '\(r.name)'")
+        }
+        var out = RolloutStatisticsResponse()
+        out.name = r.name
+        out.latencyBoundsMicros = RolloutEvidence.latencyBoundsMicros
+        out.scoreBounds = RolloutEvidence.scoreBounds
+        out.stable = Int64(applied.stable)
+        out.canary = Int64(applied.canary)
+        out.canaryPercent = applied.canaryPercent
+        out.labelsGeneration = applied.generation
+        let ready = Dictionary(manager.readyModels().filter { $0.name == r.name }.map { ($0.version, $0) }, uniquingKeysWith: { a, _ in a })
+        for entry in manager.index() where entry.name == r.name && !entry.version.isEmpty {
+            guard let v = Int(entry.version) else { continue }
+            var e = VersionEvidence()
+            e.version = entry.version
+            e.state = entry.state.rawValue
+            e.reason = entry.reason
+            if v == applied.stable { e.labels.append(ModelLabels.stableName) }
+            if v == applied.canary { e.labels.append(ModelLabels.canaryName) }
+            if let m = ready[v] {
+                let s = m.evidence.snapshot
+                e.requests = s.requests
+                e.failures = s.failures
+                e.latencyCounts = s.latencyCounts
+                e.predictionKind = s.kind.rawValue
+                e.classes = s.classes
+                e.classCounts = s.classCounts
+                if s.kind == .scores {
+                    e.scoreCounts = s.scoreCounts
+                    e.scoreCount = s.scoreCount
+                    e.scoreSum = s.scoreSum
+                    e.scoreSumSquares = s.scoreSumSquares
+                }
+            }
+            out.versions.append(e)
+        }
+        return out
     }
 
     private func modelStatistics(_ r: ModelStatisticsRequest) throws -> ModelStatisticsResponse {

@@ -40,6 +40,55 @@ public final class ModelManager: Sendable {
         var policy: VersionPolicy = .latest(1)
         /// False after RepositoryModelUnload: the model stays out until loaded again.
         var loaded = true
+        /// The model's labels.json as last loaded (nil: none), and why the last read failed.
+        var labels: ModelLabels?
+        var labelsProblem: String?
+
+        private func readyModel(_ v: Int?) -> ServedModel? {
+            guard let v, case .ready(let m) = versions[v] else { return nil }
+            return m
+        }
+
+        /// The version unversioned requests get when they are not the canary's: the stable label
+        /// once it is ready here; before that (or without labels) the highest ready version that
+        /// is not the canary, so a canary never takes all traffic because stable is still loading.
+        var stable: ServedModel? {
+            if let m = readyModel(labels?.stable) { return m }
+            var best: ServedModel?
+            for (v, slot) in versions where v != labels?.canary {
+                if case .ready(let m) = slot, v > (best?.version ?? Int.min) { best = m }
+            }
+            return best ?? latestReady
+        }
+
+        /// The canary as this replica applies it: set, ready here, and not the stable version.
+        var canary: ServedModel? {
+            guard let m = readyModel(labels?.canary), m.version != stable?.version else { return nil }
+            return m
+        }
+
+        var route: Route? {
+            guard let stable else { return nil }
+            guard let canary, let percent = labels?.canaryPercent, percent > 0 else { return Route(stable: stable, canary: nil, threshold: 0) }
+            return Route(stable: stable, canary: canary, threshold: Route.threshold(percent: percent))
+        }
+    }
+
+    /// Where a model's unversioned requests go: `stable`, or `canary` for requests whose route
+    /// hash falls under `threshold` (the canary share of the 53-bit hash space).
+    struct Route: Sendable {
+        let stable: ServedModel
+        let canary: ServedModel?
+        let threshold: UInt64
+
+        static func threshold(percent: Double) -> UInt64 {
+            UInt64((min(100, max(0, percent)) / 100 * 9_007_199_254_740_992).rounded(.down))
+        }
+
+        @inline(__always) func pick(_ hash: () -> UInt64) -> ServedModel {
+            guard let canary else { return stable }
+            return hash() >> 11 < threshold ? canary : stable
+        }
     }
 
     public let repository: ModelRepository
@@ -50,10 +99,10 @@ public final class ModelManager: Sendable {
     /// change so the request path finds it with one lookup.
     struct Models: Sendable {
         private(set) var entries: [String: Entry] = [:] {
-            didSet { defaults = entries.compactMapValues { $0.loaded ? $0.latestReady : nil } }
+            didSet { defaults = entries.compactMapValues { $0.loaded ? $0.route : nil } }
         }
-        /// Loaded models' highest ready version.
-        private(set) var defaults: [String: ServedModel] = [:]
+        /// Loaded models' routes for unversioned requests.
+        private(set) var defaults: [String: Route] = [:]
         /// Set by `shutdown()`: nothing is published any more; loads finishing later retire what they made.
         var closed = false
         /// Models with a load that timed out and was abandoned but whose thread has not returned yet.
@@ -221,7 +270,18 @@ public final class ModelManager: Sendable {
             throw ServingError(.failedPrecondition, msg)
         }
         let available = repository.versions(of: name)
-        let wanted = settings.versionPolicy.select(from: available)
+        // A labels.json that cannot be read keeps the labels last loaded: routing never jumps
+        // because of a broken file; the problem is logged and shown in RepositoryIndex.
+        var labels: ModelLabels?
+        var labelsProblem: String?
+        do {
+            labels = try repository.labels(of: name)
+        } catch {
+            labelsProblem = "\(ModelRepository.labelsFileName): \((error as? StorageError)?.message ?? "\(error)")"
+            labels = state.withLock { $0[name]?.labels }
+            logger.error("cannot read the model's labels; keeping the labels last read", metadata: ["model": "\(name)", "reason": "\(labelsProblem!)"])
+        }
+        let wanted = ModelLabels.wantedVersions(policy: settings.versionPolicy, labels: labels, available: available)
 
         // Versions already serving with the same settings stay as they are; one serving with other
         // settings keeps serving until its replacement is ready.
@@ -281,6 +341,10 @@ public final class ModelManager: Sendable {
             if s.closed { return Array(loadedNow.values) }
             guard var e = s[name] else { return Array(loadedNow.values) }
             for (v, m) in loadedNow { e.versions[v] = .ready(m) }
+            // New labels take effect with the versions they name (a label whose version is not
+            // ready here is not applied: see `Entry.stable` and `Entry.canary`).
+            e.labels = labels
+            e.labelsProblem = labelsProblem
             var retired: [ServedModel] = []
             let wantedReady = wanted.contains { v in if case .ready = e.versions[v] { return true } else { return false } }
             if wantedReady {
@@ -306,6 +370,7 @@ public final class ModelManager: Sendable {
             logger.info("model version unloaded", metadata: ["model": "\(name)", "version": "\(m.version)"])
         }
         updateLoadedGauge()
+        publishLabelGauges(name)
         for (v, m) in loadedNow.sorted(by: { $0.key < $1.key }) where !retired.contains(where: { $0 === m }) {
             logger.info("model version ready", metadata: ["model": "\(name)", "version": "\(v)", "max_batch_size": "\(m.maxBatchSize)"])
         }
@@ -379,6 +444,18 @@ public final class ModelManager: Sendable {
         updateLoadedGauge()
     }
 
+    /// `swerve_model_label_version{model,label}` (0: none) and `swerve_canary_percent{model}`, as
+    /// this server applies them.
+    private func publishLabelGauges(_ name: String) {
+        guard let a = appliedLabels(of: name) else { return }
+        Gauge(label: "swerve_model_label_version", dimensions: [("model", name), ("label", ModelLabels.stableName)]).record(a.stable)
+        Gauge(label: "swerve_model_label_version", dimensions: [("model", name), ("label", ModelLabels.canaryName)]).record(a.canary)
+        Gauge(label: "swerve_canary_percent", dimensions: [("model", name)]).record(a.canaryPercent)
+        if let previous = state.withLock({ $0[name]?.labels?.generation }) {
+            Gauge(label: "swerve_labels_generation", dimensions: [("model", name)]).record(Double(previous))
+        }
+    }
+
     private func updateLoadedGauge() {
         let n = state.withLock { s in s.values.reduce(0) { acc, e in acc + e.versions.values.filter { if case .ready = $0 { true } else { false } }.count } }
         loadedGauge.record(n)
@@ -386,10 +463,19 @@ public final class ModelManager: Sendable {
 
     // MARK: Queries (the request path)
 
-    /// The version a request names, or the highest ready version for an empty `version`.
+    /// The version a request names: a number, a label (`stable`, `canary`), or, for an empty
+    /// `version`, the model's stable version (the highest ready one for a model without labels).
+    /// Requests that may meet the canary use `resolve(model:version:routeHash:)`.
     public func resolve(model name: String, version: String) throws(ServingError) -> ServedModel {
+        try resolve(model: name, version: version, routeHash: { UInt64.max })
+    }
+
+    /// Like `resolve(model:version:)`, but an empty `version` goes to the canary for the
+    /// configured share of requests: those whose `routeHash` (asked for only when the model has a
+    /// canary) falls in the share, so one input always meets the same version.
+    public func resolve(model name: String, version: String, routeHash: () -> UInt64) throws(ServingError) -> ServedModel {
         let result: Result<ServedModel, ServingError> = state.withLock { s in
-            if version.isEmpty, let latest = s.defaults[name] { return .success(latest) }
+            if version.isEmpty, let route = s.defaults[name] { return .success(route.pick(routeHash)) }
             guard let e = s[name], e.loaded else {
                 return .failure(ServingError(.notFound, "unknown model '\(name)'"))
             }
@@ -399,8 +485,22 @@ public final class ModelManager: Sendable {
                 }
                 return .failure(ServingError(.unavailable, "model '\(name)' has no ready version: \(e.error ?? failureReasons(e))"))
             }
-            guard let v = Int(version), v > 0 else {
-                return .failure(ServingError(.notFound, "model '\(name)' has no version '\(version)' (versions are positive integers)"))
+            let v: Int
+            if let n = Int(version), n > 0 {
+                v = n
+            } else if version == ModelLabels.stableName {
+                guard let m = e.stable else {
+                    return .failure(ServingError(.unavailable, "model '\(name)' has no ready version: \(e.error ?? failureReasons(e))"))
+                }
+                return .success(m)
+            } else if version == ModelLabels.canaryName {
+                guard let c = e.labels?.canary else {
+                    return .failure(ServingError(.notFound, "model '\(name)' has no canary version"))
+                }
+                if let m = e.canary { return .success(m) }
+                v = c
+            } else {
+                return .failure(ServingError(.notFound, "model '\(name)' has no version '\(version)' (a version is a positive integer or a label: stable, canary)"))
             }
             switch e.versions[v] {
             case .ready(let m): return .success(m)
@@ -410,6 +510,30 @@ public final class ModelManager: Sendable {
             }
         }
         return try result.get()
+    }
+
+    /// The labels a model's traffic follows on this server now.
+    public struct AppliedLabels: Sendable, Equatable {
+        /// What unversioned requests get (0: nothing ready).
+        public var stable: Int
+        /// The canary as applied here (0: none, or not ready here), and its share.
+        public var canary: Int
+        public var canaryPercent: Double
+        /// The labels.json generation last loaded (0: none).
+        public var generation: UInt64
+        /// Why labels.json could not be read at the last load, if it could not.
+        public var problem: String?
+    }
+
+    /// The labels a model's traffic follows now, nil for a model not loaded.
+    public func appliedLabels(of name: String) -> AppliedLabels? {
+        state.withLock { s in
+            guard let e = s[name], e.loaded else { return nil }
+            let canary = e.canary
+            return AppliedLabels(stable: e.stable?.version ?? 0, canary: canary?.version ?? 0,
+                                 canaryPercent: canary == nil ? 0 : (e.labels?.canaryPercent ?? 0),
+                                 generation: e.labels?.generation ?? 0, problem: e.labelsProblem)
+        }
     }
 
     private func failureReasons(_ e: Entry) -> String {

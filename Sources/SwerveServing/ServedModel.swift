@@ -16,6 +16,8 @@ public final class ServedModel: Sendable {
     /// The version's lineage record (metadata.json); nil when it has none or it does not decode.
     public let lineage: Lineage?
     public let statistics = VersionStatistics()
+    /// What a rollout compares with other versions (requests, failures, latency, predictions).
+    public let evidence = RolloutEvidence()
     let batcher: DynamicBatcher
     let paths: ServingPaths
     /// `version` as the string clients and metric labels use.
@@ -81,7 +83,8 @@ public final class ServedModel: Sendable {
         // Only versions that can use a cache take a share of the server's cache budget.
         let budget = ServingPaths.wantsCache(mode: settings.servingMode, hasTable: table != nil) ? (settings.cacheBytes ?? cacheBytes()) : 0
         paths = ServingPaths(mode: settings.servingMode, table: table, tableBuildMs: buildMs,
-                             cacheBytes: budget, model: name, version: version, statistics: statistics)
+                             cacheBytes: budget, model: name, version: version, statistics: statistics,
+                             evidence: evidence)
         batcher = DynamicBatcher(model: compiled, settings: settings, maxBatchSize: maxBatchSize, statistics: statistics, modelName: name, version: version)
         batcher.start()
     }

@@ -54,6 +54,9 @@ final class ServingPaths: Sendable {
     private let coalescer = InFlightCoalescer<RequestKey, Computed, ServingError>()
     /// The version's ModelStatistics, which table lookups and cache hits and misses update.
     private let modelStatistics: VersionStatistics
+    /// Cache hits answered from stored bytes never reach the caller's outputs; their predictions
+    /// are counted here.
+    private let evidence: RolloutEvidence
     /// The auto-mode decision, used when `selects` (auto mode with a cache budget and no table).
     private let selector = Mutex(PathSelector(ServingPaths.selectorConfiguration))
     private let selects: Bool
@@ -101,8 +104,9 @@ final class ServingPaths: Sendable {
     }
 
     init(mode: ServingMode, table: StaticTable?, tableBuildMs: Int, cacheBytes: Int, model: String, version: Int,
-         statistics: VersionStatistics) {
+         statistics: VersionStatistics, evidence: RolloutEvidence = RolloutEvidence()) {
         self.mode = mode
+        self.evidence = evidence
         self.modelStatistics = statistics
         self.table = table
         self.tableBuildMs = tableBuildMs
@@ -182,11 +186,13 @@ final class ServingPaths: Sendable {
             }
             if let bytes = hit.encoded(form: encoder.form) {
                 modelStatistics.recordCacheHit(ns: monotonicNanos() - lookupStartNs)
+                evidence.recordPredictions(hit.tensors)
                 return encoder.send(encoded: bytes)
             }
             let bytes = encoder.encode(hit.tensors)
             if cache.addEncoding(key, hit, form: encoder.form, bytes) { publishCacheGauges() }
             modelStatistics.recordCacheHit(ns: monotonicNanos() - lookupStartNs)
+            evidence.recordPredictions(hit.tensors)
             encoder.send(encoded: bytes)
             return
         }
