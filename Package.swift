@@ -98,12 +98,23 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]),
 
+        // The registry replicas follow (swerve.v1.Registry: Watch, FetchVersion, labels, version
+        // status) over a repository folder, and the follower that keeps a replica's local folder in
+        // line with it (`swerve serve --follow`). Knows nothing of training or of the model manager.
+        .target(
+            name: "SwerveRegistry",
+            dependencies: [
+                "SwerveRepository", "SwerveRPC", "SwerveTransport", "SwerveStatus", "SwerveProto", "SwerveClient", "SwerveInference",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]),
+
         // The inference server: KServe v2 (OIP) and health services, ServingInsights, the
         // metrics endpoint, lifecycle. Knows nothing of training.
         .target(
             name: "SwerveServer",
             dependencies: [
-                "SwerveServing", "SwerveRepository", "SwerveRPC", "SwerveTransport", "SwerveStatus", "SwerveProto",
+                "SwerveServing", "SwerveRepository", "SwerveRPC", "SwerveTransport", "SwerveStatus", "SwerveProto", "SwerveRegistry",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -118,7 +129,7 @@ let package = Package(
         .target(
             name: "SwerveTrainingServer",
             dependencies: [
-                "SwerveTraining", "SwerveRepository", "SwerveRPC", "SwerveTransport", "SwerveStatus", "SwerveProto",
+                "SwerveTraining", "SwerveRepository", "SwerveRPC", "SwerveTransport", "SwerveStatus", "SwerveProto", "SwerveRegistry",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
@@ -134,7 +145,7 @@ let package = Package(
         .executableTarget(
             name: "swerve",
             dependencies: [
-                "SwerveServer", "SwerveTrainingServer", "SwerveClient", "SwerveServing", "SwerveInference", "SwerveTraining", "SwerveRepository",
+                "SwerveServer", "SwerveTrainingServer", "SwerveRegistry", "SwerveClient", "SwerveServing", "SwerveInference", "SwerveTraining", "SwerveRepository",
                 "SwerveStatus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -175,6 +186,14 @@ let package = Package(
             dependencies: ["SwerveTraining", "SwerveRepository", "SwerveInference", "SwerveProto", "SwerveStatus", "SwerveTesting"],
             exclude: ["Fixtures"]),
         .testTarget(name: "SwerveRepositoryTests", dependencies: ["SwerveRepository", "SwerveInference", "SwerveProto", "SwerveTesting"]),
+        // The registry service and a follower through the real transport, in process.
+        .testTarget(
+            name: "SwerveRegistryTests",
+            dependencies: [
+                "SwerveRegistry", "SwerveTesting", "SwerveClient", "SwerveRepository", "SwerveProto", "SwerveTransport", "SwerveStatus",
+                "SwerveRPC", "SwerveInference",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "SwerveServingTests", dependencies: ["SwerveServing", "SwerveRepository", "SwerveInference", "SwerveTesting"]),
         // InferenceService through the real transport, in process; tensor coding directly.
         .testTarget(

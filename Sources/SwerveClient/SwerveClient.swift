@@ -30,6 +30,11 @@ public final class SwerveClient: Sendable {
         public static let healthWatch = "/grpc.health.v1.Health/Watch"
         public static let pathStatistics = "/swerve.v1.ServingInsights/PathStatistics"
         public static let rolloutStatistics = "/swerve.v1.ServingInsights/RolloutStatistics"
+        public static let registryWatch = "/swerve.v1.Registry/Watch"
+        public static let registryFetchVersion = "/swerve.v1.Registry/FetchVersion"
+        public static let registryGetLabels = "/swerve.v1.Registry/GetLabels"
+        public static let registrySetLabels = "/swerve.v1.Registry/SetLabels"
+        public static let registrySetVersionStatus = "/swerve.v1.Registry/SetVersionStatus"
     }
 
     private let connections: [GRPCClientConnection]
@@ -323,7 +328,7 @@ public final class SwerveClient: Sendable {
 
     // MARK: - Calls
 
-    private func connection() -> GRPCClientConnection {
+    func connection() -> GRPCClientConnection {
         if connections.count == 1 { return connections[0] }
         let n = nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue
         return connections[Int(UInt(bitPattern: n) % UInt(connections.count))]

@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import Prometheus
 import SwerveRPC
+import SwerveRegistry
 import SwerveRepository
 import SwerveServing
 import SwerveTransport
@@ -43,6 +44,9 @@ public struct ServerOptions: Sendable {
     /// Who may call RepositoryModelLoad/Unload: `--admin-token-file`, `--insecure-control-plane`.
     /// Without a token file the server listens on loopback only, unless told it is insecure.
     public var controlPlane = ControlPlaneOptions()
+    /// Follow a registry (`--follow HOST:PORT` and its `--follow-*` flags): the repository is then
+    /// this replica's local copy, kept in line with the registry; nil: serve the folder as it is.
+    public var follow: RegistryFollowOptions? = nil
 
     public init(repository: String) { self.repository = repository }
 }
@@ -59,6 +63,10 @@ public enum SwerveServerRunner {
             service: "inference", logger: logger)
 
         let repository = ModelRepository(path: options.repository)
+        if options.follow != nil {
+            // A follower's local copy may start empty.
+            try FileManager.default.createDirectory(at: repository.root, withIntermediateDirectories: true)
+        }
         _ = try repository.modelNames()   // fail fast on a missing repository
         var loadOptions = ModelManager.LoadOptions()
         loadOptions.maxModelBytes = options.maxModelBytes
@@ -94,10 +102,28 @@ public enum SwerveServerRunner {
             throw error
         }
 
+        // A follower: what a crash left half-fetched goes before anything reads the folder.
+        let follower = options.follow.map { follow in
+            RegistryFollower(
+                options: follow, repository: repository.root,
+                target: RegistryFollowerTarget(
+                    load: { try manager.load(model: $0) }, unload: { try manager.unload(model: $0) },
+                    // Ready only once the registry's first snapshot is on disk and loaded.
+                    snapshotApplied: { service.setReady(true) }),
+                logger: logger)
+        }
+        follower?.removeStaleTemporaries()
+
         // ServerLive answers while models load; ServerReady can turn true once start-up loading is
         // done (models load in parallel, each within the load timeout), then follows the models.
+        // A follower serves what its local copy holds at once but reports ready only after it has
+        // applied the registry's first snapshot.
         try manager.loadAll()
-        service.setReady(true)
+        if let follower {
+            follower.start()
+        } else {
+            service.setReady(true)
+        }
         let ready = manager.index().filter { $0.state == .ready }
         let readiness = service.readiness()
         if readiness.ready {
@@ -125,6 +151,7 @@ public enum SwerveServerRunner {
         service.beginShutdown()
         draining.record(1)
         poller?.stop()
+        follower?.cancel()
         logger.info("draining: not ready (HTTP 503, health NOT_SERVING), still answering every request", metadata: [
             "signal": "\(sig)", "drain_delay": "\(options.drainDelay)", "open_connections": "\(grpc.activeConnectionCount)"])
         if options.drainDelay > .zero {

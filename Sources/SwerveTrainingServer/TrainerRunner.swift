@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Logging
 import SwerveRPC
+import SwerveRegistry
 import SwerveRepository
 import SwerveTransport
 
@@ -51,14 +52,19 @@ public enum TrainerRunner {
         config.maxReceiveMessageSize = 64 << 20
         // A message of that size must fit the connection's request budget (with its prefix).
         config.maxConnectionRequestBytes = max(config.maxConnectionRequestBytes, 65 << 20)
-        let grpc = GRPCServer(configuration: config, handler: service, logger: logger)
+        // The registry replicas follow (swerve.v1.Registry) beside the Trainer, on the same port and
+        // behind the same admin token.
+        let registry = RegistryService(repository: repository, logger: logger, controlPlane: controlPlane)
+        let router = ServiceRouter([(prefix: RegistryService.methodPrefix, handler: registry)], fallback: service)
+        let grpc = GRPCServer(configuration: config, handler: router, logger: logger)
         try await grpc.start()
         service.resumeContinuousJobs()
-        let banner = "swerve trainer: repository \(repository.path), state \(state.path), listening on \(options.host):\(grpc.port) (gRPC swerve.v1.Trainer)\n"
+        let banner = "swerve trainer: repository \(repository.path), state \(state.path), listening on \(options.host):\(grpc.port) (gRPC swerve.v1.Trainer, swerve.v1.Registry)\n"
         FileHandle.standardOutput.write(Data(banner.utf8))
 
         let sig = await signals.next()
         logger.info("trainer shutting down", metadata: ["signal": "\(sig)"])
+        registry.shutdown()
         let timeout = options.shutdownTimeout
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async {

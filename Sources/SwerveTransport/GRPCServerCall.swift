@@ -96,6 +96,18 @@ public final class GRPCServerCall: Sendable {
         }
     }
 
+    /// Response bytes of this call queued on the server and not yet taken by the client's
+    /// flow-control window; nil once the stream is gone (reset, closed, or the event loop shut
+    /// down). A server-streaming handler that produces much (file transfers) sends its next
+    /// message only while this stays small, so a slow reader holds back the producer instead of
+    /// filling the connection's outbound budget.
+    public func queuedResponseBytes() async -> Int? {
+        guard !isCancelled else { return nil }
+        let connection = self.connection
+        let streamID = self.streamID
+        return try? await connection.eventLoop.submit { connection.value.queuedResponseBytes(streamID: streamID) }.get()
+    }
+
     // MARK: - Transport side (event loop)
 
     /// Cancels an active call and runs its callbacks; false if it was already over.

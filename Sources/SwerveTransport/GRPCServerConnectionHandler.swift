@@ -551,6 +551,11 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         perform(action, on: stream)
     }
 
+    /// The response bytes `streamID` has queued (nil when there is no such stream).
+    func queuedResponseBytes(streamID: Int32) -> Int? {
+        streams[streamID]?.machine.outboundPendingBytes
+    }
+
     func finish(streamID: Int32, status: GRPCStatus) {
         guard let stream = streams[streamID] else { return }
         // Answered: the deadline no longer matters (a no-op if it already fired).

@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import Prometheus
 import SwerveRPC
+import SwerveRegistry
 import SwerveServer
 import SwerveTransport
 
@@ -52,6 +53,22 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("model-load-timeout"), help: "Seconds one model's load may take; past it the load is abandoned and reported failed.")
     var modelLoadTimeout: Double = 600
+
+    // Following a registry (swerve.v1.Registry served by `swerve registry` or `swerve trainer`).
+
+    @Option(name: .customLong("follow"),
+            help: "HOST:PORT of a registry to follow: --repository is then this replica's local copy, kept in line with the registry's versions, config.json and labels (fetched with SHA-256 checks into .tmp-* folders, renamed, loaded). Not ready until the registry's first snapshot is applied.")
+    var follow: String?
+
+    @Option(name: .customLong("follow-token-file"),
+            help: "File holding the registry's admin token, sent with every registry call (same format as --admin-token-file).")
+    var followTokenFile: String?
+
+    @Flag(name: .customLong("follow-tls"), help: "Connect to the registry over TLS.")
+    var followTLS = false
+
+    @Option(name: .customLong("follow-ca-cert"), help: "PEM file of the CA certificates that verify the registry (with --follow-tls; default: the system's).")
+    var followCACert: String?
 
     @Option(name: .customLong("strict-readiness"), help: "true: ServerReady and health are false while any expected model is not ready; false: one ready model is enough.")
     var strictReadiness = true
@@ -168,6 +185,13 @@ struct ServeCommand: AsyncParsableCommand {
             guard maxConnectionAge != nil else { throw ValidationError("--max-connection-age-grace needs --max-connection-age") }
         }
         _ = try Self.tls(cert: tlsCert, key: tlsKey)
+        if let follow, RegistryFollowOptions.parseAddress(follow) == nil {
+            throw ValidationError("--follow must be HOST:PORT (IPv6 as [::1]:PORT), not '\(follow)'")
+        }
+        if follow == nil, followTokenFile != nil || followTLS || followCACert != nil {
+            throw ValidationError("--follow-token-file, --follow-tls and --follow-ca-cert need --follow")
+        }
+        if followCACert != nil && !followTLS { throw ValidationError("--follow-ca-cert needs --follow-tls") }
         var transport = GRPCServerConfiguration()
         transport.maxReceiveMessageSize = maxReceiveMessageSize
         transport.maxConnectionRequestBytes = maxConnectionRequestBytes
@@ -229,6 +253,19 @@ struct ServeCommand: AsyncParsableCommand {
         options.transport.maxConnectionAge = maxConnectionAge.map { .milliseconds(Int64($0 * 1000)) }
         options.transport.maxConnectionAgeGrace = maxConnectionAgeGrace.map { .milliseconds(Int64($0 * 1000)) }
         options.transport.tls = try Self.tls(cert: tlsCert, key: tlsKey)
+        if let follow, let (host, port) = RegistryFollowOptions.parseAddress(follow) {
+            var f = RegistryFollowOptions(host: host, port: port)
+            if let followTokenFile {
+                do {
+                    f.token = try AdminAuthorization.readTokenFile(followTokenFile).token
+                } catch {
+                    throw ValidationError("--follow-token-file: \(error)")
+                }
+            }
+            if followTLS { f.tls = GRPCClientTLS(trustRootsPath: followCACert) }
+            f.limits.maxFileBytes = maxModelBytes
+            options.follow = f
+        }
         try await SwerveServerRunner.run(options: options, registry: registry, logger: Logger(label: "swerve"))
     }
 }

@@ -7,6 +7,7 @@ struct Swerve: AsyncParsableCommand {
         commandName: "swerve",
         abstract: "Swerve: a low-latency model server speaking the Open Inference Protocol (KServe v2) over gRPC.",
         subcommands: [ServeCommand.self, ModelsCommand.self, PredictCommand.self, BenchCommand.self,
-                      TrainCommand.self, PublishCommand.self, WalStressCommand.self, TrainerCommand.self]
+                      TrainCommand.self, PublishCommand.self, WalStressCommand.self, TrainerCommand.self,
+                      RegistryCommand.self]
     )
 }
