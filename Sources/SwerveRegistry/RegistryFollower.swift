@@ -123,11 +123,17 @@ public final class RegistryFollower: Sendable {
     }
 
     /// Stops following and waits for the follower to end (a transfer in progress is abandoned and
-    /// its temporary folder removed).
+    /// its temporary folder removed; a load in progress is waited for).
     public func stop() async {
         let t = task.withLock { $0 }
         t?.cancel()
         await t?.value
+    }
+
+    /// Stops following without waiting (a draining server must not wait for a model load).
+    /// Whatever a transfer leaves is a `.tmp-*` folder, removed at the next start.
+    public func cancel() {
+        task.withLock { $0 }?.cancel()
     }
 
     // MARK: - The Watch loop
@@ -177,7 +183,7 @@ public final class RegistryFollower: Sendable {
                     if !failed.isEmpty {
                         throw RegistryError("the snapshot could not be applied in full: " + failed.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; "))
                     }
-                    try await removeModels(notIn: listed)
+                    warnAboutUnlisted(listed)
                     inSnapshot = false
                     if !applied.exchange(true, ordering: .acquiringAndReleasing) {
                         logger.info("registry snapshot applied", metadata: ["models": "\(listed.count)"])
@@ -403,9 +409,14 @@ public final class RegistryFollower: Sendable {
 
     // MARK: - Removing
 
-    private func removeModels(notIn listed: Set<String>) async throws {
-        for name in (try? repository.modelNames()) ?? [] where !listed.contains(name) {
-            try await removeModel(name)
+    /// Local models a snapshot does not list are kept and named in a warning: a registry lists
+    /// only models it can read, so a config.json broken for a moment there must not take a model
+    /// off every replica. A model the registry reports `removed` while followed is removed.
+    private func warnAboutUnlisted(_ listed: Set<String>) {
+        let unlisted = ((try? repository.modelNames()) ?? []).filter { !listed.contains($0) }
+        if !unlisted.isEmpty {
+            logger.warning("local models the registry does not list are kept; remove their folders by hand if they are gone for good",
+                           metadata: ["models": "\(unlisted.joined(separator: ","))"])
         }
     }
 

@@ -16,6 +16,9 @@ public struct RegistryOptions: Sendable {
     /// gRPC over TLS (`--tls-cert/--tls-key`); nil: cleartext.
     public var tls: GRPCServerTLS? = nil
     public var limits = RegistryLimits()
+    /// A stream whose client's flow-control window lets nothing through for this long (a Watch or
+    /// FetchVersion client that does not read) is reset (`--response-window-timeout`).
+    public var responseWindowTimeout: Duration = GRPCServerConfiguration().responseWindowTimeout ?? .seconds(30)
     /// How long FetchVersion streams in flight may run after the shutdown's GOAWAY.
     public var shutdownTimeout: Duration = .seconds(10)
 
@@ -41,6 +44,7 @@ public enum RegistryRunner {
         config.port = options.grpcPort
         config.eventLoopThreads = options.eventLoopThreads
         config.tls = options.tls
+        config.responseWindowTimeout = options.responseWindowTimeout
         let grpc = GRPCServer(configuration: config, handler: service, logger: logger)
         try await grpc.start()
         let banner = "swerve registry: repository \(repository.path), listening on \(options.host):\(grpc.port) (gRPC swerve.v1.Registry)\n"

@@ -246,23 +246,25 @@ final class WatchHub: @unchecked Sendable {
     var count: Int { lock.withLock { sessions.count } }
 
     func add(_ call: GRPCServerCall, model: String?) {
-        let refusal: GRPCStatus? = lock.withLock {
-            if closed { return GRPCStatus(.unavailable, "the registry is shutting down") }
-            if sessions.count >= limits.maxWatchers {
-                return GRPCStatus(.resourceExhausted, "the registry already has \(limits.maxWatchers) Watch streams open; try again later")
-            }
-            return nil
-        }
-        if let refusal {
-            call.finish(refusal)
-            return
-        }
         let session = WatchSession(call: call, model: model, limits: limits)
-        let id: UInt64 = lock.withLock {
+        // The check and the insertion in one lock section: concurrent Watch calls never pass the bound.
+        let admitted: Result<UInt64, GRPCStatus> = lock.withLock {
+            if closed { return .failure(GRPCStatus(.unavailable, "the registry is shutting down")) }
+            if sessions.count >= limits.maxWatchers {
+                return .failure(GRPCStatus(.resourceExhausted, "the registry already has \(limits.maxWatchers) Watch streams open; try again later"))
+            }
             nextID += 1
             sessions[nextID] = session
             gauge.record(sessions.count)
-            return nextID
+            return .success(nextID)
+        }
+        let id: UInt64
+        switch admitted {
+        case .success(let admittedID): id = admittedID
+        case .failure(let refusal):
+            session.close()
+            call.finish(refusal)
+            return
         }
         call.onCancel { [weak self] in self?.remove(id) }
         queue.async {
@@ -358,7 +360,12 @@ final class WatchSession: Sendable {
     let call: GRPCServerCall
     private let model: String?
     private let limits: RegistryLimits
-    private struct Pending { var models: [String: RegistryModel] = [:]; var endOfSnapshot = false }
+    private struct Pending {
+        var models: [String: RegistryModel] = [:]
+        var endOfSnapshot = false
+        /// Whether the snapshot was offered: changes offered before it are in it already.
+        var primed = false
+    }
     private let pending = Mutex(Pending())
     private let wake: AsyncStream<Void>.Continuation
 
@@ -377,8 +384,9 @@ final class WatchSession: Sendable {
 
     func offer(_ models: [RegistryModel], endOfSnapshot: Bool) {
         pending.withLock { p in
+            guard p.primed || endOfSnapshot else { return }
             for m in models where model == nil || m.modelName == model { p.models[m.modelName] = m }
-            if endOfSnapshot { p.endOfSnapshot = true }
+            if endOfSnapshot { p.endOfSnapshot = true; p.primed = true }
         }
         wake.yield()
     }
@@ -388,7 +396,7 @@ final class WatchSession: Sendable {
     /// Sends what waits; false once the stream is gone.
     private func drain() async -> Bool {
         while true {
-            let batch = pending.withLock { p in defer { p = Pending() }; return p }
+            let batch = pending.withLock { p in defer { p.models = [:]; p.endOfSnapshot = false }; return p }
             if batch.models.isEmpty && !batch.endOfSnapshot { return true }
             for name in batch.models.keys.sorted() {
                 guard await room() else { return false }

@@ -151,7 +151,7 @@ public enum SwerveServerRunner {
         service.beginShutdown()
         draining.record(1)
         poller?.stop()
-        await follower?.stop()
+        follower?.cancel()
         logger.info("draining: not ready (HTTP 503, health NOT_SERVING), still answering every request", metadata: [
             "signal": "\(sig)", "drain_delay": "\(options.drainDelay)", "open_connections": "\(grpc.activeConnectionCount)"])
         if options.drainDelay > .zero {

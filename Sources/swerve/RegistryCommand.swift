@@ -47,12 +47,19 @@ struct RegistryCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-watchers"), help: "Watch streams open at once; one more gets RESOURCE_EXHAUSTED.")
     var maxWatchers = 64
 
+    @Option(name: .customLong("response-window-timeout"),
+            help: "Seconds a Watch or FetchVersion stream may wait for its client to read (grant flow-control window) before it is reset.")
+    var responseWindowTimeout = 30.0
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         guard maxModelBytes > 0 else { throw ValidationError("--max-model-bytes must be positive") }
         guard maxWatchers > 0 else { throw ValidationError("--max-watchers must be positive") }
+        guard responseWindowTimeout > 0 && responseWindowTimeout <= 1e9 else {
+            throw ValidationError("--response-window-timeout must be a positive number of seconds (at most 1e9)")
+        }
         _ = try ServeCommand.tls(cert: tlsCert, key: tlsKey)
     }
 
@@ -65,6 +72,7 @@ struct RegistryCommand: AsyncParsableCommand {
         options.tls = try ServeCommand.tls(cert: tlsCert, key: tlsKey)
         options.limits.maxFileBytes = maxModelBytes
         options.limits.maxWatchers = maxWatchers
+        options.responseWindowTimeout = .milliseconds(Int64(responseWindowTimeout * 1000))
         try await RegistryRunner.run(options: options, logger: Logger(label: "swerve-registry"))
     }
 }

@@ -13,7 +13,8 @@ struct TrainerCommand: AsyncParsableCommand {
             AppendExamples (and/or CSV files dropped in a watched directory), validating each batch \
             against the serving version, gating and publishing new versions into --repository, \
             where `swerve serve --poll-interval N` picks them up. State (example logs, checkpoints) \
-            lives in --state-dir (default <repository>/.trainer).
+            lives in --state-dir (default <repository>/.trainer). The same port serves the registry \
+            (swerve.v1.Registry) over --repository, which `swerve serve --follow HOST:PORT` replicas follow.
             """)
 
     @Option(help: "Model repository to publish into.")
@@ -31,7 +32,7 @@ struct TrainerCommand: AsyncParsableCommand {
     // Who may change state (jobs, examples, promotions): the admin token, or loopback only.
 
     @Option(name: .customLong("admin-token-file"),
-            help: "File holding the admin token (visible ASCII, trailing newline ignored, at most 4 KiB). SubmitJob, CancelJob, AppendExamples, PromoteVersion and RollbackVersion then need the header 'authorization: Bearer <token>': none gets UNAUTHENTICATED, a wrong one PERMISSION_DENIED.")
+            help: "File holding the admin token (visible ASCII, trailing newline ignored, at most 4 KiB). SubmitJob, CancelJob, AppendExamples, PromoteVersion, RollbackVersion and every swerve.v1.Registry call (Watch, FetchVersion, labels, version status) then need the header 'authorization: Bearer <token>': none gets UNAUTHENTICATED, a wrong one PERMISSION_DENIED.")
     var adminTokenFile: String?
 
     @Flag(name: .customLong("insecure-control-plane"),

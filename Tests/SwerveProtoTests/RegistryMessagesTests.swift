@@ -43,8 +43,10 @@ import Testing
 
     @Test func hostileRegistryBytesAreRefused() {
         // A truncated message, a string with a NUL inside a nested file name, a wrong wire type.
-        let model = RegistryModel(modelName: "m", versions: [RegistryVersion(version: 1, files: [RegistryFile(name: "a\0b")])]).serializedBytes()
-        #expect(throws: ProtoDecodingError.self) { try RegistryModel(serializedBytes: model) }
+        // versions[0].files[0].name = "a\0b", byte by byte (our encoder cannot write a NUL).
+        let file: [UInt8] = [0x0A, 3, UInt8(ascii: "a"), 0, UInt8(ascii: "b")]
+        let version: [UInt8] = [0x1A, UInt8(file.count)] + file
+        #expect(throws: ProtoDecodingError.self) { try RegistryModel(serializedBytes: [0x2A, UInt8(version.count)] + version) }
         let chunk = VersionChunk(file: "model.onnx", data: Array(repeating: 7, count: 100)).serializedBytes()
         #expect(throws: ProtoDecodingError.self) { try VersionChunk(serializedBytes: Array(chunk.dropLast(10))) }
         // field 2 (offset, a varint) sent as length-delimited

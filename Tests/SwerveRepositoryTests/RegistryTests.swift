@@ -191,5 +191,18 @@ import Testing
         #expect(ContentFingerprint.sha256(Array("abc".utf8)) == "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         let million = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
         #expect(ContentFingerprint.sha256(million) == "sha256:cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        // Fed in pieces of every awkward size, across block boundaries, the digest is the same.
+        var g = SplitMix64(seed: 3)
+        let data = (0..<5_000).map { _ in UInt8(truncatingIfNeeded: g.next()) }
+        let whole = SHA256.hash(data)
+        for piece in [1, 7, 63, 64, 65, 129, 1000] {
+            var h = SHA256()
+            var i = 0
+            while i < data.count {
+                h.update(Array(data[i..<min(data.count, i + piece)]))
+                i += piece
+            }
+            #expect(h.finalize() == whole, "pieces of \(piece)")
+        }
     }
 }
