@@ -142,10 +142,15 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
 
+        // The rollout controller (`swerve rollout`, `swerve label`): label stores (a repository
+        // folder or a swerve.v1.Registry), replicas' evidence, the step state, the statistics
+        // that compare a canary with stable. Testable with fakes, no server needed.
+        .target(name: "SwerveRollout", dependencies: ["SwerveClient", "SwerveProto", "SwerveRepository", "SwerveStatus", "SwerveTransport"]),
+
         .executableTarget(
             name: "swerve",
             dependencies: [
-                "SwerveServer", "SwerveTrainingServer", "SwerveRegistry", "SwerveClient", "SwerveServing", "SwerveInference", "SwerveTraining", "SwerveRepository",
+                "SwerveRollout", "SwerveServer", "SwerveTrainingServer", "SwerveRegistry", "SwerveClient", "SwerveServing", "SwerveInference", "SwerveTraining", "SwerveRepository",
                 "SwerveStatus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -203,6 +208,7 @@ let package = Package(
                 "SwerveProto", "SwerveTransport", "SwerveStatus",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
+        .testTarget(name: "SwerveRolloutTests", dependencies: ["SwerveRollout", "SwerveRepository", "SwerveProto", "SwerveTesting"]),
         // The CLI's own pieces (the bench's Zipf sampler and request stream), through `@testable import swerve`.
         .testTarget(name: "SwerveCLITests", dependencies: ["swerve", "SwerveInference"]),
     ]

@@ -1,0 +1,139 @@
+import SwerveProto
+
+/// One version's rollout evidence over a window, summed over replicas: what the canary and the
+/// stable version are compared on.
+///
+/// Replicas export counters since the version loaded (`VersionEvidence`); a window is the
+/// difference of two reads. A replica whose counters went down restarted or reloaded the version
+/// in between: its end counters (everything since the reload, all inside the window) are used.
+public struct EvidenceCounts: Sendable, Equatable {
+    public var requests: UInt64 = 0
+    public var failures: UInt64 = 0
+    /// Per bucket of ``EvidenceWindow/latencyBoundsMicros`` plus one overflow bucket.
+    public var latencyCounts: [UInt64] = []
+    /// "class", "score" or "" (no prediction in the window).
+    public var predictionKind = ""
+    /// Rows predicted per class.
+    public var classCounts: [String: UInt64] = [:]
+    /// Per bucket of ``EvidenceWindow/scoreBounds`` plus one overflow bucket.
+    public var scoreCounts: [UInt64] = []
+    public var scoreCount: UInt64 = 0
+    public var scoreSum: Double = 0
+    public var scoreSumSquares: Double = 0
+
+    public init() {}
+
+    /// The counters of one replica's evidence record.
+    public init(_ e: VersionEvidence) {
+        requests = e.requests
+        failures = e.failures
+        latencyCounts = e.latencyCounts
+        predictionKind = e.predictionKind
+        for (i, c) in e.classes.enumerated() where i < e.classCounts.count {
+            classCounts[c, default: 0] += e.classCounts[i]
+        }
+        scoreCounts = e.scoreCounts
+        scoreCount = e.scoreCount
+        scoreSum = e.scoreSum
+        scoreSumSquares = e.scoreSumSquares
+    }
+
+    /// `end - start` for one replica; `end` alone when any counter went down (a reload).
+    public static func window(start: EvidenceCounts?, end: EvidenceCounts) -> EvidenceCounts {
+        guard let start else { return end }
+        func down(_ a: [UInt64], _ b: [UInt64]) -> Bool { a.count != b.count || zip(a, b).contains { $1 < $0 } }
+        let reset = end.requests < start.requests || end.failures < start.failures || end.scoreCount < start.scoreCount
+            || (!start.latencyCounts.isEmpty && down(start.latencyCounts, end.latencyCounts))
+            || (!start.scoreCounts.isEmpty && down(start.scoreCounts, end.scoreCounts))
+            || start.classCounts.contains { end.classCounts[$0.key, default: 0] < $0.value }
+        if reset { return end }
+        var w = EvidenceCounts()
+        w.requests = end.requests - start.requests
+        w.failures = end.failures - start.failures
+        w.latencyCounts = start.latencyCounts.isEmpty ? end.latencyCounts : zip(end.latencyCounts, start.latencyCounts).map { $0 - $1 }
+        w.predictionKind = end.predictionKind
+        for (c, n) in end.classCounts {
+            let d = n - start.classCounts[c, default: 0]
+            if d > 0 { w.classCounts[c] = d }
+        }
+        w.scoreCounts = start.scoreCounts.isEmpty ? end.scoreCounts : zip(end.scoreCounts, start.scoreCounts).map { $0 - $1 }
+        w.scoreCount = end.scoreCount - start.scoreCount
+        w.scoreSum = end.scoreSum - start.scoreSum
+        w.scoreSumSquares = end.scoreSumSquares - start.scoreSumSquares
+        return w
+    }
+
+    /// Adds another replica's window (bucket arrays of equal length; a shorter one is padded).
+    public mutating func add(_ o: EvidenceCounts) {
+        requests += o.requests
+        failures += o.failures
+        latencyCounts = Self.sum(latencyCounts, o.latencyCounts)
+        if predictionKind.isEmpty { predictionKind = o.predictionKind }
+        else if !o.predictionKind.isEmpty && o.predictionKind != predictionKind { predictionKind = "mixed" }
+        for (c, n) in o.classCounts { classCounts[c, default: 0] += n }
+        scoreCounts = Self.sum(scoreCounts, o.scoreCounts)
+        scoreCount += o.scoreCount
+        scoreSum += o.scoreSum
+        scoreSumSquares += o.scoreSumSquares
+    }
+
+    private static func sum(_ a: [UInt64], _ b: [UInt64]) -> [UInt64] {
+        (0..<max(a.count, b.count)).map { (a.indices.contains($0) ? a[$0] : 0) + (b.indices.contains($0) ? b[$0] : 0) }
+    }
+
+    /// failures / requests; nil without requests.
+    public var errorRate: Double? { requests == 0 ? nil : Double(failures) / Double(requests) }
+
+    /// Mean of the scores (score predictions only).
+    public var scoreMean: Double? { scoreCount == 0 ? nil : scoreSum / Double(scoreCount) }
+}
+
+/// Statistics on bucketed evidence: quantiles of latency histograms, and the distance between
+/// two prediction distributions.
+public enum EvidenceStatistics {
+    /// The `q` quantile (0...1) of a histogram with upper bounds `bounds` (ascending) and
+    /// `bounds.count + 1` counts (the last one: above every bound), interpolated linearly inside
+    /// the bucket that holds it (the first bucket starts at 0). A quantile in the overflow bucket
+    /// is the last bound (a lower estimate; `overflow` says so). nil for an empty histogram.
+    public static func quantile(_ q: Double, counts: [UInt64], bounds: [Double]) -> (value: Double, overflow: Bool)? {
+        let total = counts.reduce(0, +)
+        guard total > 0, !bounds.isEmpty else { return nil }
+        // The rank of the quantile: the smallest r with r >= q * total (1-based).
+        let rank = max(1, (q * Double(total)).rounded(.up))
+        var seen = 0.0
+        for (i, c) in counts.enumerated() where c > 0 {
+            let before = seen
+            seen += Double(c)
+            if seen >= rank {
+                if i >= bounds.count { return (bounds[bounds.count - 1], true) }
+                let lower = i == 0 ? 0 : bounds[i - 1]
+                let upper = bounds[i]
+                return (lower + (upper - lower) * (rank - before) / Double(c), false)
+            }
+        }
+        return (bounds[bounds.count - 1], true)
+    }
+
+    /// Total variation distance between two class-frequency distributions: half the sum of the
+    /// absolute differences of the shares, 0 (equal) ... 1 (disjoint). nil when either is empty.
+    public static func totalVariation(_ a: [String: UInt64], _ b: [String: UInt64]) -> Double? {
+        let ta = Double(a.values.reduce(0, +)), tb = Double(b.values.reduce(0, +))
+        guard ta > 0, tb > 0 else { return nil }
+        let keys = Set(a.keys).union(b.keys)
+        return keys.reduce(0.0) { $0 + abs(Double(a[$1, default: 0]) / ta - Double(b[$1, default: 0]) / tb) } / 2
+    }
+
+    /// Kolmogorov–Smirnov distance between two binned distributions over the same bins: the
+    /// largest absolute difference of their cumulative shares, 0 ... 1. nil when either is empty.
+    public static func kolmogorovSmirnov(_ a: [UInt64], _ b: [UInt64]) -> Double? {
+        let ta = Double(a.reduce(0, +)), tb = Double(b.reduce(0, +))
+        guard ta > 0, tb > 0 else { return nil }
+        var ca = 0.0, cb = 0.0, d = 0.0
+        for i in 0..<max(a.count, b.count) {
+            ca += Double(a.indices.contains(i) ? a[i] : 0)
+            cb += Double(b.indices.contains(i) ? b[i] : 0)
+            d = max(d, abs(ca / ta - cb / tb))
+        }
+        return d
+    }
+}
