@@ -9,7 +9,7 @@
                equal the registry's.
   token        every registry call needs the admin token: none gets UNAUTHENTICATED, a wrong one
                PERMISSION_DENIED; a follower with a wrong token stays not ready.
-  grpcio       GetLabels / SetLabels / SetVersionStatus from grpcio, a client nobody here wrote.
+  grpcio       GetLabels / SetLabels / SetVersionStatus / GetVersionStatus from grpcio, a client nobody here wrote.
 """
 from __future__ import annotations
 
@@ -270,6 +270,10 @@ def test_followers_converge_catch_up_and_survive_a_cut_transfer(env):
     assert json.loads((repo / "bc" / "1" / "metadata.json").read_text())["status"] == "serving"
     oip.expect_code(grpc.StatusCode.INVALID_ARGUMENT, registry.stub.SetVersionStatus,
                     rpb.SetVersionStatusRequest(model_name="bc", version=1, status="bogus"), metadata=auth, timeout=10)
+    got = registry.stub.GetVersionStatus(rpb.FetchVersionRequest(model_name="bc", version=1), metadata=auth, timeout=10)
+    assert (got.status, got.reason) == ("serving", "interop")
+    oip.expect_code(grpc.StatusCode.NOT_FOUND, registry.stub.GetVersionStatus,
+                    rpb.FetchVersionRequest(model_name="bc", version=99), metadata=auth, timeout=10)
 
     # The token: none → UNAUTHENTICATED, a wrong one → PERMISSION_DENIED, for reads too.
     oip.expect_code(grpc.StatusCode.UNAUTHENTICATED, registry.stub.GetLabels, rpb.LabelsRequest(model_name="bc"), timeout=10)

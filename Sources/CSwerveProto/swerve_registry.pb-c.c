@@ -502,6 +502,51 @@ void   swerve__v1__set_version_status_response__free_unpacked
   assert(message->base.descriptor == &swerve__v1__set_version_status_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   swerve__v1__version_status__init
+                     (Swerve__V1__VersionStatus         *message)
+{
+  static const Swerve__V1__VersionStatus init_value = SWERVE__V1__VERSION_STATUS__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__version_status__get_packed_size
+                     (const Swerve__V1__VersionStatus *message)
+{
+  assert(message->base.descriptor == &swerve__v1__version_status__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__version_status__pack
+                     (const Swerve__V1__VersionStatus *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__version_status__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__version_status__pack_to_buffer
+                     (const Swerve__V1__VersionStatus *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__version_status__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__VersionStatus *
+       swerve__v1__version_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__VersionStatus *)
+     protobuf_c_message_unpack (&swerve__v1__version_status__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__version_status__free_unpacked
+                     (Swerve__V1__VersionStatus *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__version_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor swerve__v1__registry_watch_request__field_descriptors[1] =
 {
   {
@@ -1258,17 +1303,70 @@ const ProtobufCMessageDescriptor swerve__v1__set_version_status_response__descri
   (ProtobufCMessageInit) swerve__v1__set_version_status_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor swerve__v1__registry__method_descriptors[5] =
+static const ProtobufCFieldDescriptor swerve__v1__version_status__field_descriptors[2] =
+{
+  {
+    "status",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionStatus, status),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionStatus, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__version_status__field_indices_by_name[] = {
+  1,   /* field[1] = reason */
+  0,   /* field[0] = status */
+};
+static const ProtobufCIntRange swerve__v1__version_status__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor swerve__v1__version_status__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.VersionStatus",
+  "VersionStatus",
+  "Swerve__V1__VersionStatus",
+  "swerve.v1",
+  sizeof(Swerve__V1__VersionStatus),
+  2,
+  swerve__v1__version_status__field_descriptors,
+  swerve__v1__version_status__field_indices_by_name,
+  1,  swerve__v1__version_status__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__version_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor swerve__v1__registry__method_descriptors[6] =
 {
   { "Watch", &swerve__v1__registry_watch_request__descriptor, &swerve__v1__registry_model__descriptor },
   { "FetchVersion", &swerve__v1__fetch_version_request__descriptor, &swerve__v1__version_chunk__descriptor },
   { "GetLabels", &swerve__v1__labels_request__descriptor, &swerve__v1__model_labels__descriptor },
   { "SetLabels", &swerve__v1__set_labels_request__descriptor, &swerve__v1__model_labels__descriptor },
   { "SetVersionStatus", &swerve__v1__set_version_status_request__descriptor, &swerve__v1__set_version_status_response__descriptor },
+  { "GetVersionStatus", &swerve__v1__fetch_version_request__descriptor, &swerve__v1__version_status__descriptor },
 };
 const unsigned swerve__v1__registry__method_indices_by_name[] = {
   1,        /* FetchVersion */
   2,        /* GetLabels */
+  5,        /* GetVersionStatus */
   3,        /* SetLabels */
   4,        /* SetVersionStatus */
   0         /* Watch */
@@ -1280,7 +1378,7 @@ const ProtobufCServiceDescriptor swerve__v1__registry__descriptor =
   "Registry",
   "Swerve__V1__Registry",
   "swerve.v1",
-  5,
+  6,
   swerve__v1__registry__method_descriptors,
   swerve__v1__registry__method_indices_by_name
 };
@@ -1323,6 +1421,14 @@ void swerve__v1__registry__set_version_status(ProtobufCService *service,
 {
   assert(service->descriptor == &swerve__v1__registry__descriptor);
   service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void swerve__v1__registry__get_version_status(ProtobufCService *service,
+                                              const Swerve__V1__FetchVersionRequest *input,
+                                              Swerve__V1__VersionStatus_Closure closure,
+                                              void *closure_data)
+{
+  assert(service->descriptor == &swerve__v1__registry__descriptor);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void swerve__v1__registry__init (Swerve__V1__Registry_Service *service,
                                  Swerve__V1__Registry_ServiceDestroy destroy)

@@ -61,4 +61,11 @@ extension SwerveClient {
             as: SetVersionStatusResponse.self, timeout: timeout, metadata: controlMetadata
         ).status
     }
+
+    /// GetVersionStatus: a version's lineage status and the reason of its last change (an empty
+    /// status: no lineage record). NOT_FOUND for a version the registry does not have.
+    public func getVersionStatus(model: String, version: Int64, timeout: Duration? = nil) async throws -> VersionStatus {
+        try await call(Method.registryGetVersionStatus, FetchVersionRequest(modelName: model, version: version),
+                       as: VersionStatus.self, timeout: timeout, metadata: controlMetadata)
+    }
 }

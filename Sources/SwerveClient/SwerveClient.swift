@@ -35,6 +35,7 @@ public final class SwerveClient: Sendable {
         public static let registryGetLabels = "/swerve.v1.Registry/GetLabels"
         public static let registrySetLabels = "/swerve.v1.Registry/SetLabels"
         public static let registrySetVersionStatus = "/swerve.v1.Registry/SetVersionStatus"
+        public static let registryGetVersionStatus = "/swerve.v1.Registry/GetVersionStatus"
     }
 
     private let connections: [GRPCClientConnection]

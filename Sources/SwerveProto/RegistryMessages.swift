@@ -240,3 +240,20 @@ public struct SetVersionStatusResponse: ProtoMessage, Equatable {
         return encode(m, arena: a, size: swerve__v1__set_version_status_response__get_packed_size, pack: swerve__v1__set_version_status_response__pack)
     }
 }
+
+/// A version's lineage status and the reason of its last change (GetVersionStatus).
+public struct VersionStatus: ProtoMessage, Equatable {
+    /// Empty when the version has no lineage record.
+    public var status = ""
+    public var reason = ""
+    public init(status: String = "", reason: String = "") { self.status = status; self.reason = reason }
+    public init(serializedBytes bytes: [UInt8]) throws {
+        try StringFields.firstTwo.check(bytes, "VersionStatus")
+        (status, reason) = try decode(bytes, "VersionStatus", unpack: swerve__v1__version_status__unpack, free: swerve__v1__version_status__free_unpacked) { (str($0.status), str($0.reason)) }
+    }
+    public func serializedBytes() -> [UInt8] {
+        let a = Arena()
+        var m = Swerve__V1__VersionStatus(); swerve__v1__version_status__init(&m); m.status = a.cString(status); m.reason = a.cString(reason)
+        return encode(m, arena: a, size: swerve__v1__version_status__get_packed_size, pack: swerve__v1__version_status__pack)
+    }
+}

@@ -45,13 +45,14 @@ public final class RegistryService: GRPCCallHandler, Sendable {
         case getLabels = "/swerve.v1.Registry/GetLabels"
         case setLabels = "/swerve.v1.Registry/SetLabels"
         case setVersionStatus = "/swerve.v1.Registry/SetVersionStatus"
+        case getVersionStatus = "/swerve.v1.Registry/GetVersionStatus"
 
         /// Whether the method needs the admin token when there is one. A switch without
         /// `default`: a method added later must say. Every one does: the reads hand out model
         /// files and the desired state.
         var needsToken: Bool {
             switch self {
-            case .watch, .fetchVersion, .getLabels, .setLabels, .setVersionStatus: true
+            case .watch, .fetchVersion, .getLabels, .setLabels, .setVersionStatus, .getVersionStatus: true
             }
         }
     }
@@ -68,6 +69,7 @@ public final class RegistryService: GRPCCallHandler, Sendable {
         case .getLabels: serveBlocking(call, on: blockingQueue) { (r: LabelsRequest) in try self.getLabels(r) }
         case .setLabels: serveBlocking(call, on: blockingQueue) { (r: SetLabelsRequest) in try self.setLabels(r) }
         case .setVersionStatus: serveBlocking(call, on: blockingQueue) { (r: SetVersionStatusRequest) in try self.setVersionStatus(r) }
+        case .getVersionStatus: serveBlocking(call, on: blockingQueue) { (r: FetchVersionRequest) in try self.getVersionStatus(r) }
         }
     }
 
@@ -118,6 +120,19 @@ public final class RegistryService: GRPCCallHandler, Sendable {
                                                                   reason: r.reason.isEmpty ? nil : r.reason)
         logger.info("version status set", metadata: ["model": "\(r.modelName)", "version": "\(r.version)", "status": "\(status.rawValue)"])
         return SetVersionStatusResponse(status: status.rawValue)
+    }
+
+    func getVersionStatus(_ r: FetchVersionRequest) throws -> VersionStatus {
+        try requireModel(r.modelName)
+        guard r.version > 0, repository.versions(of: r.modelName).contains(Int(r.version)) else {
+            throw GRPCStatus(.notFound, "\(r.modelName) has no complete version \(r.version)")
+        }
+        do {
+            let l = try repository.lineage(of: r.modelName, version: Int(r.version))
+            return VersionStatus(status: l.status.rawValue, reason: l.statusHistory.last?.reason ?? "")
+        } catch let e as StorageError where e.code == .notFound {
+            return VersionStatus()
+        }
     }
 
     // MARK: - Watch

@@ -96,7 +96,7 @@ func labelStoreError(_ status: GRPCStatus, _ what: String) -> LabelStoreError {
 
 /// Labels and lineage kept by a `swerve.v1.Registry` service (`swerve registry`, `swerve
 /// trainer`) that replicas follow (`--registry HOST:PORT`), through its GetLabels, SetLabels and
-/// SetVersionStatus calls; a version's status is read from its metadata.json through FetchVersion.
+/// SetVersionStatus and GetVersionStatus calls.
 public struct RegistryLabelStore: LabelStore {
     public let client: SwerveClient
     public let address: String
@@ -132,28 +132,18 @@ public struct RegistryLabelStore: LabelStore {
         } catch let s as GRPCStatus { throw labelStoreError(s, "SetVersionStatus \(model) v\(version) at \(address)") }
     }
 
-    /// The version's lineage record (metadata.json) as FetchVersion sends it: the registry sends a
-    /// version's files sorted by name, so metadata.json comes before model.onnx; reading stops
-    /// at its last chunk, or after `ModelRepository.maxMetadataBytes` bytes of any file.
-    /// NOT_FOUND (no such version) is nil.
+    /// The version's lineage status through GetVersionStatus; nil when the version does not
+    /// exist (NOT_FOUND) or has no lineage record.
     public func status(model: String, version: Int) async throws -> (status: Lineage.Status, reason: String?)? {
-        var bytes: [UInt8] = []
-        var seen = 0
+        let r: VersionStatus
         do {
-            for try await chunk in client.fetchVersion(model: model, version: Int64(version), timeout: timeout) {
-                seen += chunk.data.count
-                if chunk.file == ModelRepository.metadataFileName {
-                    bytes += chunk.data
-                    if chunk.last { break }
-                }
-                if seen > ModelRepository.maxMetadataBytes { return nil }
-            }
+            r = try await client.getVersionStatus(model: model, version: Int64(version), timeout: timeout)
         } catch let s as GRPCStatus {
             if s.code == .notFound { return nil }
-            throw labelStoreError(s, "FetchVersion \(model) v\(version) (its lineage) from \(address)")
+            throw labelStoreError(s, "GetVersionStatus \(model) v\(version) from \(address)")
         }
-        guard !bytes.isEmpty, let l = try? Lineage.decode(Data(bytes)) else { return nil }
-        return (l.status, l.statusHistory.last?.reason)
+        guard let status = Lineage.Status(rawValue: r.status) else { return nil }
+        return (status, r.reason.isEmpty ? nil : r.reason)
     }
 
     static func labels(_ r: RegistryLabels) -> ModelLabels {

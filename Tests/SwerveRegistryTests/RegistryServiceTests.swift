@@ -44,6 +44,9 @@ import Testing
         #expect(try ModelRepository(root: remote.url).lineage(of: "m", version: v1).status == .rolledBack)
         #expect(await statusThrown { try await client.setVersionStatus(model: "m", version: Int64(v1), status: "retired") }?.code == .invalidArgument)
         #expect(await statusThrown { try await client.setVersionStatus(model: "m", version: 42, status: "validated") }?.code == .notFound)
+        #expect(try await client.getVersionStatus(model: "m", version: Int64(v1)) == VersionStatus(status: "rolled_back", reason: "test"))
+        #expect(await statusThrown { _ = try await client.getVersionStatus(model: "m", version: 42) }?.code == .notFound)
+        #expect(await statusThrown { _ = try await client.getVersionStatus(model: "../m", version: 1) }?.code == .invalidArgument)
 
         // FetchVersion: unknown versions, and the chunks of a file spanning several.
         #expect(await statusThrown { for try await _ in client.fetchVersion(model: "m", version: 2) {} }?.code == .notFound)

@@ -26,6 +26,7 @@ typedef struct Swerve__V1__LabelsRequest Swerve__V1__LabelsRequest;
 typedef struct Swerve__V1__SetLabelsRequest Swerve__V1__SetLabelsRequest;
 typedef struct Swerve__V1__SetVersionStatusRequest Swerve__V1__SetVersionStatusRequest;
 typedef struct Swerve__V1__SetVersionStatusResponse Swerve__V1__SetVersionStatusResponse;
+typedef struct Swerve__V1__VersionStatus Swerve__V1__VersionStatus;
 
 
 /* --- enums --- */
@@ -226,6 +227,20 @@ struct  Swerve__V1__SetVersionStatusResponse
 #define SWERVE__V1__SET_VERSION_STATUS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__set_version_status_response__descriptor) \
     , (char *)protobuf_c_empty_string }
+
+
+struct  Swerve__V1__VersionStatus
+{
+  ProtobufCMessage base;
+  /*
+   * empty: the version has no lineage record
+   */
+  char *status;
+  char *reason;
+};
+#define SWERVE__V1__VERSION_STATUS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__version_status__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /* Swerve__V1__RegistryWatchRequest methods */
@@ -437,6 +452,25 @@ Swerve__V1__SetVersionStatusResponse *
 void   swerve__v1__set_version_status_response__free_unpacked
                      (Swerve__V1__SetVersionStatusResponse *message,
                       ProtobufCAllocator *allocator);
+/* Swerve__V1__VersionStatus methods */
+void   swerve__v1__version_status__init
+                     (Swerve__V1__VersionStatus         *message);
+size_t swerve__v1__version_status__get_packed_size
+                     (const Swerve__V1__VersionStatus   *message);
+size_t swerve__v1__version_status__pack
+                     (const Swerve__V1__VersionStatus   *message,
+                      uint8_t             *out);
+size_t swerve__v1__version_status__pack_to_buffer
+                     (const Swerve__V1__VersionStatus   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__VersionStatus *
+       swerve__v1__version_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__version_status__free_unpacked
+                     (Swerve__V1__VersionStatus *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Swerve__V1__RegistryWatchRequest_Closure)
@@ -472,6 +506,9 @@ typedef void (*Swerve__V1__SetVersionStatusRequest_Closure)
 typedef void (*Swerve__V1__SetVersionStatusResponse_Closure)
                  (const Swerve__V1__SetVersionStatusResponse *message,
                   void *closure_data);
+typedef void (*Swerve__V1__VersionStatus_Closure)
+                 (const Swerve__V1__VersionStatus *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -499,6 +536,10 @@ struct Swerve__V1__Registry_Service
                              const Swerve__V1__SetVersionStatusRequest *input,
                              Swerve__V1__SetVersionStatusResponse_Closure closure,
                              void *closure_data);
+  void (*get_version_status)(Swerve__V1__Registry_Service *service,
+                             const Swerve__V1__FetchVersionRequest *input,
+                             Swerve__V1__VersionStatus_Closure closure,
+                             void *closure_data);
 };
 typedef void (*Swerve__V1__Registry_ServiceDestroy)(Swerve__V1__Registry_Service *);
 void swerve__v1__registry__init (Swerve__V1__Registry_Service *service,
@@ -511,7 +552,8 @@ void swerve__v1__registry__init (Swerve__V1__Registry_Service *service,
       function_prefix__ ## fetch_version,\
       function_prefix__ ## get_labels,\
       function_prefix__ ## set_labels,\
-      function_prefix__ ## set_version_status  }
+      function_prefix__ ## set_version_status,\
+      function_prefix__ ## get_version_status  }
 void swerve__v1__registry__watch(ProtobufCService *service,
                                  const Swerve__V1__RegistryWatchRequest *input,
                                  Swerve__V1__RegistryModel_Closure closure,
@@ -532,6 +574,10 @@ void swerve__v1__registry__set_version_status(ProtobufCService *service,
                                               const Swerve__V1__SetVersionStatusRequest *input,
                                               Swerve__V1__SetVersionStatusResponse_Closure closure,
                                               void *closure_data);
+void swerve__v1__registry__get_version_status(ProtobufCService *service,
+                                              const Swerve__V1__FetchVersionRequest *input,
+                                              Swerve__V1__VersionStatus_Closure closure,
+                                              void *closure_data);
 
 /* --- descriptors --- */
 
@@ -546,6 +592,7 @@ extern const ProtobufCMessageDescriptor swerve__v1__labels_request__descriptor;
 extern const ProtobufCMessageDescriptor swerve__v1__set_labels_request__descriptor;
 extern const ProtobufCMessageDescriptor swerve__v1__set_version_status_request__descriptor;
 extern const ProtobufCMessageDescriptor swerve__v1__set_version_status_response__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__version_status__descriptor;
 extern const ProtobufCServiceDescriptor swerve__v1__registry__descriptor;
 
 PROTOBUF_C__END_DECLS
