@@ -451,3 +451,20 @@ def test_bad_tls_settings_refuse_to_start_and_name_the_file(pki, tmp_path):
         assert done.returncode != 0, f"{args}: swerve started:\n{text}"
         assert expected in text, f"{args}: expected {expected!r} in:\n{text}"
         assert "listening" not in text, f"{args}: the listener was bound before the TLS files were checked:\n{text}"
+
+
+def test_swerve_label_and_rollout_reach_replicas_over_tls(start_tls, zoo):
+    """`--tls --ca-cert` reach the replicas (and a registry) of `swerve label` / `swerve rollout`."""
+    server = start_tls()
+    ca = str(server.pki.ca_cert)
+    args = ["label", "--model", "dense", "stable=1", "--repository", str(server.repository),
+            "--replicas", server.address]
+    labelled = swerve_client(*args, "--ca-cert", ca)
+    assert labelled.returncode == 0, labelled.stdout + labelled.stderr
+    assert json.loads((server.repository / "dense" / "labels.json").read_text())["stable"] == 1
+    # Cleartext against the TLS port: the replica cannot be asked, nothing is written.
+    plain = swerve_client(*args[:3], "stable=1", "--force", *args[4:])
+    assert plain.returncode == 2, plain.stdout + plain.stderr
+    dry = swerve_client("rollout", "--model", "dense", "--version", "1", "--replicas", server.address,
+                        "--repository", str(server.repository), "--ca-cert", ca, "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr

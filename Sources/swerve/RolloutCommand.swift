@@ -5,6 +5,7 @@ import SwerveRPC
 import SwerveRepository
 import SwerveRollout
 import SwerveStatus
+import SwerveTransport
 
 #if canImport(Glibc)
 import Glibc
@@ -31,6 +32,20 @@ struct LabelStoreOptions: ParsableArguments {
     @Option(name: .long, help: "Deadline of each call to a replica or the registry, in seconds.")
     var timeout: Double = 10
 
+    @Flag(name: .long, help: "Reach the registry and the replicas over TLS (ALPN h2), trusting the system's CA roots or --ca-cert.")
+    var tls = false
+
+    @Option(name: .customLong("ca-cert"), help: "PEM CA certificate(s) that verify the registry's and the replicas' certificates; implies --tls.")
+    var caCert: String?
+
+    /// The TLS settings of `--tls`/`--ca-cert`; nil: cleartext.
+    var clientTLS: GRPCClientTLS? {
+        guard tls || caCert != nil else { return nil }
+        var settings = GRPCClientTLS(trustRootsPath: caCert)
+        settings.handshakeTimeout = .milliseconds(Int64(min(timeout, 10) * 1000))
+        return settings
+    }
+
     /// The store, and a closer for its connection. Throws `UsageFailure` for bad arguments and
     /// an unreachable registry.
     func open() async throws -> (store: any LabelStore, close: @Sendable () async -> Void) {
@@ -45,7 +60,7 @@ struct LabelStoreOptions: ParsableArguments {
         }
         let (host, port) = try endpoint(registry!, flag: "--registry")
         do {
-            let client = try await SwerveClient.connect(host: host, port: port, defaultTimeout: callTimeout, adminToken: try token())
+            let client = try await SwerveClient.connect(host: host, port: port, defaultTimeout: callTimeout, adminToken: try token(), tls: clientTLS)
             return (RegistryLabelStore(client: client, address: registry!, timeout: callTimeout), { await client.close() })
         } catch let s as GRPCStatus {
             throw UsageFailure("cannot reach the registry at \(registry!): \(s.code.canonicalName): \(s.message)")
@@ -84,7 +99,7 @@ struct LabelStoreOptions: ParsableArguments {
         guard Set(items).count == items.count else { throw UsageFailure("--replicas names a replica twice") }
         return try items.map { item in
             let (host, port) = try endpoint(item, flag: "--replicas")
-            return ClientReplica(host: host, port: port, timeout: callTimeout)
+            return ClientReplica(host: host, port: port, timeout: callTimeout, tls: clientTLS)
         }
     }
 
