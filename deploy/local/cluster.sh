@@ -10,12 +10,14 @@
 #   cluster.sh restart NAME        start a stopped or killed replica again on its ports
 #   cluster.sh status              replicas, their readiness, HAProxy's view
 #   cluster.sh endpoint            the gRPC endpoint (host:port)
+#   cluster.sh replicas            the replicas' own gRPC addresses, host:port,... (swerve rollout --replicas)
 #   cluster.sh down                stop everything by PID
 #
 # Environment: SWERVE_BIN (default .build/release/swerve), CLUSTER_DIR (default .cluster),
 # HAPROXY (default haproxy), CLUSTER_WAIT (seconds any one wait may take, default 60),
 # CLUSTER_RETRY_ON (HAProxy's retry-on, default "conn-failure empty-response"; "none" to see
-# what the replicas' drain achieves without HAProxy's replays).
+# what the replicas' drain achieves without HAProxy's replays), CLUSTER_POLL_INTERVAL (seconds
+# between the replicas' repository scans, default 1: how soon they see new versions and labels).
 # SERVE-ARGS after "--" go to every replica's `swerve serve` (e.g. -- --cache-bytes 1000000).
 # Clients sending x-swerve-route-key are routed by it (consistent hashing); others round robin.
 set -euo pipefail
@@ -119,7 +121,7 @@ start_replica() {  # name: starts it on its recorded ports, waits until ready
     if alive "$(cat "$STATE/replicas/$name.pid" 2>/dev/null)"; then die "$name is running"; fi
     # shellcheck disable=SC2086
     "$SWERVE_BIN" serve --repository "$REPOSITORY" --host 127.0.0.1 --grpc-port "$grpc" --metrics-port "$metrics" \
-        --drain-seconds "$DRAIN_SECONDS" "${SERVE_ARGS[@]}" >>"$STATE/replicas/$name.log" 2>&1 &
+        --drain-seconds "$DRAIN_SECONDS" --poll-interval "${CLUSTER_POLL_INTERVAL:-1}" "${SERVE_ARGS[@]}" >>"$STATE/replicas/$name.log" 2>&1 &
     pid=$!
     echo "$pid" >"$STATE/replicas/$name.pid"
     if ! wait_for "$name (pid $pid) to be ready on :$metrics" replica_ready "$pid" "$metrics"; then
@@ -303,6 +305,13 @@ cmd_endpoint() {
     echo "127.0.0.1:$FRONTEND_PORT"
 }
 
+cmd_replicas() {
+    load_state
+    local name out=()
+    for name in $(replicas); do out+=("127.0.0.1:$(cat "$STATE/replicas/$name.grpc")"); done
+    (IFS=,; echo "${out[*]}")
+}
+
 cmd_down() {
     [[ -d $STATE ]] || { echo "nothing in $STATE"; return 0; }
     local pids=() pid f
@@ -335,10 +344,11 @@ main() {
         restart) cmd_restart "$@" ;;
         status) cmd_status ;;
         endpoint) cmd_endpoint ;;
+        replicas) cmd_replicas ;;
         down)
             [[ -f $STATE/cluster.env ]] && source "$STATE/cluster.env"
             cmd_down ;;
-        *) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [[ -z $command || $command == help ]] || exit 2 ;;
+        *) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [[ -z $command || $command == help ]] || exit 2 ;;
     esac
 }
 
