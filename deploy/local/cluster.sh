@@ -348,7 +348,7 @@ main() {
         down)
             [[ -f $STATE/cluster.env ]] && source "$STATE/cluster.env"
             cmd_down ;;
-        *) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [[ -z $command || $command == help ]] || exit 2 ;;
+        *) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [[ -z $command || $command == help ]] || exit 2 ;;
     esac
 }
 
