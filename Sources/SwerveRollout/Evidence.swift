@@ -1,3 +1,4 @@
+import Foundation
 import SwerveProto
 
 /// One version's rollout evidence over a window, summed over replicas: what the canary and the
@@ -135,5 +136,74 @@ public enum EvidenceStatistics {
             d = max(d, abs(ca / ta - cb / tb))
         }
         return d
+    }
+
+    /// The p-value of a chi-square test of homogeneity of two class-count tables (how likely
+    /// counts this different are when both sides draw from one distribution). nil when either
+    /// side is empty or there is only one class.
+    public static func chiSquarePValue(_ a: [String: UInt64], _ b: [String: UInt64]) -> Double? {
+        let ta = Double(a.values.reduce(0, +)), tb = Double(b.values.reduce(0, +))
+        guard ta > 0, tb > 0 else { return nil }
+        let keys = Set(a.keys).union(b.keys).filter { a[$0, default: 0] + b[$0, default: 0] > 0 }
+        guard keys.count > 1 else { return nil }
+        let total = ta + tb
+        var x2 = 0.0
+        for k in keys {
+            let row = Double(a[k, default: 0] + b[k, default: 0])
+            for (observed, side) in [(Double(a[k, default: 0]), ta), (Double(b[k, default: 0]), tb)] {
+                let expected = row * side / total
+                x2 += (observed - expected) * (observed - expected) / expected
+            }
+        }
+        return regularizedUpperGamma(Double(keys.count - 1) / 2, x2 / 2)
+    }
+
+    /// The asymptotic p-value of a two-sample Kolmogorov–Smirnov distance `d` between samples of
+    /// `n` and `m` values (Stephens' correction). Over binned values (ties) it errs on the side
+    /// of a larger p-value.
+    public static func kolmogorovSmirnovPValue(_ d: Double, _ n: UInt64, _ m: UInt64) -> Double {
+        guard n > 0, m > 0 else { return 1 }
+        let ne = Double(n) * Double(m) / Double(n + m)
+        let lambda = (ne.squareRoot() + 0.12 + 0.11 / ne.squareRoot()) * d
+        if lambda < 0.2 { return 1 }
+        var sum = 0.0
+        for j in 1...100 {
+            let term = 2 * (j % 2 == 1 ? 1.0 : -1.0) * exp(-2 * Double(j * j) * lambda * lambda)
+            sum += term
+            if abs(term) < 1e-12 { break }
+        }
+        return min(1, max(0, sum))
+    }
+
+    /// Q(a, x) = Γ(a, x) / Γ(a), the regularized upper incomplete gamma function (a series below
+    /// a + 1, a continued fraction above, as in Numerical Recipes' gammq).
+    static func regularizedUpperGamma(_ a: Double, _ x: Double) -> Double {
+        guard x > 0 else { return 1 }
+        let lnGammaA: Double = Foundation.lgamma(a)
+        if x < a + 1 {
+            var term = 1 / a, sum = term, ap = a
+            for _ in 0..<1000 {
+                ap += 1
+                term *= x / ap
+                sum += term
+                if abs(term) < abs(sum) * 1e-15 { break }
+            }
+            return max(0, 1 - sum * exp(-x + a * log(x) - lnGammaA))
+        }
+        let tiny = 1e-300
+        var b = x + 1 - a, c = 1 / tiny, d = 1 / b, h = d
+        for i in 1...1000 {
+            let an = -Double(i) * (Double(i) - a)
+            b += 2
+            d = an * d + b
+            if abs(d) < tiny { d = tiny }
+            c = b + an / c
+            if abs(c) < tiny { c = tiny }
+            d = 1 / d
+            let delta = d * c
+            h *= delta
+            if abs(delta - 1) < 1e-15 { break }
+        }
+        return min(1, exp(-x + a * log(x) - lnGammaA) * h)
     }
 }

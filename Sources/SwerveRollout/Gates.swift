@@ -1,3 +1,4 @@
+import Foundation
 /// The checks a canary must pass at every step of a rollout, compared with the stable version on
 /// the same window.
 public struct RolloutGates: Sendable, Equatable {
@@ -12,12 +13,20 @@ public struct RolloutGates: Sendable, Equatable {
     /// Fewest requests each side needs in a window before it is judged (0: any number, but at
     /// least one).
     public var minRequests: UInt64 = 50
+    /// A shift above `maxPredictionShift` fails only when it is also statistically significant:
+    /// its p-value (chi-square test of homogeneity for classes, two-sample Kolmogorov–Smirnov for
+    /// scores) is below this. Two samples of a few hundred predictions from the same model differ
+    /// by a TVD of ~0.05–0.1 by chance alone; this keeps small windows from rolling back a good
+    /// version, while a real shift on enough traffic is far below it.
+    public var shiftSignificance: Double = 0.001
 
-    public init(maxErrorRate: Double = 0.001, maxP99Ratio: Double = 1.5, maxPredictionShift: Double = 0.1, minRequests: UInt64 = 50) {
+    public init(maxErrorRate: Double = 0.001, maxP99Ratio: Double = 1.5, maxPredictionShift: Double = 0.1, minRequests: UInt64 = 50,
+                shiftSignificance: Double = 0.001) {
         self.maxErrorRate = maxErrorRate
         self.maxP99Ratio = maxP99Ratio
         self.maxPredictionShift = maxPredictionShift
         self.minRequests = minRequests
+        self.shiftSignificance = shiftSignificance
     }
 
     /// Why these gates cannot be used, or nil.
@@ -25,11 +34,12 @@ public struct RolloutGates: Sendable, Equatable {
         if !(maxErrorRate >= 0 && maxErrorRate <= 1) { return "--max-error-rate must be within 0...1, not \(maxErrorRate)" }
         if !(maxP99Ratio >= 1 && maxP99Ratio.isFinite) { return "--max-p99-ratio must be a number >= 1, not \(maxP99Ratio)" }
         if !(maxPredictionShift >= 0 && maxPredictionShift <= 1) { return "--max-prediction-shift must be within 0...1, not \(maxPredictionShift)" }
+        if !(shiftSignificance > 0 && shiftSignificance <= 1) { return "--shift-significance must be within (0, 1], not \(shiftSignificance)" }
         return nil
     }
 
     public var summary: String {
-        "error rate <= stable + \(maxErrorRate), p99 <= \(maxP99Ratio) x stable, prediction shift <= \(maxPredictionShift), at least \(minRequests) requests a side"
+        "error rate <= stable + \(maxErrorRate), p99 <= \(maxP99Ratio) x stable, prediction shift <= \(maxPredictionShift) (or not significant at p < \(shiftSignificance)), at least \(minRequests) requests a side"
     }
 }
 
@@ -87,6 +97,18 @@ public struct WindowComparison: Sendable {
         }
     }
 
+    /// How likely a shift this large is by chance when canary and stable predict alike (nil when
+    /// there is no shift to test; 0 when the kinds differ).
+    public var shiftPValue: Double? {
+        switch (canary.predictionKind, stable.predictionKind) {
+        case ("class", "class"): EvidenceStatistics.chiSquarePValue(canary.classCounts, stable.classCounts)
+        case ("score", "score"):
+            shift.map { EvidenceStatistics.kolmogorovSmirnovPValue($0, canary.scoreCounts.reduce(0, +), stable.scoreCounts.reduce(0, +)) }
+        case ("", _), (_, ""): nil
+        default: 0
+        }
+    }
+
     /// Which side has fewer requests than the gates ask for ("canary", "stable"), or nil.
     /// A side without a single request is never judged, even with `minRequests` 0: no evidence is
     /// not a pass.
@@ -108,7 +130,10 @@ public struct WindowComparison: Sendable {
             out.append("p99 \(Self.millis(canaryP99)) vs stable \(Self.millis(stableP99)): ratio \(Self.fixed(r, 2)) > \(gates.maxP99Ratio)")
         }
         if let s = shift, s > gates.maxPredictionShift {
-            out.append("prediction shift \(Self.fixed(s, 3)) (\(shiftKind ?? "")) > \(gates.maxPredictionShift)")
+            let p = shiftPValue ?? 0
+            if p < gates.shiftSignificance {
+                out.append("prediction shift \(Self.fixed(s, 3)) (\(shiftKind ?? "")) > \(gates.maxPredictionShift), p = \(Self.scientific(p))")
+            }
         }
         return out
     }
@@ -122,10 +147,17 @@ public struct WindowComparison: Sendable {
         if let b = stableBaseline { s += " (\(b))" }
         s += " | p99 ratio \(p99Ratio.map { Self.fixed($0, 2) } ?? "-")"
         s += ", shift \(shift.map { Self.fixed($0, 3) } ?? "-")\(shiftKind.map { " (\($0))" } ?? "")"
+        if let p = shiftPValue { s += " p=\(Self.scientific(p))" }
         return s
     }
 
     static func percent(_ x: Double) -> String { fixed(x * 100, 2) + "%" }
+    /// 0.034, 2.1e-07: a p-value readable at any size.
+    static func scientific(_ x: Double) -> String {
+        if x >= 0.001 || x == 0 { return fixed(x, 3) }
+        let exponent = Int(floor(log10(x)))
+        return fixed(x / pow(10, Double(exponent)), 1) + "e\(exponent)"
+    }
     static func millis(_ p: (value: Double, overflow: Bool)?) -> String {
         guard let p else { return "-" }
         return (p.overflow ? ">" : "") + fixed(p.value / 1000, 2) + " ms"

@@ -253,7 +253,8 @@ struct RolloutCommand: AsyncParsableCommand {
             on that window, summed over replicas: error rate (fail when the canary's exceeds stable's by \
             more than --max-error-rate), p99 from the summed latency histograms (fail when canary/stable \
             > --max-p99-ratio), prediction shift (class frequencies: total variation distance; scores: \
-            Kolmogorov-Smirnov distance over the score histogram; fail when > --max-prediction-shift). \
+            Kolmogorov-Smirnov distance over the score histogram; fail when > --max-prediction-shift and \
+            significant: chi-square / KS test p-value below --shift-significance). \
             At 100% stable takes no traffic: its figures come from the last window that had enough \
             stable requests (or, resumed at 100%, from its counters since it loaded). A side with fewer \
             than --min-requests requests in the window: bake on, up to 4 x --bake, then roll back with \
@@ -300,6 +301,9 @@ struct RolloutCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-prediction-shift"), help: "Most the prediction distributions may differ (TVD for classes, KS for scores), 0...1.")
     var maxPredictionShift: Double = 0.1
 
+    @Option(name: .customLong("shift-significance"), help: "A shift above --max-prediction-shift fails only when its p-value (chi-square for classes, KS for scores) is below this, so chance differences in small windows do not roll back a good version.")
+    var shiftSignificance: Double = 0.001
+
     @Option(name: .customLong("min-requests"), help: "Fewest requests each side needs in a window (0: any, but at least one).")
     var minRequests: Int = 50
 
@@ -329,7 +333,7 @@ struct RolloutCommand: AsyncParsableCommand {
         o.applyTimeout = try parseDuration(applyTimeout, flag: "--apply-timeout")
         guard minRequests >= 0 else { throw UsageFailure("--min-requests must be 0 or more") }
         o.gates = RolloutGates(maxErrorRate: maxErrorRate, maxP99Ratio: maxP99Ratio, maxPredictionShift: maxPredictionShift,
-                               minRequests: UInt64(minRequests))
+                               minRequests: UInt64(minRequests), shiftSignificance: shiftSignificance)
         o.force = force
         if let why = o.problem { throw UsageFailure(why) }
         return o

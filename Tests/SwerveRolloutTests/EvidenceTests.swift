@@ -130,4 +130,42 @@ import Testing
         o = RolloutOptions(model: "m", version: 0)
         #expect(o.problem != nil)
     }
+
+    @Test func significanceTestsMatchKnownValues() {
+        // Chi-square critical values at p = 0.05: 3.841 (1 df), 5.991 (2 df); 10.828 at 0.001 (1 df).
+        #expect(abs(EvidenceStatistics.regularizedUpperGamma(0.5, 3.841 / 2) - 0.05) < 1e-3)
+        #expect(abs(EvidenceStatistics.regularizedUpperGamma(1.0, 5.991 / 2) - 0.05) < 1e-3)
+        #expect(abs(EvidenceStatistics.regularizedUpperGamma(0.5, 10.828 / 2) - 0.001) < 1e-4)
+        #expect(EvidenceStatistics.regularizedUpperGamma(3, 0) == 1)
+        // A 2x2 table: 30/70 against 50/50, 100 each: chi-square 8.33, p = 0.0039.
+        let p = EvidenceStatistics.chiSquarePValue(["a": 30, "b": 70], ["a": 50, "b": 50])!
+        #expect(abs(p - 0.0039) < 2e-4, "\(p)")
+        #expect(EvidenceStatistics.chiSquarePValue(["a": 5], ["a": 9]) == nil)
+        // Kolmogorov's distribution: lambda 1.358 ~ p 0.05, 1.949 ~ p 0.001.
+        let ne = 200.0 * 200 / 400
+        let d05 = 1.358 / (ne.squareRoot() + 0.12 + 0.11 / ne.squareRoot())
+        #expect(abs(EvidenceStatistics.kolmogorovSmirnovPValue(d05, 200, 200) - 0.05) < 2e-3)
+        #expect(EvidenceStatistics.kolmogorovSmirnovPValue(0, 200, 200) == 1)
+        #expect(EvidenceStatistics.kolmogorovSmirnovPValue(1, 200, 200) < 1e-20)
+    }
+
+    /// Two windows of the same model differ by chance; only a shift that is also significant fails.
+    @Test func aChanceShiftInASmallWindowPassesARealOneFails() {
+        func window(_ canary: [String: UInt64], _ stable: [String: UInt64]) -> WindowComparison {
+            var c = EvidenceCounts(), s = EvidenceCounts()
+            c.predictionKind = "class"; s.predictionKind = "class"
+            c.classCounts = canary; s.classCounts = stable
+            c.requests = canary.values.reduce(0, +); s.requests = stable.values.reduce(0, +)
+            return WindowComparison(canary: c, stable: s, latencyBoundsMicros: [], scoreBounds: [])
+        }
+        let gates = RolloutGates()
+        // 60 requests a side, TVD 0.15: well within chance (p ~ 0.25).
+        let small = window(["0": 20, "1": 20, "2": 20], ["0": 29, "1": 16, "2": 15])
+        #expect(small.shift! > gates.maxPredictionShift)
+        #expect(small.failures(gates).isEmpty, "\(small.shiftPValue!)")
+        // The same proportions over 20x the traffic: significant, fails.
+        let large = window(["0": 400, "1": 400, "2": 400], ["0": 580, "1": 320, "2": 300])
+        #expect(large.failures(gates).count == 1)
+        #expect(large.failures(gates)[0].contains("p = "))
+    }
 }
