@@ -200,7 +200,7 @@ public final class InferenceService: GRPCCallHandler {
         let model: ServedModel
         do {
             model = try manager.resolve(model: request.modelName, version: request.modelVersion,
-                                        routeHash: { Self.routeHash(request, routeKey: call.header(Self.routeKeyHeader)) })
+                                        routeHash: { Self.routeHash(request, call: call) })
         } catch {
             // Only names that did not resolve are checked, so the hot path pays nothing: no served
             // model has a name that fails the check.
@@ -231,28 +231,24 @@ public final class InferenceService: GRPCCallHandler {
 
     /// The hash that splits unversioned requests between a model's stable and canary versions
     /// (asked for only while a canary takes a share): of the request's route key when it sends
-    /// one (`x-swerve-route-key`, which also steers the balancer), else of its inputs' names and
+    /// one (`x-swerve-route-key`, `SwerveClient.routeKeyHeader`, which also steers the balancer), else of its inputs' names and
     /// bytes as sent, so one input always meets the same version and each version's cache stays
     /// warm. Seeded apart from the cache's and the balancer's hashes, so the split does not
     /// follow which replica or cache shard a key lands on.
-    /// The request header a client's route key travels in (`SwerveClient.routeKeyHeader`).
-    static let routeKeyHeader = "x-swerve-route-key"
-
-    static func routeHash(_ request: ModelInferRequestView, routeKey: String?) -> UInt64 {
+    static func routeHash(_ request: ModelInferRequestView, call: GRPCServerCall) -> UInt64 {
         let seed: UInt64 = 0x4341_4E41_5259_2131  // "CANARY!1"
-        if var key = routeKey {
-            return key.withUTF8 { Hash64.xxh64(UnsafeRawBufferPointer($0), seed: seed) }
+        if let keyed = call.withHeaderValue("x-swerve-route-key", { key in key.map { Hash64.xxh64($0, seed: seed) } }) {
+            return keyed
         }
         var h = seed
         for i in 0..<request.inputCount {
             let input = request.input(i)
             h = Hash64.xxh64(input.nameBytes, seed: h)
             guard let c = input.contents else { continue }
-            for buffer in [UnsafeRawBufferPointer(c.fp32), UnsafeRawBufferPointer(c.fp64), UnsafeRawBufferPointer(c.int64),
-                           UnsafeRawBufferPointer(c.int32), UnsafeRawBufferPointer(c.uint32), UnsafeRawBufferPointer(c.uint64),
-                           UnsafeRawBufferPointer(c.bool)] where buffer.count > 0 {
-                h = Hash64.xxh64(buffer, seed: h)
+            @inline(__always) func mix<T>(_ values: UnsafeBufferPointer<T>) {
+                if values.count > 0 { h = Hash64.xxh64(UnsafeRawBufferPointer(values), seed: h) }
             }
+            mix(c.fp32); mix(c.fp64); mix(c.int64); mix(c.int32); mix(c.uint32); mix(c.uint64); mix(c.bool)
             for j in 0..<c.bytesCount { h = Hash64.xxh64(c.bytes(j), seed: h) }
         }
         for i in 0..<request.rawInputContentsCount { h = Hash64.xxh64(request.rawInputContents(i), seed: h) }

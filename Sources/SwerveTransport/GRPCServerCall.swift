@@ -42,6 +42,12 @@ public final class GRPCServerCall: Sendable {
         self.connection = connection
     }
 
+    /// Calls `body` with the value bytes of the first request header named `name` (lowercase),
+    /// or nil when there is none, without making strings of the headers.
+    public func withHeaderValue<R>(_ name: StaticString, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        try headerFields.withValue(of: name, body)
+    }
+
     /// The value of the first request header named `name` (lowercase), if any.
     public func header(_ name: String) -> String? {
         metadata.first { $0.name == name }?.value

@@ -168,6 +168,25 @@ struct HeaderFieldBytes: Sendable, Equatable {
         if let value, valueLength > 0 { storage.append(contentsOf: UnsafeBufferPointer(start: value, count: valueLength)) }
     }
 
+    /// Calls `body` with the bytes of the first field named `name` (lowercase), or nil; makes no
+    /// strings, so the request path can look at one header cheaply.
+    func withValue<R>(of name: StaticString, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        try storage.withUnsafeBytes { raw in
+            let want = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+            var i = 0
+            while i + 8 <= raw.count {
+                let n = Int(raw.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+                let v = Int(raw.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self))
+                i += 8
+                if n == want.count, n == 0 || memcmp(raw.baseAddress! + i, want.baseAddress!, n) == 0 {
+                    return try body(UnsafeRawBufferPointer(rebasing: raw[i + n..<i + n + v]))
+                }
+                i += n + v
+            }
+            return try body(nil)
+        }
+    }
+
     /// The fields as (name, value) strings, in arrival order.
     var fields: [(name: String, value: String)] {
         storage.withUnsafeBytes { raw in
