@@ -157,13 +157,14 @@ def cluster_factory(tmp_path):
 class Bench:
     """`swerve bench` in open loop in the background; .result() waits (bounded) for its JSON."""
 
-    def __init__(self, endpoint: str, out: Path, duration: float, *extra: str, rate: float = RATE):
+    def __init__(self, endpoint: str, out: Path, duration: float, *extra: str, rate: float = RATE, model: str = MODEL,
+                 concurrency: int = INFLIGHT_CAP, connections: int = 1):
         self.out = out
         self.duration = duration
         self.log = open(out.with_suffix(".log"), "w")
         self.proc = subprocess.Popen(
-            [swerve_bin(), "bench", "--server", endpoint, "--model", MODEL, "--rate", str(rate),
-             "--concurrency", str(INFLIGHT_CAP), "--connections", "1", "--duration", str(duration),
+            [swerve_bin(), "bench", "--server", endpoint, "--model", model, "--rate", str(rate),
+             "--concurrency", str(concurrency), "--connections", str(connections), "--duration", str(duration),
              "--warmup", "0", "--timeout", "20", "--quiet", "--json", str(out), *extra],
             stdout=self.log, stderr=subprocess.STDOUT)
 

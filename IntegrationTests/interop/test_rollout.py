@@ -41,7 +41,7 @@ import numpy as np
 import pytest
 
 import oip
-from test_cluster import CLUSTER_SH, Cluster, failures, swerve_bin, wait_until
+from test_cluster import CLUSTER_SH, Bench, Cluster, failures, swerve_bin, wait_until
 
 MODEL = "iris"
 RATE = 200
@@ -160,30 +160,15 @@ def rollout(repo: Path, version: int, replicas: list[str], *extra: str, name: st
     return done
 
 
-class Load:
+class Load(Bench):
     """`swerve bench` in open loop through HAProxy in the background, counting every failed request."""
 
-    def __init__(self, endpoint: str, inputs: Path, out: Path, duration: float, name: str = MODEL,
-                 input_file: bool = True, rate: float = RATE):
-        self.out, self.duration = out, duration
-        self.log = open(out.with_suffix(".log"), "w")
-        self.proc = subprocess.Popen(
-            [swerve_bin(), "bench", "--server", endpoint, "--model", name, "--rate", str(rate), "--concurrency", "32",
-             "--connections", "2", "--duration", str(duration), "--warmup", "0", "--timeout", "20", "--quiet",
-             "--json", str(out), "--inputs", f"file:{inputs}"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+    def __init__(self, endpoint: str, inputs: Path, out: Path, duration: float, name: str = MODEL, rate: float = RATE):
+        super().__init__(endpoint, out, duration, "--inputs", f"file:{inputs}", rate=rate, model=name,
+                         concurrency=32, connections=2)
 
     def failed(self, what: str) -> int:
-        try:
-            self.proc.wait(timeout=self.duration + 60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-            self.log.close()
-        text = self.out.with_suffix(".log").read_text()
-        assert self.proc.returncode == 0, f"swerve bench exited {self.proc.returncode}:\n{text[-2000:]}"
-        report = json.loads(self.out.read_text())
+        report = self.result()
         assert report["ok"] > 0, report
         return failures(report, what)
 

@@ -123,6 +123,15 @@ struct ListModels: AsyncParsableCommand {
 
 // MARK: - Shared by the client commands (models, predict, bench)
 
+/// What `--tls` and `--ca-cert` ask for: nil (cleartext) unless one is given; the handshake may
+/// take up to the call timeout, at most 10 s.
+func clientTLSSettings(tls: Bool, caCert: String?, timeoutSeconds: Double) -> GRPCClientTLS? {
+    guard tls || caCert != nil else { return nil }
+    var settings = GRPCClientTLS(trustRootsPath: caCert)
+    settings.handshakeTimeout = .milliseconds(Int64(min(timeoutSeconds, 10) * 1000))
+    return settings
+}
+
 /// `--server host:port` and `--timeout`, shared by the commands that talk to a server.
 struct ClientConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "The server's gRPC address, host:port.")
@@ -140,12 +149,7 @@ struct ClientConnectionOptions: ParsableArguments {
 
     /// The TLS settings of `--tls`/`--ca-cert`; nil: cleartext. The handshake may take up to
     /// --timeout (at most 10 s).
-    var clientTLS: GRPCClientTLS? {
-        guard tls || caCert != nil else { return nil }
-        var settings = GRPCClientTLS(trustRootsPath: caCert)
-        settings.handshakeTimeout = .milliseconds(Int64(min(timeout, 10) * 1000))
-        return settings
-    }
+    var clientTLS: GRPCClientTLS? { clientTLSSettings(tls: tls, caCert: caCert, timeoutSeconds: timeout) }
 
     /// The host and port of `--server`; `[v6]:port` is accepted.
     func endpoint() throws -> (host: String, port: Int) {

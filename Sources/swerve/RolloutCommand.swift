@@ -39,12 +39,7 @@ struct LabelStoreOptions: ParsableArguments {
     var caCert: String?
 
     /// The TLS settings of `--tls`/`--ca-cert`; nil: cleartext.
-    var clientTLS: GRPCClientTLS? {
-        guard tls || caCert != nil else { return nil }
-        var settings = GRPCClientTLS(trustRootsPath: caCert)
-        settings.handshakeTimeout = .milliseconds(Int64(min(timeout, 10) * 1000))
-        return settings
-    }
+    var clientTLS: GRPCClientTLS? { clientTLSSettings(tls: tls, caCert: caCert, timeoutSeconds: timeout) }
 
     /// The store, and a closer for its connection. Throws `UsageFailure` for bad arguments and
     /// an unreachable registry.
