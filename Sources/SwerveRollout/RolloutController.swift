@@ -135,19 +135,27 @@ public struct RolloutController: Sendable {
         case .refuse(let why): out.append("plan: refuse: \(why)")
         case .begin: out.append("plan: write canary=v\(version) at 0%\(labels.stable == nil ? " and stable = the version the replicas serve now" : ""), wait until every replica has v\(version) READY, then step through \(options.steps.map { Self.share($0) }.joined(separator: ", ")) and promote")
         case .resume(let steps): out.append("plan: resume from canary v\(version) at \(Self.share(labels.canaryPercent)): step through \(steps.map { Self.share($0) }.joined(separator: ", ")) and promote")
+        case .finishRollback(let why): out.append("plan: finish the rollback of v\(version) that was interrupted (\(why)): clear the canary")
         }
         out.append("dry run: nothing changed")
         return out
     }
 
-    enum Start { case done, refuse(String), begin, resume([Double]) }
+    enum Start { case done, refuse(String), begin, resume([Double]), finishRollback(String) }
 
     func decideStart(_ labels: ModelLabels) async throws -> Start {
         if labels.stable == version { return .done }
         if let c = labels.canary, c != version, !options.force {
             return .refuse("model \(model) has another canary, v\(c) at \(Self.share(labels.canaryPercent)); let its rollout finish, clear it (swerve label --model \(model) --clear-canary), or pass --force")
         }
-        if labels.canary == version { return .resume(resumeSteps(labels.canaryPercent)) }
+        if labels.canary == version {
+            // A rollback records its verdict before it clears the canary: one interrupted in
+            // between is finished, never resumed.
+            if let s = try await store.status(model: model, version: version), s.status == .rolledBack {
+                return .finishRollback(s.reason ?? "no reason recorded")
+            }
+            return .resume(resumeSteps(labels.canaryPercent))
+        }
         if !options.force, let s = try await store.status(model: model, version: version) {
             if s.status == .rolledBack { return .refuse("v\(version) was rolled back before (\(s.reason ?? "no reason recorded")); pass --force to try it again") }
             if s.status == .rejected { return .refuse("v\(version) was rejected by its gates") }
@@ -178,6 +186,9 @@ public struct RolloutController: Sendable {
             return .alreadyDone
         case .refuse(let why):
             throw RolloutError(.refused, why)
+        case .finishRollback(let why):
+            report("finishing the interrupted rollback of v\(version) (\(why))")
+            return try await rollBack(labels, reason: why)
         case .resume(let s):
             steps = s
             try await requireReachable()
@@ -190,6 +201,10 @@ public struct RolloutController: Sendable {
             next.canaryPercent = 0
             next.reason = "rollout of v\(version): canary at 0% while every replica loads it"
             let hadStable = labels.stable != nil
+            if options.force, try await store.status(model: model, version: version)?.status == .rolledBack {
+                // Tried again on purpose: no longer rolled back, or a resume would finish a rollback.
+                try await store.setStatus(model: model, version: version, .validated, reason: "rollout retried with --force")
+            }
             labels = try await write(next, from: labels)
             if !hadStable, let s = labels.stable, try await store.status(model: model, version: s)?.status != .serving {
                 // The version the replicas served becomes the stable label: its lineage says so.
@@ -414,10 +429,16 @@ public struct RolloutController: Sendable {
         RolloutError(.labelsChanged, "the labels of \(model) were changed by another writer (now \(Self.describe(now)), generation \(now.generation)); the rollout stopped and left them as they are. Run it again to continue from them")
     }
 
-    /// Canary share 0 and label cleared in one write (retried against a concurrent change as long
-    /// as the canary is still this version), then the version marked rolled_back with `reason`.
+    /// V marked rolled_back with `reason` first (the verdict survives a crash: a rerun finishes
+    /// the rollback instead of resuming it), then the canary share 0 and label cleared in one
+    /// write (retried against a concurrent change as long as the canary is still this version).
+    /// A store that cannot be reached is retried for 2 x --apply-timeout: a bad canary must not be
+    /// left with its share because the registry blinked.
     func rollBack(_ labels: ModelLabels, reason: String) async throws -> RolloutOutcome {
         report("rolling back v\(version): \(reason)")
+        try await retryingUnavailable("marking v\(version) rolled_back") {
+            try await store.setStatus(model: model, version: version, .rolledBack, reason: reason)
+        }
         var current = labels
         for _ in 0..<5 where current.canary == version {
             var next = current
@@ -425,18 +446,38 @@ public struct RolloutController: Sendable {
             next.canaryPercent = 0
             next.reason = "rollout of v\(version) rolled back: \(reason)"
             do {
-                current = try await store.setLabels(model: model, next, force: false)
+                current = try await retryingUnavailable("clearing the canary label") {
+                    try await store.setLabels(model: model, next, force: false)
+                }
                 break
             } catch let e as LabelStoreError where e.kind == .conflict {
-                current = try await readLabels()
+                current = try await retryingUnavailable("reading the labels") { try await store.labels(of: model) }
             }
         }
         if current.canary == version {
-            throw RolloutError(.labelsChanged, "could not clear the canary label of \(model): the labels keep changing (\(Self.describe(current)))")
+            throw RolloutError(.labelsChanged, "could not clear the canary label of \(model): the labels keep changing (\(Self.describe(current))); v\(version) is marked rolled_back: run the rollout again to finish the rollback")
         }
-        try await store.setStatus(model: model, version: version, .rolledBack, reason: reason)
         report("rolled back: \(Self.describe(current)) (generation \(current.generation)); v\(version) marked rolled_back")
         return .rolledBack(reason: reason)
+    }
+
+    /// Runs `body`, retrying it while the store answers `unavailable`, for up to 2 x the apply
+    /// timeout (then the last error is thrown, saying the rollback is incomplete).
+    func retryingUnavailable<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        let deadline = clock.now() + options.applyTimeout * 2
+        var wait = Duration.milliseconds(500)
+        while true {
+            do {
+                return try await body()
+            } catch let e as LabelStoreError where e.kind == .unavailable {
+                if clock.now() >= deadline {
+                    throw RolloutError(.unreachable, "rollback of v\(version) incomplete: \(what) failed: \(e.message); run the rollout again to finish it")
+                }
+                report("rollback: \(what) failed (\(e.message)); retrying")
+                try await clock.sleep(for: wait)
+                wait = min(wait * 2, .seconds(5))
+            }
+        }
     }
 
     /// The version `serving`, the version it replaced `validated` (when it was `serving`):

@@ -229,6 +229,9 @@ final class FakeLabelStore: LabelStore {
         var statuses: [String: [Int: (Lineage.Status, String?)]] = [:]
         var writes: [ModelLabels] = []
         var versions: [Int] = []
+        /// setLabels calls so far, and those (by number, from 1) that fail as unreachable.
+        var attempts = 0
+        var unavailableAttempts: Set<Int> = []
     }
     let state: Mutex<State>
     let onWrite: (@Sendable (Int, FakeLabelStore) -> Void)?
@@ -266,6 +269,11 @@ final class FakeLabelStore: LabelStore {
     }
 
     func setLabels(model: String, _ new: ModelLabels, force: Bool) async throws -> ModelLabels {
+        let unreachable = state.withLock { s in
+            s.attempts += 1
+            return s.unavailableAttempts.contains(s.attempts)
+        }
+        if unreachable { throw LabelStoreError(.unavailable, "the registry is unreachable (fake)") }
         let count = state.withLock { $0.writes.count } + 1
         onWrite?(count, self)
         return try state.withLock { s in

@@ -256,11 +256,50 @@ struct Rig {
         #expect(try await c.run() == .promoted(from: 1))
     }
 
+    /// The verdict is recorded before the canary is cleared: a rollback interrupted in between
+    /// is finished by the next run, never resumed as a rollout.
+    @Test func aRollbackInterruptedAfterItsVerdictIsFinishedNotResumed() async throws {
+        let rig = Rig(labels: ModelLabels(stable: 1, canary: 2, canaryPercent: 50, generation: 4),
+                      statuses: [1: .serving, 2: .rolledBack])
+        rig.fleet.tick(0.25)
+        guard case .rolledBack = try await rig.run() else { Issue.record("not finished as a rollback"); return }
+        #expect(rig.store.writes.map(\.canaryPercent) == [0])
+        #expect(rig.store.current("m").canary == nil && rig.store.current("m").stable == 1)
+        #expect(rig.store.statusOf(2) == .rolledBack)
+        #expect(rig.lines.text.contains("finishing the interrupted rollback"))
+    }
+
+    /// A registry that is briefly unreachable during a rollback does not leave the bad canary
+    /// with its share: the verdict and the label write are retried.
+    @Test func anUnreachableStoreDuringARollbackIsRetried() async throws {
+        let rig = Rig(canary: VersionBehaviour(errorRate: 0.05))
+        rig.store.state.withLock { $0.unavailableAttempts = [3, 4, 5] }  // the rollback's write, three times
+        guard case .rolledBack = try await rig.run() else { Issue.record("not rolled back"); return }
+        #expect(rig.store.current("m").canary == nil)
+        #expect(rig.store.writes.map(\.canaryPercent) == [0, 10, 0])
+        #expect(rig.lines.text.contains("retrying"))
+        #expect(rig.store.statusOf(2) == .rolledBack)
+    }
+
     @Test func aVersionRolledBackBeforeIsRefusedUnlessForced() async throws {
         var rig = Rig(statuses: [1: .serving, 2: .rolledBack])
         await #expect(throws: RolloutError.self) { try await rig.run() }
         #expect(rig.store.writes.isEmpty)
         rig.options.force = true
+        #expect(try await rig.run() == .promoted(from: 1))
+        #expect(rig.store.statusOf(2) == .serving)
+    }
+
+    /// Retried with --force and interrupted, a version rolled back before resumes as a rollout
+    /// (its status was reset when the retry began), not as a rollback to finish.
+    @Test func aForcedRetryInterruptedResumesAsARollout() async throws {
+        var rig = Rig(statuses: [1: .serving, 2: .rolledBack])
+        rig.options.force = true
+        let (c, _) = rig.controller(interruptAt: 2)
+        await #expect(throws: (any Error).self) { try await c.run() }
+        #expect(rig.store.statusOf(2) == .validated)
+        #expect(rig.store.current("m").canary == 2)
+        rig.options.force = false
         #expect(try await rig.run() == .promoted(from: 1))
     }
 
