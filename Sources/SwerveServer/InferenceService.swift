@@ -354,7 +354,13 @@ public final class InferenceService: GRPCCallHandler {
         if let served {
             served.statistics.recordRequest(success: false, ns: elapsed, nowMs: wallClockMs())
             served.requestMetrics.recordFailure(code: status.code.rawValue, status: status.code.canonicalName)
-            served.evidence.recordRequest(success: false, nanoseconds: elapsed)
+            // A rollout compares what a version does with what it is given: only failures the
+            // server answers for count against it. A client's malformed request (pinned to one
+            // version by the canary hash when it repeats) or its cancellation says nothing of
+            // the version. DEADLINE_EXCEEDED counts: a slow version causes it.
+            if RolloutEvidence.countsAgainstVersion(code: status.code.rawValue) {
+                served.evidence.recordRequest(success: false, nanoseconds: elapsed)
+            }
         } else {
             let code = status.code
             let counter = unresolvedCounters.withLock { c in

@@ -50,10 +50,12 @@ public final class ModelManager: Sendable {
         }
 
         /// The version unversioned requests get when they are not the canary's: the stable label
-        /// once it is ready here; before that (or without labels) the highest ready version that
-        /// is not the canary, so a canary never takes all traffic because stable is still loading.
+        /// once it is ready here. Before that (or without labels), so that a canary never takes all
+        /// traffic because stable is still loading: its predecessor (`previousStable`, kept loaded
+        /// for this), then the highest ready version that is not the canary.
         var stable: ServedModel? {
             if let m = readyModel(labels?.stable) { return m }
+            if let m = readyModel(labels?.previousStable), m.version != labels?.canary { return m }
             var best: ServedModel?
             for (v, slot) in versions where v != labels?.canary {
                 if case .ready(let m) = slot, v > (best?.version ?? Int.min) { best = m }
@@ -474,8 +476,11 @@ public final class ModelManager: Sendable {
     /// configured share of requests: those whose `routeHash` (asked for only when the model has a
     /// canary) falls in the share, so one input always meets the same version.
     public func resolve(model name: String, version: String, routeHash: () -> UInt64) throws(ServingError) -> ServedModel {
+        // The common case: an unversioned request. The route is read under the lock; the hash
+        // (which reads the request's inputs) is computed outside it.
+        if version.isEmpty, let route = state.withLock({ $0.defaults[name] }) { return route.pick(routeHash) }
         let result: Result<ServedModel, ServingError> = state.withLock { s in
-            if version.isEmpty, let route = s.defaults[name] { return .success(route.pick(routeHash)) }
+            if version.isEmpty, let route = s.defaults[name] { return .success(route.pick({ UInt64.max })) }
             guard let e = s[name], e.loaded else {
                 return .failure(ServingError(.notFound, "unknown model '\(name)'"))
             }

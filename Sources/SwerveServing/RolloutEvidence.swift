@@ -71,6 +71,16 @@ public final class RolloutEvidence: Sendable {
 
     public var snapshot: Snapshot { state.withLock { $0.s } }
 
+    /// Whether a failed call with gRPC status `code` is the version's doing: UNKNOWN (2),
+    /// DEADLINE_EXCEEDED (4), RESOURCE_EXHAUSTED (8), INTERNAL (13), UNAVAILABLE (14), DATA_LOSS
+    /// (15). Client errors (INVALID_ARGUMENT, NOT_FOUND, CANCELLED, ...) are not recorded at all.
+    public static func countsAgainstVersion(code: Int) -> Bool {
+        switch code {
+        case 2, 4, 8, 13, 14, 15: true
+        default: false
+        }
+    }
+
     /// One answered (or failed) ModelInfer call that took `nanoseconds` from arrival to answer.
     public func recordRequest(success: Bool, nanoseconds: UInt64) {
         let micros = Double(nanoseconds) / 1000

@@ -155,6 +155,11 @@ import Testing
         #expect(RolloutEvidence.latencyBoundsMicros[60] >= 1000 && RolloutEvidence.latencyBoundsMicros[61] >= 1100)
     }
 
+    @Test func onlyServerSideFailuresCountAgainstAVersion() {
+        // UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+        #expect((0...16).filter(RolloutEvidence.countsAgainstVersion(code:)) == [2, 4, 8, 13, 14, 15])
+    }
+
     @Test func classesFromLabelsAndFromArgmaxOfScoreVectors() {
         let e = RolloutEvidence()
         e.recordPredictions([Tensor(shape: [3], data: .int64([0, 2, 2]))])

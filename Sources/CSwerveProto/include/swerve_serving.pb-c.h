@@ -134,13 +134,20 @@ struct  Swerve__V1__VersionEvidence
   size_t n_labels;
   char **labels;
   /*
-   * ModelInfer calls answered by this version
+   * ModelInfer calls answered by this version (client errors
    */
   uint64_t requests;
   /*
-   * of which failed
+   * such as INVALID_ARGUMENT or CANCELLED are not counted)
+   */
+  /*
+   * of which failed on the server's side: UNKNOWN,
    */
   uint64_t failures;
+  /*
+   * DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL,
+   * UNAVAILABLE, DATA_LOSS
+   */
   /*
    * per bucket of `latency_bounds_us` (+1 overflow bucket)
    */
