@@ -95,8 +95,9 @@ public final class RegistryFollower: Sendable {
     /// Whether the first snapshot has been applied (everything fetched, every load attempted).
     public var hasAppliedSnapshot: Bool { applied.load(ordering: .acquiring) }
 
-    /// Removes `.tmp-*` entries a crash left in the local repository (under the root and in every
-    /// model folder). Call before anything reads the repository.
+    /// Removes the temporaries a crash left in the local repository (`.tmp-*` under the root and
+    /// in every model folder, and `.<file>.tmp-*` of atomic replaces). Call before anything reads
+    /// the repository.
     public func removeStaleTemporaries() {
         let fm = FileManager.default
         let root = repository.root.path
@@ -107,7 +108,10 @@ public final class RegistryFollower: Sendable {
                 continue
             }
             guard ModelRepository.isValidModelName(entry), DurableFiles.isDirectory(root + "/" + entry) else { continue }
-            for inner in (try? fm.contentsOfDirectory(atPath: root + "/" + entry)) ?? [] where inner.hasPrefix(".tmp-") {
+            // `.tmp-<version>-…` folders of a fetch, and `.config.json.tmp-…` / `.labels.json.tmp-…`
+            // files of an atomic replace (DurableFiles.replace).
+            for inner in (try? fm.contentsOfDirectory(atPath: root + "/" + entry)) ?? []
+            where inner.hasPrefix(".tmp-") || (inner.hasPrefix(".") && inner.contains(".tmp-")) {
                 try? fm.removeItem(atPath: root + "/" + entry + "/" + inner)
                 logger.info("removed a stale temporary folder", metadata: ["path": "\(root)/\(entry)/\(inner)"])
             }

@@ -21,6 +21,7 @@ import Testing
         // What a crash left behind in the local copy.
         try FileManager.default.createDirectory(at: local.appending("m/.tmp-2-deadbeef"), withIntermediateDirectories: true)
         try Data([1, 2]).write(to: local.appending("m/.tmp-2-deadbeef/model.onnx"))
+        try Data("{".utf8).write(to: local.appending("m/.labels.json.tmp-0c0ffee0"))
         // A model the registry does not list.
         try FileManager.default.createDirectory(at: local.appending("stray/1"), withIntermediateDirectories: true)
         try Data(registryTestModel()).write(to: local.appending("stray/1/model.onnx"))
