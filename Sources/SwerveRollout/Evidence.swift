@@ -141,21 +141,55 @@ public enum EvidenceStatistics {
     /// The p-value of a chi-square test of homogeneity of two class-count tables (how likely
     /// counts this different are when both sides draw from one distribution). nil when either
     /// side is empty or there is only one class.
+    ///
+    /// Classes whose expected count is below 5 on either side are pooled into one cell (the
+    /// chi-square approximation needs it); a pool still below 5 joins the smallest other class.
+    /// With fewer than two cells left there is nothing to test: 1.
     public static func chiSquarePValue(_ a: [String: UInt64], _ b: [String: UInt64]) -> Double? {
         let ta = Double(a.values.reduce(0, +)), tb = Double(b.values.reduce(0, +))
         guard ta > 0, tb > 0 else { return nil }
-        let keys = Set(a.keys).union(b.keys).filter { a[$0, default: 0] + b[$0, default: 0] > 0 }
-        guard keys.count > 1 else { return nil }
         let total = ta + tb
+        // Cells as (canary count, stable count), small ones pooled.
+        var cells: [(Double, Double)] = []
+        var pool = (0.0, 0.0)
+        for k in Set(a.keys).union(b.keys) {
+            let x = Double(a[k, default: 0]), y = Double(b[k, default: 0])
+            guard x + y > 0 else { continue }
+            if (x + y) * min(ta, tb) / total < 5 { pool.0 += x; pool.1 += y } else { cells.append((x, y)) }
+        }
+        if pool.0 + pool.1 > 0 {
+            if (pool.0 + pool.1) * min(ta, tb) / total >= 5 || cells.isEmpty {
+                cells.append(pool)
+            } else if let i = cells.indices.min(by: { cells[$0].0 + cells[$0].1 < cells[$1].0 + cells[$1].1 }) {
+                cells[i].0 += pool.0
+                cells[i].1 += pool.1
+            }
+        }
+        guard cells.count > 1 else { return 1 }
         var x2 = 0.0
-        for k in keys {
-            let row = Double(a[k, default: 0] + b[k, default: 0])
-            for (observed, side) in [(Double(a[k, default: 0]), ta), (Double(b[k, default: 0]), tb)] {
+        for (x, y) in cells {
+            let row = x + y
+            for (observed, side) in [(x, ta), (y, tb)] {
                 let expected = row * side / total
                 x2 += (observed - expected) * (observed - expected) / expected
             }
         }
-        return regularizedUpperGamma(Double(keys.count - 1) / 2, x2 / 2)
+        return regularizedUpperGamma(Double(cells.count - 1) / 2, x2 / 2)
+    }
+
+    /// The two class tables over the same classes: when either kept only its first classes and
+    /// counted the rest as `otherClass` (a server keeps at most 64 per version), every class not
+    /// named on both sides is counted as `otherClass` on both, so no class is compared with a
+    /// side that could not name it.
+    public static func aligned(_ a: [String: UInt64], _ b: [String: UInt64], otherClass: String = "<other>") -> ([String: UInt64], [String: UInt64]) {
+        guard a[otherClass] != nil || b[otherClass] != nil else { return (a, b) }
+        let common = Set(a.keys).intersection(b.keys).subtracting([otherClass])
+        func fold(_ t: [String: UInt64]) -> [String: UInt64] {
+            var out: [String: UInt64] = [:]
+            for (k, v) in t { out[common.contains(k) ? k : otherClass, default: 0] += v }
+            return out
+        }
+        return (fold(a), fold(b))
     }
 
     /// The asymptotic p-value of a two-sample Kolmogorov–Smirnov distance `d` between samples of

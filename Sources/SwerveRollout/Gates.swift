@@ -90,7 +90,8 @@ public struct WindowComparison: Sendable {
     /// The distance between the two prediction distributions (nil when a side predicted nothing).
     public var shift: Double? {
         switch (canary.predictionKind, stable.predictionKind) {
-        case ("class", "class"): EvidenceStatistics.totalVariation(canary.classCounts, stable.classCounts)
+        case ("class", "class"):
+            { let (c, s) = EvidenceStatistics.aligned(canary.classCounts, stable.classCounts); return EvidenceStatistics.totalVariation(c, s) }()
         case ("score", "score"): EvidenceStatistics.kolmogorovSmirnov(canary.scoreCounts, stable.scoreCounts)
         case ("", _), (_, ""): nil
         default: 1  // one side predicts classes, the other scores: as different as can be
@@ -101,7 +102,8 @@ public struct WindowComparison: Sendable {
     /// there is no shift to test; 0 when the kinds differ).
     public var shiftPValue: Double? {
         switch (canary.predictionKind, stable.predictionKind) {
-        case ("class", "class"): EvidenceStatistics.chiSquarePValue(canary.classCounts, stable.classCounts)
+        case ("class", "class"):
+            { let (c, s) = EvidenceStatistics.aligned(canary.classCounts, stable.classCounts); return EvidenceStatistics.chiSquarePValue(c, s) }()
         case ("score", "score"):
             shift.map { EvidenceStatistics.kolmogorovSmirnovPValue($0, canary.scoreCounts.reduce(0, +), stable.scoreCounts.reduce(0, +)) }
         case ("", _), (_, ""): nil

@@ -140,7 +140,12 @@ import Testing
         // A 2x2 table: 30/70 against 50/50, 100 each: chi-square 8.33, p = 0.0039.
         let p = EvidenceStatistics.chiSquarePValue(["a": 30, "b": 70], ["a": 50, "b": 50])!
         #expect(abs(p - 0.0039) < 2e-4, "\(p)")
-        #expect(EvidenceStatistics.chiSquarePValue(["a": 5], ["a": 9]) == nil)
+        #expect(EvidenceStatistics.chiSquarePValue(["a": 5], ["a": 9]) == 1, "one class: nothing to test")
+        #expect(EvidenceStatistics.chiSquarePValue([:], ["a": 9]) == nil)
+        // Rare classes are pooled: 3 rare classes seen once each on one side do not make a
+        // difference on their own (they would give chi-square ~9 with 3 more degrees of freedom).
+        let pooled = EvidenceStatistics.chiSquarePValue(["a": 100, "b": 100, "x": 1, "y": 1, "z": 1], ["a": 100, "b": 100])!
+        #expect(pooled > 0.05, "\(pooled)")
         // Kolmogorov's distribution: lambda 1.358 ~ p 0.05, 1.949 ~ p 0.001.
         let ne = 200.0 * 200 / 400
         let d05 = 1.358 / (ne.squareRoot() + 0.12 + 0.11 / ne.squareRoot())
@@ -167,5 +172,17 @@ import Testing
         let large = window(["0": 400, "1": 400, "2": 400], ["0": 580, "1": 320, "2": 300])
         #expect(large.failures(gates).count == 1)
         #expect(large.failures(gates)[0].contains("p = "))
+    }
+
+    @Test func classesOneSideCouldNotNameAreComparedAsOther() {
+        // The canary kept "a", "b" and counted the rest as <other>; stable named "c" and "d".
+        let canary: [String: UInt64] = ["a": 40, "b": 40, "<other>": 20]
+        let stable: [String: UInt64] = ["a": 40, "b": 40, "c": 10, "d": 10]
+        #expect(EvidenceStatistics.totalVariation(canary, stable)! > 0.19)
+        let (c, s) = EvidenceStatistics.aligned(canary, stable)
+        #expect(c == ["a": 40, "b": 40, "<other>": 20] && s == ["a": 40, "b": 40, "<other>": 20])
+        #expect(EvidenceStatistics.totalVariation(c, s) == 0)
+        // Without an <other> on either side nothing is folded.
+        #expect(EvidenceStatistics.aligned(["a": 1], ["b": 1]) == (["a": 1], ["b": 1]))
     }
 }
