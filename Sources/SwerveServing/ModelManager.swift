@@ -185,6 +185,19 @@ public final class ModelManager: Sendable {
 
     private func budgetOwner(_ name: String, _ version: Int) -> String { "\(name)/\(version)" }
 
+    /// How long a version replaced by a load (a new version, a label move, a promotion) keeps
+    /// taking work after no request can resolve to it any more: a request that resolved it just
+    /// before the swap, on an event loop, still reaches its batcher instead of meeting one that
+    /// is stopping (UNAVAILABLE, which a balancer cannot retry).
+    static let retireGrace: Duration = .seconds(1)
+
+    private func retireAfterGrace(_ m: ServedModel) {
+        let (seconds, attoseconds) = Self.retireGrace.components
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))) {
+            self.retire(m)
+        }
+    }
+
     private func retire(_ m: ServedModel) {
         m.drainAndStop()
         cacheBudget.release(budgetOwner(m.name, m.version))
@@ -368,7 +381,7 @@ public final class ModelManager: Sendable {
             return retired
         }
         for m in retired {
-            retire(m)
+            retireAfterGrace(m)
             logger.info("model version unloaded", metadata: ["model": "\(name)", "version": "\(m.version)"])
         }
         updateLoadedGauge()
