@@ -9,6 +9,9 @@ public protocol RolloutReplica: Sendable {
     /// host:port, for messages.
     var name: String { get }
     func rolloutStatistics(model: String) async throws -> RolloutStatisticsResponse
+    /// The inputs (names, datatypes, shapes) a version of the model takes (ModelMetadata), nil
+    /// when the replica cannot say.
+    func inputSignature(model: String, version: Int) async throws -> [TensorMetadata]?
 }
 
 /// A replica reached over gRPC. The connection is made on first use and made again after a
@@ -43,6 +46,15 @@ public actor ClientReplica: RolloutReplica {
             await c.close()
             throw status
         }
+    }
+
+    public func inputSignature(model: String, version: Int) async throws -> [TensorMetadata]? {
+        let c: SwerveClient
+        if let client { c = client } else {
+            c = try await SwerveClient.connect(host: host, port: port, defaultTimeout: timeout, tls: tls)
+            client = c
+        }
+        return try await c.modelMetadata(name: model, version: String(version), timeout: timeout).inputs
     }
 
     /// Closes the connection (a later call opens a new one).

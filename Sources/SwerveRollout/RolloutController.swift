@@ -219,6 +219,9 @@ public struct RolloutController: Sendable {
             return try await rollBack(labels, reason: why)
         }
         report("v\(version) READY on every replica (\(replicas.count))")
+        if let why = await signatureMismatch(stable: stable) {
+            return try await rollBack(labels, reason: why)
+        }
 
         var baseline: (counts: EvidenceCounts, from: String)?
         for (i, share) in steps.enumerated() {
@@ -489,6 +492,23 @@ public struct RolloutController: Sendable {
         if let previous, previous != version, try await store.status(model: model, version: previous)?.status == .serving {
             try await store.setStatus(model: model, version: previous, .validated, reason: "replaced by v\(version) (rollout)")
         }
+    }
+
+    /// Why the canary cannot take stable's traffic whatever its figures: it takes other inputs
+    /// (names, datatypes or shapes, from the first replica's ModelMetadata). Its requests would
+    /// fail with INVALID_ARGUMENT, which the evidence does not count (a client's error says
+    /// nothing of a version), so this is checked before any traffic moves. nil when they match
+    /// or a replica cannot say.
+    func signatureMismatch(stable: Int) async -> String? {
+        guard let replica = replicas.first,
+              let canaryInputs = try? await replica.inputSignature(model: model, version: version),
+              let stableInputs = try? await replica.inputSignature(model: model, version: stable) else { return nil }
+        func describe(_ t: [TensorMetadata]) -> String {
+            t.map { "\($0.name) \($0.datatype) \($0.shape)" }.joined(separator: ", ")
+        }
+        let key = { (t: [TensorMetadata]) in t.sorted { $0.name < $1.name } }
+        guard key(canaryInputs) != key(stableInputs) else { return nil }
+        return "v\(version) takes other inputs than stable v\(stable) (\(describe(canaryInputs)) vs \(describe(stableInputs))): its requests would fail"
     }
 
     // MARK: - Replicas

@@ -27,6 +27,8 @@ struct VersionBehaviour: Sendable {
 /// stable and canary by the applied share, with each version's behaviour. Time is a
 /// `FakeClock`'s: `tick` advances it.
 final class FakeFleet: Sendable {
+    /// Each version's inputs as ModelMetadata reports them (none: the replicas cannot say).
+    let signatures = Mutex<[Int: [TensorMetadata]]>([:])
     static let latencyBounds: [Double] = [1000, 2000, 4000, 8000, 16000]
     static let scoreBounds: [Double] = [0.25, 0.5, 0.75, 1.0]
 
@@ -186,6 +188,7 @@ struct FakeReplica: RolloutReplica {
     let index: Int
     var name: String { "r\(index + 1)" }
     func rolloutStatistics(model: String) async throws -> RolloutStatisticsResponse { try fleet.response(index) }
+    func inputSignature(model: String, version: Int) async throws -> [TensorMetadata]? { fleet.signatures.withLock { $0[version] } }
 }
 
 /// Virtual time: `sleep` returns at once after ticking the fleet through the slept time (in

@@ -281,6 +281,26 @@ struct Rig {
         #expect(rig.store.statusOf(2) == .rolledBack)
     }
 
+    /// A canary that takes other inputs would fail every request with INVALID_ARGUMENT, which
+    /// the evidence does not count: it is stopped before any traffic moves.
+    @Test func aCanaryWithOtherInputsStopsBeforeAnyTrafficMoves() async throws {
+        let rig = Rig()
+        rig.fleet.signatures.withLock {
+            $0[1] = [TensorMetadata(name: "input", datatype: "FP32", shape: [-1, 30])]
+            $0[2] = [TensorMetadata(name: "input", datatype: "FP32", shape: [-1, 31])]
+        }
+        guard case .rolledBack(let reason) = try await rig.run() else { Issue.record("not stopped"); return }
+        #expect(reason.contains("takes other inputs") && reason.contains("[-1, 31]"), "\(reason)")
+        #expect(rig.neverMovedTraffic)
+        // The same inputs (in another order) pass.
+        let same = Rig()
+        same.fleet.signatures.withLock {
+            $0[1] = [TensorMetadata(name: "a", datatype: "FP32", shape: [-1]), TensorMetadata(name: "b", datatype: "INT64", shape: [-1])]
+            $0[2] = [TensorMetadata(name: "b", datatype: "INT64", shape: [-1]), TensorMetadata(name: "a", datatype: "FP32", shape: [-1])]
+        }
+        #expect(try await same.run() == .promoted(from: 1))
+    }
+
     @Test func aVersionRolledBackBeforeIsRefusedUnlessForced() async throws {
         var rig = Rig(statuses: [1: .serving, 2: .rolledBack])
         await #expect(throws: RolloutError.self) { try await rig.run() }
