@@ -196,10 +196,12 @@ def test_perf_analyzer_on_cached_model(stats_server, tmp_path):
     out, err = run_perf_analyzer(stats_server, "bc_cached", tmp_path)
     sections = server_sections(out)
     assert len(sections) == 2, out
-    for s in sections:
+    for concurrency, s in enumerate(sections, start=1):
         assert s["Successful request count"] > 0, out
         assert s["Cache hit count"] > 0, f"no cache hits reported\n{out}"
-        assert s["Cache hit count"] + s["Inference count"] >= s["Successful request count"], out
+        # Up to c - 1 requests answered in the later snapshot may have been served before the
+        # earlier one (see test_perf_analyzer_on_dynamic_model).
+        assert s["Cache hit count"] + s["Inference count"] >= s["Successful request count"] - (concurrency - 1), out
     assert "Average Cache Hit Latency" in out, out
 
 
@@ -210,9 +212,10 @@ def test_perf_analyzer_on_static_table_model(stats_server, tmp_path):
     out, err = run_perf_analyzer(stats_server, "ad_static", tmp_path, ["--input-data", str(data)])
     sections = server_sections(out)
     assert len(sections) == 2, out
-    for s in sections:
+    for concurrency, s in enumerate(sections, start=1):
         assert s["Inference count"] > 0 and s["Inference count"] == s["Execution count"], out
-        assert s["Successful request count"] == s["Inference count"], out
+        # As on the dynamic model: a lookup counted before its answer may sit in either snapshot.
+        assert abs(s["Successful request count"] - s["Inference count"]) <= concurrency - 1, out
         assert "Cache hit count" not in s, "no response cache on a static model"
     assert "cache hit/miss latency is non-zero" not in err, err
     after = model_stats(stats_server.stub(), "ad_static")
@@ -225,7 +228,12 @@ def test_perf_analyzer_on_dynamic_model(stats_server, tmp_path):
     out, err = run_perf_analyzer(stats_server, "bc_dynamic", tmp_path)
     sections = server_sections(out)
     assert len(sections) == 2, out
-    for s in sections:
-        assert s["Inference count"] == s["Successful request count"] > 0, out
+    for concurrency, s in enumerate(sections, start=1):
+        # perf_analyzer reports the difference of two snapshots taken while its other calls run:
+        # a request whose execution is counted and whose answer is not yet (the server counts
+        # success as it answers) may sit in either snapshot, so with c calls in flight the two
+        # counts may differ by up to c - 1 (at concurrency 1 they are equal).
+        assert s["Successful request count"] > 0, out
+        assert abs(s["Inference count"] - s["Successful request count"]) <= concurrency - 1, out
         assert 0 < s["Execution count"] <= s["Inference count"], out
     check_invariants(model_stats(stats_server.stub(), "bc_dynamic"))
