@@ -112,9 +112,9 @@ public final class RolloutEvidence: Sendable {
         let width = count / rows
         switch first.data {
         case .fp32(let v):
-            if width == 1 { recordScores(rows) { Double(v[$0]) } } else { recordClasses(rows) { Self.argmax(v, $0 * width, width) } }
+            if width == 1 { recordScores(rows) { Double(v[$0]) } } else { recordIntegerClasses(rows) { Self.argmax(v, $0 * width, width) } }
         case .fp64(let v):
-            if width == 1 { recordScores(rows) { v[$0] } } else { recordClasses(rows) { Self.argmax(v, $0 * width, width) } }
+            if width == 1 { recordScores(rows) { v[$0] } } else { recordIntegerClasses(rows) { Self.argmax(v, $0 * width, width) } }
         case .int64(let v): recordIntegerClasses(rows) { v[$0 * width] }
         case .int32(let v): recordIntegerClasses(rows) { Int64(v[$0 * width]) }
         case .int16(let v): recordIntegerClasses(rows) { Int64(v[$0 * width]) }
@@ -128,10 +128,12 @@ public final class RolloutEvidence: Sendable {
         }
     }
 
-    private static func argmax<T: Comparable>(_ v: [T], _ start: Int, _ width: Int) -> String {
+    /// The position of the row's largest score: its class, counted by value like integer labels
+    /// (no string per row).
+    private static func argmax<T: Comparable>(_ v: [T], _ start: Int, _ width: Int) -> Int64 {
         var best = start
         for i in start + 1..<start + width where v[i] > v[best] { best = i }
-        return String(best - start)
+        return Int64(best - start)
     }
 
     private func recordScores(_ rows: Int, _ value: (Int) -> Double) {
