@@ -1,0 +1,41 @@
+#ifndef CSWERVEMATH_H
+#define CSWERVEMATH_H
+// Vectorized single-precision math for the inference core: each function maps n floats of x to
+// y (x == y is allowed). AVX-512 and AVX2 variants are chosen at run time (the same selection
+// as the packed GEMM, capped by SWERVE_KERNELS_ISA), with a portable scalar fallback. Every
+// element's result depends only on its value (never on n or its position), so a row computes the
+// same whatever batch it is in. NaN, infinities and denormals give what libm gives.
+
+#include <stddef.h>
+
+/// Function ids for swk_vmath_isa.
+#define SWK_FN_EXP 0
+#define SWK_FN_LOG 1
+#define SWK_FN_TANH 2
+#define SWK_FN_SIGMOID 3
+#define SWK_FN_ERF 4
+#define SWK_FN_SOFTPLUS 5
+#define SWK_FN_RSQRT 6
+#define SWK_FN_GELU 7       // x · ½ · (1 + erf(x / √2))
+#define SWK_FN_GELU_TANH 8  // x · ½ · (1 + tanh(√(2/π) · (x + 0.044715 x³)))
+#define SWK_FN_COUNT 9
+
+void swk_vexp(size_t n, const float *x, float *y);
+void swk_vlog(size_t n, const float *x, float *y);
+void swk_vtanh(size_t n, const float *x, float *y);
+void swk_vsigmoid(size_t n, const float *x, float *y);
+void swk_verf(size_t n, const float *x, float *y);
+void swk_vsoftplus(size_t n, const float *x, float *y);
+void swk_vrsqrt(size_t n, const float *x, float *y);
+void swk_vgelu(size_t n, const float *x, float *y);
+void swk_vgelu_tanh(size_t n, const float *x, float *y);
+
+/// Function `fn` (SWK_FN_*) on an explicit variant (SWK_ISA_*; an unsupported one falls back to
+/// the best supported below it). For tests and benchmarks.
+void swk_vmath_isa(int isa, int fn, size_t n, const float *x, float *y);
+
+/// Softmax of `rows` contiguous rows of `len` floats: y = exp(x - max) / Σ exp(x - max), the
+/// exponentials and their sum in one pass.
+void swk_softmax_rows(size_t rows, size_t len, const float *x, float *y);
+
+#endif
