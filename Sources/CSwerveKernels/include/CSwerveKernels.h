@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include "CSwerveMath.h"
+
 /// Instruction-set variants of the packed GEMM.
 #define SWK_ISA_AUTO 0
 #define SWK_ISA_SCALAR 1

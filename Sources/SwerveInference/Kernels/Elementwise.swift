@@ -1,4 +1,5 @@
 // Elementwise arithmetic with numpy-style broadcasting, and activation functions.
+import CSwerveKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -157,27 +158,75 @@ private func broadcastGeneral<T>(_ frame: Frame, _ a: Int, _ b: Int, _ out: Int,
     }
 }
 
-/// Activation functions for FP32 and FP64.
-enum UnaryOp: Sendable {
+/// Elementwise functions of one floating-point input (FP32 and FP64). FP32 runs on the vector
+/// math kernels of CSwerveMath.h; FP64 on libm.
+enum UnaryOp: Sendable, Equatable {
     case relu, leakyRelu(alpha: Float), sigmoid, tanh
+    case exp, log, erf, softplus, sqrt
+    /// x · ½ · (1 + erf(x / √2)), ONNX Gelu with approximate = "none".
+    case gelu
+    /// x · ½ · (1 + tanh(√(2/π) · (x + 0.044715 x³))), ONNX Gelu with approximate = "tanh".
+    case geluTanh
 }
 
 protocol FloatScalar: BinaryFloatingPoint, ArithmeticScalar {
     static func exponential(_ x: Self) -> Self
     static func hyperbolicTangent(_ x: Self) -> Self
     static func squareRoot(_ x: Self) -> Self
+    /// y[i] = op(x[i]) for i < n (x == y allowed).
+    static func apply(_ op: UnaryOp, _ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, _ n: Int)
 }
 
 extension Float: FloatScalar {
     @inline(__always) static func exponential(_ x: Float) -> Float { expf(x) }
     @inline(__always) static func hyperbolicTangent(_ x: Float) -> Float { tanhf(x) }
     @inline(__always) static func squareRoot(_ x: Float) -> Float { x.squareRoot() }
+
+    static func apply(_ op: UnaryOp, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        switch op {
+        case .relu: for i in 0..<n { y[i] = x[i] > 0 ? x[i] : (x[i].isNaN ? x[i] : 0) }
+        case .leakyRelu(let a): for i in 0..<n { y[i] = x[i] >= 0 ? x[i] : a * x[i] }
+        case .sigmoid: swk_vsigmoid(n, x, y)
+        case .tanh: swk_vtanh(n, x, y)
+        case .exp: swk_vexp(n, x, y)
+        case .log: swk_vlog(n, x, y)
+        case .erf: swk_verf(n, x, y)
+        case .softplus: swk_vsoftplus(n, x, y)
+        case .sqrt: for i in 0..<n { y[i] = x[i].squareRoot() }
+        case .gelu: swk_vgelu(n, x, y)
+        case .geluTanh: swk_vgelu_tanh(n, x, y)
+        }
+    }
 }
 
 extension Double: FloatScalar {
-    @inline(__always) static func exponential(_ x: Double) -> Double { exp(x) }
-    @inline(__always) static func hyperbolicTangent(_ x: Double) -> Double { tanh(x) }
+    @inline(__always) static func exponential(_ x: Double) -> Double { Glibc.exp(x) }
+    @inline(__always) static func hyperbolicTangent(_ x: Double) -> Double { Glibc.tanh(x) }
     @inline(__always) static func squareRoot(_ x: Double) -> Double { x.squareRoot() }
+
+    static func apply(_ op: UnaryOp, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) {
+        switch op {
+        case .relu: for i in 0..<n { y[i] = x[i] > 0 ? x[i] : (x[i].isNaN ? x[i] : 0) }
+        case .leakyRelu(let a):
+            let alpha = Double(a)
+            for i in 0..<n { y[i] = x[i] >= 0 ? x[i] : alpha * x[i] }
+        case .sigmoid: for i in 0..<n { y[i] = logistic(x[i]) }
+        case .tanh: for i in 0..<n { y[i] = Glibc.tanh(x[i]) }
+        case .exp: for i in 0..<n { y[i] = Glibc.exp(x[i]) }
+        case .log: for i in 0..<n { y[i] = Glibc.log(x[i]) }
+        case .erf: for i in 0..<n { y[i] = Glibc.erf(x[i]) }
+        case .softplus:
+            // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large x.
+            for i in 0..<n { y[i] = Swift.max(x[i], 0) + Glibc.log1p(Glibc.exp(-Swift.abs(x[i]))) }
+        case .sqrt: for i in 0..<n { y[i] = x[i].squareRoot() }
+        case .gelu: for i in 0..<n { y[i] = x[i] * 0.5 * (1 + Glibc.erf(x[i] * 0.70710678118654752440)) }
+        case .geluTanh:
+            for i in 0..<n {
+                let v = x[i]
+                y[i] = v * 0.5 * (1 + Glibc.tanh(0.79788456080286535588 * (v + 0.044715 * v * v * v)))
+            }
+        }
+    }
 }
 
 /// A numerically safe logistic function: never evaluates exp of a large positive number.
@@ -197,18 +246,6 @@ struct UnaryKernel<T: FloatScalar>: Kernel {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     func execute(_ frame: Frame) {
-        let x = frame.pointer(input, T.self), y = frame.pointer(out, T.self)
-        let n = frame.count(out)
-        switch op {
-        case .relu:
-            for i in 0..<n { y[i] = x[i] > 0 ? x[i] : (x[i].isNaN ? x[i] : 0) }
-        case .leakyRelu(let alpha):
-            let a = T(alpha)
-            for i in 0..<n { y[i] = x[i] >= 0 ? x[i] : a * x[i] }
-        case .sigmoid:
-            for i in 0..<n { y[i] = logistic(x[i]) }
-        case .tanh:
-            for i in 0..<n { y[i] = T.hyperbolicTangent(x[i]) }
-        }
+        T.apply(op, frame.pointer(input, T.self), frame.pointer(out, T.self), frame.count(out))
     }
 }
