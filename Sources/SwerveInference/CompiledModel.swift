@@ -108,6 +108,59 @@ public final class ModelExecutor {
         return try execute()
     }
 
+    /// Runs the model on the requests `parts` as one batch, like `run(rowsOf:)`, and returns each
+    /// part's row count for `outputs(splitting:)`, which then hands each part its own rows of every
+    /// output, copied once from the executor's buffers (no whole-batch output tensors in between).
+    /// Two calls so the caller can time computing and output separately.
+    public func compute(rowsOf parts: [[Tensor]]) throws -> [Int] {
+        guard !parts.isEmpty else { throw InferenceError(.invalidInput, "no requests to run") }
+        var rows: [Int] = []
+        rows.reserveCapacity(parts.count)
+        var n = 0
+        for part in parts {
+            let r = try batchSize(of: part)
+            rows.append(r)
+            n += r
+        }
+        frame.prepare(batch: n)
+        for i in model.plan.inputValues.indices {
+            if parts.count == 1 {
+                frame.load(model.plan.inputValues[i], from: parts[0][i])
+            } else {
+                frame.load(model.plan.inputValues[i], fromRowsOf: parts.lazy.map { $0[i] })
+            }
+        }
+        try executeSteps()
+        return rows
+    }
+
+    /// The outputs of the last `compute(rowsOf:)`, split by its row counts. With more than one
+    /// part every output must have the batch as its first dimension (`internalError` otherwise:
+    /// such outputs cannot be split between requests).
+    public func outputs(splitting rows: [Int]) throws -> [[Tensor]] {
+        let plan = model.plan
+        if rows.count == 1 { return [plan.outputValues.map { frame.tensor($0) }] }
+        // Splittable: the first dimension is the batch itself and no other depends on it (a
+        // value's shape is known at compile time up to N; see SymDim).
+        for v in plan.outputValues {
+            let shape = plan.types[v].shape
+            guard shape.first == .batch(1), !shape.dropFirst().contains(where: \.isBatch) else {
+                throw InferenceError(.internalError, "output '\(plan.names[v])' has no batch dimension (shape \(frame.shape(v))) and cannot be split between batched requests")
+            }
+        }
+        var out: [[Tensor]] = []
+        out.reserveCapacity(rows.count)
+        var offset = 0
+        for r in rows {
+            var tensors: [Tensor] = []
+            tensors.reserveCapacity(plan.outputValues.count)
+            for v in plan.outputValues { tensors.append(frame.tensor(v, rows: offset..<(offset + r))) }
+            out.append(tensors)
+            offset += r
+        }
+        return out
+    }
+
     /// Checks `inputs` against the model's input types and returns their batch size (1 when no
     /// input has a batch dimension).
     private func batchSize(of inputs: [Tensor]) throws -> Int {
@@ -149,14 +202,17 @@ public final class ModelExecutor {
 
     /// Runs the plan on the loaded frame and returns the outputs.
     private func execute() throws -> [Tensor] {
-        let plan = model.plan
+        try executeSteps()
+        return model.plan.outputValues.map { frame.tensor($0) }
+    }
+
+    private func executeSteps() throws {
         do {
-            for step in plan.steps { try step.execute(frame) }
+            for step in model.plan.steps { try step.execute(frame) }
         } catch let error as InferenceError {
             throw error
         } catch {
             throw InferenceError(.internalError, "\(error)")
         }
-        return plan.outputValues.map { frame.tensor($0) }
     }
 }

@@ -164,38 +164,20 @@ final class DynamicBatcher: @unchecked Sendable {
         guard !jobs.isEmpty else { return }
         let totalRows = jobs.reduce(0) { $0 + $1.rows }
         let t1 = monotonicNanos()
-        let outputs: [Tensor]
+        let results: [[Tensor]]
+        let t2: UInt64
         do {
-            // The requests' rows go straight into the executor's input buffers, one copy each.
-            outputs = try executor.run(rowsOf: jobs.map(\.inputs))
+            // The requests' rows go straight into the executor's input buffers, one copy each, and
+            // each request's rows of the outputs come straight out of its output buffers.
+            let rows = try executor.compute(rowsOf: jobs.map(\.inputs))
+            t2 = monotonicNanos()
+            results = try executor.outputs(splitting: rows)
         } catch {
             let e = ServingError(.internal, "inference failed in \(label): \(error)")
             for j in jobs { j.completion(.failure(e)) }
             return
         }
-        let t2 = monotonicNanos()
-        var results: [[Tensor]] = Array(repeating: [], count: jobs.count)
-        var failure: ServingError?
-        if jobs.count == 1 {
-            results[0] = outputs
-        } else {
-            for out in outputs {
-                guard out.shape.first == totalRows else {
-                    failure = ServingError(.internal, "output of \(label) has no batch dimension (shape \(out.shape)) and cannot be split between batched requests")
-                    break
-                }
-                var offset = 0
-                for (k, j) in jobs.enumerated() {
-                    results[k].append(out.rows(offset..<offset + j.rows))
-                    offset += j.rows
-                }
-            }
-        }
         let t3 = monotonicNanos()
-        if let failure {
-            for j in jobs { j.completion(.failure(failure)) }
-            return
-        }
         // Only successful executions count (Triton: "successful inference executions").
         let stages = ExecutionTimes(inputNs: t1 - start, inferNs: t2 - t1, outputNs: t3 - t2)
         statistics.recordExecution(rows: totalRows, stages)

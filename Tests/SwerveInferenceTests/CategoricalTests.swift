@@ -255,6 +255,15 @@ struct CategoricalTests {
             #expect(out[1] == Tensor(shape: [3], data: .int64([Int64(n), 2, 3])))
             #expect(out[2] == Tensor(shape: [2], data: .int64([2, 3])))
         }
+        // Batched requests cannot share outputs without a batch dimension: the batcher's split
+        // refuses them, even when a length happens to equal the batch's rows (S has 3 elements
+        // and the batch below has 3 rows).
+        let parts = [1, 2].map { n in [Tensor(shape: [n, 2, 3], data: .fp32([Float](repeating: 1, count: n * 6)))] }
+        let rows = try executor.compute(rowsOf: parts)
+        #expect(rows == [1, 2])
+        #expect(throws: InferenceError.self) { _ = try executor.outputs(splitting: rows) }
+        let one = try executor.outputs(splitting: try executor.compute(rowsOf: [parts[1]]))
+        #expect(one == [try executor.run(parts[1])])
     }
 
     // MARK: OneHotEncoder

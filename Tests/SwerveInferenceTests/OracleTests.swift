@@ -61,6 +61,15 @@ struct OracleTests {
             let parts = cuts.map { range in inputs.map { $0.rows(range) } }
             let joined = try executor.run(rowsOf: parts)
             #expect(joined == whole, "\(name): run(rowsOf:) of parts \(cuts) differs from the whole batch")
+            // The batcher's form: each part gets its own rows of every output, the very bytes of
+            // the whole batch's rows.
+            let rows = try executor.compute(rowsOf: parts)
+            #expect(rows == cuts.map(\.count))
+            let split = try executor.outputs(splitting: rows)
+            #expect(split.count == cuts.count)
+            for (k, range) in cuts.enumerated() {
+                #expect(split[k] == whole.map { $0.rows(range) }, "\(name): outputs(splitting:) part \(range) differs")
+            }
             // A part of the wrong shape is refused like a wrong input to run().
             let bad = inputs.map { t in let row = t.rows(0..<1); return Tensor(shape: row.shape + [1], data: row.data) }
             #expect(throws: InferenceError.self) { try executor.run(rowsOf: [parts[0], bad]) }

@@ -172,10 +172,27 @@ final class Frame {
     }
 
     func tensor(_ v: Int) -> Tensor {
-        let n = count(v)
+        rank(v) == 0 ? tensor(v, elements: 0..<count(v), shape: []) : tensor(v, rows: 0..<dim(v, 0))
+    }
+
+    /// Rows `rows` of value `v` (its first dimension) as a tensor of their own.
+    func tensor(_ v: Int, rows: Range<Int>) -> Tensor {
+        let r = rank(v)
+        var width = 1
+        for i in 1..<max(r, 1) { width *= dim(v, i) }
+        let shape = [Int](unsafeUninitializedCapacity: r) { buffer, initialized in
+            buffer[0] = rows.count
+            for i in 1..<max(r, 1) { buffer[i] = dim(v, i) }
+            initialized = r
+        }
+        return tensor(v, elements: (rows.lowerBound * width)..<(rows.upperBound * width), shape: shape)
+    }
+
+    private func tensor(_ v: Int, elements: Range<Int>, shape: [Int]) -> Tensor {
+        let n = elements.count
         func read<T>(_: T.Type) -> [T] {
             [T](unsafeUninitializedCapacity: n) { buffer, initialized in
-                if n > 0 { buffer.baseAddress!.update(from: pointer(v, T.self), count: n) }
+                if n > 0 { buffer.baseAddress!.update(from: pointer(v, T.self) + elements.lowerBound, count: n) }
                 initialized = n
             }
         }
@@ -189,9 +206,11 @@ final class Frame {
         case .int8: data = .int8(read(Int8.self))
         case .uint8: data = .uint8(read(UInt8.self))
         case .bool: data = .bool(read(Bool.self))
-        case .bytes: data = .bytes(stringValues[v])
+        case .bytes:
+            let all = stringValues[v]
+            data = .bytes(elements == 0..<all.count ? all : Array(all[elements]))
         }
-        return Tensor(shape: shape(v), data: data)
+        return Tensor(shape: shape, data: data)
     }
 
     /// Copies value `src` into `dst` (same element count and type); used by reshaping operators.
