@@ -77,11 +77,13 @@ for r in $(seq 1 "$ROUNDS"); do
         log "round $r/$ROUNDS: h2load -c 1 -m 1 against $n"
         h2 $n "$W/c1-$n-$r" -c 1 -m 1 -t 1
     done
-    log "round $r/$ROUNDS: digits_mlp 64-row requests at concurrency 8, then the core alone at batch 64"
-    "$SWERVE" bench --server 127.0.0.1:${PORT[mlp]} --model digits_mlp --batch 64 --concurrency 8 \
-        --duration "$SECS" --warmup 1 --quiet --json "$W/mlp-server-$r.json" >/dev/null 2>&1 || true
-    "$SWERVE" bench --core --model-file "$EX/digits_mlp/1/model.onnx" --batch 64 \
-        --iterations $((SECS * 4000)) --json "$W/mlp-core-$r.json" >/dev/null 2>&1 || true
+    for rows in 64 16; do
+        log "round $r/$ROUNDS: digits_mlp $rows-row requests at concurrency 8, then the core alone at batch $rows"
+        "$SWERVE" bench --server 127.0.0.1:${PORT[mlp]} --model digits_mlp --batch $rows --concurrency 8 \
+            --duration "$SECS" --warmup 1 --quiet --json "$W/mlp-server-$rows-$r.json" >/dev/null 2>&1 || true
+        "$SWERVE" bench --core --model-file "$EX/digits_mlp/1/model.onnx" --batch $rows \
+            --iterations $((SECS * 256000 / rows)) --json "$W/mlp-core-$rows-$r.json" >/dev/null 2>&1 || true
+    done
 done
 python3 - "$W" "$ROUNDS" <<'PY'
 import json, re, statistics, sys
@@ -116,19 +118,19 @@ for r in range(1, rounds + 1):
     print(f"| {r} | {v['dynamic'][0]} / {v['dynamic'][1]} | {v['cached'][0]} / {v['cached'][1]} | "
           f"{v['nghttpd'][0]} / {v['nghttpd'][1]} | {pd[-1]:.2f} | {pc[-1]:.2f} |")
 print(f"| median | | | | **{med(pd):.2f}** | **{med(pc):.2f}** |")
-print("\n3. digits_mlp, 64-row requests, concurrency 8: server rows/s vs the core alone at batch 64")
-print("| round | server rows/s | core rows/s | ratio |")
-print("|---|---:|---:|---:|")
-eff = []
-for r in range(1, rounds + 1):
-    try:
-        s = json.load(open(f"{w}/mlp-server-{r}.json")); c = json.load(open(f"{w}/mlp-core-{r}.json"))
-    except (OSError, ValueError):
-        print(f"| {r} | failed | | |"); continue
-    srows = s.get("rows_per_second") or s.get("throughput", {}).get("rows_per_second")
-    crows = c.get("rows_per_second")
-    eff.append(srows / crows)
-    print(f"| {r} | {srows:,.0f} | {crows:,.0f} | {srows/crows:.2f} |")
-if eff:
-    print(f"| median | | | **{med(eff):.2f}** |")
+for rows in (64, 16):
+    print(f"\n3. digits_mlp, {rows}-row requests, concurrency 8: server rows/s vs the core alone at batch {rows}")
+    print("| round | server rows/s | core rows/s | ratio |")
+    print("|---|---:|---:|---:|")
+    eff = []
+    for r in range(1, rounds + 1):
+        try:
+            s = json.load(open(f"{w}/mlp-server-{rows}-{r}.json")); c = json.load(open(f"{w}/mlp-core-{rows}-{r}.json"))
+        except (OSError, ValueError):
+            print(f"| {r} | failed | | |"); continue
+        srows, crows = s["rows_per_second"], c["rows_per_second"]
+        eff.append(srows / crows)
+        print(f"| {r} | {srows:,.0f} | {crows:,.0f} | {srows/crows:.2f} |")
+    if eff:
+        print(f"| median | | | **{med(eff):.2f}** |")
 PY
