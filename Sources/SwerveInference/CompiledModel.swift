@@ -75,9 +75,27 @@ public final class ModelExecutor {
     public let model: CompiledModel
     private let frame: Frame
 
+    /// Per input: its element type, and its dims flattened (-1 for the batch) at `dimStart[i]`,
+    /// so checking a request's inputs reads plain integers (no per-request copies of names or
+    /// shape arrays).
+    private let inputTypes: [DataType]
+    private let inputDims: [Int]
+    private let dimStart: [Int]
+
     init(model: CompiledModel) {
         self.model = model
         frame = Frame(plan: model.plan)
+        var types: [DataType] = [], dims: [Int] = [], start: [Int] = []
+        for v in model.plan.inputValues {
+            let t = model.plan.types[v]
+            types.append(t.dataType)
+            start.append(dims.count)
+            dims.append(contentsOf: t.shape.map { $0.fixedValue ?? -1 })
+        }
+        start.append(dims.count)
+        inputTypes = types
+        inputDims = dims
+        dimStart = start
     }
 
     /// Runs the model on one batch.
@@ -164,40 +182,37 @@ public final class ModelExecutor {
     /// Checks `inputs` against the model's input types and returns their batch size (1 when no
     /// input has a batch dimension).
     private func batchSize(of inputs: [Tensor]) throws -> Int {
-        let plan = model.plan
-        guard inputs.count == plan.inputValues.count else {
-            throw InferenceError(.invalidInput, "expected \(plan.inputValues.count) inputs (\(model.inputs.map(\.name).joined(separator: ", "))), got \(inputs.count)")
+        guard inputs.count == inputTypes.count else {
+            throw InferenceError(.invalidInput, "expected \(inputTypes.count) inputs (\(model.inputs.map(\.name).joined(separator: ", "))), got \(inputs.count)")
         }
-        var batch: Int? = nil
-        var batchSource = ""
-        for (i, tensor) in inputs.enumerated() {
-            let info = model.inputs[i]
-            let expected = plan.types[plan.inputValues[i]]
-            guard tensor.dataType == expected.dataType else {
-                throw InferenceError(.invalidInput, "input '\(info.name)': expected \(expected.dataType.rawValue), got \(tensor.dataType.rawValue)")
+        var batch = -1
+        var batchSource = 0
+        for i in 0..<inputs.count {
+            guard inputs[i].dataType == inputTypes[i] else {
+                throw InferenceError(.invalidInput, "input '\(model.inputs[i].name)': expected \(inputTypes[i].rawValue), got \(inputs[i].dataType.rawValue)")
             }
-            guard tensor.shape.count == expected.shape.count else {
-                throw InferenceError(.invalidInput, "input '\(info.name)': expected shape \(info.shape), got \(tensor.shape)")
-            }
-            for (d, dim) in expected.shape.enumerated() {
-                switch dim {
-                case .fixed(let k):
-                    guard tensor.shape[d] == k else {
-                        throw InferenceError(.invalidInput, "input '\(info.name)': expected shape \(info.shape), got \(tensor.shape)")
+            let rank = dimStart[i + 1] - dimStart[i]
+            guard inputs[i].shape.count == rank else { throw shapeMismatch(inputs, i) }
+            for d in 0..<rank {
+                let want = inputDims[dimStart[i] + d], got = inputs[i].shape[d]
+                if want >= 0 {
+                    guard got == want else { throw shapeMismatch(inputs, i) }
+                } else {
+                    if batch >= 0 && batch != got {
+                        throw InferenceError(.invalidInput, "input '\(model.inputs[i].name)' has batch size \(got) but input '\(model.inputs[batchSource].name)' has \(batch)")
                     }
-                case .batch:
-                    let n = tensor.shape[d]
-                    if let b = batch, b != n {
-                        throw InferenceError(.invalidInput, "input '\(info.name)' has batch size \(n) but input '\(batchSource)' has \(b)")
-                    }
-                    batch = n
-                    batchSource = info.name
+                    batch = got
+                    batchSource = i
                 }
             }
         }
-        let n = batch ?? 1
-        guard n > 0 else { throw InferenceError(.invalidInput, "the batch is empty (input '\(batchSource)' has 0 rows)") }
-        return n
+        if batch < 0 { return 1 }
+        guard batch > 0 else { throw InferenceError(.invalidInput, "the batch is empty (input '\(model.inputs[batchSource].name)' has 0 rows)") }
+        return batch
+    }
+
+    private func shapeMismatch(_ inputs: [Tensor], _ i: Int) -> InferenceError {
+        InferenceError(.invalidInput, "input '\(model.inputs[i].name)': expected shape \(model.inputs[i].shape), got \(inputs[i].shape)")
     }
 
     /// Runs the plan on the loaded frame and returns the outputs.
