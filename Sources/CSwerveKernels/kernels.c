@@ -11,6 +11,8 @@
 // K is blocked by KC (the first block stores, later blocks accumulate into C, the last adds
 // the bias and applies the ReLU); M and N are blocked so A's and B's blocks stay in L2.
 #include "CSwerveKernels.h"
+#include "kernels_internal.h"
+#include "vmath.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -63,8 +65,20 @@ void swk_sgemm_pack_b(size_t k, size_t n, const float *b, size_t ldb, int trans_
 
 // MARK: Scalar
 
+/// The epilogue's activation (SWK_EPILOGUE_*) on one vector, with the vector math functions.
+static inline swk_vf4 epilogue4(int act, swk_vf4 v) {
+    switch (act) {
+        case SWK_EPILOGUE_RELU: return swk_vm4_sel(v > 0.0f | v != v, v, swk_vm4_splat(0.0f));
+        case SWK_EPILOGUE_TANH: return swk_vm4_tanh(v);
+        case SWK_EPILOGUE_SIGMOID: return swk_vm4_sigmoid(v);
+        case SWK_EPILOGUE_GELU: return swk_vm4_gelu(v);
+        case SWK_EPILOGUE_GELU_TANH: return swk_vm4_gelu_tanh(v);
+        default: return v;
+    }
+}
+
 static void gemm_scalar(size_t m, size_t n, size_t k, const float *a, size_t lda,
-                        const float *pb, const float *bias, float *c, size_t ldc, int relu) {
+                        const float *pb, const float *bias, float *c, size_t ldc, int act) {
     for (size_t i = 0; i < m; i++) {
         const float *ai = a + i * lda;
         for (size_t j0 = 0; j0 < n; j0 += 32) {
@@ -83,10 +97,11 @@ static void gemm_scalar(size_t m, size_t n, size_t k, const float *a, size_t lda
                 }
             }
             float *ci = c + i * ldc + j0;
-            for (size_t jj = 0; jj < cols; jj++) {
-                float v = acc[jj] + (bias ? bias[j0 + jj] : 0.0f);
-                if (relu && !(v > 0) && v == v) v = 0;  // NaN passes through, as Relu does
-                ci[jj] = v;
+            for (size_t jj = 0; jj < cols; jj++) acc[jj] += bias ? bias[j0 + jj] : 0.0f;
+            for (size_t jj = 0; jj < cols; jj += 4) {
+                swk_vf4 v = {acc[jj], acc[jj + 1], acc[jj + 2], acc[jj + 3]};
+                v = epilogue4(act, v);
+                for (size_t l = 0; l < 4 && jj + l < cols; l++) ci[jj + l] = v[l];
             }
         }
     }
@@ -96,13 +111,25 @@ static void gemm_scalar(size_t m, size_t n, size_t k, const float *a, size_t lda
 
 // MARK: AVX-512
 
-#define T512 __attribute__((target("avx512f,avx512vl,fma")))
+#define T512 __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
+
+/// The epilogue's activation on 16 lanes: max(0, v) keeps NaN (the second operand), as Relu does.
+ALWAYS_INLINE T512 __m512 epilogue16(int act, __m512 v) {
+    switch (act) {
+        case SWK_EPILOGUE_RELU: return _mm512_max_ps(_mm512_setzero_ps(), v);
+        case SWK_EPILOGUE_TANH: return swk_vm16_tanh(v);
+        case SWK_EPILOGUE_SIGMOID: return swk_vm16_sigmoid(v);
+        case SWK_EPILOGUE_GELU: return swk_vm16_gelu(v);
+        case SWK_EPILOGUE_GELU_TANH: return swk_vm16_gelu_tanh(v);
+        default: return v;
+    }
+}
 
 /// MR rows × 16·NV columns of C from a kc-deep block. `first`: C is overwritten, else the block
 /// is added to it; `last`: add the bias, apply the ReLU. m0/m1 mask the columns past n.
 ALWAYS_INLINE T512 void ukr512(const int MR, const int NV, size_t kc, const float *a, size_t lda,
                                const float *b, size_t ldbp, float *c, size_t ldc,
-                               const float *bias, int relu, int first, int last,
+                               const float *bias, int act, int first, int last,
                                __mmask16 m0, __mmask16 m1) {
     __m512 acc0[12], acc1[12];
     for (int r = 0; r < MR; r++) {
@@ -142,10 +169,9 @@ ALWAYS_INLINE T512 void ukr512(const int MR, const int NV, size_t kc, const floa
                 v0 = _mm512_add_ps(v0, bias0);
                 if (NV == 2) v1 = _mm512_add_ps(v1, bias1);
             }
-            if (relu) {
-                // max(0, v) returns v when v is NaN (the second operand), as Relu does.
-                v0 = _mm512_max_ps(zero, v0);
-                if (NV == 2) v1 = _mm512_max_ps(zero, v1);
+            if (act) {
+                v0 = epilogue16(act, v0);
+                if (NV == 2) v1 = epilogue16(act, v1);
             }
         }
         _mm512_mask_storeu_ps(cr, m0, v0);
@@ -156,14 +182,14 @@ ALWAYS_INLINE T512 void ukr512(const int MR, const int NV, size_t kc, const floa
 #define UKR512_CASE(R)                                                                        \
     case R:                                                                                   \
         if (nv == 2)                                                                          \
-            ukr512(R, 2, kc, a, lda, b, ldbp, c, ldc, bias, relu, first, last, m0, m1);       \
+            ukr512(R, 2, kc, a, lda, b, ldbp, c, ldc, bias, act, first, last, m0, m1);       \
         else                                                                                  \
-            ukr512(R, 1, kc, a, lda, b, ldbp, c, ldc, bias, relu, first, last, m0, m1);       \
+            ukr512(R, 1, kc, a, lda, b, ldbp, c, ldc, bias, act, first, last, m0, m1);       \
         break;
 
 static T512 void ukr512_dispatch(size_t mr, int nv, size_t kc, const float *a, size_t lda,
                                  const float *b, size_t ldbp, float *c, size_t ldc,
-                                 const float *bias, int relu, int first, int last, __mmask16 m0,
+                                 const float *bias, int act, int first, int last, __mmask16 m0,
                                  __mmask16 m1) {
     switch (mr) {
         UKR512_CASE(1) UKR512_CASE(2) UKR512_CASE(3) UKR512_CASE(4) UKR512_CASE(5)
@@ -176,7 +202,7 @@ static T512 void ukr512_dispatch(size_t mr, int nv, size_t kc, const float *a, s
 static __mmask16 mask16(size_t cols) { return cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1); }
 
 static T512 void gemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t lda,
-                             const float *pb, const float *bias, float *c, size_t ldc, int relu) {
+                             const float *pb, const float *bias, float *c, size_t ldc, int act) {
     for (size_t jc = 0; jc < n; jc += NC) {
         size_t jend = min_size(n, jc + NC);
         for (size_t pc = 0; pc < k; pc += KC) {
@@ -192,7 +218,7 @@ static T512 void gemm_avx512(size_t m, size_t n, size_t k, const float *a, size_
                     for (size_t i = ic; i < iend;) {
                         size_t mr = next_rows(iend - i, 12);
                         ukr512_dispatch(mr, w == 32 ? 2 : 1, kc, a + i * lda + pc, lda, bp, w,
-                                        c + i * ldc + j0, ldc, bj, relu, first, last, m0, m1);
+                                        c + i * ldc + j0, ldc, bj, act, first, last, m0, m1);
                         i += mr;
                     }
                 }
@@ -205,11 +231,22 @@ static T512 void gemm_avx512(size_t m, size_t n, size_t k, const float *a, size_
 
 #define T256 __attribute__((target("avx2,fma")))
 
+ALWAYS_INLINE T256 __m256 epilogue8(int act, __m256 v) {
+    switch (act) {
+        case SWK_EPILOGUE_RELU: return _mm256_max_ps(_mm256_setzero_ps(), v);
+        case SWK_EPILOGUE_TANH: return swk_vm8_tanh(v);
+        case SWK_EPILOGUE_SIGMOID: return swk_vm8_sigmoid(v);
+        case SWK_EPILOGUE_GELU: return swk_vm8_gelu(v);
+        case SWK_EPILOGUE_GELU_TANH: return swk_vm8_gelu_tanh(v);
+        default: return v;
+    }
+}
+
 /// MR rows × 16 columns of C (two ymm per row) from a kc-deep block of a panel whose rows are
 /// ldbp floats apart. `cols` < 16 masks the columns past n.
 ALWAYS_INLINE T256 void ukr256(const int MR, size_t kc, const float *a, size_t lda,
                                const float *b, size_t ldbp, float *c, size_t ldc,
-                               const float *bias, int relu, int first, int last, size_t cols) {
+                               const float *bias, int act, int first, int last, size_t cols) {
     __m256 acc0[6], acc1[6];
     for (int r = 0; r < MR; r++) {
         acc0[r] = _mm256_setzero_ps();
@@ -254,9 +291,9 @@ ALWAYS_INLINE T256 void ukr256(const int MR, size_t kc, const float *a, size_t l
         if (last) {
             v0 = _mm256_add_ps(v0, bias0);
             v1 = _mm256_add_ps(v1, bias1);
-            if (relu) {
-                v0 = _mm256_max_ps(zero, v0);
-                v1 = _mm256_max_ps(zero, v1);
+            if (act) {
+                v0 = epilogue8(act, v0);
+                v1 = epilogue8(act, v1);
             }
         }
         if (full) {
@@ -270,11 +307,11 @@ ALWAYS_INLINE T256 void ukr256(const int MR, size_t kc, const float *a, size_t l
 }
 
 #define UKR256_CASE(R)                                                                        \
-    case R: ukr256(R, kc, a, lda, b, ldbp, c, ldc, bias, relu, first, last, cols); break;
+    case R: ukr256(R, kc, a, lda, b, ldbp, c, ldc, bias, act, first, last, cols); break;
 
 static T256 void ukr256_dispatch(size_t mr, size_t kc, const float *a, size_t lda,
                                  const float *b, size_t ldbp, float *c, size_t ldc,
-                                 const float *bias, int relu, int first, int last, size_t cols) {
+                                 const float *bias, int act, int first, int last, size_t cols) {
     switch (mr) {
         UKR256_CASE(1) UKR256_CASE(2) UKR256_CASE(3) UKR256_CASE(4) UKR256_CASE(5) UKR256_CASE(6)
         default: break;
@@ -282,7 +319,7 @@ static T256 void ukr256_dispatch(size_t mr, size_t kc, const float *a, size_t ld
 }
 
 static T256 void gemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t lda,
-                           const float *pb, const float *bias, float *c, size_t ldc, int relu) {
+                           const float *pb, const float *bias, float *c, size_t ldc, int act) {
     for (size_t jc = 0; jc < n; jc += NC) {
         size_t jend = min_size(n, jc + NC);
         for (size_t pc = 0; pc < k; pc += KC) {
@@ -299,7 +336,7 @@ static T256 void gemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t 
                         for (size_t i = ic; i < iend;) {
                             size_t mr = next_rows(iend - i, 6);
                             ukr256_dispatch(mr, kc, a + i * lda + pc, lda, bp + h, w,
-                                            c + i * ldc + j0 + h, ldc, bh, relu, first, last, cols);
+                                            c + i * ldc + j0 + h, ldc, bh, act, first, last, cols);
                             i += mr;
                         }
                     }
@@ -322,14 +359,14 @@ int swk_isa_supported(int isa) {
             return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
         case SWK_ISA_AVX512:
             return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                   __builtin_cpu_supports("fma");
+                   __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
 #endif
         default: return 0;
     }
 }
 
 /// The best supported variant at or below `isa`.
-static int resolve(int isa) {
+int swk_isa_resolve(int isa) {
     if (isa == SWK_ISA_AUTO || isa > SWK_ISA_AVX512) isa = SWK_ISA_AVX512;
     while (isa > SWK_ISA_SCALAR && !swk_isa_supported(isa)) isa--;
     return isa < SWK_ISA_SCALAR ? SWK_ISA_SCALAR : isa;
@@ -347,7 +384,7 @@ int swk_isa_selected(void) {
             else if (strcmp(env, "avx2") == 0) cap = SWK_ISA_AVX2;
             else if (strcmp(env, "avx512") == 0) cap = SWK_ISA_AVX512;
         }
-        isa = resolve(cap);
+        isa = swk_isa_resolve(cap);
         __atomic_store_n(&selected_isa, isa, __ATOMIC_RELAXED);
     }
     return isa;
@@ -356,23 +393,23 @@ int swk_isa_selected(void) {
 static void run(int isa, size_t m, size_t n, size_t k, const float *a, size_t lda,
                 const float *pb, const float *bias, float *c, size_t ldc, int epilogue) {
     if (m == 0 || n == 0) return;
-    int relu = (epilogue & SWK_EPILOGUE_RELU) != 0;
+    int act = epilogue;
     if (k == 0) {
         for (size_t i = 0; i < m; i++) {
             for (size_t j = 0; j < n; j++) {
                 float v = bias ? bias[j] : 0.0f;
-                if (relu && !(v > 0) && v == v) v = 0;
-                c[i * ldc + j] = v;
+                swk_vf4 w = {v, v, v, v};
+                c[i * ldc + j] = epilogue4(act, w)[0];
             }
         }
         return;
     }
     switch (isa) {
 #if SWK_X86
-        case SWK_ISA_AVX512: gemm_avx512(m, n, k, a, lda, pb, bias, c, ldc, relu); return;
-        case SWK_ISA_AVX2: gemm_avx2(m, n, k, a, lda, pb, bias, c, ldc, relu); return;
+        case SWK_ISA_AVX512: gemm_avx512(m, n, k, a, lda, pb, bias, c, ldc, act); return;
+        case SWK_ISA_AVX2: gemm_avx2(m, n, k, a, lda, pb, bias, c, ldc, act); return;
 #endif
-        default: gemm_scalar(m, n, k, a, lda, pb, bias, c, ldc, relu); return;
+        default: gemm_scalar(m, n, k, a, lda, pb, bias, c, ldc, act); return;
     }
 }
 
@@ -385,5 +422,5 @@ void swk_sgemm_packed(size_t m, size_t n, size_t k, const float *a, size_t lda,
 void swk_sgemm_packed_isa(int isa, size_t m, size_t n, size_t k, const float *a, size_t lda,
                           const float *packed_b, const float *bias, float *c, size_t ldc,
                           int epilogue) {
-    run(resolve(isa), m, n, k, a, lda, packed_b, bias, c, ldc, epilogue);
+    run(swk_isa_resolve(isa), m, n, k, a, lda, packed_b, bias, c, ldc, epilogue);
 }

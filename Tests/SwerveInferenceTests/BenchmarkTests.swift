@@ -42,7 +42,7 @@ struct BenchmarkTests {
             let packed = PackedWeights(k: k, n: n, b: b, transposed: false)
             t.append(time(iterations) {
                 c.withUnsafeMutableBufferPointer { o in
-                    packed.multiply(m: m, a: a, lda: k, c: o.baseAddress!, ldc: n, relu: false)
+                    packed.multiply(m: m, a: a, lda: k, c: o.baseAddress!, ldc: n)
                 }
             })
             print(String(format: "  %4d×%4d·%4d×%4d  MACs %10d   BLAS %9.2f   SIMD %9.2f   packed %9.2f  (%5.1f GFLOP/s)",

@@ -1,3 +1,4 @@
+import CSwerveKernels
 import Foundation
 import SwerveProto
 import Testing
@@ -14,7 +15,7 @@ struct PackedGemmTests {
     /// One shape: reference once (Double, with a per-element error bound), then every variant
     /// and both transposes of B's storage. Returns failure descriptions.
     static func check(
-        m: Int, n: Int, k: Int, bias useBias: Bool, relu: Bool, padA: Int, padC: Int, seed: UInt64,
+        m: Int, n: Int, k: Int, bias useBias: Bool, activation: EpilogueActivation, padA: Int, padC: Int, seed: UInt64,
         transposes: [Bool] = [false, true]
     ) -> [String] {
         var rng = SplitMix64(seed: seed)
@@ -36,8 +37,11 @@ struct PackedGemmTests {
                             s1 += Swift.abs(x)
                         }
                         if let bias { s += Double(bias[j]) }
-                        expected[i * n + j] = relu ? Swift.max(s, 0) : s
-                        bound[i * n + j] = 1e-6 * (1 + s1)
+                        let y = Self.reference(activation, s)
+                        expected[i * n + j] = y
+                        // The product's rounding (through a slope of at most 1.13, GELU's
+                        // steepest), plus the activation's own error (≤ 1e-6 of max(|y|, 1)).
+                        bound[i * n + j] = 1.2e-6 * (1 + s1) + (activation == .none ? 0 : 2e-6 * Swift.max(1, Swift.abs(y)))
                     }
                 }
             }
@@ -54,9 +58,9 @@ struct PackedGemmTests {
                 // One spare row: nothing past row m - 1 or column n - 1 may be written.
                 var c = [Float](repeating: sentinel, count: (m + 1) * ldc)
                 c.withUnsafeMutableBufferPointer { pc in
-                    weights.multiply(m: m, a: a, lda: lda, c: pc.baseAddress!, ldc: ldc, relu: relu, isa: isa)
+                    weights.multiply(m: m, a: a, lda: lda, c: pc.baseAddress!, ldc: ldc, activation: activation, isa: isa)
                 }
-                let label = "\(isa) m=\(m) n=\(n) k=\(k) bias=\(useBias) relu=\(relu) lda=\(lda) ldc=\(ldc) transposed=\(transposed)"
+                let label = "\(isa) m=\(m) n=\(n) k=\(k) bias=\(useBias) activation=\(activation) lda=\(lda) ldc=\(ldc) transposed=\(transposed)"
                 var bad = 0, first = ""
                 for i in 0...m {
                     for j in 0..<ldc {
@@ -88,10 +92,11 @@ struct PackedGemmTests {
         var failures: [String] = []
         for (ni, n) in Self.sizes.enumerated() {
             for (ki, k) in Self.sizes.enumerated() where m * n * k <= Self.cubeLimit || Self.bigShapes.contains([m, n, k]) {
-                // Cycle through bias/ReLU and padded leading dimensions across the shapes.
+                // Cycle through bias/activation and padded leading dimensions across the shapes.
                 let v = ni + 3 * ki
+                let activation = EpilogueActivation.allCases[(v / 2) % EpilogueActivation.allCases.count]
                 failures += Self.check(
-                    m: m, n: n, k: k, bias: v % 2 == 0, relu: (v / 2) % 2 == 0, padA: v % 3 == 0 ? 0 : 5,
+                    m: m, n: n, k: k, bias: v % 2 == 0, activation: activation, padA: v % 3 == 0 ? 0 : 5,
                     padC: v % 5 == 0 ? 0 : 3, seed: UInt64(m * 1_000_000 + n * 1000 + k),
                     transposes: m <= 9 ? [false, true] : [false])
             }
@@ -104,12 +109,47 @@ struct PackedGemmTests {
         var failures: [String] = []
         for (m, n, k) in [(13, 47, 300), (1, 17, 5), (25, 33, 513), (12, 16, 1), (3, 1, 9), (9, 1057, 20), (40, 1030, 270), (390, 40, 30)] {
             for useBias in [false, true] {
-                for relu in [false, true] {
-                    failures += Self.check(m: m, n: n, k: k, bias: useBias, relu: relu, padA: 1, padC: 2, seed: UInt64(m + n + k))
+                for activation in EpilogueActivation.allCases {
+                    failures += Self.check(m: m, n: n, k: k, bias: useBias, activation: activation, padA: 1, padC: 2, seed: UInt64(m + n + k))
                 }
             }
         }
         #expect(failures.isEmpty, "\(failures.prefix(5).joined(separator: "; "))")
+    }
+
+    /// The activation in Double, as the vector math functions are specified.
+    static func reference(_ activation: EpilogueActivation, _ s: Double) -> Double {
+        switch activation {
+        case .none: s
+        case .relu: Swift.max(s, 0)
+        case .tanh: Foundation.tanh(s)
+        case .sigmoid: 1 / (1 + Foundation.exp(-s))
+        case .gelu: s * 0.5 * (1 + Foundation.erf(s / 2.0.squareRoot()))
+        case .geluTanh: s * 0.5 * (1 + Foundation.tanh(0.79788456080286535588 * (s + 0.044715 * s * s * s)))
+        }
+    }
+
+    @Test("a fused activation gives the very bits of the product followed by the standalone function")
+    func fusedEqualsUnfused() {
+        var rng = SplitMix64(seed: 7)
+        let (m, n, k) = (37, 45, 70)
+        let a = rng.floats(m * k, in: -3...3), b = rng.floats(k * n, in: -1...1), bias = rng.floats(n)
+        let weights = b.withUnsafeBufferPointer { PackedWeights(k: k, n: n, b: $0.baseAddress!, transposed: false, bias: bias) }
+        let functions: [(EpilogueActivation, Int32)] = [
+            (.tanh, SWK_FN_TANH), (.sigmoid, SWK_FN_SIGMOID), (.gelu, SWK_FN_GELU), (.geluTanh, SWK_FN_GELU_TANH),
+        ]
+        for isa in Self.variants {
+            var plain = [Float](repeating: 0, count: m * n)
+            plain.withUnsafeMutableBufferPointer { weights.multiply(m: m, a: a, lda: k, c: $0.baseAddress!, ldc: n, isa: isa) }
+            for (activation, fn) in functions {
+                var fused = [Float](repeating: 0, count: m * n), separate = plain
+                fused.withUnsafeMutableBufferPointer {
+                    weights.multiply(m: m, a: a, lda: k, c: $0.baseAddress!, ldc: n, activation: activation, isa: isa)
+                }
+                separate.withUnsafeMutableBufferPointer { swk_vmath_isa(isa.rawValue, fn, m * n, $0.baseAddress!, $0.baseAddress!) }
+                #expect(fused.map(\.bitPattern) == separate.map(\.bitPattern), "\(isa) \(activation)")
+            }
+        }
     }
 
     @Test("k = 0 gives the bias (after ReLU); NaN passes through the ReLU")
@@ -119,7 +159,7 @@ struct PackedGemmTests {
         for isa in Self.variants {
             var c = [Float](repeating: 9, count: 6)
             c.withUnsafeMutableBufferPointer {
-                weights.multiply(m: 2, a: [], lda: 0, c: $0.baseAddress!, ldc: 3, relu: true, isa: isa)
+                weights.multiply(m: 2, a: [], lda: 0, c: $0.baseAddress!, ldc: 3, activation: .relu, isa: isa)
             }
             #expect(c == [1, 0, 0.5, 1, 0, 0.5], "\(isa)")
         }
@@ -127,7 +167,7 @@ struct PackedGemmTests {
         for isa in Self.variants {
             var c = [Float](repeating: 0, count: 18)
             c.withUnsafeMutableBufferPointer {
-                w2.multiply(m: 1, a: [.nan, 1], lda: 2, c: $0.baseAddress!, ldc: 18, relu: true, isa: isa)
+                w2.multiply(m: 1, a: [.nan, 1], lda: 2, c: $0.baseAddress!, ldc: 18, activation: .relu, isa: isa)
             }
             #expect(c.allSatisfy { $0.isNaN }, "\(isa)")
         }
@@ -191,13 +231,42 @@ struct PackedGemmTests {
             let packed = compiled.plan.steps.compactMap { $0 as? PackedGemmKernel }
             #expect(compiled.plan.steps.count == 2, "bias \(biasShape): \(compiled.plan.steps)")
             #expect(packed.count == 2)
-            #expect(packed.first?.relu == true && packed.first?.weights.bias != nil)
-            #expect(packed.last?.relu == false && packed.last?.weights.bias != nil)
+            #expect(packed.first?.activation == .relu && packed.first?.weights.bias != nil)
+            #expect(packed.last?.activation == EpilogueActivation.none && packed.last?.weights.bias != nil)
             for rows in [1, 5, 40] {
                 let x = rng.floats(rows * 4)
                 let y = try compiled.makeExecutor().run([Tensor(shape: [rows, 4], data: .fp32(x))])[0]
                 #expect(y.shape == [rows, 3])
                 #expect(allClose(y.floats, Self.reference(model, x, rows: rows), rel: 1e-5, abs: 1e-5), "bias \(biasShape) rows \(rows)")
+            }
+        }
+    }
+
+    @Test("MatMul + Add + Tanh / Sigmoid fuse into one packed step with that activation", .enabled(if: packs))
+    func activationFusion() throws {
+        var rng = SplitMix64(seed: 14)
+        let w = rng.floats(4 * 5), b = rng.floats(5)
+        for (op, activation) in [("Tanh", EpilogueActivation.tanh), ("Sigmoid", .sigmoid)] {
+            let model = makeModel(
+                nodes: [
+                    ONNXNode(name: "mm", opType: "MatMul", inputs: ["X", "W"], outputs: ["h"]),
+                    ONNXNode(name: "add", opType: "Add", inputs: ["h", "B"], outputs: ["z"]),
+                    ONNXNode(name: "act", opType: op, inputs: ["z"], outputs: ["Y"]),
+                ],
+                inputs: [floatInput("X", [nil, 4])], outputs: ["Y"],
+                initializers: [.floats("W", dims: [4, 5], w), .floats("B", dims: [5], b)])
+            let compiled = try CompiledModel(onnxBytes: model.encode())
+            #expect(compiled.plan.steps.count == 1, "\(op): \(compiled.plan.steps)")
+            #expect((compiled.plan.steps.first as? PackedGemmKernel)?.activation == activation)
+            let x = rng.floats(9 * 4, in: -3...3)
+            let y = try compiled.makeExecutor().run([Tensor(shape: [9, 4], data: .fp32(x))])[0].floats
+            for i in 0..<9 {
+                for j in 0..<5 {
+                    var s = Double(b[j])
+                    for p in 0..<4 { s += Double(x[i * 4 + p]) * Double(w[p * 5 + j]) }
+                    let want = Self.reference(activation, s)
+                    #expect(Swift.abs(Double(y[i * 5 + j]) - want) <= 1e-5, "\(op) [\(i), \(j)]")
+                }
             }
         }
     }
@@ -210,7 +279,7 @@ struct PackedGemmTests {
         let outputModel = Self.mlp(extraOutput: "h1")
         let compiled = try CompiledModel(onnxBytes: outputModel.encode())
         #expect(compiled.plan.steps.count == 3)
-        #expect(compiled.plan.steps.compactMap { $0 as? PackedGemmKernel }.allSatisfy { !$0.relu })
+        #expect(compiled.plan.steps.compactMap { $0 as? PackedGemmKernel }.allSatisfy { $0.activation == .none })
         let outs = try compiled.makeExecutor().run([Tensor(shape: [7, 4], data: .fp32(x))])
         #expect(allClose(outs[0].floats, Self.reference(outputModel, x, rows: 7), rel: 1e-5, abs: 1e-5))
         #expect(outs[1].floats.contains { $0 < 0 }, "h1 is before the ReLU")

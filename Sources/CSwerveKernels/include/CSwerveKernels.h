@@ -1,7 +1,7 @@
 #ifndef CSWERVEKERNELS_H
 #define CSWERVEKERNELS_H
 // Hand-vectorized kernels for the inference core: a single-precision GEMM for constant
-// weights (B packed once at model load) with a fused bias + ReLU epilogue.
+// weights (B packed once at model load) with a fused bias + activation epilogue.
 //
 // Packed B layout: column panels of 32 columns (the last panel is 16 wide when at most 16
 // columns remain), each panel k-major (row p of the panel is `width` contiguous floats),
@@ -18,8 +18,14 @@
 #define SWK_ISA_AVX2 2
 #define SWK_ISA_AVX512 3
 
-/// Epilogue flags.
+/// Epilogue activations, applied after the bias with the vector math functions of CSwerveMath.h
+/// (so a fused activation gives exactly what the standalone function gives).
+#define SWK_EPILOGUE_NONE 0
 #define SWK_EPILOGUE_RELU 1
+#define SWK_EPILOGUE_TANH 2
+#define SWK_EPILOGUE_SIGMOID 3
+#define SWK_EPILOGUE_GELU 4
+#define SWK_EPILOGUE_GELU_TANH 5
 
 /// Floats needed for the packed form of a k×n matrix: k · round_up(n, 16).
 size_t swk_sgemm_packed_b_size(size_t k, size_t n);
@@ -30,7 +36,7 @@ size_t swk_sgemm_packed_b_size(size_t k, size_t n);
 void swk_sgemm_pack_b(size_t k, size_t n, const float *b, size_t ldb, int trans_b, float alpha,
                       float *packed);
 
-/// C[m×n] = A[m×k] · B + bias, then max(0, ·) when `epilogue` has SWK_EPILOGUE_RELU.
+/// C[m×n] = A[m×k] · B + bias, then the activation `epilogue` (SWK_EPILOGUE_*).
 /// A and C are row-major with leading dimensions lda ≥ k and ldc ≥ n; `packed_b` comes from
 /// swk_sgemm_pack_b; `bias` is n floats or NULL. Uses the best variant this CPU supports
 /// (SWERVE_KERNELS_ISA=scalar|avx2|avx512 in the environment caps it). Single-threaded.

@@ -7,6 +7,7 @@
 // same whatever batch it is in. NaN, infinities and denormals give what libm gives.
 
 #include <stddef.h>
+#include <stdint.h>
 
 /// Function ids for swk_vmath_isa.
 #define SWK_FN_EXP 0
@@ -37,5 +38,22 @@ void swk_vmath_isa(int isa, int fn, size_t n, const float *x, float *y);
 /// Softmax of `rows` contiguous rows of `len` floats: y = exp(x - max) / Σ exp(x - max), the
 /// exponentials and their sum in one pass.
 void swk_softmax_rows(size_t rows, size_t len, const float *x, float *y);
+
+/// swk_softmax_rows on an explicit variant (SWK_ISA_*). For tests and benchmarks.
+void swk_softmax_rows_isa(int isa, size_t rows, size_t len, const float *x, float *y);
+
+/// How far function `fn` on variant `isa` is from the double-precision libm reference over the
+/// floats from `lo` to `hi` (every `stride`-th float in bit-pattern order).
+typedef struct {
+    uint64_t count;               ///< floats tried
+    uint64_t special_mismatches;  ///< NaN where the reference is not (or the reverse), or a wrong ±inf
+    double max_ulp;               ///< largest |got − want| in units of the last place of want (as a float)
+    double max_rel;               ///< largest |got − want| / |want| (|want| floored at FLT_MIN)
+    double max_abs;               ///< largest |got − want|
+    double max_mixed;             ///< largest |got − want| / max(|want|, 1)
+    float worst_x;                ///< the input of the largest ulp error (or of the last mismatch)
+} swk_vmath_error;
+
+void swk_vmath_measure(int isa, int fn, float lo, float hi, uint64_t stride, swk_vmath_error *out);
 
 #endif

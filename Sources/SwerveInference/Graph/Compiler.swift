@@ -432,10 +432,11 @@ final class GraphCompiler {
     }
 
     /// Folds what follows a packed GEMM into its epilogue: an Add of a constant that is the same
-    /// for every row (the layer's bias), then a Relu, each only when the value in between has no
-    /// other reader and is not a graph output. The fused step computes the last value directly;
-    /// the intermediate values no longer exist. Packed steps read only A (their weights and bias
-    /// live in the kernel), so the original weight constants drop out of the plan.
+    /// for every row (the layer's bias), then an activation the epilogue has (Relu, Tanh, Sigmoid,
+    /// either GELU), each only when the value in between has no other reader and is not a graph
+    /// output. The fused step computes the last value directly; the intermediate values no longer
+    /// exist. Packed steps read only A (their weights and bias live in the kernel), so the
+    /// original weight constants drop out of the plan.
     private func fuseEpilogues(graphOutputs: Set<Int>) {
         var readers: [Int: Int] = [:]
         for step in steps { for v in Set(step.inputs) { readers[v, default: 0] += 1 } }
@@ -443,7 +444,7 @@ final class GraphCompiler {
         for i in steps.indices where !removed.contains(i) {
             guard var gemm = steps[i].kernel as? PackedGemmKernel else { continue }
             var outputs = steps[i].outputs
-            while !gemm.relu {
+            while gemm.activation == .none {
                 let v = gemm.out
                 guard !graphOutputs.contains(v), readers[v] == 1,
                     let j = steps.indices.first(where: { $0 > i && !removed.contains($0) && steps[$0].inputs.contains(v) })
@@ -453,9 +454,9 @@ final class GraphCompiler {
                 {
                     let other = add.a == v ? add.b : add.a
                     guard other != v, let c = constants[other], let bias = rowBias(c, n: gemm.weights.n) else { break }
-                    gemm = PackedGemmKernel(a: gemm.a, out: add.out, weights: gemm.weights.withBias(bias), relu: false)
-                } else if let unary = steps[j].kernel as? UnaryKernel<Float>, case .relu = unary.op {
-                    gemm = PackedGemmKernel(a: gemm.a, out: unary.out, weights: gemm.weights, relu: true)
+                    gemm = PackedGemmKernel(a: gemm.a, out: add.out, weights: gemm.weights.withBias(bias))
+                } else if let unary = steps[j].kernel as? UnaryKernel<Float>, let act = EpilogueActivation(unary.op) {
+                    gemm = PackedGemmKernel(a: gemm.a, out: unary.out, weights: gemm.weights, activation: act)
                 } else {
                     break
                 }

@@ -1,5 +1,5 @@
 // Products with constant FP32 weights: B is packed once at load into the panel layout of
-// CSwerveKernels' GEMM, which also applies a row bias and a ReLU in its epilogue.
+// CSwerveKernels' GEMM, which also applies a row bias and an activation in its epilogue.
 import CSwerveKernels
 
 /// Constant weights B (k×n, scaled by alpha) in the packed panel layout, plus an optional row
@@ -51,18 +51,35 @@ final class PackedWeights: @unchecked Sendable {
         bias?.deallocate()
     }
 
-    /// C[m×n] = A[m×k]·B + bias (then ReLU), A with leading dimension lda, C with ldc, on the
-    /// best variant this CPU has unless `isa` names one.
+    /// C[m×n] = A[m×k]·B + bias, then `activation`, A with leading dimension lda, C with ldc, on
+    /// the best variant this CPU has unless `isa` names one.
     @inline(__always)
     func multiply(
-        m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int, relu: Bool,
-        isa: PackedGemmISA? = nil
+        m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+        activation: EpilogueActivation = .none, isa: PackedGemmISA? = nil
     ) {
-        let epilogue = relu ? SWK_EPILOGUE_RELU : 0
         if let isa {
-            swk_sgemm_packed_isa(isa.rawValue, m, n, k, a, lda, packed, bias, c, ldc, epilogue)
+            swk_sgemm_packed_isa(isa.rawValue, m, n, k, a, lda, packed, bias, c, ldc, activation.rawValue)
         } else {
-            swk_sgemm_packed(m, n, k, a, lda, packed, bias, c, ldc, epilogue)
+            swk_sgemm_packed(m, n, k, a, lda, packed, bias, c, ldc, activation.rawValue)
+        }
+    }
+}
+
+/// What the packed GEMM's epilogue applies after the bias: one of the elementwise functions,
+/// with the same vector code as the standalone `UnaryKernel<Float>`, so fusing changes no bit.
+enum EpilogueActivation: Int32, Sendable, CaseIterable {
+    case none = 0, relu = 1, tanh = 2, sigmoid = 3, gelu = 4, geluTanh = 5
+
+    /// The epilogue form of `op`, when it has one.
+    init?(_ op: UnaryOp) {
+        switch op {
+        case .relu: self = .relu
+        case .tanh: self = .tanh
+        case .sigmoid: self = .sigmoid
+        case .gelu: self = .gelu
+        case .geluTanh: self = .geluTanh
+        default: return nil
         }
     }
 }
@@ -76,20 +93,21 @@ enum PackedGemmISA: Int32, CaseIterable, Sendable {
     static var selected: PackedGemmISA { PackedGemmISA(rawValue: swk_isa_selected()) ?? .scalar }
 }
 
-/// Y = A·B (+ bias) (then ReLU) with constant packed B: MatMul or Gemm with constant weights,
-/// possibly with a following bias Add and Relu fused in (see `GraphCompiler.fuseEpilogues`).
-/// All of A's leading dimensions are rows; Y has A's leading dimensions and n columns.
+/// Y = activation(A·B (+ bias)) with constant packed B: MatMul or Gemm with constant weights,
+/// possibly with a following bias Add and an activation fused in (see
+/// `GraphCompiler.fuseEpilogues`). All of A's leading dimensions are rows; Y has A's leading
+/// dimensions and n columns.
 struct PackedGemmKernel: Kernel {
     let a: Int, out: Int
     let weights: PackedWeights
-    let relu: Bool
+    var activation: EpilogueActivation = .none
 
     func execute(_ frame: Frame) {
         let n = weights.n
         let total = frame.count(out)
         if total == 0 || n == 0 { return }
         weights.multiply(m: total / n, a: frame.pointer(a, Float.self), lda: weights.k,
-                         c: frame.pointer(out, Float.self), ldc: n, relu: relu)
+                         c: frame.pointer(out, Float.self), ldc: n, activation: activation)
     }
 }
 

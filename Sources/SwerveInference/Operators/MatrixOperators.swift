@@ -73,7 +73,7 @@ func buildGemm(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [Valu
             let packed = w.withUnsafeBufferPointer {
                 PackedWeights(k: kw, n: nw, b: $0.baseAddress, transposed: transB, alpha: alpha, bias: bias)
             }
-            return (PackedGemmKernel(a: a, out: ctx.outputs[0], weights: packed, relu: false),
+            return (PackedGemmKernel(a: a, out: ctx.outputs[0], weights: packed),
                     [ValueType(dataType: t, shape: [m, n])])
         }
     }
@@ -159,7 +159,7 @@ func buildMatMul(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [Va
         let k = weights.shape[0], n = sb.count == 2 ? weights.shape[1] : 1
         if preferPackedGemm(n: n, k: k) {
             let packed = w.withUnsafeBufferPointer { PackedWeights(k: k, n: n, b: $0.baseAddress, transposed: false) }
-            return (PackedGemmKernel(a: a, out: out, weights: packed, relu: false), [ValueType(dataType: t, shape: shape)])
+            return (PackedGemmKernel(a: a, out: out, weights: packed), [ValueType(dataType: t, shape: shape)])
         }
     }
     let kernel: any Kernel =
