@@ -87,7 +87,7 @@ static inline VF FN(tanh)(VF x) {
     p = MADD(p, z, FN(splat)(-5.37397155531e-2f));
     p = MADD(p, z, FN(splat)(1.33314422036e-1f));
     p = MADD(p, z, FN(splat)(-3.33332819422e-1f));
-    VF small = MADD(p * z, x, x);
+    VF small = FN(sel)(x == 0.0f, x, MADD(p * z, x, x));  // keeps the sign of −0
     VF t = FN(exp)(ax + ax);
     VF big = FN(copysign)(1.0f - 2.0f / (t + 1.0f), x);
     return FN(sel)(ax < 0.625f, small, big);

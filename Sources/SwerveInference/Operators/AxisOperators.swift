@@ -1,3 +1,5 @@
+import CSwerveKernels
+
 // Operators that work along one axis: Softmax, ArgMax, ArgMin.
 
 func buildSoftmax(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [ValueType]) {
@@ -31,8 +33,19 @@ struct SoftmaxKernel<T: FloatScalar>: Kernel {
     }
 }
 
-/// Numerically stable softmax of `outer·inner` vectors of `length` elements spaced `inner` apart.
+/// Softmax of `outer·inner` vectors of `length` elements spaced `inner` apart: FP32 rows
+/// (inner == 1) in one vectorized pass per row (`swk_softmax_rows`), anything else plainly.
 func softmax<T: FloatScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, outer: Int, length: Int, inner: Int) {
+    if T.self == Float.self && inner == 1 {
+        swk_softmax_rows(outer, length, UnsafeRawPointer(x).assumingMemoryBound(to: Float.self),
+                         UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self))
+    } else {
+        plainSoftmax(x, y, outer: outer, length: length, inner: inner)
+    }
+}
+
+/// Numerically stable softmax of `outer·inner` vectors of `length` elements spaced `inner` apart.
+func plainSoftmax<T: FloatScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, outer: Int, length: Int, inner: Int) {
     if length == 0 { return }
     for o in 0..<outer {
         for i in 0..<inner {

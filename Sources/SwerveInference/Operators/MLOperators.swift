@@ -1,6 +1,7 @@
 // The ai.onnx.ml operators scikit-learn converters emit for linear models and preprocessing.
 // Where the ONNX spec is silent, behaviour follows onnxruntime (the numeric oracle), including
 // its two-column output for binary classifiers with one coefficient row.
+import CSwerveKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -73,7 +74,7 @@ func applyPostTransform(_ scores: UnsafeMutablePointer<Float>, rows: Int, cols: 
     }
     switch transform {
     case .none: break
-    case .logistic: for i in 0..<n { scores[i] = logistic(scores[i]) }
+    case .logistic: swk_vsigmoid(n, scores, scores)
     case .probit: for i in 0..<n { scores[i] = probit(scores[i]) }
     case .softmax: softmax(scores, scores, outer: rows, length: cols, inner: 1)
     case .softmaxZero: for r in 0..<rows { softmaxZero(scores + r * cols, cols) }
@@ -191,13 +192,10 @@ struct LinearClassifierKernel: Kernel {
             if addSecondClass {
                 // onnxruntime writes [1 - p, p] where p is the (logistic-transformed) score;
                 // walk backwards so the one-column scores can expand in place.
+                if transform == .logistic { swk_vsigmoid(rows, s, s) }
                 for r in stride(from: rows - 1, through: 0, by: -1) {
                     var p = s[r]
-                    switch transform {
-                    case .logistic: p = logistic(p)
-                    case .probit: p = probit(p)
-                    default: break
-                    }
+                    if transform == .probit { p = probit(p) }
                     s[2 * r] = 1 - p
                     s[2 * r + 1] = p
                 }
