@@ -42,7 +42,8 @@ struct BenchCommand: AsyncParsableCommand {
             path, cardinality, peakedness, static table size) are printed at the end.
 
             --core runs an ONNX file in-process with the inference core (no server): \
-            swerve bench --core --model-file model.onnx --batch 32 --iterations 2000.
+            swerve bench --core --model-file model.onnx --batch 32 --iterations 2000. \
+            --math measures the vector math kernels against libm: swerve bench --math.
             """)
 
     @OptionGroup var connection: ClientConnectionOptions
@@ -113,6 +114,18 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Benchmark the inference core in-process on --model-file (no server).")
     var core = false
 
+    @Flag(name: .long, help: "Measure the vector math kernels against libm (accuracy over every float of each range, and speed); no server.")
+    var math = false
+
+    @Option(name: .customLong("math-stride"), help: "--math: try every Nth float (1: all of them).")
+    var mathStride: UInt64 = 1
+
+    @Option(name: .customLong("math-variants"), help: "--math: variants to measure, comma-separated (default: all this CPU runs).")
+    var mathVariants: String?
+
+    @Option(name: .customLong("math-functions"), help: "--math: functions to measure, comma-separated (default: all).")
+    var mathFunctions: String?
+
     @Option(name: .customLong("model-file"), help: "--core: the ONNX file to run.")
     var modelFile: String?
 
@@ -120,6 +133,10 @@ struct BenchCommand: AsyncParsableCommand {
     var iterations: Int = 1000
 
     func validate() throws {
+        if math {
+            guard mathStride >= 1 else { throw ValidationError("--math-stride must be at least 1") }
+            return
+        }
         if core {
             guard modelFile != nil else { throw ValidationError("--core needs --model-file PATH") }
             guard iterations > 0 else { throw ValidationError("--iterations must be positive") }
@@ -146,6 +163,11 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if math {
+            let list = { (s: String?) in s.map { $0.split(separator: ",").map { String($0) } } }
+            runMathBench(stride: mathStride, variants: list(mathVariants), functions: list(mathFunctions))
+            return
+        }
         if core {
             let result = try runCoreBench(
                 modelFile: modelFile!, batch: batch, iterations: iterations, warmupIterations: max(10, iterations / 10), seed: seed)
