@@ -27,8 +27,12 @@ DTYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT3
 
 
 def json_number(x):
-    """NaN has no JSON literal; fixtures spell it as the string "NaN"."""
-    return "NaN" if isinstance(x, float) and x != x else x
+    """NaN and infinities have no JSON literal; fixtures spell them "NaN", "Infinity", "-Infinity"."""
+    if isinstance(x, float) and x != x:
+        return "NaN"
+    if isinstance(x, float) and x in (float("inf"), float("-inf")):
+        return "Infinity" if x > 0 else "-Infinity"
+    return x
 
 
 def tensor_json(name, array):
@@ -462,6 +466,108 @@ def categorical_operators_v4():
     save("categorical_operators_v4", model, {"score": score, "word": word})
 
 
+def torch_style_mlp():
+    """An MLP as torch.onnx.export writes one before opset 20: Gemm with transB=1, GELU spelled
+    out with Erf in both of torch's groupings, LayerNormalization (opset 17), Tanh and Sigmoid
+    after biased products, and a Softmax head (the graph Swerve fuses: GELU into one kernel, the
+    activations into the GEMM epilogue)."""
+    rng = np.random.default_rng(23)
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+    inits = [
+        const("W1", f32(16, 10)), const("b1", f32(16)), const("W2", f32(16, 16)), const("b2", f32(16)),
+        const("W3", f32(12, 16)), const("b3", f32(12)), const("W4", f32(12, 12)), const("b4", f32(12)),
+        const("W5", f32(4, 12)), const("b5", f32(4)),
+        const("sqrt2", np.array(1.4142135381698608, dtype=np.float32)),
+        const("inv_sqrt2", np.array(0.7071067690849304, dtype=np.float32)),
+        const("one", np.array(1.0, dtype=np.float32)), const("half", np.array(0.5, dtype=np.float32)),
+        const("ln_scale", (1 + 0.1 * f32(16)).astype(np.float32)), const("ln_bias", (0.1 * f32(16)).astype(np.float32)),
+    ]
+    N = helper.make_node
+    nodes = [
+        N("Gemm", ["X", "W1", "b1"], ["g1"], name="fc1", transB=1),
+        # torch: x * 0.5 * (1 + erf(x / sqrt(2))) exported as Mul(Mul(x, 1 + erf), 0.5)
+        N("Div", ["g1", "sqrt2"], ["g1_s"], name="gelu1_div"),
+        N("Erf", ["g1_s"], ["g1_e"], name="gelu1_erf"),
+        N("Add", ["g1_e", "one"], ["g1_p"], name="gelu1_add"),
+        N("Mul", ["g1", "g1_p"], ["g1_m"], name="gelu1_mul"),
+        N("Mul", ["g1_m", "half"], ["h1"], name="gelu1_half"),
+        N("Gemm", ["h1", "W2", "b2"], ["g2"], name="fc2", transB=1),
+        N("LayerNormalization", ["g2", "ln_scale", "ln_bias"], ["n2"], name="ln2", axis=-1, epsilon=1e-5),
+        # The other grouping: (x * 0.5) * (1 + erf(x * 1/sqrt(2)))
+        N("Mul", ["n2", "inv_sqrt2"], ["n2_s"], name="gelu2_scale"),
+        N("Erf", ["n2_s"], ["n2_e"], name="gelu2_erf"),
+        N("Add", ["one", "n2_e"], ["n2_p"], name="gelu2_add"),
+        N("Mul", ["n2", "half"], ["n2_h"], name="gelu2_half"),
+        N("Mul", ["n2_h", "n2_p"], ["h2"], name="gelu2_mul"),
+        N("Gemm", ["h2", "W3", "b3"], ["g3"], name="fc3", transB=1),
+        N("Tanh", ["g3"], ["h3"], name="tanh3"),
+        N("Gemm", ["h3", "W4", "b4"], ["g4"], name="fc4", transB=1),
+        N("Sigmoid", ["g4"], ["h4"], name="sigmoid4"),
+        N("Gemm", ["h4", "W5", "b5"], ["logits"], name="fc5", transB=1),
+        N("Softmax", ["logits"], ["probs"], name="softmax", axis=-1),
+    ]
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(nodes, "torch_style", [vi("X", TensorProto.FLOAT, ["N", 10])],
+                              [vi("probs", TensorProto.FLOAT, ["N", 4]), vi("logits", TensorProto.FLOAT, ["N", 4])], inits)
+    model = helper.make_model(graph, producer_name="swerve-tests", opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = (3 * f32(BATCH, 10)).astype(np.float32)
+    save("torch_style_mlp", model, {"X": x})
+
+
+def elementwise_and_reductions():
+    """Exp, Log, Erf, Softplus, Sqrt, Gelu (both forms, opset 20), Pow, ReduceMean/Sum/Max with
+    axes as an input (opset 20) and an unfused GELU (its erf has a second reader), on values that
+    include infinities, NaN, zeros, denormals and numbers large enough to overflow exp."""
+    N = helper.make_node
+    inits = [
+        const("two", np.array(2.0, dtype=np.float32)), const("three", np.array([3.0], dtype=np.float32)),
+        const("ax_last", np.array([-1], dtype=np.int64)), const("ax_02", np.array([0, 2], dtype=np.int64)),
+        const("sqrt2", np.array(1.4142135381698608, dtype=np.float32)),
+        const("one", np.array(1.0, dtype=np.float32)), const("half", np.array(0.5, dtype=np.float32)),
+    ]
+    nodes = [
+        N("Exp", ["X"], ["exp"], name="exp"),
+        N("Mul", ["X", "X"], ["sq"], name="square"),
+        N("Log", ["sq"], ["log"], name="log"),
+        N("Erf", ["X"], ["erf"], name="erf"),
+        N("Softplus", ["X"], ["softplus"], name="softplus"),
+        N("Sqrt", ["sq"], ["sqrt"], name="sqrt"),
+        N("Gelu", ["X"], ["gelu"], name="gelu"),
+        N("Gelu", ["X"], ["gelu_tanh"], name="gelu_tanh", approximate="tanh"),
+        N("Tanh", ["X"], ["tanh"], name="tanh"),
+        N("Sigmoid", ["X"], ["sigmoid"], name="sigmoid"),
+        N("Pow", ["X", "two"], ["pow2"], name="pow2"),
+        N("Pow", ["X", "three"], ["pow3"], name="pow3"),
+        N("ReduceMean", ["Y", "ax_last"], ["mean_last"], name="mean_last", keepdims=1),
+        N("ReduceSum", ["Y", "ax_02"], ["sum_02"], name="sum_02", keepdims=0),
+        N("ReduceMax", ["Y"], ["max_all"], name="max_all", keepdims=0),
+        N("Div", ["X", "sqrt2"], ["gx"], name="g_div"),
+        N("Erf", ["gx"], ["gerf"], name="g_erf"),
+        N("Add", ["gerf", "one"], ["gp"], name="g_add"),
+        N("Mul", ["X", "gp"], ["gm"], name="g_mul"),
+        N("Mul", ["gm", "half"], ["gelu_unfused"], name="g_half"),
+        N("Identity", ["gerf"], ["gelu_erf_reader"], name="g_reader"),
+    ]
+    vi = helper.make_tensor_value_info
+    outs = ["exp", "log", "erf", "softplus", "sqrt", "gelu", "gelu_tanh", "tanh", "sigmoid", "pow2", "pow3"]
+    outputs = [vi(o, TensorProto.FLOAT, ["N", 8]) for o in outs] + [
+        vi("mean_last", TensorProto.FLOAT, ["N", 2, 1]), vi("sum_02", TensorProto.FLOAT, [2]),
+        vi("max_all", TensorProto.FLOAT, []), vi("gelu_unfused", TensorProto.FLOAT, ["N", 8]),
+        vi("gelu_erf_reader", TensorProto.FLOAT, ["N", 8]),
+    ]
+    graph = helper.make_graph(nodes, "elementwise", [vi("X", TensorProto.FLOAT, ["N", 8]), vi("Y", TensorProto.FLOAT, ["N", 2, 3])],
+                              outputs, inits)
+    model = helper.make_model(graph, producer_name="swerve-tests", opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    rng = np.random.default_rng(31)
+    x = (4 * rng.standard_normal((BATCH, 8))).astype(np.float32)
+    x[0] = [0.0, -0.0, 1e-40, -1e-40, 88.0, -88.0, 100.0, -100.0]
+    x[1] = [np.inf, -np.inf, np.nan, 1e-5, -1e-5, 4.5, -4.5, 0.625]
+    y = rng.standard_normal((BATCH, 2, 3)).astype(np.float32)
+    save("elementwise_and_reductions", model, {"X": x, "Y": y})
+
+
 if __name__ == "__main__":
     sklearn_models()
     dense_network()
@@ -472,3 +578,5 @@ if __name__ == "__main__":
     categorical_operators()
     categorical_operators_legacy()
     categorical_operators_v4()
+    torch_style_mlp()
+    elementwise_and_reductions()

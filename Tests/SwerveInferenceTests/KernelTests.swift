@@ -274,3 +274,53 @@ extension TensorData {
         return self
     }
 }
+
+@Suite("Normalization and reduction operators")
+struct NormalizationOperatorTests {
+    @Test("LayerNormalization gives Y, Mean and InvStdDev; a normalized dimension that depends on the batch is refused")
+    func layerNorm() throws {
+        let model = makeModel(
+            nodes: [ONNXNode(name: "ln", opType: "LayerNormalization", inputs: ["X", "S", "B"], outputs: ["Y", "M", "I"],
+                             attributes: ["axis": .int(1), "epsilon": .float(1e-3)])],
+            inputs: [floatInput("X", [nil, 2, 3])], outputs: ["Y", "M", "I"],
+            initializers: [.floats("S", dims: [2, 3], [1, 2, 3, 4, 5, 6]), .floats("B", dims: [1], [0.5])])
+        let x: [Float] = [1, 2, 3, 4, 5, 6, -1, 0, 1, 0, 0, 7]
+        let out = try run(model, [Tensor(shape: [2, 2, 3], data: .fp32(x))])
+        #expect(out[1].shape == [2, 1, 1] && out[2].shape == [2, 1, 1])
+        let scale: [Float] = [1, 2, 3, 4, 5, 6]
+        for r in 0..<2 {
+            let row = x[(r * 6)..<(r * 6 + 6)].map(Double.init)
+            let mean = row.reduce(0, +) / 6
+            let inv = 1 / (row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 6 + 1e-3).squareRoot()
+            #expect(Swift.abs(Double(out[1].floats[r]) - mean) < 1e-6)
+            #expect(Swift.abs(Double(out[2].floats[r]) - inv) < 1e-5)
+            for j in 0..<6 {
+                let want = (row[j] - mean) * inv * Double(scale[j]) + 0.5
+                #expect(Swift.abs(Double(out[0].floats[r * 6 + j]) - want) < 1e-5, "[\(r), \(j)]")
+            }
+        }
+        let batchAxis = makeModel(
+            nodes: [ONNXNode(name: "ln", opType: "LayerNormalization", inputs: ["X", "S"], outputs: ["Y"], attributes: ["axis": .int(0)])],
+            inputs: [floatInput("X", [nil, 3])], outputs: ["Y"], initializers: [.floats("S", dims: [1], [1])])
+        #expect(throws: InferenceError.self) { _ = try CompiledModel(onnxBytes: batchAxis.encode()) }
+    }
+
+    @Test("ReduceMean/ReduceMax with axes as an attribute (opset 13), keepdims 0; Gelu's approximate is checked")
+    func reductions() throws {
+        let model = makeModel(
+            nodes: [
+                ONNXNode(name: "m", opType: "ReduceMean", inputs: ["X"], outputs: ["M"], attributes: ["axes": .ints([1]), "keepdims": .int(0)]),
+                ONNXNode(name: "x", opType: "ReduceMax", inputs: ["X"], outputs: ["Mx"], attributes: ["axes": .ints([0, 2])]),
+            ],
+            inputs: [floatInput("X", [nil, 2, 2])], outputs: ["M", "Mx"], opset: 13)
+        let out = try run(model, [Tensor(shape: [2, 2, 2], data: .fp32([1, 2, 3, 4, 5, 6, .nan, 8]))])
+        #expect(out[0].shape == [2, 2])
+        #expect(out[0].floats[0] == 2 && out[0].floats[1] == 3 && out[0].floats[2].isNaN && out[0].floats[3] == 7)
+        #expect(out[1].shape == [1, 2, 1])
+        #expect(out[1].floats[0] == 6 && out[1].floats[1].isNaN)
+        let bad = makeModel(
+            nodes: [ONNXNode(name: "g", opType: "Gelu", inputs: ["X"], outputs: ["Y"], attributes: ["approximate": .string("fast")])],
+            inputs: [floatInput("X", [nil, 2])], outputs: ["Y"], opset: 20)
+        #expect(throws: InferenceError.self) { _ = try CompiledModel(onnxBytes: bad.encode()) }
+    }
+}

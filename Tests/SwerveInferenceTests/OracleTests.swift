@@ -90,9 +90,12 @@ struct OracleTests {
         }
     }
 
-    /// A JSON number, or the string "NaN" the fixture script writes for NaN.
+    /// A JSON number, or the strings "NaN", "Infinity" and "-Infinity" the fixture script writes
+    /// for the values JSON has no literal for.
     private func number(_ value: Any) -> Double {
         if let text = value as? String, text == "NaN" { return .nan }
+        if let text = value as? String, text == "Infinity" { return .infinity }
+        if let text = value as? String, text == "-Infinity" { return -.infinity }
         return (value as! NSNumber).doubleValue
     }
 }

@@ -271,6 +271,23 @@ struct PackedGemmTests {
         }
     }
 
+    @Test("torch's spelled-out GELU becomes one kernel, fused into the GEMM before it; not when a part has another reader", .enabled(if: packs))
+    func geluFusion() throws {
+        let fixtures = OracleTests.fixtures
+        let torch = try CompiledModel(contentsOfFile: fixtures.appendingPathComponent("torch_style_mlp.onnx").path)
+        let packed = torch.plan.steps.compactMap { $0 as? PackedGemmKernel }
+        // fc1 + GELU, fc2, fc3 + Tanh, fc4 + Sigmoid, fc5; LayerNorm, the second GELU, Softmax.
+        #expect(packed.map(\.activation) == [.gelu, .none, .tanh, .sigmoid, .none], "\(torch.plan.steps)")
+        #expect(torch.plan.steps.count == 8, "\(torch.plan.steps)")
+        let unary = torch.plan.steps.compactMap { ($0 as? UnaryKernel<Float>)?.op }
+        #expect(unary == [.gelu], "the GELU after LayerNorm is one kernel: \(unary)")
+        #expect(!torch.plan.steps.contains { $0 is BinaryKernel<Float> })
+        // The same chain whose erf is also a graph output's input stays as written.
+        let other = try CompiledModel(contentsOfFile: fixtures.appendingPathComponent("elementwise_and_reductions.onnx").path)
+        let ops = other.plan.steps.compactMap { ($0 as? UnaryKernel<Float>)?.op }
+        #expect(ops.filter { $0 == .erf }.count == 2, "\(ops)")
+    }
+
     @Test("no fusion across a graph output or a second reader", .enabled(if: packs))
     func fusionBlocked() throws {
         var rng = SplitMix64(seed: 13)

@@ -339,6 +339,7 @@ final class GraphCompiler {
         }
         guard !outputIDs.isEmpty else { throw InferenceError(.invalidModel, "the graph has no outputs") }
 
+        fuseGelu(graphOutputs: Set(outputIDs))
         fuseEpilogues(graphOutputs: Set(outputIDs))
         let plan = assignSlots(inputs: inputIDs, outputs: outputIDs)
         return Result(plan: plan, inputs: inputInfos, outputs: outputInfos, opsetVersion: Int(defaultOpset))
@@ -429,6 +430,81 @@ final class GraphCompiler {
             }
             constants[id] = frame.tensor(id)
         }
+    }
+
+    /// Replaces GELU written out with Erf, as exporters before ONNX's Gelu (opset 20) emit it —
+    /// x · 0.5 · (1 + erf(x / √2)), with the division as Div by √2 or Mul by 1/√2 and the three
+    /// factors multiplied in any grouping — by one `UnaryKernel(.gelu)`, which the packed GEMM's
+    /// epilogue can then take in. Only FP32, only scalar constants, and only when no
+    /// intermediate value has another reader or is a graph output.
+    private func fuseGelu(graphOutputs: Set<Int>) {
+        var readers: [Int: Int] = [:]
+        var producer: [Int: Int] = [:]
+        for (i, step) in steps.enumerated() {
+            for v in Set(step.inputs) { readers[v, default: 0] += 1 }
+            for v in step.outputs { producer[v] = i }
+        }
+        func scalar(_ v: Int) -> Float? {
+            guard let c = constants[v], case .fp32(let x) = c.data, x.count == 1 else { return nil }
+            return x[0]
+        }
+        func near(_ v: Int, _ value: Float) -> Bool { scalar(v).map { Swift.abs($0 - value) <= 1e-5 * value } ?? false }
+        func binary(_ v: Int, _ op: BinaryOp) -> (index: Int, kernel: BinaryKernel<Float>)? {
+            guard let i = producer[v], let k = steps[i].kernel as? BinaryKernel<Float>, k.op == op else { return nil }
+            return (i, k)
+        }
+        /// A value used once, by a later step only, and not a graph output: safe to fold away.
+        func internalValue(_ v: Int) -> Bool { readers[v] == 1 && !graphOutputs.contains(v) }
+        func consumer(_ v: Int) -> Int? { steps.indices.first { steps[$0].inputs.contains(v) } }
+        /// The operand of `k` other than `v`.
+        func other(_ k: BinaryKernel<Float>, _ v: Int) -> Int? { k.a == v ? k.b : (k.b == v ? k.a : nil) }
+
+        var removed = Set<Int>()
+        var replacements: [Int: (kernel: any Kernel, inputs: [Int], outputs: [Int])] = [:]
+        for (ei, step) in steps.enumerated() {
+            guard let erf = step.kernel as? UnaryKernel<Float>, erf.op == .erf, !removed.contains(ei) else { continue }
+            // x / √2 or x · (1/√2)
+            let scaled = erf.input
+            guard internalValue(scaled) else { continue }
+            var x: Int?
+            var di: Int?
+            if let (i, k) = binary(scaled, .div), near(k.b, 1.41421356) { (x, di) = (k.a, i) }
+            if x == nil, let (i, k) = binary(scaled, .mul) {
+                if near(k.b, 0.70710678) { (x, di) = (k.a, i) } else if near(k.a, 0.70710678) { (x, di) = (k.b, i) }
+            }
+            guard let x, let di, constants[x] == nil else { continue }
+            // 1 + erf(·)
+            guard internalValue(erf.out), let pi = consumer(erf.out), let plus = steps[pi].kernel as? BinaryKernel<Float>,
+                plus.op == .add, let one = other(plus, erf.out), near(one, 1)
+            else { continue }
+            let opened = plus.out
+            guard internalValue(opened), let m1 = consumer(opened), let k1 = steps[m1].kernel as? BinaryKernel<Float>,
+                k1.op == .mul, let o1 = other(k1, opened)
+            else { continue }
+            var chain = [di, ei, pi, m1]
+            var final: Int?
+            if o1 == x || near(o1, 0.5) {
+                // (x · (1 + erf)) · 0.5 or ((1 + erf) · 0.5) · x
+                guard internalValue(k1.out), let m2 = consumer(k1.out), let k2 = steps[m2].kernel as? BinaryKernel<Float>,
+                    k2.op == .mul, let o2 = other(k2, k1.out), o1 == x ? near(o2, 0.5) : o2 == x
+                else { continue }
+                chain.append(m2)
+                final = k2.out
+            } else if let (hi, h) = binary(o1, .mul), internalValue(o1),
+                (h.a == x && near(h.b, 0.5)) || (h.b == x && near(h.a, 0.5))
+            {
+                // (x · 0.5) · (1 + erf)
+                chain.append(hi)
+                final = k1.out
+            }
+            guard let final, types[final] == types[x], chain.allSatisfy({ !removed.contains($0) }) else { continue }
+            let last = chain.max()!
+            removed.formUnion(chain)
+            removed.remove(last)
+            replacements[last] = (UnaryKernel<Float>(op: .gelu, input: x, out: final), [x], [final])
+        }
+        for (i, r) in replacements { steps[i] = r }
+        steps = steps.indices.filter { !removed.contains($0) }.map { steps[$0] }
     }
 
     /// Folds what follows a packed GEMM into its epilogue: an Add of a constant that is the same
