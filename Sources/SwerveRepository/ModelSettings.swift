@@ -64,6 +64,8 @@ public struct ModelSettings: Sendable, Equatable {
     public var outputOverrides: [TensorOverride] = []
     /// How answers are served: see `ServingMode`.
     public var servingMode: ServingMode = .auto
+    /// Where computed requests run: see `ExecutionMode`.
+    public var execution: ExecutionMode = .auto
     /// Bounds on a static table (cells = input combinations, bytes = stored outputs).
     public var staticMaxCells = 1 << 20
     public var staticMaxBytes = 256 << 20
@@ -84,6 +86,7 @@ public struct ModelSettings: Sendable, Equatable {
         case instanceCount = "instance_count"
         case inputs, outputs
         case servingMode = "serving_mode"
+        case execution
         case staticTable = "static_table"
         case responseCache = "response_cache"
     }
@@ -131,6 +134,12 @@ public struct ModelSettings: Sendable, Equatable {
                 throw StorageError(.invalidConfiguration, "config.json: serving_mode must be one of \(ServingMode.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             servingMode = mode
+        }
+        if let v = obj[Key.execution.rawValue] {
+            guard let str = v as? String, let mode = ExecutionMode(rawValue: str) else {
+                throw StorageError(.invalidConfiguration, "config.json: execution must be one of \(ExecutionMode.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            execution = mode
         }
         if let v = obj[Key.staticTable.rawValue] {
             guard let d = v as? [String: Any] else { throw StorageError(.invalidConfiguration, "config.json: static_table must be an object") }
@@ -222,6 +231,17 @@ public enum ServingMode: String, Sendable, CaseIterable {
     case cached
     /// Always the batcher.
     case dynamic
+}
+
+/// Where a version's computed requests run (config.json `execution`).
+public enum ExecutionMode: String, Sendable, CaseIterable {
+    /// On the event loop that received the request when its measured cost is below the measured
+    /// cost of handing it to a worker thread and back, and no batch is forming; else the workers.
+    case auto
+    /// On the event loop whenever no batch is forming (for models known to be cheap).
+    case inline
+    /// Always the batcher's worker threads.
+    case workers
 }
 
 /// One value of a declared input domain, as JSON gives it.

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Logging
 import Metrics
 import SwerveInference
 import SwerveRepository
@@ -19,6 +20,9 @@ final class InferJob: @unchecked Sendable {
     let rows: Int
     let isCancelled: @Sendable () -> Bool
     let completion: @Sendable (Result<Computed, ServingError>) -> Void
+    /// Set under the batcher's lock when queued: no request was queued and no worker busy, so
+    /// its queue wait is the cost of the hop to a worker (`InlinePolicy`).
+    var foundIdle = false
 
     init(inputs: [Tensor], rows: Int, isCancelled: @escaping @Sendable () -> Bool,
          completion: @escaping @Sendable (Result<Computed, ServingError>) -> Void) {
@@ -52,8 +56,24 @@ final class DynamicBatcher: @unchecked Sendable {
     private let batchSizeRecorder: Recorder
     private let queueDepthGauge: Gauge
 
-    init(model: CompiledModel, settings: ModelSettings, maxBatchSize: Int, statistics: VersionStatistics, modelName: String, version: Int) {
+    /// Inline execution (see `InlinePolicy`): the decision, guarded by `condition`; requests
+    /// running inline now; the event loops' executors.
+    private var policy: InlinePolicy
+    private var inlineRunning = 0
+    private let inlineExecutors: InlineExecutors
+    private let inlineCounter: Counter
+    private let inlineGauge: Gauge
+
+    private let log: Logger
+
+    init(model: CompiledModel, settings: ModelSettings, maxBatchSize: Int, statistics: VersionStatistics, modelName: String, version: Int,
+         logger: Logger = Logger(label: "swerve")) {
         self.model = model
+        self.log = logger
+        var inlineConfiguration = InlinePolicy.Configuration()
+        inlineConfiguration.maxRows = max(maxBatchSize, 1)
+        self.policy = InlinePolicy(mode: settings.execution, configuration: inlineConfiguration)
+        self.inlineExecutors = InlineExecutors(model: model)
         self.statistics = statistics
         self.core = BatcherCore(maxBatchSize: maxBatchSize,
                                 maxQueueDelayNs: UInt64(settings.maxQueueDelayMicroseconds) * 1000,
@@ -63,6 +83,63 @@ final class DynamicBatcher: @unchecked Sendable {
         let dims = [("model", modelName), ("version", String(version))]
         self.batchSizeRecorder = Recorder(label: "swerve_batch_size", dimensions: dims, aggregate: true)
         self.queueDepthGauge = Gauge(label: "swerve_queue_depth", dimensions: dims)
+        self.inlineCounter = Counter(label: "swerve_inline_executions_total", dimensions: dims)
+        self.inlineGauge = Gauge(label: "swerve_inline_active", dimensions: dims)
+        inlineGauge.record(settings.execution == .inline ? 1 : 0)
+    }
+
+    /// Whether computing on the calling thread is allowed and wanted now: the policy says so, no
+    /// batch is forming (nothing queued, no worker busy), the version is not stopping. When it
+    /// returns true the caller must run the request and call `endInline`.
+    private func beginInline(rows: Int) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping, !paused, core.queuedRequests == 0, core.busyWorkers == 0,
+            policy.shouldInline(rows: rows, nowNs: monotonicNanos())
+        else { return false }
+        inlineRunning += 1
+        return true
+    }
+
+    private func endInline(rows: Int, ns: UInt64?) {
+        condition.lock()
+        if let ns {
+            policy.recordExecution(rows: rows, requests: 1, ns: ns)
+            policy.inlineFinished(ns: ns, nowNs: monotonicNanos())
+        }
+        inlineRunning -= 1
+        if stopping && inlineRunning == 0 { condition.broadcast() }
+        condition.unlock()
+    }
+
+    /// Runs `job` on the calling thread with its own executor, recording statistics as a
+    /// one-request batch would. Returns false (nothing done) when it should go to the workers.
+    private func runInline(_ job: InferJob) -> Bool {
+        guard beginInline(rows: job.rows) else { return false }
+        guard let executor = inlineExecutors.forCurrentThread() else {
+            endInline(rows: job.rows, ns: nil)
+            return false
+        }
+        let start = monotonicNanos()
+        let result: Result<Computed, ServingError>
+        do {
+            let rows = try executor.compute(rowsOf: [job.inputs])
+            let t2 = monotonicNanos()
+            let outputs = try executor.outputs(splitting: rows)[0]
+            let t3 = monotonicNanos()
+            var times = ExecutionTimes(inputNs: 0, inferNs: t2 - start, outputNs: t3 - t2)
+            times.queueNs = 0
+            statistics.recordExecution(rows: job.rows, times)
+            batchSizeRecorder.record(job.rows)
+            inlineCounter.increment()
+            endInline(rows: job.rows, ns: t2 - start)
+            result = .success(Computed(outputs: outputs, times: times))
+        } catch {
+            endInline(rows: job.rows, ns: nil)
+            result = .failure(ServingError(.internal, "inference failed in \(label): \(error)"))
+        }
+        job.completion(result)
+        return true
     }
 
     func start() {
@@ -77,14 +154,20 @@ final class DynamicBatcher: @unchecked Sendable {
         }
     }
 
-    /// Queues a request; fails at once with UNAVAILABLE when the queue is full or the version is stopping.
+    /// Computes a request on the calling thread when inline execution says so (see
+    /// `InlinePolicy`), else queues it; fails at once with UNAVAILABLE when the queue is full or the
+    /// version is stopping. A request already past its deadline or cancelled is not computed.
     func submit(_ job: InferJob, deadlineNs: UInt64?) {
+        if policy.mode != .workers, !job.isCancelled(), deadlineNs.map({ $0 > monotonicNanos() }) ?? true, runInline(job) {
+            return
+        }
         condition.lock()
         if stopping {
             condition.unlock()
             job.completion(.failure(ServingError(.unavailable, "model \(label) is unloading")))
             return
         }
+        job.foundIdle = core.queuedRequests == 0 && core.busyWorkers == 0
         let ok = core.enqueue(job, rows: job.rows, nowNs: monotonicNanos(), deadlineNs: deadlineNs)
         let depth = core.queuedRequests
         if ok { condition.signal() }
@@ -108,6 +191,8 @@ final class DynamicBatcher: @unchecked Sendable {
         stopping = true
         condition.broadcast()
         let n = liveWorkers
+        // Inline runs that began before `stopping` finish first; none begins after it.
+        while inlineRunning > 0 { condition.wait() }
         condition.unlock()
         for _ in 0..<n { finished.wait() }
         queueDepthGauge.record(0)
@@ -125,11 +210,13 @@ final class DynamicBatcher: @unchecked Sendable {
                 for item in d.expired {
                     item.payload.completion(.failure(.deadlineExceeded))
                 }
+                var measured: Measured?
                 if !d.batch.isEmpty {
-                    run(d.batch, executor)
+                    measured = run(d.batch, executor)
                 }
                 condition.lock()
                 if !d.batch.isEmpty { core.batchFinished() }
+                if let measured { record(measured) }
                 continue
             }
             if stopping && core.queuedRequests == 0 { break }
@@ -147,7 +234,28 @@ final class DynamicBatcher: @unchecked Sendable {
         finished.signal()
     }
 
-    private func run(_ items: [BatcherCore<InferJob>.Item], _ executor: ModelExecutor) {
+    /// What a worker's execution tells the inline policy.
+    private struct Measured {
+        var rows: Int, requests: Int, computeNs: UInt64
+        /// The queue wait of a lone request that found the batcher idle.
+        var hopNs: UInt64?
+    }
+
+    /// Feeds the policy (under the lock) and logs when its decision changes.
+    private func record(_ m: Measured) {
+        let before = policy.inlineOn
+        policy.recordExecution(rows: m.rows, requests: m.requests, ns: m.computeNs)
+        if let hop = m.hopNs { policy.recordHop(ns: hop) }
+        if policy.inlineOn != before {
+            inlineGauge.record(policy.inlineOn ? 1 : 0)
+            let p = policy
+            log.info("\(p.inlineOn ? "computing on the event loops" : "computing on the workers"): a request row costs \(Int(p.estimatedRowCostNs)) ns, the hop to a worker and back \(Int(p.hopNs)) ns",
+                     metadata: ["model": "\(label)"])
+        }
+    }
+
+    @discardableResult
+    private func run(_ items: [BatcherCore<InferJob>.Item], _ executor: ModelExecutor) -> Measured? {
         let start = monotonicNanos()
         var jobs: [InferJob] = []
         var queued: [UInt64] = []
@@ -161,7 +269,7 @@ final class DynamicBatcher: @unchecked Sendable {
                 queued.append(start >= item.enqueuedNs ? start - item.enqueuedNs : 0)
             }
         }
-        guard !jobs.isEmpty else { return }
+        guard !jobs.isEmpty else { return nil }
         let totalRows = jobs.reduce(0) { $0 + $1.rows }
         let t1 = monotonicNanos()
         let results: [[Tensor]]
@@ -175,7 +283,7 @@ final class DynamicBatcher: @unchecked Sendable {
         } catch {
             let e = ServingError(.internal, "inference failed in \(label): \(error)")
             for j in jobs { j.completion(.failure(e)) }
-            return
+            return nil
         }
         let t3 = monotonicNanos()
         // Only successful executions count (Triton: "successful inference executions").
@@ -187,5 +295,7 @@ final class DynamicBatcher: @unchecked Sendable {
             times.queueNs = queued[k]
             j.completion(.success(Computed(outputs: results[k], times: times)))
         }
+        let hop = jobs.count == 1 && items.count == 1 && jobs[0].foundIdle ? queued[0] : nil
+        return Measured(rows: totalRows, requests: jobs.count, computeNs: t2 - t1, hopNs: hop)
     }
 }

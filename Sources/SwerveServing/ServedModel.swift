@@ -85,7 +85,8 @@ public final class ServedModel: Sendable {
         paths = ServingPaths(mode: settings.servingMode, table: table, tableBuildMs: buildMs,
                              cacheBytes: budget, model: name, version: version, statistics: statistics,
                              evidence: evidence)
-        batcher = DynamicBatcher(model: compiled, settings: settings, maxBatchSize: maxBatchSize, statistics: statistics, modelName: name, version: version)
+        batcher = DynamicBatcher(model: compiled, settings: settings, maxBatchSize: maxBatchSize, statistics: statistics, modelName: name, version: version,
+                                 logger: logger)
         batcher.start()
     }
 

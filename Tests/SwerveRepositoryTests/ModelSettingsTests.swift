@@ -26,6 +26,15 @@ import Testing
         #expect(s.inputOverrides == [TensorOverride(name: "x", dataType: .fp32, shape: [-1, 4])])
     }
 
+    @Test func executionMode() throws {
+        #expect(try ModelSettings(json: Data("{}".utf8)).execution == .auto)
+        for mode in ExecutionMode.allCases {
+            #expect(try ModelSettings(json: Data(#"{"execution": "\#(mode.rawValue)"}"#.utf8)).execution == mode)
+        }
+        #expect(throws: StorageError.self) { try ModelSettings(json: Data(#"{"execution": "sometimes"}"#.utf8)) }
+        #expect(throws: StorageError.self) { try ModelSettings(json: Data(#"{"execution": 1}"#.utf8)) }
+    }
+
     @Test func rejectsBadConfig() {
         #expect(throws: StorageError.self) { try ModelSettings(json: Data(#"{"max_batch_sise": 3}"#.utf8)) }
         #expect(throws: StorageError.self) { try ModelSettings(json: Data(#"{"max_batch_size": -1}"#.utf8)) }

@@ -33,9 +33,11 @@ struct ReferenceCase {
         return WireTensor(name: name, datatype: dtype, shape: shape.map(Int64.init), values: values)
     }
 
-    /// A JSON number, or the string "NaN" the fixture script writes for NaN.
+    /// A JSON number, or the strings "NaN", "Infinity" and "-Infinity" the fixture script writes.
     private static func number(_ value: Any) -> Double {
         if let text = value as? String, text == "NaN" { return .nan }
+        if let text = value as? String, text == "Infinity" { return .infinity }
+        if let text = value as? String, text == "-Infinity" { return -.infinity }
         return (value as! NSNumber).doubleValue
     }
 }
@@ -48,7 +50,7 @@ func mismatch(_ got: WireTensor, _ want: WireTensor) -> String? {
     }
     func close<F: BinaryFloatingPoint>(_ a: [F], _ b: [F]) -> String? {
         guard a.count == b.count else { return "\(got.name): \(a.count) values, want \(b.count)" }
-        for (i, (x, y)) in zip(a, b).enumerated() where !(x.isNaN && y.isNaN) {
+        for (i, (x, y)) in zip(a, b).enumerated() where !(x.isNaN && y.isNaN) && x != y {
             if !(abs(x - y) <= max(F(1e-5) * abs(y), F(1e-6))) { return "\(got.name)[\(i)]: \(x), want \(y)" }
         }
         return nil
