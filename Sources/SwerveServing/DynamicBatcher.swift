@@ -88,6 +88,17 @@ final class DynamicBatcher: @unchecked Sendable {
         inlineGauge.record(settings.execution == .inline ? 1 : 0)
     }
 
+    /// What computing a request of `rows` rows is measured to cost: its rows at the measured cost
+    /// per row, plus the hop to a worker and back unless it would run inline. Nil before any
+    /// execution was measured.
+    func estimatedRequestCostNs(rows: Int) -> Double? {
+        condition.lock()
+        defer { condition.unlock() }
+        let perRow = policy.estimatedRowCostNs
+        guard perRow > 0 else { return nil }
+        return perRow * Double(rows) + (policy.inlineOn ? 0 : policy.hopNs)
+    }
+
     /// Whether computing on the calling thread is allowed and wanted now: the policy says so, no
     /// batch is forming (nothing queued, no worker busy), the version is not stopping. When it
     /// returns true the caller must run the request and call `endInline`.

@@ -283,16 +283,19 @@ public final class ServedModel: Sendable {
         if paths.serveFromTable(inputs, rows: rows, completion: completion) { return }
         if paths.usesKeys {
             let cacheOn = paths.cacheOn
-            let lookupStart = cacheOn ? monotonicNanos() : 0
             let sampled = paths.sampleThisRequest()
+            let lookupStart = cacheOn || sampled ? monotonicNanos() : 0
             // While the cache is off, only sampled requests pay for a key.
             let key = (cacheOn || sampled)
                 ? RequestKey(model: name, version: version, outputs: requestedOutputs, inputNames: inputNames, inputs: inputs) : nil
-            if sampled, let key { paths.observe(key) }
+            if sampled, let key {
+                // The cost-aware rule weighs what the key took against what computing costs.
+                paths.observe(key, keyNs: monotonicNanos() - lookupStart, computeNs: batcher.estimatedRequestCostNs(rows: rows))
+            }
             if cacheOn, let key {
                 // A shared computation must not die with one caller: no cancellation, no deadline
                 // (each caller's own deadline is enforced by the transport).
-                paths.serveCached(key, lookupStartNs: lookupStart, encoder: encoder, completion: completion) { done in
+                paths.serveCached(key, lookupStartNs: lookupStart, encoder: encoder, measureLookup: sampled, completion: completion) { done in
                     batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: { false }, completion: done), deadlineNs: nil)
                 }
                 return

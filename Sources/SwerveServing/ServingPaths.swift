@@ -58,7 +58,14 @@ final class ServingPaths: Sendable {
     /// are counted here.
     private let evidence: RolloutEvidence
     /// The auto-mode decision, used when `selects` (auto mode with a cache budget and no table).
-    private let selector = Mutex(PathSelector(ServingPaths.selectorConfiguration))
+    /// The auto decision and the costs it weighs (moving means of key building and cache
+    /// lookups, measured on sampled requests).
+    struct Selection {
+        var selector: PathSelector
+        var keyNs: Double = 0
+        var lookupNs: Double = 0
+    }
+    private let selector = Mutex(Selection(selector: PathSelector(ServingPaths.selectorConfiguration)))
     private let selects: Bool
     private let requestCounter = ManagedAtomic<UInt64>(0)
 
@@ -147,8 +154,19 @@ final class ServingPaths: Sendable {
     }
 
     /// Feeds the auto-mode sketches; switches the cache path when the selector decides so.
-    func observe(_ key: RequestKey) {
-        let switched = selector.withLock { $0.observe(key.hash) }
+    /// `keyNs`: what building this request's key took; `computeNs`: what computing it is
+    /// measured to cost (nil before the batcher has measured it). The lookup's cost is the
+    /// measured mean of the cache's lookups (on sampled requests).
+    func observe(_ key: RequestKey, keyNs: UInt64 = 0, computeNs: Double? = nil) {
+        let switched = selector.withLock { s -> Bool? in
+            s.keyNs = s.keyNs == 0 ? Double(keyNs) : s.keyNs + 0.05 * (Double(keyNs) - s.keyNs)
+            if let computeNs, s.keyNs > 0 {
+                // A lookup's cost is known once the cache has run (a probe and a byte comparison,
+                // small beside building the key, which hashes the same bytes).
+                s.selector.costs = PathSelector.Costs(computeNs: computeNs, keyNs: s.keyNs + s.lookupNs)
+            }
+            return s.selector.observe(key.hash)
+        }
         if let on = switched {
             cacheActive.store(on, ordering: .relaxed)
             metrics.switches.increment()
@@ -168,7 +186,7 @@ final class ServingPaths: Sendable {
     /// miss in cache_miss (the lookup, and for the computing request also the insertion), then
     /// every caller the computation answers (leader and coalesced waiters) gets its queue and
     /// compute stages. `lookupStartNs` is when the request began building its key.
-    func serveCached(_ key: RequestKey, lookupStartNs: UInt64, encoder: (any CachedResponseEncoder)?,
+    func serveCached(_ key: RequestKey, lookupStartNs: UInt64, encoder: (any CachedResponseEncoder)?, measureLookup: Bool = false,
                      completion: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void,
                      compute: (_ done: @escaping @Sendable (Result<Computed, ServingError>) -> Void) -> Void) {
         guard let cache else {
@@ -177,7 +195,16 @@ final class ServingPaths: Sendable {
                 completion(r.map(\.outputs))
             }
         }
-        if let hit = cache.get(key) {
+        let found: CachedOutputs?
+        if measureLookup {
+            let getStart = monotonicNanos()
+            found = cache.get(key)
+            let getNs = Double(monotonicNanos() - getStart)
+            selector.withLock { $0.lookupNs = $0.lookupNs == 0 ? getNs : $0.lookupNs + 0.05 * (getNs - $0.lookupNs) }
+        } else {
+            found = cache.get(key)
+        }
+        if let hit = found {
             counts.withLock { $0.cacheHits += 1 }
             metrics.cacheHits.increment()
             guard let encoder else {
@@ -259,9 +286,9 @@ final class ServingPaths: Sendable {
         }
         if selects {
             selector.withLock { s in
-                p.pathSwitches = s.switches
-                p.cardinality = s.cardinality
-                p.peakedness = s.peakedness
+                p.pathSwitches = s.selector.switches
+                p.cardinality = s.selector.cardinality
+                p.peakedness = s.selector.peakedness
             }
         }
         return p

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SwerveInference
+import SwerveProto
 import SwerveRepository
 import Synchronization
 import Testing
@@ -169,18 +170,44 @@ import Testing
         #expect(s.cacheEntries < 3000)
     }
 
+    /// A model whose row costs far more than its cache key, even in a debug build (4 inputs, a
+    /// hidden layer of 768 × 768): the cost side of `auto`'s rule is then clearly for the cache.
+    func writeCostlyModel(to root: URL, name: String, config: String) throws {
+        var rng = SplitMix64(seed: 3)
+        func weights(_ n: Int) -> [Float] { (0..<n).map { _ in Float(Double(rng.next() % 2001) / 1000 - 1) / 30 } }
+        let model = ONNXModel(
+            irVersion: 8, opsetImports: [ONNXOperatorSetID(domain: "", version: 17)], producerName: "swerve-tests",
+            graph: ONNXGraph(
+                name: "costly",
+                nodes: [
+                    ONNXNode(name: "mm1", opType: "MatMul", inputs: ["input", "W1"], outputs: ["h1"]),
+                    ONNXNode(name: "relu", opType: "Relu", inputs: ["h1"], outputs: ["r1"]),
+                    ONNXNode(name: "mm2", opType: "MatMul", inputs: ["r1", "W2"], outputs: ["h2"]),
+                    ONNXNode(name: "mm3", opType: "MatMul", inputs: ["h2", "W3"], outputs: ["output"]),
+                ],
+                initializers: [.floats("W1", dims: [4, 768], weights(4 * 768)), .floats("W2", dims: [768, 768], weights(768 * 768)),
+                               .floats("W3", dims: [768, 2], weights(768 * 2))],
+                inputs: [.tensor("input", elemType: ONNXTensor.DataTypeCode.float, shape: [nil, 4])],
+                outputs: [.tensor("output", elemType: ONNXTensor.DataTypeCode.float, shape: [nil, 2])]))
+        let dir = root.appendingPathComponent("\(name)/1")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try Data(model.encode()).write(to: dir.appendingPathComponent("model.onnx"))
+        try Data(config.utf8).write(to: root.appendingPathComponent("\(name)/config.json"))
+    }
+
     /// `auto` turns the cache on for Zipf traffic and off again for uniform traffic (fixed seeds).
     @Test func autoSwitchesWithPeakedness() throws {
-        let root = try makeRepo(model: "breast_cancer_logreg", configs: ["a": #"{"serving_mode": "auto"}"#])
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("swerve-paths-\(UUID())")
+        try writeCostlyModel(to: root, name: "a", config: #"{"serving_mode": "auto"}"#)
         defer { try? FileManager.default.removeItem(at: root) }
         let mm = try manager(root)
         defer { mm.shutdown() }
         let m = try mm.resolve(model: "a", version: "")
         #expect(m.pathStatistics.activePath == "dynamic")
         func row(_ k: Int) -> Tensor {
-            var values = [Float](repeating: 1, count: 30)
+            var values = [Float](repeating: 1, count: 4)
             values[0] = Float(k)
-            return Tensor(shape: [1, 30], data: .fp32(values))
+            return Tensor(shape: [1, 4], data: .fp32(values))
         }
         var rng = SplitMix64(seed: 11)
         let zipf = ZipfSampler(n: 1_000_000, exponent: 1.1)

@@ -9,7 +9,11 @@
 ///   (`distinct <= cacheableDistinct`), the window's repeat ratio (1 - distinct / requests) counts
 ///   as well: a small domain hit uniformly is still worth caching;
 /// - the cache turns ON after `windowsToConfirm` windows in a row with that score at or above
-///   `onThreshold`, and OFF after as many windows at or below `offThreshold`.
+///   `onThreshold`, and OFF after as many windows at or below `offThreshold`;
+/// - cost (when `costs` is measured): the cache must also pay — the requests it would answer
+///   (the window's repeat ratio or top-k share) times what computing one costs must exceed what
+///   every request pays for its key and lookup (all of it to turn on, `costShareToStayOn` of it
+///   to stay on).
 /// Between the two thresholds nothing changes, so traffic hovering around either one cannot make
 /// the decision flap: switching needs a move across the whole band.
 public struct PathSelector: Sendable {
@@ -32,6 +36,25 @@ public struct PathSelector: Sendable {
 
         public init() {}
     }
+
+    /// What a request costs each way, measured by the caller; nil until measured (the rule then
+    /// weighs traffic shape only).
+    public struct Costs: Sendable, Equatable {
+        /// Computing a request (the batcher's or the inline path's measured cost).
+        public var computeNs: Double
+        /// Building its key and looking it up (paid by every request while the cache is on).
+        public var keyNs: Double
+        public init(computeNs: Double, keyNs: Double) {
+            self.computeNs = computeNs
+            self.keyNs = keyNs
+        }
+    }
+
+    /// The latest measured costs (see `Costs`).
+    public var costs: Costs?
+    /// To turn on, the cache must save at least what it costs; to stay on, this share of it
+    /// (hysteresis on the cost side too).
+    public static let costShareToStayOn = 0.67
 
     public let configuration: Configuration
     private var sketch: SlidingWindowSketch
@@ -72,7 +95,15 @@ public struct PathSelector: Sendable {
         guard window.requests >= configuration.minimumRequests else { return nil }
         let score = Self.score(window, cacheableDistinct: configuration.cacheableDistinct)
         lastScore = score
-        let pushesToSwitch = cacheOn ? score <= configuration.offThreshold : score >= configuration.onThreshold
+        // Cost: the requests a cache would answer (about the window's repeat ratio, or its top-k
+        // share when larger) each save a computation; every request pays for a key and a lookup.
+        let pays: Bool = costs.map { c in
+            let saved = max(window.repeatRatio, window.topShare) * c.computeNs
+            return saved >= c.keyNs * (cacheOn ? Self.costShareToStayOn : 1)
+        } ?? true
+        let pushesToSwitch = cacheOn
+            ? score <= configuration.offThreshold || !pays
+            : score >= configuration.onThreshold && pays
         streak = pushesToSwitch ? streak + 1 : 0
         guard streak >= configuration.windowsToConfirm else { return nil }
         streak = 0

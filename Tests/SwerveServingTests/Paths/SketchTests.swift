@@ -160,6 +160,36 @@ import SwerveInference
         #expect(slow.cacheOn)
     }
 
+    @Test func costAwareRuleTurnsTheCacheOnOnlyWhereItPays() {
+        // A peaked window: 60% of requests on the top inputs.
+        let peaked = WindowSummary(requests: 10_000, distinct: 4_000, topShare: 0.6, topK: 64)
+        // A row that costs less than building and looking up its key: the cache would lose.
+        var cheap = PathSelector(configuration())
+        cheap.costs = PathSelector.Costs(computeNs: 300, keyNs: 400)
+        #expect(cheap.evaluate(peaked) == nil)
+        #expect(!cheap.cacheOn)
+        // The same traffic on a costly model: on.
+        var costly = PathSelector(configuration())
+        costly.costs = PathSelector.Costs(computeNs: 20_000, keyNs: 400)
+        #expect(costly.evaluate(peaked) == true)
+        // Turning on needs the saving to cover the cost: 0.6 × 600 = 360 saved against 400 paid
+        // is not enough...
+        var margin = PathSelector(configuration())
+        margin.costs = PathSelector.Costs(computeNs: 600, keyNs: 400)
+        #expect(margin.evaluate(peaked) == nil)
+        // ...but staying on needs only two thirds of it: once on, it stays on at that cost...
+        margin.costs = PathSelector.Costs(computeNs: 20_000, keyNs: 400)
+        #expect(margin.evaluate(peaked) == true)
+        margin.costs = PathSelector.Costs(computeNs: 600, keyNs: 400)
+        #expect(margin.evaluate(peaked) == nil)
+        // ...and goes off when computing became much cheaper than the key.
+        margin.costs = PathSelector.Costs(computeNs: 300, keyNs: 400)
+        #expect(margin.evaluate(peaked) == false)
+        // Without measured costs the rule is the traffic shape alone.
+        var unmeasured = PathSelector(configuration())
+        #expect(unmeasured.evaluate(peaked) == true)
+    }
+
     @Test func timeWindowsCloseOnTime() {
         var sketch = SlidingWindowSketch(.init(length: .nanoseconds(1_000)))
         for t in 0..<100 { #expect(sketch.observe(PathsFixtures.itemHash(t % 10), nowNs: UInt64(t * 10)) == nil) }
