@@ -153,9 +153,36 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) static void softmax16(s
 }
 #endif
 
+/// Softmax of short rows (fewer elements than a vector): vectorized across rows instead of along
+/// them. Each row's maximum is subtracted into y, one vector exp runs over the whole block, then
+/// each row is summed in order and scaled. A row's result still depends only on that row.
+static void softmax_short_rows(int isa, size_t rows, size_t len, const float *x, float *y) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * len;
+        float *yr = y + r * len;
+        float m = -__builtin_inff();
+        for (size_t j = 0; j < len; j++) m = xr[j] > m ? xr[j] : m;
+        for (size_t j = 0; j < len; j++) yr[j] = xr[j] - m;
+    }
+    run_fn(isa, SWK_FN_EXP, rows * len, y, y);
+    for (size_t r = 0; r < rows; r++) {
+        float *yr = y + r * len;
+        float s = 0;
+        for (size_t j = 0; j < len; j++) s += yr[j];
+        float inv = 1.0f / s;
+        for (size_t j = 0; j < len; j++) yr[j] *= inv;
+    }
+}
+
 void swk_softmax_rows_isa(int isa, size_t rows, size_t len, const float *x, float *y) {
     if (rows == 0 || len == 0) return;
-    switch (swk_isa_resolve(isa)) {
+    isa = swk_isa_resolve(isa);
+    size_t lanes = isa == SWK_ISA_AVX512 ? 16 : isa == SWK_ISA_AVX2 ? 8 : 4;
+    if (len < lanes) {
+        softmax_short_rows(isa, rows, len, x, y);
+        return;
+    }
+    switch (isa) {
 #if defined(__x86_64__) || defined(__i386__)
         case SWK_ISA_AVX512: softmax16(rows, len, x, y); return;
         case SWK_ISA_AVX2: softmax8(rows, len, x, y); return;
@@ -166,6 +193,83 @@ void swk_softmax_rows_isa(int isa, size_t rows, size_t len, const float *x, floa
 
 void swk_softmax_rows(size_t rows, size_t len, const float *x, float *y) {
     swk_softmax_rows_isa(swk_isa_selected(), rows, len, x, y);
+}
+
+// MARK: Layer normalization
+
+// Per row: the mean, then the mean square of the deviations (two passes over a row in L1, which
+// cannot go negative the way E[x²] − E[x]² can), then (x − mean) · inv · scale + bias. Vector
+// accumulators over whole vectors, the tail in order; the result depends only on the row.
+#define LAYERNORM_ROWS(W, VT, PREFIX)                                                          \
+    for (size_t r = 0; r < rows; r++) {                                                        \
+        const float *xr = x + r * len;                                                         \
+        float *yr = y + r * len;                                                               \
+        size_t full = len / W * W;                                                             \
+        VT acc = PREFIX##_splat(0.0f);                                                         \
+        for (size_t j = 0; j < full; j += W) {                                                 \
+            VT v;                                                                              \
+            memcpy(&v, xr + j, sizeof v);                                                      \
+            acc += v;                                                                          \
+        }                                                                                      \
+        float sum = 0;                                                                         \
+        for (int l = 0; l < W; l++) sum += acc[l];                                             \
+        for (size_t j = full; j < len; j++) sum += xr[j];                                      \
+        float mean = sum / (float)len;                                                         \
+        VT sq = PREFIX##_splat(0.0f);                                                          \
+        for (size_t j = 0; j < full; j += W) {                                                 \
+            VT v;                                                                              \
+            memcpy(&v, xr + j, sizeof v);                                                      \
+            v -= mean;                                                                         \
+            sq += v * v;                                                                       \
+        }                                                                                      \
+        float ss = 0;                                                                          \
+        for (int l = 0; l < W; l++) ss += sq[l];                                               \
+        for (size_t j = full; j < len; j++) ss += (xr[j] - mean) * (xr[j] - mean);             \
+        float inv = 1.0f / sqrtf(ss / (float)len + epsilon);                                   \
+        if (mean_out) mean_out[r] = mean;                                                      \
+        if (inv_out) inv_out[r] = inv;                                                         \
+        if (scale_step && (!bias || bias_step)) {                                              \
+            for (size_t j = 0; j < full; j += W) {                                             \
+                VT v, sc, b = PREFIX##_splat(0.0f);                                            \
+                memcpy(&v, xr + j, sizeof v);                                                  \
+                memcpy(&sc, scale + j, sizeof sc);                                             \
+                if (bias) memcpy(&b, bias + j, sizeof b);                                      \
+                v = (v - mean) * inv * sc + b;                                                 \
+                memcpy(yr + j, &v, sizeof v);                                                  \
+            }                                                                                  \
+        } else {                                                                               \
+            full = 0;                                                                          \
+        }                                                                                      \
+        for (size_t j = full; j < len; j++)                                                    \
+            yr[j] = (xr[j] - mean) * inv * scale[j * scale_step] + (bias ? bias[j * bias_step] : 0.0f); \
+    }
+
+static void layernorm4(size_t rows, size_t len, const float *x, const float *scale, size_t scale_step,
+                       const float *bias, size_t bias_step, float epsilon, float *y, float *mean_out, float *inv_out) {
+    LAYERNORM_ROWS(4, swk_vf4, swk_vm4)
+}
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2,fma"))) static void layernorm8(size_t rows, size_t len, const float *x, const float *scale,
+        size_t scale_step, const float *bias, size_t bias_step, float epsilon, float *y, float *mean_out, float *inv_out) {
+    LAYERNORM_ROWS(8, swk_vf8, swk_vm8)
+}
+__attribute__((target("avx512f,avx512vl,avx512dq,fma"))) static void layernorm16(size_t rows, size_t len, const float *x,
+        const float *scale, size_t scale_step, const float *bias, size_t bias_step, float epsilon, float *y,
+        float *mean_out, float *inv_out) {
+    LAYERNORM_ROWS(16, swk_vf16, swk_vm16)
+}
+#endif
+
+void swk_layernorm_rows(size_t rows, size_t len, const float *x, const float *scale, size_t scale_step,
+                        const float *bias, size_t bias_step, float epsilon, float *y, float *mean_out, float *inv_out) {
+    if (rows == 0 || len == 0) return;
+    switch (swk_isa_selected()) {
+#if defined(__x86_64__) || defined(__i386__)
+        case SWK_ISA_AVX512: layernorm16(rows, len, x, scale, scale_step, bias, bias_step, epsilon, y, mean_out, inv_out); return;
+        case SWK_ISA_AVX2: layernorm8(rows, len, x, scale, scale_step, bias, bias_step, epsilon, y, mean_out, inv_out); return;
+#endif
+        default: layernorm4(rows, len, x, scale, scale_step, bias, bias_step, epsilon, y, mean_out, inv_out); return;
+    }
 }
 
 // MARK: Error measurement

@@ -88,9 +88,23 @@ static inline VF FN(tanh)(VF x) {
     p = MADD(p, z, FN(splat)(1.33314422036e-1f));
     p = MADD(p, z, FN(splat)(-3.33332819422e-1f));
     VF small = FN(sel)(x == 0.0f, x, MADD(p * z, x, x));  // keeps the sign of −0
-    VF t = FN(exp)(ax + ax);
+    // e^{2|x|} for |x| in [0.625, 9] (tanh(9) rounds to 1): the exponent stays in 2..26, so one
+    // power-of-two factor suffices and nothing overflows.
+    VF a2 = FN(vmin)(ax, FN(splat)(9.0f)) * 2.0f;
+    VF n = (a2 * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    VF r = MADD(n, FN(splat)(-0.693359375f), a2);
+    r = MADD(n, FN(splat)(2.12194440e-4f), r);
+    VF e = FN(splat)(1.9875691500e-4f);
+    e = MADD(e, r, FN(splat)(1.3981999507e-3f));
+    e = MADD(e, r, FN(splat)(8.3334519073e-3f));
+    e = MADD(e, r, FN(splat)(4.1665795894e-2f));
+    e = MADD(e, r, FN(splat)(1.6666665459e-1f));
+    e = MADD(e, r, FN(splat)(5.0000001201e-1f));
+    e = MADD(e, r * r, r) + 1.0f;
+    VF t = e * (VF)((__builtin_convertvector(n, VI) + 127) << 23);
     VF big = FN(copysign)(1.0f - 2.0f / (t + 1.0f), x);
-    return FN(sel)(ax < 0.625f, small, big);
+    VF y = FN(sel)(ax < 0.625f, small, big);
+    return FN(sel)(x != x, x, y);
 }
 
 static inline VF FN(sigmoid)(VF x) {

@@ -39,6 +39,12 @@ void swk_vmath_isa(int isa, int fn, size_t n, const float *x, float *y);
 /// exponentials and their sum in one pass.
 void swk_softmax_rows(size_t rows, size_t len, const float *x, float *y);
 
+/// Layer normalization of `rows` contiguous rows of `len` floats: y = (x − mean) · inv · scale + bias
+/// with inv = 1/√(var + epsilon). scale (and bias, when not NULL) hold `len` floats, or one float
+/// when their step is 0. mean_out / inv_out (NULL to skip) get each row's mean and inv.
+void swk_layernorm_rows(size_t rows, size_t len, const float *x, const float *scale, size_t scale_step,
+                        const float *bias, size_t bias_step, float epsilon, float *y, float *mean_out, float *inv_out);
+
 /// swk_softmax_rows on an explicit variant (SWK_ISA_*). For tests and benchmarks.
 void swk_softmax_rows_isa(int isa, size_t rows, size_t len, const float *x, float *y);
 

@@ -82,6 +82,12 @@ struct LayerNormKernel<T: FloatScalar>: Kernel {
         let ps = frame.pointer(scale, T.self), pb = bias.map { frame.pointer($0, T.self) }
         let scaleStep = frame.count(scale) == 1 ? 0 : 1
         let biasStep = bias.map { frame.count($0) == 1 ? 0 : 1 } ?? 0
+        if T.self == Float.self {
+            func f(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> { UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self) }
+            swk_layernorm_rows(rows, n, f(px), f(ps), scaleStep, pb.map(f), biasStep, Float(epsilon), f(py),
+                               mean.map { f(frame.pointer($0, T.self)) }, invStd.map { f(frame.pointer($0, T.self)) })
+            return
+        }
         let eps = T(epsilon)
         for r in 0..<rows {
             let xr = px + r * n, yr = py + r * n
