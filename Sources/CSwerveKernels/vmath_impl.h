@@ -88,9 +88,9 @@ static inline VF FN(tanh)(VF x) {
     p = MADD(p, z, FN(splat)(1.33314422036e-1f));
     p = MADD(p, z, FN(splat)(-3.33332819422e-1f));
     VF small = FN(sel)(x == 0.0f, x, MADD(p * z, x, x));  // keeps the sign of −0
-    // e^{2|x|} for |x| in [0.625, 9] (tanh(9) rounds to 1): the exponent stays in 2..26, so one
-    // power-of-two factor suffices and nothing overflows.
-    VF a2 = FN(vmin)(ax, FN(splat)(9.0f)) * 2.0f;
+    // e^{2|x|} for |x| in [0.625, 9.5] (tanh rounds to 1 from 9.011 on): the exponent stays in
+    // 2..28, so one power-of-two factor suffices and nothing overflows.
+    VF a2 = FN(vmin)(ax, FN(splat)(9.5f)) * 2.0f;
     VF n = (a2 * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     VF r = MADD(n, FN(splat)(-0.693359375f), a2);
     r = MADD(n, FN(splat)(2.12194440e-4f), r);
