@@ -20,7 +20,7 @@ PYTEST := timeout -s INT -k 60 900 $(PY) -m pytest IntegrationTests/interop
 APT_PKGS := libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
             nghttp2-client nghttp2-server openssl haproxy curl libb64-0d
 
-.PHONY: help deps venv build release examples run cluster cluster-down test swift-test interop fuzz fuzz-corpus bench bench-paths bench-training bench-cluster clean
+.PHONY: help deps venv build release examples run cluster cluster-down test swift-test interop fuzz fuzz-corpus bench bench-paths bench-training bench-cluster bench-core bench-computed bench-math clean
 
 help:
 	@echo "make deps      install missing apt packages ($(APT_PKGS))"
@@ -38,6 +38,9 @@ help:
 	@echo "make bench-paths  benchmarks/paths.sh (static table / cache / batcher)"
 	@echo "make bench-cluster  benchmarks/cluster.sh (HAProxy cost, affine vs round-robin routing)"
 	@echo "make bench-training  benchmarks/training.sh (trainer vs scikit-learn, 1 vs 2 threads)"
+	@echo "make bench-core  benchmarks/core.sh (the core beside onnxruntime on exported MLPs: Relu/Tanh/Sigmoid/GELU/LayerNorm)"
+	@echo "make bench-computed  benchmarks/computed.sh (computed and cached path vs nghttpd; batcher rows/s vs the core)"
+	@echo "make bench-math  swerve bench --math (vector math error over every float of each range, speed vs libm)"
 
 deps:
 	@missing=""; \
@@ -103,6 +106,15 @@ bench: deps venv
 
 bench-paths: deps venv
 	SWERVE_BUILD_DIR=$(BUILD_DIR) benchmarks/paths.sh
+
+bench-core: deps venv
+	benchmarks/core.sh
+
+bench-computed: deps
+	benchmarks/computed.sh
+
+bench-math: release
+	$(BUILD_DIR)/release/swerve bench --math
 
 bench-cluster: deps venv
 	SWERVE_BUILD_DIR=$(BUILD_DIR) benchmarks/cluster.sh

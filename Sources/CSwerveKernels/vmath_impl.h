@@ -2,6 +2,7 @@
 //   VF / VI   float and int32 vector types of W lanes (clang vector extensions)
 //   FN(name)  the variant's function name
 //   MADD(a, b, c)  a·b + c (fused on FMA targets)
+//   RECIP(d)  1/d (a refined hardware estimate where that is as exact as a division)
 // Every function maps each lane on its own (no lane sees another), so an element's result
 // depends only on its value. Special values are handled explicitly at the end of each function.
 //
@@ -29,20 +30,26 @@ static inline VF FN(copysign)(VF mag, VF sgn) {
     return (VF)(((VI)mag & 0x7fffffff) | ((VI)sgn & (int)0x80000000));
 }
 
-static inline VF FN(exp)(VF x) {
-    VF xc = FN(vmin)(FN(vmax)(x, FN(splat)(-104.0f)), FN(splat)(89.0f));
-    // Round to nearest even with the 1.5·2^23 trick: |x·log2 e| < 2^22.
-    VF n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    VF r = MADD(n, FN(splat)(-0.693359375f), xc);
+/// e^x = 2^n · e^r: n = round(x · log2 e) (to nearest even with the 1.5·2^23 trick, |x · log2 e|
+/// < 2^22) in `*n`, and e^r for r = x − n·ln2 (two-part constant) by a degree-7 polynomial.
+static inline VF FN(exp_reduced)(VF x, VF *n_out) {
+    VF n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    VF r = MADD(n, FN(splat)(-0.693359375f), x);
     r = MADD(n, FN(splat)(2.12194440e-4f), r);
-    VF z = r * r;
     VF p = FN(splat)(1.9875691500e-4f);
     p = MADD(p, r, FN(splat)(1.3981999507e-3f));
     p = MADD(p, r, FN(splat)(8.3334519073e-3f));
     p = MADD(p, r, FN(splat)(4.1665795894e-2f));
     p = MADD(p, r, FN(splat)(1.6666665459e-1f));
     p = MADD(p, r, FN(splat)(5.0000001201e-1f));
-    p = MADD(p, z, r) + 1.0f;
+    *n_out = n;
+    return MADD(p, r * r, r) + 1.0f;
+}
+
+static inline VF FN(exp)(VF x) {
+    VF xc = FN(vmin)(FN(vmax)(x, FN(splat)(-104.0f)), FN(splat)(89.0f));
+    VF n;
+    VF p = FN(exp_reduced)(xc, &n);
     VI ni = __builtin_convertvector(n, VI);
     VI n1 = ni >> 1, n2 = ni - n1;  // each in [−75, 64]: 2^n1 and 2^n2 are normal
     VF y = p * (VF)((n1 + 127) << 23) * (VF)((n2 + 127) << 23);
@@ -90,19 +97,10 @@ static inline VF FN(tanh)(VF x) {
     VF small = FN(sel)(x == 0.0f, x, MADD(p * z, x, x));  // keeps the sign of −0
     // e^{2|x|} for |x| in [0.625, 9.5] (tanh rounds to 1 from 9.011 on): the exponent stays in
     // 2..28, so one power-of-two factor suffices and nothing overflows.
-    VF a2 = FN(vmin)(ax, FN(splat)(9.5f)) * 2.0f;
-    VF n = (a2 * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    VF r = MADD(n, FN(splat)(-0.693359375f), a2);
-    r = MADD(n, FN(splat)(2.12194440e-4f), r);
-    VF e = FN(splat)(1.9875691500e-4f);
-    e = MADD(e, r, FN(splat)(1.3981999507e-3f));
-    e = MADD(e, r, FN(splat)(8.3334519073e-3f));
-    e = MADD(e, r, FN(splat)(4.1665795894e-2f));
-    e = MADD(e, r, FN(splat)(1.6666665459e-1f));
-    e = MADD(e, r, FN(splat)(5.0000001201e-1f));
-    e = MADD(e, r * r, r) + 1.0f;
+    VF n;
+    VF e = FN(exp_reduced)(FN(vmin)(ax, FN(splat)(9.5f)) * 2.0f, &n);
     VF t = e * (VF)((__builtin_convertvector(n, VI) + 127) << 23);
-    VF big = FN(copysign)(1.0f - 2.0f / (t + 1.0f), x);
+    VF big = FN(copysign)(1.0f - 2.0f * RECIP(t + 1.0f), x);
     VF y = FN(sel)(ax < 0.625f, small, big);
     return FN(sel)(x != x, x, y);
 }
