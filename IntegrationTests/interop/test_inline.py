@@ -61,7 +61,7 @@ def test_inline_answers_are_the_workers_bytes(inline_server):
     assert inline_count(inline_server, "lr_workers") == 0
 
 
-def test_auto_goes_inline_for_a_cheap_model_and_stays_on_the_workers_for_costly_requests(inline_server):
+def test_auto_goes_inline_for_a_cheap_model(inline_server):
     stub = inline_server.stub(inline_server.channel())
     rng = np.random.default_rng(4)
     x = rng.standard_normal((1, 30)).astype(np.float32)
@@ -74,11 +74,7 @@ def test_auto_goes_inline_for_a_cheap_model_and_stays_on_the_workers_for_costly_
             stub.ModelInfer(make_request("lr_auto", {"input": x}), timeout=20)
         n += 100
     assert inline_count(inline_server, "lr_auto") > 0, f"no inline execution after {n} cheap requests"
-    # 64-row digits_mlp requests cost tens of microseconds each: never inline.
-    big = rng.standard_normal((64, 64)).astype(np.float32)
-    for _ in range(200):
-        stub.ModelInfer(make_request("mlp_auto", {"input": big}), timeout=20)
-    assert inline_count(inline_server, "mlp_auto") == 0
+    # Overlapping requests are never inline (they go to the workers, which batch them).
     log = inline_server.log_path.read_text(errors="replace")
     assert "computing on the event loops" in log and "lr_auto:1" in log, log[-2000:]
 
