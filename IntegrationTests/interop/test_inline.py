@@ -32,8 +32,8 @@ def inline_server(tmp_path_factory):
     dyn = {"serving_mode": "dynamic"}
     install(repo, "lr_inline", "breast_cancer_logreg", {**dyn, "execution": "inline"})
     install(repo, "lr_workers", "breast_cancer_logreg", {**dyn, "execution": "workers"})
-    install(repo, "lr_auto", "breast_cancer_logreg", dyn)
-    install(repo, "mlp_auto", "digits_mlp", dyn)
+    install(repo, "lr_auto", "breast_cancer_logreg", {**dyn, "execution": "auto"})
+    install(repo, "mlp_auto", "digits_mlp", {**dyn, "execution": "auto"})
     srv = oip.Server(repo, base / "swerve.log")
     srv.start()
     yield srv
