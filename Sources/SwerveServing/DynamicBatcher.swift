@@ -1,3 +1,4 @@
+import Atomics
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -71,9 +72,10 @@ final class DynamicBatcher: @unchecked Sendable {
     /// running inline now; the event loops' executors.
     private var policy: InlinePolicy
     private var inlineRunning = 0
-    /// Counts inline runs to sample their CPU time (racy across event loops by design: a sample
-    /// more or less does not matter).
-    nonisolated(unsafe) private var inlineSample = 0
+    /// The configured mode, readable without the lock (the policy is guarded by it).
+    private let executionMode: ExecutionMode
+    /// Counts executions to sample their CPU time (a system call) one in 8.
+    private let cpuSample = ManagedAtomic<Int>(0)
     private let inlineExecutors: InlineExecutors
     private let inlineCounter: Counter
     private let inlineGauge: Gauge
@@ -87,6 +89,7 @@ final class DynamicBatcher: @unchecked Sendable {
         var inlineConfiguration = InlinePolicy.Configuration()
         inlineConfiguration.maxRows = max(maxBatchSize, 1)
         self.policy = InlinePolicy(mode: settings.execution, configuration: inlineConfiguration)
+        self.executionMode = settings.execution
         self.inlineExecutors = InlineExecutors(model: model)
         self.statistics = statistics
         self.core = BatcherCore(maxBatchSize: maxBatchSize,
@@ -147,9 +150,7 @@ final class DynamicBatcher: @unchecked Sendable {
             return false
         }
         let start = monotonicNanos()
-        // The cost is sampled in CPU time (a system call), one run in 8.
-        inlineSample &+= 1
-        let cpu0 = inlineSample % 8 == 0 ? threadCPUNanos() : 0
+        let cpu0 = sampleCPU() ? threadCPUNanos() : 0
         let result: Result<Computed, ServingError>
         do {
             let rows = try executor.compute(rowsOf: [job.inputs])
@@ -188,7 +189,7 @@ final class DynamicBatcher: @unchecked Sendable {
     /// `InlinePolicy`), else queues it; fails at once with UNAVAILABLE when the queue is full or the
     /// version is stopping. A request already past its deadline or cancelled is not computed.
     func submit(_ job: InferJob, deadlineNs: UInt64?) {
-        if policy.mode != .workers, !job.isCancelled(), deadlineNs.map({ $0 > monotonicNanos() }) ?? true, runInline(job) {
+        if executionMode != .workers, !job.isCancelled(), deadlineNs.map({ $0 > monotonicNanos() }) ?? true, runInline(job) {
             return
         }
         condition.lock()
@@ -266,15 +267,22 @@ final class DynamicBatcher: @unchecked Sendable {
 
     /// What a worker's execution tells the inline policy.
     private struct Measured {
-        var rows: Int, requests: Int, computeNs: UInt64
+        var rows: Int, requests: Int
+        /// Sampled: nil for most executions.
+        var computeNs: UInt64?
         /// The queue wait of a lone request that found the batcher idle.
         var hopNs: UInt64?
+    }
+
+    /// Whether this execution's CPU time is measured: one in 8 (it takes a system call).
+    private func sampleCPU() -> Bool {
+        cpuSample.loadThenWrappingIncrement(ordering: .relaxed) % 8 == 0
     }
 
     /// Feeds the policy (under the lock) and logs when its decision changes.
     private func record(_ m: Measured) {
         let before = policy.inlineOn
-        policy.recordExecution(rows: m.rows, requests: m.requests, ns: m.computeNs)
+        if let ns = m.computeNs { policy.recordExecution(rows: m.rows, requests: m.requests, ns: ns) }
         if let hop = m.hopNs { policy.recordHop(ns: hop) }
         if policy.inlineOn != before {
             inlineGauge.record(policy.inlineOn ? 1 : 0)
@@ -302,16 +310,16 @@ final class DynamicBatcher: @unchecked Sendable {
         guard !jobs.isEmpty else { return nil }
         let totalRows = jobs.reduce(0) { $0 + $1.rows }
         let t1 = monotonicNanos()
-        let cpu1 = threadCPUNanos()
+        let cpu1 = sampleCPU() ? threadCPUNanos() : 0
         let results: [[Tensor]]
         let t2: UInt64
-        let cpuCost: UInt64
+        let cpuCost: UInt64?
         do {
             // The requests' rows go straight into the executor's input buffers, one copy each, and
             // each request's rows of the outputs come straight out of its output buffers.
             let rows = try executor.compute(rowsOf: jobs.map(\.inputs))
             t2 = monotonicNanos()
-            cpuCost = threadCPUNanos() - cpu1
+            cpuCost = cpu1 == 0 ? nil : threadCPUNanos() - cpu1
             results = try executor.outputs(splitting: rows)
         } catch {
             let e = ServingError(.internal, "inference failed in \(label): \(error)")

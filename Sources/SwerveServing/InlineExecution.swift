@@ -7,6 +7,20 @@ import Foundation
 import SwerveInference
 import SwerveRepository
 
+/// An exponentially weighted moving mean; the first sample is taken as it is.
+struct MovingMean: Sendable {
+    private(set) var value: Double = 0
+    private(set) var count = 0
+    let weight: Double
+
+    init(weight: Double = 0.05) { self.weight = weight }
+
+    mutating func add(_ sample: Double) {
+        value = count == 0 ? sample : value + weight * (sample - value)
+        count += 1
+    }
+}
+
 /// The decision, as a plain state machine: no clocks, no threads (times are monotonic
 /// nanoseconds passed in; the caller serializes access).
 ///
@@ -42,45 +56,40 @@ public struct InlinePolicy: Sendable {
 
     public let mode: ExecutionMode
     public let configuration: Configuration
-    public private(set) var rowCostNs: Double = 0
-    public private(set) var costSamples = 0
-    public private(set) var hopNs: Double = 0
-    public private(set) var hopSamples = 0
+    private var rowCost: MovingMean
+    private var hop: MovingMean
+    private var batchedRowCost: MovingMean
+    /// Cost per row of executions holding one request, and how many were measured.
+    public var rowCostNs: Double { rowCost.value }
+    public var costSamples: Int { rowCost.count }
+    /// The hop to a worker and back, and how many were measured.
+    public var hopNs: Double { hop.value }
+    public var hopSamples: Int { hop.count }
     /// Whether `auto` currently prefers inline (before the per-request bounds).
     public private(set) var inlineOn = false
     public private(set) var switches = 0
-    private var batchedRowCostNs: Double = 0
-    private var batchedSamples = 0
     private var cooldownUntilNs: UInt64 = 0
     private var counter = 0
 
     public init(mode: ExecutionMode, configuration: Configuration = Configuration()) {
         self.mode = mode
         self.configuration = configuration
-    }
-
-    private func mean(_ old: Double, _ sample: Double, _ n: Int) -> Double {
-        n == 0 ? sample : old + configuration.smoothing * (sample - old)
+        rowCost = MovingMean(weight: configuration.smoothing)
+        hop = MovingMean(weight: configuration.smoothing)
+        batchedRowCost = MovingMean(weight: configuration.smoothing)
     }
 
     /// One execution's time. `requests`: how many requests it held.
     public mutating func recordExecution(rows: Int, requests: Int, ns: UInt64) {
         guard rows > 0 else { return }
         let perRow = Double(ns) / Double(rows)
-        if requests == 1 {
-            rowCostNs = mean(rowCostNs, perRow, costSamples)
-            costSamples += 1
-        } else {
-            batchedRowCostNs = mean(batchedRowCostNs, perRow, batchedSamples)
-            batchedSamples += 1
-        }
+        if requests == 1 { rowCost.add(perRow) } else { batchedRowCost.add(perRow) }
         reconsider()
     }
 
     /// The queue wait of a request that found the batcher idle.
     public mutating func recordHop(ns: UInt64) {
-        hopNs = mean(hopNs, 2 * Double(ns), hopSamples)
-        hopSamples += 1
+        hop.add(2 * Double(ns))
         reconsider()
     }
 
@@ -93,11 +102,11 @@ public struct InlinePolicy: Sendable {
     }
 
     /// The cost per row the rule uses: from lone executions, else from batched ones.
-    public var estimatedRowCostNs: Double { costSamples > 0 ? rowCostNs : batchedRowCostNs }
+    public var estimatedRowCostNs: Double { costSamples > 0 ? rowCostNs : batchedRowCost.value }
 
     private mutating func reconsider() {
         guard mode == .auto, hopSamples >= configuration.minimumSamples,
-            costSamples + batchedSamples >= configuration.minimumSamples
+            costSamples + batchedRowCost.count >= configuration.minimumSamples
         else { return }
         let cost = estimatedRowCostNs
         if inlineOn, cost > configuration.offFraction * hopNs {

@@ -62,8 +62,8 @@ final class ServingPaths: Sendable {
     /// lookups, measured on sampled requests).
     struct Selection {
         var selector: PathSelector
-        var keyNs: Double = 0
-        var lookupNs: Double = 0
+        var keyNs = MovingMean()
+        var lookupNs = MovingMean()
     }
     private let selector = Mutex(Selection(selector: PathSelector(ServingPaths.selectorConfiguration)))
     private let selects: Bool
@@ -159,11 +159,11 @@ final class ServingPaths: Sendable {
     /// measured mean of the cache's lookups (on sampled requests).
     func observe(_ key: RequestKey, keyNs: UInt64 = 0, computeNs: Double? = nil) {
         let switched = selector.withLock { s -> Bool? in
-            s.keyNs = s.keyNs == 0 ? Double(keyNs) : s.keyNs + 0.05 * (Double(keyNs) - s.keyNs)
-            if let computeNs, s.keyNs > 0 {
+            s.keyNs.add(Double(keyNs))
+            if let computeNs {
                 // A lookup's cost is known once the cache has run (a probe and a byte comparison,
                 // small beside building the key, which hashes the same bytes).
-                s.selector.costs = PathSelector.Costs(computeNs: computeNs, keyNs: s.keyNs + s.lookupNs)
+                s.selector.costs = PathSelector.Costs(computeNs: computeNs, keyNs: s.keyNs.value + s.lookupNs.value)
             }
             return s.selector.observe(key.hash)
         }
@@ -200,7 +200,7 @@ final class ServingPaths: Sendable {
             let getStart = monotonicNanos()
             found = cache.get(key)
             let getNs = Double(monotonicNanos() - getStart)
-            selector.withLock { $0.lookupNs = $0.lookupNs == 0 ? getNs : $0.lookupNs + 0.05 * (getNs - $0.lookupNs) }
+            selector.withLock { $0.lookupNs.add(getNs) }
         } else {
             found = cache.get(key)
         }
