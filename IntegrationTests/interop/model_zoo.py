@@ -309,6 +309,10 @@ def build_zoo(root: Path) -> Zoo:
 
     _save(root, "dense", dense_network(), config=default_config())
     zoo.cases["dense"] = Case("dense", "x", _normal(16, 99))
+    # The same network pinned to each place computed requests can run (config "execution"),
+    # for tests whose outcome depends on whether a response is made on the read path.
+    _save(root, "dense_workers", dense_network(), config={**default_config(), "execution": "workers"})
+    _save(root, "dense_inline", dense_network(), config={**default_config(), "execution": "inline"})
 
     _save(root, "two_inputs", two_inputs(), config=default_config())
 

@@ -55,7 +55,7 @@ LIMIT_FLAGS = {
     "--keepalive-interval": "2",
     "--keepalive-timeout": "1",
 }
-MODELS = ["dense", "echo"]
+MODELS = ["dense", "echo", "dense_workers", "dense_inline"]
 # What the server may add besides the limits' worth while attacked: NIO's write buffer (1 MiB
 # high water mark plus one 1 MiB drain), nghttp2's queues, allocator slack and fragmentation of
 # a debug build, the good client's traffic. Each attack states its bound as limits + this.
@@ -468,7 +468,7 @@ def attack_slow_reader(server, zoo, seconds: float = 10.0, max_bytes: int = 64 *
     return out
 
 
-def attack_zero_window(server, zoo, requests: int = 40, seconds: float = 20.0) -> Outcome:
+def attack_zero_window(server, zoo, requests: int = 40, seconds: float = 20.0, model: str = "dense_workers") -> Outcome:
     """Requests whose `id` is 1 MiB (ModelInfer echoes the id), with a stream window of 0 so
     no response can be sent. Before: every response waited in the server (+462 MiB in the
     issue). Now: responses queued count against the outbound cap (GOAWAY ENHANCE_YOUR_CALM
@@ -481,7 +481,7 @@ def attack_zero_window(server, zoo, requests: int = 40, seconds: float = 20.0) -
         for i in range(requests):
             if time.monotonic() - start > seconds or conn.eof or conn.goaway is not None:
                 break
-            body = grpc_message(infer_bytes("dense", x, request_id=f"{i:08d}" + "i" * (MiB - 8)))
+            body = grpc_message(infer_bytes(model, x, request_id=f"{i:08d}" + "i" * (MiB - 8)))
             sid = conn.headers()
             if conn.data(sid, body, end_stream=True, timeout=5):
                 out.sent += len(body)
@@ -600,8 +600,10 @@ def test_slow_reader_with_large_window(start_server, zoo):
 
 
 def test_zero_window_with_large_echoed_ids(start_server, zoo):
+    # Computed on the workers: answers arrive after the read that dispatched their calls, so
+    # the queue can pass the cap (the soft limit stops only later dispatches) and the cap ends it.
     server = start(start_server)
-    out = attack_zero_window(server, zoo)
+    out = attack_zero_window(server, zoo, model="dense_workers")
     # Bound: 4 MiB of queued responses (the outbound cap) + 8 MiB of requests (the
     # connection's request budget) + SLACK.
     assert_bounded(out, rss_bound=4 * MiB + 8 * MiB + SLACK)
@@ -612,6 +614,23 @@ def test_zero_window_with_large_echoed_ids(start_server, zoo):
     # was ever pending.
     pending = out.statuses.get(None, 0)
     assert pending * MiB <= 4 * MiB + 8 * MiB, f"{pending} requests were taken and not refused: {out.summary()}"
+
+
+def test_zero_window_with_answers_made_on_the_read_path(start_server, zoo):
+    # Computed inline (on the event loop, inside the read that completed the request): each
+    # answer is queued before the next call is handed out, so the soft limit (half the cap)
+    # stops dispatch with at most one answer more than it: the queue never reaches the cap
+    # (no GOAWAY(ENHANCE_YOUR_CALM) is needed), later requests wait within the request budget
+    # or are refused, and the connection still ends (the response-window timeout resets what
+    # waits, the keepalive closes a client that answers no PING).
+    server = start(start_server)
+    out = attack_zero_window(server, zoo, model="dense_inline")
+    assert_bounded(out, rss_bound=4 * MiB + 8 * MiB + SLACK)
+    assert out.closed_by_server, out.summary()
+    assert out.goaway != ENHANCE_YOUR_CALM, f"the inline answers passed the outbound cap: {out.summary()}"
+    answered_or_waiting = sum(n for status, n in out.statuses.items() if status != GRPC_RESOURCE_EXHAUSTED)
+    assert answered_or_waiting * MiB <= 4 * MiB + 8 * MiB, f"{answered_or_waiting} requests taken: {out.summary()}"
+    assert out.statuses.get(GRPC_RESOURCE_EXHAUSTED, 0) > 0, f"the request budget never refused one: {out.summary()}"
 
 
 def test_zero_window_answers_release_the_request_budget_and_are_reset(start_server, zoo):

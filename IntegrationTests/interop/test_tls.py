@@ -392,7 +392,7 @@ def test_outbound_cap_holds_with_tls(start_tls, zoo, monkeypatch):
     against the outbound cap and end the connection with GOAWAY(ENHANCE_YOUR_CALM)."""
     server = start_tls(hc.MODELS, hc.limit_args(), wait_for=hc.MODELS)
     monkeypatch.setattr(hc, "RawConnection", tls_raw_connection(server.pki))
-    out = hc.attack_zero_window(server, zoo)
+    out = hc.attack_zero_window(server, zoo, model="dense_workers")
     hc.assert_bounded(out, rss_bound=4 * hc.MiB + 8 * hc.MiB + hc.SLACK)
     assert out.goaway == hc.ENHANCE_YOUR_CALM, f"expected GOAWAY(ENHANCE_YOUR_CALM): {out.summary()}"
     assert out.closed_by_server, out.summary()

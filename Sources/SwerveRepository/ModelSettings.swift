@@ -65,7 +65,7 @@ public struct ModelSettings: Sendable, Equatable {
     /// How answers are served: see `ServingMode`.
     public var servingMode: ServingMode = .auto
     /// Where computed requests run: see `ExecutionMode`.
-    public var execution: ExecutionMode = .workers
+    public var execution: ExecutionMode = .auto
     /// Bounds on a static table (cells = input combinations, bytes = stored outputs).
     public var staticMaxCells = 1 << 20
     public var staticMaxBytes = 256 << 20

@@ -27,7 +27,7 @@ import Testing
     }
 
     @Test func executionMode() throws {
-        #expect(try ModelSettings(json: Data("{}".utf8)).execution == .workers)
+        #expect(try ModelSettings(json: Data("{}".utf8)).execution == .auto)
         for mode in ExecutionMode.allCases {
             #expect(try ModelSettings(json: Data(#"{"execution": "\#(mode.rawValue)"}"#.utf8)).execution == mode)
         }
