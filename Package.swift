@@ -157,7 +157,12 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ]),
+            ],
+            // jemalloc instead of glibc's malloc: the batcher's workers free what the event loops
+            // allocated and the other way round, and glibc's arenas then contend on their locks
+            // (a quarter of the server's futex calls at h2load 8x16); jemalloc's thread caches
+            // take those frees without a lock: +16% req/s on the computed path (README).
+            linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]),
 
         // What tests share: an in-process server and clients on ports the system picks, temporary
         // directories, waitUntil. Test targets only; the `swerve` executable never links it.

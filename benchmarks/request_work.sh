@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Per-request work on the computed path, counted rather than timed: mallocs, swift_retain and
-# swift_release calls per ModelInfer request in the server process (perf uprobes on libc's malloc
+# swift_release calls per ModelInfer request in the server process (perf uprobes on the malloc the
+# server links — jemalloc's, else libc's —
 # and libswiftCore's retain/release; needs root and `perf`), for breast_cancer_logreg one row with
 # `serving_mode` dynamic at h2load -c 8 -m 16 and -c 1 -m 1, and digits_mlp with 16-row requests.
 # Usage: benchmarks/request_work.sh            (release build of this tree)
@@ -14,9 +15,12 @@ if [[ -z ${SWERVE:-} ]]; then
     SWERVE=$ROOT/${SWERVE_BUILD_DIR:-.build-release}/release/swerve
 fi
 command -v perf >/dev/null && command -v h2load >/dev/null || { echo "request_work.sh: needs perf and h2load" >&2; exit 1; }
-LIBC=$(ldd "$SWERVE" | awk '/libc.so.6/ {print $3}')
+MALLOC_LIB=$(ldd "$SWERVE" | awk '/libjemalloc.so/ {print $3}')
+[[ -n $MALLOC_LIB ]] || MALLOC_LIB=$(ldd "$SWERVE" | awk '/libc.so.6/ {print $3}')
+# A group of our own: an event named "malloc" may already exist for another library.
+MALLOC_EVENT=swerve_alloc:$(basename "$MALLOC_LIB" | cut -d. -f1)_malloc
 CORE=$(ldd "$SWERVE" | awk '/libswiftCore.so/ {print $3}')
-perf probe -q -x "$LIBC" --add malloc 2>/dev/null || true
+perf probe -q -x "$MALLOC_LIB" --add "$MALLOC_EVENT=malloc" 2>/dev/null || true
 perf probe -q -x "$CORE" --add swift_retain 2>/dev/null || true
 perf probe -q -x "$CORE" --add swift_release 2>/dev/null || true
 W=$(mktemp -d)
@@ -44,12 +48,12 @@ count() {  # label request-file h2load-args...
     # Warm up first, so one-time allocations (connections, buffers) do not count.
     h2load -n 2000 "$@" -d "$body" -H 'content-type: application/grpc' -H 'te: trailers' \
         "http://127.0.0.1:$port/inference.GRPCInferenceService/ModelInfer" >/dev/null 2>&1
-    perf stat -x, -o "$W/stat.txt" -e probe_libc:malloc,probe_libswiftCore:swift_retain,probe_libswiftCore:swift_release -p "$PID" -- \
+    perf stat -x, -o "$W/stat.txt" -e "$MALLOC_EVENT",probe_libswiftCore:swift_retain,probe_libswiftCore:swift_release -p "$PID" -- \
         h2load -n "$N" "$@" -d "$body" -H 'content-type: application/grpc' -H 'te: trailers' \
         "http://127.0.0.1:$port/inference.GRPCInferenceService/ModelInfer" >"$W/h2load.txt" 2>&1
     local ok; ok=$(sed -nE 's/^status codes: ([0-9]+) 2xx.*/\1/p' "$W/h2load.txt")
     awk -F, -v n="$N" -v label="$label" -v ok="$ok" '
-        /probe_libc:malloc/ {m = $1} /swift_retain/ {r = $1} /swift_release/ {s = $1}
+        /_malloc/ {m = $1} /swift_retain/ {r = $1} /swift_release/ {s = $1}
         END {printf "| %s | %.1f | %.1f | %.1f | %s of %d |\n", label, m / n, r / n, s / n, ok, n}' "$W/stat.txt"
 }
 echo "| load | mallocs / request | swift_retain / request | swift_release / request | 2xx |"
