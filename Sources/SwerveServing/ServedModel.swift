@@ -302,6 +302,16 @@ public final class ServedModel: Sendable {
             }
         }
         paths.countBatcher()
+        if let encoder, paths.usesKeys, paths.sampleEncodeCost() {
+            // Now and then the encoding of a computed answer is timed: the cost-aware rule counts
+            // it among what a cache hit saves.
+            batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: isCancelled) { [statistics, paths] r in
+                guard case .success(let c) = r else { return completion(r.map(\.outputs)) }
+                statistics.recordComputed(c.times)
+                paths.answerMeasuringEncode(c.outputs, encoder)
+            }, deadlineNs: deadlineNs)
+            return
+        }
         batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: isCancelled) { [statistics] r in
             if case .success(let c) = r { statistics.recordComputed(c.times) }
             completion(r.map(\.outputs))

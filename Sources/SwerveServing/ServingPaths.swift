@@ -64,6 +64,8 @@ final class ServingPaths: Sendable {
         var selector: PathSelector
         var keyNs = MovingMean()
         var lookupNs = MovingMean()
+        /// Encoding a computed response (sampled requests that had an encoder).
+        var encodeNs = MovingMean()
     }
     private let selector = Mutex(Selection(selector: PathSelector(ServingPaths.selectorConfiguration)))
     private let selects: Bool
@@ -148,6 +150,14 @@ final class ServingPaths: Sendable {
     /// Whether the cache path is on now.
     var cacheOn: Bool { cacheActive.load(ordering: .relaxed) }
 
+    /// Whether this computed request's encoding is timed for the cost rule (auto mode, one in
+    /// `encodeSampleEvery`: two clock reads and a lock on the selector).
+    func sampleEncodeCost() -> Bool {
+        selects && encodeCounter.loadThenWrappingIncrement(ordering: .relaxed) % Self.encodeSampleEvery == 0
+    }
+    private let encodeCounter = ManagedAtomic<UInt64>(0)
+    static let encodeSampleEvery: UInt64 = 64
+
     /// Whether this request feeds the auto-mode sketches (one in `sampleEvery`).
     func sampleThisRequest() -> Bool {
         selects && requestCounter.loadThenWrappingIncrement(ordering: .relaxed) % Self.sampleEvery == 0
@@ -163,7 +173,8 @@ final class ServingPaths: Sendable {
             if let computeNs {
                 // A lookup's cost is known once the cache has run (a probe and a byte comparison,
                 // small beside building the key, which hashes the same bytes).
-                s.selector.costs = PathSelector.Costs(computeNs: computeNs, keyNs: s.keyNs.value + s.lookupNs.value)
+                s.selector.costs = PathSelector.Costs(
+                    computeNs: computeNs, keyNs: s.keyNs.value + s.lookupNs.value, encodeNs: s.encodeNs.value)
             }
             return s.selector.observe(key.hash)
         }
@@ -247,6 +258,18 @@ final class ServingPaths: Sendable {
                 self.coalescer.complete(token, with: result)
             }
         }
+    }
+
+    /// Answers a computed request through `encoder`, timing the encoding for the cost rule (a
+    /// cache hit with a stored encoding saves it). The answer is the one `completion` would have
+    /// given (the cache-hit path answers the same way).
+    func answerMeasuringEncode(_ outputs: [Tensor], _ encoder: any CachedResponseEncoder) {
+        let start = monotonicNanos()
+        let bytes = encoder.encode(outputs)
+        let ns = Double(monotonicNanos() - start)
+        selector.withLock { $0.encodeNs.add(ns) }
+        evidence.recordPredictions(outputs)
+        encoder.send(encoded: bytes)
     }
 
     func countBatcher() { counts.withLock { $0.batcher += 1 } }

@@ -222,6 +222,59 @@ import Testing
         #expect(off.pathSwitches == 2)
         #expect(off.cardinality > 3_000)   // a window holds 4,096 sampled requests
     }
+
+    /// An encoder that records what it was asked to encode and the bytes it was asked to send.
+    final class RecordingEncoder: CachedResponseEncoder, @unchecked Sendable {
+        let lock = NSLock()
+        var encoded: [[Tensor]] = []
+        var sent: [[UInt8]] = []
+        let done = DispatchSemaphore(value: 0)
+        var form: Int { 0 }
+        func encode(_ outputs: [Tensor]) -> [UInt8] {
+            lock.withLock { encoded.append(outputs) }
+            return Array("\(outputs)".utf8)
+        }
+        func send(encoded bytes: [UInt8]) {
+            lock.withLock { sent.append(bytes) }
+            done.signal()
+        }
+    }
+
+    /// In `auto`, one computed answer in 64 goes out through the encoder (its encoding timed for
+    /// the cost rule, which counts it among what a hit saves); every request is answered exactly
+    /// once, with the outputs the plain path gives.
+    @Test func autoTimesTheEncodingOfSomeComputedAnswers() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("swerve-paths-\(UUID())")
+        try writeCostlyModel(to: root, name: "a", config: #"{"serving_mode": "auto"}"#)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = try manager(root)
+        defer { mm.shutdown() }
+        let m = try mm.resolve(model: "a", version: "")
+        let n = 256
+        let encoder = RecordingEncoder()
+        let completions = Mutex<[[Tensor]]>([])
+        let completed = DispatchSemaphore(value: 0)
+        for k in 0..<n {
+            let input = Tensor(shape: [1, 4], data: .fp32([Float(k), 1, 1, 1]))
+            let (inputs, rows) = try m.validate([(m.inputs[0].name, input)])
+            m.infer(inputs, rows: rows, deadlineNs: nil, encoder: encoder, isCancelled: { false }) { r in
+                if case .success(let t) = r { completions.withLock { $0.append(t) } }
+                completed.signal()
+            }
+        }
+        let viaEncoder = Int(ServingPaths.encodeSampleEvery) > 0 ? n / Int(ServingPaths.encodeSampleEvery) : 0
+        for _ in 0..<viaEncoder { #expect(encoder.done.wait(timeout: .now() + 30) == .success) }
+        for _ in 0..<(n - viaEncoder) { #expect(completed.wait(timeout: .now() + 30) == .success) }
+        #expect(encoder.sent.count == viaEncoder)
+        #expect(encoder.encoded.count == viaEncoder)
+        #expect(completions.withLock { $0.count } == n - viaEncoder)
+        // What went out either way is what the plain path computes for one of those rows.
+        let plain = try (0..<n).map { k in try infer(m, Tensor(shape: [1, 4], data: .fp32([Float(k), 1, 1, 1]))) }
+        for outputs in encoder.encoded + completions.withLock({ $0 }) {
+            #expect(plain.contains(outputs))
+        }
+        #expect(Set(plain.map { "\($0)" }).count > n / 2, "the model should tell the rows apart")
+    }
 }
 
 /// Batching must not change a row's bytes: the batcher merges requests into batches of any size,

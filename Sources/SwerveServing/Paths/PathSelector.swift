@@ -11,7 +11,7 @@
 /// - the cache turns ON after `windowsToConfirm` windows in a row with that score at or above
 ///   `onThreshold`, and OFF after as many windows at or below `offThreshold`;
 /// - cost (when `costs` is measured): the cache must also pay — the requests it would answer
-///   (the window's repeat ratio or top-k share) times what computing one costs must exceed what
+///   (the window's repeat ratio or top-k share) times what computing and encoding one costs must exceed what
 ///   every request pays for its key and lookup (all of it to turn on, `costShareToStayOn` of it
 ///   to stay on).
 /// Between the two thresholds nothing changes, so traffic hovering around either one cannot make
@@ -44,9 +44,13 @@ public struct PathSelector: Sendable {
         public var computeNs: Double
         /// Building its key and looking it up (paid by every request while the cache is on).
         public var keyNs: Double
-        public init(computeNs: Double, keyNs: Double) {
+        /// Encoding a computed response, which a hit answered from the entry's stored encoding
+        /// does not pay either (0 when unmeasured).
+        public var encodeNs: Double
+        public init(computeNs: Double, keyNs: Double, encodeNs: Double = 0) {
             self.computeNs = computeNs
             self.keyNs = keyNs
+            self.encodeNs = encodeNs
         }
     }
 
@@ -98,7 +102,7 @@ public struct PathSelector: Sendable {
         // Cost: the requests a cache would answer (about the window's repeat ratio, or its top-k
         // share when larger) each save a computation; every request pays for a key and a lookup.
         let pays: Bool = costs.map { c in
-            let saved = max(window.repeatRatio, window.topShare) * c.computeNs
+            let saved = max(window.repeatRatio, window.topShare) * (c.computeNs + c.encodeNs)
             return saved >= c.keyNs * (cacheOn ? Self.costShareToStayOn : 1)
         } ?? true
         let pushesToSwitch = cacheOn

@@ -185,6 +185,11 @@ import SwerveInference
         // ...and goes off when computing became much cheaper than the key.
         margin.costs = PathSelector.Costs(computeNs: 300, keyNs: 400)
         #expect(margin.evaluate(peaked) == false)
+        // A hit also skips encoding the response: a row cheaper than its key still pays when
+        // its encoding is counted (0.6 × (300 + 500) = 480 saved against 400 paid).
+        var encoded = PathSelector(configuration())
+        encoded.costs = PathSelector.Costs(computeNs: 300, keyNs: 400, encodeNs: 500)
+        #expect(encoded.evaluate(peaked) == true)
         // Without measured costs the rule is the traffic shape alone.
         var unmeasured = PathSelector(configuration())
         #expect(unmeasured.evaluate(peaked) == true)
