@@ -107,8 +107,20 @@ def decode_response(resp: pb.ModelInferResponse, raw: bool | None = None) -> dic
     if raw is False:
         assert len(resp.raw_output_contents) == 0, "typed request answered with raw_output_contents"
     for i, out in enumerate(resp.outputs):
-        dtype, field = DATATYPES[out.datatype]
         shape = tuple(out.shape)
+        if out.datatype == "BYTES":
+            # Strings as Python str in an object array (what onnxruntime returns for strings).
+            if len(resp.raw_output_contents) > 0:
+                data, items, at = resp.raw_output_contents[i], [], 0
+                while at < len(data):
+                    n = int.from_bytes(data[at:at + 4], "little")
+                    items.append(data[at + 4:at + 4 + n])
+                    at += 4 + n
+            else:
+                items = list(out.contents.bytes_contents)
+            result[out.name] = np.array([b.decode() for b in items], dtype=object).reshape(shape)
+            continue
+        dtype, field = DATATYPES[out.datatype]
         if len(resp.raw_output_contents) > 0:
             data = resp.raw_output_contents[i]
             expected = int(np.prod(shape)) * np.dtype(dtype).itemsize

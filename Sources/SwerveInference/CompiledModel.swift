@@ -14,7 +14,8 @@ public final class CompiledModel: Sendable {
     public let inputs: [TensorInfo]
     /// The graph outputs, in graph order; batch-dependent dimensions are -1.
     public let outputs: [TensorInfo]
-    /// The model's version of the default ONNX operator set.
+    /// The model's version of the default ONNX operator set (0 when it imports none: a graph of
+    /// ai.onnx.ml operators only).
     public let opsetVersion: Int
     /// The `producer_name` recorded in the model (e.g. "skl2onnx", "pytorch").
     public let producer: String

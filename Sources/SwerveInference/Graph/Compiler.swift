@@ -222,10 +222,10 @@ final class GraphCompiler {
         guard supportedIRVersions.contains(model.irVersion) else {
             throw InferenceError(.invalidModel, "unsupported ir_version \(model.irVersion) (supported \(supportedIRVersions.lowerBound)–\(supportedIRVersions.upperBound))")
         }
-        guard let defaultOpset = model.opsetVersion(for: "") else {
-            throw InferenceError(.invalidModel, "the model imports no version of the default ONNX operator set")
-        }
-        guard supportedDefaultOpsets.contains(defaultOpset) else {
+        // A graph of ai.onnx.ml operators only (XGBoost's onnxmltools export) may import no
+        // default opset; a node of the default domain then fails below, naming itself.
+        let defaultOpset = model.opsetVersion(for: "")
+        if let defaultOpset, !supportedDefaultOpsets.contains(defaultOpset) {
             throw InferenceError(.unsupportedOperator, "unsupported ONNX opset \(defaultOpset) (supported up to \(supportedDefaultOpsets.upperBound))")
         }
         let mlOpset = model.opsetVersion(for: "ai.onnx.ml")
@@ -342,7 +342,7 @@ final class GraphCompiler {
         fuseGelu(graphOutputs: Set(outputIDs))
         fuseEpilogues(graphOutputs: Set(outputIDs))
         let plan = assignSlots(inputs: inputIDs, outputs: outputIDs)
-        return Result(plan: plan, inputs: inputInfos, outputs: outputInfos, opsetVersion: Int(defaultOpset))
+        return Result(plan: plan, inputs: inputInfos, outputs: outputInfos, opsetVersion: Int(defaultOpset ?? 0))
     }
 
     private static func inputType(_ input: ONNXValueInfo) throws -> ValueType {

@@ -82,7 +82,7 @@ func applyPostTransform(_ scores: UnsafeMutablePointer<Float>, rows: Int, cols: 
 }
 
 /// X [N, F] (or [F]) as FP32 rows; returns (rows, features).
-private func featureRows(_ ctx: NodeContext, _ x: Int) throws -> (rows: SymDim, features: Int) {
+func featureRows(_ ctx: NodeContext, _ x: Int) throws -> (rows: SymDim, features: Int) {
     let shape = ctx.type(x).shape
     switch shape.count {
     case 1:
@@ -97,7 +97,7 @@ private func featureRows(_ ctx: NodeContext, _ x: Int) throws -> (rows: SymDim, 
 }
 
 /// Converts X to FP32 into `buffer` unless it already is, and returns a pointer to FP32 rows.
-private func floatInput(_ frame: Frame, _ x: Int, _ type: DataType, _ scratch: Int?) -> UnsafeMutablePointer<Float> {
+func floatInput(_ frame: Frame, _ x: Int, _ type: DataType, _ scratch: Int?) -> UnsafeMutablePointer<Float> {
     guard type != .fp32, let scratch else { return frame.pointer(x, Float.self) }
     let p = frame.pointer(scratch, Float.self)
     for i in 0..<frame.count(x) { p[i] = readFloat(frame, x, type, i) }

@@ -50,6 +50,9 @@ let operatorRegistry: [String: OperatorBuilder] = [
     "ai.onnx.ml|LabelEncoder": buildLabelEncoder,
     "ai.onnx.ml|CategoryMapper": buildCategoryMapper,
     "ai.onnx.ml|Binarizer": buildBinarizer,
+    "ai.onnx.ml|TreeEnsembleClassifier": buildTreeEnsembleClassifier,
+    "ai.onnx.ml|TreeEnsembleRegressor": buildTreeEnsembleRegressor,
+    "ai.onnx.ml|TreeEnsemble": buildTreeEnsemble,
 ]
 
 /// The operators Swerve supports, as "op_type" or "domain:op_type", sorted.

@@ -20,9 +20,12 @@ public struct TreeEnsemble: Sendable, Equatable {
         case greater  // x > t    (BRANCH_GT)
         case equal  // x == t   (BRANCH_EQ)
         case notEqual  // x != t   (BRANCH_NEQ)
-        /// x is one of the node's `members` (ONNX BRANCH_MEMBER, LightGBM and XGBoost
-        /// categorical splits).
+        /// x is one of the node's `members`, compared as floats (ONNX BRANCH_MEMBER).
         case member
+        /// x truncated toward zero to an integer is one of the node's `members` (LightGBM's and
+        /// XGBoost's categorical splits, which cast the value to int); NaN, infinities and values
+        /// outside ±2^31 are in no set.
+        case memberInteger
     }
 
     /// What a branch does with a missing value, and which values are missing.
@@ -166,7 +169,7 @@ public struct TreeEnsemble: Sendable, Equatable {
             guard node.feature >= 0, Int(node.feature) < featureCount else {
                 return "node \(i) tests feature \(node.feature), outside 0..<\(featureCount)"
             }
-            if node.comparison == .member {
+            if node.comparison == .member || node.comparison == .memberInteger {
                 guard node.membersStart >= 0, node.membersCount >= 0,
                     Int(node.membersStart) + Int(node.membersCount) <= memberValues.count
                 else { return "node \(i) refers to category values outside the table" }
@@ -199,7 +202,7 @@ public struct TreeEnsemble: Sendable, Equatable {
             return Double(nearest) > t ? nearest.nextDown : nearest
         case .less, .greaterOrEqual:
             return Double(nearest) < t ? nearest.nextUp : nearest
-        case .equal, .notEqual, .member:
+        case .equal, .notEqual, .member, .memberInteger:
             return .nan
         }
     }
