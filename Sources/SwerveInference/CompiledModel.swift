@@ -30,15 +30,50 @@ public final class CompiledModel: Sendable {
     /// Throws `InferenceError` with `.invalidModel` for bytes that are not an ONNX model or a graph
     /// that is inconsistent (unknown tensor names, cycles, shape mismatches), and with
     /// `.unsupportedOperator` for operators, types or dynamic shapes Swerve cannot run.
-    public init(onnxBytes: [UInt8]) throws {
-        _ = configureBLASOnce
+    public convenience init(onnxBytes: [UInt8]) throws {
         let model: ONNXModel
         do {
             model = try ONNXModel.decode(onnxBytes)
         } catch let error as ONNXDecodingError {
             throw InferenceError(.invalidModel, error.message, cause: error)
         }
-        let result = try GraphCompiler().compile(model)
+        try self.init(model, compiler: GraphCompiler())
+    }
+
+    /// A native XGBoost or LightGBM model (see `NativeTreeModel`) as a one-node graph: input
+    /// `inputName` FP32 [N, features], output `outputName` FP32 [N] or [N, columns], exactly what
+    /// the library's `predict` returns. The file's feature names go into `metadata`
+    /// ("feature_names", comma-separated) with its format and objective.
+    public convenience init(native: NativeTreeModel, inputName: String = "input", outputName: String = "predictions") throws {
+        let evaluator = try TreeEnsembleEvaluator(native.ensemble)
+        let features = Int64(native.ensemble.featureCount)
+        let columns = native.outputColumns
+        let node = ONNXNode(name: "native", opType: "NativeTreeModel", domain: nativeDomain, inputs: [inputName], outputs: [outputName])
+        var metadata = ["format": native.format.rawValue, "objective": native.objective]
+        if !native.featureNames.isEmpty { metadata["feature_names"] = native.featureNames.joined(separator: ",") }
+        let model = ONNXModel(
+            opsetImports: [ONNXOperatorSetID(domain: nativeDomain, version: 1)], producerName: native.format.rawValue.lowercased(),
+            graph: ONNXGraph(
+                name: "native", nodes: [node],
+                inputs: [.tensor(inputName, elemType: 1, shape: [nil, features])],
+                outputs: [.tensor(outputName, elemType: 1, shape: columns == 1 ? [nil] : [nil, Int64(columns)])]),
+            metadata: metadata)
+        let compiler = GraphCompiler()
+        compiler.privateOperators[nativeDomain + "|NativeTreeModel"] = { ctx in
+            let x = try ctx.input(0)
+            let rows = ctx.type(x).shape[0]
+            let margins = ctx.scratch(ValueType(dataType: .fp32, shape: [rows, .fixed(native.ensemble.targetCount)]))
+            let snapped = native.readsTinyValuesAsZero ? ctx.scratch(ctx.type(x)) : nil
+            let kernel = NativeTreeKernel(
+                evaluator: evaluator, transform: native.transform, input: x, snapped: snapped, margins: margins, out: ctx.outputs[0])
+            return (kernel, [ValueType(dataType: .fp32, shape: columns == 1 ? [rows] : [rows, .fixed(columns)])])
+        }
+        try self.init(model, compiler: compiler)
+    }
+
+    private init(_ model: ONNXModel, compiler: GraphCompiler) throws {
+        _ = configureBLASOnce
+        let result = try compiler.compile(model)
         inputs = result.inputs
         outputs = result.outputs
         opsetVersion = result.opsetVersion
@@ -55,14 +90,23 @@ public final class CompiledModel: Sendable {
     /// Reads and compiles the ONNX model at `path`. The file must be a regular file (symlinks are
     /// followed) of at most `maxBytes` bytes; anything else throws `invalidModel` naming the path,
     /// what was wrong and the limit, without reading it (see `BoundedFile`).
-    public convenience init(contentsOfFile path: String, maxBytes: Int = CompiledModel.defaultMaxFileBytes) throws {
+    ///
+    /// A file named `*.xgb.json` or `*.lgb.txt` is read as a native XGBoost or LightGBM model
+    /// (`init(native:)`), its input named `nativeInputName` (default "input").
+    public convenience init(contentsOfFile path: String, maxBytes: Int = CompiledModel.defaultMaxFileBytes,
+                            nativeInputName: String? = nil) throws {
         let bytes: [UInt8]
         do {
             bytes = try BoundedFile.read(path, limit: maxBytes, what: "model file")
         } catch {
             throw InferenceError(.invalidModel, error.message, cause: error)
         }
-        try self.init(onnxBytes: bytes)
+        let fileName = path.split(separator: "/").last.map(String.init) ?? path
+        if let format = NativeTreeModel.format(ofFileNamed: fileName) {
+            try self.init(native: try NativeTreeModel(format, bytes: bytes), inputName: nativeInputName ?? "input")
+        } else {
+            try self.init(onnxBytes: bytes)
+        }
     }
 
     /// A new executor for one thread. It owns buffers sized for the largest batch it has run.
@@ -230,5 +274,32 @@ public final class ModelExecutor {
         } catch {
             throw InferenceError(.internalError, "\(error)")
         }
+    }
+}
+
+/// The private operator domain of native tree models' one node.
+let nativeDomain = "ai.swerve.native"
+
+/// A native tree model's evaluation: margins, then the library's `predict` transform.
+struct NativeTreeKernel: Kernel {
+    let evaluator: TreeEnsembleEvaluator
+    let transform: NativeTreeModel.Transform
+    let input: Int
+    /// Where the input goes with tiny values read as 0 (LightGBM), or nil.
+    let snapped: Int?
+    let margins: Int, out: Int
+
+    func execute(_ frame: Frame) {
+        let n = frame.count(input)
+        let rows = n / evaluator.featureCount
+        let m = frame.pointer(margins, Float.self)
+        var x = UnsafePointer(frame.pointer(input, Float.self))
+        if let snapped {
+            let y = frame.pointer(snapped, Float.self)
+            for i in 0..<n { y[i] = abs(x[i]) <= 1e-35 ? 0 : x[i] }
+            x = UnsafePointer(y)
+        }
+        evaluator.evaluate(rows: x, count: rows, into: m)
+        NativeTreeModel.apply(transform, m, rows: rows, targets: evaluator.targetCount, out: frame.pointer(out, Float.self))
     }
 }

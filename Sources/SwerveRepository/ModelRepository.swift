@@ -40,6 +40,9 @@ public struct ModelRepository: Sendable {
     public static let configFileName = "config.json"
     /// The model file inside a version folder.
     public static let modelFileName = "model.onnx"
+    /// Every name a version's model file may have: an ONNX model, or a native XGBoost JSON or
+    /// LightGBM text model (served as the library's `predict` answers). One per version folder.
+    public static let modelFileNames = [modelFileName, "model.xgb.json", "model.lgb.txt"]
     /// The lineage record inside a version folder.
     public static let metadataFileName = "metadata.json"
     /// The reference statistics inside a version folder.
@@ -128,9 +131,19 @@ public struct ModelRepository: Sendable {
     }
     /// `<repo>/<model>/config.json`.
     public func configFile(_ model: String) -> URL { modelDirectory(model).appendingPathComponent(Self.configFileName) }
-    /// `<repo>/<model>/<version>/model.onnx`.
+    /// `<repo>/<model>/<version>/model.onnx`, or the version's native model file
+    /// (`modelFileNames`) when it has one instead.
     public func modelFile(_ model: String, version: Int) -> URL {
-        versionDirectory(model, version: version).appendingPathComponent(Self.modelFileName)
+        let dir = versionDirectory(model, version: version)
+        for name in Self.modelFileNames where FileManager.default.fileExists(atPath: dir.appendingPathComponent(name).path) {
+            return dir.appendingPathComponent(name)
+        }
+        return dir.appendingPathComponent(Self.modelFileName)
+    }
+
+    /// The model files (`modelFileNames`) present in a version folder.
+    public static func modelFilesPresent(in versionDirectory: URL) -> [String] {
+        modelFileNames.filter { FileManager.default.fileExists(atPath: versionDirectory.appendingPathComponent($0).path) }
     }
     /// `<repo>/<model>/<version>/metadata.json`.
     public func metadataFile(_ model: String, version: Int) -> URL {
@@ -171,7 +184,8 @@ public struct ModelRepository: Sendable {
         Self.isValidModelName(name) && DurableFiles.isDirectory(modelDirectory(name).path)
     }
 
-    /// Complete versions of a model, ascending: version folders holding a model.onnx.
+    /// Complete versions of a model, ascending: version folders holding a model file
+    /// (`modelFileNames`).
     public func versions(of model: String) -> [Int] {
         versionFolders(of: model).filter {
             FileManager.default.fileExists(atPath: modelFile(model, version: $0).path)

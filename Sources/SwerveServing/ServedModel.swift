@@ -36,8 +36,13 @@ public final class ServedModel: Sendable {
     init(name: String, version: Int, file: URL, settings: ModelSettings, lineage: Lineage?,
          maxModelBytes: Int = CompiledModel.defaultMaxFileBytes, cacheBytes: () -> Int, logger: Logger) throws {
         let compiled: CompiledModel
+        let present = ModelRepository.modelFilesPresent(in: file.deletingLastPathComponent())
+        if present.count > 1 {
+            throw ServingError(.failedPrecondition, "\(name) version \(version): the version folder holds \(present.joined(separator: " and ")); keep one model file per version")
+        }
         do {
-            compiled = try CompiledModel(contentsOfFile: file.path, maxBytes: maxModelBytes)
+            // A native tree model's input takes the name config.json gives it ("input" without one).
+            compiled = try CompiledModel(contentsOfFile: file.path, maxBytes: maxModelBytes, nativeInputName: settings.inputOverrides.first?.name)
         } catch {
             throw ServingError(.failedPrecondition, "\(name) version \(version): \(error)")
         }

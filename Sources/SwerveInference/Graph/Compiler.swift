@@ -145,6 +145,9 @@ final class GraphCompiler {
         return count
     }
 
+    /// Operators only this compilation knows (a native tree model's evaluation), by
+    /// "domain|op_type"; consulted before the registry.
+    var privateOperators: [String: OperatorBuilder] = [:]
     var types: [ValueType] = []
     var names: [String] = []
     var constants: [Int: Tensor] = [:]
@@ -263,7 +266,7 @@ final class GraphCompiler {
             guard !node.outputs.isEmpty else {
                 throw InferenceError(.invalidModel, "node '\(node.name)' (\(node.opType)) has no outputs")
             }
-            guard let builder = operatorRegistry[domain + "|" + node.opType] else {
+            guard let builder = privateOperators[domain + "|" + node.opType] ?? operatorRegistry[domain + "|" + node.opType] else {
                 throw InferenceError(.unsupportedOperator, "unsupported operator '\(node.opType)' (domain '\(node.domain)') in node '\(node.name)'")
             }
             let opset: Int64?
