@@ -190,15 +190,54 @@ def test_models(out: Path, only: set[str] | None) -> list[str]:
     return names
 
 
+def bench_models(out: Path) -> list[str]:
+    """The issue's benchmark models, each as ONNX (+ native file) and 2,048 rows (<name>.f32)."""
+    from sklearn import ensemble
+    import lightgbm as lgb
+    import xgboost as xgb
+
+    rng = np.random.default_rng(11)
+    names = []
+
+    def rows(x):
+        return x[rng.permutation(len(x))[:2048]].astype(np.float32)
+
+    # 100-tree depth-6 LightGBM on 50 features.
+    x = rng.standard_normal((20000, 50)).astype(np.float32)
+    y = (x[:, :8] @ rng.standard_normal(8) + 0.3 * rng.standard_normal(20000) > 0).astype(int)
+    m = lgb.LGBMClassifier(n_estimators=100, max_depth=6, num_leaves=63, random_state=0, verbose=-1).fit(x, y)
+    m.booster_.save_model(str(out / "lgb100.lgb.txt"))
+    lgb_onnx(m, x, "lgb100", out, rng, x[:10])
+    rows(x).tofile(out / "lgb100.f32")
+    names.append("lgb100")
+    # 500-tree depth-8 XGBoost on 200 features.
+    x = rng.standard_normal((20000, 200)).astype(np.float32)
+    y = (x[:, :10].sum(axis=1) + 0.5 * rng.standard_normal(20000) > 0).astype(int)
+    m = xgb.XGBClassifier(n_estimators=500, max_depth=8, random_state=0, tree_method="hist").fit(x, y)
+    m.get_booster().save_model(str(out / "xgb500.xgb.json"))
+    xgb_onnx(m, x, "xgb500", out, rng, x[:10])
+    rows(x).tofile(out / "xgb500.f32")
+    names.append("xgb500")
+    # 300-tree random forest (scikit-learn) on 30 features.
+    x = rng.standard_normal((8000, 30)).astype(np.float32)
+    y = (x[:, :5].sum(axis=1) > 0).astype(int)
+    m = ensemble.RandomForestClassifier(n_estimators=300, max_depth=10, random_state=0, n_jobs=1).fit(x, y)
+    sk(m, x, "rf300", out, rng, x[:10])
+    rows(x).tofile(out / "rf300.f32")
+    names.append("rf300")
+    return names
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--only", default="")
+    ap.add_argument("--bench", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     only = set(args.only.split(",")) if args.only else None
-    for name in test_models(out, only):
+    for name in bench_models(out) if args.bench else test_models(out, only):
         print(name)
     return 0
 

@@ -126,8 +126,11 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("math-functions"), help: "--math: functions to measure, comma-separated (default: all).")
     var mathFunctions: String?
 
-    @Option(name: .customLong("model-file"), help: "--core: the ONNX file to run.")
+    @Option(name: .customLong("model-file"), help: "--core: the model file to run (ONNX, or a native *.xgb.json / *.lgb.txt).")
     var modelFile: String?
+
+    @Option(name: .customLong("core-rows"), help: "--core: FP32 rows to feed (raw little-endian floats, the model's features per row, as numpy's tofile writes them); a batch takes rows in turn. Default: uniform random values.")
+    var coreRows: String?
 
     @Option(name: .long, help: "--core: timed runs.")
     var iterations: Int = 1000
@@ -170,7 +173,8 @@ struct BenchCommand: AsyncParsableCommand {
         }
         if core {
             let result = try runCoreBench(
-                modelFile: modelFile!, batch: batch, iterations: iterations, warmupIterations: max(10, iterations / 10), seed: seed)
+                modelFile: modelFile!, batch: batch, iterations: iterations, warmupIterations: max(10, iterations / 10), seed: seed,
+                rowsFile: coreRows)
             print("core \(modelFile!) batch \(batch): mean \(fixed(result.meanMicros, 2)) µs  p50 \(fixed(result.p50Micros, 2))  p99 \(fixed(result.p99Micros, 2))  \(fixed(result.rowsPerSecond, 0)) rows/s")
             if let json { try writeJSON(result, to: json) }
             return

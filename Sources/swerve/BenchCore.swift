@@ -18,13 +18,27 @@ struct CoreBenchResult: Codable, Sendable {
     var rowsPerSecond: Double
 }
 
-func runCoreBench(modelFile: String, batch: Int, iterations: Int, warmupIterations: Int, seed: UInt64) throws -> CoreBenchResult {
+func runCoreBench(modelFile: String, batch: Int, iterations: Int, warmupIterations: Int, seed: UInt64,
+                  rowsFile: String? = nil) throws -> CoreBenchResult {
     let model = try CompiledModel(contentsOfFile: modelFile)
     let executor = model.makeExecutor()
     var rng = SplitMix64(seed: seed)
+    // Given rows (the same ones another engine is fed), the batch takes them in turn.
+    var given: [Float]?
+    if let rowsFile {
+        let bytes = try BoundedFile.read(rowsFile, limit: 1 << 30, what: "rows file")
+        given = bytes.withUnsafeBytes { raw in (0..<(bytes.count / 4)).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
+    }
     let inputs = try model.inputs.map { info -> Tensor in
         let shape = info.shape.enumerated().map { i, d in d >= 0 ? d : (i == 0 ? batch : 1) }
         let count = shape.reduce(1, *)
+        if let given, info.dataType == .fp32 {
+            let perRow = count / max(batch, 1)
+            guard !given.isEmpty, perRow > 0, given.count % perRow == 0 else {
+                throw InferenceError(.invalidInput, "--core-rows: \(given.count) floats are not whole rows of \(perRow)")
+            }
+            return Tensor(shape: shape, data: .fp32((0..<count).map { given[$0 % given.count] }))
+        }
         let data: TensorData
         switch info.dataType {
         case .fp32: data = .fp32((0..<count).map { _ in Float.random(in: 0..<1, using: &rng) })

@@ -119,6 +119,55 @@ import Testing
         }
     }
 
+    /// A random forest of `trees` trees over `features` features, with every comparison and
+    /// missing rule the C layout takes, unbalanced depths, and leaves adding to 1–3 targets.
+    func randomForest(_ g: inout SplitMix64, trees: Int, features: Int, targets: Int) -> TreeEnsemble {
+        var nodes: [N] = [], leaves: [TreeEnsemble.Leaf] = [], leafTargets: [Int32] = [], weights: [Double] = []
+        var roots: [Int32] = []
+        let comparisons: [TreeEnsemble.Comparison] = [.lessOrEqual, .less, .greaterOrEqual, .greater]
+        let missings: [TreeEnsemble.Missing] = [.compare, .nanGoesTrue, .nanGoesFalse, .nanIsZero, .zeroOrNaNGoesTrue, .zeroOrNaNGoesFalse]
+        func grow(_ depth: Int) -> Int32 {
+            if depth == 0 || g.next() % 5 == 0 {
+                leaves.append(.init(start: Int32(weights.count), count: Int32(1 + g.next() % UInt64(targets))))
+                for k in 0..<Int(leaves.last!.count) {
+                    leafTargets.append(Int32(k))
+                    weights.append(Double(Int64(g.next() % 2001) - 1000) / 997)
+                }
+                return ~Int32(leaves.count - 1)
+            }
+            let at = nodes.count
+            nodes.append(N(feature: Int32(g.next() % UInt64(features)), threshold: Float(Int64(g.next() % 200) - 100) / 50,
+                           comparison: comparisons[Int(g.next() % 4)], missing: missings[Int(g.next() % 6)], trueChild: 0, falseChild: 0))
+            let t = grow(depth - 1), f = grow(depth - 1)
+            nodes[at].trueChild = t
+            nodes[at].falseChild = f
+            return Int32(at)
+        }
+        for _ in 0..<trees { roots.append(grow(Int(2 + g.next() % 7))) }
+        return TreeEnsemble(featureCount: features, targetCount: targets, nodes: nodes, leaves: leaves, leafTargets: leafTargets,
+                            leafWeights: weights, roots: roots, baseValues: (0..<targets).map { Double($0) / 3 })
+    }
+
+    @Test func theCompiledLayoutGivesTheSwiftWalksAnswersBitForBit() throws {
+        var g = SplitMix64(seed: 21)
+        for (trees, targets) in [(1, 1), (7, 1), (60, 3), (200, 2)] {
+            let e = randomForest(&g, trees: trees, features: 9, targets: targets)
+            let fast = try TreeEnsembleEvaluator(e), reference = try TreeEnsembleEvaluator(e, compiledLayout: false)
+            #expect(fast.usesCompiledLayout && !reference.usesCompiledLayout)
+            // 37 rows: two full groups of 16 lanes and a tail; values on thresholds, zeros, NaN, ±inf.
+            let specials: [Float] = [.nan, 0, -0.0, .infinity, -.infinity, 1, -1, 0.5, 1e-36]
+            let rows: [Float] = (0..<(37 * 9)).map { i in
+                g.next() % 3 == 0 ? specials[Int(g.next() % UInt64(specials.count))] : Float(Int64(g.next() % 200) - 100) / 50
+            }
+            var a = [Float](repeating: 0, count: 37 * targets), b = a
+            rows.withUnsafeBufferPointer { r in
+                a.withUnsafeMutableBufferPointer { fast.evaluate(rows: r.baseAddress!, count: 37, into: $0.baseAddress!) }
+                b.withUnsafeMutableBufferPointer { reference.evaluate(rows: r.baseAddress!, count: 37, into: $0.baseAddress!) }
+            }
+            #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "\(trees) trees, \(targets) targets")
+        }
+    }
+
     @Test func malformedEnsemblesAreNamedNotEvaluated() {
         let leaf2: [TreeEnsemble.Leaf] = [.init(start: 0, count: 1), .init(start: 1, count: 1)]
         func ens(_ nodes: [N], leaves: [TreeEnsemble.Leaf] = leaf2, roots: [Int32] = [0], features: Int = 2) -> TreeEnsemble {

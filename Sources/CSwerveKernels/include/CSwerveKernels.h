@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "CSwerveMath.h"
+#include "CSwerveTrees.h"
 
 /// Instruction-set variants of the packed GEMM.
 #define SWK_ISA_AUTO 0
