@@ -20,7 +20,7 @@ PYTEST := timeout -s INT -k 60 900 $(PY) -m pytest IntegrationTests/interop
 APT_PKGS := libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libjemalloc-dev \
             nghttp2-client nghttp2-server openssl haproxy curl libb64-0d
 
-.PHONY: help deps venv build release examples run cluster cluster-down test swift-test interop fuzz fuzz-corpus bench bench-paths bench-training bench-cluster bench-core bench-computed bench-math clean
+.PHONY: help deps venv build release examples run cluster cluster-down test swift-test interop fuzz fuzz-corpus bench bench-paths bench-training bench-cluster bench-core bench-trees bench-computed bench-math clean
 
 help:
 	@echo "make deps      install missing apt packages ($(APT_PKGS))"
@@ -109,6 +109,9 @@ bench-paths: deps venv
 
 bench-core: deps venv
 	benchmarks/core.sh
+
+bench-trees: deps venv
+	benchmarks/trees.sh
 
 bench-computed: deps
 	benchmarks/computed.sh

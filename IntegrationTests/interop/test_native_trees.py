@@ -172,3 +172,38 @@ def test_native_models_describe_their_signature(native_server):
     assert meta.outputs[0].name == "predictions" and list(meta.outputs[0].shape) == [-1]
     meta = stub.ModelMetadata(oip.pb.ModelMetadataRequest(name="xgb_softprob"), timeout=10)
     assert list(meta.outputs[0].shape) == [-1, 3]
+
+
+def test_a_native_file_publishes_with_lineage_and_serves(tmp_path):
+    """`swerve publish model.lgb.txt` puts the file in the next version folder under its native
+    name, with a lineage record whose fingerprint is the file's; a broken file is refused."""
+    import hashlib
+    import subprocess
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((500, 4)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "seed": 0}, lgb.Dataset(x, label=y), 10)
+    src = tmp_path / "trained.lgb.txt"
+    booster.save_model(str(src))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    out = subprocess.run([oip.swerve_bin(), "publish", str(src), "--repository", str(repo), "--name", "gbdt"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    folder = repo / "gbdt" / "1"
+    assert (folder / "model.lgb.txt").read_bytes() == src.read_bytes()
+    lineage = json.loads((folder / "metadata.json").read_text())
+    assert hashlib.sha256(src.read_bytes()).hexdigest() in lineage["model_fingerprint"], lineage
+    broken = tmp_path / "broken.lgb.txt"
+    broken.write_text(src.read_text()[:300])
+    out = subprocess.run([oip.swerve_bin(), "publish", str(broken), "--repository", str(repo), "--name", "gbdt"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "does not load" in out.stderr, out.stderr
+    assert not (repo / "gbdt" / "2").exists()
+    srv = oip.Server(repo, tmp_path / "swerve.log")
+    srv.start()
+    try:
+        got = oip.infer(srv.stub(srv.channel()), "gbdt", {"input": x[:20]})["predictions"]
+        np.testing.assert_allclose(got, booster.predict(x[:20]), rtol=1e-5, atol=1e-6)
+    finally:
+        srv.stop()

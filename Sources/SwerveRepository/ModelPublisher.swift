@@ -43,17 +43,27 @@ public enum ModelPublisher {
     /// `model_fingerprint` and `timestamps.published` filled in; its status is kept as given (normally `candidate`).
     /// `referenceStatistics` (see `ReferenceStatistics.jsonData()`) is stored beside the model for
     /// skew checks against the next batches.
+    ///
+    /// `modelFileName` may name a native tree model instead (`model.xgb.json`, `model.lgb.txt`,
+    /// see `ModelRepository.modelFileNames`); the bytes are then that file's.
     public static func publish(
         onnx: [UInt8], repository: URL, name: String, lineage: Lineage, referenceStatistics: Data? = nil,
-        options: Options = Options()
+        modelFileName: String = ModelRepository.modelFileName, options: Options = Options()
     ) throws -> Int {
         let layout = ModelRepository(root: repository)
         try ModelRepository.validateModelName(name)
+        guard ModelRepository.modelFileNames.contains(modelFileName) else {
+            throw StorageError(.invalidModel, "refusing to publish \(name): a model file is named one of \(ModelRepository.modelFileNames.joined(separator: ", ")), not \(modelFileName)")
+        }
         if options.validateModel {
             do {
-                _ = try CompiledModel(onnxBytes: onnx)
+                if let format = NativeTreeModel.format(ofFileNamed: modelFileName) {
+                    _ = try CompiledModel(native: try NativeTreeModel(format, bytes: onnx))
+                } else {
+                    _ = try CompiledModel(onnxBytes: onnx)
+                }
             } catch {
-                throw StorageError(.invalidModel, "refusing to publish \(name): the ONNX model does not load", cause: error)
+                throw StorageError(.invalidModel, "refusing to publish \(name): the model does not load", cause: error)
             }
         }
         let modelDir = layout.modelDirectory(name).path
@@ -65,7 +75,7 @@ public enum ModelPublisher {
         guard mkdir(staged, 0o755) == 0 else { throw DurableFiles.ioError("cannot create", staged) }
         var renamed = false
         defer { if !renamed { try? FileManager.default.removeItem(atPath: staged) } }
-        try DurableFiles.write(onnx, to: staged + "/" + ModelRepository.modelFileName)
+        try DurableFiles.write(onnx, to: staged + "/" + modelFileName)
         if let referenceStatistics {
             try DurableFiles.write(referenceStatistics, to: staged + "/" + ModelRepository.referenceStatisticsFileName)
         }

@@ -12,7 +12,7 @@ struct PublishCommand: ParsableCommand {
         commandName: "publish",
         abstract: "Publish an ONNX model as the next version of a model in the repository (write to a temporary folder, fsync, rename).")
 
-    @Argument(help: "The ONNX model file.")
+    @Argument(help: "The model file: ONNX, or a native XGBoost JSON (*.xgb.json) or LightGBM text (*.lgb.txt) model.")
     var model: String
 
     @Option(name: .long, help: "The model repository directory.")
@@ -79,7 +79,10 @@ struct PublishCommand: ParsableCommand {
         let repositoryURL = URL(fileURLWithPath: repository, isDirectory: true)
         let version = try ModelPublisher.publish(
             onnx: [UInt8](data), repository: repositoryURL, name: name, lineage: lineage,
-            referenceStatistics: reference, options: options)
+            referenceStatistics: reference,
+            modelFileName: NativeTreeModel.format(ofFileNamed: model).map { $0 == .xgboost ? "model.xgb.json" : "model.lgb.txt" }
+                ?? ModelRepository.modelFileName,
+            options: options)
         if promote {
             try ModelRegistry(repository: repositoryURL).promote(model: name, version: version, reason: "swerve publish --promote")
         }

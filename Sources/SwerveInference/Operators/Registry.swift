@@ -20,6 +20,15 @@ let operatorRegistry: [String: OperatorBuilder] = [
     "|ReduceSum": { try buildReduce($0, .sum) },
     "|ReduceMax": { try buildReduce($0, .max) },
     "|Pow": buildPow,
+    "|Abs": buildAbs,
+    "|Neg": buildNeg,
+    "|Reciprocal": buildReciprocal,
+    "|HardSigmoid": buildHardSigmoid,
+    "|Clip": buildClip,
+    "|Min": { try buildMinMax($0, max: false) },
+    "|Max": { try buildMinMax($0, max: true) },
+    "|BatchNormalization": buildBatchNormalization,
+    "|Transpose": buildTranspose,
     "|Gemm": buildGemm,
     "|MatMul": buildMatMul,
     "|Softmax": buildSoftmax,
@@ -53,6 +62,8 @@ let operatorRegistry: [String: OperatorBuilder] = [
     "ai.onnx.ml|TreeEnsembleClassifier": buildTreeEnsembleClassifier,
     "ai.onnx.ml|TreeEnsembleRegressor": buildTreeEnsembleRegressor,
     "ai.onnx.ml|TreeEnsemble": buildTreeEnsemble,
+    "ai.onnx.ml|Imputer": buildImputer,
+    "ai.onnx.ml|FeatureVectorizer": buildFeatureVectorizer,
 ]
 
 /// The operators Swerve supports, as "op_type" or "domain:op_type", sorted.
