@@ -222,30 +222,10 @@ import Testing
 
     // MARK: Native files
 
-    static let lightGBMStump = """
-        tree
-        version=v4
-        num_class=1
-        num_tree_per_iteration=1
-        label_index=0
-        max_feature_idx=1
-        objective=binary sigmoid:1
-        feature_names=a b
-
-        Tree=0
-        num_leaves=2
-        num_cat=0
-        split_feature=1
-        threshold=0.5
-        decision_type=10
-        left_child=-1
-        right_child=-2
-        leaf_value=-1 1
-        shrinkage=1
-
-
-        end of trees
-        """
+    /// A LightGBM text model of one split on feature 1 at 0.5 with leaves -1 and 1 (Fixtures/).
+    static let lightGBMStump = try! String(
+        contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/stump.lgb.txt"),
+        encoding: .utf8)
 
     @Test func aLightGBMTextModelParsesAndPredicts() throws {
         let m = try NativeTreeModel(.lightgbm, bytes: Array(Self.lightGBMStump.utf8))

@@ -58,27 +58,7 @@ import Testing
 }
 
 /// The LightGBM stump of `TreeEnsembleTests` (one split on feature 1 at 0.5; leaves -1 and 1).
-let TreeEnsembleTests_lightGBMStump = """
-    tree
-    version=v4
-    num_class=1
-    num_tree_per_iteration=1
-    label_index=0
-    max_feature_idx=1
-    objective=binary sigmoid:1
-    feature_names=a b
-
-    Tree=0
-    num_leaves=2
-    num_cat=0
-    split_feature=1
-    threshold=0.5
-    decision_type=10
-    left_child=-1
-    right_child=-2
-    leaf_value=-1 1
-    shrinkage=1
-
-
-    end of trees
-    """
+let TreeEnsembleTests_lightGBMStump = try! String(
+    contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("SwerveInferenceTests/Fixtures/stump.lgb.txt"),
+    encoding: .utf8)

@@ -324,7 +324,9 @@ final class CompiledForest: @unchecked Sendable {
         let T = e.targetCount
         // In chunks, so the FP64 accumulators stay small and in cache.
         let chunk = 256
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: chunk * T) { acc in
+        // On the heap: chunk × targets doubles can be megabytes for a many-class model.
+        var accumulators = [Double](repeating: 0, count: min(chunk, max(count, 1)) * T)
+        accumulators.withUnsafeMutableBufferPointer { acc in
             var first = 0
             while first < count {
                 let n = min(chunk, count - first)
