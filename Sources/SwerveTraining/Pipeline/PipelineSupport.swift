@@ -54,7 +54,7 @@ public struct PipelineSpec: Sendable {
             throw TrainingError(.invalidConfiguration, "the slice column '\(sliceColumn)' is not a categorical feature", column: sliceColumn)
         }
         switch (configuration.model, spec.schema.task) {
-        case (.linear, .regression), (.mlp, _), (.logistic, .classification), (.softmax, .classification): break
+        case (.linear, .regression), (.mlp, _), (.logistic, .classification), (.softmax, .classification), (.gbdt, .classification): break
         default:
             throw TrainingError(.invalidConfiguration, "a \(configuration.model.rawValue) model cannot learn a \(spec.schema.task.rawValue) label")
         }
