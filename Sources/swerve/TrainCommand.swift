@@ -94,6 +94,9 @@ struct TrainCommand: ParsableCommand {
         guard holdout >= 0, validation >= 0, holdout + validation < 1 else {
             throw ValidationError("--holdout and --validation must be ≥ 0 and sum below 1")
         }
+        if model == .gbdt, warmStart != nil {
+            throw ValidationError("--warm-start is not supported for gbdt models: train from scratch")
+        }
         guard hiddenLayers != nil else { throw ValidationError("--hidden must be comma-separated positive integers, e.g. 64,64") }
     }
 
@@ -120,9 +123,6 @@ struct TrainCommand: ParsableCommand {
             learningRate: lr ?? (model == .gbdt ? 0.1 : nil),
             l2: l2 ?? (model == .gbdt ? 0 : 1e-4), epochs: epochs, batchSize: batchSize, patience: patience, threads: threads, seed: seed,
             gbdt: model == .gbdt ? GBDTParameters(trees: trees, depth: depth, minLeaf: minLeaf) : nil)
-        if model == .gbdt, warmStart != nil {
-            throw ValidationError("--warm-start is not supported for gbdt models: train from scratch")
-        }
         let previous = try warmStart.map { try TrainedModel.load(path: $0) }
         let directory = output ?? "train-output/\(name)"
         if let repository {

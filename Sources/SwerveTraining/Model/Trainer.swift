@@ -84,6 +84,8 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         try check(l2 >= 0 && l2.isFinite, "l2 must be ≥ 0")
         try check(patience >= 0, "patience must be ≥ 0")
         try check(momentum >= 0 && momentum < 1, "momentum must be in [0, 1)")
+        // The class count is not known here: the trainer checks the node bound again with it.
+        if model == .gbdt { try (gbdt ?? GBDTParameters()).validate(outputs: 1) }
         if model == .mlp { try check(!hiddenLayers.isEmpty && hiddenLayers.allSatisfy { $0 >= 1 }, "an MLP needs hidden layers of width ≥ 1") }
     }
 }
