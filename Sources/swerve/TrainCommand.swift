@@ -176,7 +176,8 @@ struct TrainCommand: ParsableCommand {
     }
 
     func printSummary(_ s: TrainingSummary) {
-        print("best epoch \(s.bestEpoch) of \(s.history.count); rows: train \(s.rows.train), validation \(s.rows.validation), holdout \(s.rows.holdout)")
+        let rows = "rows: train \(s.rows.train), validation \(s.rows.validation), holdout \(s.rows.holdout)"
+        print(s.model == .gbdt ? "\(s.bestEpoch) boosting iterations; \(rows)" : "best epoch \(s.bestEpoch) of \(s.history.count); \(rows)")
         guard let report = s.holdout else { return print("no holdout rows") }
         print("holdout: \(describe(report.overall))")
         if let column = report.sliceColumn {
