@@ -142,7 +142,7 @@ struct FeatureBinner {
     var edges: [[Float]]
 
     /// Up to `maxBins` bins per feature: midpoints between distinct values when there are at most
-    /// `maxBins` of them, else midpoint quantiles (as scikit-learn's histogram gradient boosting).
+    /// `maxBins` of them, else quantiles (as scikit-learn's histogram gradient boosting).
     init(_ x: [Float], rows n: Int, width: Int, maxBins: Int = GBDTParameters.maxBins) {
         edges = (0..<width).map { f in
             var column = [Float]()
@@ -159,10 +159,14 @@ struct FeatureBinner {
             if distinct.count <= maxBins {
                 for i in 0..<max(0, distinct.count - 1) { candidates.append(midpoint(distinct[i], distinct[i + 1])) }
             } else {
+                // numpy's "averaged_inverted_cdf" percentiles, as scikit-learn ≥ 1.6: with g = n·q/maxBins,
+                // the value of rank ⌈g⌉ (1-based), or the mean of ranks g and g+1 when g is whole.
+                let count = column.count
                 for q in 1..<maxBins {
-                    let rank = Double(q) / Double(maxBins) * Double(column.count - 1)
-                    let lo = Int(rank.rounded(.down)), hi = Int(rank.rounded(.up))
-                    candidates.append(Float((Double(column[lo]) + Double(column[hi])) / 2))
+                    let (j, remainder) = (count * q).quotientAndRemainder(dividingBy: maxBins)
+                    candidates.append(remainder == 0
+                        ? Float((Double(column[max(0, j - 1)]) + Double(column[min(count - 1, j)])) / 2)
+                        : column[min(count - 1, j)])
                 }
             }
             var out = [Float]()
@@ -255,8 +259,11 @@ struct TreeGrower {
                     let gl = missingLeft ? lg + mg : lg, hl = missingLeft ? lh + mh : lh, cl = missingLeft ? lc + mc : lc
                     let gr = G - gl, hr = H - hl, cr = count - cl
                     guard cl >= minLeaf, cr >= minLeaf, hl >= Self.minHessian, hr >= Self.minHessian else { continue }
-                    let gain = gl * gl / (hl + l2) + gr * gr / (hr + l2) - parent
-                    if gain > 0, best == nil || gain > best!.gain {
+                    let children = gl * gl / (hl + l2) + gr * gr / (hr + l2)
+                    let gain = children - parent
+                    // A gain within rounding of zero (e.g. a node whose rows all share one gradient)
+                    // is no gain: such splits would only add leaves of equal value.
+                    if gain > 1e-12 * children, best == nil || gain > best!.gain {
                         // No missing values in training: they follow the larger child (as scikit-learn).
                         let left = mc > 0 ? missingLeft : cl >= cr
                         best = SplitCandidate(feature: f, bin: b, missingLeft: left, gain: gain)
