@@ -102,7 +102,12 @@ def test_gbdt_matches_sklearn_onnxruntime_and_serving(case, tmp_path):
     p = np.clip(probabilities[np.arange(len(labels)), y[holdout_rows]].astype(np.float64), 1e-15, 1)
     assert float(-np.log(p).mean()) == pytest.approx(metrics["holdout"]["overall"]["logLoss"], abs=1e-4)
 
-    # swerve serve answers as onnxruntime does.
+    # swerve serve answers as onnxruntime does, also on rows with missing (NaN) features, which
+    # follow each split's learned default direction (nodes_missing_value_tracks_true).
+    nan_rows = xh[:20].copy()
+    nan_rows[np.arange(20), np.arange(20) % xh.shape[1]] = np.nan
+    nan_rows[0, :] = np.nan
+    want_nan = oip.ort_run(model, {"numeric": nan_rows})
     repo = tmp_path / "repository"
     (repo / "gbdt" / "1").mkdir(parents=True)
     (repo / "gbdt" / "1" / "model.onnx").write_bytes(model.read_bytes())
@@ -110,8 +115,12 @@ def test_gbdt_matches_sklearn_onnxruntime_and_serving(case, tmp_path):
     srv = oip.Server(repo, tmp_path / "swerve.log")
     srv.start(wait_for=["gbdt"])
     try:
-        got = oip.infer(srv.stub(srv.channel()), "gbdt", {"numeric": xh}, timeout=60)
+        stub = srv.stub(srv.channel())
+        got = oip.infer(stub, "gbdt", {"numeric": xh}, timeout=60)
+        got_nan = oip.infer(stub, "gbdt", {"numeric": nan_rows}, timeout=60)
     finally:
         srv.stop()
     assert np.array_equal(got["label"], labels)
     np.testing.assert_allclose(got["probabilities"], probabilities, rtol=0, atol=1e-5)
+    assert np.array_equal(got_nan["label"], want_nan["label"])
+    np.testing.assert_allclose(got_nan["probabilities"], want_nan["probabilities"], rtol=0, atol=1e-5)
