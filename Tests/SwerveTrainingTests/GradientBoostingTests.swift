@@ -179,4 +179,12 @@ struct GradientBoostingTests {
         let regression = try TrainingFixtures.synthetic(rows: 100, numeric: 2, categorical: 0, task: .regression)
         #expect(throws: TrainingError.self) { try Trainer(config(trees: 2)).train(on: regression) }
     }
+
+    @Test func jobHyperparametersCarryTheTreeSettingsAndGBDTDefaults() throws {
+        let hp = try Hyperparameters(kind: .gbdt, ["trees": "7", "depth": "3", "min_leaf": "4"])
+        #expect(hp.configuration.gbdt == GBDTParameters(trees: 7, depth: 3, minLeaf: 4))
+        #expect(hp.configuration.learningRate == 0.1 && hp.configuration.l2 == 0)
+        #expect(throws: TrainingError.self) { try Hyperparameters(kind: .gbdt, ["trees": "10000000", "depth": "20"]) }
+        #expect(try Hyperparameters(kind: .mlp, [:]).configuration.gbdt == nil)
+    }
 }
