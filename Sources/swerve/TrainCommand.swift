@@ -23,7 +23,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "The schema JSON.")
     var schema: String
 
-    @Option(help: "linear | logistic | softmax | mlp")
+    @Option(help: "linear | logistic | softmax | mlp | gbdt")
     var model: ModelKind
 
     @Option(help: "The label column (default: the schema's).")
@@ -47,11 +47,21 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "adam | sgd")
     var optimizer: OptimizerKind = .adam
 
-    @Option(help: "Learning rate (default: 0.001 for adam, 0.01 for sgd).")
+    @Option(name: [.customLong("lr"), .customLong("learning-rate")],
+            help: "Learning rate (default: 0.001 for adam, 0.01 for sgd, 0.1 for gbdt's shrinkage).")
     var lr: Double?
 
-    @Option(help: "L2 penalty: the objective is mean loss + l2/2·‖W‖².")
-    var l2: Double = 1e-4
+    @Option(help: "L2 penalty: the objective is mean loss + l2/2·‖W‖² (default 1e-4); for gbdt the leaf-value penalty λ (default 0).")
+    var l2: Double?
+
+    @Option(help: "gbdt: boosting iterations (one tree per class per iteration for more than two classes).")
+    var trees: Int = 100
+
+    @Option(help: "gbdt: maximum tree depth.")
+    var depth: Int = 6
+
+    @Option(help: "gbdt: the fewest training rows in a leaf.")
+    var minLeaf: Int = 20
 
     @Option(help: "The most epochs.")
     var epochs: Int = 50
@@ -84,6 +94,9 @@ struct TrainCommand: ParsableCommand {
         guard holdout >= 0, validation >= 0, holdout + validation < 1 else {
             throw ValidationError("--holdout and --validation must be ≥ 0 and sum below 1")
         }
+        if model == .gbdt, warmStart != nil {
+            throw ValidationError("--warm-start is not supported for gbdt models: train from scratch")
+        }
         guard hiddenLayers != nil else { throw ValidationError("--hidden must be comma-separated positive integers, e.g. 64,64") }
     }
 
@@ -106,8 +119,10 @@ struct TrainCommand: ParsableCommand {
             dataSchema = try dataSchema.validated()
         }
         let config = TrainingConfiguration(
-            model: model, hiddenLayers: hiddenLayers ?? [64], activation: activation, optimizer: optimizer, learningRate: lr,
-            l2: l2, epochs: epochs, batchSize: batchSize, patience: patience, threads: threads, seed: seed)
+            model: model, hiddenLayers: hiddenLayers ?? [64], activation: activation, optimizer: optimizer,
+            learningRate: lr ?? (model == .gbdt ? 0.1 : nil),
+            l2: l2 ?? (model == .gbdt ? 0 : 1e-4), epochs: epochs, batchSize: batchSize, patience: patience, threads: threads, seed: seed,
+            gbdt: model == .gbdt ? GBDTParameters(trees: trees, depth: depth, minLeaf: minLeaf) : nil)
         let previous = try warmStart.map { try TrainedModel.load(path: $0) }
         let directory = output ?? "train-output/\(name)"
         if let repository {
@@ -161,7 +176,8 @@ struct TrainCommand: ParsableCommand {
     }
 
     func printSummary(_ s: TrainingSummary) {
-        print("best epoch \(s.bestEpoch) of \(s.history.count); rows: train \(s.rows.train), validation \(s.rows.validation), holdout \(s.rows.holdout)")
+        let rows = "rows: train \(s.rows.train), validation \(s.rows.validation), holdout \(s.rows.holdout)"
+        print(s.model == .gbdt ? "\(s.bestEpoch) boosting iterations; \(rows)" : "best epoch \(s.bestEpoch) of \(s.history.count); \(rows)")
         guard let report = s.holdout else { return print("no holdout rows") }
         print("holdout: \(describe(report.overall))")
         if let column = report.sliceColumn {

@@ -4,6 +4,8 @@ extension TrainedModel {
     /// The ONNX opset versions the export uses.
     public static let onnxOpset: Int64 = 13
     public static let onnxMLOpset: Int64 = 1
+    /// The ai.onnx.ml opset of gradient-boosted exports (TreeEnsembleClassifier-3).
+    public static let onnxTreeMLOpset: Int64 = 3
 
     /// The model as an ONNX graph that onnxruntime and Swerve run alike.
     ///
@@ -53,7 +55,10 @@ extension TrainedModel {
             current = "features"
             node("Concat", pieces, current, ["axis": .int(1)])
         }
-        for l in 0..<network.layerCount {
+        if let ensemble {
+            nodes.append(Self.treeEnsembleNode(ensemble, input: current, classes: classNames.count))
+        }
+        for l in 0..<(ensemble == nil ? network.layerCount : 0) {
             let nIn = Int64(network.layerSizes[l]), nOut = Int64(network.layerSizes[l + 1])
             initializers.append(.floats("W\(l)", dims: [nOut, nIn], network.weights(l).map(Float.init)))
             initializers.append(.floats("B\(l)", dims: [nOut], network.biases(l).map(Float.init)))
@@ -72,7 +77,9 @@ extension TrainedModel {
         case .identity:
             outputs = [.tensor("variable", elemType: ONNXTensor.DataTypeCode.float, shape: [nil, 1])]
         case .sigmoid, .softmax:
-            if network.head == .sigmoid {
+            if ensemble != nil {
+                // The TreeEnsembleClassifier wrote label and probabilities.
+            } else if network.head == .sigmoid {
                 initializers.append(.floats("one", dims: [1], [1]))
                 node("Sigmoid", [current], "positive")
                 node("Sub", ["one", "positive"], "negative")
@@ -80,7 +87,7 @@ extension TrainedModel {
             } else {
                 node("Softmax", [current], "probabilities", ["axis": .int(1)])
             }
-            node("ArgMax", ["probabilities"], "label", ["axis": .int(1), "keepdims": .int(0)])
+            if ensemble == nil { node("ArgMax", ["probabilities"], "label", ["axis": .int(1), "keepdims": .int(0)]) }
             outputs = [
                 .tensor("label", elemType: ONNXTensor.DataTypeCode.int64, shape: [nil]),
                 .tensor("probabilities", elemType: ONNXTensor.DataTypeCode.float, shape: [nil, Int64(classNames.count)]),
@@ -96,7 +103,7 @@ extension TrainedModel {
         if !classNames.isEmpty { metadata["swerve.classes"] = jsonArray(classNames) }
         return ONNXModel(
             irVersion: 8,
-            opsetImports: [.init(domain: "", version: Self.onnxOpset), .init(domain: "ai.onnx.ml", version: Self.onnxMLOpset)],
+            opsetImports: [.init(domain: "", version: Self.onnxOpset), .init(domain: "ai.onnx.ml", version: ensemble == nil ? Self.onnxMLOpset : Self.onnxTreeMLOpset)],
             producerName: "swerve-train", producerVersion: SwerveTraining.codeVersion, graph: graph, metadata: metadata)
     }
 

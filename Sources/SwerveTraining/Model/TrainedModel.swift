@@ -17,12 +17,15 @@ public struct TrainedModel: Sendable, Codable, Equatable {
     public var bestEpoch: Int
     /// Rows trained on, including those of the models this one was warm-started from.
     public var trainedRows: Int
+    /// The trees of a `gbdt` model (its `network` is then a zero placeholder recording the head).
+    public var ensemble: BoostedEnsemble?
 
     /// Classification or regression.
     public var task: DataSchema.Task { network.head == .identity ? .regression : .classification }
 
     /// Predictions for every row of `data` (which must have the model's features).
     public func predict(_ data: Dataset, threads: Int = 1) throws -> Predictions {
+        if let ensemble { return try ensemblePredictions(ensemble, data) }
         let x = try encoder.encode(data)
         return Predictions(task: task, classNames: classNames, values: network.predict(x, rows: data.rowCount, threads: threads))
     }

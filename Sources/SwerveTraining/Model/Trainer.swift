@@ -11,6 +11,8 @@ public enum ModelKind: String, Sendable, Codable, CaseIterable {
     /// A multilayer perceptron: a classifier for classification labels (sigmoid output for two
     /// classes, softmax for more, as scikit-learn's MLPClassifier), a regressor for regression labels.
     case mlp
+    /// Histogram gradient-boosted trees (classification): see `GBDTParameters`.
+    case gbdt
 }
 
 /// The update rule.
@@ -47,12 +49,14 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     public var threads: Int
     /// Seeds the initial weights and the per-epoch shuffles.
     public var seed: UInt64
+    /// Gradient boosting's trees, depth and leaf size (`gbdt` only; nil means the defaults).
+    public var gbdt: GBDTParameters?
 
     public init(
         model: ModelKind, hiddenLayers: [Int] = [64], activation: Activation = .relu,
         optimizer: OptimizerKind = .adam, learningRate: Double? = nil, momentum: Double = 0.9,
         l2: Double = 1e-4, epochs: Int = 50, batchSize: Int = 32, patience: Int = 5, threads: Int = 1,
-        seed: UInt64 = 42
+        seed: UInt64 = 42, gbdt: GBDTParameters? = nil
     ) {
         self.model = model
         self.hiddenLayers = hiddenLayers
@@ -66,6 +70,7 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         self.patience = patience
         self.threads = threads
         self.seed = seed
+        self.gbdt = gbdt
     }
 
     func validate() throws {
@@ -79,6 +84,8 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         try check(l2 >= 0 && l2.isFinite, "l2 must be ≥ 0")
         try check(patience >= 0, "patience must be ≥ 0")
         try check(momentum >= 0 && momentum < 1, "momentum must be in [0, 1)")
+        // The class count is not known here: the trainer checks the node bound again with it.
+        if model == .gbdt { try (gbdt ?? GBDTParameters()).validate(outputs: 1) }
         if model == .mlp { try check(!hiddenLayers.isEmpty && hiddenLayers.allSatisfy { $0 >= 1 }, "an MLP needs hidden layers of width ≥ 1") }
     }
 }
@@ -96,8 +103,19 @@ public struct EpochProgress: Sendable, Codable, Equatable, CustomStringConvertib
     public var examplesPerSecond: Double
     /// Whether this epoch is the best so far (its weights are kept).
     public var improved: Bool
+    /// Gradient boosting: iterations (trees per output) done so far; nil for networks.
+    public var trees: Int?
+    /// Gradient boosting: seconds since training started.
+    public var elapsedSeconds: Double?
 
     public var description: String {
+        if let trees {
+            var s = "trees \(trees): train loss \(format(trainLoss))"
+            if let v = validationLoss { s += ", validation log loss \(format(v))" }
+            if let a = validationAccuracy { s += ", validation accuracy \(format(a))" }
+            s += ", elapsed \(format(elapsedSeconds ?? 0)) s"
+            return s
+        }
         var s = "epoch \(epoch): train loss \(format(trainLoss))"
         if let v = validationLoss { s += ", validation \(validationAccuracy == nil ? "rmse" : "log loss") \(format(v))" }
         if let a = validationAccuracy { s += ", validation accuracy \(format(a))" }
@@ -145,6 +163,9 @@ public struct Trainer: Sendable {
         let config = configuration
         try config.validate()
         guard train.rowCount > 0 else { throw TrainingError(.invalidConfiguration, "the training split has no rows") }
+        if config.model == .gbdt {
+            return try trainGradientBoosting(on: train, validation: validation, warmStart: warmStart, progress: progress, shouldStop: shouldStop)
+        }
         let task = train.schema.task
         let classNames = train.classNames
         let head: OutputHead

@@ -54,7 +54,7 @@ public struct PipelineSpec: Sendable {
             throw TrainingError(.invalidConfiguration, "the slice column '\(sliceColumn)' is not a categorical feature", column: sliceColumn)
         }
         switch (configuration.model, spec.schema.task) {
-        case (.linear, .regression), (.mlp, _), (.logistic, .classification), (.softmax, .classification): break
+        case (.linear, .regression), (.mlp, _), (.logistic, .classification), (.softmax, .classification), (.gbdt, .classification): break
         default:
             throw TrainingError(.invalidConfiguration, "a \(configuration.model.rawValue) model cannot learn a \(spec.schema.task.rawValue) label")
         }
@@ -78,7 +78,8 @@ public struct PipelineSpec: Sendable {
 }
 
 /// Parses the `hyperparameters` map of a job (`lr`, `l2`, `epochs`, `batch_size`, `hidden`,
-/// `activation`, `optimizer`, `seed`, `threads`, `patience`, `momentum`, `holdout`, `validation`).
+/// `activation`, `optimizer`, `seed`, `threads`, `patience`, `momentum`, `holdout`, `validation`;
+/// gbdt: `trees`, `depth`, `min_leaf`, with `lr` defaulting to 0.1 and `l2` to 0).
 public struct Hyperparameters: Sendable {
     public var configuration: TrainingConfiguration
     public var holdout: Double
@@ -86,7 +87,7 @@ public struct Hyperparameters: Sendable {
 
     public static let known: Set<String> = [
         "lr", "learning_rate", "l2", "epochs", "batch_size", "hidden", "activation", "optimizer", "seed", "threads",
-        "patience", "momentum", "holdout", "validation", "min_batch_rows",
+        "patience", "momentum", "holdout", "validation", "min_batch_rows", "trees", "depth", "min_leaf",
     ]
 
     public init(kind: ModelKind, _ values: [String: String]) throws {
@@ -136,9 +137,12 @@ public struct Hyperparameters: Sendable {
         }
         configuration = TrainingConfiguration(
             model: kind, hiddenLayers: hidden, activation: activation, optimizer: optimizer,
-            learningRate: try double("lr") ?? double("learning_rate"), momentum: try double("momentum") ?? 0.9,
-            l2: try double("l2") ?? 1e-4, epochs: try int("epochs") ?? 50, batchSize: try int("batch_size") ?? 32,
-            patience: try int("patience") ?? 5, threads: try int("threads") ?? 1, seed: seed)
+            learningRate: try double("lr") ?? double("learning_rate") ?? (kind == .gbdt ? 0.1 : nil), momentum: try double("momentum") ?? 0.9,
+            l2: try double("l2") ?? (kind == .gbdt ? 0 : 1e-4), epochs: try int("epochs") ?? 50, batchSize: try int("batch_size") ?? 32,
+            patience: try int("patience") ?? 5, threads: try int("threads") ?? 1, seed: seed,
+            gbdt: kind == .gbdt
+                ? GBDTParameters(trees: try int("trees") ?? 100, depth: try int("depth") ?? 6, minLeaf: try int("min_leaf") ?? 20)
+                : nil)
         try configuration.validate()
         holdout = try double("holdout") ?? 0.2
         validation = try double("validation") ?? 0.1
