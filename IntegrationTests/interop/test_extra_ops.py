@@ -134,6 +134,20 @@ def test_forms_swerve_cannot_run_are_refused_naming_the_node(tmp_path):
         "transpose_batch": model("t", [helper.make_node("Transpose", ["x"], ["y"], name="tr0", perm=[1, 0])],
                                  [f32("x", "N", 3)], [f32("y", 3, "N")]),
     }
+    # Hostile forms that onnx's checker lets through: an FP32 NaN bound on an INT64 Clip (once
+    # crashed the server's warm-up run converting NaN to an integer), and FeatureVectorizer inputs
+    # of different row counts (once read past the shorter input into the response).
+    i64 = helper.make_tensor_value_info
+    clip = helper.make_graph([helper.make_node("Clip", ["x", "lo"], ["y"], name="clip0")], "c",
+                             [i64("x", TensorProto.INT64, ["N", 3])], [i64("y", TensorProto.INT64, ["N", 3])],
+                             [numpy_helper.from_array(np.array(np.nan, np.float32), "lo")])
+    bad["clip_nan_bound"] = helper.make_model(clip, opset_imports=[helper.make_opsetid("", 13)])
+    fv = helper.make_graph([helper.make_node("FeatureVectorizer", ["b", "a"], ["y"], name="fv0", domain="ai.onnx.ml",
+                                             inputdimensions=[3, 2])], "fv",
+                           [f32("b", 3), f32("a", "N", 2)], [f32("y", "N", 5)])
+    bad["fv_rows_differ"] = helper.make_model(fv, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)])
+    for m in bad.values():
+        m.ir_version = 8
     repo = tmp_path / "repo"
     for name, m in bad.items():
         (repo / name / "1").mkdir(parents=True)
@@ -145,5 +159,8 @@ def test_forms_swerve_cannot_run_are_refused_naming_the_node(tmp_path):
         idx = {m.name: m for m in stub.RepositoryIndex(oip.pb.RepositoryIndexRequest(), timeout=10).models}
         assert "bn0" in idx["bn_training"].reason and "training_mode" in idx["bn_training"].reason, idx["bn_training"]
         assert "tr0" in idx["transpose_batch"].reason and "batch" in idx["transpose_batch"].reason, idx["transpose_batch"]
+        assert "clip0" in idx["clip_nan_bound"].reason and "FP32" in idx["clip_nan_bound"].reason, idx["clip_nan_bound"]
+        assert "fv0" in idx["fv_rows_differ"].reason and "row counts" in idx["fv_rows_differ"].reason, idx["fv_rows_differ"]
+        assert srv.proc.poll() is None, "the server died loading a hostile model"
     finally:
         srv.stop()

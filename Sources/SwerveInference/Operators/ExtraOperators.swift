@@ -32,10 +32,19 @@ enum SimpleFunction: Sendable {
         case .abs: return x == T.min ? x : Swift.abs(x)  // wraps like onnxruntime, never traps
         case .neg: return 0 &- x
         case .clip(let lo, let hi):
-            return Swift.min(Swift.max(x, lo.map { T(clamping: Int64($0)) } ?? T.min), hi.map { T(clamping: Int64($0)) } ?? T.max)
+            return Swift.min(Swift.max(x, lo.map { T(clamping: saturatingInt64($0)) } ?? T.min),
+                             hi.map { T(clamping: saturatingInt64($0)) } ?? T.max)
         default: return x
         }
     }
+}
+
+/// `x` as an Int64, saturating at the ends (never traps; the builders refuse NaN bounds).
+@inline(__always) func saturatingInt64(_ x: Double) -> Int64 {
+    if x.isNaN { return 0 }
+    if x >= 9_223_372_036_854_775_807 { return .max }
+    if x <= -9_223_372_036_854_775_808 { return .min }
+    return Int64(x)
 }
 
 struct SimpleFunctionKernel<T>: Kernel {
@@ -100,6 +109,12 @@ func buildHardSigmoid(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs
 
 func buildClip(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [ValueType]) {
     try ctx.requireInputs(1...3)
+    let x = try ctx.input(0)
+    let t = try ctx.requireType(x, [.fp32, .fp64, .int64, .int32])
+    let integer = t == .int64 || t == .int32
+    if integer && ctx.opset < 12 {
+        throw ctx.unsupported("Clip of \(t.rawValue) needs opset 12 or later (before it, Clip takes floats only)")
+    }
     var lo: Double?, hi: Double?
     if ctx.opset < 11 {
         lo = ctx.attribute("min") == nil ? nil : Double(try ctx.float("min", default: 0))
@@ -110,6 +125,10 @@ func buildClip(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [Valu
             guard let id = ctx.optionalInput(i) else { return nil }
             guard let c = ctx.constant(id), c.shape.reduce(1, *) == 1 else {
                 throw ctx.unsupported("input \(i) (a bound) must be a constant scalar")
+            }
+            // The bounds have X's type (T in the spec): an FP32 NaN bound on an integer input is refused.
+            guard c.dataType == t else {
+                throw ctx.invalid("input \(i) (a bound) has type \(c.dataType.rawValue), the input \(t.rawValue)")
             }
             switch c.data {
             case .fp32(let v): return Double(v[0])
@@ -122,7 +141,7 @@ func buildClip(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [Valu
         lo = try bound(1)
         hi = try bound(2)
     }
-    return try buildSimple(ctx, .clip(lo: lo, hi: hi), types: [.fp32, .fp64, .int64, .int32])
+    return try buildSimple(ctx, .clip(lo: lo, hi: hi), types: [t])
 }
 
 // MARK: Min, Max
@@ -335,6 +354,9 @@ func buildImputer(_ ctx: NodeContext) throws -> (kernel: any Kernel, outputs: [V
     let x = try ctx.input(0)
     let t = try ctx.requireType(x, [.fp32, .int64])
     let shape = ctx.type(x).shape
+    guard shape.count <= 2 else {
+        throw ctx.unsupported("input of rank \(shape.count): Imputer takes [N, C] or [C] (onnxruntime counts columns on dim 1 for higher ranks)")
+    }
     let columns = shape.last?.fixedValue ?? 1
     if t == .fp32 {
         guard let values = try ctx.floats("imputed_value_floats"), !values.isEmpty else {
@@ -387,19 +409,27 @@ func buildFeatureVectorizer(_ ctx: NodeContext) throws -> (kernel: any Kernel, o
     guard let dims = try ctx.ints("inputdimensions"), dims.count == ids.count, dims.allSatisfy({ $0 >= 0 && $0 <= 1 << 24 }) else {
         throw ctx.invalid("inputdimensions must give one width per input")
     }
-    var rows: SymDim = .batch(1)
+    var rowDims: [SymDim] = []
     var types: [DataType] = [], available: [Int] = []
     for id in ids {
         types.append(try ctx.requireType(id, mlNumericInputs))
         let s = ctx.type(id).shape
         switch s.count {
-        case 1: available.append(s[0].fixedValue ?? 0); rows = .fixed(1)
+        case 1:
+            guard let w = s[0].fixedValue else { throw ctx.unsupported("input '\(ctx.compiler.names[id])' needs a fixed width") }
+            available.append(w)
+            rowDims.append(.fixed(1))
         case 2:
             guard let w = s[1].fixedValue else { throw ctx.unsupported("input '\(ctx.compiler.names[id])' needs a fixed width") }
             available.append(w)
-            rows = s[0]
+            rowDims.append(s[0])
         default: throw ctx.invalid("inputs must be [N, C] or [C], got \(s.text)")
         }
+    }
+    // Every input must have the same rows (onnxruntime refuses other batch sizes when it runs);
+    // otherwise rows past a shorter input would be read from memory it does not own.
+    guard let rows = rowDims.first, rowDims.allSatisfy({ $0 == rows }) else {
+        throw ctx.invalid("inputs have different row counts \(rowDims.map(\.description)); all must have the same")
     }
     let widths = dims.map(Int.init)
     return (FeatureVectorizerKernel(inputs: ids, types: types, widths: widths, available: available, out: ctx.outputs[0]),
