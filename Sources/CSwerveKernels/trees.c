@@ -15,12 +15,16 @@ static inline int32_t swk_tree_step(const swk_tree_node *n, const float *row) {
     return yes ? n->yes : n->no;
 }
 
-static inline void swk_tree_add(const swk_forest *f, int32_t leaf, double *acc) {
+static inline void swk_tree_add(const swk_forest *f, int32_t leaf, double *acc, unsigned char *has) {
     int32_t s = f->leaf_start[leaf], c = f->leaf_count[leaf];
     for (int32_t j = 0; j < c; j++) acc[f->targets[s + j]] += f->weights[s + j];
+    if (has) {
+        for (int32_t j = 0; j < c; j++) has[f->targets[s + j]] = 1;
+    }
 }
 
-void swk_forest_accumulate(const swk_forest *f, const float *x, size_t rows, size_t stride, double *acc) {
+void swk_forest_accumulate(const swk_forest *f, const float *x, size_t rows, size_t stride, double *acc,
+                           unsigned char *has) {
     const swk_tree_node *nodes = f->nodes;
     const size_t T = (size_t)f->target_count;
     size_t r0 = 0;
@@ -34,7 +38,10 @@ void swk_forest_accumulate(const swk_forest *f, const float *x, size_t rows, siz
             for (int32_t d = f->depths[t]; d > 0; d--) {
                 for (int l = 0; l < SWK_TREE_LANES; l++) p[l] = swk_tree_step(&nodes[p[l]], base + (size_t)l * stride);
             }
-            for (int l = 0; l < SWK_TREE_LANES; l++) swk_tree_add(f, p[l], acc + (r0 + (size_t)l) * T);
+            for (int l = 0; l < SWK_TREE_LANES; l++) {
+                size_t r = r0 + (size_t)l;
+                swk_tree_add(f, p[l], acc + r * T, has ? has + r * T : NULL);
+            }
         }
     }
     // The rest, one row at a time: SWK_TREE_LANES trees walked together (their leaves added in
@@ -42,6 +49,7 @@ void swk_forest_accumulate(const swk_forest *f, const float *x, size_t rows, siz
     for (; r0 < rows; r0++) {
         const float *row = x + r0 * stride;
         double *out = acc + r0 * T;
+        unsigned char *h = has ? has + r0 * T : NULL;
         int64_t t = 0;
         for (; t + SWK_TREE_LANES <= f->tree_count; t += SWK_TREE_LANES) {
             int32_t p[SWK_TREE_LANES];
@@ -53,12 +61,12 @@ void swk_forest_accumulate(const swk_forest *f, const float *x, size_t rows, siz
             for (int32_t d = depth; d > 0; d--) {
                 for (int l = 0; l < SWK_TREE_LANES; l++) p[l] = swk_tree_step(&nodes[p[l]], row);
             }
-            for (int l = 0; l < SWK_TREE_LANES; l++) swk_tree_add(f, p[l], out);
+            for (int l = 0; l < SWK_TREE_LANES; l++) swk_tree_add(f, p[l], out, h);
         }
         for (; t < f->tree_count; t++) {
             int32_t p = f->roots[t];
             for (int32_t d = f->depths[t]; d > 0; d--) p = swk_tree_step(&nodes[p], row);
-            swk_tree_add(f, p, out);
+            swk_tree_add(f, p, out, h);
         }
     }
 }

@@ -62,7 +62,10 @@ public final class CompiledModel: Sendable {
         compiler.privateOperators[nativeDomain + "|NativeTreeModel"] = { ctx in
             let x = try ctx.input(0)
             let rows = ctx.type(x).shape[0]
-            let margins = ctx.scratch(ValueType(dataType: .fp32, shape: [rows, .fixed(native.ensemble.targetCount)]))
+            // Margins go straight into the output, transformed in place, except for argmax, whose
+            // output is narrower than its margins.
+            let margins = native.transform == .argmax
+                ? ctx.scratch(ValueType(dataType: .fp32, shape: [rows, .fixed(native.ensemble.targetCount)])) : nil
             let snapped = native.readsTinyValuesAsZero ? ctx.scratch(ctx.type(x)) : nil
             let kernel = NativeTreeKernel(
                 evaluator: evaluator, transform: native.transform, input: x, snapped: snapped, margins: margins, out: ctx.outputs[0])
@@ -287,12 +290,14 @@ struct NativeTreeKernel: Kernel {
     let input: Int
     /// Where the input goes with tiny values read as 0 (LightGBM), or nil.
     let snapped: Int?
-    let margins: Int, out: Int
+    /// Where the margins go when they cannot go into `out` (argmax), or nil.
+    let margins: Int?
+    let out: Int
 
     func execute(_ frame: Frame) {
         let n = frame.count(input)
         let rows = n / evaluator.featureCount
-        let m = frame.pointer(margins, Float.self)
+        let m = frame.pointer(margins ?? out, Float.self)
         var x = UnsafePointer(frame.pointer(input, Float.self))
         if let snapped {
             let y = frame.pointer(snapped, Float.self)
@@ -300,6 +305,7 @@ struct NativeTreeKernel: Kernel {
             x = UnsafePointer(y)
         }
         evaluator.evaluate(rows: x, count: rows, into: m)
-        NativeTreeModel.apply(transform, m, rows: rows, targets: evaluator.targetCount, out: frame.pointer(out, Float.self))
+        NativeTreeModel.apply(transform, m, rows: rows, targets: evaluator.targetCount)
+        if margins != nil { frame.pointer(out, Float.self).update(from: m, count: rows) }
     }
 }

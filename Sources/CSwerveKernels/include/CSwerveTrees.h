@@ -41,7 +41,9 @@ typedef struct {
 
 /// Adds every tree's leaf contributions for `rows` rows (row r's features at x + r * stride) to
 /// acc (rows × target_count doubles, row-major), in tree order for each row: the sum a row gets
-/// does not depend on the other rows of the batch.
-void swk_forest_accumulate(const swk_forest *forest, const float *x, size_t rows, size_t stride, double *acc);
+/// does not depend on the other rows of the batch. `has` (rows × target_count, or NULL) gets 1
+/// where a contribution was added.
+void swk_forest_accumulate(const swk_forest *forest, const float *x, size_t rows, size_t stride, double *acc,
+                           unsigned char *has);
 
 #endif

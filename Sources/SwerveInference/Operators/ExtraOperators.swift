@@ -5,38 +5,58 @@
 
 // MARK: Element-wise functions
 
-/// What an element-wise function does to one value (FP32, FP64; Abs and Neg also integers).
+/// An element-wise function (FP32, FP64; Abs, Neg and Clip also integers).
 enum SimpleFunction: Sendable {
     case abs, neg, reciprocal
     case hardSigmoid(alpha: Double, beta: Double)
     /// A missing bound is the type's lowest / highest finite value, as in onnxruntime (so -inf
     /// becomes -greatestFiniteMagnitude without a lower bound).
     case clip(lo: Double?, hi: Double?)
+}
 
-    @inline(__always) func apply<T: BinaryFloatingPoint>(_ x: T) -> T {
-        switch self {
-        case .abs: return Swift.abs(x)
-        case .neg: return -x
-        case .reciprocal: return 1 / x
-        case .hardSigmoid(let a, let b):
-            if x.isNaN { return x }
-            return Swift.max(0, Swift.min(1, T(a) * x + T(b)))
-        case .clip(let lo, let hi):
-            if x.isNaN { return x }
-            return Swift.min(Swift.max(x, lo.map { T($0) } ?? -T.greatestFiniteMagnitude), hi.map { T($0) } ?? T.greatestFiniteMagnitude)
-        }
-    }
+/// Element types of the element-wise functions: each runs a whole buffer with the function's
+/// case decided (and its parameters converted) once, outside the loop.
+protocol SimpleScalar {
+    static func run(_ f: SimpleFunction, _ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, _ n: Int)
+}
 
-    @inline(__always) func apply<T: FixedWidthInteger & SignedInteger>(_ x: T) -> T {
-        switch self {
-        case .abs: return x == T.min ? x : Swift.abs(x)  // wraps like onnxruntime, never traps
-        case .neg: return 0 &- x
-        case .clip(let lo, let hi):
-            return Swift.min(Swift.max(x, lo.map { T(clamping: saturatingInt64($0)) } ?? T.min),
-                             hi.map { T(clamping: saturatingInt64($0)) } ?? T.max)
-        default: return x
-        }
+private func runFloating<T: BinaryFloatingPoint>(_ f: SimpleFunction, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
+    switch f {
+    case .abs: for i in 0..<n { y[i] = Swift.abs(x[i]) }
+    case .neg: for i in 0..<n { y[i] = -x[i] }
+    case .reciprocal: for i in 0..<n { y[i] = 1 / x[i] }
+    case .hardSigmoid(let a, let b):
+        let alpha = T(a), beta = T(b)
+        for i in 0..<n { y[i] = x[i].isNaN ? x[i] : Swift.max(0, Swift.min(1, alpha * x[i] + beta)) }
+    case .clip(let lo, let hi):
+        let low = lo.map { T($0) } ?? -T.greatestFiniteMagnitude, high = hi.map { T($0) } ?? T.greatestFiniteMagnitude
+        for i in 0..<n { y[i] = x[i].isNaN ? x[i] : Swift.min(Swift.max(x[i], low), high) }
     }
+}
+
+private func runInteger<T: FixedWidthInteger & SignedInteger>(_ f: SimpleFunction, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
+    switch f {
+    case .abs: for i in 0..<n { y[i] = x[i] == T.min ? x[i] : Swift.abs(x[i]) }  // wraps like onnxruntime, never traps
+    case .neg: for i in 0..<n { y[i] = 0 &- x[i] }
+    case .clip(let lo, let hi):
+        let low = lo.map { T(clamping: saturatingInt64($0)) } ?? T.min, high = hi.map { T(clamping: saturatingInt64($0)) } ?? T.max
+        for i in 0..<n { y[i] = Swift.min(Swift.max(x[i], low), high) }
+    case .reciprocal, .hardSigmoid:
+        y.update(from: x, count: n)  // never built for integers
+    }
+}
+
+extension Float: SimpleScalar {
+    static func run(_ f: SimpleFunction, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) { runFloating(f, x, y, n) }
+}
+extension Double: SimpleScalar {
+    static func run(_ f: SimpleFunction, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) { runFloating(f, x, y, n) }
+}
+extension Int64: SimpleScalar {
+    static func run(_ f: SimpleFunction, _ x: UnsafePointer<Int64>, _ y: UnsafeMutablePointer<Int64>, _ n: Int) { runInteger(f, x, y, n) }
+}
+extension Int32: SimpleScalar {
+    static func run(_ f: SimpleFunction, _ x: UnsafePointer<Int32>, _ y: UnsafeMutablePointer<Int32>, _ n: Int) { runInteger(f, x, y, n) }
 }
 
 /// `x` as an Int64, saturating at the ends (never traps; the builders refuse NaN bounds).
@@ -47,29 +67,12 @@ enum SimpleFunction: Sendable {
     return Int64(x)
 }
 
-struct SimpleFunctionKernel<T>: Kernel {
+struct SimpleFunctionKernel<T: SimpleScalar>: Kernel {
     let f: SimpleFunction
     let input: Int, out: Int
 
     func execute(_ frame: Frame) {
-        let n = frame.count(out)
-        let x = frame.pointer(input, T.self), y = frame.pointer(out, T.self)
-        switch x {
-        case let p as UnsafeMutablePointer<Float>:
-            let q = y as! UnsafeMutablePointer<Float>
-            for i in 0..<n { q[i] = f.apply(p[i]) }
-        case let p as UnsafeMutablePointer<Double>:
-            let q = y as! UnsafeMutablePointer<Double>
-            for i in 0..<n { q[i] = f.apply(p[i]) }
-        case let p as UnsafeMutablePointer<Int64>:
-            let q = y as! UnsafeMutablePointer<Int64>
-            for i in 0..<n { q[i] = f.apply(p[i]) }
-        case let p as UnsafeMutablePointer<Int32>:
-            let q = y as! UnsafeMutablePointer<Int32>
-            for i in 0..<n { q[i] = f.apply(p[i]) }
-        default:
-            break
-        }
+        T.run(f, frame.pointer(input, T.self), frame.pointer(out, T.self), frame.count(out))
     }
 }
 

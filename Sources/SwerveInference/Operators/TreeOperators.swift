@@ -197,7 +197,9 @@ func buildTreeEnsembleRegressor(_ ctx: NodeContext) throws -> (kernel: any Kerne
     guard targets >= 1, targets <= 1 << 20 else { throw ctx.invalid("n_targets \(targets) is out of range") }
     var ensemble = try buildONNXEnsemble(ctx, features: features, targets: targets, prefix: "target")
     ensemble.aggregate = try aggregate(ctx, try ctx.string("aggregate_function", default: "SUM"))
-    ensemble.baseValues = try regressorBase(ctx, try numbers(ctx, "base_values") ?? [], targets: targets)
+    // onnxruntime adds base values when there is one per target; any other count is ignored.
+    let base = try numbers(ctx, "base_values") ?? []
+    ensemble.baseValues = base.count == targets ? base : []
     let kernel = TreeEnsembleKernel(
         evaluator: try evaluator(ctx, ensemble), input: x, inputType: type,
         scratch: type == .fp32 ? nil : ctx.scratch(ValueType(dataType: .fp32, shape: ctx.type(x).shape)),
@@ -213,12 +215,6 @@ private func aggregate(_ ctx: NodeContext, _ name: String) throws -> TreeEnsembl
     case "MAX": return .max
     default: throw ctx.invalid("unknown aggregate_function '\(name)'")
     }
-}
-
-/// onnxruntime adds base values per target when there is one per target, and a single one when
-/// there is one target; any other count is ignored.
-private func regressorBase(_ ctx: NodeContext, _ base: [Double], targets: Int) throws -> [Double] {
-    base.count == targets ? base : []
 }
 
 // MARK: TreeEnsembleClassifier

@@ -82,45 +82,42 @@ public struct NativeTreeModel: Sendable {
         self.featureNames = featureNames
     }
 
-    /// Applies `transform` to `count` rows of `targets` margins in place; for `argmax` the first
-    /// column of each row receives the index.
-    static func apply(_ transform: Transform, _ s: UnsafeMutablePointer<Float>, rows: Int, targets: Int, out: UnsafeMutablePointer<Float>) {
+    /// Applies `transform` to `rows` rows of `targets` margins in place; for `argmax` (which
+    /// needs the margins until the row is done) the first column of each row receives the index
+    /// and the rest is left as it was.
+    static func apply(_ transform: Transform, _ s: UnsafeMutablePointer<Float>, rows: Int, targets: Int) {
+        let n = rows * targets
         switch transform {
         case .identity:
-            if s != out { out.update(from: s, count: rows * targets) }
+            break
         case .sigmoid(let scale):
-            for i in 0..<rows * targets { out[i] = Float(1 / (1 + Foundation_exp(-scale * Double(s[i])))) }
+            for i in 0..<n { s[i] = Float(1 / (1 + Glibc.exp(-scale * Double(s[i])))) }
         case .softmax:
             for r in 0..<rows {
                 let row = s + r * targets
                 var m = -Double.infinity
                 for j in 0..<targets { m = max(m, Double(row[j])) }
                 var sum = 0.0
-                var e = [Double](repeating: 0, count: targets)
-                for j in 0..<targets {
-                    e[j] = Foundation_exp(Double(row[j]) - m)
-                    sum += e[j]
-                }
-                for j in 0..<targets { out[r * targets + j] = Float(e[j] / sum) }
+                for j in 0..<targets { sum += Glibc.exp(Double(row[j]) - m) }
+                for j in 0..<targets { row[j] = Float(Glibc.exp(Double(row[j]) - m) / sum) }
             }
         case .argmax:
             for r in 0..<rows {
                 let row = s + r * targets
                 var best = 0
                 for j in 1..<max(targets, 1) where row[j] > row[best] { best = j }
-                out[r] = Float(best)
+                s[r] = Float(best)  // row r's first column is at or after r: rows before it are done
             }
         case .exp:
-            for i in 0..<rows * targets { out[i] = Float(Foundation_exp(Double(s[i]))) }
+            for i in 0..<n { s[i] = Float(Glibc.exp(Double(s[i]))) }
         case .log1pExp:
-            for i in 0..<rows * targets { out[i] = Float(log1p(Foundation_exp(Double(s[i])))) }
+            for i in 0..<n { s[i] = Float(log1p(Glibc.exp(Double(s[i])))) }
         case .hinge:
-            for i in 0..<rows * targets { out[i] = s[i] > 0 ? 1 : 0 }
+            for i in 0..<n { s[i] = s[i] > 0 ? 1 : 0 }
         }
     }
 }
 
-@inline(__always) private func Foundation_exp(_ x: Double) -> Double { exp(x) }
 
 private func invalid(_ format: NativeTreeModel.Format, _ message: String) -> InferenceError {
     InferenceError(.invalidModel, "\(format.rawValue) model: \(message)")
