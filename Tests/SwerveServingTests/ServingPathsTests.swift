@@ -262,7 +262,7 @@ import Testing
                 completed.signal()
             }
         }
-        let viaEncoder = Int(ServingPaths.encodeSampleEvery) > 0 ? n / Int(ServingPaths.encodeSampleEvery) : 0
+        let viaEncoder = n / Int(ServingPaths.encodeSampleEvery)
         for _ in 0..<viaEncoder { #expect(encoder.done.wait(timeout: .now() + 30) == .success) }
         for _ in 0..<(n - viaEncoder) { #expect(completed.wait(timeout: .now() + 30) == .success) }
         #expect(encoder.sent.count == viaEncoder)
