@@ -227,6 +227,43 @@ import Testing
         }
     }
 
+    @Test func fp64RowsAreComparedInFP64() throws {
+        // A stump at the FP64 threshold 0.3 (off the FP32 grid) and one at the FP32 value 0.3f:
+        // FP64 rows between the two grids decide in FP64, FP32-exact rows take the C layout and
+        // decide the same, and a batch mixing both answers each row as alone.
+        func wide(_ e: TreeEnsemble, _ rows: [Double]) throws -> [Float] {
+            let ev = try TreeEnsembleEvaluator(e)
+            var out = [Float](repeating: -1, count: rows.count)
+            rows.withUnsafeBufferPointer { r in
+                out.withUnsafeMutableBufferPointer { ev.evaluate(wideRows: r.baseAddress!, count: rows.count, into: $0.baseAddress!) }
+            }
+            return out
+        }
+        let f = Double(Float(0.3))  // 0.30000001192…, above 0.3
+        for cmp in [TreeEnsemble.Comparison.lessOrEqual, .less, .greaterOrEqual, .greater, .equal, .notEqual] {
+            for t in [0.3, f] {
+                var e = stump(cmp, .nanGoesTrue)
+                e.nodes[0].threshold = TreeEnsemble.float32Threshold(t, for: cmp)
+                if t != f { e.exactThresholds = [t] }
+                let xs = [t.nextDown, t, t.nextUp, f.nextDown, f, f.nextUp, 0.3, .nan, -.infinity, 1e300]
+                let want: [Float] = xs.map { x in
+                    let yes: Bool
+                    switch cmp {
+                    case .lessOrEqual: yes = x.isNaN || x <= t
+                    case .less: yes = x.isNaN || x < t
+                    case .greaterOrEqual: yes = x.isNaN || x >= t
+                    case .greater: yes = x.isNaN || x > t
+                    case .equal: yes = x.isNaN || x == t
+                    default: yes = x.isNaN || x != t
+                    }
+                    return yes ? 10 : 20
+                }
+                #expect(try wide(e, xs) == want, "\(cmp) t=\(t)")
+                for (i, x) in xs.enumerated() { #expect(try wide(e, [x]) == [want[i]], "\(cmp) t=\(t) x=\(x)") }
+            }
+        }
+    }
+
     // MARK: Native files
 
     /// A LightGBM text model of one split on feature 1 at 0.5 with leaves -1 and 1 (Fixtures/).

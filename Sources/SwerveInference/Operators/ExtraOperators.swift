@@ -62,8 +62,8 @@ extension Int32: SimpleScalar {
 /// `x` as an Int64, saturating at the ends (never traps; the builders refuse NaN bounds).
 @inline(__always) func saturatingInt64(_ x: Double) -> Int64 {
     if x.isNaN { return 0 }
-    if x >= 9_223_372_036_854_775_807 { return .max }
-    if x <= -9_223_372_036_854_775_808 { return .min }
+    if x >= 0x1p63 { return .max }  // 2^63: the first double past Int64.max
+    if x <= -0x1p63 { return .min }
     return Int64(x)
 }
 

@@ -93,7 +93,10 @@ private func buildONNXEnsemble(_ ctx: NodeContext, features: Int, targets: Int, 
         }
         leafWeights[TreeKey(tree: wTrees[i], node: wNodes[i]), default: []].append((Int32(wIDs[i]), weights[i]))
     }
-    return try assembleEnsemble(ctx, raw, leafWeights: leafWeights, features: features, targets: targets)
+    // FP64 thresholds (`nodes_values_as_tensor`, which onnxruntime takes with FP64 inputs only).
+    let doubleThresholds = try ctx.floats("nodes_values") == nil && ctx.attribute("nodes_values_as_tensor") != nil
+    return try assembleEnsemble(
+        ctx, raw, leafWeights: leafWeights, features: features, targets: targets, doubleThresholds: doubleThresholds)
 }
 
 private struct TreeKey: Hashable {
@@ -104,7 +107,8 @@ private struct TreeKey: Hashable {
 /// Resolves per-tree node ids into a `TreeEnsemble`: trees in order of first appearance, each
 /// tree's root the node no other node of it points to.
 private func assembleEnsemble(
-    _ ctx: NodeContext, _ raw: [ONNXTreeNode], leafWeights: [TreeKey: [(Int32, Double)]], features: Int, targets: Int
+    _ ctx: NodeContext, _ raw: [ONNXTreeNode], leafWeights: [TreeKey: [(Int32, Double)]], features: Int, targets: Int,
+    doubleThresholds: Bool
 ) throws -> TreeEnsemble {
     var index: [TreeKey: Int] = [:]
     var treeOrder: [Int64] = []
@@ -142,6 +146,7 @@ private func assembleEnsemble(
     var leaves: [TreeEnsemble.Leaf] = []
     var leafTargets: [Int32] = []
     var weights: [Double] = []
+    var exact: [Double] = []
     var pointedTo: Set<TreeKey> = []
     nodes.reserveCapacity(Int(branchCount))
     leaves.reserveCapacity(Int(leafCount))
@@ -166,6 +171,7 @@ private func assembleEnsemble(
             missing: node.tracksTrue ? .nanGoesTrue : .compare,
             trueChild: try reference(node.tree, node.trueID, from: node.id),
             falseChild: try reference(node.tree, node.falseID, from: node.id)))
+        if doubleThresholds { exact.append(node.value) }
     }
     var roots: [Int32] = []
     for tree in treeOrder {
@@ -176,9 +182,17 @@ private func assembleEnsemble(
         let r = candidates[0]
         roots.append(raw[r].mode == "LEAF" ? ~leafIndex[r] : branchIndex[r])
     }
-    return TreeEnsemble(
+    var ensemble = TreeEnsemble(
         featureCount: features, targetCount: targets, nodes: nodes, leaves: leaves, leafTargets: leafTargets,
         leafWeights: weights, roots: roots)
+    ensemble.exactThresholds = exact
+    return ensemble
+}
+
+/// Where a kernel converts an integer input to FP32 (onnxruntime compares integers in FP32, and
+/// loads no integer input with FP64 thresholds); FP32 and FP64 inputs are read as they are.
+private func inputScratch(_ ctx: NodeContext, _ x: Int, _ type: DataType) -> Int? {
+    type == .fp32 || type == .fp64 ? nil : ctx.scratch(ValueType(dataType: .fp32, shape: ctx.type(x).shape))
 }
 
 /// The evaluator for `ensemble`, with the ensemble's problems named after the node.
@@ -202,7 +216,7 @@ func buildTreeEnsembleRegressor(_ ctx: NodeContext) throws -> (kernel: any Kerne
     ensemble.baseValues = base.count == targets ? base : []
     let kernel = TreeEnsembleKernel(
         evaluator: try evaluator(ctx, ensemble), input: x, inputType: type,
-        scratch: type == .fp32 ? nil : ctx.scratch(ValueType(dataType: .fp32, shape: ctx.type(x).shape)),
+        scratch: inputScratch(ctx, x, type),
         output: .regression(scores: ctx.outputs[0], transform: try PostTransform(ctx)))
     return (kernel, [ValueType(dataType: .fp32, shape: [rows, .fixed(targets)])])
 }
@@ -242,7 +256,7 @@ func buildTreeEnsembleClassifier(_ ctx: NodeContext) throws -> (kernel: any Kern
         binaryCase: classes == 2 && classIDs.count == 1, weightsAllPositive: weights.allSatisfy { $0 >= 0 })
     let kernel = TreeEnsembleKernel(
         evaluator: try evaluator(ctx, ensemble), input: x, inputType: type,
-        scratch: type == .fp32 ? nil : ctx.scratch(ValueType(dataType: .fp32, shape: ctx.type(x).shape)),
+        scratch: inputScratch(ctx, x, type),
         output: .classification(classifier, has: ctx.scratch(ValueType(dataType: .bool, shape: [rows, .fixed(classes)]))))
     return (kernel, [ValueType(dataType: stringLabels.isEmpty ? .int64 : .bytes, shape: [rows]),
                      ValueType(dataType: .fp32, shape: [rows, .fixed(classes)])])
@@ -334,18 +348,27 @@ struct TreeEnsembleKernel: Kernel {
     let input: Int, inputType: DataType, scratch: Int?
     let output: Output
 
+    /// Scores of the input's rows (see `TreeEnsembleEvaluator.evaluate`): FP64 rows compared in
+    /// FP64 as onnxruntime compares them, the others in FP32 (integers converted).
+    private func evaluate(_ frame: Frame, rows: Int, into s: UnsafeMutablePointer<Float>, hasScore: UnsafeMutablePointer<Bool>?) {
+        if inputType == .fp64 {
+            evaluator.evaluate(wideRows: frame.pointer(input, Double.self), count: rows, into: s, hasScore: hasScore)
+        } else {
+            evaluator.evaluate(rows: floatInput(frame, input, inputType, scratch), count: rows, into: s, hasScore: hasScore)
+        }
+    }
+
     func execute(_ frame: Frame) {
-        let x = floatInput(frame, input, inputType, scratch)
         let rows = frame.count(input) / max(evaluator.featureCount, 1)
         switch output {
         case .regression(let scores, let transform):
             let s = frame.pointer(scores, Float.self)
-            evaluator.evaluate(rows: x, count: rows, into: s)
+            evaluate(frame, rows: rows, into: s, hasScore: nil)
             applyPostTransform(s, rows: rows, cols: evaluator.targetCount, transform)
         case .classification(let c, let hasID):
             let s = frame.pointer(c.scores, Float.self)
             let has = frame.pointer(hasID, Bool.self)
-            evaluator.evaluate(rows: x, count: rows, into: s, hasScore: has)
+            evaluate(frame, rows: rows, into: s, hasScore: has)
             let useStrings = !c.stringLabels.isEmpty
             var strings: [[UInt8]] = []
             if useStrings { strings.reserveCapacity(rows) }

@@ -57,9 +57,10 @@ public struct TreeEnsemble: Sendable, Equatable {
     /// One branch. A child index >= 0 is a node of `nodes`; a child < 0 is the leaf `~child`.
     public struct Node: Sendable, Equatable {
         public var feature: Int32
-        /// Compared with the row's value converted to FP32. Sources whose thresholds are FP64
-        /// (LightGBM, ONNX `nodes_splits` as doubles) round them so the FP32 comparison decides
-        /// exactly as the FP64 one does for every FP32 input (see `float32Threshold`).
+        /// Compared with FP32 row values. Sources whose thresholds are FP64 (LightGBM, ONNX
+        /// `nodes_splits` as doubles) round them so the FP32 comparison decides exactly as the
+        /// FP64 one does for every FP32 input (see `float32Threshold`); ONNX sources, whose
+        /// inputs may be FP64, keep the FP64 value in `exactThresholds` too.
         public var threshold: Float
         public var comparison: Comparison
         public var missing: Missing
@@ -112,6 +113,10 @@ public struct TreeEnsemble: Sendable, Equatable {
     /// Added per target after aggregation (ONNX `base_values`, XGBoost `base_score` as a margin,
     /// LightGBM's none); empty means zeros.
     public var baseValues: [Double]
+    /// Per node, its threshold as the source gave it in FP64, when the source's thresholds are
+    /// doubles (ONNX `nodes_values_as_tensor`); empty when they are FP32 values. FP64 rows are
+    /// compared with these in FP64, as onnxruntime compares them; FP32 rows use `Node.threshold`.
+    public var exactThresholds: [Double] = []
 
     public init(
         featureCount: Int, targetCount: Int, nodes: [Node], leaves: [Leaf], leafTargets: [Int32],
@@ -140,6 +145,9 @@ public struct TreeEnsemble: Sendable, Equatable {
         guard leafTargets.count == leafWeights.count else { return "leaf targets and weights differ in count" }
         guard baseValues.isEmpty || baseValues.count == targetCount else {
             return "\(baseValues.count) base values for \(targetCount) targets"
+        }
+        guard exactThresholds.isEmpty || exactThresholds.count == nodes.count else {
+            return "\(exactThresholds.count) FP64 thresholds for \(nodes.count) nodes"
         }
         for (i, leaf) in leaves.enumerated() {
             guard leaf.start >= 0, leaf.count >= 0, Int(leaf.start) + Int(leaf.count) <= leafTargets.count else {

@@ -1,8 +1,8 @@
 import CSwerveKernels
 
-// Evaluates a `TreeEnsemble` over FP32 rows. Ensembles whose branches fit the C layout
-// (`CSwerveTrees.h`: <=, <, >=, > with any missing rule; SUM or AVERAGE) are compiled into it at
-// load; the others (set membership, equality tests, MIN/MAX) take the plain walk below, which is
+// Evaluates a `TreeEnsemble` over FP32 rows (FP64 rows: `evaluate(wideRows:)`). Ensembles whose
+// branches fit the C layout (`CSwerveTrees.h`: <=, <, >=, > with any missing rule; SUM or AVERAGE)
+// are compiled into it at load; the others (set membership, equality tests, MIN/MAX) take the plain walk below, which is
 // also the reference the C layout is tested against. Either way each row's scores are accumulated
 // in FP64 in tree order, so a row's answer does not depend on its batch.
 
@@ -30,18 +30,19 @@ public struct TreeEnsembleEvaluator: Sendable {
     /// Whether the C layout evaluates this ensemble (for tests and the design note).
     public var usesCompiledLayout: Bool { forest != nil }
 
-    /// Whether `x` takes the true branch of `node`.
-    private func takesTrue(_ x: Float, _ node: TreeEnsemble.Node) -> Bool {
+    /// Whether `x` takes the true branch of `node`, comparing with `t` (the node's threshold in
+    /// `x`'s type).
+    private func takesTrue<T: BinaryFloatingPoint>(_ x: T, _ node: TreeEnsemble.Node, _ t: T) -> Bool {
         var v = x
+        let tiny = T(Float(1e-35))  // LightGBM's kZeroThreshold, a float literal
         switch node.missing {
         case .compare: break
         case .nanGoesTrue: if x.isNaN { return true }
         case .nanGoesFalse: if x.isNaN { return false }
         case .nanIsZero: if x.isNaN { v = 0 }
-        case .zeroOrNaNGoesTrue: if x.isNaN || abs(x) <= 1e-35 { return true }
-        case .zeroOrNaNGoesFalse: if x.isNaN || abs(x) <= 1e-35 { return false }
+        case .zeroOrNaNGoesTrue: if x.isNaN || abs(x) <= tiny { return true }
+        case .zeroOrNaNGoesFalse: if x.isNaN || abs(x) <= tiny { return false }
         }
-        let t = node.threshold
         let members = ensemble.memberValues[Int(node.membersStart)..<Int(node.membersStart + node.membersCount)]
         switch node.comparison {
         case .lessOrEqual: return v <= t
@@ -50,19 +51,21 @@ public struct TreeEnsembleEvaluator: Sendable {
         case .greater: return v > t
         case .equal: return v == t
         case .notEqual: return v != t
-        case .member: return members.contains(v)
+        case .member: return members.contains { T($0) == v }
         case .memberInteger:
             guard v.isFinite, v > -2_147_483_649, v < 2_147_483_648 else { return false }
             return members.contains(Float(Int64(v)))  // truncated toward zero, as a C cast does
         }
     }
 
-    /// The leaf `row` reaches in the tree rooted at `root`.
-    private func leaf(_ row: UnsafePointer<Float>, root: Int32) -> TreeEnsemble.Leaf {
+    /// The leaf `row` reaches in the tree rooted at `root`; `threshold(i)` is node i's threshold
+    /// in the row's type.
+    @inline(__always)
+    private func leaf<T: BinaryFloatingPoint>(_ row: UnsafePointer<T>, root: Int32, _ threshold: (Int) -> T) -> TreeEnsemble.Leaf {
         var n = root
         while n >= 0 {
             let node = ensemble.nodes[Int(n)]
-            n = takesTrue(row[Int(node.feature)], node) ? node.trueChild : node.falseChild
+            n = takesTrue(row[Int(node.feature)], node, threshold(Int(n))) ? node.trueChild : node.falseChild
         }
         return ensemble.leaves[Int(~n)]
     }
@@ -75,7 +78,54 @@ public struct TreeEnsembleEvaluator: Sendable {
         rows: UnsafePointer<Float>, count: Int, into scores: UnsafeMutablePointer<Float>,
         hasScore: UnsafeMutablePointer<Bool>? = nil
     ) {
-        let targets = targetCount, features = featureCount
+        let features = featureCount
+        aggregate(count: count, into: scores, hasScore: hasScore) { first, n, acc, has in
+            if let forest {
+                forest.accumulate(rows + first * features, rows: n, features: features, into: acc, has: has)
+            } else {
+                walk(rows + first * features, count: n, into: acc, has: has) { ensemble.nodes[$0].threshold }
+            }
+        }
+    }
+
+    /// `evaluate(rows:)` for FP64 rows, compared in FP64 with each node's FP64 threshold
+    /// (`exactThresholds`, else the FP32 one), as onnxruntime compares FP64 inputs. Rows whose
+    /// values are all FP32 values (or NaN) take the FP32 evaluation, which decides identically
+    /// for them; the others take the plain walk in FP64.
+    public func evaluate(
+        wideRows rows: UnsafePointer<Double>, count: Int, into scores: UnsafeMutablePointer<Float>,
+        hasScore: UnsafeMutablePointer<Bool>? = nil
+    ) {
+        let features = featureCount
+        let exact = ensemble.exactThresholds
+        var narrow = [Float](repeating: 0, count: min(count, 256) * features)
+        aggregate(count: count, into: scores, hasScore: hasScore) { first, n, acc, has in
+            let chunk = rows + first * features
+            var fits = true
+            for i in 0..<n * features {
+                let v = chunk[i]
+                if Double(Float(v)) != v && !v.isNaN { fits = false; break }
+            }
+            if fits, let forest {
+                narrow.withUnsafeMutableBufferPointer { p in
+                    for i in 0..<n * features { p[i] = Float(chunk[i]) }
+                    forest.accumulate(p.baseAddress!, rows: n, features: features, into: acc, has: has)
+                }
+            } else if exact.isEmpty {
+                walk(chunk, count: n, into: acc, has: has) { Double(ensemble.nodes[$0].threshold) }
+            } else {
+                walk(chunk, count: n, into: acc, has: has) { exact[$0] }
+            }
+        }
+    }
+
+    /// Runs `accumulate(first, n, acc, has)` over chunks of rows and turns each chunk's sums into
+    /// scores: averaged, base values added, converted to FP32.
+    private func aggregate(
+        count: Int, into scores: UnsafeMutablePointer<Float>, hasScore: UnsafeMutablePointer<Bool>?,
+        _ accumulate: (Int, Int, UnsafeMutablePointer<Double>, UnsafeMutablePointer<UInt8>) -> Void
+    ) {
+        let targets = targetCount
         // In chunks of rows, so the FP64 accumulators stay small (they are on the heap: a
         // many-class model's can be megabytes) and the C layout walks many rows at once.
         let chunk = min(256, max(count, 1))
@@ -88,11 +138,7 @@ public struct TreeEnsembleEvaluator: Sendable {
                     let n = min(chunk, count - first)
                     a.baseAddress!.update(repeating: 0, count: n * targets)
                     h.baseAddress!.update(repeating: 0, count: n * targets)
-                    if let forest {
-                        forest.accumulate(rows + first * features, rows: n, features: features, into: a.baseAddress!, has: h.baseAddress!)
-                    } else {
-                        walk(rows + first * features, count: n, into: a.baseAddress!, has: h.baseAddress!)
-                    }
+                    accumulate(first, n, a.baseAddress!, h.baseAddress!)
                     for i in 0..<n * targets {
                         var v = h[i] != 0 ? a[i] : 0
                         if ensemble.aggregate == .average { v /= Double(ensemble.roots.count) }
@@ -108,11 +154,14 @@ public struct TreeEnsembleEvaluator: Sendable {
 
     /// The plain walk: each tree in turn takes every row of the chunk (its nodes stay in cache),
     /// aggregating into `acc` (rows × targets); each row still sees the trees in order.
-    private func walk(_ rows: UnsafePointer<Float>, count: Int, into acc: UnsafeMutablePointer<Double>, has: UnsafeMutablePointer<UInt8>) {
+    private func walk<T: BinaryFloatingPoint>(
+        _ rows: UnsafePointer<T>, count: Int, into acc: UnsafeMutablePointer<Double>, has: UnsafeMutablePointer<UInt8>,
+        threshold: (Int) -> T
+    ) {
         let features = featureCount, targets = targetCount
         for root in ensemble.roots {
             for r in 0..<count {
-                let l = leaf(rows + r * features, root: root)
+                let l = leaf(rows + r * features, root: root, threshold)
                 let acc = acc + r * targets, has = has + r * targets
                 for j in Int(l.start)..<Int(l.start + l.count) {
                     let t = Int(ensemble.leafTargets[j]), w = ensemble.leafWeights[j]
