@@ -19,4 +19,20 @@ public struct ServiceRouter: GRPCCallHandler {
         }
         fallback.handle(call)
     }
+
+    /// Every service sees the burst (each may defer its own calls' work); `flush` flushes them all.
+    public func dispatchBurst(_ body: (_ flush: () -> Void) -> Void) {
+        func nest(_ i: Int, _ outer: () -> Void) {
+            let handler = i == routes.count ? fallback : routes[i].handler
+            handler.dispatchBurst { flush in
+                withoutActuallyEscaping(outer) { outer in
+                    withoutActuallyEscaping(flush) { flush in
+                        let both = { outer(); flush() }
+                        if i == routes.count { body(both) } else { nest(i + 1, both) }
+                    }
+                }
+            }
+        }
+        nest(0, {})
+    }
 }

@@ -100,6 +100,12 @@ public final class InferenceService: GRPCCallHandler {
         }
     }
 
+    /// The requests of one read that would compute inline are computed together at its end
+    /// (`InlineBurst`): one batch per model version on the event loop.
+    public func dispatchBurst(_ body: (_ flush: () -> Void) -> Void) {
+        InlineBurst.run(body)
+    }
+
     public func handle(_ call: GRPCServerCall) {
         // ModelInfer is nearly all the traffic: one string comparison instead of a 14-way switch.
         if call.method == Method.modelInfer.rawValue { return modelInfer(call) }

@@ -186,12 +186,24 @@ final class DynamicBatcher: @unchecked Sendable {
     }
 
     /// Computes a request on the calling thread when inline execution says so (see
-    /// `InlinePolicy`), else queues it; fails at once with UNAVAILABLE when the queue is full or the
+    /// `InlinePolicy`) — inside a burst (`InlineBurst`) together with the burst's other requests
+    /// when it ends — else queues it; fails at once with UNAVAILABLE when the queue is full or the
     /// version is stopping. A request already past its deadline or cancelled is not computed.
     func submit(_ job: InferJob, deadlineNs: UInt64?) {
-        if executionMode != .workers, !job.isCancelled(), deadlineNs.map({ $0 > monotonicNanos() }) ?? true, runInline(job) {
-            return
+        if executionMode != .workers, !job.isCancelled(), deadlineNs.map({ $0 > monotonicNanos() }) ?? true {
+            if let burst = InlineBurst.current {
+                if deferToBurst(job, burst) {
+                    burst.add(job, deadlineNs: deadlineNs, to: self)
+                    return
+                }
+            } else if runInline(job) {
+                return
+            }
         }
+        enqueue(job, deadlineNs: deadlineNs)
+    }
+
+    private func enqueue(_ job: InferJob, deadlineNs: UInt64?) {
         condition.lock()
         if stopping {
             condition.unlock()
@@ -209,6 +221,60 @@ final class DynamicBatcher: @unchecked Sendable {
         }
     }
 
+    /// Whether `job` joins the burst's batch for this version: the policy would run it inline
+    /// (without the "alone" rule: the burst is the batch) and the burst's rows stay within
+    /// `maxRows` and, once costs are measured, within about four hops of computing, so one
+    /// burst does not hold its event loop long. Counted as running inline until `runDeferred`.
+    private func deferToBurst(_ job: InferJob, _ burst: InlineBurst) -> Bool {
+        let rows = burst.rows(for: self) + job.rows
+        condition.lock()
+        defer { condition.unlock() }
+        var limit = policy.configuration.maxRows
+        if policy.mode == .auto, policy.hopNs > 0, policy.estimatedRowCostNs > 0 {
+            limit = min(limit, max(1, Int(4 * policy.hopNs / policy.estimatedRowCostNs)))
+        }
+        guard !stopping, !paused, rows <= limit, policy.shouldInline(rows: job.rows, nowNs: monotonicNanos()) else { return false }
+        inlineRunning += 1
+        return true
+    }
+
+    /// Computes a burst's deferred requests for this version as one batch on the calling thread
+    /// (the event loop that received them); to the workers if this thread may not have an
+    /// executor.
+    func runDeferred(_ entries: [InlineBurst.Deferred]) {
+        guard let executor = inlineExecutors.forCurrentThread() else {
+            endDeferred(entries.count, nil)
+            for e in entries { enqueue(e.job, deadlineNs: e.deadlineNs) }
+            return
+        }
+        let now = monotonicNanos()
+        var jobs: [InferJob] = []
+        jobs.reserveCapacity(entries.count)
+        for e in entries {
+            if e.job.isCancelled() {
+                e.job.completion(.failure(ServingError(.cancelled, "request cancelled by the client")))
+            } else if let d = e.deadlineNs, d <= now {
+                e.job.completion(.failure(.deadlineExceeded))
+            } else {
+                jobs.append(e.job)
+            }
+        }
+        let measured = jobs.isEmpty ? nil : execute(jobs, queued: [UInt64](repeating: 0, count: jobs.count), executor)
+        if measured != nil { inlineCounter.increment() }
+        endDeferred(entries.count, measured)
+    }
+
+    private func endDeferred(_ requests: Int, _ m: Measured?) {
+        condition.lock()
+        if let m {
+            if let ns = m.computeNs { policy.recordExecution(rows: m.rows, requests: m.requests, ns: ns) }
+            policy.inlineFinished(ns: m.wallNs, nowNs: monotonicNanos())
+        }
+        inlineRunning -= requests
+        if stopping && inlineRunning == 0 { condition.broadcast() }
+        condition.unlock()
+    }
+
     func setPaused(_ value: Bool) {
         condition.lock()
         paused = value
@@ -218,6 +284,8 @@ final class DynamicBatcher: @unchecked Sendable {
 
     /// Stops taking requests, lets the workers finish everything queued, and waits for them.
     func drainAndStop() {
+        // Requests this thread deferred to its open burst count as running inline: run them now.
+        InlineBurst.current?.flush(self)
         condition.lock()
         stopping = true
         condition.broadcast()
@@ -272,6 +340,8 @@ final class DynamicBatcher: @unchecked Sendable {
         var computeNs: UInt64?
         /// The queue wait of a lone request that found the batcher idle.
         var hopNs: UInt64?
+        /// The computation's wall time.
+        var wallNs: UInt64
     }
 
     /// Whether this execution's CPU time is measured: one in 8 (it takes a system call).
@@ -308,8 +378,17 @@ final class DynamicBatcher: @unchecked Sendable {
             }
         }
         guard !jobs.isEmpty else { return nil }
-        let totalRows = jobs.reduce(0) { $0 + $1.rows }
+        guard var measured = execute(jobs, queued: queued, executor, since: start) else { return nil }
+        measured.hopNs = jobs.count == 1 && items.count == 1 && jobs[0].foundIdle ? queued[0] : nil
+        return measured
+    }
+
+    /// Computes `jobs` as one batch with `executor` and completes each (`queued`: each one's
+    /// queue wait, for its statistics; `since`: when the batch began to be put together).
+    private func execute(_ jobs: [InferJob], queued: [UInt64], _ executor: ModelExecutor, since start: UInt64? = nil) -> Measured? {
         let t1 = monotonicNanos()
+        let start = start ?? t1
+        let totalRows = jobs.reduce(0) { $0 + $1.rows }
         let cpu1 = sampleCPU() ? threadCPUNanos() : 0
         let results: [[Tensor]]
         let t2: UInt64
@@ -336,7 +415,6 @@ final class DynamicBatcher: @unchecked Sendable {
             times.queueNs = queued[k]
             j.completion(.success(Computed(outputs: results[k], times: times)))
         }
-        let hop = jobs.count == 1 && items.count == 1 && jobs[0].foundIdle ? queued[0] : nil
-        return Measured(rows: totalRows, requests: jobs.count, computeNs: cpuCost, hopNs: hop)
+        return Measured(rows: totalRows, requests: jobs.count, computeNs: cpuCost, hopNs: nil, wallNs: t2 - t1)
     }
 }

@@ -180,6 +180,17 @@ public protocol GRPCCallHandler: Sendable {
     /// Called on the connection's event loop. Must not block: hop to other threads for work
     /// and answer through `call.send`/`call.finish`/`call.respond`.
     func handle(_ call: GRPCServerCall)
+
+    /// Called on the event loop around the dispatch of the calls one read completed (`handle`
+    /// for each, inside `body`): a handler may defer the burst's work and do it together when
+    /// `body` returns or calls `flush` (the inference service batches cheap requests so; the
+    /// connection flushes before the answers it has not seen could pass its outbound limit).
+    /// The default defers nothing.
+    func dispatchBurst(_ body: (_ flush: () -> Void) -> Void)
+}
+
+extension GRPCCallHandler {
+    public func dispatchBurst(_ body: (_ flush: () -> Void) -> Void) { body {} }
 }
 
 /// A gRPC server (HTTP/2, cleartext or TLS) over nghttp2 and SwiftNIO.

@@ -85,6 +85,9 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     private var requestBudget: ConnectionRequestBudget
     /// Response bytes queued in this connection's streams, not yet taken by nghttp2.
     private var queuedResponseBytes = 0
+    /// The largest recent response message (decaying by 1/16 per response): what a call whose
+    /// answer is deferred to the end of a dispatch burst is counted at (`dispatchReadyCalls`).
+    private var typicalResponseBytes = 0
     private let outboundCap: Int
     /// Above this many queued response bytes no new call is dispatched (half the cap).
     private let softOutboundLimit: Int
@@ -518,10 +521,28 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         let calls = readyCalls
         readyCalls.removeAll(keepingCapacity: true)
         var next = 0
-        while next < calls.count && queuedResponseBytes <= softOutboundLimit && session.isOpen {
-            let call = calls[next]
-            next += 1
-            if !call.isCancelled { callHandler.handle(call) }
+        callHandler.dispatchBurst { flush in
+            // Calls handed out whose answers may be deferred to the burst's end: each counted at
+            // the largest recent answer, so the answers not yet seen cannot take the queue past
+            // the soft limit; until an answer has been seen, each call is flushed at once.
+            var unseen = 0
+            while next < calls.count && session.isOpen {
+                if queuedResponseBytes + unseen * typicalResponseBytes > softOutboundLimit {
+                    guard unseen > 0 else { break }
+                    flush()
+                    unseen = 0
+                    continue
+                }
+                let call = calls[next]
+                next += 1
+                guard !call.isCancelled else { continue }
+                callHandler.handle(call)
+                unseen += 1
+                if typicalResponseBytes == 0 {
+                    flush()
+                    unseen = 0
+                }
+            }
         }
         if next < calls.count { holdBack(calls[next...]) }
     }
@@ -545,6 +566,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
 
     func send(streamID: Int32, message: [UInt8]) {
         guard let stream = streams[streamID] else { return }
+        typicalResponseBytes = max(message.count, typicalResponseBytes - typicalResponseBytes / 16)
         let before = stream.machine.outboundPendingBytes
         let action = stream.machine.sendMessage(message)
         responseQueued(stream.machine.outboundPendingBytes - before)
@@ -566,6 +588,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
 
     func respond(streamID: Int32, message: [UInt8]) {
         guard let stream = streams[streamID] else { return }
+        typicalResponseBytes = max(message.count, typicalResponseBytes - typicalResponseBytes / 16)
         cancelDeadlineTimer(stream)
         let before = stream.machine.outboundPendingBytes
         let action = stream.machine.respond(message)

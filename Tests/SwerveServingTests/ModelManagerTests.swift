@@ -158,4 +158,75 @@ import Testing
         #expect(stats.batches.values.reduce(0) { $0 + UInt64($1.batchSize) * $1.computeInfer.count } == totalRows)
         #expect(stats.success.count == 0, "success and fail are the server's to count, once the answer is sent")
     }
+
+    @Test func aBurstsInlineRequestsRunAsOneBatchAtItsEnd() throws {
+        let root = try makeRepo(["m/1": "example"], configs: ["m": #"{"max_batch_size": 8, "execution": "inline"}"#])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = manager(root)
+        try mm.loadAll()
+        defer { mm.shutdown() }
+        let m = try mm.resolve(model: "m", version: "")
+        let reference = try CompiledModel(contentsOfFile: Self.exampleModel.path).makeExecutor()
+        // 6 requests of 1–2 rows (9 rows): the first 8 rows' requests join the burst's batch; the
+        // request that would pass max_batch_size goes to the workers.
+        let requests = (0..<6).map { randomRows(1 + $0 % 2, seed: UInt64(100 + $0)) }
+        let expected = try requests.map { rows in try reference.run([Tensor(shape: [rows.count, 30], data: .fp32(rows.flatMap { $0 }))]) }
+        let results = Mutex<[Int: [Tensor]]>([:])
+        let group = DispatchGroup()
+        var answeredInsideTheBurst = -1
+        var flushedMidway = -1
+        InlineBurst.run { flush in
+            for (i, rows) in requests.enumerated() {
+                let (inputs, n) = try! m.validate([("input", Tensor(shape: [rows.count, 30], data: .fp32(rows.flatMap { $0 })))])
+                group.enter()
+                m.infer(inputs, rows: n, deadlineNs: nil, isCancelled: { false }) { r in
+                    if case .success(let out) = r { results.withLock { $0[i] = out } }
+                    group.leave()
+                }
+                if i == 1 {
+                    // Nothing computed yet; a flush computes what is deferred so far.
+                    answeredInsideTheBurst = results.withLock { $0.count }
+                    flush()
+                    flushedMidway = results.withLock { $0.count }
+                }
+            }
+        }
+        #expect(answeredInsideTheBurst == 0, "inline requests of a burst wait for its end")
+        #expect(flushedMidway == 2, "flush computes the requests deferred so far")
+        #expect(group.wait(timeout: .now() + 30) == .success)
+        let got = results.withLock { $0 }
+        for i in 0..<requests.count { #expect(got[i] == expected[i], "request \(i)") }
+        let stats = m.statistics.snapshot
+        // Executions: [r0, r1] at the flush, [r2…r5] minus what passed 8 rows at the end, and the
+        // workers' share: fewer than one per request.
+        #expect(stats.executionCount >= 2 && stats.executionCount < UInt64(requests.count), "\(stats.executionCount) executions")
+        #expect(stats.inferenceCount == UInt64(requests.reduce(0) { $0 + $1.count }))
+        #expect(stats.batches.keys.allSatisfy { $0 <= 8 })
+
+        // Outside a burst a lone inline request still answers before `infer` returns.
+        let lone = randomRows(1, seed: 7)
+        let (inputs, n) = try m.validate([("input", Tensor(shape: [1, 30], data: .fp32(lone[0])))])
+        let answered = Mutex(false)
+        m.infer(inputs, rows: n, deadlineNs: nil, isCancelled: { false }) { _ in answered.withLock { $0 = true } }
+        #expect(answered.withLock { $0 })
+    }
+
+    @Test func unloadingInsideABurstRunsWhatTheBurstHeld() throws {
+        let root = try makeRepo(["m/1": "example"], configs: ["m": #"{"execution": "inline"}"#])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = manager(root)
+        try mm.loadAll()
+        defer { mm.shutdown() }
+        let m = try mm.resolve(model: "m", version: "")
+        let answered = Mutex<Result<[Tensor], ServingError>?>(nil)
+        InlineBurst.run { _ in
+            let (inputs, n) = try! m.validate([("input", Tensor(shape: [1, 30], data: .fp32(randomRows(1, seed: 3)[0])))])
+            m.infer(inputs, rows: n, deadlineNs: nil, isCancelled: { false }) { r in answered.withLock { $0 = r } }
+            // The batcher stops on this thread while the burst holds its request: no deadlock,
+            // the request is computed first.
+            m.batcher.drainAndStop()
+            #expect(answered.withLock { $0 } != nil)
+        }
+        #expect((try? answered.withLock { $0 }?.get())?.isEmpty == false, "the held request was computed")
+    }
 }
