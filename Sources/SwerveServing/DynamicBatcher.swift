@@ -132,10 +132,15 @@ final class DynamicBatcher: @unchecked Sendable {
         return true
     }
 
-    private func endInline(rows: Int, ns: UInt64?, wallNs: UInt64?) {
+    /// `ns`: the run's thread CPU time when sampled. The stall rule looks at CPU time, not wall
+    /// time: on a machine shared with other processes an event loop is often preempted mid-run,
+    /// and that is no reason to leave inline execution for a while.
+    private func endInline(rows: Int, ns: UInt64?) {
         condition.lock()
-        if let ns { policy.recordExecution(rows: rows, requests: 1, ns: ns) }
-        if let wallNs { policy.inlineFinished(ns: wallNs, nowNs: monotonicNanos()) }
+        if let ns {
+            policy.recordExecution(rows: rows, requests: 1, ns: ns)
+            policy.inlineFinished(ns: ns, nowNs: monotonicNanos())
+        }
         inlineRunning -= 1
         if stopping && inlineRunning == 0 { condition.broadcast() }
         condition.unlock()
@@ -146,7 +151,7 @@ final class DynamicBatcher: @unchecked Sendable {
     private func runInline(_ job: InferJob) -> Bool {
         guard beginInline(rows: job.rows) else { return false }
         guard let executor = inlineExecutors.forCurrentThread() else {
-            endInline(rows: job.rows, ns: nil, wallNs: nil)
+            endInline(rows: job.rows, ns: nil)
             return false
         }
         let start = monotonicNanos()
@@ -163,10 +168,10 @@ final class DynamicBatcher: @unchecked Sendable {
             statistics.recordExecution(rows: job.rows, times)
             batchSizeRecorder.record(job.rows)
             inlineCounter.increment()
-            endInline(rows: job.rows, ns: cost, wallNs: t2 - start)
+            endInline(rows: job.rows, ns: cost)
             result = .success(Computed(outputs: outputs, times: times))
         } catch {
-            endInline(rows: job.rows, ns: nil, wallNs: nil)
+            endInline(rows: job.rows, ns: nil)
             result = .failure(ServingError(.internal, "inference failed in \(label): \(error)"))
         }
         job.completion(result)
@@ -266,9 +271,9 @@ final class DynamicBatcher: @unchecked Sendable {
 
     private func endDeferred(_ requests: Int, _ m: Measured?) {
         condition.lock()
-        if let m {
-            if let ns = m.computeNs { policy.recordExecution(rows: m.rows, requests: m.requests, ns: ns) }
-            policy.inlineFinished(ns: m.wallNs, nowNs: monotonicNanos())
+        if let ns = m?.computeNs {  // sampled CPU time (see `endInline`)
+            policy.recordExecution(rows: m!.rows, requests: m!.requests, ns: ns)
+            policy.inlineFinished(ns: ns, nowNs: monotonicNanos())
         }
         inlineRunning -= requests
         if stopping && inlineRunning == 0 { condition.broadcast() }
@@ -340,8 +345,6 @@ final class DynamicBatcher: @unchecked Sendable {
         var computeNs: UInt64?
         /// The queue wait of a lone request that found the batcher idle.
         var hopNs: UInt64?
-        /// The computation's wall time.
-        var wallNs: UInt64
     }
 
     /// Whether this execution's CPU time is measured: one in 8 (it takes a system call).
@@ -415,6 +418,6 @@ final class DynamicBatcher: @unchecked Sendable {
             times.queueNs = queued[k]
             j.completion(.success(Computed(outputs: results[k], times: times)))
         }
-        return Measured(rows: totalRows, requests: jobs.count, computeNs: cpuCost, hopNs: nil, wallNs: t2 - t1)
+        return Measured(rows: totalRows, requests: jobs.count, computeNs: cpuCost, hopNs: nil)
     }
 }
