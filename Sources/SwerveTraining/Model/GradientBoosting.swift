@@ -358,9 +358,12 @@ extension Trainer {
         var counts = [Double](repeating: 0, count: classNames.count)
         for y in labels { counts[y] += 1 }
         let eps = 1e-12
+        // Multiclass: centered, as scikit-learn's symmetric multinomial link gives them.
+        let logPriors = counts.map { log(max($0 / Double(n), eps)) }
+        let meanLogPrior = logPriors.reduce(0, +) / Double(logPriors.count)
         let base: [Double] = outputs == 1
             ? [log(max(counts[1], eps) / max(counts[0], eps))]
-            : counts.map { log(max($0 / Double(n), eps)) }
+            : logPriors.map { $0 - meanLogPrior }
         var raw = [Double](repeating: 0, count: n * outputs)
         for r in 0..<n { for k in 0..<outputs { raw[r * outputs + k] = base[k] } }
 
@@ -385,8 +388,10 @@ extension Trainer {
                 let cls = outputs == 1 ? 1 : k
                 for r in 0..<n {
                     let q = p[r * classes + cls]
-                    g[r] = q - (labels[r] == cls ? 1 : 0)
-                    h[r] = max(q * (1 - q), 1e-16)
+                    // Kept in FP32, as scikit-learn keeps them: exact ties between splits then
+                    // stay exact ties (sums of the same FP32 values), broken the same way.
+                    g[r] = Double(Float(q - (labels[r] == cls ? 1 : 0)))
+                    h[r] = Double(Float(max(q * (1 - q), 1e-16)))
                 }
                 for i in 0..<n { rows[i] = i }
                 let tree = grower.grow(rows: &rows, g: g, h: h)
