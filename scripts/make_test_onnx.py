@@ -515,6 +515,52 @@ def torch_style_mlp():
     save("torch_style_mlp", model, {"X": x})
 
 
+def hf_style_gelu_tanh():
+    """GELU in its tanh form spelled out as Hugging Face models export it ("gelu_new":
+    0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * pow(x, 3))))), once with Pow and the halves
+    grouped (0.5 * x) * (...), once with x * x * x and ((1 + tanh) * x) * 0.5, after Gemms (the
+    graph Swerve fuses into its GELU-tanh kernel and then into the GEMM epilogue)."""
+    rng = np.random.default_rng(29)
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+    inits = [
+        const("W1", f32(16, 8)), const("b1", f32(16)), const("W2", f32(12, 16)), const("b2", f32(12)),
+        const("W3", f32(3, 12)), const("b3", f32(3)),
+        const("three", np.array(3.0, dtype=np.float32)), const("c", np.array(0.044715, dtype=np.float32)),
+        const("k", np.array(np.sqrt(2 / np.pi), dtype=np.float32)),
+        const("one", np.array(1.0, dtype=np.float32)), const("half", np.array(0.5, dtype=np.float32)),
+    ]
+    N = helper.make_node
+    nodes = [
+        N("Gemm", ["X", "W1", "b1"], ["g1"], name="fc1", transB=1),
+        N("Mul", ["half", "g1"], ["a_half"], name="a_half"),
+        N("Pow", ["g1", "three"], ["a_cube"], name="a_pow"),
+        N("Mul", ["c", "a_cube"], ["a_cc"], name="a_mulc"),
+        N("Add", ["g1", "a_cc"], ["a_in"], name="a_add"),
+        N("Mul", ["k", "a_in"], ["a_ks"], name="a_mulk"),
+        N("Tanh", ["a_ks"], ["a_t"], name="a_tanh"),
+        N("Add", ["one", "a_t"], ["a_p"], name="a_add1"),
+        N("Mul", ["a_half", "a_p"], ["h1"], name="a_out"),
+        N("Gemm", ["h1", "W2", "b2"], ["g2"], name="fc2", transB=1),
+        N("Mul", ["g2", "g2"], ["b_sq"], name="b_sq"),
+        N("Mul", ["b_sq", "g2"], ["b_cube"], name="b_cube"),
+        N("Mul", ["b_cube", "c"], ["b_cc"], name="b_mulc"),
+        N("Add", ["b_cc", "g2"], ["b_in"], name="b_add"),
+        N("Mul", ["b_in", "k"], ["b_ks"], name="b_mulk"),
+        N("Tanh", ["b_ks"], ["b_t"], name="b_tanh"),
+        N("Add", ["b_t", "one"], ["b_p"], name="b_add1"),
+        N("Mul", ["b_p", "g2"], ["b_m"], name="b_mulx"),
+        N("Mul", ["b_m", "half"], ["h2"], name="b_out"),
+        N("Gemm", ["h2", "W3", "b3"], ["logits"], name="fc3", transB=1),
+    ]
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(nodes, "hf_style", [vi("X", TensorProto.FLOAT, ["N", 8])],
+                              [vi("logits", TensorProto.FLOAT, ["N", 3])], inits)
+    model = helper.make_model(graph, producer_name="swerve-tests", opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = (2 * f32(BATCH, 8)).astype(np.float32)
+    save("hf_style_gelu_tanh", model, {"X": x})
+
+
 def elementwise_and_reductions():
     """Exp, Log, Erf, Softplus, Sqrt, Gelu (both forms, opset 20), Pow, ReduceMean/Sum/Max with
     axes as an input (opset 20) and an unfused GELU (its erf has a second reader), on values that
@@ -569,6 +615,11 @@ def elementwise_and_reductions():
 
 
 if __name__ == "__main__":
+    import sys
+    if len(sys.argv) > 1:  # only the fixtures named, e.g. `make_test_onnx.py hf_style_gelu_tanh`
+        for name in sys.argv[1:]:
+            globals()[name]()
+        sys.exit(0)
     sklearn_models()
     dense_network()
     legacy_softmax()
@@ -579,4 +630,5 @@ if __name__ == "__main__":
     categorical_operators_legacy()
     categorical_operators_v4()
     torch_style_mlp()
+    hf_style_gelu_tanh()
     elementwise_and_reductions()

@@ -96,6 +96,24 @@ def make_request(model: str, inputs: Mapping[str, np.ndarray] | Sequence[tuple[s
     return req
 
 
+def bytes_request(model: str, name: str, rows: np.ndarray) -> pb.ModelInferRequest:
+    """A raw BYTES request for input `name`: `rows` (str elements), each element as a 4-byte
+    little-endian length and its UTF-8 bytes."""
+    req = pb.ModelInferRequest(model_name=model)
+    req.inputs.add(name=name, datatype="BYTES", shape=list(rows.shape))
+    raw = bytearray()
+    for value in rows.ravel():
+        b = value.encode()
+        raw += len(b).to_bytes(4, "little") + b
+    req.raw_input_contents.append(bytes(raw))
+    return req
+
+
+def raw_answer(resp) -> tuple:
+    """Everything an answer says, as bytes: output names, datatypes, shapes, raw contents."""
+    return tuple((o.name, o.datatype, tuple(o.shape)) for o in resp.outputs) + tuple(resp.raw_output_contents)
+
+
 def decode_response(resp: pb.ModelInferResponse, raw: bool | None = None) -> dict[str, np.ndarray]:
     """Output name -> array. With raw given, also asserts the response used the
     same encoding as the request (raw_output_contents vs typed contents)."""

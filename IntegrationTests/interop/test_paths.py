@@ -137,20 +137,10 @@ def ad_rows(count: int, seed: int, unseen_share: float = 0.2) -> np.ndarray:
 
 
 def bytes_request(model: str, rows: np.ndarray):
-    """A raw BYTES [-1, 3] request (4-byte little-endian length before each element)."""
-    req = oip.pb.ModelInferRequest(model_name=model)
-    req.inputs.add(name="input", datatype="BYTES", shape=list(rows.shape))
-    raw = bytearray()
-    for value in rows.ravel():
-        b = value.encode()
-        raw += len(b).to_bytes(4, "little") + b
-    req.raw_input_contents.append(bytes(raw))
-    return req
+    return oip.bytes_request(model, "input", rows)
 
 
-def raw_answer(resp) -> tuple:
-    """Everything an answer says, as bytes: output names, datatypes, shapes, raw contents."""
-    return tuple((o.name, o.datatype, tuple(o.shape)) for o in resp.outputs) + tuple(resp.raw_output_contents)
+raw_answer = oip.raw_answer
 
 
 # --------------------------------------------------------------------------

@@ -169,21 +169,6 @@ def server(models, tmp_path_factory):
     srv.stop()
 
 
-def string_request(model: str, rows: np.ndarray):
-    req = oip.pb.ModelInferRequest(model_name=model)
-    req.inputs.add(name="X", datatype="BYTES", shape=list(rows.shape))
-    raw = bytearray()
-    for value in rows.ravel():
-        b = value.encode()
-        raw += len(b).to_bytes(4, "little") + b
-    req.raw_input_contents.append(bytes(raw))
-    return req
-
-
-def raw_answer(resp) -> tuple:
-    return tuple((o.name, o.datatype, tuple(o.shape)) for o in resp.outputs) + tuple(resp.raw_output_contents)
-
-
 @pytest.mark.parametrize("name, dtype", [("fp64_reg", np.float64), ("fp64_reg_tensor", np.float64),
                                          ("fp64_clf_tensor", np.float64), ("int64_big_clf", np.int64)])
 def test_wide_inputs_compare_as_onnxruntime_compares(models, server, name, dtype):
@@ -249,10 +234,10 @@ def test_int64_categories_answer_from_the_static_table(models, server):
     # bytes, and onnxruntime's values.
     whole = {n: stub.ModelInfer(oip.make_request(n, {"X": cells}), timeout=30)
              for n in ("cat_int_static", "cat_int_cached", "cat_int_dynamic")}
-    assert raw_answer(whole["cat_int_static"]) == raw_answer(whole["cat_int_dynamic"]) == raw_answer(whole["cat_int_cached"])
+    assert oip.raw_answer(whole["cat_int_static"]) == oip.raw_answer(whole["cat_int_dynamic"]) == oip.raw_answer(whole["cat_int_cached"])
     oip.assert_matches(oip.decode_response(whole["cat_int_static"]), want, exact=["label"])
     for i in range(CELLS):
-        one = {n: raw_answer(stub.ModelInfer(oip.make_request(n, {"X": cells[i:i + 1]}), timeout=30))
+        one = {n: oip.raw_answer(stub.ModelInfer(oip.make_request(n, {"X": cells[i:i + 1]}), timeout=30))
                for n in ("cat_int_static", "cat_int_cached", "cat_int_dynamic")}
         assert one["cat_int_static"] == one["cat_int_dynamic"] == one["cat_int_cached"], f"cell {cells[i]}"
     after = path_stats(server, "cat_int_static")
@@ -270,12 +255,12 @@ def test_string_categories_get_a_table_derived_from_the_graph(models, server):
     cells = as_strings(every_cell())
     stats = path_stats(server, "cat_str_static")
     assert (stats.mode, stats.active_path, stats.table_cells) == ("static", "static", CELLS), stats
-    table = stub.ModelInfer(string_request("cat_str_static", cells), timeout=30)
-    computed = stub.ModelInfer(string_request("cat_str_dynamic", cells), timeout=30)
-    assert raw_answer(table) == raw_answer(computed)
+    table = stub.ModelInfer(oip.bytes_request("cat_str_static", "X", cells), timeout=30)
+    computed = stub.ModelInfer(oip.bytes_request("cat_str_dynamic", "X", cells), timeout=30)
+    assert oip.raw_answer(table) == oip.raw_answer(computed)
     want = oip.ort_run(models["cat_str_static"][0], {"X": cells})
     oip.assert_matches(oip.decode_response(table), want, exact=["label"])
     # Unseen categories (OneHotEncoder's handle_unknown="ignore": all-zero columns) are computed.
     unseen = np.array([["phone", "c1", "k0"], ["tv", "", "k9"], ["MOBILE", "c4", "k2"]], dtype=object)
-    got = oip.decode_response(stub.ModelInfer(string_request("cat_str_static", unseen), timeout=30))
+    got = oip.decode_response(stub.ModelInfer(oip.bytes_request("cat_str_static", "X", unseen), timeout=30))
     oip.assert_matches(got, oip.ort_run(models["cat_str_static"][0], {"X": unseen}), exact=["label"])

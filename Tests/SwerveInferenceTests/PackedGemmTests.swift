@@ -288,6 +288,15 @@ struct PackedGemmTests {
         #expect(ops.filter { $0 == .erf }.count == 2, "\(ops)")
     }
 
+    @Test("Hugging Face's spelled-out tanh GELU (Pow or x·x·x, either grouping) becomes one kernel in the GEMM epilogue", .enabled(if: packs))
+    func geluTanhFusion() throws {
+        let hf = try CompiledModel(contentsOfFile: OracleTests.fixtures.appendingPathComponent("hf_style_gelu_tanh.onnx").path)
+        let packed = hf.plan.steps.compactMap { $0 as? PackedGemmKernel }
+        #expect(packed.map(\.activation) == [.geluTanh, .geluTanh, .none], "\(hf.plan.steps)")
+        #expect(hf.plan.steps.count == 3, "\(hf.plan.steps)")
+        // (OracleTests compares its outputs with onnxruntime's.)
+    }
+
     @Test("no fusion across a graph output or a second reader", .enabled(if: packs))
     func fusionBlocked() throws {
         var rng = SplitMix64(seed: 13)

@@ -437,9 +437,12 @@ final class GraphCompiler {
 
     /// Replaces GELU written out with Erf, as exporters before ONNX's Gelu (opset 20) emit it —
     /// x · 0.5 · (1 + erf(x / √2)), with the division as Div by √2 or Mul by 1/√2 and the three
-    /// factors multiplied in any grouping — by one `UnaryKernel(.gelu)`, which the packed GEMM's
-    /// epilogue can then take in. Only FP32, only scalar constants, and only when no
-    /// intermediate value has another reader or is a graph output.
+    /// factors multiplied in any grouping — by one `UnaryKernel(.gelu)`, and its tanh form as
+    /// Hugging Face models export it ("gelu_new": x · 0.5 · (1 + tanh(√(2/π) · (x + 0.044715 ·
+    /// x³))), the cube as Pow(x, 3) or x · x · x, operands in either order) by one
+    /// `UnaryKernel(.geluTanh)`; the packed GEMM's epilogue can then take either in. Only FP32,
+    /// only scalar constants, and only when no intermediate value has another reader or is a
+    /// graph output.
     private func fuseGelu(graphOutputs: Set<Int>) {
         var readers: [Int: Int] = [:]
         var producer: [Int: Int] = [:]
@@ -461,33 +464,64 @@ final class GraphCompiler {
         func consumer(_ v: Int) -> Int? { steps.indices.first { steps[$0].inputs.contains(v) } }
         /// The operand of `k` other than `v`.
         func other(_ k: BinaryKernel<Float>, _ v: Int) -> Int? { k.a == v ? k.b : (k.b == v ? k.a : nil) }
+        /// The operand of a product `v` whose other operand is the constant `c`, and the product's step.
+        func scaled(_ v: Int, by c: Float) -> (operand: Int, step: Int)? {
+            guard let (i, k) = binary(v, .mul) else { return nil }
+            if near(k.b, c) { return (k.a, i) }
+            if near(k.a, c) { return (k.b, i) }
+            return nil
+        }
+        /// erf's input x / √2 or x · (1/√2): x and the step.
+        func erfInput(_ v: Int) -> (x: Int, steps: [Int])? {
+            guard internalValue(v) else { return nil }
+            if let (i, k) = binary(v, .div), near(k.b, 1.41421356) { return (k.a, [i]) }
+            return scaled(v, by: 0.70710678).map { ($0.operand, [$0.step]) }
+        }
+        /// The steps that make `v` = x³ (Pow(x, 3), or x · x · x in either grouping).
+        func cube(_ v: Int, of x: Int) -> [Int]? {
+            guard internalValue(v), let i = producer[v] else { return nil }
+            if let p = steps[i].kernel as? PowKernel<Float> { return p.a == x && scalar(p.b) == 3 ? [i] : nil }
+            guard let k = steps[i].kernel as? BinaryKernel<Float>, k.op == .mul, let sq = other(k, x),
+                internalValue(sq), let (si, s) = binary(sq, .mul), s.a == x, s.b == x
+            else { return nil }
+            return [si, i]
+        }
+        /// tanh's input √(2/π) · (x + 0.044715 · x³): x and the steps.
+        func tanhInput(_ v: Int) -> (x: Int, steps: [Int])? {
+            guard internalValue(v), let (sum, ki) = scaled(v, by: 0.7978845608), internalValue(sum),
+                let (ai, add) = binary(sum, .add)
+            else { return nil }
+            for (x, term) in [(add.a, add.b), (add.b, add.a)] {
+                guard internalValue(term), let (cubed, ci) = scaled(term, by: 0.044715), let c = cube(cubed, of: x) else { continue }
+                return (x, c + [ci, ai, ki])
+            }
+            return nil
+        }
 
         var removed = Set<Int>()
         var replacements: [Int: (kernel: any Kernel, inputs: [Int], outputs: [Int])] = [:]
         for (ei, step) in steps.enumerated() {
-            guard let erf = step.kernel as? UnaryKernel<Float>, erf.op == .erf, !removed.contains(ei) else { continue }
-            // x / √2 or x · (1/√2)
-            let scaled = erf.input
-            guard internalValue(scaled) else { continue }
-            var x: Int?
-            var di: Int?
-            if let (i, k) = binary(scaled, .div), near(k.b, 1.41421356) { (x, di) = (k.a, i) }
-            if x == nil, let (i, k) = binary(scaled, .mul) {
-                if near(k.b, 0.70710678) { (x, di) = (k.a, i) } else if near(k.a, 0.70710678) { (x, di) = (k.b, i) }
+            guard let unary = step.kernel as? UnaryKernel<Float>, !removed.contains(ei) else { continue }
+            let front: (x: Int, steps: [Int])?
+            let fused: UnaryOp
+            switch unary.op {
+            case .erf: (front, fused) = (erfInput(unary.input), .gelu)
+            case .tanh: (front, fused) = (tanhInput(unary.input), .geluTanh)
+            default: continue
             }
-            guard let x, let di, constants[x] == nil else { continue }
-            // 1 + erf(·)
-            guard internalValue(erf.out), let pi = consumer(erf.out), let plus = steps[pi].kernel as? BinaryKernel<Float>,
-                plus.op == .add, let one = other(plus, erf.out), near(one, 1)
+            guard let (x, pre) = front, constants[x] == nil else { continue }
+            // 1 + erf(·) or 1 + tanh(·)
+            guard internalValue(unary.out), let pi = consumer(unary.out), let plus = steps[pi].kernel as? BinaryKernel<Float>,
+                plus.op == .add, let one = other(plus, unary.out), near(one, 1)
             else { continue }
             let opened = plus.out
             guard internalValue(opened), let m1 = consumer(opened), let k1 = steps[m1].kernel as? BinaryKernel<Float>,
                 k1.op == .mul, let o1 = other(k1, opened)
             else { continue }
-            var chain = [di, ei, pi, m1]
+            var chain = pre + [ei, pi, m1]
             var final: Int?
             if o1 == x || near(o1, 0.5) {
-                // (x · (1 + erf)) · 0.5 or ((1 + erf) · 0.5) · x
+                // (x · (1 + f)) · 0.5 or ((1 + f) · 0.5) · x
                 guard internalValue(k1.out), let m2 = consumer(k1.out), let k2 = steps[m2].kernel as? BinaryKernel<Float>,
                     k2.op == .mul, let o2 = other(k2, k1.out), o1 == x ? near(o2, 0.5) : o2 == x
                 else { continue }
@@ -496,7 +530,7 @@ final class GraphCompiler {
             } else if let (hi, h) = binary(o1, .mul), internalValue(o1),
                 (h.a == x && near(h.b, 0.5)) || (h.b == x && near(h.a, 0.5))
             {
-                // (x · 0.5) · (1 + erf)
+                // (x · 0.5) · (1 + f)
                 chain.append(hi)
                 final = k1.out
             }
@@ -504,7 +538,7 @@ final class GraphCompiler {
             let last = chain.max()!
             removed.formUnion(chain)
             removed.remove(last)
-            replacements[last] = (UnaryKernel<Float>(op: .gelu, input: x, out: final), [x], [final])
+            replacements[last] = (UnaryKernel<Float>(op: fused, input: x, out: final), [x], [final])
         }
         for (i, r) in replacements { steps[i] = r }
         steps = steps.indices.filter { !removed.contains($0) }.map { steps[$0] }
