@@ -561,6 +561,52 @@ def hf_style_gelu_tanh():
     save("hf_style_gelu_tanh", model, {"X": x})
 
 
+def torch_decomposed_layernorm():
+    """LayerNorm as torch.onnx.export writes it before opset 17: ReduceMean, Sub, Pow(·, 2) (or
+    d · d), ReduceMean, Add ε, Sqrt, Div, Mul γ, Add β, after Gemms; a second one without β and
+    with ε first; rows of very different scales (the graph Swerve fuses into one LayerNorm)."""
+    rng = np.random.default_rng(31)
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+    inits = [
+        const("W1", f32(16, 8)), const("b1", f32(16)), const("W2", f32(12, 16)), const("b2", f32(12)),
+        const("W3", f32(3, 12)), const("b3", f32(3)),
+        const("two", np.array(2.0, dtype=np.float32)), const("eps", np.array(1e-5, dtype=np.float32)),
+        const("g1", (1 + 0.1 * f32(16)).astype(np.float32)), const("be1", (0.1 * f32(16)).astype(np.float32)),
+        const("g2", (1 + 0.1 * f32(12)).astype(np.float32)),
+    ]
+    N = helper.make_node
+    nodes = [
+        N("Gemm", ["X", "W1", "b1"], ["y1"], name="fc1", transB=1),
+        N("ReduceMean", ["y1"], ["m1"], name="ln1_mean", axes=[-1], keepdims=1),
+        N("Sub", ["y1", "m1"], ["d1"], name="ln1_sub"),
+        N("Pow", ["d1", "two"], ["s1"], name="ln1_pow"),
+        N("ReduceMean", ["s1"], ["v1"], name="ln1_var", axes=[-1], keepdims=1),
+        N("Add", ["v1", "eps"], ["ve1"], name="ln1_add"),
+        N("Sqrt", ["ve1"], ["sd1"], name="ln1_sqrt"),
+        N("Div", ["d1", "sd1"], ["n1"], name="ln1_div"),
+        N("Mul", ["n1", "g1"], ["a1"], name="ln1_scale"),
+        N("Add", ["a1", "be1"], ["l1"], name="ln1_shift"),
+        N("Relu", ["l1"], ["h1"], name="relu1"),
+        N("Gemm", ["h1", "W2", "b2"], ["y2"], name="fc2", transB=1),
+        N("ReduceMean", ["y2"], ["m2"], name="ln2_mean", axes=[1], keepdims=1),
+        N("Sub", ["y2", "m2"], ["d2"], name="ln2_sub"),
+        N("Mul", ["d2", "d2"], ["s2"], name="ln2_sq"),
+        N("ReduceMean", ["s2"], ["v2"], name="ln2_var", axes=[1], keepdims=1),
+        N("Add", ["eps", "v2"], ["ve2"], name="ln2_add"),
+        N("Sqrt", ["ve2"], ["sd2"], name="ln2_sqrt"),
+        N("Div", ["d2", "sd2"], ["n2"], name="ln2_div"),
+        N("Mul", ["g2", "n2"], ["l2"], name="ln2_scale"),
+        N("Gemm", ["l2", "W3", "b3"], ["logits"], name="fc3", transB=1),
+    ]
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(nodes, "torch_ln", [vi("X", TensorProto.FLOAT, ["N", 8])],
+                              [vi("logits", TensorProto.FLOAT, ["N", 3])], inits)
+    model = helper.make_model(graph, producer_name="swerve-tests", opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    x = f32(BATCH, 8) * np.logspace(-3, 3, BATCH, dtype=np.float32)[:, None]
+    save("torch_decomposed_layernorm", model, {"X": x.astype(np.float32)})
+
+
 def elementwise_and_reductions():
     """Exp, Log, Erf, Softplus, Sqrt, Gelu (both forms, opset 20), Pow, ReduceMean/Sum/Max with
     axes as an input (opset 20) and an unfused GELU (its erf has a second reader), on values that
@@ -631,4 +677,5 @@ if __name__ == "__main__":
     categorical_operators_v4()
     torch_style_mlp()
     hf_style_gelu_tanh()
+    torch_decomposed_layernorm()
     elementwise_and_reductions()

@@ -297,6 +297,18 @@ struct PackedGemmTests {
         // (OracleTests compares its outputs with onnxruntime's.)
     }
 
+    @Test("torch's decomposed LayerNorm (Pow or d·d, with or without β) becomes one LayerNorm kernel", .enabled(if: packs))
+    func layerNormFusion() throws {
+        let torch = try CompiledModel(contentsOfFile: OracleTests.fixtures.appendingPathComponent("torch_decomposed_layernorm.onnx").path)
+        let norms = torch.plan.steps.compactMap { $0 as? LayerNormKernel<Float> }
+        #expect(norms.count == 2 && norms[0].bias != nil && norms[1].bias == nil, "\(torch.plan.steps)")
+        #expect(norms.allSatisfy { $0.epsilon == Double(Float(1e-5)) })
+        // fc1, LayerNorm, Relu (its own step: it follows the LayerNorm, not a GEMM), fc2, LayerNorm, fc3.
+        #expect(torch.plan.steps.count == 6, "\(torch.plan.steps)")
+        #expect(!torch.plan.steps.contains { $0 is ReduceKernel<Float> || $0 is BinaryKernel<Float> })
+        // (OracleTests compares its outputs with onnxruntime's.)
+    }
+
     @Test("no fusion across a graph output or a second reader", .enabled(if: packs))
     func fusionBlocked() throws {
         var rng = SplitMix64(seed: 13)

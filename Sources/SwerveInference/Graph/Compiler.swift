@@ -343,6 +343,7 @@ final class GraphCompiler {
         guard !outputIDs.isEmpty else { throw InferenceError(.invalidModel, "the graph has no outputs") }
 
         fuseGelu(graphOutputs: Set(outputIDs))
+        fuseLayerNorm(graphOutputs: Set(outputIDs))
         fuseEpilogues(graphOutputs: Set(outputIDs))
         let plan = assignSlots(inputs: inputIDs, outputs: outputIDs)
         return Result(plan: plan, inputs: inputInfos, outputs: outputInfos, opsetVersion: Int(defaultOpset ?? 0))
@@ -539,6 +540,101 @@ final class GraphCompiler {
             removed.formUnion(chain)
             removed.remove(last)
             replacements[last] = (UnaryKernel<Float>(op: fused, input: x, out: final), [x], [final])
+        }
+        for (i, r) in replacements { steps[i] = r }
+        steps = steps.indices.filter { !removed.contains($0) }.map { steps[$0] }
+    }
+
+    /// Replaces LayerNorm written out as exporters before LayerNormalization (opset 17) emit it —
+    /// mean = ReduceMean(x), d = x − mean, v = ReduceMean(d² as Pow(d, 2) or d · d), n = d /
+    /// Sqrt(v + ε), then n · γ and optionally + β, over the same trailing axes (kept) — by one
+    /// `LayerNormKernel`. Only FP32, ε a scalar constant, γ and β constants of one value or one
+    /// per normalized element, and only when no intermediate value has another reader (d has
+    /// exactly its two) or is a graph output.
+    private func fuseLayerNorm(graphOutputs: Set<Int>) {
+        var readers: [Int: Int] = [:]
+        var producer: [Int: Int] = [:]
+        for (i, step) in steps.enumerated() {
+            for v in Set(step.inputs) { readers[v, default: 0] += 1 }
+            for v in step.outputs { producer[v] = i }
+        }
+        func only(_ v: Int, readers n: Int = 1) -> Bool { readers[v] == n && !graphOutputs.contains(v) }
+        func consumers(_ v: Int) -> [Int] { steps.indices.filter { steps[$0].inputs.contains(v) } }
+        func binary(_ i: Int, _ op: BinaryOp) -> BinaryKernel<Float>? {
+            guard let k = steps[i].kernel as? BinaryKernel<Float>, k.op == op else { return nil }
+            return k
+        }
+        func other(_ k: BinaryKernel<Float>, _ v: Int) -> Int? { k.a == v ? k.b : (k.b == v ? k.a : nil) }
+        func scalar(_ v: Int) -> Float? {
+            guard let c = constants[v], case .fp32(let x) = c.data, x.count == 1 else { return nil }
+            return x[0]
+        }
+        /// A ReduceMean over trailing axes with the rank kept: the number of elements it averages.
+        func trailingMean(_ k: ReduceKernel<Float>) -> Int? {
+            guard k.op == .mean, let first = k.reduced.firstIndex(of: true), k.reduced[first...].allSatisfy({ $0 }),
+                types[k.out].shape.count == k.reduced.count
+            else { return nil }
+            var n = 1
+            for d in types[k.input].shape[first...] {
+                guard let v = d.fixedValue else { return nil }
+                n *= v
+            }
+            return n
+        }
+        func affine(_ v: Int, _ length: Int) -> Bool {
+            guard let c = constants[v], case .fp32(let x) = c.data else { return false }
+            return x.count == length || x.count == 1
+        }
+
+        var removed = Set<Int>()
+        var replacements: [Int: (kernel: any Kernel, inputs: [Int], outputs: [Int])] = [:]
+        for (mi, step) in steps.enumerated() {
+            guard let mean = step.kernel as? ReduceKernel<Float>, !removed.contains(mi), let length = trailingMean(mean) else { continue }
+            let x = mean.input
+            guard constants[x] == nil, only(mean.out), let si = consumers(mean.out).first, let sub = binary(si, .sub),
+                sub.a == x, sub.b == mean.out
+            else { continue }
+            let d = sub.out
+            guard only(d, readers: 2) else { continue }
+            let uses = consumers(d)
+            // d² (Pow or d · d) and d / std, in either order.
+            var squareStep: Int?, divStep: Int?
+            for u in uses {
+                if let p = steps[u].kernel as? PowKernel<Float>, p.a == d, scalar(p.b) == 2 { squareStep = u }
+                else if let m = binary(u, .mul), m.a == d, m.b == d { squareStep = u }
+                else if let q = binary(u, .div), q.a == d { divStep = u }
+            }
+            guard let sqi = squareStep, let dvi = divStep, let div = binary(dvi, .div) else { continue }
+            let squared = steps[sqi].outputs[0]
+            guard only(squared), let vi = consumers(squared).first, let variance = steps[vi].kernel as? ReduceKernel<Float>,
+                variance.input == squared, variance.reduced == mean.reduced, trailingMean(variance) == length,
+                only(variance.out), let ai = consumers(variance.out).first, let add = binary(ai, .add),
+                let epsID = other(add, variance.out), let eps = scalar(epsID),
+                only(add.out), let qi = consumers(add.out).first, let root = steps[qi].kernel as? UnaryKernel<Float>,
+                root.op == .sqrt, root.input == add.out, div.b == root.out, only(root.out)
+            else { continue }
+            // · γ (required: the kernel scales) and + β (optional).
+            let normalized = div.out
+            guard only(normalized), let gi = consumers(normalized).first, let mul = binary(gi, .mul),
+                let gamma = other(mul, normalized), affine(gamma, length)
+            else { continue }
+            var chain = [mi, si, sqi, vi, ai, qi, dvi, gi]
+            var final = mul.out
+            var beta: Int?
+            if only(mul.out), let bi = consumers(mul.out).first, let plus = binary(bi, .add), let b = other(plus, mul.out),
+                affine(b, length)
+            {
+                chain.append(bi)
+                final = plus.out
+                beta = b
+            }
+            guard types[final] == types[x], chain.allSatisfy({ !removed.contains($0) }) else { continue }
+            let last = chain.max()!
+            removed.formUnion(chain)
+            removed.remove(last)
+            let kernel = LayerNormKernel<Float>(x: x, scale: gamma, bias: beta, out: final, mean: nil, invStd: nil,
+                                                length: length, epsilon: Double(eps))
+            replacements[last] = (kernel, [x, gamma] + (beta.map { [$0] } ?? []), [final])
         }
         for (i, r) in replacements { steps[i] = r }
         steps = steps.indices.filter { !removed.contains($0) }.map { steps[$0] }
