@@ -147,11 +147,11 @@ static inline VF FN(softplus)(VF x) {
 
 static inline VF FN(rsqrt)(VF x) { return 1.0f / __builtin_elementwise_sqrt(x); }
 
-/// x·Φ(x) with Φ(x) = 1 − c for x ≥ 0 and c below, c = ½·erfc(|x|/√2): no cancellation on
-/// either side. erfc(z) = t·e^{−z² + P(t)}, t = 1/(1 + z/2), P of degree 9 (the Chebyshev fit of
-/// Numerical Recipes' erfcc, relative error below 1.2e-7 for every z ≥ 0).
-static inline VF FN(gelu_erfc)(VF x) {
-    VF z = FN(vabs)(x) * 0.707106781186547524f;
+/// x·½·erfc(−x/√2) for x < 0 (`gelu` takes it there only): no cancellation. erfc(z) =
+/// t·e^{−z² + P(t)}, t = 1/(1 + z/2), P of degree 9 (the Chebyshev fit of Numerical Recipes'
+/// erfcc, relative error below 1.2e-7 for every z ≥ 0).
+static inline VF FN(gelu_negative)(VF x) {
+    VF z = -x * 0.707106781186547524f;
     VF t = 1.0f / MADD(z, FN(splat)(0.5f), FN(splat)(1.0f));
     VF p = FN(splat)(0.17087277f);
     p = MADD(p, t, FN(splat)(-0.82215223f));
@@ -163,17 +163,16 @@ static inline VF FN(gelu_erfc)(VF x) {
     p = MADD(p, t, FN(splat)(0.37409196f));
     p = MADD(p, t, FN(splat)(1.00002368f));
     p = MADD(p, t, FN(splat)(-1.26551223f));
-    VF c = 0.5f * t * FN(exp)(MADD(-z, z, p));
-    return x * FN(sel)(x >= 0.0f, 1.0f - c, c);
+    return x * (0.5f * t * FN(exp)(MADD(-z, z, p)));
 }
 
 /// x·½·(1 + erf(x/√2)) where that is accurate; below x = −3.5, where 1 + erf cancels and erf's
-/// absolute error (up to 4.4e-7) times |x|/2 would pass 1e-6, through erfc (`gelu_erfc`), which
+/// absolute error (up to 4.4e-7) times |x|/2 would pass 1e-6, through erfc (`gelu_negative`), which
 /// costs an exp more and is taken only when some lane needs it.
 static inline VF FN(gelu)(VF x) {
     VF y = x * 0.5f * (1.0f + FN(erf)(x * 0.707106781186547524f));
     VI far = x < -3.5f;
-    if (__builtin_reduce_or(far)) y = FN(sel)(far, FN(gelu_erfc)(x), y);
+    if (__builtin_reduce_or(far)) y = FN(sel)(far, FN(gelu_negative)(x), y);
     return y;
 }
 

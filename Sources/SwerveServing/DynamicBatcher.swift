@@ -132,49 +132,32 @@ final class DynamicBatcher: @unchecked Sendable {
         return true
     }
 
-    /// `ns`: the run's thread CPU time when sampled. The stall rule looks at CPU time, not wall
-    /// time: on a machine shared with other processes an event loop is often preempted mid-run,
-    /// and that is no reason to leave inline execution for a while.
-    private func endInline(rows: Int, ns: UInt64?) {
+    /// `requests` inline runs ended; `m`, when they were computed, feeds the policy with the
+    /// execution's sampled thread CPU time. The stall rule looks at CPU time, not wall time: on a
+    /// machine shared with other processes an event loop is often preempted mid-run, and that is
+    /// no reason to leave inline execution for a while.
+    private func endInline(_ requests: Int, _ m: Measured?) {
         condition.lock()
-        if let ns {
-            policy.recordExecution(rows: rows, requests: 1, ns: ns)
+        if let m, let ns = m.computeNs {
+            policy.recordExecution(rows: m.rows, requests: m.requests, ns: ns)
             policy.inlineFinished(ns: ns, nowNs: monotonicNanos())
         }
-        inlineRunning -= 1
+        inlineRunning -= requests
         if stopping && inlineRunning == 0 { condition.broadcast() }
         condition.unlock()
     }
 
-    /// Runs `job` on the calling thread with its own executor, recording statistics as a
-    /// one-request batch would. Returns false (nothing done) when it should go to the workers.
+    /// Runs `job` on the calling thread with its own executor, as a one-request batch. Returns
+    /// false (nothing done) when it should go to the workers.
     private func runInline(_ job: InferJob) -> Bool {
         guard beginInline(rows: job.rows) else { return false }
         guard let executor = inlineExecutors.forCurrentThread() else {
-            endInline(rows: job.rows, ns: nil)
+            endInline(1, nil)
             return false
         }
-        let start = monotonicNanos()
-        let cpu0 = sampleCPU() ? threadCPUNanos() : 0
-        let result: Result<Computed, ServingError>
-        do {
-            let rows = try executor.compute(rowsOf: [job.inputs])
-            let t2 = monotonicNanos()
-            let cost: UInt64? = cpu0 == 0 ? nil : threadCPUNanos() - cpu0
-            let outputs = try executor.outputs(splitting: rows)[0]
-            let t3 = monotonicNanos()
-            var times = ExecutionTimes(inputNs: 0, inferNs: t2 - start, outputNs: t3 - t2)
-            times.queueNs = 0
-            statistics.recordExecution(rows: job.rows, times)
-            batchSizeRecorder.record(job.rows)
-            inlineCounter.increment()
-            endInline(rows: job.rows, ns: cost)
-            result = .success(Computed(outputs: outputs, times: times))
-        } catch {
-            endInline(rows: job.rows, ns: nil)
-            result = .failure(ServingError(.internal, "inference failed in \(label): \(error)"))
-        }
-        job.completion(result)
+        let measured = execute([job], queued: [0], executor)
+        if measured != nil { inlineCounter.increment() }
+        endInline(1, measured)
         return true
     }
 
@@ -248,7 +231,7 @@ final class DynamicBatcher: @unchecked Sendable {
     /// executor.
     func runDeferred(_ entries: [InlineBurst.Deferred]) {
         guard let executor = inlineExecutors.forCurrentThread() else {
-            endDeferred(entries.count, nil)
+            endInline(entries.count, nil)
             for e in entries { enqueue(e.job, deadlineNs: e.deadlineNs) }
             return
         }
@@ -266,18 +249,7 @@ final class DynamicBatcher: @unchecked Sendable {
         }
         let measured = jobs.isEmpty ? nil : execute(jobs, queued: [UInt64](repeating: 0, count: jobs.count), executor)
         if measured != nil { inlineCounter.increment() }
-        endDeferred(entries.count, measured)
-    }
-
-    private func endDeferred(_ requests: Int, _ m: Measured?) {
-        condition.lock()
-        if let ns = m?.computeNs {  // sampled CPU time (see `endInline`)
-            policy.recordExecution(rows: m!.rows, requests: m!.requests, ns: ns)
-            policy.inlineFinished(ns: ns, nowNs: monotonicNanos())
-        }
-        inlineRunning -= requests
-        if stopping && inlineRunning == 0 { condition.broadcast() }
-        condition.unlock()
+        endInline(entries.count, measured)
     }
 
     func setPaused(_ value: Bool) {

@@ -436,6 +436,53 @@ final class GraphCompiler {
         }
     }
 
+    /// Who reads and who produces each value of `steps`, for the fusion passes (which look a
+    /// chain of steps up and then replace it by one).
+    private struct StepIndex {
+        var readers: [Int: Int] = [:]
+        var producer: [Int: Int] = [:]
+        /// Per value, the steps that read it, in order.
+        var consumers: [Int: [Int]] = [:]
+        let graphOutputs: Set<Int>
+
+        init(_ steps: [(kernel: any Kernel, inputs: [Int], outputs: [Int])], graphOutputs: Set<Int>) {
+            self.graphOutputs = graphOutputs
+            for (i, step) in steps.enumerated() {
+                for v in Set(step.inputs) {
+                    readers[v, default: 0] += 1
+                    consumers[v, default: []].append(i)
+                }
+                for v in step.outputs { producer[v] = i }
+            }
+        }
+
+        /// Read by exactly `n` steps and not a graph output: safe to fold away.
+        func internalValue(_ v: Int, readers n: Int = 1) -> Bool { readers[v] == n && !graphOutputs.contains(v) }
+        /// The first step that reads `v`.
+        func consumer(_ v: Int) -> Int? { consumers[v]?.first }
+    }
+
+    /// The value of an FP32 scalar constant.
+    private func scalarConstant(_ v: Int) -> Float? {
+        guard let c = constants[v], case .fp32(let x) = c.data, x.count == 1 else { return nil }
+        return x[0]
+    }
+
+    /// Step `i`'s kernel when it is an FP32 `op`.
+    private func binaryStep(_ i: Int, _ op: BinaryOp) -> BinaryKernel<Float>? {
+        guard let k = steps[i].kernel as? BinaryKernel<Float>, k.op == op else { return nil }
+        return k
+    }
+
+    /// The operand of `k` other than `v` (nil when `v` is neither).
+    private static func otherOperand(_ k: BinaryKernel<Float>, _ v: Int) -> Int? { k.a == v ? k.b : (k.b == v ? k.a : nil) }
+
+    /// Puts each replacement at its step (the last of its chain) and drops the chains' other steps.
+    private func replaceChains(_ replacements: [Int: (kernel: any Kernel, inputs: [Int], outputs: [Int])], removed: Set<Int>) {
+        for (i, r) in replacements { steps[i] = r }
+        steps = steps.indices.filter { !removed.contains($0) }.map { steps[$0] }
+    }
+
     /// Replaces GELU written out with Erf, as exporters before ONNX's Gelu (opset 20) emit it —
     /// x · 0.5 · (1 + erf(x / √2)), with the division as Div by √2 or Mul by 1/√2 and the three
     /// factors multiplied in any grouping — by one `UnaryKernel(.gelu)`, and its tanh form as
@@ -445,26 +492,14 @@ final class GraphCompiler {
     /// only scalar constants, and only when no intermediate value has another reader or is a
     /// graph output.
     private func fuseGelu(graphOutputs: Set<Int>) {
-        var readers: [Int: Int] = [:]
-        var producer: [Int: Int] = [:]
-        for (i, step) in steps.enumerated() {
-            for v in Set(step.inputs) { readers[v, default: 0] += 1 }
-            for v in step.outputs { producer[v] = i }
-        }
-        func scalar(_ v: Int) -> Float? {
-            guard let c = constants[v], case .fp32(let x) = c.data, x.count == 1 else { return nil }
-            return x[0]
-        }
+        let index = StepIndex(steps, graphOutputs: graphOutputs)
+        let internalValue = { index.internalValue($0) }, consumer = index.consumer, other = Self.otherOperand
+        let scalar = scalarConstant
         func near(_ v: Int, _ value: Float) -> Bool { scalar(v).map { Swift.abs($0 - value) <= 1e-5 * value } ?? false }
         func binary(_ v: Int, _ op: BinaryOp) -> (index: Int, kernel: BinaryKernel<Float>)? {
-            guard let i = producer[v], let k = steps[i].kernel as? BinaryKernel<Float>, k.op == op else { return nil }
+            guard let i = index.producer[v], let k = binaryStep(i, op) else { return nil }
             return (i, k)
         }
-        /// A value used once, by a later step only, and not a graph output: safe to fold away.
-        func internalValue(_ v: Int) -> Bool { readers[v] == 1 && !graphOutputs.contains(v) }
-        func consumer(_ v: Int) -> Int? { steps.indices.first { steps[$0].inputs.contains(v) } }
-        /// The operand of `k` other than `v`.
-        func other(_ k: BinaryKernel<Float>, _ v: Int) -> Int? { k.a == v ? k.b : (k.b == v ? k.a : nil) }
         /// The operand of a product `v` whose other operand is the constant `c`, and the product's step.
         func scaled(_ v: Int, by c: Float) -> (operand: Int, step: Int)? {
             guard let (i, k) = binary(v, .mul) else { return nil }
@@ -480,7 +515,7 @@ final class GraphCompiler {
         }
         /// The steps that make `v` = x³ (Pow(x, 3), or x · x · x in either grouping).
         func cube(_ v: Int, of x: Int) -> [Int]? {
-            guard internalValue(v), let i = producer[v] else { return nil }
+            guard internalValue(v), let i = index.producer[v] else { return nil }
             if let p = steps[i].kernel as? PowKernel<Float> { return p.a == x && scalar(p.b) == 3 ? [i] : nil }
             guard let k = steps[i].kernel as? BinaryKernel<Float>, k.op == .mul, let sq = other(k, x),
                 internalValue(sq), let (si, s) = binary(sq, .mul), s.a == x, s.b == x
@@ -541,8 +576,7 @@ final class GraphCompiler {
             removed.remove(last)
             replacements[last] = (UnaryKernel<Float>(op: fused, input: x, out: final), [x], [final])
         }
-        for (i, r) in replacements { steps[i] = r }
-        steps = steps.indices.filter { !removed.contains($0) }.map { steps[$0] }
+        replaceChains(replacements, removed: removed)
     }
 
     /// Replaces LayerNorm written out as exporters before LayerNormalization (opset 17) emit it —
@@ -552,23 +586,10 @@ final class GraphCompiler {
     /// per normalized element, and only when no intermediate value has another reader (d has
     /// exactly its two) or is a graph output.
     private func fuseLayerNorm(graphOutputs: Set<Int>) {
-        var readers: [Int: Int] = [:]
-        var producer: [Int: Int] = [:]
-        for (i, step) in steps.enumerated() {
-            for v in Set(step.inputs) { readers[v, default: 0] += 1 }
-            for v in step.outputs { producer[v] = i }
-        }
-        func only(_ v: Int, readers n: Int = 1) -> Bool { readers[v] == n && !graphOutputs.contains(v) }
-        func consumers(_ v: Int) -> [Int] { steps.indices.filter { steps[$0].inputs.contains(v) } }
-        func binary(_ i: Int, _ op: BinaryOp) -> BinaryKernel<Float>? {
-            guard let k = steps[i].kernel as? BinaryKernel<Float>, k.op == op else { return nil }
-            return k
-        }
-        func other(_ k: BinaryKernel<Float>, _ v: Int) -> Int? { k.a == v ? k.b : (k.b == v ? k.a : nil) }
-        func scalar(_ v: Int) -> Float? {
-            guard let c = constants[v], case .fp32(let x) = c.data, x.count == 1 else { return nil }
-            return x[0]
-        }
+        let index = StepIndex(steps, graphOutputs: graphOutputs)
+        let binary = binaryStep, other = Self.otherOperand, scalar = scalarConstant
+        func only(_ v: Int, readers n: Int = 1) -> Bool { index.internalValue(v, readers: n) }
+        func consumers(_ v: Int) -> [Int] { index.consumers[v] ?? [] }
         /// A ReduceMean over trailing axes with the rank kept: the number of elements it averages.
         func trailingMean(_ k: ReduceKernel<Float>) -> Int? {
             guard k.op == .mean, let first = k.reduced.firstIndex(of: true), k.reduced[first...].allSatisfy({ $0 }),
@@ -636,8 +657,7 @@ final class GraphCompiler {
                                                 length: length, epsilon: Double(eps))
             replacements[last] = (kernel, [x, gamma] + (beta.map { [$0] } ?? []), [final])
         }
-        for (i, r) in replacements { steps[i] = r }
-        steps = steps.indices.filter { !removed.contains($0) }.map { steps[$0] }
+        replaceChains(replacements, removed: removed)
     }
 
     /// Folds what follows a packed GEMM into its epilogue: an Add of a constant that is the same

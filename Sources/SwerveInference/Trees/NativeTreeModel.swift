@@ -93,13 +93,19 @@ public struct NativeTreeModel: Sendable {
         case .sigmoid(let scale):
             for i in 0..<n { s[i] = Float(1 / (1 + Glibc.exp(-scale * Double(s[i])))) }
         case .softmax:
-            for r in 0..<rows {
-                let row = s + r * targets
-                var m = -Double.infinity
-                for j in 0..<targets { m = max(m, Double(row[j])) }
-                var sum = 0.0
-                for j in 0..<targets { sum += Glibc.exp(Double(row[j]) - m) }
-                for j in 0..<targets { row[j] = Float(Glibc.exp(Double(row[j]) - m) / sum) }
+            // Each row's exponentials in FP64, computed once (one buffer for all rows).
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: max(targets, 1)) { e in
+                for r in 0..<rows {
+                    let row = s + r * targets
+                    var m = -Double.infinity
+                    for j in 0..<targets { m = max(m, Double(row[j])) }
+                    var sum = 0.0
+                    for j in 0..<targets {
+                        e[j] = Glibc.exp(Double(row[j]) - m)
+                        sum += e[j]
+                    }
+                    for j in 0..<targets { row[j] = Float(e[j] / sum) }
+                }
             }
         case .argmax:
             for r in 0..<rows {

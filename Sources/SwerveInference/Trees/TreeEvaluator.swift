@@ -43,7 +43,6 @@ public struct TreeEnsembleEvaluator: Sendable {
         case .zeroOrNaNGoesTrue: if x.isNaN || abs(x) <= tiny { return true }
         case .zeroOrNaNGoesFalse: if x.isNaN || abs(x) <= tiny { return false }
         }
-        let members = ensemble.memberValues[Int(node.membersStart)..<Int(node.membersStart + node.membersCount)]
         switch node.comparison {
         case .lessOrEqual: return v <= t
         case .less: return v < t
@@ -51,11 +50,20 @@ public struct TreeEnsembleEvaluator: Sendable {
         case .greater: return v > t
         case .equal: return v == t
         case .notEqual: return v != t
-        case .member: return members.contains { T($0) == v }
+        case .member: return isMember(node) { T($0) == v }
         case .memberInteger:
             guard v.isFinite, v > -2_147_483_649, v < 2_147_483_648 else { return false }
-            return members.contains(Float(Int64(v)))  // truncated toward zero, as a C cast does
+            let category = Float(Int64(v))  // truncated toward zero, as a C cast does
+            return isMember(node) { $0 == category }
         }
+    }
+
+    /// Whether one of `node`'s category values satisfies `matches`.
+    @inline(__always)
+    private func isMember(_ node: TreeEnsemble.Node, _ matches: (Float) -> Bool) -> Bool {
+        let start = Int(node.membersStart)
+        for i in start..<start + Int(node.membersCount) where matches(ensemble.memberValues[i]) { return true }
+        return false
     }
 
     /// The leaf `row` reaches in the tree rooted at `root`; `threshold(i)` is node i's threshold
@@ -98,7 +106,8 @@ public struct TreeEnsembleEvaluator: Sendable {
     ) {
         let features = featureCount
         let exact = ensemble.exactThresholds
-        var narrow = [Float](repeating: 0, count: min(count, 256) * features)
+        // Where FP32-exact chunks are converted for the C layout (none without it).
+        var narrow = [Float](repeating: 0, count: forest == nil ? 0 : min(count, 256) * features)
         aggregate(count: count, into: scores, hasScore: hasScore) { first, n, acc, has in
             let chunk = rows + first * features
             var fits = true
