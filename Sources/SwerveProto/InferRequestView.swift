@@ -89,7 +89,21 @@ private func cStringView(_ p: UnsafeMutablePointer<CChar>?) -> UnsafeRawBufferPo
 extension ModelInferRequest {
     /// Decodes `bytes` and hands `body` a view of the request, valid only during the call.
     /// Refuses the same inputs as `init(serializedBytes:)`.
+    ///
+    /// This one, for a body that keeps what it needs itself (in a variable it captures), is not
+    /// generic, so a caller in another module runs code specialized here: the generic one,
+    /// called from another module, instantiates type metadata for its result on every call.
+    public static func withView(_ bytes: UnsafeRawBufferPointer, _ body: (ModelInferRequestView) throws -> Void) throws {
+        try decodeView(bytes, body)
+    }
+
+    /// Decodes `bytes` and hands `body` a view of the request, valid only during the call, and
+    /// returns what `body` returns. Refuses the same inputs as `init(serializedBytes:)`.
     public static func withView<R>(_ bytes: UnsafeRawBufferPointer, _ body: (ModelInferRequestView) throws -> R) throws -> R {
+        try decodeView(bytes, body)
+    }
+
+    private static func decodeView<R>(_ bytes: UnsafeRawBufferPointer, _ body: (ModelInferRequestView) throws -> R) throws -> R {
         if StringFields.modelInferRequest.containsNUL(in: bytes) {
             throw ProtoDecodingError("ModelInferRequest has a string field containing a NUL byte")
         }

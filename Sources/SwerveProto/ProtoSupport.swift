@@ -227,6 +227,14 @@ func encode<T>(
     return withUnsafePointer(to: value) { p in
         let n = size(p)
         if n == 0 { return [] }
+        // Small messages built in an arena are packed into it and copied out:
+        // `[UInt8](unsafeUninitializedCapacity:)` calls the standard library's unspecialized
+        // allocation, a type-metadata lookup per message, which costs more than copying a
+        // response of a few hundred bytes.
+        if n <= 16 * 1024, let arena {
+            let bytes = arena.allocate(UInt8.self, count: n)
+            return Array(UnsafeBufferPointer(start: bytes, count: pack(p, bytes)))
+        }
         return [UInt8](unsafeUninitializedCapacity: n) { buf, count in
             count = pack(p, buf.baseAddress)
         }

@@ -264,15 +264,16 @@ public final class InferenceService: GRPCCallHandler {
     private func modelInfer(_ call: GRPCServerCall) {
         let start = monotonicNow()
         var resolved: ServedModel?
-        let request: PreparedInfer
+        var prepared: PreparedInfer?
         do {
-            request = try call.message.withUnsafeBytes { bytes in
-                try ModelInferRequest.withView(bytes) { try prepare($0, call: call, resolved: &resolved) }
+            try call.message.withUnsafeBytes { bytes in
+                try ModelInferRequest.withView(bytes) { prepared = try prepare($0, call: call, resolved: &resolved) }
             }
         } catch {
             finish(call, GRPCStatus(converting: error), start: start, served: resolved)
             return
         }
+        guard let request = prepared else { preconditionFailure("withView returned without running its body") }
         let responder = InferResponder(service: self, call: call, request: request, start: start)
         request.model.infer(request.inputs, rows: request.rows, requestedOutputs: request.requestedOutputs,
                             deadlineNs: call.deadline?.uptimeNanoseconds, encoder: responder,

@@ -155,7 +155,7 @@ final class DynamicBatcher: @unchecked Sendable {
             endInline(1, nil)
             return false
         }
-        let measured = execute([job], queued: [0], executor)
+        let measured = execute([job], queued: nil, executor)
         if measured != nil { inlineCounter.increment() }
         endInline(1, measured)
         return true
@@ -247,7 +247,7 @@ final class DynamicBatcher: @unchecked Sendable {
                 jobs.append(e.job)
             }
         }
-        let measured = jobs.isEmpty ? nil : execute(jobs, queued: [UInt64](repeating: 0, count: jobs.count), executor)
+        let measured = jobs.isEmpty ? nil : execute(jobs, queued: nil, executor)
         if measured != nil { inlineCounter.increment() }
         endInline(entries.count, measured)
     }
@@ -359,8 +359,8 @@ final class DynamicBatcher: @unchecked Sendable {
     }
 
     /// Computes `jobs` as one batch with `executor` and completes each (`queued`: each one's
-    /// queue wait, for its statistics; `since`: when the batch began to be put together).
-    private func execute(_ jobs: [InferJob], queued: [UInt64], _ executor: ModelExecutor, since start: UInt64? = nil) -> Measured? {
+    /// queue wait, for its statistics, nil when none waited (inline); `since`: when the batch began to be put together).
+    private func execute(_ jobs: [InferJob], queued: [UInt64]?, _ executor: ModelExecutor, since start: UInt64? = nil) -> Measured? {
         let t1 = monotonicNanos()
         let start = start ?? t1
         let totalRows = jobs.reduce(0) { $0 + $1.rows }
@@ -387,7 +387,7 @@ final class DynamicBatcher: @unchecked Sendable {
         batchSizeRecorder.record(totalRows)
         for (k, j) in jobs.enumerated() {
             var times = stages
-            times.queueNs = queued[k]
+            times.queueNs = queued?[k] ?? 0
             j.completion(.success(Computed(outputs: results[k], times: times)))
         }
         return Measured(rows: totalRows, requests: jobs.count, computeNs: cpuCost, hopNs: nil)

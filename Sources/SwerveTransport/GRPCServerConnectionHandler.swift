@@ -69,7 +69,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     /// The handler as calls see it; set while the handler is in a pipeline (a deliberate cycle,
     /// broken in handlerRemoved).
     private var loopBoundSelf: NIOLoopBound<GRPCServerConnectionHandler>?
-    private var streams: [Int32: ServerStream] = [:]
+    private var streams = StreamTable<ServerStream>()
     private var readyCalls: [GRPCServerCall] = []
     private var headerStrings = HeaderStringCache()
     /// The request header block being received (HEADERS frames and their CONTINUATIONs are never
@@ -266,7 +266,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         }
         let all = streams
         streams.removeAll()
-        for stream in all.values {
+        for stream in all.allValues {
             stream.deadlineTask?.cancel()
             stream.deadlineTask = nil
             stream.call?.markCancelled()
@@ -431,7 +431,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     @inline(never)
     private func checkBlockedResponses(now: UInt64, limit: UInt64, writable: Bool, socketDraining: Bool) {
         var blocked: [ServerStream] = []
-        for stream in streams.values {
+        for stream in streams.allValues {
             if stream.machine.outboundPendingBytes == 0 {
                 stream.sendStall.progressed = true  // nothing waits: the clock starts when something does
             } else if stream.sendStall.tick(now: now, limit: limit, paused: socketDraining) {
@@ -466,7 +466,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         let paused = readHeld || !context.channel.isWritable || session.outputHeldBack
         var stalled: [ServerStream] = []
         var tooSlow: [ServerStream] = []
-        for stream in streams.values where stream.machine.isReceivingRequest || stream.machine.isAwaitingHeaders {
+        for stream in streams.allValues where stream.machine.isReceivingRequest || stream.machine.isAwaitingHeaders {
             if stream.stall.tick(now: now, limit: limit, paused: paused) {
                 stalled.append(stream)
             } else if let total = timeouts.requestBodyTotal, stream.stall.activeNanos >= total,

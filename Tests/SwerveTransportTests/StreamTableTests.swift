@@ -1,0 +1,89 @@
+import Testing
+
+@testable import SwerveTransport
+
+/// The connection's stream table against `Dictionary` on the same operations.
+@Suite struct StreamTableTests {
+    final class Box {
+        let n: Int32
+        init(_ n: Int32) { self.n = n }
+    }
+
+    /// A seeded generator, so a failure repeats.
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    private func check(_ table: StreamTable<Box>, _ reference: [Int32: Box], probes: [Int32]) {
+        #expect(table.count == reference.count)
+        #expect(table.isEmpty == reference.isEmpty)
+        for k in probes { #expect(table[k] === reference[k], "stream \(k)") }
+        #expect(Set(table.allValues.map(\.n)) == Set(reference.values.map(\.n)))
+    }
+
+    /// Streams as a client opens them (odd, increasing), closed in random order, through growth
+    /// to hundreds open and back down through shrinking.
+    @Test func matchesADictionaryThroughGrowthAndShrinking() {
+        var rng = Generator(state: 7)
+        var table = StreamTable<Box>()
+        var reference: [Int32: Box] = [:]
+        var next: Int32 = 1
+        var opened: [Int32] = []
+        for step in 0..<20_000 {
+            // Mostly opening in the first half, mostly closing in the second.
+            let openChance = step < 10_000 ? 0.6 : 0.35
+            if Double.random(in: 0..<1, using: &rng) < openChance || reference.isEmpty {
+                let b = Box(next)
+                table[next] = b
+                reference[next] = b
+                opened.append(next)
+                next += 2
+            } else {
+                let k = reference.keys.randomElement(using: &rng)!
+                #expect(table.removeValue(forKey: k) === reference.removeValue(forKey: k))
+            }
+            if step % 500 == 0 {
+                let probes = opened.suffix(300) + [0, -1, next, next + 2, Int32.max]
+                check(table, reference, probes: Array(probes))
+            }
+        }
+        check(table, reference, probes: opened)
+        // Removing what is not there changes nothing.
+        #expect(table.removeValue(forKey: next + 100) == nil)
+        #expect(table.removeValue(forKey: 0) == nil)
+        check(table, reference, probes: opened)
+        table.removeAll()
+        #expect(table.isEmpty && table.allValues.isEmpty && table[1] == nil)
+    }
+
+    /// IDs a hostile client might pick to collide in the low bits (spaced by large powers of two)
+    /// still all resolve, and replacing a value keeps one entry.
+    @Test func spacedIDsAndReplacement() {
+        var table = StreamTable<Box>()
+        var reference: [Int32: Box] = [:]
+        let ids = (0..<200).map { Int32(1 + $0 * 65_536) }
+        for k in ids {
+            let b = Box(k)
+            table[k] = b
+            reference[k] = b
+        }
+        check(table, reference, probes: ids)
+        let replacement = Box(ids[3])
+        table[ids[3]] = replacement
+        reference[ids[3]] = replacement
+        check(table, reference, probes: ids)
+        for k in ids.shuffled() {
+            table[k] = nil
+            reference[k] = nil
+            #expect(table[k] == nil)
+        }
+        check(table, reference, probes: ids)
+    }
+}
