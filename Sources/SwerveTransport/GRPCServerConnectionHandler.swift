@@ -139,6 +139,9 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
                 (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, configuration.maxConcurrentStreams),
                 (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(max(configuration.initialStreamWindowSize, 0))),
                 (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, UInt32(clamping: max(configuration.maxHeaderListBytes, 0))),
+                // RFC 9218: gRPC has no use for RFC 7540's priority tree, and without it nghttp2
+                // keeps no closed streams and schedules output without the dependency tree.
+                (NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1),
             ],
             connectionWindowSize: configuration.connectionWindowSize, honoursWritability: true)
         session.setOwner(self)
