@@ -273,7 +273,8 @@ public final class InferenceService: GRPCCallHandler {
             finish(call, GRPCStatus(converting: error), start: start, served: resolved)
             return
         }
-        guard let request = prepared else { preconditionFailure("withView returned without running its body") }
+        // Moved out, not copied: a copy would retain each of its arrays and strings once more.
+        guard let request = prepared.take() else { preconditionFailure("withView returned without running its body") }
         let responder = InferResponder(service: self, call: call, request: request, start: start)
         request.model.infer(request.inputs, rows: request.rows, requestedOutputs: request.requestedOutputs,
                             deadlineNs: call.deadline?.uptimeNanoseconds, encoder: responder,
