@@ -14,8 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
-import struct
 from pathlib import Path
 
 import grpc
@@ -239,18 +237,9 @@ def test_static_job_is_published_served_and_a_bad_one_is_not(trainer_env, tmp_pa
 
 
 def read_log(directory: Path) -> dict[int, bytes]:
-    """The WAL read independently (see test_wal.py): sequence → payload."""
-    out: dict[int, bytes] = {}
-    for seg in sorted(directory.glob("segment-*.wal")):
-        data, off = seg.read_bytes(), 0
-        while off + 16 <= len(data):
-            length, crc, seq = struct.unpack_from("<IIQ", data, off)
-            end = off + 16 + length
-            if end > len(data) or zlib.crc32(data[off + 8:end], zlib.crc32(data[off:off + 4])) != crc:
-                break
-            out[seq] = data[off + 16:end]
-            off = end
-    return out
+    """The WAL read independently (test_wal.py's reader): sequence → payload."""
+    from test_wal import read_log as read_records
+    return dict(read_records(directory))
 
 
 def test_acknowledged_examples_survive_kill_9(trainer_env, tmp_path):
@@ -300,6 +289,84 @@ def test_acknowledged_examples_survive_kill_9(trainer_env, tmp_path):
         got = json.loads(records[seq])
         assert got["features"]["x1"] == want["x1"] and got["label"] == want["label"], (seq, got, want)
     assert sorted(records) == list(range(1, len(records) + 1))
+
+
+def test_appends_are_all_or_nothing_and_retries_with_a_key_are_not_written_twice(trainer_env, tmp_path):
+    """kill -9 while 50-example appends with idempotency keys are in flight, then retry every
+    append that got no answer with its key, and one that did: no append is in the log in part,
+    none twice, every acknowledged one keeps its sequence numbers, and a retry of one that had
+    landed is answered with its original numbers (replayed) without writing anything."""
+    repo, start_trainer, _ = trainer_env
+    trainer = start_trainer()
+    acked: dict[str, tuple[int, list]] = {}      # key -> (first sequence, examples)
+    unanswered: dict[str, list] = {}             # key -> examples
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def unit(key: str) -> list:
+        return [tpb.Example(features={"x1": f"{key}/{k}", "x2": "0", "x3": "1"}, label=str(k % 2)) for k in range(50)]
+
+    def pusher(worker: int) -> None:
+        i = 0
+        while not stop.is_set():
+            key = f"w{worker}-{i}"
+            examples = unit(key)
+            try:
+                resp = trainer.stub.AppendExamples(tpb.AppendExamplesRequest(
+                    model_name="clicks", examples=examples, idempotency_key=key), timeout=5)
+            except grpc.RpcError:
+                with lock:
+                    unanswered[key] = examples
+                return
+            assert resp.count == 50 and not resp.replayed
+            with lock:
+                acked[key] = (resp.first_sequence, examples)
+            i += 1
+
+    threads = [threading.Thread(target=pusher, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 15
+    while len(acked) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    trainer.kill9()
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(acked) >= 5, f"only {len(acked)} appends acknowledged:\n{trainer.log_tail()}"
+
+    again = start_trainer()
+    # A retry of an acknowledged append: its original numbers, nothing written.
+    key, (first, examples) = next(iter(acked.items()))
+    resp = again.stub.AppendExamples(tpb.AppendExamplesRequest(model_name="clicks", examples=examples, idempotency_key=key), timeout=10)
+    assert resp.replayed and resp.first_sequence == first and resp.count == 50
+    # The same key for an append of another size is refused.
+    with pytest.raises(grpc.RpcError) as refused:
+        again.stub.AppendExamples(tpb.AppendExamplesRequest(model_name="clicks", examples=examples[:3], idempotency_key=key), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Retries of the appends that got no answer: each lands exactly once.
+    replayed = 0
+    for key, examples in unanswered.items():
+        resp = again.stub.AppendExamples(tpb.AppendExamplesRequest(model_name="clicks", examples=examples, idempotency_key=key), timeout=10)
+        assert resp.count == 50
+        replayed += resp.replayed
+        acked[key] = (resp.first_sequence, examples)
+    assert again.stop() == 0
+
+    records = read_log(tmp_path / "state" / "logs" / "clicks")
+    assert sorted(records) == list(range(1, len(records) + 1))
+    by_unit: dict[str, list[int]] = {}
+    for seq in sorted(records):
+        x1 = json.loads(records[seq])["features"]["x1"]
+        u, k = x1.split("/")
+        by_unit.setdefault(u, []).append(int(k))
+    partial_or_twice = {u: ks for u, ks in by_unit.items() if ks != list(range(50))}
+    assert not partial_or_twice, f"appends in part or twice: {list(partial_or_twice.items())[:3]}"
+    assert set(by_unit) == set(acked), (set(by_unit) ^ set(acked))
+    for key, (first, _) in acked.items():
+        assert json.loads(records[first])["features"]["x1"] == f"{key}/0"
+        assert json.loads(records[first])["appendKey"] == key
+    print(f"{len(acked)} appends, {len(unanswered)} unanswered at the kill, {replayed} of those had landed")
 
 
 def cpu_seconds(pid: int) -> float:

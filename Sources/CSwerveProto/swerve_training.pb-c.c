@@ -1271,7 +1271,7 @@ const ProtobufCMessageDescriptor swerve__v1__example__descriptor =
   (ProtobufCMessageInit) swerve__v1__example__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor swerve__v1__append_examples_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor swerve__v1__append_examples_request__field_descriptors[3] =
 {
   {
     "model_name",
@@ -1297,15 +1297,28 @@ static const ProtobufCFieldDescriptor swerve__v1__append_examples_request__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "idempotency_key",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__AppendExamplesRequest, idempotency_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned swerve__v1__append_examples_request__field_indices_by_name[] = {
   1,   /* field[1] = examples */
+  2,   /* field[2] = idempotency_key */
   0,   /* field[0] = model_name */
 };
 static const ProtobufCIntRange swerve__v1__append_examples_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor swerve__v1__append_examples_request__descriptor =
 {
@@ -1315,14 +1328,14 @@ const ProtobufCMessageDescriptor swerve__v1__append_examples_request__descriptor
   "Swerve__V1__AppendExamplesRequest",
   "swerve.v1",
   sizeof(Swerve__V1__AppendExamplesRequest),
-  2,
+  3,
   swerve__v1__append_examples_request__field_descriptors,
   swerve__v1__append_examples_request__field_indices_by_name,
   1,  swerve__v1__append_examples_request__number_ranges,
   (ProtobufCMessageInit) swerve__v1__append_examples_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor swerve__v1__append_examples_response__field_descriptors[2] =
+static const ProtobufCFieldDescriptor swerve__v1__append_examples_response__field_descriptors[3] =
 {
   {
     "first_sequence",
@@ -1348,15 +1361,28 @@ static const ProtobufCFieldDescriptor swerve__v1__append_examples_response__fiel
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "replayed",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__AppendExamplesResponse, replayed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned swerve__v1__append_examples_response__field_indices_by_name[] = {
   1,   /* field[1] = count */
   0,   /* field[0] = first_sequence */
+  2,   /* field[2] = replayed */
 };
 static const ProtobufCIntRange swerve__v1__append_examples_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor swerve__v1__append_examples_response__descriptor =
 {
@@ -1366,7 +1392,7 @@ const ProtobufCMessageDescriptor swerve__v1__append_examples_response__descripto
   "Swerve__V1__AppendExamplesResponse",
   "swerve.v1",
   sizeof(Swerve__V1__AppendExamplesResponse),
-  2,
+  3,
   swerve__v1__append_examples_response__field_descriptors,
   swerve__v1__append_examples_response__field_indices_by_name,
   1,  swerve__v1__append_examples_response__number_ranges,

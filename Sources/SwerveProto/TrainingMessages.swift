@@ -157,19 +157,24 @@ public struct Example: Sendable, Equatable {
 public struct AppendExamplesRequest: ProtoMessage, Equatable {
     public var modelName = ""
     public var examples: [Example] = []
-    public init(modelName: String = "", examples: [Example] = []) { self.modelName = modelName; self.examples = examples }
+    /// "" when the client sent none.
+    public var idempotencyKey = ""
+    public init(modelName: String = "", examples: [Example] = [], idempotencyKey: String = "") {
+        self.modelName = modelName; self.examples = examples; self.idempotencyKey = idempotencyKey
+    }
     public init(serializedBytes bytes: [UInt8]) throws {
-        try StringFields(strings: [1], nested: [2: StringFields(strings: [2], nested: [1: StringFields(strings: [1, 2])])]).check(bytes, "AppendExamplesRequest")
+        try StringFields(strings: [1, 3], nested: [2: StringFields(strings: [2], nested: [1: StringFields(strings: [1, 2])])]).check(bytes, "AppendExamplesRequest")
         self = try decode(bytes, "AppendExamplesRequest", unpack: swerve__v1__append_examples_request__unpack, free: swerve__v1__append_examples_request__free_unpacked) { m in
             AppendExamplesRequest(modelName: str(m.model_name), examples: msgs(m.n_examples, m.examples) { e in
                 Example(features: readStringMap(e.n_features, e.features, key: { $0.key }, value: { $0.value }), label: str(e.label))
-            })
+            }, idempotencyKey: str(m.idempotency_key))
         }
     }
     public func serializedBytes() -> [UInt8] {
         let a = Arena()
         var m = Swerve__V1__AppendExamplesRequest(); swerve__v1__append_examples_request__init(&m)
         m.model_name = a.cString(modelName)
+        m.idempotency_key = a.cString(idempotencyKey)
         let built = examples.map { x -> Swerve__V1__Example in
             var e = Swerve__V1__Example(); swerve__v1__example__init(&e)
             let entries = x.features.sorted { $0.key < $1.key }.map { kv -> Swerve__V1__Example__FeaturesEntry in
@@ -188,13 +193,17 @@ public struct AppendExamplesRequest: ProtoMessage, Equatable {
 public struct AppendExamplesResponse: ProtoMessage, Equatable {
     public var firstSequence: UInt64 = 0
     public var count: UInt64 = 0
-    public init(firstSequence: UInt64 = 0, count: UInt64 = 0) { self.firstSequence = firstSequence; self.count = count }
+    /// True when the request's idempotency key had landed before: nothing was written.
+    public var replayed = false
+    public init(firstSequence: UInt64 = 0, count: UInt64 = 0, replayed: Bool = false) {
+        self.firstSequence = firstSequence; self.count = count; self.replayed = replayed
+    }
     public init(serializedBytes bytes: [UInt8]) throws {
-        (firstSequence, count) = try decode(bytes, "AppendExamplesResponse", unpack: swerve__v1__append_examples_response__unpack, free: swerve__v1__append_examples_response__free_unpacked) { ($0.first_sequence, $0.count) }
+        (firstSequence, count, replayed) = try decode(bytes, "AppendExamplesResponse", unpack: swerve__v1__append_examples_response__unpack, free: swerve__v1__append_examples_response__free_unpacked) { ($0.first_sequence, $0.count, $0.replayed != 0) }
     }
     public func serializedBytes() -> [UInt8] {
         var m = Swerve__V1__AppendExamplesResponse(); swerve__v1__append_examples_response__init(&m)
-        m.first_sequence = firstSequence; m.count = count
+        m.first_sequence = firstSequence; m.count = count; m.replayed = replayed ? 1 : 0
         return encode(m, size: swerve__v1__append_examples_response__get_packed_size, pack: swerve__v1__append_examples_response__pack)
     }
 }

@@ -24,7 +24,8 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
     private var jobOrder: [String] = []
     private var queues: [String: DispatchQueue] = [:]
     private var logs: [String: ExampleLog] = [:]
-    private var appendLocks: [String: NSLock] = [:]
+    /// One per model log: appends all or nothing, with idempotency keys.
+    private var appenders: [String: ExampleAppender] = [:]
     private var continuousByModel: [String: String] = [:]
     private var shuttingDown = false
     private let blockingQueue = DispatchQueue(label: "swerve.trainer.blocking", attributes: .concurrent)
@@ -291,25 +292,20 @@ public final class TrainerService: GRPCCallHandler, @unchecked Sendable {
         if let log = logs[model] { return log }
         let log = try ExampleLog(directory: stateDirectory.appendingPathComponent("logs").appendingPathComponent(model))
         logs[model] = log
-        appendLocks[model] = NSLock()
+        appenders[model] = ExampleAppender(log: log)
         return log
     }
 
     func append(_ r: AppendExamplesRequest) throws -> AppendExamplesResponse {
         guard !r.examples.isEmpty else { throw GRPCStatus(.invalidArgument, "no examples") }
-        let log = try exampleLog(for: r.modelName)
+        _ = try exampleLog(for: r.modelName)
         lock.lock()
-        let appendLock = appendLocks[r.modelName]!
+        let appender = appenders[r.modelName]!
         lock.unlock()
-        // One request's examples get consecutive sequence numbers; each append returns after fsync.
-        appendLock.lock()
-        defer { appendLock.unlock() }
-        var first: UInt64 = 0
-        for example in r.examples {
-            let s = try log.append(example: LabelledExample(features: example.features, label: example.label))
-            if first == 0 { first = s }
-        }
-        return AppendExamplesResponse(firstSequence: first, count: UInt64(r.examples.count))
+        // All or nothing, in consecutive sequence numbers, returning once durable; a retry with
+        // the same idempotency key is answered with the original numbers.
+        let result = try appender.append(r.examples.map { LabelledExample(features: $0.features, label: $0.label) }, key: r.idempotencyKey)
+        return AppendExamplesResponse(firstSequence: result.firstSequence, count: UInt64(result.count), replayed: result.replayed)
     }
 
     // MARK: - Registry

@@ -6,7 +6,8 @@ import SwerveTraining
 
 /// `swerve wal-stress --dir D --count N`: appends N examples to an example log from
 /// `--threads` threads, printing `ack <sequence> <id>` as each append returns. A test kills it
-/// with SIGKILL and checks that every acknowledged example survived.
+/// with SIGKILL and checks that every acknowledged example survived. With `--batch B` each
+/// append is a unit of B examples (ids `<thread>-<i>/<k>`), which must survive whole or not at all.
 struct WalStressCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wal-stress", abstract: "Append examples to an example log, printing each acknowledged sequence number (durability tests).",
@@ -27,6 +28,9 @@ struct WalStressCommand: ParsableCommand {
     @Option(name: .long, help: "Segment size limit in bytes.")
     var segmentBytes: Int = 64 << 10
 
+    @Option(name: .long, help: "Examples per append (each append all or nothing).")
+    var batch: Int = 1
+
     func run() throws {
         let log = try ExampleLog(directory: URL(fileURLWithPath: dir, isDirectory: true),
                                  options: ExampleLog.Options(maxSegmentBytes: segmentBytes))
@@ -42,10 +46,22 @@ struct WalStressCommand: ParsableCommand {
             while i < total {
                 let id = "\(t)-\(i)"
                 do {
-                    let seq = try log.append(example: LabelledExample(features: ["i": String(i), "pad": padding], label: String(i % 2), id: id))
-                    out.lock()
-                    printUnbuffered("ack \(seq) \(id)")
-                    out.unlock()
+                    if batch > 1 {
+                        let encoder = JSONEncoder()
+                        let ids = (0..<batch).map { "\(id)/\($0)" }
+                        let payloads = try ids.map {
+                            Array(try encoder.encode(LabelledExample(features: ["i": String(i), "pad": padding], label: String(i % 2), id: $0)))
+                        }
+                        let first = try log.append(batch: payloads)
+                        out.lock()
+                        for (k, x) in ids.enumerated() { printUnbuffered("ack \(first + UInt64(k)) \(x)") }
+                        out.unlock()
+                    } else {
+                        let seq = try log.append(example: LabelledExample(features: ["i": String(i), "pad": padding], label: String(i % 2), id: id))
+                        out.lock()
+                        printUnbuffered("ack \(seq) \(id)")
+                        out.unlock()
+                    }
                 } catch {
                     failures.lock()
                     if firstError == nil { firstError = error }

@@ -185,16 +185,25 @@ struct  Swerve__V1__Example
     , 0,NULL, (char *)protobuf_c_empty_string }
 
 
+/*
+ * All or nothing: either every example is durable (in consecutive sequence numbers) or none is,
+ * even across a crash mid-append.
+ */
 struct  Swerve__V1__AppendExamplesRequest
 {
   ProtobufCMessage base;
   char *model_name;
   size_t n_examples;
   Swerve__V1__Example **examples;
+  /*
+   * Optional (at most 128 bytes): a retry with the same key (and the same examples) of an append
+   * that landed is answered with its original sequence numbers instead of being written again.
+   */
+  char *idempotency_key;
 };
 #define SWERVE__V1__APPEND_EXAMPLES_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__append_examples_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Swerve__V1__AppendExamplesResponse
@@ -202,10 +211,14 @@ struct  Swerve__V1__AppendExamplesResponse
   ProtobufCMessage base;
   uint64_t first_sequence;
   uint64_t count;
+  /*
+   * True when the key had landed before: nothing was written this time.
+   */
+  protobuf_c_boolean replayed;
 };
 #define SWERVE__V1__APPEND_EXAMPLES_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__append_examples_response__descriptor) \
-    , 0, 0 }
+    , 0, 0, 0 }
 
 
 struct  Swerve__V1__ModelRef

@@ -14,6 +14,10 @@ public struct LabelledExample: Codable, Sendable, Equatable {
     public var label: String
     /// The producer's id for deduplication, if it has one.
     public var id: String?
+    /// On the first example of an append that carried an idempotency key: the key and how many
+    /// examples the append wrote (see `ExampleAppender`).
+    public var appendKey: String?
+    public var appendCount: Int?
 
     public init(features: [String: String], label: String, id: String? = nil) {
         self.features = features
@@ -28,6 +32,9 @@ public struct LabelledExample: Codable, Sendable, Equatable {
 /// On disk: `<directory>/segment-<first sequence, 20 digits>.wal` files, each a run of records
 ///
 ///     u32 length | u32 crc32(length, sequence, payload) | u64 sequence | payload   (little-endian)
+///
+/// where the length field's top bit (`continuationFlag`) says more records of the same append
+/// follow: an append of several records (`append(batch:)`) is all or nothing across a crash.
 ///
 /// with sequence numbers consecutive from 1 across segments. A new segment starts when the
 /// active one would pass `maxSegmentBytes`; the old one is fsynced first, so only the last
@@ -177,10 +184,28 @@ public final class ExampleLog: @unchecked Sendable {
     /// Appends `payload` and returns its sequence number once it is durable.
     @discardableResult
     public func append(_ payload: [UInt8]) throws -> UInt64 {
-        guard payload.count <= options.maxRecordBytes else {
-            throw StorageError(.invalidArgument, "record of \(payload.count) bytes exceeds \(options.maxRecordBytes)")
+        try append(batch: [payload])
+    }
+
+    /// Appends `payloads` as one all-or-nothing unit, in consecutive sequence numbers, and returns
+    /// the first once all are durable. Every record but the last carries the continuation flag
+    /// (see the type's comment), so recovery after a crash mid-append cuts the whole unit, never
+    /// part of it. A unit never spans segments: one that would not fit in the active segment
+    /// starts a new one, and a unit larger than a segment is refused (a single record may still
+    /// take up to `maxRecordBytes`, as before).
+    @discardableResult
+    public func append(batch payloads: [[UInt8]]) throws -> UInt64 {
+        guard !payloads.isEmpty else { throw StorageError(.invalidArgument, "an append needs at least one record") }
+        var size = 0
+        for p in payloads {
+            guard p.count <= options.maxRecordBytes else {
+                throw StorageError(.invalidArgument, "record of \(p.count) bytes exceeds \(options.maxRecordBytes)")
+            }
+            size += Self.headerSize + p.count
         }
-        let size = Self.headerSize + payload.count
+        guard payloads.count == 1 || size <= options.maxSegmentBytes else {
+            throw StorageError(.invalidArgument, "an append of \(payloads.count) records and \(size) bytes exceeds the segment size \(options.maxSegmentBytes)")
+        }
         cond.lock()
         defer { cond.unlock() }
         if let failure { throw failure }
@@ -189,16 +214,22 @@ public final class ExampleLog: @unchecked Sendable {
             try rotateLocked()
         }
         if let failure { throw failure }
-        let sequence = nextSequence
+        let first = nextSequence
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(size)
+        for (i, p) in payloads.enumerated() {
+            bytes += Self.encode(sequence: first + UInt64(i), payload: p, continues: i < payloads.count - 1)
+        }
         do {
-            try DurableFiles.writeAll(fd: fd, Self.encode(sequence: sequence, payload: payload), path: segments.last!.path)
+            try DurableFiles.writeAll(fd: fd, bytes, path: segments.last!.path)
         } catch {
             // A partial record may be on disk; recovery will cut it, but nothing may follow it.
             failure = StorageError(.failedPrecondition, "example log write failed; reopen the log", cause: error)
             cond.broadcast()
             throw error
         }
-        nextSequence += 1
+        let sequence = first + UInt64(payloads.count) - 1
+        nextSequence = sequence + 1
         writtenThrough = sequence
         activeSize += size
         while durableThrough < sequence {
@@ -223,7 +254,7 @@ public final class ExampleLog: @unchecked Sendable {
             durableThrough = max(durableThrough, target)
             cond.broadcast()
         }
-        return sequence
+        return first
     }
 
     /// Appends one example as JSON.
@@ -252,6 +283,26 @@ public final class ExampleLog: @unchecked Sendable {
             }
         }
         return out
+    }
+
+    /// Calls `body` with every durable record, oldest first, reading one segment at a time.
+    public func forEachRecord(_ body: (Record) throws -> Void) throws {
+        cond.lock()
+        let segs = segments
+        let last = durableThrough
+        cond.unlock()
+        for segment in segs {
+            let bytes: [UInt8]
+            do {
+                bytes = try Self.readFile(segment.path, options: options)
+            } catch let e as StorageError where e.code == .io && !FileManager.default.fileExists(atPath: segment.path) {
+                continue  // removed by `removeSegments` since the list was taken
+            }
+            for record in Self.scan(bytes, firstSequence: segment.first, maxRecordBytes: options.maxRecordBytes).records {
+                if record.sequence > last { return }
+                try body(record)
+            }
+        }
     }
 
     /// Deletes sealed segments whose records all come before `sequence` (everything a
@@ -326,10 +377,13 @@ public final class ExampleLog: @unchecked Sendable {
         return [UInt8](data)
     }
 
-    static func encode(sequence: UInt64, payload: [UInt8]) -> [UInt8] {
+    /// The length field's top bit: more records of the same append follow this one.
+    static let continuationFlag: UInt32 = 1 << 31
+
+    static func encode(sequence: UInt64, payload: [UInt8], continues: Bool = false) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(headerSize + payload.count)
-        appendLE(&out, UInt64(UInt32(payload.count)), bytes: 4)
+        appendLE(&out, UInt64(UInt32(payload.count) | (continues ? continuationFlag : 0)), bytes: 4)
         appendLE(&out, 0, bytes: 4)  // CRC, filled below
         appendLE(&out, sequence, bytes: 8)
         out += payload
@@ -351,36 +405,42 @@ public final class ExampleLog: @unchecked Sendable {
         var stopReason: String?
     }
 
-    /// Reads records from the start of a segment until the end or the first bad one.
+    /// Reads records from the start of a segment until the end or the first bad one. Records of
+    /// an append that did not finish (its last valid record still says more follow) are not
+    /// valid: the scan ends where that append began.
     static func scan(_ bytes: [UInt8], firstSequence: UInt64, maxRecordBytes: Int) -> Scan {
         var records: [Record] = []
         var offset = 0
         var expected = firstSequence
+        // Where the append being read began (byte offset and record count), while its records
+        // say more follow.
+        var unitStart: (offset: Int, records: Int)?
+        func stop(_ reason: String?) -> Scan {
+            guard let unit = unitStart else { return Scan(records: records, validBytes: offset, stopReason: reason) }
+            let incomplete = records.count - unit.records
+            records.removeLast(incomplete)
+            let why = "an append cut short: \(incomplete) record(s) from byte \(unit.offset) without the rest of their append"
+            return Scan(records: records, validBytes: unit.offset, stopReason: reason.map { why + " (" + $0 + ")" } ?? why)
+        }
         while offset < bytes.count {
-            guard bytes.count - offset >= headerSize else {
-                return Scan(records: records, validBytes: offset, stopReason: "torn header at byte \(offset)")
-            }
-            let length = Int(readLE(bytes, offset, 4))
-            guard length <= maxRecordBytes else {
-                return Scan(records: records, validBytes: offset, stopReason: "implausible length \(length) at byte \(offset)")
-            }
-            guard bytes.count - offset - headerSize >= length else {
-                return Scan(records: records, validBytes: offset, stopReason: "torn record at byte \(offset)")
-            }
+            guard bytes.count - offset >= headerSize else { return stop("torn header at byte \(offset)") }
+            let field = UInt32(readLE(bytes, offset, 4))
+            let continues = field & continuationFlag != 0
+            let length = Int(field & ~continuationFlag)
+            guard length <= maxRecordBytes else { return stop("implausible length \(length) at byte \(offset)") }
+            guard bytes.count - offset - headerSize >= length else { return stop("torn record at byte \(offset)") }
             let stored = UInt32(readLE(bytes, offset + 4, 4))
             let record = bytes[offset..<(offset + headerSize + length)]
-            guard checksum(record, payloadCount: length) == stored else {
-                return Scan(records: records, validBytes: offset, stopReason: "CRC mismatch at byte \(offset)")
-            }
+            guard checksum(record, payloadCount: length) == stored else { return stop("CRC mismatch at byte \(offset)") }
             let sequence = readLE(bytes, offset + 8, 8)
-            guard sequence == expected else {
-                return Scan(records: records, validBytes: offset, stopReason: "sequence \(sequence) at byte \(offset), expected \(expected)")
-            }
+            guard sequence == expected else { return stop("sequence \(sequence) at byte \(offset), expected \(expected)") }
+            if continues && unitStart == nil { unitStart = (offset, records.count) }
             records.append(Record(sequence: sequence, payload: Array(bytes[(offset + headerSize)..<(offset + headerSize + length)])))
             offset += headerSize + length
             expected += 1
+            if !continues { unitStart = nil }
         }
-        return Scan(records: records, validBytes: offset, stopReason: nil)
+        return stop(nil)
     }
 
     private static func appendLE(_ out: inout [UInt8], _ value: UInt64, bytes: Int) {
