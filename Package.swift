@@ -177,7 +177,7 @@ let package = Package(
         .testTarget(
             name: "SwerveTransportTests",
             dependencies: [
-                "SwerveTransport", "SwerveStatus", "SwerveTesting",
+                "SwerveTransport", "SwerveStatus", "SwerveTesting", "SwerveInference",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
