@@ -8,9 +8,9 @@ import SwerveRepository
 /// The key is written with the append itself, on its first example (`appendKey`,
 /// `appendCount`), so it is durable exactly when the append is: a crash before the append is
 /// durable loses the key with it and the retry writes it; a crash after answers the retry from
-/// the log. Keys are remembered for the appends still in the log (segments a checkpointed
-/// consumer let go are forgotten) and at most `maxKeys` of the latest ones; the index is read
-/// from the log on the first keyed append after opening.
+/// the log. At most `maxKeys` of the latest keys are remembered; the index is read from the log
+/// on the first keyed append after opening, so after a restart only keys whose appends are still
+/// in the log (not in segments a checkpointed consumer let go) are known.
 public final class ExampleAppender: @unchecked Sendable {
     public static let maxKeyBytes = 128
     public static let maxKeys = 100_000

@@ -33,10 +33,9 @@ public struct LabelledExample: Codable, Sendable, Equatable {
 ///
 ///     u32 length | u32 crc32(length, sequence, payload) | u64 sequence | payload   (little-endian)
 ///
-/// where the length field's top bit (`continuationFlag`) says more records of the same append
-/// follow: an append of several records (`append(batch:)`) is all or nothing across a crash.
-///
-/// with sequence numbers consecutive from 1 across segments. A new segment starts when the
+/// with sequence numbers consecutive from 1 across segments. The length field's top bit
+/// (`continuationFlag`) says more records of the same append follow: an append of several
+/// records (`append(batch:)`) is all or nothing across a crash. A new segment starts when the
 /// active one would pass `maxSegmentBytes`; the old one is fsynced first, so only the last
 /// segment can hold a torn record. Opening the log recovers it: records are read up to the first
 /// one that is torn, fails its CRC or breaks the sequence, and the last segment is truncated
@@ -198,7 +197,8 @@ public final class ExampleLog: @unchecked Sendable {
         guard !payloads.isEmpty else { throw StorageError(.invalidArgument, "an append needs at least one record") }
         var size = 0
         for p in payloads {
-            guard p.count <= options.maxRecordBytes else {
+            // Below 2^31 whatever the options say: the length field's top bit is the flag.
+            guard p.count <= options.maxRecordBytes, p.count < Int(Self.continuationFlag) else {
                 throw StorageError(.invalidArgument, "record of \(p.count) bytes exceeds \(options.maxRecordBytes)")
             }
             size += Self.headerSize + p.count
