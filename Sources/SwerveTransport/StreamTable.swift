@@ -2,7 +2,8 @@
 /// and backward-shift deletion. Every callback of a request looks its stream up (begin, headers,
 /// data, end, response, close: about eight lookups per request); `Dictionary` hashes each key
 /// with SipHash, this multiplies it by a per-table random odd number and keeps the top bits
-/// (Fibonacci hashing), so a client cannot choose stream IDs that collide.
+/// (Fibonacci hashing), so a client cannot tell which stream IDs would collide (and a probe run
+/// is never longer than the streams open at once, which the concurrent-stream limit bounds).
 ///
 /// Its size follows the streams open at once (at most the advertised concurrent-stream limit
 /// plus a few): it doubles past half full and halves when fewer than an eighth of its slots are
