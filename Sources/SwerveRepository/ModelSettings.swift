@@ -73,6 +73,16 @@ public struct ModelSettings: Sendable, Equatable {
     public var declaredDomains: [String: [[DomainValue]]] = [:]
     /// This model's response cache budget in bytes; nil = the server's per-model share.
     public var cacheBytes: Int?
+    /// The sampled log of served requests (`prediction_log`); nil = none.
+    public var predictionLog: PredictionLogSettings?
+
+    /// `prediction_log: {"sample_rate": R, "max_bytes": N}`: log a fraction R (0...1) of served
+    /// requests, keeping at most N bytes on disk (at least 64 KiB).
+    public struct PredictionLogSettings: Sendable, Equatable {
+        public var sampleRate: Double
+        public var maxBytes: Int
+        public init(sampleRate: Double, maxBytes: Int) { self.sampleRate = sampleRate; self.maxBytes = maxBytes }
+    }
 
     public init() {}
 
@@ -89,6 +99,7 @@ public struct ModelSettings: Sendable, Equatable {
         case execution
         case staticTable = "static_table"
         case responseCache = "response_cache"
+        case predictionLog = "prediction_log"
     }
 
     /// Parses config.json. Unknown keys are rejected so that a typo does not silently fall back
@@ -175,6 +186,14 @@ public struct ModelSettings: Sendable, Equatable {
                 throw StorageError(.invalidConfiguration, #"config.json: response_cache must be {"max_bytes": N}"#)
             }
             cacheBytes = n
+        }
+        if let v = obj[Key.predictionLog.rawValue] {
+            let usage = #"config.json: prediction_log must be {"sample_rate": R, "max_bytes": N} with R in 0...1 and N >= 65536"#
+            guard let d = v as? [String: Any], Set(d.keys).isSubset(of: ["sample_rate", "max_bytes"]),
+                  let rate = (d["sample_rate"] as? NSNumber)?.doubleValue, rate >= 0, rate <= 1,
+                  let n = d["max_bytes"] as? Int, n >= 64 << 10
+            else { throw StorageError(.invalidConfiguration, usage) }
+            predictionLog = PredictionLogSettings(sampleRate: rate, maxBytes: n)
         }
         inputOverrides = try Self.parseOverrides(obj[Key.inputs.rawValue], "inputs")
         outputOverrides = try Self.parseOverrides(obj[Key.outputs.rawValue], "outputs")

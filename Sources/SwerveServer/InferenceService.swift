@@ -41,12 +41,18 @@ public final class InferenceService: GRPCCallHandler {
     /// Admits RepositoryModelLoad/Unload only with the admin token, when the server has one
     /// (`--admin-token-file`); every other call is open.
     public let controlPlane: ControlPlaneGuard
+    /// Where models with `prediction_log` in their config.json log their sampled requests.
+    public let predictionLogs: PredictionLogs
 
-    public init(manager: ModelManager, logger: Logger, strictReadiness: Bool = true, controlPlane: ControlPlaneGuard? = nil) {
+    /// `predictionLogRoot`: the prediction logs' directory (default `<repository>/.predictions`).
+    public init(manager: ModelManager, logger: Logger, strictReadiness: Bool = true, controlPlane: ControlPlaneGuard? = nil,
+                predictionLogRoot: URL? = nil) {
         self.manager = manager
         self.logger = logger
         self.strictReadiness = strictReadiness
         self.controlPlane = controlPlane ?? .open(logger: logger)
+        self.predictionLogs = PredictionLogs(
+            root: predictionLogRoot ?? manager.repository.root.appendingPathComponent(".predictions"), logger: logger)
     }
 
     /// Marks start-up loading done (true), so readiness follows the models from then on, or not
@@ -345,6 +351,16 @@ public final class InferenceService: GRPCCallHandler {
             // Counted before the answer leaves, so a client that reads statistics next sees its call.
             service.recordSuccess(model, start: start)
             call.respond(bytes)
+            if let settings = model.settings.predictionLog { logPrediction(bytes, settings) }
+        }
+
+        /// Offers the request and its answer to the model's prediction log when sampled: a copy
+        /// of both messages queued for the log's writer, never a wait for its disk.
+        @inline(never)
+        private func logPrediction(_ response: [UInt8], _ settings: ModelSettings.PredictionLogSettings) {
+            guard let log = service.predictionLogs.log(model: model.name, settings: settings), log.shouldSample() else { return }
+            log.offer(PredictionLog.Entry(timeMs: wallClockMs(), model: model.name, version: model.version, id: id,
+                                          request: Data(call.message), response: Data(response)))
         }
     }
 

@@ -47,6 +47,9 @@ public struct ServerOptions: Sendable {
     /// Follow a registry (`--follow HOST:PORT` and its `--follow-*` flags): the repository is then
     /// this replica's local copy, kept in line with the registry; nil: serve the folder as it is.
     public var follow: RegistryFollowOptions? = nil
+    /// Where models with `prediction_log` in config.json log sampled requests
+    /// (`--prediction-log-dir`; nil: `<repository>/.predictions`).
+    public var predictionLogDirectory: String? = nil
 
     public init(repository: String) { self.repository = repository }
 }
@@ -75,7 +78,8 @@ public enum SwerveServerRunner {
                                    cacheBudget: CacheBudget(totalBytes: options.cacheBytes, perModelFraction: options.cacheShare),
                                    options: loadOptions)
         let service = InferenceService(manager: manager, logger: logger, strictReadiness: options.strictReadiness,
-                                       controlPlane: controlPlane)
+                                       controlPlane: controlPlane,
+                                       predictionLogRoot: options.predictionLogDirectory.map { URL(fileURLWithPath: $0, isDirectory: true) })
 
         // 1 from the termination signal on: the replica is draining (readiness says why).
         let draining = Gauge(label: "swerve_draining")
@@ -172,6 +176,7 @@ public enum SwerveServerRunner {
         await grpc.shutdownGracefully(timeout: options.shutdownTimeout)
         impatience.cancel()
         manager.shutdown()
+        service.predictionLogs.closeAll()  // what was queued is written and fsynced
         await metrics.close()
         try? await metricsGroup.shutdownGracefully()
         let took = clock.now - began

@@ -70,6 +70,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("follow-ca-cert"), help: "PEM file of the CA certificates that verify the registry (with --follow-tls; default: the system's).")
     var followCACert: String?
 
+    @Option(name: .customLong("prediction-log-dir"),
+            help: "Directory of the prediction logs of models with prediction_log in config.json (default: <repository>/.predictions).")
+    var predictionLogDir: String?
+
     @Option(name: .customLong("strict-readiness"), help: "true: ServerReady and health are false while any expected model is not ready; false: one ready model is enough.")
     var strictReadiness = true
     // Limits of one connection (what one slow or hostile client may hold).
@@ -237,6 +241,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.maxModelBytes = maxModelBytes
         options.modelLoadTimeout = .milliseconds(Int64(modelLoadTimeout * 1000))
         options.strictReadiness = strictReadiness
+        options.predictionLogDirectory = predictionLogDir
         options.controlPlane = ControlPlaneOptions(adminTokenFile: adminTokenFile, insecure: insecureControlPlane)
         options.transport.maxConnectionOutboundBytes = maxConnectionOutboundBytes
         options.transport.maxConnectionRequestBytes = maxConnectionRequestBytes

@@ -49,6 +49,7 @@ public struct LabelledExample: Codable, Sendable, Equatable {
 /// pages, so nothing written since can be promised); reopen it to go on.
 ///
 /// One process at a time: the log holds `flock` on `<directory>/.lock` while open.
+/// (The framing itself is `FramedRecords`.)
 public final class ExampleLog: @unchecked Sendable {
     public struct Options: Sendable {
         public var maxSegmentBytes: Int
@@ -61,15 +62,7 @@ public final class ExampleLog: @unchecked Sendable {
     }
 
     /// One record read back.
-    public struct Record: Sendable, Equatable {
-        public var sequence: UInt64
-        public var payload: [UInt8]
-
-        /// The payload decoded as a `LabelledExample` (for records written by `append(example:)`).
-        public func example() throws -> LabelledExample {
-            try JSONDecoder().decode(LabelledExample.self, from: Data(payload))
-        }
-    }
+    public typealias Record = FramedRecords.Record
 
     /// What opening the log found.
     public struct Recovery: Sendable, Equatable {
@@ -87,7 +80,7 @@ public final class ExampleLog: @unchecked Sendable {
     /// What recovery found when the log was opened.
     public let recovery: Recovery
 
-    static let headerSize = 16
+    static let headerSize = FramedRecords.headerSize
     private let cond = NSCondition()
     // Guarded by `cond`:
     private var segments: [(first: UInt64, path: String)]
@@ -377,80 +370,15 @@ public final class ExampleLog: @unchecked Sendable {
         return [UInt8](data)
     }
 
-    /// The length field's top bit: more records of the same append follow this one.
-    static let continuationFlag: UInt32 = 1 << 31
+    /// The record framing (shared with the server's prediction log: `FramedRecords`).
+    static let continuationFlag = FramedRecords.continuationFlag
 
     static func encode(sequence: UInt64, payload: [UInt8], continues: Bool = false) -> [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(headerSize + payload.count)
-        appendLE(&out, UInt64(UInt32(payload.count) | (continues ? continuationFlag : 0)), bytes: 4)
-        appendLE(&out, 0, bytes: 4)  // CRC, filled below
-        appendLE(&out, sequence, bytes: 8)
-        out += payload
-        let crc = checksum(out[...], payloadCount: payload.count)
-        for i in 0..<4 { out[4 + i] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(i))) }
-        return out
+        FramedRecords.encode(sequence: sequence, payload: payload, continues: continues)
     }
 
-    /// CRC over the length, the sequence and the payload (everything but the CRC field).
-    static func checksum(_ record: ArraySlice<UInt8>, payloadCount: Int) -> UInt32 {
-        let base = record.startIndex
-        let c = RecordCRC32.checksum(record[base..<base + 4])
-        return RecordCRC32.checksum(record[(base + 8)..<(base + headerSize + payloadCount)], initial: c)
-    }
-
-    struct Scan {
-        var records: [Record]
-        var validBytes: Int
-        var stopReason: String?
-    }
-
-    /// Reads records from the start of a segment until the end or the first bad one. Records of
-    /// an append that did not finish (its last valid record still says more follow) are not
-    /// valid: the scan ends where that append began.
-    static func scan(_ bytes: [UInt8], firstSequence: UInt64, maxRecordBytes: Int) -> Scan {
-        var records: [Record] = []
-        var offset = 0
-        var expected = firstSequence
-        // Where the append being read began (byte offset and record count), while its records
-        // say more follow.
-        var unitStart: (offset: Int, records: Int)?
-        func stop(_ reason: String?) -> Scan {
-            guard let unit = unitStart else { return Scan(records: records, validBytes: offset, stopReason: reason) }
-            let incomplete = records.count - unit.records
-            records.removeLast(incomplete)
-            let why = "an append cut short: \(incomplete) record(s) from byte \(unit.offset) without the rest of their append"
-            return Scan(records: records, validBytes: unit.offset, stopReason: reason.map { why + " (" + $0 + ")" } ?? why)
-        }
-        while offset < bytes.count {
-            guard bytes.count - offset >= headerSize else { return stop("torn header at byte \(offset)") }
-            let field = UInt32(readLE(bytes, offset, 4))
-            let continues = field & continuationFlag != 0
-            let length = Int(field & ~continuationFlag)
-            guard length <= maxRecordBytes else { return stop("implausible length \(length) at byte \(offset)") }
-            guard bytes.count - offset - headerSize >= length else { return stop("torn record at byte \(offset)") }
-            let stored = UInt32(readLE(bytes, offset + 4, 4))
-            let record = bytes[offset..<(offset + headerSize + length)]
-            guard checksum(record, payloadCount: length) == stored else { return stop("CRC mismatch at byte \(offset)") }
-            let sequence = readLE(bytes, offset + 8, 8)
-            guard sequence == expected else { return stop("sequence \(sequence) at byte \(offset), expected \(expected)") }
-            if continues && unitStart == nil { unitStart = (offset, records.count) }
-            records.append(Record(sequence: sequence, payload: Array(bytes[(offset + headerSize)..<(offset + headerSize + length)])))
-            offset += headerSize + length
-            expected += 1
-            if !continues { unitStart = nil }
-        }
-        return stop(nil)
-    }
-
-    private static func appendLE(_ out: inout [UInt8], _ value: UInt64, bytes: Int) {
-        for i in 0..<bytes { out.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) }
-    }
-
-    private static func readLE(_ bytes: [UInt8], _ offset: Int, _ count: Int) -> UInt64 {
-        var v: UInt64 = 0
-        for i in 0..<count { v |= UInt64(bytes[offset + i]) << (8 * UInt64(i)) }
-        return v
+    static func scan(_ bytes: [UInt8], firstSequence: UInt64, maxRecordBytes: Int) -> FramedRecords.Scan {
+        FramedRecords.scan(bytes, firstSequence: firstSequence, maxRecordBytes: maxRecordBytes)
     }
 }
 
@@ -493,3 +421,10 @@ private let closeFile = Glibc.close
 #elseif canImport(Darwin)
 private let closeFile = Darwin.close
 #endif
+
+extension FramedRecords.Record {
+    /// The payload decoded as a `LabelledExample` (for records written by `append(example:)`).
+    public func example() throws -> LabelledExample {
+        try JSONDecoder().decode(LabelledExample.self, from: Data(payload))
+    }
+}

@@ -1,0 +1,367 @@
+import Foundation
+import Logging
+import Metrics
+import SwerveRepository
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A sampled, durable log of one model's served requests (`prediction_log` in config.json): for
+/// each sampled request the time, the version that answered, the request id and the request and
+/// response messages as they went over the wire, for joining with labels that arrive later and
+/// for replaying served traffic.
+///
+/// On disk: `<directory>/segment-<first sequence, 20 digits>.plog`, records in `FramedRecords`'
+/// framing whose payload is one JSON object (`Entry`). Written off the request path: `offer`
+/// only queues (a full queue drops the record, counted); a writer thread writes what is queued
+/// and fsyncs, so every record before the last fsync survives `kill -9` and a torn tail is cut
+/// when the log is opened again. Bounded by construction: the segments together never pass
+/// `maxBytes` (the oldest segment is deleted first, its records counted as evicted), a record
+/// larger than a segment is dropped, and a failing disk (full, read-only) drops records, counted
+/// and logged, and is retried a second later; serving never waits for the disk.
+public final class PredictionLog: @unchecked Sendable {
+    /// One logged request.
+    public struct Entry: Codable, Sendable, Equatable {
+        public var timeMs: UInt64
+        public var model: String
+        public var version: Int
+        public var id: String
+        /// The ModelInferRequest and ModelInferResponse messages, protobuf bytes.
+        public var request: Data
+        public var response: Data
+
+        public init(timeMs: UInt64, model: String, version: Int, id: String, request: Data, response: Data) {
+            self.timeMs = timeMs; self.model = model; self.version = version; self.id = id
+            self.request = request; self.response = response
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case timeMs = "time_ms", model, version, id, request, response
+        }
+    }
+
+    /// What is counted since the log was opened.
+    public struct Counts: Sendable, Equatable {
+        public var written: UInt64 = 0
+        public var droppedQueueFull: UInt64 = 0
+        public var droppedWriteError: UInt64 = 0
+        public var droppedOversize: UInt64 = 0
+        /// Records deleted with their segment to keep the log within `maxBytes`.
+        public var evicted: UInt64 = 0
+    }
+
+    public let directory: URL
+    /// The bound asked for; `maxBytes` is it raised to the 64 KiB minimum.
+    public let requestedMaxBytes: Int
+    public let maxBytes: Int
+    public let segmentBytes: Int
+    public let sampleRate: Double
+    /// Records (and their bytes) waiting for the writer, at most; more are dropped.
+    public let maxQueued: Int
+    public let maxQueuedBytes: Int
+
+    private struct Segment {
+        var first: UInt64
+        var path: String
+        var bytes: Int
+        var records: UInt64
+    }
+
+    private struct Queue {
+        var pending: [(entry: Entry, bytes: Int)] = []
+        var pendingBytes = 0
+        var stopping = false
+        var counts = Counts()
+        var sampled: UInt64 = 0
+    }
+
+    private let queue = Mutex(Queue())
+    private let wake = NSCondition()
+    private let finished = DispatchSemaphore(value: 0)
+    private let logger: Logger
+    // The writer's own state (only the writer thread touches it after init).
+    private var segments: [Segment] = []
+    private var fd: Int32 = -1
+    private var nextSequence: UInt64 = 1
+    private var retryAfterNs: UInt64 = 0
+    private let written: Counter, dropped: Counter, evicted: Counter
+
+    /// Opens (creating if needed) and recovers the log in `directory`, then starts its writer.
+    public init(directory: URL, model: String, maxBytes: Int, sampleRate: Double, logger: Logger) throws {
+        self.directory = directory
+        self.requestedMaxBytes = maxBytes
+        self.maxBytes = max(maxBytes, 64 << 10)
+        self.segmentBytes = max(self.maxBytes / 8, 16 << 10)
+        self.sampleRate = min(max(sampleRate, 0), 1)
+        self.maxQueued = 4096
+        self.maxQueuedBytes = min(self.maxBytes, 64 << 20)
+        self.logger = logger
+        written = Counter(label: "swerve_prediction_log_records_total", dimensions: [("model", model), ("outcome", "written")])
+        dropped = Counter(label: "swerve_prediction_log_records_total", dimensions: [("model", model), ("outcome", "dropped")])
+        evicted = Counter(label: "swerve_prediction_log_records_total", dimensions: [("model", model), ("outcome", "evicted")])
+        try DurableFiles.makeDirectory(directory.path)
+        try recover()
+        let t = Thread { [self] in
+            writerLoop()
+            finished.signal()
+        }
+        t.name = "swerve-prediction-log \(model)"
+        t.start()
+    }
+
+
+    /// Whether this request is one of the sampled ones: a deterministic stride of `sampleRate`
+    /// (every request at 1, none at 0), so the rate holds exactly over any run of requests.
+    public func shouldSample() -> Bool {
+        guard sampleRate > 0 else { return false }
+        if sampleRate >= 1 { return true }
+        return queue.withLock { q in
+            q.sampled &+= 1
+            let n = Double(q.sampled)
+            return (n * sampleRate).rounded(.down) != ((n - 1) * sampleRate).rounded(.down)
+        }
+    }
+
+    /// Queues `entry` for the writer and returns at once; a full queue drops it (counted).
+    public func offer(_ entry: Entry) {
+        let size = entry.request.count + entry.response.count + entry.id.utf8.count + entry.model.utf8.count + 128
+        let accepted = queue.withLock { q -> Bool in
+            guard !q.stopping, q.pending.count < maxQueued, q.pendingBytes + size <= maxQueuedBytes else {
+                q.counts.droppedQueueFull += 1
+                return false
+            }
+            q.pending.append((entry, size))
+            q.pendingBytes += size
+            return true
+        }
+        if accepted {
+            wake.lock(); wake.signal(); wake.unlock()
+        } else {
+            dropped.increment()
+        }
+    }
+
+    public var counts: Counts { queue.withLock { $0.counts } }
+
+    /// Writes what is queued, fsyncs, and stops the writer (waiting at most `timeout` seconds
+    /// for a disk that does not answer). Later offers are dropped.
+    public func close(timeout: Double = 10) {
+        let first = queue.withLock { q in
+            defer { q.stopping = true }
+            return !q.stopping
+        }
+        wake.lock(); wake.signal(); wake.unlock()
+        if first { _ = finished.wait(timeout: .now() + timeout) }
+    }
+
+    /// The durable records, oldest first (for tests and tools).
+    public static func read(_ directory: URL, maxRecordBytes: Int = 64 << 20) throws -> [(sequence: UInt64, entry: Entry)] {
+        var out: [(UInt64, Entry)] = []
+        for (first, path) in try listSegments(directory.path) {
+            guard let data = try DurableFiles.readIfPresent(path, limit: 1 << 30, what: "prediction log segment") else { continue }
+            for r in FramedRecords.scan([UInt8](data), firstSequence: first, maxRecordBytes: maxRecordBytes).records {
+                out.append((r.sequence, try JSONDecoder().decode(Entry.self, from: Data(r.payload))))
+            }
+        }
+        return out
+    }
+
+    // MARK: - Writer
+
+    private func writerLoop() {
+        while true {
+            wake.lock()
+            let batch = queue.withLock { q -> [(entry: Entry, bytes: Int)] in
+                let b = q.pending
+                q.pending = []
+                q.pendingBytes = 0
+                return b
+            }
+            let stopping = queue.withLock { $0.stopping }
+            if batch.isEmpty && !stopping {
+                _ = wake.wait(until: Date(timeIntervalSinceNow: 1))
+                wake.unlock()
+                continue
+            }
+            wake.unlock()
+            if !batch.isEmpty { write(batch) }
+            if stopping && queue.withLock({ $0.pending.isEmpty }) { break }
+        }
+        if fd >= 0 { _ = fsync(fd); _ = closeFile(fd); fd = -1 }
+    }
+
+    private func write(_ batch: [(entry: Entry, bytes: Int)]) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        if now < retryAfterNs {
+            count(\.droppedWriteError, UInt64(batch.count), dropped)
+            return
+        }
+        let encoder = JSONEncoder()
+        var wroteAny = false
+        for (i, item) in batch.enumerated() {
+            guard let payload = try? Array(encoder.encode(item.entry)) else { continue }
+            let size = FramedRecords.headerSize + payload.count
+            guard size <= segmentBytes else {
+                count(\.droppedOversize, 1, dropped)
+                continue
+            }
+            do {
+                try makeRoom(for: size)
+                let bytes = FramedRecords.encode(sequence: nextSequence, payload: payload)
+                try DurableFiles.writeAll(fd: fd, bytes, path: segments[segments.count - 1].path)
+                nextSequence += 1
+                segments[segments.count - 1].bytes += size
+                segments[segments.count - 1].records += 1
+                count(\.written, 1, written)
+                wroteAny = true
+            } catch {
+                failed(error, dropping: UInt64(batch.count - i))
+                return
+            }
+        }
+        if wroteAny && fsync(fd) != 0 {
+            failed(DurableFiles.ioError("cannot fsync", segments.last?.path ?? directory.path), dropping: 0)
+        }
+    }
+
+    /// A write or fsync failed: the open segment may end in a torn record, so later records go
+    /// to a new one (after a second); what failed is dropped and counted.
+    private func failed(_ error: any Error, dropping n: UInt64) {
+        if n > 0 { count(\.droppedWriteError, n, dropped) }
+        logger.warning("prediction log \(directory.path): \(error); dropping records for a second")
+        if fd >= 0 { _ = closeFile(fd); fd = -1 }
+        retryAfterNs = DispatchTime.now().uptimeNanoseconds + 1_000_000_000
+    }
+
+    /// Opens the active segment when none is open (cutting whatever follows its last whole
+    /// record: a write that failed may have left part of one), rotates when it cannot take
+    /// `size` more bytes, and deletes the oldest segments until the log stays within `maxBytes`.
+    private func makeRoom(for size: Int) throws {
+        if fd < 0, let last = segments.last {
+            let f = open(last.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard f >= 0 else { throw DurableFiles.ioError("cannot open", last.path) }
+            guard ftruncate(f, off_t(last.bytes)) == 0 else {
+                let e = DurableFiles.ioError("cannot truncate", last.path)
+                _ = closeFile(f)
+                throw e
+            }
+            fd = f
+        }
+        if fd < 0 || segments[segments.count - 1].bytes + size > segmentBytes {
+            if fd >= 0 { _ = fsync(fd); _ = closeFile(fd); fd = -1 }
+            let path = Self.segmentPath(directory.path, first: nextSequence)
+            let f = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644)
+            guard f >= 0 else { throw DurableFiles.ioError("cannot create", path) }
+            do { try DurableFiles.fsyncDirectory(directory.path) } catch { _ = closeFile(f); throw error }
+            segments.append(Segment(first: nextSequence, path: path, bytes: 0, records: 0))
+            fd = f
+        }
+        var total = segments.reduce(0) { $0 + $1.bytes }
+        while total + size > maxBytes, segments.count > 1 {
+            let oldest = segments.removeFirst()
+            guard unlink(oldest.path) == 0 || errno == ENOENT else { throw DurableFiles.ioError("cannot remove", oldest.path) }
+            total -= oldest.bytes
+            count(\.evicted, oldest.records, evicted)
+        }
+    }
+
+    private func count(_ field: WritableKeyPath<Counts, UInt64>, _ n: UInt64, _ counter: Counter) {
+        guard n > 0 else { return }
+        queue.withLock { $0.counts[keyPath: field] += n }
+        counter.increment(by: Int64(n))
+    }
+
+    /// Reads the segments, cuts a torn tail off the last, and continues after its last record.
+    private func recover() throws {
+        let found = try Self.listSegments(directory.path)
+        for (i, (first, path)) in found.enumerated() {
+            guard let data = try DurableFiles.readIfPresent(path, limit: segmentBytes + (1 << 20), what: "prediction log segment") else { continue }
+            let scan = FramedRecords.scan([UInt8](data), firstSequence: first, maxRecordBytes: segmentBytes)
+            if scan.validBytes < data.count {
+                logger.info("prediction log \(path): \(data.count - scan.validBytes) bytes after byte \(scan.validBytes) are not whole records (\(scan.stopReason ?? "?"))\(i == found.count - 1 ? "; cut" : "; skipped when read")")
+            }
+            segments.append(Segment(first: first, path: path, bytes: scan.validBytes, records: UInt64(scan.records.count)))
+        }
+        if let last = segments.last { nextSequence = last.first + last.records }
+    }
+
+    static func segmentPath(_ dir: String, first: UInt64) -> String {
+        let digits = String(first)
+        return dir + "/segment-" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".plog"
+    }
+
+    static func listSegments(_ dir: String) throws -> [(first: UInt64, path: String)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return names.compactMap { name -> (UInt64, String)? in
+            guard name.hasPrefix("segment-"), name.hasSuffix(".plog"),
+                  let first = UInt64(name.dropFirst("segment-".count).dropLast(".plog".count)) else { return nil }
+            return (first, dir + "/" + name)
+        }.sorted { $0.0 < $1.0 }
+    }
+}
+
+#if canImport(Glibc)
+private let closeFile = Glibc.close
+#elseif canImport(Darwin)
+private let closeFile = Darwin.close
+#endif
+
+/// The server's prediction logs, one per model that asks for one (`prediction_log` in its
+/// config.json), under `<root>/<model>/`; opened on the model's first answered request, and
+/// opened again when its settings change.
+public final class PredictionLogs: Sendable {
+    public let root: URL
+    private let logger: Logger
+    private struct State {
+        var logs: [String: PredictionLog] = [:]
+        /// Models whose log could not be opened, and when to try again.
+        var retryAfterNs: [String: UInt64] = [:]
+    }
+    private let state = Mutex(State())
+    /// How long a model whose log could not be opened is served without one before trying again.
+    static let retryNs: UInt64 = 30_000_000_000
+
+    public init(root: URL, logger: Logger) {
+        self.root = root
+        self.logger = logger
+    }
+
+    /// The log of `model`'s requests, nil when it cannot be opened (logged; serving goes on
+    /// without it, and it is tried again after 30 s).
+    public func log(model: String, settings: ModelSettings.PredictionLogSettings) -> PredictionLog? {
+        let (log, replaced) = state.withLock { s -> (PredictionLog?, PredictionLog?) in
+            if let l = s.logs[model], l.sampleRate == min(max(settings.sampleRate, 0), 1), l.requestedMaxBytes == settings.maxBytes {
+                return (l, nil)
+            }
+            let now = DispatchTime.now().uptimeNanoseconds
+            if let retry = s.retryAfterNs[model], now < retry { return (nil, nil) }
+            let old = s.logs.removeValue(forKey: model)
+            do {
+                let l = try PredictionLog(directory: root.appendingPathComponent(model), model: model,
+                                          maxBytes: settings.maxBytes, sampleRate: settings.sampleRate, logger: logger)
+                s.logs[model] = l
+                s.retryAfterNs[model] = nil
+                return (l, old)
+            } catch {
+                logger.error("prediction log for \(model) under \(root.path) cannot be opened: \(error); serving without it, trying again in 30 s")
+                s.retryAfterNs[model] = now + Self.retryNs
+                return (nil, old)
+            }
+        }
+        replaced?.close()
+        return log
+    }
+
+    /// Writes what is queued in every log and stops their writers (at shutdown).
+    public func closeAll() {
+        let all = state.withLock { s -> [PredictionLog] in
+            defer { s.logs.removeAll() }
+            return Array(s.logs.values)
+        }
+        for l in all { l.close() }
+    }
+}
