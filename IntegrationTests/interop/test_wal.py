@@ -39,14 +39,15 @@ def _has_command(name: str) -> bool:
 CONTINUES = 1 << 31
 
 
-def read_log(directory: Path) -> list[tuple[int, bytes]]:
+def read_log(directory: Path, suffix: str = ".wal") -> list[tuple[int, bytes]]:
     """Every valid record, stopping at the first torn or corrupt one (as recovery does); the
-    records of an append whose last record is missing do not count."""
+    records of an append whose last record is missing do not count. `suffix`: the segments'
+    (".wal" for the example log, ".plog" for the server's prediction log, same framing)."""
     records: list[tuple[int, bytes]] = []
-    segments = sorted(directory.glob("segment-*.wal"))
-    expected = int(segments[0].name[len("segment-"):-len(".wal")]) if segments else 1
+    segments = sorted(directory.glob(f"segment-*{suffix}"))
+    expected = int(segments[0].name[len("segment-"):-len(suffix)]) if segments else 1
     for seg in segments:
-        assert int(seg.name[len("segment-"):-len(".wal")]) == expected, f"{seg.name}: gap in sequence"
+        assert int(seg.name[len("segment-"):-len(suffix)]) == expected, f"{seg.name}: gap in sequence"
         data = seg.read_bytes()
         off = 0
         unit: list[tuple[int, bytes]] = []  # records of an append whose end is not read yet

@@ -137,10 +137,11 @@ extension RegistryFollowerTests {
         let follower = RegistryFollower(options: quickFollowOptions(port: server.port), repository: local, target: recording.target, logger: quietLogger)
         follower.start()
         do {
-            // Refused, reconnected, refused again: the follower keeps trying, and never applies it. (The
-            // bound is the other waits' 60 s: six cases at once beside long synchronous suites once took
-            // more than 30 s in a clean-clone run; alone each takes under 0.1 s.)
-            try await waitUntil("the follower watched twice", timeout: .seconds(60)) { fake.watches.load(ordering: .relaxed) >= 2 }
+            // Refused, reconnected, refused again: the follower keeps trying, and never applies it. (A
+            // bound, not a sleep: alone each case takes under 0.1 s, but the whole suite runs on a
+            // 2-thread cooperative pool beside CPU-heavy synchronous suites, and on a loaded 2-core
+            // machine the follower's tasks once waited over 60 s for a thread.)
+            try await waitUntil("the follower watched twice", timeout: .seconds(180)) { fake.watches.load(ordering: .relaxed) >= 2 }
             #expect(!follower.hasAppliedSnapshot)
             let fetches = fake.fetches.load(ordering: .relaxed)
             #expect(fetches == 0)

@@ -15,18 +15,18 @@ import Testing
                             request: Data(repeating: UInt8(i & 0xFF), count: bytes), response: Data("answer \(i)".utf8))
     }
 
-    /// Waits (bounded) until the writer has written `n` records in all.
-    func waitWritten(_ log: PredictionLog, _ n: UInt64) {
-        let deadline = Date().addingTimeInterval(20)
-        while log.counts.written < n && Date() < deadline { usleep(2_000) }
+    /// Waits (bounded) until the writer has written `n` records in all; async, so the wait holds
+    /// no thread of the test runner's pool.
+    func waitWritten(_ log: PredictionLog, _ n: UInt64) async throws {
+        try await waitUntil("the writer wrote \(n) records", timeout: .seconds(30), poll: .milliseconds(2)) { log.counts.written >= n }
     }
 
-    @Test func recordsReadBackInOrderAndAfterReopen() throws {
+    @Test func recordsReadBackInOrderAndAfterReopen() async throws {
         let dir = try registryTestDirectory("plog")
         defer { try? FileManager.default.removeItem(at: dir) }
         let log = try PredictionLog(directory: dir, model: "m", maxBytes: 1 << 20, sampleRate: 1, logger: logger)
         for i in 0..<50 { log.offer(entry(i)) }
-        waitWritten(log, 50)
+        try await waitWritten(log, 50)
         log.close()
         let read = try PredictionLog.read(dir)
         #expect(read.map(\.sequence) == Array(1...50))
@@ -43,14 +43,14 @@ import Testing
 
     /// The segments together stay within max_bytes: the oldest go first, counted as evicted, and
     /// what is left is the newest records, consecutive.
-    @Test func theLogStaysWithinItsByteBound() throws {
+    @Test func theLogStaysWithinItsByteBound() async throws {
         let dir = try registryTestDirectory("plog")
         defer { try? FileManager.default.removeItem(at: dir) }
         let maxBytes = 64 << 10
         let log = try PredictionLog(directory: dir, model: "m", maxBytes: maxBytes, sampleRate: 1, logger: logger)
         for i in 0..<2_000 {
             log.offer(entry(i, bytes: 300))
-            if i % 100 == 99 { waitWritten(log, UInt64(i + 1) - log.counts.droppedQueueFull) }
+            if i % 100 == 99 { try await waitWritten(log, UInt64(i + 1) - log.counts.droppedQueueFull) }
         }
         log.close()
         let sizes = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".plog") }.map {
@@ -86,7 +86,7 @@ import Testing
 
     /// A disk that refuses every write (the segment is /dev/full: ENOSPC): records are dropped
     /// and counted, and `offer` never blocks.
-    @Test func aFullDiskDropsRecordsWithoutBlocking() throws {
+    @Test func aFullDiskDropsRecordsWithoutBlocking() async throws {
         let dir = try registryTestDirectory("plog")
         defer { try? FileManager.default.removeItem(at: dir) }
         let log = try PredictionLog(directory: dir, model: "m", maxBytes: 1 << 20, sampleRate: 1, logger: logger)
@@ -96,8 +96,9 @@ import Testing
         let start = DispatchTime.now().uptimeNanoseconds
         for i in 0..<20_000 { log.offer(entry(i)) }
         let offerNs = DispatchTime.now().uptimeNanoseconds - start
-        let deadline = Date().addingTimeInterval(20)
-        while log.counts.droppedWriteError + log.counts.droppedQueueFull < 20_000 && Date() < deadline { usleep(2_000) }
+        try await waitUntil("every record is dropped", timeout: .seconds(30), poll: .milliseconds(2)) {
+            log.counts.droppedWriteError + log.counts.droppedQueueFull >= 20_000
+        }
         let counts = log.counts
         #expect(counts.written == 0)
         #expect(counts.droppedWriteError + counts.droppedQueueFull == 20_000)
