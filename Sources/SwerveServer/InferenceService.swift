@@ -351,14 +351,16 @@ public final class InferenceService: GRPCCallHandler {
             // Counted before the answer leaves, so a client that reads statistics next sees its call.
             service.recordSuccess(model, start: start)
             call.respond(bytes)
-            if let settings = model.settings.predictionLog { logPrediction(bytes, settings) }
+            if let sampler = model.predictionSampler, sampler.take(), let settings = model.settings.predictionLog {
+                logPrediction(bytes, settings)
+            }
         }
 
-        /// Offers the request and its answer to the model's prediction log when sampled: a copy
-        /// of both messages queued for the log's writer, never a wait for its disk.
+        /// Offers a sampled request and its answer to the model's prediction log: a copy of both
+        /// messages queued for the log's writer, never a wait for its disk.
         @inline(never)
         private func logPrediction(_ response: [UInt8], _ settings: ModelSettings.PredictionLogSettings) {
-            guard let log = service.predictionLogs.log(model: model.name, settings: settings), log.shouldSample() else { return }
+            guard let log = service.predictionLogs.log(model: model.name, settings: settings) else { return }
             log.offer(PredictionLog.Entry(timeMs: wallClockMs(), model: model.name, version: model.version, id: id,
                                           request: Data(call.message), response: Data(response)))
         }

@@ -76,7 +76,6 @@ public final class PredictionLog: @unchecked Sendable {
         var pendingBytes = 0
         var stopping = false
         var counts = Counts()
-        var sampled: UInt64 = 0
     }
 
     private let queue = Mutex(Queue())
@@ -114,34 +113,23 @@ public final class PredictionLog: @unchecked Sendable {
     }
 
 
-    /// Whether this request is one of the sampled ones: a deterministic stride of `sampleRate`
-    /// (every request at 1, none at 0), so the rate holds exactly over any run of requests.
-    public func shouldSample() -> Bool {
-        guard sampleRate > 0 else { return false }
-        if sampleRate >= 1 { return true }
-        return queue.withLock { q in
-            q.sampled &+= 1
-            let n = Double(q.sampled)
-            return (n * sampleRate).rounded(.down) != ((n - 1) * sampleRate).rounded(.down)
-        }
-    }
-
     /// Queues `entry` for the writer and returns at once; a full queue drops it (counted).
     public func offer(_ entry: Entry) {
         let size = entry.request.count + entry.response.count + entry.id.utf8.count + entry.model.utf8.count + 128
-        let accepted = queue.withLock { q -> Bool in
+        // nil: dropped; true: the queue was empty, so the writer may be waiting for it.
+        let accepted = queue.withLock { q -> Bool? in
             guard !q.stopping, q.pending.count < maxQueued, q.pendingBytes + size <= maxQueuedBytes else {
                 q.counts.droppedQueueFull += 1
-                return false
+                return nil
             }
             q.pending.append((entry, size))
             q.pendingBytes += size
-            return true
+            return q.pending.count == 1
         }
-        if accepted {
-            wake.lock(); wake.signal(); wake.unlock()
-        } else {
-            dropped.increment()
+        switch accepted {
+        case nil: dropped.increment()
+        case true?: wake.lock(); wake.signal(); wake.unlock()
+        case false?: break  // the writer takes it with what was already queued
         }
     }
 
@@ -190,10 +178,18 @@ public final class PredictionLog: @unchecked Sendable {
             wake.unlock()
             if !batch.isEmpty { write(batch) }
             if stopping && queue.withLock({ $0.pending.isEmpty }) { break }
+            // Group commit: what arrives meanwhile is written (one write per segment) and fsynced
+            // together, at most 1 / commitInterval times a second.
+            if !stopping { usleep(Self.commitIntervalMicros) }
         }
         if fd >= 0 { _ = fsync(fd); _ = closeFile(fd); fd = -1 }
     }
 
+    /// How long the writer gathers records between writes (and fsyncs): a record is on disk at
+    /// most about this long after it was offered, plus the write itself.
+    static let commitIntervalMicros: useconds_t = 50_000
+
+    /// Writes `batch` (one write per segment it lands in) and fsyncs.
     private func write(_ batch: [(entry: Entry, bytes: Int)]) {
         let now = DispatchTime.now().uptimeNanoseconds
         if now < retryAfterNs {
@@ -201,6 +197,17 @@ public final class PredictionLog: @unchecked Sendable {
             return
         }
         let encoder = JSONEncoder()
+        var buffer: [UInt8] = []
+        var buffered: UInt64 = 0
+        func flush() throws {
+            guard !buffer.isEmpty else { return }
+            try DurableFiles.writeAll(fd: fd, buffer, path: segments[segments.count - 1].path)
+            segments[segments.count - 1].bytes += buffer.count
+            segments[segments.count - 1].records += buffered
+            count(\.written, buffered, written)
+            buffer.removeAll(keepingCapacity: true)
+            buffered = 0
+        }
         var wroteAny = false
         for (i, item) in batch.enumerated() {
             guard let payload = try? Array(encoder.encode(item.entry)) else { continue }
@@ -210,30 +217,42 @@ public final class PredictionLog: @unchecked Sendable {
                 continue
             }
             do {
-                try makeRoom(for: size)
-                let bytes = FramedRecords.encode(sequence: nextSequence, payload: payload)
-                try DurableFiles.writeAll(fd: fd, bytes, path: segments[segments.count - 1].path)
+                let total = segments.reduce(0) { $0 + $1.bytes } + buffer.count
+                if fd < 0 || segments.isEmpty || segments[segments.count - 1].bytes + buffer.count + size > segmentBytes
+                    || total + size > maxBytes {
+                    try flush()
+                    try makeRoom(for: size)
+                }
+                buffer += FramedRecords.encode(sequence: nextSequence, payload: payload)
                 nextSequence += 1
-                segments[segments.count - 1].bytes += size
-                segments[segments.count - 1].records += 1
-                count(\.written, 1, written)
+                buffered += 1
                 wroteAny = true
             } catch {
-                failed(error, dropping: UInt64(batch.count - i))
+                failed(error, dropping: buffered + UInt64(batch.count - i))
                 return
             }
+        }
+        do {
+            try flush()
+        } catch {
+            failed(error, dropping: buffered)
+            return
         }
         if wroteAny && fsync(fd) != 0 {
             failed(DurableFiles.ioError("cannot fsync", segments.last?.path ?? directory.path), dropping: 0)
         }
     }
 
-    /// A write or fsync failed: the open segment may end in a torn record, so later records go
-    /// to a new one (after a second); what failed is dropped and counted.
+    /// A write or fsync failed: the open segment may end in part of a record, cut back to its
+    /// last whole record when the writer opens it again (after a second); what failed is dropped
+    /// and counted.
     private func failed(_ error: any Error, dropping n: UInt64) {
         if n > 0 { count(\.droppedWriteError, n, dropped) }
         logger.warning("prediction log \(directory.path): \(error); dropping records for a second")
         if fd >= 0 { _ = closeFile(fd); fd = -1 }
+        // Numbers handed to records that did not land are given out again: the segment goes on
+        // after its last whole record.
+        if let last = segments.last { nextSequence = last.first + last.records }
         retryAfterNs = DispatchTime.now().uptimeNanoseconds + 1_000_000_000
     }
 
@@ -309,6 +328,23 @@ private let closeFile = Glibc.close
 #elseif canImport(Darwin)
 private let closeFile = Darwin.close
 #endif
+
+/// Which requests a version logs: a deterministic stride of `rate` (every request at 1, none at
+/// 0), so the rate holds exactly over any run of requests. One relaxed atomic add per request,
+/// and nothing else for those not sampled.
+public final class PredictionSampler: Sendable {
+    public let rate: Double
+    private let seen = Atomic<UInt64>(0)
+
+    public init(rate: Double) { self.rate = min(max(rate, 0), 1) }
+
+    public func take() -> Bool {
+        if rate >= 1 { return true }
+        guard rate > 0 else { return false }
+        let n = Double(seen.wrappingAdd(1, ordering: .relaxed).newValue)
+        return (n * rate).rounded(.down) != ((n - 1) * rate).rounded(.down)
+    }
+}
 
 /// The server's prediction logs, one per model that asks for one (`prediction_log` in its
 /// config.json), under `<root>/<model>/`; opened on the model's first answered request, and

@@ -26,6 +26,8 @@ public final class ServedModel: Sendable {
     public let allOutputPositions: [Int]
     /// Per-version request counters and latency histogram, created once.
     public let requestMetrics: RequestMetrics
+    /// Which answered requests go to the model's prediction log; nil without `prediction_log`.
+    public let predictionSampler: PredictionSampler?
     private let inputNames: [String]
     private let inputNameBytes: [[UInt8]]
     private let inputIndex: [String: Int]
@@ -66,6 +68,7 @@ public final class ServedModel: Sendable {
         versionLabel = String(version)
         allOutputPositions = Array(outputs.indices)
         requestMetrics = RequestMetrics(model: name, version: versionLabel)
+        predictionSampler = settings.predictionLog.map { PredictionSampler(rate: $0.sampleRate) }
         inputIndex = Dictionary(uniqueKeysWithValues: inputs.enumerated().map { ($1.name, $0) })
         outputIndex = Dictionary(uniqueKeysWithValues: outputs.enumerated().map { ($1.name, $0) })
 

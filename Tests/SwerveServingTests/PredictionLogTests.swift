@@ -109,13 +109,10 @@ import Testing
         log.close()
     }
 
-    @Test func samplingTakesTheConfiguredShare() throws {
-        let dir = try registryTestDirectory("plog")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        for (rate, expected) in [(0.0, 0), (0.01, 100), (0.25, 2_500), (1.0, 10_000)] {
-            let log = try PredictionLog(directory: dir.appendingPathComponent("r\(rate)"), model: "m", maxBytes: 1 << 20, sampleRate: rate, logger: logger)
-            #expect((0..<10_000).filter { _ in log.shouldSample() }.count == expected, "rate \(rate)")
-            log.close()
+    @Test func samplingTakesTheConfiguredShare() {
+        for (rate, expected) in [(0.0, 0), (0.01, 100), (0.25, 2_500), (1.0, 10_000), (-1, 0), (7, 10_000)] {
+            let sampler = PredictionSampler(rate: rate)
+            #expect((0..<10_000).filter { _ in sampler.take() }.count == expected, "rate \(rate)")
         }
     }
 
