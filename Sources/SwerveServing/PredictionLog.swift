@@ -89,6 +89,11 @@ public final class PredictionLog: @unchecked Sendable {
     private var retryAfterNs: UInt64 = 0
     private let written: Counter, dropped: Counter, evicted: Counter
 
+    /// The largest segment file and record read back, whatever `max_bytes` was when they were
+    /// written (a record is at most the queue's 64 MiB).
+    public static let maxSegmentFileBytes = 1 << 30
+    public static let maxRecordBytes = 64 << 20
+
     /// Opens (creating if needed) and recovers the log in `directory`, then starts its writer.
     public init(directory: URL, model: String, maxBytes: Int, sampleRate: Double, logger: Logger) throws {
         self.directory = directory
@@ -147,10 +152,10 @@ public final class PredictionLog: @unchecked Sendable {
     }
 
     /// The durable records, oldest first (for tests and tools).
-    public static func read(_ directory: URL, maxRecordBytes: Int = 64 << 20) throws -> [(sequence: UInt64, entry: Entry)] {
+    public static func read(_ directory: URL, maxRecordBytes: Int = PredictionLog.maxRecordBytes) throws -> [(sequence: UInt64, entry: Entry)] {
         var out: [(UInt64, Entry)] = []
         for (first, path) in try listSegments(directory.path) {
-            guard let data = try DurableFiles.readIfPresent(path, limit: 1 << 30, what: "prediction log segment") else { continue }
+            guard let data = try DurableFiles.readIfPresent(path, limit: maxSegmentFileBytes, what: "prediction log segment") else { continue }
             for r in FramedRecords.scan([UInt8](data), firstSequence: first, maxRecordBytes: maxRecordBytes).records {
                 out.append((r.sequence, try JSONDecoder().decode(Entry.self, from: Data(r.payload))))
             }
@@ -298,8 +303,10 @@ public final class PredictionLog: @unchecked Sendable {
     private func recover() throws {
         let found = try Self.listSegments(directory.path)
         for (i, (first, path)) in found.enumerated() {
-            guard let data = try DurableFiles.readIfPresent(path, limit: segmentBytes + (1 << 20), what: "prediction log segment") else { continue }
-            let scan = FramedRecords.scan([UInt8](data), firstSequence: first, maxRecordBytes: segmentBytes)
+            // Limits of any setting, not this one's: segments written under a larger max_bytes
+            // are read whole (and the oldest evicted at the next write), not cut as damaged.
+            guard let data = try DurableFiles.readIfPresent(path, limit: Self.maxSegmentFileBytes, what: "prediction log segment") else { continue }
+            let scan = FramedRecords.scan([UInt8](data), firstSequence: first, maxRecordBytes: Self.maxRecordBytes)
             if scan.validBytes < data.count {
                 logger.info("prediction log \(path): \(data.count - scan.validBytes) bytes after byte \(scan.validBytes) are not whole records (\(scan.stopReason ?? "?"))\(i == found.count - 1 ? "; cut" : "; skipped when read")")
             }

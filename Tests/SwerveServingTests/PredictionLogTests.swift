@@ -84,6 +84,29 @@ import Testing
         #expect(try PredictionLog.read(dir).map(\.entry.id) == (0...10).map { "req-\($0)" })
     }
 
+    /// Reopened with a smaller `max_bytes`, records written under the larger one (bigger than the
+    /// new segment size) are kept, not cut as damaged, until the next write evicts the oldest to
+    /// fit the new bound.
+    @Test func aSmallerBoundLaterKeepsWhatIsThereUntilEvicted() async throws {
+        let dir = try registryTestDirectory("plog")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let big = try PredictionLog(directory: dir, model: "m", maxBytes: 4 << 20, sampleRate: 1, logger: logger)
+        for i in 0..<20 { big.offer(entry(i, bytes: 20_000)) }
+        try await waitWritten(big, 20)
+        big.close()
+        let small = try PredictionLog(directory: dir, model: "m", maxBytes: 64 << 10, sampleRate: 1, logger: logger)
+        #expect(try PredictionLog.read(dir).count == 20)
+        small.offer(entry(20))
+        small.close()
+        let read = try PredictionLog.read(dir)
+        #expect(read.last?.entry.id == "req-20")
+        #expect(zip(read, read.dropFirst()).allSatisfy { $1.sequence == $0.sequence + 1 })
+        let size = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".plog") }.reduce(0) {
+            $0 + (try FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent($1).path)[.size] as! Int)
+        }
+        #expect(size <= 64 << 10)
+    }
+
     /// A disk that refuses every write (the segment is /dev/full: ENOSPC): records are dropped
     /// and counted, and `offer` never blocks.
     @Test func aFullDiskDropsRecordsWithoutBlocking() async throws {
