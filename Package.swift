@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "SwerveServing",
             dependencies: [
-                "SwerveInference", "SwerveRepository", "SwerveStatus",
+                "SwerveInference", "SwerveRepository", "SwerveStatus", "SwerveProto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Atomics", package: "swift-atomics"),

@@ -277,6 +277,366 @@ void   swerve__v1__rollout_statistics_response__free_unpacked
   assert(message->base.descriptor == &swerve__v1__rollout_statistics_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   swerve__v1__drift_request__init
+                     (Swerve__V1__DriftRequest         *message)
+{
+  static const Swerve__V1__DriftRequest init_value = SWERVE__V1__DRIFT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__drift_request__get_packed_size
+                     (const Swerve__V1__DriftRequest *message)
+{
+  assert(message->base.descriptor == &swerve__v1__drift_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__drift_request__pack
+                     (const Swerve__V1__DriftRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__drift_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__drift_request__pack_to_buffer
+                     (const Swerve__V1__DriftRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__drift_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__DriftRequest *
+       swerve__v1__drift_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__DriftRequest *)
+     protobuf_c_message_unpack (&swerve__v1__drift_request__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__drift_request__free_unpacked
+                     (Swerve__V1__DriftRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__drift_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swerve__v1__feature_window__init
+                     (Swerve__V1__FeatureWindow         *message)
+{
+  static const Swerve__V1__FeatureWindow init_value = SWERVE__V1__FEATURE_WINDOW__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__feature_window__get_packed_size
+                     (const Swerve__V1__FeatureWindow *message)
+{
+  assert(message->base.descriptor == &swerve__v1__feature_window__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__feature_window__pack
+                     (const Swerve__V1__FeatureWindow *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__feature_window__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__feature_window__pack_to_buffer
+                     (const Swerve__V1__FeatureWindow *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__feature_window__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__FeatureWindow *
+       swerve__v1__feature_window__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__FeatureWindow *)
+     protobuf_c_message_unpack (&swerve__v1__feature_window__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__feature_window__free_unpacked
+                     (Swerve__V1__FeatureWindow *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__feature_window__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swerve__v1__feature_drift__init
+                     (Swerve__V1__FeatureDrift         *message)
+{
+  static const Swerve__V1__FeatureDrift init_value = SWERVE__V1__FEATURE_DRIFT__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__feature_drift__get_packed_size
+                     (const Swerve__V1__FeatureDrift *message)
+{
+  assert(message->base.descriptor == &swerve__v1__feature_drift__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__feature_drift__pack
+                     (const Swerve__V1__FeatureDrift *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__feature_drift__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__feature_drift__pack_to_buffer
+                     (const Swerve__V1__FeatureDrift *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__feature_drift__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__FeatureDrift *
+       swerve__v1__feature_drift__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__FeatureDrift *)
+     protobuf_c_message_unpack (&swerve__v1__feature_drift__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__feature_drift__free_unpacked
+                     (Swerve__V1__FeatureDrift *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__feature_drift__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swerve__v1__output_window__init
+                     (Swerve__V1__OutputWindow         *message)
+{
+  static const Swerve__V1__OutputWindow init_value = SWERVE__V1__OUTPUT_WINDOW__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__output_window__get_packed_size
+                     (const Swerve__V1__OutputWindow *message)
+{
+  assert(message->base.descriptor == &swerve__v1__output_window__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__output_window__pack
+                     (const Swerve__V1__OutputWindow *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__output_window__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__output_window__pack_to_buffer
+                     (const Swerve__V1__OutputWindow *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__output_window__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__OutputWindow *
+       swerve__v1__output_window__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__OutputWindow *)
+     protobuf_c_message_unpack (&swerve__v1__output_window__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__output_window__free_unpacked
+                     (Swerve__V1__OutputWindow *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__output_window__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swerve__v1__output_drift__init
+                     (Swerve__V1__OutputDrift         *message)
+{
+  static const Swerve__V1__OutputDrift init_value = SWERVE__V1__OUTPUT_DRIFT__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__output_drift__get_packed_size
+                     (const Swerve__V1__OutputDrift *message)
+{
+  assert(message->base.descriptor == &swerve__v1__output_drift__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__output_drift__pack
+                     (const Swerve__V1__OutputDrift *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__output_drift__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__output_drift__pack_to_buffer
+                     (const Swerve__V1__OutputDrift *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__output_drift__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__OutputDrift *
+       swerve__v1__output_drift__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__OutputDrift *)
+     protobuf_c_message_unpack (&swerve__v1__output_drift__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__output_drift__free_unpacked
+                     (Swerve__V1__OutputDrift *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__output_drift__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swerve__v1__drift_window__init
+                     (Swerve__V1__DriftWindow         *message)
+{
+  static const Swerve__V1__DriftWindow init_value = SWERVE__V1__DRIFT_WINDOW__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__drift_window__get_packed_size
+                     (const Swerve__V1__DriftWindow *message)
+{
+  assert(message->base.descriptor == &swerve__v1__drift_window__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__drift_window__pack
+                     (const Swerve__V1__DriftWindow *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__drift_window__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__drift_window__pack_to_buffer
+                     (const Swerve__V1__DriftWindow *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__drift_window__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__DriftWindow *
+       swerve__v1__drift_window__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__DriftWindow *)
+     protobuf_c_message_unpack (&swerve__v1__drift_window__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__drift_window__free_unpacked
+                     (Swerve__V1__DriftWindow *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__drift_window__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swerve__v1__version_drift__init
+                     (Swerve__V1__VersionDrift         *message)
+{
+  static const Swerve__V1__VersionDrift init_value = SWERVE__V1__VERSION_DRIFT__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__version_drift__get_packed_size
+                     (const Swerve__V1__VersionDrift *message)
+{
+  assert(message->base.descriptor == &swerve__v1__version_drift__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__version_drift__pack
+                     (const Swerve__V1__VersionDrift *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__version_drift__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__version_drift__pack_to_buffer
+                     (const Swerve__V1__VersionDrift *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__version_drift__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__VersionDrift *
+       swerve__v1__version_drift__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__VersionDrift *)
+     protobuf_c_message_unpack (&swerve__v1__version_drift__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__version_drift__free_unpacked
+                     (Swerve__V1__VersionDrift *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__version_drift__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swerve__v1__drift_response__init
+                     (Swerve__V1__DriftResponse         *message)
+{
+  static const Swerve__V1__DriftResponse init_value = SWERVE__V1__DRIFT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__drift_response__get_packed_size
+                     (const Swerve__V1__DriftResponse *message)
+{
+  assert(message->base.descriptor == &swerve__v1__drift_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__drift_response__pack
+                     (const Swerve__V1__DriftResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__drift_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__drift_response__pack_to_buffer
+                     (const Swerve__V1__DriftResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__drift_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__DriftResponse *
+       swerve__v1__drift_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__DriftResponse *)
+     protobuf_c_message_unpack (&swerve__v1__drift_response__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__drift_response__free_unpacked
+                     (Swerve__V1__DriftResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__drift_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor swerve__v1__path_statistics_request__field_descriptors[2] =
 {
   {
@@ -1025,12 +1385,864 @@ const ProtobufCMessageDescriptor swerve__v1__rollout_statistics_response__descri
   (ProtobufCMessageInit) swerve__v1__rollout_statistics_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor swerve__v1__serving_insights__method_descriptors[2] =
+static const ProtobufCFieldDescriptor swerve__v1__drift_request__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__DriftRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__DriftRequest, version),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__drift_request__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+  1,   /* field[1] = version */
+};
+static const ProtobufCIntRange swerve__v1__drift_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor swerve__v1__drift_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.DriftRequest",
+  "DriftRequest",
+  "Swerve__V1__DriftRequest",
+  "swerve.v1",
+  sizeof(Swerve__V1__DriftRequest),
+  2,
+  swerve__v1__drift_request__field_descriptors,
+  swerve__v1__drift_request__field_indices_by_name,
+  1,  swerve__v1__drift_request__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__drift_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swerve__v1__feature_window__field_descriptors[10] =
+{
+  {
+    "count",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureWindow, count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "missing",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureWindow, missing),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mean",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureWindow, mean),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "quantiles",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Swerve__V1__FeatureWindow, n_quantiles),
+    offsetof(Swerve__V1__FeatureWindow, quantiles),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bin_counts",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Swerve__V1__FeatureWindow, n_bin_counts),
+    offsetof(Swerve__V1__FeatureWindow, bin_counts),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "psi",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureWindow, psi),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ks_statistic",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureWindow, ks_statistic),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ks_p_value",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureWindow, ks_p_value),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "out_of_vocabulary",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Swerve__V1__FeatureWindow, n_out_of_vocabulary),
+    offsetof(Swerve__V1__FeatureWindow, out_of_vocabulary),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "out_of_vocabulary_counts",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Swerve__V1__FeatureWindow, n_out_of_vocabulary_counts),
+    offsetof(Swerve__V1__FeatureWindow, out_of_vocabulary_counts),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__feature_window__field_indices_by_name[] = {
+  4,   /* field[4] = bin_counts */
+  0,   /* field[0] = count */
+  7,   /* field[7] = ks_p_value */
+  6,   /* field[6] = ks_statistic */
+  2,   /* field[2] = mean */
+  1,   /* field[1] = missing */
+  8,   /* field[8] = out_of_vocabulary */
+  9,   /* field[9] = out_of_vocabulary_counts */
+  5,   /* field[5] = psi */
+  3,   /* field[3] = quantiles */
+};
+static const ProtobufCIntRange swerve__v1__feature_window__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 10 }
+};
+const ProtobufCMessageDescriptor swerve__v1__feature_window__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.FeatureWindow",
+  "FeatureWindow",
+  "Swerve__V1__FeatureWindow",
+  "swerve.v1",
+  sizeof(Swerve__V1__FeatureWindow),
+  10,
+  swerve__v1__feature_window__field_descriptors,
+  swerve__v1__feature_window__field_indices_by_name,
+  1,  swerve__v1__feature_window__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__feature_window__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swerve__v1__feature_drift__field_descriptors[11] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureDrift, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureDrift, kind),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "input",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureDrift, input),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "column",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureDrift, column),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reference_count",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureDrift, reference_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reference_mean",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureDrift, reference_mean),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reference_std",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__FeatureDrift, reference_std),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bin_edges",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Swerve__V1__FeatureDrift, n_bin_edges),
+    offsetof(Swerve__V1__FeatureDrift, bin_edges),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "categories",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Swerve__V1__FeatureDrift, n_categories),
+    offsetof(Swerve__V1__FeatureDrift, categories),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reference_proportions",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Swerve__V1__FeatureDrift, n_reference_proportions),
+    offsetof(Swerve__V1__FeatureDrift, reference_proportions),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "windows",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swerve__V1__FeatureDrift, n_windows),
+    offsetof(Swerve__V1__FeatureDrift, windows),
+    &swerve__v1__feature_window__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__feature_drift__field_indices_by_name[] = {
+  7,   /* field[7] = bin_edges */
+  8,   /* field[8] = categories */
+  3,   /* field[3] = column */
+  2,   /* field[2] = input */
+  1,   /* field[1] = kind */
+  0,   /* field[0] = name */
+  4,   /* field[4] = reference_count */
+  5,   /* field[5] = reference_mean */
+  9,   /* field[9] = reference_proportions */
+  6,   /* field[6] = reference_std */
+  10,   /* field[10] = windows */
+};
+static const ProtobufCIntRange swerve__v1__feature_drift__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor swerve__v1__feature_drift__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.FeatureDrift",
+  "FeatureDrift",
+  "Swerve__V1__FeatureDrift",
+  "swerve.v1",
+  sizeof(Swerve__V1__FeatureDrift),
+  11,
+  swerve__v1__feature_drift__field_descriptors,
+  swerve__v1__feature_drift__field_indices_by_name,
+  1,  swerve__v1__feature_drift__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__feature_drift__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swerve__v1__output_window__field_descriptors[6] =
+{
+  {
+    "count",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__OutputWindow, count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "classes",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Swerve__V1__OutputWindow, n_classes),
+    offsetof(Swerve__V1__OutputWindow, classes),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "class_counts",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Swerve__V1__OutputWindow, n_class_counts),
+    offsetof(Swerve__V1__OutputWindow, class_counts),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score_count",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__OutputWindow, score_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score_mean",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__OutputWindow, score_mean),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score_quantiles",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Swerve__V1__OutputWindow, n_score_quantiles),
+    offsetof(Swerve__V1__OutputWindow, score_quantiles),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__output_window__field_indices_by_name[] = {
+  2,   /* field[2] = class_counts */
+  1,   /* field[1] = classes */
+  0,   /* field[0] = count */
+  3,   /* field[3] = score_count */
+  4,   /* field[4] = score_mean */
+  5,   /* field[5] = score_quantiles */
+};
+static const ProtobufCIntRange swerve__v1__output_window__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor swerve__v1__output_window__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.OutputWindow",
+  "OutputWindow",
+  "Swerve__V1__OutputWindow",
+  "swerve.v1",
+  sizeof(Swerve__V1__OutputWindow),
+  6,
+  swerve__v1__output_window__field_descriptors,
+  swerve__v1__output_window__field_indices_by_name,
+  1,  swerve__v1__output_window__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__output_window__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swerve__v1__output_drift__field_descriptors[3] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__OutputDrift, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__OutputDrift, kind),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "windows",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swerve__V1__OutputDrift, n_windows),
+    offsetof(Swerve__V1__OutputDrift, windows),
+    &swerve__v1__output_window__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__output_drift__field_indices_by_name[] = {
+  1,   /* field[1] = kind */
+  0,   /* field[0] = name */
+  2,   /* field[2] = windows */
+};
+static const ProtobufCIntRange swerve__v1__output_drift__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor swerve__v1__output_drift__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.OutputDrift",
+  "OutputDrift",
+  "Swerve__V1__OutputDrift",
+  "swerve.v1",
+  sizeof(Swerve__V1__OutputDrift),
+  3,
+  swerve__v1__output_drift__field_descriptors,
+  swerve__v1__output_drift__field_indices_by_name,
+  1,  swerve__v1__output_drift__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__output_drift__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swerve__v1__drift_window__field_descriptors[4] =
+{
+  {
+    "start_ms",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__DriftWindow, start_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "end_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__DriftWindow, end_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__DriftWindow, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "drifted",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__DriftWindow, drifted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__drift_window__field_indices_by_name[] = {
+  3,   /* field[3] = drifted */
+  1,   /* field[1] = end_ms */
+  2,   /* field[2] = rows */
+  0,   /* field[0] = start_ms */
+};
+static const ProtobufCIntRange swerve__v1__drift_window__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor swerve__v1__drift_window__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.DriftWindow",
+  "DriftWindow",
+  "Swerve__V1__DriftWindow",
+  "swerve.v1",
+  sizeof(Swerve__V1__DriftWindow),
+  4,
+  swerve__v1__drift_window__field_descriptors,
+  swerve__v1__drift_window__field_indices_by_name,
+  1,  swerve__v1__drift_window__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__drift_window__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swerve__v1__version_drift__field_descriptors[13] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionDrift, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionDrift, version),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sample_rate",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionDrift, sample_rate),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "window_seconds",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionDrift, window_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "min_samples",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionDrift, min_samples),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "psi_threshold",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionDrift, psi_threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "samples_observed",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionDrift, samples_observed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "samples_dropped",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__VersionDrift, samples_dropped),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unmapped",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Swerve__V1__VersionDrift, n_unmapped),
+    offsetof(Swerve__V1__VersionDrift, unmapped),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "quantile_levels",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Swerve__V1__VersionDrift, n_quantile_levels),
+    offsetof(Swerve__V1__VersionDrift, quantile_levels),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "windows",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swerve__V1__VersionDrift, n_windows),
+    offsetof(Swerve__V1__VersionDrift, windows),
+    &swerve__v1__drift_window__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "features",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swerve__V1__VersionDrift, n_features),
+    offsetof(Swerve__V1__VersionDrift, features),
+    &swerve__v1__feature_drift__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "outputs",
+    13,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swerve__V1__VersionDrift, n_outputs),
+    offsetof(Swerve__V1__VersionDrift, outputs),
+    &swerve__v1__output_drift__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__version_drift__field_indices_by_name[] = {
+  11,   /* field[11] = features */
+  4,   /* field[4] = min_samples */
+  0,   /* field[0] = name */
+  12,   /* field[12] = outputs */
+  5,   /* field[5] = psi_threshold */
+  9,   /* field[9] = quantile_levels */
+  2,   /* field[2] = sample_rate */
+  7,   /* field[7] = samples_dropped */
+  6,   /* field[6] = samples_observed */
+  8,   /* field[8] = unmapped */
+  1,   /* field[1] = version */
+  3,   /* field[3] = window_seconds */
+  10,   /* field[10] = windows */
+};
+static const ProtobufCIntRange swerve__v1__version_drift__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 13 }
+};
+const ProtobufCMessageDescriptor swerve__v1__version_drift__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.VersionDrift",
+  "VersionDrift",
+  "Swerve__V1__VersionDrift",
+  "swerve.v1",
+  sizeof(Swerve__V1__VersionDrift),
+  13,
+  swerve__v1__version_drift__field_descriptors,
+  swerve__v1__version_drift__field_indices_by_name,
+  1,  swerve__v1__version_drift__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__version_drift__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swerve__v1__drift_response__field_descriptors[1] =
+{
+  {
+    "versions",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swerve__V1__DriftResponse, n_versions),
+    offsetof(Swerve__V1__DriftResponse, versions),
+    &swerve__v1__version_drift__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__drift_response__field_indices_by_name[] = {
+  0,   /* field[0] = versions */
+};
+static const ProtobufCIntRange swerve__v1__drift_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor swerve__v1__drift_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.DriftResponse",
+  "DriftResponse",
+  "Swerve__V1__DriftResponse",
+  "swerve.v1",
+  sizeof(Swerve__V1__DriftResponse),
+  1,
+  swerve__v1__drift_response__field_descriptors,
+  swerve__v1__drift_response__field_indices_by_name,
+  1,  swerve__v1__drift_response__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__drift_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor swerve__v1__serving_insights__method_descriptors[3] =
 {
   { "PathStatistics", &swerve__v1__path_statistics_request__descriptor, &swerve__v1__path_statistics_response__descriptor },
   { "RolloutStatistics", &swerve__v1__rollout_statistics_request__descriptor, &swerve__v1__rollout_statistics_response__descriptor },
+  { "Drift", &swerve__v1__drift_request__descriptor, &swerve__v1__drift_response__descriptor },
 };
 const unsigned swerve__v1__serving_insights__method_indices_by_name[] = {
+  2,        /* Drift */
   0,        /* PathStatistics */
   1         /* RolloutStatistics */
 };
@@ -1041,7 +2253,7 @@ const ProtobufCServiceDescriptor swerve__v1__serving_insights__descriptor =
   "ServingInsights",
   "Swerve__V1__ServingInsights",
   "swerve.v1",
-  2,
+  3,
   swerve__v1__serving_insights__method_descriptors,
   swerve__v1__serving_insights__method_indices_by_name
 };
@@ -1060,6 +2272,14 @@ void swerve__v1__serving_insights__rollout_statistics(ProtobufCService *service,
 {
   assert(service->descriptor == &swerve__v1__serving_insights__descriptor);
   service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void swerve__v1__serving_insights__drift(ProtobufCService *service,
+                                         const Swerve__V1__DriftRequest *input,
+                                         Swerve__V1__DriftResponse_Closure closure,
+                                         void *closure_data)
+{
+  assert(service->descriptor == &swerve__v1__serving_insights__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void swerve__v1__serving_insights__init (Swerve__V1__ServingInsights_Service *service,
                                          Swerve__V1__ServingInsights_ServiceDestroy destroy)

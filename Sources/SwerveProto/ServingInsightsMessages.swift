@@ -159,3 +159,199 @@ public struct RolloutStatisticsResponse: ProtoMessage, Equatable {
         return encode(m, arena: a, size: swerve__v1__rollout_statistics_response__get_packed_size, pack: swerve__v1__rollout_statistics_response__pack)
     }
 }
+
+// MARK: - Drift
+
+public struct DriftRequest: ProtoMessage, Equatable {
+    public var name = ""
+    public var version = ""
+    public init(name: String = "", version: String = "") { self.name = name; self.version = version }
+    public init(serializedBytes bytes: [UInt8]) throws {
+        try StringFields.firstTwo.check(bytes, "DriftRequest")
+        (name, version) = try decode(bytes, "DriftRequest", unpack: swerve__v1__drift_request__unpack, free: swerve__v1__drift_request__free_unpacked) { (str($0.name), str($0.version)) }
+    }
+    public func serializedBytes() -> [UInt8] {
+        let a = Arena()
+        var m = Swerve__V1__DriftRequest(); swerve__v1__drift_request__init(&m); m.name = a.cString(name); m.version = a.cString(version)
+        return encode(m, arena: a, size: swerve__v1__drift_request__get_packed_size, pack: swerve__v1__drift_request__pack)
+    }
+}
+
+/// One feature in one window (`swerve.v1.FeatureWindow`).
+public struct FeatureWindow: Sendable, Equatable {
+    public var count: UInt64 = 0, missing: UInt64 = 0
+    public var mean: Double = .nan
+    public var quantiles: [Double] = []
+    public var binCounts: [UInt64] = []
+    public var psi: Double = .nan, ksStatistic: Double = .nan, ksPValue: Double = .nan
+    public var outOfVocabulary: [String] = []
+    public var outOfVocabularyCounts: [UInt64] = []
+    public init() {}
+}
+
+/// One watched feature, its reference and its windows (`swerve.v1.FeatureDrift`).
+public struct FeatureDrift: Sendable, Equatable {
+    public var name = "", kind = "", input = ""
+    public var column: UInt32 = 0
+    public var referenceCount: UInt64 = 0
+    public var referenceMean: Double = 0, referenceStd: Double = 0
+    public var binEdges: [Double] = []
+    public var categories: [String] = []
+    public var referenceProportions: [Double] = []
+    public var windows: [FeatureWindow] = []
+    public init() {}
+}
+
+public struct OutputWindow: Sendable, Equatable {
+    public var count: UInt64 = 0
+    public var classes: [String] = []
+    public var classCounts: [UInt64] = []
+    public var scoreCount: UInt64 = 0
+    public var scoreMean: Double = .nan
+    public var scoreQuantiles: [Double] = []
+    public init() {}
+}
+
+public struct OutputDrift: Sendable, Equatable {
+    public var name = "", kind = ""
+    public var windows: [OutputWindow] = []
+    public init() {}
+}
+
+public struct DriftWindow: Sendable, Equatable {
+    public var startMs: UInt64 = 0, endMs: UInt64 = 0, rows: UInt64 = 0
+    public var drifted: UInt32 = 0
+    public init(startMs: UInt64 = 0, endMs: UInt64 = 0, rows: UInt64 = 0, drifted: UInt32 = 0) {
+        self.startMs = startMs; self.endMs = endMs; self.rows = rows; self.drifted = drifted
+    }
+}
+
+/// One version's drift monitor (`swerve.v1.VersionDrift`).
+public struct VersionDrift: Sendable, Equatable {
+    public var name = "", version = ""
+    public var sampleRate: Double = 0
+    public var windowSeconds: UInt64 = 0, minSamples: UInt64 = 0
+    public var psiThreshold: Double = 0
+    public var samplesObserved: UInt64 = 0, samplesDropped: UInt64 = 0
+    public var unmapped: [String] = []
+    public var quantileLevels: [Double] = []
+    public var windows: [DriftWindow] = []
+    public var features: [FeatureDrift] = []
+    public var outputs: [OutputDrift] = []
+    public init() {}
+}
+
+public struct DriftResponse: ProtoMessage, Equatable {
+    public var versions: [VersionDrift] = []
+    public init(versions: [VersionDrift] = []) { self.versions = versions }
+
+    public init(serializedBytes bytes: [UInt8]) throws {
+        versions = try decode(bytes, "DriftResponse", unpack: swerve__v1__drift_response__unpack, free: swerve__v1__drift_response__free_unpacked) { m in
+            msgs(m.n_versions, m.versions) { p in
+                var v = VersionDrift()
+                v.name = str(p.name); v.version = str(p.version)
+                v.sampleRate = p.sample_rate; v.windowSeconds = p.window_seconds; v.minSamples = p.min_samples
+                v.psiThreshold = p.psi_threshold
+                v.samplesObserved = p.samples_observed; v.samplesDropped = p.samples_dropped
+                v.unmapped = strs(p.n_unmapped, p.unmapped)
+                v.quantileLevels = vals(p.n_quantile_levels, p.quantile_levels)
+                v.windows = msgs(p.n_windows, p.windows) { w in
+                    DriftWindow(startMs: w.start_ms, endMs: w.end_ms, rows: w.rows, drifted: w.drifted)
+                }
+                v.features = msgs(p.n_features, p.features) { f in
+                    var d = FeatureDrift()
+                    d.name = str(f.name); d.kind = str(f.kind); d.input = str(f.input); d.column = f.column
+                    d.referenceCount = f.reference_count; d.referenceMean = f.reference_mean; d.referenceStd = f.reference_std
+                    d.binEdges = vals(f.n_bin_edges, f.bin_edges)
+                    d.categories = strs(f.n_categories, f.categories)
+                    d.referenceProportions = vals(f.n_reference_proportions, f.reference_proportions)
+                    d.windows = msgs(f.n_windows, f.windows) { w in
+                        var x = FeatureWindow()
+                        x.count = w.count; x.missing = w.missing; x.mean = w.mean
+                        x.quantiles = vals(w.n_quantiles, w.quantiles)
+                        x.binCounts = vals(w.n_bin_counts, w.bin_counts)
+                        x.psi = w.psi; x.ksStatistic = w.ks_statistic; x.ksPValue = w.ks_p_value
+                        x.outOfVocabulary = strs(w.n_out_of_vocabulary, w.out_of_vocabulary)
+                        x.outOfVocabularyCounts = vals(w.n_out_of_vocabulary_counts, w.out_of_vocabulary_counts)
+                        return x
+                    }
+                    return d
+                }
+                v.outputs = msgs(p.n_outputs, p.outputs) { o in
+                    var d = OutputDrift()
+                    d.name = str(o.name); d.kind = str(o.kind)
+                    d.windows = msgs(o.n_windows, o.windows) { w in
+                        var x = OutputWindow()
+                        x.count = w.count
+                        x.classes = strs(w.n_classes, w.classes); x.classCounts = vals(w.n_class_counts, w.class_counts)
+                        x.scoreCount = w.score_count; x.scoreMean = w.score_mean
+                        x.scoreQuantiles = vals(w.n_score_quantiles, w.score_quantiles)
+                        return x
+                    }
+                    return d
+                }
+                return v
+            }
+        }
+    }
+
+    public func serializedBytes() -> [UInt8] {
+        let a = Arena()
+        let entries = versions.map { v -> Swerve__V1__VersionDrift in
+            var p = Swerve__V1__VersionDrift(); swerve__v1__version_drift__init(&p)
+            p.name = a.cString(v.name); p.version = a.cString(v.version)
+            p.sample_rate = v.sampleRate; p.window_seconds = v.windowSeconds; p.min_samples = v.minSamples
+            p.psi_threshold = v.psiThreshold
+            p.samples_observed = v.samplesObserved; p.samples_dropped = v.samplesDropped
+            p.n_unmapped = v.unmapped.count; p.unmapped = a.cStrings(v.unmapped)
+            p.n_quantile_levels = v.quantileLevels.count; p.quantile_levels = a.array(v.quantileLevels)
+            let windows = v.windows.map { w -> Swerve__V1__DriftWindow in
+                var x = Swerve__V1__DriftWindow(); swerve__v1__drift_window__init(&x)
+                x.start_ms = w.startMs; x.end_ms = w.endMs; x.rows = w.rows; x.drifted = w.drifted
+                return x
+            }
+            p.n_windows = windows.count; p.windows = a.boxes(windows)
+            let features = v.features.map { d -> Swerve__V1__FeatureDrift in
+                var f = Swerve__V1__FeatureDrift(); swerve__v1__feature_drift__init(&f)
+                f.name = a.cString(d.name); f.kind = a.cString(d.kind); f.input = a.cString(d.input); f.column = d.column
+                f.reference_count = d.referenceCount; f.reference_mean = d.referenceMean; f.reference_std = d.referenceStd
+                f.n_bin_edges = d.binEdges.count; f.bin_edges = a.array(d.binEdges)
+                f.n_categories = d.categories.count; f.categories = a.cStrings(d.categories)
+                f.n_reference_proportions = d.referenceProportions.count; f.reference_proportions = a.array(d.referenceProportions)
+                let ws = d.windows.map { w -> Swerve__V1__FeatureWindow in
+                    var x = Swerve__V1__FeatureWindow(); swerve__v1__feature_window__init(&x)
+                    x.count = w.count; x.missing = w.missing; x.mean = w.mean
+                    x.n_quantiles = w.quantiles.count; x.quantiles = a.array(w.quantiles)
+                    x.n_bin_counts = w.binCounts.count; x.bin_counts = a.array(w.binCounts)
+                    x.psi = w.psi; x.ks_statistic = w.ksStatistic; x.ks_p_value = w.ksPValue
+                    x.n_out_of_vocabulary = w.outOfVocabulary.count; x.out_of_vocabulary = a.cStrings(w.outOfVocabulary)
+                    x.n_out_of_vocabulary_counts = w.outOfVocabularyCounts.count; x.out_of_vocabulary_counts = a.array(w.outOfVocabularyCounts)
+                    return x
+                }
+                f.n_windows = ws.count; f.windows = a.boxes(ws)
+                return f
+            }
+            p.n_features = features.count; p.features = a.boxes(features)
+            let outputs = v.outputs.map { d -> Swerve__V1__OutputDrift in
+                var o = Swerve__V1__OutputDrift(); swerve__v1__output_drift__init(&o)
+                o.name = a.cString(d.name); o.kind = a.cString(d.kind)
+                let ws = d.windows.map { w -> Swerve__V1__OutputWindow in
+                    var x = Swerve__V1__OutputWindow(); swerve__v1__output_window__init(&x)
+                    x.count = w.count
+                    x.n_classes = w.classes.count; x.classes = a.cStrings(w.classes)
+                    x.n_class_counts = w.classCounts.count; x.class_counts = a.array(w.classCounts)
+                    x.score_count = w.scoreCount; x.score_mean = w.scoreMean
+                    x.n_score_quantiles = w.scoreQuantiles.count; x.score_quantiles = a.array(w.scoreQuantiles)
+                    return x
+                }
+                o.n_windows = ws.count; o.windows = a.boxes(ws)
+                return o
+            }
+            p.n_outputs = outputs.count; p.outputs = a.boxes(outputs)
+            return p
+        }
+        var m = Swerve__V1__DriftResponse(); swerve__v1__drift_response__init(&m)
+        m.n_versions = entries.count; m.versions = a.boxes(entries)
+        return encode(m, arena: a, size: swerve__v1__drift_response__get_packed_size, pack: swerve__v1__drift_response__pack)
+    }
+}

@@ -84,6 +84,23 @@ public struct ModelSettings: Sendable, Equatable {
         public init(sampleRate: Double, maxBytes: Int) { self.sampleRate = sampleRate; self.maxBytes = maxBytes }
     }
 
+    /// The drift monitor of versions with reference statistics (`monitoring`).
+    public var monitoring = MonitoringSettings()
+
+    /// `monitoring: {"sample_rate": R, "window_seconds": W, "windows": K, "min_samples": M,
+    /// "psi_threshold": T}`: a version with `reference_stats.json` watches a fraction R (0...1,
+    /// 0 = off) of the requests it answers, in windows of W seconds (1...86400), keeps the last K
+    /// (1...100) closed windows, reports drift of a window once it holds M rows (≥ 10), and counts a
+    /// feature as drifted above PSI T. Every key is optional.
+    public struct MonitoringSettings: Sendable, Equatable {
+        public var sampleRate: Double = 0.01
+        public var windowSeconds: Int = 60
+        public var windows: Int = 10
+        public var minSamples: Int = 200
+        public var psiThreshold: Double = 0.25
+        public init() {}
+    }
+
     public init() {}
 
     public static let defaultMaxBatchSize = 64
@@ -100,6 +117,7 @@ public struct ModelSettings: Sendable, Equatable {
         case staticTable = "static_table"
         case responseCache = "response_cache"
         case predictionLog = "prediction_log"
+        case monitoring
     }
 
     /// Parses config.json. Unknown keys are rejected so that a typo does not silently fall back
@@ -195,8 +213,41 @@ public struct ModelSettings: Sendable, Equatable {
             else { throw StorageError(.invalidConfiguration, usage) }
             predictionLog = PredictionLogSettings(sampleRate: rate, maxBytes: n)
         }
+        if let v = obj[Key.monitoring.rawValue] { monitoring = try Self.parseMonitoring(v) }
         inputOverrides = try Self.parseOverrides(obj[Key.inputs.rawValue], "inputs")
         outputOverrides = try Self.parseOverrides(obj[Key.outputs.rawValue], "outputs")
+    }
+
+    static func parseMonitoring(_ v: Any) throws -> MonitoringSettings {
+        let usage = #"config.json: monitoring must be {"sample_rate": R, "window_seconds": W, "windows": K, "min_samples": M, "psi_threshold": T} (each optional) with R in 0...1, W in 1...86400, K in 1...100, M >= 10, T > 0"#
+        guard let d = v as? [String: Any],
+              Set(d.keys).isSubset(of: ["sample_rate", "window_seconds", "windows", "min_samples", "psi_threshold"])
+        else { throw StorageError(.invalidConfiguration, usage) }
+        var m = MonitoringSettings()
+        func number(_ key: String) throws -> Double? {
+            guard let x = d[key] else { return nil }
+            guard let n = x as? NSNumber, !(x is Bool), n.doubleValue.isFinite else { throw StorageError(.invalidConfiguration, usage) }
+            return n.doubleValue
+        }
+        func integer(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {
+            guard let x = try number(key) else { return nil }
+            guard x == x.rounded(), x >= Double(range.lowerBound), x <= Double(range.upperBound) else {
+                throw StorageError(.invalidConfiguration, usage)
+            }
+            return Int(x)
+        }
+        if let r = try number("sample_rate") {
+            guard r >= 0, r <= 1 else { throw StorageError(.invalidConfiguration, usage) }
+            m.sampleRate = r
+        }
+        if let w = try integer("window_seconds", 1...86_400) { m.windowSeconds = w }
+        if let k = try integer("windows", 1...100) { m.windows = k }
+        if let n = try integer("min_samples", 10...Int(Int32.max)) { m.minSamples = n }
+        if let t = try number("psi_threshold") {
+            guard t > 0 else { throw StorageError(.invalidConfiguration, usage) }
+            m.psiThreshold = t
+        }
+        return m
     }
 
     static func parsePolicy(_ v: Any) throws -> VersionPolicy {

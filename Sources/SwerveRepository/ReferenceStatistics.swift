@@ -7,15 +7,20 @@ public struct ReferenceStatistics: Codable, Sendable, Equatable {
     public var rowCount: Int
     public var numeric: [String: NumericReference]
     public var categorical: [String: CategoricalReference]
+    /// Where each feature sits in the model's inputs, so the server can watch the values it
+    /// serves (absent in files written before it existed: features are then found by input name).
+    public var features: [FeatureColumn]?
 
-    public init(rowCount: Int, numeric: [String: NumericReference] = [:], categorical: [String: CategoricalReference] = [:]) {
+    public init(rowCount: Int, numeric: [String: NumericReference] = [:], categorical: [String: CategoricalReference] = [:],
+                features: [FeatureColumn]? = nil) {
         self.rowCount = rowCount
         self.numeric = numeric
         self.categorical = categorical
+        self.features = features
     }
 
     enum CodingKeys: String, CodingKey {
-        case numeric, categorical
+        case numeric, categorical, features
         case rowCount = "row_count"
     }
 
@@ -25,6 +30,34 @@ public struct ReferenceStatistics: Codable, Sendable, Equatable {
     public static func decode(_ data: Data) throws -> ReferenceStatistics {
         try RecordJSON.decoder().decode(ReferenceStatistics.self, from: data)
     }
+}
+
+/// One feature's place in a model's inputs: element `column` of each row of input `input`
+/// (a `[N, k]` tensor, or `[N]` / `[N, 1]` with column 0).
+public struct FeatureColumn: Codable, Sendable, Equatable {
+    public var name: String
+    public var input: String
+    public var column: Int
+
+    public init(name: String, input: String, column: Int) {
+        self.name = name
+        self.input = input
+        self.column = column
+    }
+}
+
+/// Population Stability Index between a reference and an actual distribution over the same
+/// buckets: Σ (a − r)·ln(a / r), each share floored at `epsilon` so an empty bucket counts as
+/// a large shift rather than infinity. Rule of thumb: < 0.1 stable, 0.1–0.25 moderate, > 0.25
+/// a shift.
+public func populationStabilityIndex(reference: [Double], actual: [Double], epsilon: Double = 1e-4) -> Double {
+    precondition(reference.count == actual.count, "PSI needs the same buckets on both sides")
+    var psi = 0.0
+    for (r, a) in zip(reference, actual) {
+        let rr = Swift.max(r, epsilon), aa = Swift.max(a, epsilon)
+        psi += (aa - rr) * log(aa / rr)
+    }
+    return psi
 }
 
 /// A numeric column's reference distribution.

@@ -43,6 +43,8 @@ public final class InferenceService: GRPCCallHandler {
     public let controlPlane: ControlPlaneGuard
     /// Where models with `prediction_log` in their config.json log their sampled requests.
     public let predictionLogs: PredictionLogs
+    /// Takes sampled requests to the versions' drift monitors, off the request path.
+    let driftSampling: DriftSampling
 
     /// `predictionLogRoot`: the prediction logs' directory (default `<repository>/.predictions`).
     public init(manager: ModelManager, logger: Logger, strictReadiness: Bool = true, controlPlane: ControlPlaneGuard? = nil,
@@ -53,6 +55,7 @@ public final class InferenceService: GRPCCallHandler {
         self.controlPlane = controlPlane ?? .open(logger: logger)
         self.predictionLogs = PredictionLogs(
             root: predictionLogRoot ?? manager.repository.root.appendingPathComponent(".predictions"), logger: logger)
+        self.driftSampling = DriftSampling(logger: logger, monitors: { manager.readyModels().compactMap(\.monitor) })
     }
 
     /// Marks start-up loading done (true), so readiness follows the models from then on, or not
@@ -94,6 +97,7 @@ public final class InferenceService: GRPCCallHandler {
         case healthWatch = "/grpc.health.v1.Health/Watch"
         case pathStatistics = "/swerve.v1.ServingInsights/PathStatistics"
         case rolloutStatistics = "/swerve.v1.ServingInsights/RolloutStatistics"
+        case drift = "/swerve.v1.ServingInsights/Drift"
 
         /// Whether the method changes state, so needs the admin token when there is one. A
         /// switch without `default`: a method added later must say.
@@ -101,7 +105,7 @@ public final class InferenceService: GRPCCallHandler {
             switch self {
             case .repositoryModelLoad, .repositoryModelUnload: true
             case .modelInfer, .serverLive, .serverReady, .modelReady, .serverMetadata, .modelMetadata, .modelConfig,
-                 .modelStatistics, .repositoryIndex, .healthCheck, .healthWatch, .pathStatistics, .rolloutStatistics: false
+                 .modelStatistics, .repositoryIndex, .healthCheck, .healthWatch, .pathStatistics, .rolloutStatistics, .drift: false
             }
         }
     }
@@ -155,6 +159,8 @@ public final class InferenceService: GRPCCallHandler {
             unary(call) { (r: PathStatisticsRequest) in try Self.checkName(r.name, emptyMeansAll: true); return try self.pathStatistics(r) }
         case .rolloutStatistics:
             unary(call) { (r: RolloutStatisticsRequest) in try Self.checkName(r.name); return try self.rolloutStatistics(r) }
+        case .drift:
+            unary(call) { (r: DriftRequest) in try Self.checkName(r.name, emptyMeansAll: true); return try self.drift(r) }
         }
     }
 
@@ -354,6 +360,9 @@ public final class InferenceService: GRPCCallHandler {
             if let sampler = model.predictionSampler, sampler.take(), let settings = model.settings.predictionLog {
                 logPrediction(bytes, settings)
             }
+            if let monitor = model.monitor, monitor.sampler.take() {
+                service.driftSampling.offer(model, request: call.message, response: bytes, timeMs: wallClockMs())
+            }
         }
 
         /// Offers a sampled request and its answer to the model's prediction log: a copy of both
@@ -472,6 +481,18 @@ public final class InferenceService: GRPCCallHandler {
             s.cardinality = p.cardinality; s.peakedness = p.peakedness
             return s
         })
+    }
+
+    /// Per ready version with a drift monitor: its windows beside its reference. A named model
+    /// without one is FAILED_PRECONDITION (it has no reference_stats.json, or monitoring is off).
+    private func drift(_ r: DriftRequest) throws -> DriftResponse {
+        let models = try selectModels(name: r.name, version: r.version)
+        let now = wallClockMs()
+        let versions = models.compactMap { $0.monitor?.report(nowMs: now) }
+        if !r.name.isEmpty && versions.isEmpty {
+            throw ServingError(.failedPrecondition, "model \(r.name) has no drift monitor: it needs reference_stats.json beside the version (the trainer writes it; `swerve publish --reference-data` computes it) with features that map to its inputs, and monitoring.sample_rate > 0")
+        }
+        return DriftResponse(versions: versions.sorted { ($0.name, Int($0.version) ?? 0) < ($1.name, Int($1.version) ?? 0) })
     }
 
     /// Per version of one model: its state here, the labels routed to it, and its rollout evidence.

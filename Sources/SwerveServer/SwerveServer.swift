@@ -176,6 +176,7 @@ public enum SwerveServerRunner {
         await grpc.shutdownGracefully(timeout: options.shutdownTimeout)
         impatience.cancel()
         manager.shutdown()
+        service.driftSampling.stop()
         service.predictionLogs.closeAll()  // what was queued is written and fsynced
         await metrics.close()
         try? await metricsGroup.shutdownGracefully()

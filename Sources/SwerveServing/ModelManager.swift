@@ -146,6 +146,7 @@ public final class ModelManager: Sendable {
         var file: URL
         var settings: ModelSettings
         var lineage: Lineage?
+        var reference: ReferenceStatistics? = nil
         var maxModelBytes: Int
         var cacheBytes: @Sendable () -> Int
         var logger: Logger
@@ -157,7 +158,7 @@ public final class ModelManager: Sendable {
 
     static let defaultLoader: VersionLoader = { r in
         try ServedModel(name: r.name, version: r.version, file: r.file, settings: r.settings, lineage: r.lineage,
-                        maxModelBytes: r.maxModelBytes, cacheBytes: r.cacheBytes, logger: r.logger)
+                        reference: r.reference, maxModelBytes: r.maxModelBytes, cacheBytes: r.cacheBytes, logger: r.logger)
     }
 
     private let loader: VersionLoader
@@ -316,7 +317,8 @@ public final class ModelManager: Sendable {
         let requests = toLoad.map { v in
             let owner = budgetOwner(name, v)
             return VersionLoad(name: name, version: v, file: repository.modelFile(name, version: v), settings: settings,
-                               lineage: try? repository.lineage(of: name, version: v), maxModelBytes: options.maxModelBytes,
+                               lineage: try? repository.lineage(of: name, version: v),
+                               reference: repository.referenceStatistics(of: name, version: v), maxModelBytes: options.maxModelBytes,
                                cacheBytes: { self.cacheBudget.grant(to: owner) }, logger: logger)
         }
         var outcomes: [Int: Result<ServedModel, any Error>] = [:]

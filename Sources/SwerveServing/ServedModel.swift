@@ -28,6 +28,8 @@ public final class ServedModel: Sendable {
     public let requestMetrics: RequestMetrics
     /// Which answered requests go to the model's prediction log; nil without `prediction_log`.
     public let predictionSampler: PredictionSampler?
+    /// The drift monitor, for a version with reference statistics and `monitoring` on.
+    public let monitor: DriftMonitor?
     private let inputNames: [String]
     private let inputNameBytes: [[UInt8]]
     private let inputIndex: [String: Int]
@@ -35,7 +37,7 @@ public final class ServedModel: Sendable {
 
     /// Compiles the file, applies the settings, warms the model up with one zero row, and starts its workers.
     /// The file must be a regular file (or a symlink to one) of at most `maxModelBytes`.
-    init(name: String, version: Int, file: URL, settings: ModelSettings, lineage: Lineage?,
+    init(name: String, version: Int, file: URL, settings: ModelSettings, lineage: Lineage?, reference: ReferenceStatistics? = nil,
          maxModelBytes: Int = CompiledModel.defaultMaxFileBytes, cacheBytes: () -> Int, logger: Logger) throws {
         let compiled: CompiledModel
         let present = ModelRepository.modelFilesPresent(in: file.deletingLastPathComponent())
@@ -69,6 +71,15 @@ public final class ServedModel: Sendable {
         allOutputPositions = Array(outputs.indices)
         requestMetrics = RequestMetrics(model: name, version: versionLabel)
         predictionSampler = settings.predictionLog.map { PredictionSampler(rate: $0.sampleRate) }
+        let (ins, outs, batched) = (inputs, outputs, maxBatchSize > 0)
+        let monitor = reference.flatMap {
+            DriftMonitor(model: name, version: version, reference: $0, inputs: ins, outputs: outs, batched: batched,
+                         settings: settings.monitoring, nowMs: UInt64(Date().timeIntervalSince1970 * 1000))
+        }
+        self.monitor = monitor
+        if let monitor, !monitor.unmapped.isEmpty {
+            logger.warning("\(name) version \(version): drift monitor: reference features not found in the inputs: \(monitor.unmapped.joined(separator: ", "))")
+        }
         inputIndex = Dictionary(uniqueKeysWithValues: inputs.enumerated().map { ($1.name, $0) })
         outputIndex = Dictionary(uniqueKeysWithValues: outputs.enumerated().map { ($1.name, $0) })
 
@@ -334,5 +345,8 @@ public final class ServedModel: Sendable {
     /// The serving paths' figures: mode, active path, table, cache, coalescing, measured traffic.
     public var pathStatistics: PathStatistics { paths.statistics }
 
-    func drainAndStop() { batcher.drainAndStop() }
+    func drainAndStop() {
+        batcher.drainAndStop()
+        monitor?.retire()
+    }
 }

@@ -21,6 +21,14 @@ typedef struct Swerve__V1__PathStatisticsResponse Swerve__V1__PathStatisticsResp
 typedef struct Swerve__V1__RolloutStatisticsRequest Swerve__V1__RolloutStatisticsRequest;
 typedef struct Swerve__V1__VersionEvidence Swerve__V1__VersionEvidence;
 typedef struct Swerve__V1__RolloutStatisticsResponse Swerve__V1__RolloutStatisticsResponse;
+typedef struct Swerve__V1__DriftRequest Swerve__V1__DriftRequest;
+typedef struct Swerve__V1__FeatureWindow Swerve__V1__FeatureWindow;
+typedef struct Swerve__V1__FeatureDrift Swerve__V1__FeatureDrift;
+typedef struct Swerve__V1__OutputWindow Swerve__V1__OutputWindow;
+typedef struct Swerve__V1__OutputDrift Swerve__V1__OutputDrift;
+typedef struct Swerve__V1__DriftWindow Swerve__V1__DriftWindow;
+typedef struct Swerve__V1__VersionDrift Swerve__V1__VersionDrift;
+typedef struct Swerve__V1__DriftResponse Swerve__V1__DriftResponse;
 
 
 /* --- enums --- */
@@ -212,6 +220,241 @@ struct  Swerve__V1__RolloutStatisticsResponse
     , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0, 0, 0,NULL }
 
 
+struct  Swerve__V1__DriftRequest
+{
+  ProtobufCMessage base;
+  /*
+   * empty: every model
+   */
+  char *name;
+  /*
+   * empty: every ready version
+   */
+  char *version;
+};
+#define SWERVE__V1__DRIFT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__drift_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * One feature in one window. Bins: a numeric feature's follow the reference's `bin_edges` (a
+ * value is in the bin numbered by how many interior edges are <= it); a categorical feature's
+ * are the reference's `categories` then one out-of-vocabulary bin.
+ */
+struct  Swerve__V1__FeatureWindow
+{
+  ProtobufCMessage base;
+  /*
+   * rows with a value
+   */
+  uint64_t count;
+  /*
+   * rows without one (NaN, empty text, unparseable number)
+   */
+  uint64_t missing;
+  /*
+   * numeric
+   */
+  double mean;
+  /*
+   * numeric, at VersionDrift.quantile_levels (from a sample)
+   */
+  size_t n_quantiles;
+  double *quantiles;
+  size_t n_bin_counts;
+  uint64_t *bin_counts;
+  /*
+   * Drift against the reference, once the window holds `min_samples` rows (else NaN).
+   */
+  double psi;
+  /*
+   * numeric: two-sample Kolmogorov-Smirnov D over the bins
+   */
+  double ks_statistic;
+  /*
+   * its asymptotic p-value (Kolmogorov's distribution)
+   */
+  double ks_p_value;
+  /*
+   * categorical: unseen values (at most 16)...
+   */
+  size_t n_out_of_vocabulary;
+  char **out_of_vocabulary;
+  /*
+   * ...and how often each came
+   */
+  size_t n_out_of_vocabulary_counts;
+  uint64_t *out_of_vocabulary_counts;
+};
+#define SWERVE__V1__FEATURE_WINDOW__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__feature_window__descriptor) \
+    , 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0,NULL, 0,NULL }
+
+
+struct  Swerve__V1__FeatureDrift
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * numeric, categorical
+   */
+  char *kind;
+  /*
+   * where the feature sits in the model's inputs
+   */
+  char *input;
+  uint32_t column;
+  uint64_t reference_count;
+  /*
+   * numeric
+   */
+  double reference_mean;
+  /*
+   * numeric
+   */
+  double reference_std;
+  /*
+   * numeric
+   */
+  size_t n_bin_edges;
+  double *bin_edges;
+  /*
+   * categorical, sorted
+   */
+  size_t n_categories;
+  char **categories;
+  /*
+   * per bin (categorical: per category, then 0 for OOV)
+   */
+  size_t n_reference_proportions;
+  double *reference_proportions;
+  /*
+   * as VersionDrift.windows
+   */
+  size_t n_windows;
+  Swerve__V1__FeatureWindow **windows;
+};
+#define SWERVE__V1__FEATURE_DRIFT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__feature_drift__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+
+
+struct  Swerve__V1__OutputWindow
+{
+  ProtobufCMessage base;
+  uint64_t count;
+  /*
+   * class values seen (at most 64; the rest as "other")
+   */
+  size_t n_classes;
+  char **classes;
+  size_t n_class_counts;
+  uint64_t *class_counts;
+  uint64_t score_count;
+  double score_mean;
+  /*
+   * at VersionDrift.quantile_levels
+   */
+  size_t n_score_quantiles;
+  double *score_quantiles;
+};
+#define SWERVE__V1__OUTPUT_WINDOW__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__output_window__descriptor) \
+    , 0, 0,NULL, 0,NULL, 0, 0, 0,NULL }
+
+
+struct  Swerve__V1__OutputDrift
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * class (integer/string labels), score (one number per row), class_score
+   */
+  char *kind;
+  /*
+   * (the argmax of a row of scores as the class, its maximum as the score)
+   */
+  size_t n_windows;
+  Swerve__V1__OutputWindow **windows;
+};
+#define SWERVE__V1__OUTPUT_DRIFT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__output_drift__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+
+
+struct  Swerve__V1__DriftWindow
+{
+  ProtobufCMessage base;
+  /*
+   * wall clock, ms since the epoch
+   */
+  uint64_t start_ms;
+  /*
+   * 0: the open window
+   */
+  uint64_t end_ms;
+  uint64_t rows;
+  /*
+   * features whose PSI is above psi_threshold
+   */
+  uint32_t drifted;
+};
+#define SWERVE__V1__DRIFT_WINDOW__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__drift_window__descriptor) \
+    , 0, 0, 0, 0 }
+
+
+struct  Swerve__V1__VersionDrift
+{
+  ProtobufCMessage base;
+  char *name;
+  char *version;
+  double sample_rate;
+  uint64_t window_seconds;
+  uint64_t min_samples;
+  double psi_threshold;
+  /*
+   * sampled requests taken into windows
+   */
+  uint64_t samples_observed;
+  /*
+   * sampled requests dropped (the monitor's queue was full)
+   */
+  uint64_t samples_dropped;
+  /*
+   * reference features not found in the model's inputs
+   */
+  size_t n_unmapped;
+  char **unmapped;
+  size_t n_quantile_levels;
+  double *quantile_levels;
+  /*
+   * closed windows oldest first, then the open one
+   */
+  size_t n_windows;
+  Swerve__V1__DriftWindow **windows;
+  size_t n_features;
+  Swerve__V1__FeatureDrift **features;
+  size_t n_outputs;
+  Swerve__V1__OutputDrift **outputs;
+};
+#define SWERVE__V1__VERSION_DRIFT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__version_drift__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+
+
+struct  Swerve__V1__DriftResponse
+{
+  ProtobufCMessage base;
+  size_t n_versions;
+  Swerve__V1__VersionDrift **versions;
+};
+#define SWERVE__V1__DRIFT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__drift_response__descriptor) \
+    , 0,NULL }
+
+
 /* Swerve__V1__PathStatisticsRequest methods */
 void   swerve__v1__path_statistics_request__init
                      (Swerve__V1__PathStatisticsRequest         *message);
@@ -326,6 +569,158 @@ Swerve__V1__RolloutStatisticsResponse *
 void   swerve__v1__rollout_statistics_response__free_unpacked
                      (Swerve__V1__RolloutStatisticsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Swerve__V1__DriftRequest methods */
+void   swerve__v1__drift_request__init
+                     (Swerve__V1__DriftRequest         *message);
+size_t swerve__v1__drift_request__get_packed_size
+                     (const Swerve__V1__DriftRequest   *message);
+size_t swerve__v1__drift_request__pack
+                     (const Swerve__V1__DriftRequest   *message,
+                      uint8_t             *out);
+size_t swerve__v1__drift_request__pack_to_buffer
+                     (const Swerve__V1__DriftRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__DriftRequest *
+       swerve__v1__drift_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__drift_request__free_unpacked
+                     (Swerve__V1__DriftRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Swerve__V1__FeatureWindow methods */
+void   swerve__v1__feature_window__init
+                     (Swerve__V1__FeatureWindow         *message);
+size_t swerve__v1__feature_window__get_packed_size
+                     (const Swerve__V1__FeatureWindow   *message);
+size_t swerve__v1__feature_window__pack
+                     (const Swerve__V1__FeatureWindow   *message,
+                      uint8_t             *out);
+size_t swerve__v1__feature_window__pack_to_buffer
+                     (const Swerve__V1__FeatureWindow   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__FeatureWindow *
+       swerve__v1__feature_window__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__feature_window__free_unpacked
+                     (Swerve__V1__FeatureWindow *message,
+                      ProtobufCAllocator *allocator);
+/* Swerve__V1__FeatureDrift methods */
+void   swerve__v1__feature_drift__init
+                     (Swerve__V1__FeatureDrift         *message);
+size_t swerve__v1__feature_drift__get_packed_size
+                     (const Swerve__V1__FeatureDrift   *message);
+size_t swerve__v1__feature_drift__pack
+                     (const Swerve__V1__FeatureDrift   *message,
+                      uint8_t             *out);
+size_t swerve__v1__feature_drift__pack_to_buffer
+                     (const Swerve__V1__FeatureDrift   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__FeatureDrift *
+       swerve__v1__feature_drift__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__feature_drift__free_unpacked
+                     (Swerve__V1__FeatureDrift *message,
+                      ProtobufCAllocator *allocator);
+/* Swerve__V1__OutputWindow methods */
+void   swerve__v1__output_window__init
+                     (Swerve__V1__OutputWindow         *message);
+size_t swerve__v1__output_window__get_packed_size
+                     (const Swerve__V1__OutputWindow   *message);
+size_t swerve__v1__output_window__pack
+                     (const Swerve__V1__OutputWindow   *message,
+                      uint8_t             *out);
+size_t swerve__v1__output_window__pack_to_buffer
+                     (const Swerve__V1__OutputWindow   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__OutputWindow *
+       swerve__v1__output_window__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__output_window__free_unpacked
+                     (Swerve__V1__OutputWindow *message,
+                      ProtobufCAllocator *allocator);
+/* Swerve__V1__OutputDrift methods */
+void   swerve__v1__output_drift__init
+                     (Swerve__V1__OutputDrift         *message);
+size_t swerve__v1__output_drift__get_packed_size
+                     (const Swerve__V1__OutputDrift   *message);
+size_t swerve__v1__output_drift__pack
+                     (const Swerve__V1__OutputDrift   *message,
+                      uint8_t             *out);
+size_t swerve__v1__output_drift__pack_to_buffer
+                     (const Swerve__V1__OutputDrift   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__OutputDrift *
+       swerve__v1__output_drift__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__output_drift__free_unpacked
+                     (Swerve__V1__OutputDrift *message,
+                      ProtobufCAllocator *allocator);
+/* Swerve__V1__DriftWindow methods */
+void   swerve__v1__drift_window__init
+                     (Swerve__V1__DriftWindow         *message);
+size_t swerve__v1__drift_window__get_packed_size
+                     (const Swerve__V1__DriftWindow   *message);
+size_t swerve__v1__drift_window__pack
+                     (const Swerve__V1__DriftWindow   *message,
+                      uint8_t             *out);
+size_t swerve__v1__drift_window__pack_to_buffer
+                     (const Swerve__V1__DriftWindow   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__DriftWindow *
+       swerve__v1__drift_window__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__drift_window__free_unpacked
+                     (Swerve__V1__DriftWindow *message,
+                      ProtobufCAllocator *allocator);
+/* Swerve__V1__VersionDrift methods */
+void   swerve__v1__version_drift__init
+                     (Swerve__V1__VersionDrift         *message);
+size_t swerve__v1__version_drift__get_packed_size
+                     (const Swerve__V1__VersionDrift   *message);
+size_t swerve__v1__version_drift__pack
+                     (const Swerve__V1__VersionDrift   *message,
+                      uint8_t             *out);
+size_t swerve__v1__version_drift__pack_to_buffer
+                     (const Swerve__V1__VersionDrift   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__VersionDrift *
+       swerve__v1__version_drift__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__version_drift__free_unpacked
+                     (Swerve__V1__VersionDrift *message,
+                      ProtobufCAllocator *allocator);
+/* Swerve__V1__DriftResponse methods */
+void   swerve__v1__drift_response__init
+                     (Swerve__V1__DriftResponse         *message);
+size_t swerve__v1__drift_response__get_packed_size
+                     (const Swerve__V1__DriftResponse   *message);
+size_t swerve__v1__drift_response__pack
+                     (const Swerve__V1__DriftResponse   *message,
+                      uint8_t             *out);
+size_t swerve__v1__drift_response__pack_to_buffer
+                     (const Swerve__V1__DriftResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__DriftResponse *
+       swerve__v1__drift_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__drift_response__free_unpacked
+                     (Swerve__V1__DriftResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Swerve__V1__PathStatisticsRequest_Closure)
@@ -346,6 +741,30 @@ typedef void (*Swerve__V1__VersionEvidence_Closure)
 typedef void (*Swerve__V1__RolloutStatisticsResponse_Closure)
                  (const Swerve__V1__RolloutStatisticsResponse *message,
                   void *closure_data);
+typedef void (*Swerve__V1__DriftRequest_Closure)
+                 (const Swerve__V1__DriftRequest *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__FeatureWindow_Closure)
+                 (const Swerve__V1__FeatureWindow *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__FeatureDrift_Closure)
+                 (const Swerve__V1__FeatureDrift *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__OutputWindow_Closure)
+                 (const Swerve__V1__OutputWindow *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__OutputDrift_Closure)
+                 (const Swerve__V1__OutputDrift *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__DriftWindow_Closure)
+                 (const Swerve__V1__DriftWindow *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__VersionDrift_Closure)
+                 (const Swerve__V1__VersionDrift *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__DriftResponse_Closure)
+                 (const Swerve__V1__DriftResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -361,6 +780,10 @@ struct Swerve__V1__ServingInsights_Service
                              const Swerve__V1__RolloutStatisticsRequest *input,
                              Swerve__V1__RolloutStatisticsResponse_Closure closure,
                              void *closure_data);
+  void (*drift)(Swerve__V1__ServingInsights_Service *service,
+                const Swerve__V1__DriftRequest *input,
+                Swerve__V1__DriftResponse_Closure closure,
+                void *closure_data);
 };
 typedef void (*Swerve__V1__ServingInsights_ServiceDestroy)(Swerve__V1__ServingInsights_Service *);
 void swerve__v1__serving_insights__init (Swerve__V1__ServingInsights_Service *service,
@@ -370,7 +793,8 @@ void swerve__v1__serving_insights__init (Swerve__V1__ServingInsights_Service *se
 #define SWERVE__V1__SERVING_INSIGHTS__INIT(function_prefix__) \
     { SWERVE__V1__SERVING_INSIGHTS__BASE_INIT,\
       function_prefix__ ## path_statistics,\
-      function_prefix__ ## rollout_statistics  }
+      function_prefix__ ## rollout_statistics,\
+      function_prefix__ ## drift  }
 void swerve__v1__serving_insights__path_statistics(ProtobufCService *service,
                                                    const Swerve__V1__PathStatisticsRequest *input,
                                                    Swerve__V1__PathStatisticsResponse_Closure closure,
@@ -379,6 +803,10 @@ void swerve__v1__serving_insights__rollout_statistics(ProtobufCService *service,
                                                       const Swerve__V1__RolloutStatisticsRequest *input,
                                                       Swerve__V1__RolloutStatisticsResponse_Closure closure,
                                                       void *closure_data);
+void swerve__v1__serving_insights__drift(ProtobufCService *service,
+                                         const Swerve__V1__DriftRequest *input,
+                                         Swerve__V1__DriftResponse_Closure closure,
+                                         void *closure_data);
 
 /* --- descriptors --- */
 
@@ -388,6 +816,14 @@ extern const ProtobufCMessageDescriptor swerve__v1__path_statistics_response__de
 extern const ProtobufCMessageDescriptor swerve__v1__rollout_statistics_request__descriptor;
 extern const ProtobufCMessageDescriptor swerve__v1__version_evidence__descriptor;
 extern const ProtobufCMessageDescriptor swerve__v1__rollout_statistics_response__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__drift_request__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__feature_window__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__feature_drift__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__output_window__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__output_drift__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__drift_window__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__version_drift__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__drift_response__descriptor;
 extern const ProtobufCServiceDescriptor swerve__v1__serving_insights__descriptor;
 
 PROTOBUF_C__END_DECLS

@@ -257,7 +257,11 @@ extension ReferenceStatistics {
         for s in stats.categorical { categoricalRefs[s.name] = categorical(s) }
         if let l = stats.labelNumeric { numericRefs[l.name] = numeric(l) }
         if let l = stats.labelClasses { categoricalRefs[l.name] = categorical(l) }
-        self.init(rowCount: stats.rows, numeric: numericRefs, categorical: categoricalRefs)
+        // The exported graph's inputs (`TrainedModel.onnxModel`): `numeric` and `categorical`,
+        // columns in the order of the features here.
+        let features = stats.numeric.enumerated().map { FeatureColumn(name: $1.name, input: "numeric", column: $0) }
+            + stats.categorical.enumerated().map { FeatureColumn(name: $1.name, input: "categorical", column: $0) }
+        self.init(rowCount: stats.rows, numeric: numericRefs, categorical: categoricalRefs, features: features)
     }
 }
 

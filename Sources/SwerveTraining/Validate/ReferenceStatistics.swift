@@ -22,20 +22,6 @@ extension ReferenceStatistics {
     }
 }
 
-/// Population Stability Index between a reference and an actual distribution over the same
-/// buckets: Σ (a − r)·ln(a / r), each share floored at `epsilon` so an empty bucket counts as
-/// a large shift rather than infinity. Rule of thumb: < 0.1 stable, 0.1–0.25 moderate, > 0.25
-/// a shift.
-public func populationStabilityIndex(reference: [Double], actual: [Double], epsilon: Double = 1e-4) -> Double {
-    precondition(reference.count == actual.count, "PSI needs the same buckets on both sides")
-    var psi = 0.0
-    for (r, a) in zip(reference, actual) {
-        let rr = Swift.max(r, epsilon), aa = Swift.max(a, epsilon)
-        psi += (aa - rr) * log(aa / rr)
-    }
-    return psi
-}
-
 /// Parses a column as numbers: nil for missing values and for text that is not a finite number.
 func numericValues(_ values: ValidationBatch.Values) -> [Double?] {
     switch values {
