@@ -226,7 +226,10 @@ public struct ModelSettings: Sendable, Equatable {
         var m = MonitoringSettings()
         func number(_ key: String) throws -> Double? {
             guard let x = d[key] else { return nil }
-            guard let n = x as? NSNumber, !(x is Bool), n.doubleValue.isFinite else { throw StorageError(.invalidConfiguration, usage) }
+            // JSON true/false arrive as NSNumbers too, of Objective-C type "c".
+            guard let n = x as? NSNumber, n.objCType.pointee != CChar(UInt8(ascii: "c")), n.doubleValue.isFinite else {
+                throw StorageError(.invalidConfiguration, usage)
+            }
             return n.doubleValue
         }
         func integer(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {

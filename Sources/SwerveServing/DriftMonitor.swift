@@ -197,6 +197,13 @@ public final class DriftMonitor: Sendable {
         observedCounter = Counter(label: "swerve_drift_samples_total", dimensions: d + [("outcome", "observed")])
         droppedCounter = Counter(label: "swerve_drift_samples_total", dimensions: d + [("outcome", "dropped")])
         undecodableCounter = Counter(label: "swerve_drift_samples_total", dimensions: d + [("outcome", "undecodable")])
+        // No window has closed yet: no figure, rather than a zero that reads as "no drift".
+        for g in gauges {
+            g.psi.record(Double.nan); g.ks?.record(Double.nan); g.p?.record(Double.nan)
+            g.missing.record(Double.nan); g.unseen?.record(Double.nan)
+        }
+        driftedGauge.record(0)
+        samplesGauge.record(0)
     }
 
     static func windowStart(_ nowMs: UInt64, _ seconds: Int) -> UInt64 {

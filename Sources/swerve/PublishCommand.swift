@@ -33,6 +33,12 @@ struct PublishCommand: ParsableCommand {
     @Option(name: .long, help: "A reference_stats.json (distribution of the training data) to store beside the model for skew checks.")
     var referenceStats: String?
 
+    @Option(name: .long, help: "Training data (or a sample of it) as CSV with a header: its distribution is computed and stored as reference_stats.json, each column placed in the model's inputs (a column named as an input, or one column per element of the model's one input, in order), so the server watches the model's inputs for drift.")
+    var referenceData: String?
+
+    @Option(name: .long, help: "With --reference-data: the label column (kept in the statistics, not an input).")
+    var label: String?
+
     @Flag(name: .long, help: "Also make it the serving version (config.json version_policy specific: [new version]).")
     var promote = false
 
@@ -41,6 +47,12 @@ struct PublishCommand: ParsableCommand {
 
     func validate() throws {
         try validateModelNameArgument(name)
+        if referenceStats != nil && referenceData != nil {
+            throw ValidationError("give --reference-stats or --reference-data, not both")
+        }
+        if label != nil && referenceData == nil {
+            throw ValidationError("--label goes with --reference-data")
+        }
         for pair in metadata where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--metadata takes key=value pairs, got '\(pair)'")
         }
@@ -68,6 +80,14 @@ struct PublishCommand: ParsableCommand {
             }
             _ = try ReferenceStatistics.decode(bytes)
             reference = bytes
+        }
+        if let referenceData {
+            let compiled = try CompiledModel(contentsOfFile: model)
+            let statistics = try ReferenceStatistics(csv: try CSVTable(contentsOfFile: referenceData), inputs: compiled.inputs,
+                                                     batched: compiled.inputs.allSatisfy { $0.shape.first == -1 }, label: label)
+            reference = try statistics.jsonData()
+            print("reference statistics from \(statistics.rowCount) rows of \(referenceData): "
+                  + (statistics.features ?? []).map { "\($0.name) → \($0.input)[\($0.column)]" }.joined(separator: ", "))
         }
         var options = ModelPublisher.Options()
         if let pause = pauseBeforeRename {

@@ -184,6 +184,9 @@ import SwerveRepository
         #expect(s.monitoring.sampleRate == 0.5 && s.monitoring.windowSeconds == 30 && s.monitoring.windows == 4)
         #expect(s.monitoring.minSamples == 50 && s.monitoring.psiThreshold == 0.1)
         #expect(try ModelSettings(json: Data("{}".utf8)).monitoring == ModelSettings.MonitoringSettings())
+        let whole = try ModelSettings(json: Data(#"{"monitoring": {"sample_rate": 1.0, "window_seconds": 1, "min_samples": 10.0}}"#.utf8))
+        #expect(whole.monitoring.sampleRate == 1 && whole.monitoring.windowSeconds == 1 && whole.monitoring.minSamples == 10)
+        #expect(try ModelSettings(json: Data(#"{"monitoring": {"sample_rate": 0}}"#.utf8)).monitoring.sampleRate == 0)
         for bad in [#"{"monitoring": {"sample_rate": 2}}"#, #"{"monitoring": {"window_seconds": 0}}"#, #"{"monitoring": {"windows": 1.5}}"#,
                     #"{"monitoring": {"min_samples": 5}}"#, #"{"monitoring": {"psi_threshold": 0}}"#, #"{"monitoring": {"rate": 1}}"#,
                     #"{"monitoring": {"sample_rate": true}}"#, #"{"monitoring": 1}"#] {
