@@ -257,3 +257,26 @@ def test_windows_close_into_metrics(tmp_path):
         assert len(version_drift(srv, "bc").windows) <= 4
     finally:
         srv.stop()
+
+
+def test_swerve_monitor_shows_the_table(bc_server):
+    srv, _, _ = bc_server
+    shifted = BC.data[:200].copy()
+    shifted[:, 0] *= 3
+    send_rows(srv.stub(), "bc", shifted)
+    oip.wait_until(lambda: version_drift(srv, "bc").samples_observed >= 25 + 100, 30, "the rows observed")
+    before = version_drift(srv, "bc")
+    done = subprocess.run([oip.swerve_bin(), "monitor", "--model", "bc", "--server", srv.address, "--count", "2",
+                           "--interval", "0.2"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.count("bc version 2") == 2, out  # two refreshes, printed one after the other (not a terminal)
+    f0 = next(f for f in before.features if f.name == "f0").windows[-1]
+    row = next(line for line in out.splitlines() if line.startswith("f0 "))
+    assert f"{f0.psi:.3f}" in row and "⚠ drift" in row and "█" in row, row
+    calm = next(line for line in out.splitlines() if line.startswith("f29 "))
+    assert "⚠" not in calm, calm
+    assert "output label (class): classes 0:" in out
+    bad = subprocess.run([oip.swerve_bin(), "monitor", "--model", "plain", "--server", srv.address, "--count", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "reference_stats.json" in (bad.stderr + bad.stdout)

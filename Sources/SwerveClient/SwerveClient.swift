@@ -30,6 +30,7 @@ public final class SwerveClient: Sendable {
         public static let healthWatch = "/grpc.health.v1.Health/Watch"
         public static let pathStatistics = "/swerve.v1.ServingInsights/PathStatistics"
         public static let rolloutStatistics = "/swerve.v1.ServingInsights/RolloutStatistics"
+        public static let drift = "/swerve.v1.ServingInsights/Drift"
         public static let registryWatch = "/swerve.v1.Registry/Watch"
         public static let registryFetchVersion = "/swerve.v1.Registry/FetchVersion"
         public static let registryGetLabels = "/swerve.v1.Registry/GetLabels"
@@ -184,6 +185,12 @@ public final class SwerveClient: Sendable {
     /// this server routes to it, and the rollout evidence (counters since it loaded).
     public func rolloutStatistics(name: String, timeout: Duration? = nil) async throws -> RolloutStatisticsResponse {
         try await call(Method.rolloutStatistics, RolloutStatisticsRequest(name: name), as: RolloutStatisticsResponse.self, timeout: timeout)
+    }
+
+    /// swerve.v1.ServingInsights Drift: per ready version with a drift monitor (of `name`, or
+    /// every model for ""), its windows of sampled inputs and outputs beside its reference.
+    public func drift(name: String = "", version: String = "", timeout: Duration? = nil) async throws -> [VersionDrift] {
+        try await call(Method.drift, DriftRequest(name: name, version: version), as: DriftResponse.self, timeout: timeout).versions
     }
 
     /// RepositoryIndex (Triton extension): every model version the repository holds, with its

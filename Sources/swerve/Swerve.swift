@@ -8,6 +8,6 @@ struct Swerve: AsyncParsableCommand {
         abstract: "Swerve: a low-latency model server speaking the Open Inference Protocol (KServe v2) over gRPC.",
         subcommands: [ServeCommand.self, ModelsCommand.self, PredictCommand.self, BenchCommand.self,
                       TrainCommand.self, PublishCommand.self, WalStressCommand.self, TrainerCommand.self,
-                      RegistryCommand.self, LabelCommand.self, RolloutCommand.self]
+                      RegistryCommand.self, LabelCommand.self, RolloutCommand.self, MonitorCommand.self]
     )
 }
