@@ -637,6 +637,186 @@ void   swerve__v1__drift_response__free_unpacked
   assert(message->base.descriptor == &swerve__v1__drift_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   swerve__v1__label_feedback__init
+                     (Swerve__V1__LabelFeedback         *message)
+{
+  static const Swerve__V1__LabelFeedback init_value = SWERVE__V1__LABEL_FEEDBACK__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__label_feedback__get_packed_size
+                     (const Swerve__V1__LabelFeedback *message)
+{
+  assert(message->base.descriptor == &swerve__v1__label_feedback__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__label_feedback__pack
+                     (const Swerve__V1__LabelFeedback *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__label_feedback__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__label_feedback__pack_to_buffer
+                     (const Swerve__V1__LabelFeedback *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__label_feedback__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__LabelFeedback *
+       swerve__v1__label_feedback__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__LabelFeedback *)
+     protobuf_c_message_unpack (&swerve__v1__label_feedback__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__label_feedback__free_unpacked
+                     (Swerve__V1__LabelFeedback *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__label_feedback__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swerve__v1__append_labels_request__init
+                     (Swerve__V1__AppendLabelsRequest         *message)
+{
+  static const Swerve__V1__AppendLabelsRequest init_value = SWERVE__V1__APPEND_LABELS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__append_labels_request__get_packed_size
+                     (const Swerve__V1__AppendLabelsRequest *message)
+{
+  assert(message->base.descriptor == &swerve__v1__append_labels_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__append_labels_request__pack
+                     (const Swerve__V1__AppendLabelsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__append_labels_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__append_labels_request__pack_to_buffer
+                     (const Swerve__V1__AppendLabelsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__append_labels_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__AppendLabelsRequest *
+       swerve__v1__append_labels_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__AppendLabelsRequest *)
+     protobuf_c_message_unpack (&swerve__v1__append_labels_request__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__append_labels_request__free_unpacked
+                     (Swerve__V1__AppendLabelsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__append_labels_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swerve__v1__label_outcome__init
+                     (Swerve__V1__LabelOutcome         *message)
+{
+  static const Swerve__V1__LabelOutcome init_value = SWERVE__V1__LABEL_OUTCOME__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__label_outcome__get_packed_size
+                     (const Swerve__V1__LabelOutcome *message)
+{
+  assert(message->base.descriptor == &swerve__v1__label_outcome__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__label_outcome__pack
+                     (const Swerve__V1__LabelOutcome *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__label_outcome__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__label_outcome__pack_to_buffer
+                     (const Swerve__V1__LabelOutcome *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__label_outcome__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__LabelOutcome *
+       swerve__v1__label_outcome__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__LabelOutcome *)
+     protobuf_c_message_unpack (&swerve__v1__label_outcome__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__label_outcome__free_unpacked
+                     (Swerve__V1__LabelOutcome *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__label_outcome__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swerve__v1__append_labels_response__init
+                     (Swerve__V1__AppendLabelsResponse         *message)
+{
+  static const Swerve__V1__AppendLabelsResponse init_value = SWERVE__V1__APPEND_LABELS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t swerve__v1__append_labels_response__get_packed_size
+                     (const Swerve__V1__AppendLabelsResponse *message)
+{
+  assert(message->base.descriptor == &swerve__v1__append_labels_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swerve__v1__append_labels_response__pack
+                     (const Swerve__V1__AppendLabelsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swerve__v1__append_labels_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swerve__v1__append_labels_response__pack_to_buffer
+                     (const Swerve__V1__AppendLabelsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swerve__v1__append_labels_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swerve__V1__AppendLabelsResponse *
+       swerve__v1__append_labels_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swerve__V1__AppendLabelsResponse *)
+     protobuf_c_message_unpack (&swerve__v1__append_labels_response__descriptor,
+                                allocator, len, data);
+}
+void   swerve__v1__append_labels_response__free_unpacked
+                     (Swerve__V1__AppendLabelsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swerve__v1__append_labels_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor swerve__v1__path_statistics_request__field_descriptors[2] =
 {
   {
@@ -2235,6 +2415,236 @@ const ProtobufCMessageDescriptor swerve__v1__drift_response__descriptor =
   (ProtobufCMessageInit) swerve__v1__drift_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor swerve__v1__label_feedback__field_descriptors[2] =
+{
+  {
+    "request_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__LabelFeedback, request_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "label",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__LabelFeedback, label),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__label_feedback__field_indices_by_name[] = {
+  1,   /* field[1] = label */
+  0,   /* field[0] = request_id */
+};
+static const ProtobufCIntRange swerve__v1__label_feedback__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor swerve__v1__label_feedback__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.LabelFeedback",
+  "LabelFeedback",
+  "Swerve__V1__LabelFeedback",
+  "swerve.v1",
+  sizeof(Swerve__V1__LabelFeedback),
+  2,
+  swerve__v1__label_feedback__field_descriptors,
+  swerve__v1__label_feedback__field_indices_by_name,
+  1,  swerve__v1__label_feedback__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__label_feedback__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swerve__v1__append_labels_request__field_descriptors[2] =
+{
+  {
+    "model_name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__AppendLabelsRequest, model_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labels",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swerve__V1__AppendLabelsRequest, n_labels),
+    offsetof(Swerve__V1__AppendLabelsRequest, labels),
+    &swerve__v1__label_feedback__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__append_labels_request__field_indices_by_name[] = {
+  1,   /* field[1] = labels */
+  0,   /* field[0] = model_name */
+};
+static const ProtobufCIntRange swerve__v1__append_labels_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor swerve__v1__append_labels_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.AppendLabelsRequest",
+  "AppendLabelsRequest",
+  "Swerve__V1__AppendLabelsRequest",
+  "swerve.v1",
+  sizeof(Swerve__V1__AppendLabelsRequest),
+  2,
+  swerve__v1__append_labels_request__field_descriptors,
+  swerve__v1__append_labels_request__field_indices_by_name,
+  1,  swerve__v1__append_labels_request__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__append_labels_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swerve__v1__label_outcome__field_descriptors[4] =
+{
+  {
+    "request_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__LabelOutcome, request_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "outcome",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__LabelOutcome, outcome),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__LabelOutcome, version),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sequence",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__LabelOutcome, sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__label_outcome__field_indices_by_name[] = {
+  1,   /* field[1] = outcome */
+  0,   /* field[0] = request_id */
+  3,   /* field[3] = sequence */
+  2,   /* field[2] = version */
+};
+static const ProtobufCIntRange swerve__v1__label_outcome__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor swerve__v1__label_outcome__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.LabelOutcome",
+  "LabelOutcome",
+  "Swerve__V1__LabelOutcome",
+  "swerve.v1",
+  sizeof(Swerve__V1__LabelOutcome),
+  4,
+  swerve__v1__label_outcome__field_descriptors,
+  swerve__v1__label_outcome__field_indices_by_name,
+  1,  swerve__v1__label_outcome__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__label_outcome__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swerve__v1__append_labels_response__field_descriptors[2] =
+{
+  {
+    "outcomes",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swerve__V1__AppendLabelsResponse, n_outcomes),
+    offsetof(Swerve__V1__AppendLabelsResponse, outcomes),
+    &swerve__v1__label_outcome__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "forwarded",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Swerve__V1__AppendLabelsResponse, forwarded),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swerve__v1__append_labels_response__field_indices_by_name[] = {
+  1,   /* field[1] = forwarded */
+  0,   /* field[0] = outcomes */
+};
+static const ProtobufCIntRange swerve__v1__append_labels_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor swerve__v1__append_labels_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swerve.v1.AppendLabelsResponse",
+  "AppendLabelsResponse",
+  "Swerve__V1__AppendLabelsResponse",
+  "swerve.v1",
+  sizeof(Swerve__V1__AppendLabelsResponse),
+  2,
+  swerve__v1__append_labels_response__field_descriptors,
+  swerve__v1__append_labels_response__field_indices_by_name,
+  1,  swerve__v1__append_labels_response__number_ranges,
+  (ProtobufCMessageInit) swerve__v1__append_labels_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCMethodDescriptor swerve__v1__serving_insights__method_descriptors[3] =
 {
   { "PathStatistics", &swerve__v1__path_statistics_request__descriptor, &swerve__v1__path_statistics_response__descriptor },
@@ -2286,5 +2696,38 @@ void swerve__v1__serving_insights__init (Swerve__V1__ServingInsights_Service *se
 {
   protobuf_c_service_generated_init (&service->base,
                                      &swerve__v1__serving_insights__descriptor,
+                                     (ProtobufCServiceDestroy) destroy);
+}
+static const ProtobufCMethodDescriptor swerve__v1__feedback__method_descriptors[1] =
+{
+  { "AppendLabels", &swerve__v1__append_labels_request__descriptor, &swerve__v1__append_labels_response__descriptor },
+};
+const unsigned swerve__v1__feedback__method_indices_by_name[] = {
+  0         /* AppendLabels */
+};
+const ProtobufCServiceDescriptor swerve__v1__feedback__descriptor =
+{
+  PROTOBUF_C__SERVICE_DESCRIPTOR_MAGIC,
+  "swerve.v1.Feedback",
+  "Feedback",
+  "Swerve__V1__Feedback",
+  "swerve.v1",
+  1,
+  swerve__v1__feedback__method_descriptors,
+  swerve__v1__feedback__method_indices_by_name
+};
+void swerve__v1__feedback__append_labels(ProtobufCService *service,
+                                         const Swerve__V1__AppendLabelsRequest *input,
+                                         Swerve__V1__AppendLabelsResponse_Closure closure,
+                                         void *closure_data)
+{
+  assert(service->descriptor == &swerve__v1__feedback__descriptor);
+  service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void swerve__v1__feedback__init (Swerve__V1__Feedback_Service *service,
+                                 Swerve__V1__Feedback_ServiceDestroy destroy)
+{
+  protobuf_c_service_generated_init (&service->base,
+                                     &swerve__v1__feedback__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }

@@ -31,6 +31,7 @@ public final class SwerveClient: Sendable {
         public static let pathStatistics = "/swerve.v1.ServingInsights/PathStatistics"
         public static let rolloutStatistics = "/swerve.v1.ServingInsights/RolloutStatistics"
         public static let drift = "/swerve.v1.ServingInsights/Drift"
+        public static let appendLabels = "/swerve.v1.Feedback/AppendLabels"
         public static let registryWatch = "/swerve.v1.Registry/Watch"
         public static let registryFetchVersion = "/swerve.v1.Registry/FetchVersion"
         public static let registryGetLabels = "/swerve.v1.Registry/GetLabels"
@@ -191,6 +192,12 @@ public final class SwerveClient: Sendable {
     /// every model for ""), its windows of sampled inputs and outputs beside its reference.
     public func drift(name: String = "", version: String = "", timeout: Duration? = nil) async throws -> [VersionDrift] {
         try await call(Method.drift, DriftRequest(name: name, version: version), as: DriftResponse.self, timeout: timeout).versions
+    }
+
+    /// swerve.v1.Feedback AppendLabels: labels for earlier ModelInfer requests of `model` (by
+    /// their request ids), joined with the logged predictions; one outcome per label, in order.
+    public func appendLabels(model: String, labels: [LabelFeedback], timeout: Duration? = nil) async throws -> AppendLabelsResponse {
+        try await call(Method.appendLabels, AppendLabelsRequest(modelName: model, labels: labels), as: AppendLabelsResponse.self, timeout: timeout)
     }
 
     /// RepositoryIndex (Triton extension): every model version the repository holds, with its

@@ -355,3 +355,70 @@ public struct DriftResponse: ProtoMessage, Equatable {
         return encode(m, arena: a, size: swerve__v1__drift_response__get_packed_size, pack: swerve__v1__drift_response__pack)
     }
 }
+
+// MARK: - Feedback
+
+public struct LabelFeedback: Sendable, Equatable {
+    public var requestID: String
+    public var label: String
+    public init(requestID: String, label: String) { self.requestID = requestID; self.label = label }
+}
+
+public struct AppendLabelsRequest: ProtoMessage, Equatable {
+    public var modelName = ""
+    public var labels: [LabelFeedback] = []
+    public init(modelName: String = "", labels: [LabelFeedback] = []) { self.modelName = modelName; self.labels = labels }
+
+    public init(serializedBytes bytes: [UInt8]) throws {
+        (modelName, labels) = try decode(bytes, "AppendLabelsRequest", unpack: swerve__v1__append_labels_request__unpack, free: swerve__v1__append_labels_request__free_unpacked) { m in
+            (str(m.model_name), msgs(m.n_labels, m.labels) { LabelFeedback(requestID: str($0.request_id), label: str($0.label)) })
+        }
+    }
+
+    public func serializedBytes() -> [UInt8] {
+        let a = Arena()
+        let entries = labels.map { l -> Swerve__V1__LabelFeedback in
+            var p = Swerve__V1__LabelFeedback(); swerve__v1__label_feedback__init(&p)
+            p.request_id = a.cString(l.requestID); p.label = a.cString(l.label)
+            return p
+        }
+        var m = Swerve__V1__AppendLabelsRequest(); swerve__v1__append_labels_request__init(&m)
+        m.model_name = a.cString(modelName)
+        m.n_labels = entries.count; m.labels = a.boxes(entries)
+        return encode(m, arena: a, size: swerve__v1__append_labels_request__get_packed_size, pack: swerve__v1__append_labels_request__pack)
+    }
+}
+
+public struct LabelOutcome: Sendable, Equatable {
+    public var requestID = "", outcome = "", version = ""
+    public var sequence: UInt64 = 0
+    public init(requestID: String = "", outcome: String = "", version: String = "", sequence: UInt64 = 0) {
+        self.requestID = requestID; self.outcome = outcome; self.version = version; self.sequence = sequence
+    }
+}
+
+public struct AppendLabelsResponse: ProtoMessage, Equatable {
+    public var outcomes: [LabelOutcome] = []
+    public var forwarded = false
+    public init(outcomes: [LabelOutcome] = [], forwarded: Bool = false) { self.outcomes = outcomes; self.forwarded = forwarded }
+
+    public init(serializedBytes bytes: [UInt8]) throws {
+        (outcomes, forwarded) = try decode(bytes, "AppendLabelsResponse", unpack: swerve__v1__append_labels_response__unpack, free: swerve__v1__append_labels_response__free_unpacked) { m in
+            (msgs(m.n_outcomes, m.outcomes) { LabelOutcome(requestID: str($0.request_id), outcome: str($0.outcome), version: str($0.version), sequence: $0.sequence) },
+             m.forwarded != 0)
+        }
+    }
+
+    public func serializedBytes() -> [UInt8] {
+        let a = Arena()
+        let entries = outcomes.map { o -> Swerve__V1__LabelOutcome in
+            var p = Swerve__V1__LabelOutcome(); swerve__v1__label_outcome__init(&p)
+            p.request_id = a.cString(o.requestID); p.outcome = a.cString(o.outcome); p.version = a.cString(o.version); p.sequence = o.sequence
+            return p
+        }
+        var m = Swerve__V1__AppendLabelsResponse(); swerve__v1__append_labels_response__init(&m)
+        m.n_outcomes = entries.count; m.outcomes = a.boxes(entries)
+        m.forwarded = forwarded ? 1 : 0
+        return encode(m, arena: a, size: swerve__v1__append_labels_response__get_packed_size, pack: swerve__v1__append_labels_response__pack)
+    }
+}

@@ -76,12 +76,17 @@ public struct ModelSettings: Sendable, Equatable {
     /// The sampled log of served requests (`prediction_log`); nil = none.
     public var predictionLog: PredictionLogSettings?
 
-    /// `prediction_log: {"sample_rate": R, "max_bytes": N}`: log a fraction R (0...1) of served
-    /// requests, keeping at most N bytes on disk (at least 64 KiB).
+    /// `prediction_log: {"sample_rate": R, "max_bytes": N, "join_window_seconds": J}`: log a
+    /// fraction R (0...1) of served requests, keeping at most N bytes on disk (at least 64 KiB);
+    /// logged requests with an id wait J seconds (default 3600, 0 = none) for a label
+    /// (`swerve.v1.Feedback/AppendLabels`).
     public struct PredictionLogSettings: Sendable, Equatable {
         public var sampleRate: Double
         public var maxBytes: Int
-        public init(sampleRate: Double, maxBytes: Int) { self.sampleRate = sampleRate; self.maxBytes = maxBytes }
+        public var joinWindowSeconds: Int
+        public init(sampleRate: Double, maxBytes: Int, joinWindowSeconds: Int = 3600) {
+            self.sampleRate = sampleRate; self.maxBytes = maxBytes; self.joinWindowSeconds = joinWindowSeconds
+        }
     }
 
     /// The drift monitor of versions with reference statistics (`monitoring`).
@@ -206,12 +211,17 @@ public struct ModelSettings: Sendable, Equatable {
             cacheBytes = n
         }
         if let v = obj[Key.predictionLog.rawValue] {
-            let usage = #"config.json: prediction_log must be {"sample_rate": R, "max_bytes": N} with R in 0...1 and N >= 65536"#
-            guard let d = v as? [String: Any], Set(d.keys).isSubset(of: ["sample_rate", "max_bytes"]),
+            let usage = #"config.json: prediction_log must be {"sample_rate": R, "max_bytes": N, "join_window_seconds": J} with R in 0...1, N >= 65536 and J in 0...604800 (optional, default 3600)"#
+            guard let d = v as? [String: Any], Set(d.keys).isSubset(of: ["sample_rate", "max_bytes", "join_window_seconds"]),
                   let rate = (d["sample_rate"] as? NSNumber)?.doubleValue, rate >= 0, rate <= 1,
                   let n = d["max_bytes"] as? Int, n >= 64 << 10
             else { throw StorageError(.invalidConfiguration, usage) }
-            predictionLog = PredictionLogSettings(sampleRate: rate, maxBytes: n)
+            var join = 3600
+            if let j = d["join_window_seconds"] {
+                guard let k = j as? Int, k >= 0, k <= 604_800 else { throw StorageError(.invalidConfiguration, usage) }
+                join = k
+            }
+            predictionLog = PredictionLogSettings(sampleRate: rate, maxBytes: n, joinWindowSeconds: join)
         }
         if let v = obj[Key.monitoring.rawValue] { monitoring = try Self.parseMonitoring(v) }
         inputOverrides = try Self.parseOverrides(obj[Key.inputs.rawValue], "inputs")

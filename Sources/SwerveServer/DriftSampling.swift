@@ -122,24 +122,11 @@ final class DriftSampling: Sendable {
 
     /// The response's outputs as (position among the model's outputs, shape, values).
     static func outputs(_ response: [UInt8], _ model: ServedModel) -> [(index: Int, shape: [Int], values: TensorValues)]? {
-        guard let r = try? ModelInferResponse(serializedBytes: response) else { return nil }
+        guard let decoded = WireTensors.outputs(ofResponse: response) else { return nil }
         var out: [(index: Int, shape: [Int], values: TensorValues)] = []
-        for (j, o) in r.outputs.enumerated() {
-            guard let i = model.outputPosition(o.name), let type = TensorValues.ElementType(rawValue: o.datatype),
-                  o.shape.allSatisfy({ $0 >= 0 && $0 <= Int64(TensorCoding.maxElements) })
-            else { return nil }
-            let shape = o.shape.map { Int($0) }
-            let values: TensorValues
-            do {
-                if j < r.rawOutputContents.count {
-                    values = try r.rawOutputContents[j].withUnsafeBytes { try TensorValues(rawBytes: $0, as: type, shape: shape) }
-                } else {
-                    values = try TensorValues(contents: o.contents ?? InferTensorContents(), as: type, shape: shape)
-                }
-            } catch {
-                return nil
-            }
-            out.append((i, shape, values))
+        for o in decoded {
+            guard let i = model.outputPosition(o.name) else { return nil }
+            out.append((i, o.shape, o.values))
         }
         return out
     }

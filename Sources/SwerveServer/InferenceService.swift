@@ -45,10 +45,12 @@ public final class InferenceService: GRPCCallHandler {
     public let predictionLogs: PredictionLogs
     /// Takes sampled requests to the versions' drift monitors, off the request path.
     let driftSampling: DriftSampling
+    /// Joins labels with logged predictions (`swerve.v1.Feedback`).
+    let feedback: FeedbackService
 
     /// `predictionLogRoot`: the prediction logs' directory (default `<repository>/.predictions`).
     public init(manager: ModelManager, logger: Logger, strictReadiness: Bool = true, controlPlane: ControlPlaneGuard? = nil,
-                predictionLogRoot: URL? = nil) {
+                predictionLogRoot: URL? = nil, feedbackTrainer: (host: String, port: Int)? = nil) {
         self.manager = manager
         self.logger = logger
         self.strictReadiness = strictReadiness
@@ -56,6 +58,7 @@ public final class InferenceService: GRPCCallHandler {
         self.predictionLogs = PredictionLogs(
             root: predictionLogRoot ?? manager.repository.root.appendingPathComponent(".predictions"), logger: logger)
         self.driftSampling = DriftSampling(logger: logger, monitors: { manager.readyModels().compactMap(\.monitor) })
+        self.feedback = FeedbackService(manager: manager, logRoot: predictionLogs.root, trainer: feedbackTrainer, logger: logger)
     }
 
     /// Marks start-up loading done (true), so readiness follows the models from then on, or not
@@ -98,12 +101,14 @@ public final class InferenceService: GRPCCallHandler {
         case pathStatistics = "/swerve.v1.ServingInsights/PathStatistics"
         case rolloutStatistics = "/swerve.v1.ServingInsights/RolloutStatistics"
         case drift = "/swerve.v1.ServingInsights/Drift"
+        case appendLabels = "/swerve.v1.Feedback/AppendLabels"
 
         /// Whether the method changes state, so needs the admin token when there is one. A
         /// switch without `default`: a method added later must say.
         var changesState: Bool {
             switch self {
-            case .repositoryModelLoad, .repositoryModelUnload: true
+            // Labels become training data: with an admin token, only its holders feed them.
+            case .repositoryModelLoad, .repositoryModelUnload, .appendLabels: true
             case .modelInfer, .serverLive, .serverReady, .modelReady, .serverMetadata, .modelMetadata, .modelConfig,
                  .modelStatistics, .repositoryIndex, .healthCheck, .healthWatch, .pathStatistics, .rolloutStatistics, .drift: false
             }
@@ -161,6 +166,7 @@ public final class InferenceService: GRPCCallHandler {
             unary(call) { (r: RolloutStatisticsRequest) in try Self.checkName(r.name); return try self.rolloutStatistics(r) }
         case .drift:
             unary(call) { (r: DriftRequest) in try Self.checkName(r.name, emptyMeansAll: true); return try self.drift(r) }
+        case .appendLabels: feedback.appendLabels(call)
         }
     }
 
@@ -370,8 +376,10 @@ public final class InferenceService: GRPCCallHandler {
         @inline(never)
         private func logPrediction(_ response: [UInt8], _ settings: ModelSettings.PredictionLogSettings) {
             guard let log = service.predictionLogs.log(model: model.name, settings: settings) else { return }
-            log.offer(PredictionLog.Entry(timeMs: wallClockMs(), model: model.name, version: model.version, id: id,
+            let now = wallClockMs()
+            log.offer(PredictionLog.Entry(timeMs: now, model: model.name, version: model.version, id: id,
                                           request: Data(call.message), response: Data(response)))
+            service.feedback.record(model, id: id, request: call.message, response: response, timeMs: now)
         }
     }
 

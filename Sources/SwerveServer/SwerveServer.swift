@@ -50,6 +50,9 @@ public struct ServerOptions: Sendable {
     /// Where models with `prediction_log` in config.json log sampled requests
     /// (`--prediction-log-dir`; nil: `<repository>/.predictions`).
     public var predictionLogDirectory: String? = nil
+    /// The trainer that labels joined with logged predictions go to (`--feedback-trainer
+    /// HOST:PORT`); nil: labels only feed the online metrics.
+    public var feedbackTrainer: (host: String, port: Int)? = nil
 
     public init(repository: String) { self.repository = repository }
 }
@@ -79,7 +82,8 @@ public enum SwerveServerRunner {
                                    options: loadOptions)
         let service = InferenceService(manager: manager, logger: logger, strictReadiness: options.strictReadiness,
                                        controlPlane: controlPlane,
-                                       predictionLogRoot: options.predictionLogDirectory.map { URL(fileURLWithPath: $0, isDirectory: true) })
+                                       predictionLogRoot: options.predictionLogDirectory.map { URL(fileURLWithPath: $0, isDirectory: true) },
+                                       feedbackTrainer: options.feedbackTrainer)
 
         // 1 from the termination signal on: the replica is draining (readiness says why).
         let draining = Gauge(label: "swerve_draining")

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import SwerveInference
 import SwerveRepository
 
@@ -30,6 +31,9 @@ public final class ServedModel: Sendable {
     public let predictionSampler: PredictionSampler?
     /// The drift monitor, for a version with reference statistics and `monitoring` on.
     public let monitor: DriftMonitor?
+    /// What joining labels with this version's logged predictions needs; nil without a
+    /// prediction log with a join window.
+    public let feedbackLayout: FeedbackLayout?
     private let inputNames: [String]
     private let inputNameBytes: [[UInt8]]
     private let inputIndex: [String: Int]
@@ -79,6 +83,19 @@ public final class ServedModel: Sendable {
         self.monitor = monitor
         if let monitor, !monitor.unmapped.isEmpty {
             logger.warning("\(name) version \(version): drift monitor: reference features not found in the inputs: \(monitor.unmapped.joined(separator: ", "))")
+        }
+        if let log = settings.predictionLog, log.joinWindowSeconds > 0 {
+            let placed = reference.map { DriftMonitor.resolve(reference: $0, inputs: ins, batched: batched).0 } ?? []
+            let classes = compiled.metadata["swerve.classes"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+            feedbackLayout = FeedbackLayout(model: name, version: version,
+                                            features: placed.map { FeatureColumn(name: $0.name, input: $0.inputName, column: $0.column) },
+                                            classNames: classes)
+        } else {
+            feedbackLayout = nil
+        }
+        // The holdout figures of the lineage, beside the online ones labels give.
+        for (metric, value) in lineage?.metrics ?? [:] where value.isFinite {
+            Gauge(label: "swerve_holdout_metric", dimensions: [("model", name), ("version", String(version)), ("metric", metric)]).record(value)
         }
         inputIndex = Dictionary(uniqueKeysWithValues: inputs.enumerated().map { ($1.name, $0) })
         outputIndex = Dictionary(uniqueKeysWithValues: outputs.enumerated().map { ($1.name, $0) })

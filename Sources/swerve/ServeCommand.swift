@@ -74,6 +74,10 @@ struct ServeCommand: AsyncParsableCommand {
             help: "Directory of the prediction logs of models with prediction_log in config.json (default: <repository>/.predictions).")
     var predictionLogDir: String?
 
+    @Option(name: .customLong("feedback-trainer"),
+            help: "A trainer (host:port) that labels joined with logged predictions (swerve.v1.Feedback/AppendLabels) go to, as examples of the model keyed by request id (default: none; labels then only feed the online metrics).")
+    var feedbackTrainer: String?
+
     @Option(name: .customLong("strict-readiness"), help: "true: ServerReady and health are false while any expected model is not ready; false: one ready model is enough.")
     var strictReadiness = true
     // Limits of one connection (what one slow or hostile client may hold).
@@ -242,6 +246,10 @@ struct ServeCommand: AsyncParsableCommand {
         options.modelLoadTimeout = .milliseconds(Int64(modelLoadTimeout * 1000))
         options.strictReadiness = strictReadiness
         options.predictionLogDirectory = predictionLogDir
+        if let feedbackTrainer {
+            let (host, port) = try parseEndpoint(feedbackTrainer)
+            options.feedbackTrainer = (host, port)
+        }
         options.controlPlane = ControlPlaneOptions(adminTokenFile: adminTokenFile, insecure: insecureControlPlane)
         options.transport.maxConnectionOutboundBytes = maxConnectionOutboundBytes
         options.transport.maxConnectionRequestBytes = maxConnectionRequestBytes

@@ -29,6 +29,10 @@ typedef struct Swerve__V1__OutputDrift Swerve__V1__OutputDrift;
 typedef struct Swerve__V1__DriftWindow Swerve__V1__DriftWindow;
 typedef struct Swerve__V1__VersionDrift Swerve__V1__VersionDrift;
 typedef struct Swerve__V1__DriftResponse Swerve__V1__DriftResponse;
+typedef struct Swerve__V1__LabelFeedback Swerve__V1__LabelFeedback;
+typedef struct Swerve__V1__AppendLabelsRequest Swerve__V1__AppendLabelsRequest;
+typedef struct Swerve__V1__LabelOutcome Swerve__V1__LabelOutcome;
+typedef struct Swerve__V1__AppendLabelsResponse Swerve__V1__AppendLabelsResponse;
 
 
 /* --- enums --- */
@@ -455,6 +459,82 @@ struct  Swerve__V1__DriftResponse
     , 0,NULL }
 
 
+struct  Swerve__V1__LabelFeedback
+{
+  ProtobufCMessage base;
+  /*
+   * the id of the ModelInfer request the label is for
+   */
+  char *request_id;
+  /*
+   * the true class (as the model names its classes) or value
+   */
+  char *label;
+};
+#define SWERVE__V1__LABEL_FEEDBACK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__label_feedback__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Swerve__V1__AppendLabelsRequest
+{
+  ProtobufCMessage base;
+  char *model_name;
+  /*
+   * at most 10,000
+   */
+  size_t n_labels;
+  Swerve__V1__LabelFeedback **labels;
+};
+#define SWERVE__V1__APPEND_LABELS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__append_labels_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
+
+
+struct  Swerve__V1__LabelOutcome
+{
+  ProtobufCMessage base;
+  char *request_id;
+  /*
+   * joined: counted and forwarded; duplicate: this request had its label already (the first
+   * one counts; forwarded again under the same key, which the trainer answers from its log);
+   * unknown: no logged prediction with this id; expired: its prediction left the join window;
+   * unmapped: joined and counted, but the version's features are unknown (no reference
+   * statistics), so no example is forwarded; invalid: an empty or overlong id or label.
+   */
+  char *outcome;
+  /*
+   * the version that answered the request
+   */
+  char *version;
+  /*
+   * the example's sequence number in the trainer's log (forwarded)
+   */
+  uint64_t sequence;
+};
+#define SWERVE__V1__LABEL_OUTCOME__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__label_outcome__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Swerve__V1__AppendLabelsResponse
+{
+  ProtobufCMessage base;
+  /*
+   * in request order
+   */
+  size_t n_outcomes;
+  Swerve__V1__LabelOutcome **outcomes;
+  /*
+   * joined examples went to a trainer
+   */
+  protobuf_c_boolean forwarded;
+};
+#define SWERVE__V1__APPEND_LABELS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swerve__v1__append_labels_response__descriptor) \
+    , 0,NULL, 0 }
+
+
 /* Swerve__V1__PathStatisticsRequest methods */
 void   swerve__v1__path_statistics_request__init
                      (Swerve__V1__PathStatisticsRequest         *message);
@@ -721,6 +801,82 @@ Swerve__V1__DriftResponse *
 void   swerve__v1__drift_response__free_unpacked
                      (Swerve__V1__DriftResponse *message,
                       ProtobufCAllocator *allocator);
+/* Swerve__V1__LabelFeedback methods */
+void   swerve__v1__label_feedback__init
+                     (Swerve__V1__LabelFeedback         *message);
+size_t swerve__v1__label_feedback__get_packed_size
+                     (const Swerve__V1__LabelFeedback   *message);
+size_t swerve__v1__label_feedback__pack
+                     (const Swerve__V1__LabelFeedback   *message,
+                      uint8_t             *out);
+size_t swerve__v1__label_feedback__pack_to_buffer
+                     (const Swerve__V1__LabelFeedback   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__LabelFeedback *
+       swerve__v1__label_feedback__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__label_feedback__free_unpacked
+                     (Swerve__V1__LabelFeedback *message,
+                      ProtobufCAllocator *allocator);
+/* Swerve__V1__AppendLabelsRequest methods */
+void   swerve__v1__append_labels_request__init
+                     (Swerve__V1__AppendLabelsRequest         *message);
+size_t swerve__v1__append_labels_request__get_packed_size
+                     (const Swerve__V1__AppendLabelsRequest   *message);
+size_t swerve__v1__append_labels_request__pack
+                     (const Swerve__V1__AppendLabelsRequest   *message,
+                      uint8_t             *out);
+size_t swerve__v1__append_labels_request__pack_to_buffer
+                     (const Swerve__V1__AppendLabelsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__AppendLabelsRequest *
+       swerve__v1__append_labels_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__append_labels_request__free_unpacked
+                     (Swerve__V1__AppendLabelsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Swerve__V1__LabelOutcome methods */
+void   swerve__v1__label_outcome__init
+                     (Swerve__V1__LabelOutcome         *message);
+size_t swerve__v1__label_outcome__get_packed_size
+                     (const Swerve__V1__LabelOutcome   *message);
+size_t swerve__v1__label_outcome__pack
+                     (const Swerve__V1__LabelOutcome   *message,
+                      uint8_t             *out);
+size_t swerve__v1__label_outcome__pack_to_buffer
+                     (const Swerve__V1__LabelOutcome   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__LabelOutcome *
+       swerve__v1__label_outcome__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__label_outcome__free_unpacked
+                     (Swerve__V1__LabelOutcome *message,
+                      ProtobufCAllocator *allocator);
+/* Swerve__V1__AppendLabelsResponse methods */
+void   swerve__v1__append_labels_response__init
+                     (Swerve__V1__AppendLabelsResponse         *message);
+size_t swerve__v1__append_labels_response__get_packed_size
+                     (const Swerve__V1__AppendLabelsResponse   *message);
+size_t swerve__v1__append_labels_response__pack
+                     (const Swerve__V1__AppendLabelsResponse   *message,
+                      uint8_t             *out);
+size_t swerve__v1__append_labels_response__pack_to_buffer
+                     (const Swerve__V1__AppendLabelsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Swerve__V1__AppendLabelsResponse *
+       swerve__v1__append_labels_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swerve__v1__append_labels_response__free_unpacked
+                     (Swerve__V1__AppendLabelsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Swerve__V1__PathStatisticsRequest_Closure)
@@ -765,6 +921,18 @@ typedef void (*Swerve__V1__VersionDrift_Closure)
 typedef void (*Swerve__V1__DriftResponse_Closure)
                  (const Swerve__V1__DriftResponse *message,
                   void *closure_data);
+typedef void (*Swerve__V1__LabelFeedback_Closure)
+                 (const Swerve__V1__LabelFeedback *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__AppendLabelsRequest_Closure)
+                 (const Swerve__V1__AppendLabelsRequest *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__LabelOutcome_Closure)
+                 (const Swerve__V1__LabelOutcome *message,
+                  void *closure_data);
+typedef void (*Swerve__V1__AppendLabelsResponse_Closure)
+                 (const Swerve__V1__AppendLabelsResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -807,6 +975,27 @@ void swerve__v1__serving_insights__drift(ProtobufCService *service,
                                          const Swerve__V1__DriftRequest *input,
                                          Swerve__V1__DriftResponse_Closure closure,
                                          void *closure_data);
+typedef struct Swerve__V1__Feedback_Service Swerve__V1__Feedback_Service;
+struct Swerve__V1__Feedback_Service
+{
+  ProtobufCService base;
+  void (*append_labels)(Swerve__V1__Feedback_Service *service,
+                        const Swerve__V1__AppendLabelsRequest *input,
+                        Swerve__V1__AppendLabelsResponse_Closure closure,
+                        void *closure_data);
+};
+typedef void (*Swerve__V1__Feedback_ServiceDestroy)(Swerve__V1__Feedback_Service *);
+void swerve__v1__feedback__init (Swerve__V1__Feedback_Service *service,
+                                 Swerve__V1__Feedback_ServiceDestroy destroy);
+#define SWERVE__V1__FEEDBACK__BASE_INIT \
+    { &swerve__v1__feedback__descriptor, protobuf_c_service_invoke_internal, NULL }
+#define SWERVE__V1__FEEDBACK__INIT(function_prefix__) \
+    { SWERVE__V1__FEEDBACK__BASE_INIT,\
+      function_prefix__ ## append_labels  }
+void swerve__v1__feedback__append_labels(ProtobufCService *service,
+                                         const Swerve__V1__AppendLabelsRequest *input,
+                                         Swerve__V1__AppendLabelsResponse_Closure closure,
+                                         void *closure_data);
 
 /* --- descriptors --- */
 
@@ -824,7 +1013,12 @@ extern const ProtobufCMessageDescriptor swerve__v1__output_drift__descriptor;
 extern const ProtobufCMessageDescriptor swerve__v1__drift_window__descriptor;
 extern const ProtobufCMessageDescriptor swerve__v1__version_drift__descriptor;
 extern const ProtobufCMessageDescriptor swerve__v1__drift_response__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__label_feedback__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__append_labels_request__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__label_outcome__descriptor;
+extern const ProtobufCMessageDescriptor swerve__v1__append_labels_response__descriptor;
 extern const ProtobufCServiceDescriptor swerve__v1__serving_insights__descriptor;
+extern const ProtobufCServiceDescriptor swerve__v1__feedback__descriptor;
 
 PROTOBUF_C__END_DECLS
 
