@@ -375,7 +375,7 @@ public final class InferenceService: GRPCCallHandler {
         /// messages queued for the log's writer, never a wait for its disk.
         @inline(never)
         private func logPrediction(_ response: [UInt8], _ settings: ModelSettings.PredictionLogSettings) {
-            guard let log = service.predictionLogs.log(model: model.name, settings: settings) else { return }
+            guard let log = model.predictionLog({ service.predictionLogs.log(model: model.name, settings: settings) }) else { return }
             let now = wallClockMs()
             log.offer(PredictionLog.Entry(timeMs: now, model: model.name, version: model.version, id: id,
                                           request: Data(call.message), response: Data(response)))

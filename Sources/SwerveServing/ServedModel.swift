@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 import Logging
 import Metrics
@@ -29,6 +30,16 @@ public final class ServedModel: Sendable {
     public let requestMetrics: RequestMetrics
     /// Which answered requests go to the model's prediction log; nil without `prediction_log`.
     public let predictionSampler: PredictionSampler?
+    /// The model's prediction log once a sampled request opened it: each later one takes it with
+    /// an atomic load, not the server's table of logs (a lock and a lookup).
+    private let predictionLogRef = ManagedAtomicLazyReference<PredictionLog>()
+
+    /// The model's prediction log, opened by `open` on first use (nil: not open; asked again).
+    public func predictionLog(_ open: () -> PredictionLog?) -> PredictionLog? {
+        if let log = predictionLogRef.load() { return log }
+        return open().map { predictionLogRef.storeIfNilThenLoad($0) }
+    }
+
     /// The drift monitor, for a version with reference statistics and `monitoring` on.
     public let monitor: DriftMonitor?
     /// What joining labels with this version's logged predictions needs; nil without a
