@@ -205,6 +205,12 @@ def test_static_job_is_published_served_and_a_bad_one_is_not(trainer_env, tmp_pa
     want = oip.ort_run(repo / "clicks" / "1" / "model.onnx", {"numeric": probe})
     np.testing.assert_allclose(got["probabilities"], want["probabilities"], rtol=1e-5, atol=1e-6)
     assert (got["label"] == want["label"]).all()
+    # The reference statistics say where each feature sits in the exported inputs, so the server
+    # watches them for drift (ServingInsights/Drift) and joins fed-back labels into examples.
+    reference = json.loads((repo / "clicks" / "1" / "reference_stats.json").read_text())
+    assert reference["features"] == [{"name": f"x{i}", "input": "numeric", "column": i - 1} for i in (1, 2, 3)]
+    assert oip.metric_sum(oip.parse_metrics(server.metrics()), "swerve_holdout_metric", model="clicks", version="1",
+                          metric="accuracy") == lineage["metrics"]["accuracy"]
 
     # Same features, shuffled labels: rejected by the no-regression gate, never published.
     xs, ys = make_rows(1200, seed=1, shuffle_labels=True)
