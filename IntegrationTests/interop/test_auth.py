@@ -389,3 +389,17 @@ def test_publish_refuses_hostile_names(zoo, tmp_path, name):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "invalid model name" in out.stderr, out
     assert list(tmp_path.iterdir()) == [repo] and list(repo.iterdir()) == []
+
+
+def test_append_labels_needs_the_token(auth_server):
+    """Fed-back labels become training data: with a token, AppendLabels needs it (checked before
+    the request is read: the model need not even exist)."""
+    import swerve_serving_pb2 as spb
+    call = auth_server.channel().unary_unary("/swerve.v1.Feedback/AppendLabels",
+                                             request_serializer=spb.AppendLabelsRequest.SerializeToString,
+                                             response_deserializer=spb.AppendLabelsResponse.FromString)
+    request = spb.AppendLabelsRequest(model_name="dense", labels=[spb.LabelFeedback(request_id="r", label="1")])
+    expect_code(UNAUTH, call, request, timeout=10)
+    expect_code(DENIED, call, request, timeout=10, metadata=(("authorization", "Bearer wrong-token"),))
+    # With the token it is read: "dense" keeps no predictions (no prediction_log).
+    expect_code(grpc.StatusCode.FAILED_PRECONDITION, call, request, timeout=10, metadata=RIGHT)

@@ -99,6 +99,21 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "A label copied into the JSON report.")
     var label: String?
 
+    @Option(name: .long, help: "Sweep one parameter, a measured step per value: concurrency=1,2,4,8 or rate=1000:64000:x2 (start:end:xFACTOR or :+STEP); stops early once the server saturates (a rate step achieves under 90% of its rate, or more concurrency adds under 5% throughput while p99 grows by half) or p99 passes --max-p99.")
+    var sweep: String?
+
+    @Option(name: .customLong("max-p99"), help: "--sweep: stop once a step's p99 passes this (e.g. 5ms, 800us).")
+    var maxP99: String?
+
+    @Option(name: .long, help: "Gates, comma-separated, e.g. 'p99<2ms,errors<0.1%,rate>=5000' (p50/p90/p95/p99/p99.9/mean/max in us|ms|s, errors as a share with % or a count, rate in req/s, rows in rows/s): exit 3 when one fails; with --sweep, the last step passing them all is the capacity, and the run fails when none does.")
+    var slo: String?
+
+    @Option(name: .long, help: "Write perf_analyzer's CSV (its -f columns, latencies in µs) to this file: one row, or one per sweep step.")
+    var csv: String?
+
+    @Option(name: .long, help: "Write each run's (each sweep step's) latency distribution as HdrHistogram .hgrm text (ms) into this directory.")
+    var hgrm: String?
+
     @Flag(name: .customLong("route-key"), help: "Send x-swerve-route-key (a hash of the request's model and inputs) with every request, for cache-affine load balancing (deploy/haproxy).")
     var routeKey = false
 
@@ -160,6 +175,16 @@ struct BenchCommand: AsyncParsableCommand {
             guard hotInputs >= 0 else { throw ValidationError("--hot-inputs cannot be negative") }
             if let rate, !(rate > 0) { throw ValidationError("--rate must be positive") }
             if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
+            if let sweep {
+                let parsed = try BenchSweep(parsing: sweep)
+                if parsed.parameter == .concurrency && rate != nil { throw ValidationError("--sweep concurrency is a closed loop: drop --rate") }
+                if parsed.parameter == .rate && rate != nil { throw ValidationError("--sweep rate sets the rate: drop --rate") }
+            }
+            if let maxP99 {
+                guard sweep != nil else { throw ValidationError("--max-p99 goes with --sweep") }
+                _ = try BenchGate(parsing: "p99<" + maxP99)
+            }
+            if let slo { _ = try BenchGate.parse(list: slo) }
             if let maxBacklog, maxBacklog < 0 { throw ValidationError("--max-backlog cannot be negative") }
         }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
@@ -215,40 +240,138 @@ struct BenchCommand: AsyncParsableCommand {
             }
             guard !response.outputNames.isEmpty else { throw GRPCStatus(.internal, "the server's ModelInfer response has no outputs") }
 
-            let workers = concurrency ?? (rate == nil ? 1 : 256)
-            var plan = LoadPlan(
-                workers: workers, durationNanos: UInt64(warmup * 1e9), maxRequests: requests, rate: rate,
-                maxBacklog: maxBacklog ?? max(workers, Int(rate ?? 0)),
-                timeout: .milliseconds(Int64(connection.timeout * 1000)), progress: false)
-            // Request 0 was the probe; each phase continues the input stream where the last stopped.
-            plan.firstRequest = 1
-            var warmupRequests = 0
-            if warmup > 0 {
-                let phase = await runLoadPhase(client: client, source: source, plan: plan)
-                warmupRequests = phase.tally.ok + phase.tally.errors.values.reduce(0, +)
-                plan.firstRequest += warmupRequests
-            }
+            let gates = try slo.map(BenchGate.parse(list:)) ?? []
             let wantsPaths = distribution != .legacy
-            let before = wantsPaths ? await fetchPathStatistics(connection: connection, model: model, version: version).0 : nil
-            plan.durationNanos = UInt64(duration * 1e9)
-            plan.progress = !quiet
-            let phase = await runLoadPhase(client: client, source: source, plan: plan)
-            var report = BenchRunReport(
-                label: label, server: connection.server, model: model, version: version, plan: plan,
-                connections: connections, batch: batch, typed: typed, source: source, responseBytes: probe.count, warmupSeconds: warmup, phase: phase)
-            report.warmupRequests = warmupRequests
-            report.seed = seed
-            report.printSummary()
-            if wantsPaths {
-                let (after, problem) = await fetchPathStatistics(connection: connection, model: model, version: version)
-                if let after {
-                    report.pathStatistics = BenchPathReport(total: after, measured: before.map { after.since($0) })
-                    report.pathStatistics?.printSummary()
-                } else if let problem {
-                    print("server paths: not available (\(problem))")
+            var next = 1  // request 0 was the probe; each phase continues the input stream where the last stopped
+            func measure(workers: Int, rate: Double?, progress: Bool) async -> (BenchRunReport, PhaseResult) {
+                var plan = LoadPlan(
+                    workers: workers, durationNanos: UInt64(warmup * 1e9), maxRequests: requests, rate: rate,
+                    maxBacklog: maxBacklog ?? max(workers, Int(rate ?? 0)),
+                    timeout: .milliseconds(Int64(connection.timeout * 1000)), progress: false)
+                plan.firstRequest = next
+                var warmupRequests = 0
+                if warmup > 0 {
+                    let phase = await runLoadPhase(client: client, source: source, plan: plan)
+                    warmupRequests = phase.tally.ok + phase.tally.errors.values.reduce(0, +)
+                    plan.firstRequest += warmupRequests
                 }
+                let before = wantsPaths ? await fetchPathStatistics(connection: connection, model: model, version: version).0 : nil
+                let statsBefore = try? await client.modelStatistics(name: model, version: version, timeout: .seconds(10))
+                plan.durationNanos = UInt64(duration * 1e9)
+                plan.progress = progress
+                let phase = await runLoadPhase(client: client, source: source, plan: plan)
+                next = plan.firstRequest + phase.tally.ok + phase.tally.errors.values.reduce(0, +)
+                var report = BenchRunReport(
+                    label: label, server: connection.server, model: model, version: version, plan: plan,
+                    connections: connections, batch: batch, typed: typed, source: source, responseBytes: probe.count, warmupSeconds: warmup, phase: phase)
+                report.warmupRequests = warmupRequests
+                report.seed = seed
+                if let statsBefore, let statsAfter = try? await client.modelStatistics(name: model, version: version, timeout: .seconds(10)) {
+                    report.serverSide = ServerSideFigures(before: statsBefore, after: statsAfter)
+                }
+                if wantsPaths {
+                    let (after, problem) = await fetchPathStatistics(connection: connection, model: model, version: version)
+                    if let after {
+                        report.pathStatistics = BenchPathReport(total: after, measured: before.map { after.since($0) })
+                    } else if let problem {
+                        report.pathProblem = problem
+                    }
+                }
+                return (report, phase)
             }
+            if let hgrm { try FileManager.default.createDirectory(atPath: hgrm, withIntermediateDirectories: true) }
+
+            if let sweep = try sweep.map(BenchSweep.init(parsing:)) {
+                let limit = try maxP99.map { try BenchGate(parsing: "p99<" + $0) }
+                var steps: [BenchRunReport] = []
+                var stopped = ""
+                print("sweep \(sweep.parameter.rawValue): \(sweep.values.map(sweep.label).joined(separator: ", "))\(gates.isEmpty ? "" : "; gates \(gates.map(\.text).joined(separator: ", "))")")
+                for (k, value) in sweep.values.enumerated() {
+                    let (workers, stepRate): (Int, Double?) = sweep.parameter == .concurrency
+                        ? (Int(value), nil) : (concurrency ?? 256, value)
+                    let (report, phase) = await measure(workers: workers, rate: stepRate, progress: false)
+                    steps.append(report)
+                    let passed = gates.allSatisfy { $0.passes(report) }
+                    print(Self.stepLine(k, of: sweep.values.count, "\(sweep.parameter.rawValue) \(sweep.label(value))", report)
+                          + (gates.isEmpty ? "" : passed ? "  gates pass" : "  gates FAIL: " + gates.filter { !$0.passes(report) }.map { "\($0.text) (\($0.describe($0.actual(report))))" }.joined(separator: ", ")))
+                    if let hgrm {
+                        try hgrmText(phase.tally.latency).write(toFile: "\(hgrm)/step-\(k + 1)-\(sweep.parameter.rawValue)-\(sweep.label(value)).hgrm", atomically: true, encoding: .utf8)
+                    }
+                    if let limit, !limit.passes(report) {
+                        stopped = "p99 \(limit.describe(limit.actual(report))) passed --max-p99 \(maxP99!)"
+                    } else if let stepRate, report.throughputRps < 0.9 * stepRate {
+                        stopped = "saturated: \(fixed(report.throughputRps, 1)) req/s achieved of \(sweep.label(stepRate)) offered"
+                    } else if sweep.parameter == .concurrency, steps.count >= 2 {
+                        let last = steps[steps.count - 2]
+                        if report.throughputRps < 1.05 * last.throughputRps && Double(report.latencyMicros.p99) > 1.5 * Double(last.latencyMicros.p99) {
+                            stopped = "saturated: throughput \(fixed(report.throughputRps, 1)) req/s (+\(fixed((report.throughputRps / max(1, last.throughputRps) - 1) * 100, 1))%) while p99 rose \(fixed(Double(report.latencyMicros.p99) / Double(max(1, last.latencyMicros.p99)), 2))x"
+                        }
+                    }
+                    if !stopped.isEmpty && k < sweep.values.count - 1 {
+                        print("stopping: \(stopped)")
+                        break
+                    }
+                    if k == sweep.values.count - 1 { stopped = "" }
+                }
+                let capacity = gates.isEmpty ? nil : steps.lastIndex { r in gates.allSatisfy { $0.passes(r) } }
+                print("")
+                print(Self.sweepTable(sweep, steps))
+                if !gates.isEmpty {
+                    if let capacity {
+                        print("capacity within the gates: \(sweep.parameter.rawValue) \(sweep.label(sweep.values[capacity])) (\(fixed(steps[capacity].throughputRps, 1)) req/s)")
+                    } else {
+                        print("no step passed the gates \(gates.map(\.text).joined(separator: ", "))")
+                    }
+                }
+                if let csv { try perfAnalyzerCSV(steps, byRate: sweep.parameter == .rate).write(toFile: csv, atomically: true, encoding: .utf8) }
+                if let json {
+                    try writeJSON(BenchSweepReport(parameter: sweep.parameter.rawValue, values: sweep.values, steps: steps,
+                                                   stoppedBecause: stopped, gates: gates, capacityStep: capacity), to: json)
+                }
+                if !gates.isEmpty && capacity == nil { throw ExitCode(3) }
+                return
+            }
+
+            let (report, phase) = await measure(workers: concurrency ?? (rate == nil ? 1 : 256), rate: rate, progress: !quiet)
+            report.printSummary()
+            report.pathStatistics?.printSummary()
+            if let problem = report.pathProblem { print("server paths: not available (\(problem))") }
+            if let hgrm { try hgrmText(phase.tally.latency).write(toFile: "\(hgrm)/run.hgrm", atomically: true, encoding: .utf8) }
+            if let csv { try perfAnalyzerCSV([report], byRate: rate != nil).write(toFile: csv, atomically: true, encoding: .utf8) }
             if let json { try writeJSON(report, to: json) }
+            if !gates.isEmpty {
+                var failed = false
+                for g in gates {
+                    let ok = g.passes(report)
+                    failed = failed || !ok
+                    print("gate \(g.text): \(ok ? "pass" : "FAIL") (\(g.describe(g.actual(report))))")
+                }
+                if failed { throw ExitCode(3) }
+            }
         }
+    }
+
+    /// One sweep step's line, printed as it ends.
+    static func stepLine(_ k: Int, of n: Int, _ what: String, _ r: BenchRunReport) -> String {
+        let l = r.latencyMicros
+        let errors = r.errors + r.dropped
+        let share = r.requests + r.dropped > 0 ? Double(errors) / Double(r.requests + r.dropped) * 100 : 0
+        var line = "[step \(k + 1)/\(n)] \(what): \(fixed(r.throughputRps, 1)) req/s  p50 \(l.p50) µs  p90 \(l.p90)  p99 \(l.p99)  p99.9 \(l.p999)  errors \(errors) (\(fixed(share, 2))%)"
+        if let s = r.serverSide {
+            line += "  server: queue \(fixed(s.queueMicros, 1)) µs, compute \(fixed(s.computeInputMicros + s.computeInferMicros + s.computeOutputMicros, 1)) µs"
+            if s.cacheHits + s.cacheMisses > 0 { line += ", cache hits \(fixed(Double(s.cacheHits) / Double(s.cacheHits + s.cacheMisses) * 100, 1))%" }
+        }
+        return line
+    }
+
+    /// The latency-throughput curve as a table.
+    static func sweepTable(_ sweep: BenchSweep, _ steps: [BenchRunReport]) -> String {
+        var rows = ["| \(sweep.parameter.rawValue) | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | errors | server queue µs | server compute µs |",
+                    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for (k, r) in steps.enumerated() {
+            let s = r.serverSide
+            rows.append("| \(sweep.label(sweep.values[k])) | \(fixed(r.throughputRps, 1)) | \(r.latencyMicros.p50) | \(r.latencyMicros.p90) | \(r.latencyMicros.p99) | \(r.latencyMicros.p999) | \(r.errors + r.dropped) | \(s.map { fixed($0.queueMicros, 1) } ?? "-") | \(s.map { fixed($0.computeInputMicros + $0.computeInferMicros + $0.computeOutputMicros, 1) } ?? "-") |")
+        }
+        return rows.joined(separator: "\n")
     }
 }

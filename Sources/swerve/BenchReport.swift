@@ -11,6 +11,7 @@ import Foundation
 struct LatencySummary: Codable, Sendable {
     var p50: UInt64
     var p90: UInt64
+    var p95: UInt64
     var p99: UInt64
     var p999: UInt64
     var max: UInt64
@@ -23,6 +24,7 @@ struct LatencySummary: Codable, Sendable {
         let empty = h.totalCount == 0
         p50 = empty ? 0 : h.valueAtPercentile(50)
         p90 = empty ? 0 : h.valueAtPercentile(90)
+        p95 = empty ? 0 : h.valueAtPercentile(95)
         p99 = empty ? 0 : h.valueAtPercentile(99)
         p999 = empty ? 0 : h.valueAtPercentile(99.9)
         max = empty ? 0 : h.max
@@ -82,6 +84,10 @@ struct BenchRunReport: Codable, Sendable {
     var timeline: [ProgressPoint]
     /// The server's PathStatistics for the model (with --inputs).
     var pathStatistics: BenchPathReport?
+    /// The server's ModelStatistics over the measured phase (when it answers them).
+    var serverSide: ServerSideFigures?
+    /// Why PathStatistics could not be read (with --inputs).
+    var pathProblem: String?
 
     init(
         label: String?, server: String, model: String, version: String, plan: LoadPlan, connections: Int, batch: Int,

@@ -125,8 +125,10 @@ struct AdminAuthTests {
     /// method added later that is not listed here fails this test until someone decides).
     @Test func exactlyTheStateChangingMethodsNeedTheToken() {
         let guarded = Set(InferenceService.Method.allCases.filter(\.changesState).map(\.rawValue))
-        #expect(guarded == ["/inference.GRPCInferenceService/RepositoryModelLoad", "/inference.GRPCInferenceService/RepositoryModelUnload"])
-        #expect(InferenceService.Method.allCases.count == 15, "a method was added: decide whether it changes state, then update this test")
+        // AppendLabels writes training data (the trainer's log) and online metrics.
+        #expect(guarded == ["/inference.GRPCInferenceService/RepositoryModelLoad", "/inference.GRPCInferenceService/RepositoryModelUnload",
+                            "/swerve.v1.Feedback/AppendLabels"])
+        #expect(InferenceService.Method.allCases.count == 17, "a method was added: decide whether it changes state, then update this test")
     }
 
     @Test func aTokenLengthDoesNotChangeHowMuchIsCompared() {

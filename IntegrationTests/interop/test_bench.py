@@ -1,0 +1,106 @@
+"""`swerve bench` sweeps, gates and outputs, against a server throttled by design: `heavy` (24
+chained 1024x1024 MatMuls per row) with max_batch_size 0 and one instance, so requests run one at
+a time and the server's capacity is 1 / its service time, measured here first."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import oip
+import model_zoo
+
+PA_COLUMNS = ["Request Rate", "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue",
+              "Server Compute Input", "Server Compute Infer", "Server Compute Output", "Client Recv",
+              "p50 latency", "p90 latency", "p95 latency", "p99 latency"]
+
+
+@pytest.fixture(scope="module")
+def throttled(tmp_path_factory, zoo):
+    base = tmp_path_factory.mktemp("bench")
+    repo = model_zoo.make_repository(zoo, base / "repository", ["heavy"])
+    config = json.loads((repo / "heavy" / "config.json").read_text())
+    config.update({"max_batch_size": 0, "serving_mode": "dynamic", "instance_count": 1, "execution": "workers"})
+    config.pop("dynamic_batching", None)
+    (repo / "heavy" / "config.json").write_text(json.dumps(config))
+    srv = oip.Server(repo, base / "swerve.log").start(wait_for=["heavy"])
+    yield srv, base
+    srv.stop()
+
+
+def bench(srv, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([oip.swerve_bin(), "bench", "--server", srv.address, "--model", "heavy", "--quiet", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def service_micros(srv, base: Path) -> float:
+    done = bench(srv, "--duration", "2", "--warmup", "0.5", "--json", str(base / "calibrate.json"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((base / "calibrate.json").read_text())
+    s = report["server_side"]
+    assert s["requests"] == report["ok"] > 0
+    return s["compute_input_micros"] + s["compute_infer_micros"] + s["compute_output_micros"]
+
+
+def test_a_rate_sweep_stops_where_the_server_saturates(throttled):
+    srv, base = throttled
+    capacity = 1e6 / service_micros(srv, base)
+    start = max(1.0, round(capacity / 4))
+    out_json, out_csv, hgrm = base / "sweep.json", base / "sweep.csv", base / "hgrm"
+    done = bench(srv, "--sweep", f"rate={start}:{start * 16}:x2", "--duration", "2", "--warmup", "0.3",
+                 "--concurrency", "64", "--json", str(out_json), "--csv", str(out_csv), "--hgrm", str(hgrm))
+    assert done.returncode == 0, done.stderr + done.stdout
+    sweep = json.loads(out_json.read_text())
+    steps = sweep["steps"]
+    offered = [s["rate"] for s in steps]
+    achieved = [s["throughput_rps"] for s in steps]
+    # Below capacity every step keeps up; the sweep stops at the first step that does not, which
+    # is within one doubling of the capacity measured above.
+    assert sweep["stopped_because"].startswith("saturated"), (sweep["stopped_because"], offered, achieved, capacity)
+    assert all(a >= 0.9 * o for a, o in zip(achieved[:-1], offered[:-1])), (offered, achieved)
+    assert achieved[-1] < 0.9 * offered[-1]
+    assert capacity / 2 <= offered[-1] <= capacity * 4, (offered, capacity)
+    assert len(steps) < 5, "stopped before its last value"
+    # One line per step as it went.
+    assert done.stdout.count("[step ") == len(steps)
+    # perf_analyzer's CSV, read by pandas with its column names, rows by increasing throughput.
+    frame = pd.read_csv(out_csv)
+    assert list(frame.columns) == PA_COLUMNS
+    assert len(frame) == len(steps)
+    assert list(frame["Inferences/Second"]) == sorted(frame["Inferences/Second"])
+    assert (frame["Server Compute Infer"] > 0).all() and (frame["p99 latency"] >= frame["p50 latency"]).all()
+    # HdrHistogram distributions, one per step.
+    files = sorted(hgrm.glob("step-*.hgrm"))
+    assert len(files) == len(steps)
+    tail = files[0].read_text().splitlines()[-3:]
+    assert tail[0].startswith("#[Mean") and "Total count" in tail[1], tail
+
+
+def test_a_concurrency_sweep_stops_when_concurrency_only_queues(throttled):
+    srv, base = throttled
+    done = bench(srv, "--sweep", "concurrency=1,2,4,8,16", "--duration", "2", "--warmup", "0.3", "--json", str(base / "c.json"))
+    assert done.returncode == 0, done.stderr
+    sweep = json.loads((base / "c.json").read_text())
+    # One request at a time on the server: more concurrency adds no throughput, only queueing.
+    assert sweep["stopped_because"].startswith("saturated"), sweep["stopped_because"]
+    assert len(sweep["steps"]) <= 3, [s["concurrency"] for s in sweep["steps"]]
+    queue = [s["server_side"]["queue_micros"] for s in sweep["steps"]]
+    assert queue[-1] > queue[0], queue
+
+
+def test_gates_fail_and_pass_on_the_right_figures(throttled):
+    srv, base = throttled
+    failing = bench(srv, "--duration", "1", "--warmup", "0", "--slo", "p99<1us,errors<1%")
+    assert failing.returncode == 3, failing.stderr
+    assert "gate p99<1us: FAIL" in failing.stdout and "gate errors<1%: pass" in failing.stdout, failing.stdout
+    passing = bench(srv, "--duration", "1", "--warmup", "0", "--slo", "p99<60s,errors<=0,rate>=1")
+    assert passing.returncode == 0, passing.stdout + passing.stderr
+    assert passing.stdout.count(": pass") == 3
+    # A sweep with gates: the capacity is the last step within them; none passing fails the run.
+    none = bench(srv, "--sweep", "concurrency=1,2", "--duration", "1", "--warmup", "0", "--slo", "p50<1us")
+    assert none.returncode == 3 and "no step passed the gates" in none.stdout
+    bad = bench(srv, "--slo", "p99 about 2ms")
+    assert bad.returncode != 0 and "--slo gates look like" in bad.stderr
