@@ -104,3 +104,30 @@ def test_gates_fail_and_pass_on_the_right_figures(throttled):
     assert none.returncode == 3 and "no step passed the gates" in none.stdout
     bad = bench(srv, "--slo", "p99 about 2ms")
     assert bad.returncode != 0 and "--slo gates look like" in bad.stderr
+
+
+def test_targets_run_in_alternating_rounds_and_compare_medians(throttled, tmp_path):
+    srv, base = throttled
+    out = tmp_path / "side.json"
+    done = subprocess.run([oip.swerve_bin(), "bench", "--target", f"a={srv.address}/heavy", "--target", f"b={srv.address}",
+                           "--model", "heavy", "--rounds", "3", "--duration", "1", "--warmup", "0", "--concurrency", "2",
+                           "--json", str(out), "--slo", "errors<=0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    runs = report["runs"]
+    # Interleaved: a b a b a b, each run after the previous one ended (checked by timestamps).
+    assert [(r["target"], r["round"]) for r in runs] == [(t, k) for k in (1, 2, 3) for t in ("a", "b")]
+    for earlier, later in zip(runs, runs[1:]):
+        assert earlier["ended_ms"] <= later["started_ms"], (earlier["ended_ms"], later["started_ms"])
+    for t in ("a", "b"):
+        rps = sorted(r["throughput_rps"] for r in runs if r["target"] == t)
+        f = report["figures"][t]["throughput_rps"]
+        assert f["median"] == rps[1] and f["min"] == rps[0] and f["max"] == rps[2]
+    ratio = report["figures"]["b"]["throughput_rps"]["ratio"]
+    assert abs(ratio - report["figures"]["b"]["throughput_rps"]["median"] / report["figures"]["a"]["throughput_rps"]["median"]) < 1e-9
+    assert report["figures"]["a"]["p99_us"]["ratio"] == 1
+    assert "| a |" in done.stdout and "| b |" in done.stdout
+    assert "gate errors<=0 on a: pass" in done.stdout and "gate errors<=0 on b: pass" in done.stdout
+    clash = subprocess.run([oip.swerve_bin(), "bench", "--target", f"a={srv.address}", "--target", f"a={srv.address}", "--model", "heavy"],
+                           capture_output=True, text=True, timeout=30)
+    assert clash.returncode != 0 and "must differ" in clash.stderr

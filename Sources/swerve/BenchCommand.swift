@@ -114,6 +114,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Write each run's (each sweep step's) latency distribution as HdrHistogram .hgrm text (ms) into this directory.")
     var hgrm: String?
 
+    @Option(name: .long, help: "Side by side: NAME=HOST:PORT[/MODEL], given several times; the same load runs against each in alternating rounds (--rounds), and each figure is reported as the median and spread per target with the ratio to the first target. MODEL defaults to --model.")
+    var target: [String] = []
+
+    @Option(name: .long, help: "With --target: rounds, each running every target once, in turn.")
+    var rounds: Int = 3
+
     @Flag(name: .customLong("route-key"), help: "Send x-swerve-route-key (a hash of the request's model and inputs) with every request, for cache-affine load balancing (deploy/haproxy).")
     var routeKey = false
 
@@ -159,7 +165,9 @@ struct BenchCommand: AsyncParsableCommand {
             guard modelFile != nil else { throw ValidationError("--core needs --model-file PATH") }
             guard iterations > 0 else { throw ValidationError("--iterations must be positive") }
         } else {
-            guard model != nil else { throw ValidationError("give --model NAME (or --core --model-file PATH)") }
+            guard model != nil || (!target.isEmpty && (try? target.allSatisfy { try BenchTarget(parsing: $0).model != nil }) == true) else {
+                throw ValidationError("give --model NAME (or --core --model-file PATH)")
+            }
             guard duration > 0 else { throw ValidationError("--duration must be positive") }
             guard warmup >= 0 else { throw ValidationError("--warmup cannot be negative") }
             guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
@@ -185,6 +193,13 @@ struct BenchCommand: AsyncParsableCommand {
                 _ = try BenchGate(parsing: "p99<" + maxP99)
             }
             if let slo { _ = try BenchGate.parse(list: slo) }
+            if !target.isEmpty {
+                let parsed = try target.map(BenchTarget.init(parsing:))
+                guard Set(parsed.map(\.name)).count == parsed.count else { throw ValidationError("--target names must differ") }
+                guard rounds >= 1, rounds <= 100 else { throw ValidationError("--rounds must be within 1...100") }
+                guard sweep == nil else { throw ValidationError("--target runs one load per target and round; drop --sweep (run a sweep per target instead)") }
+                guard dumpRequest == nil else { throw ValidationError("--dump-request goes with one server, not --target") }
+            }
             if let maxBacklog, maxBacklog < 0 { throw ValidationError("--max-backlog cannot be negative") }
         }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
@@ -204,79 +219,16 @@ struct BenchCommand: AsyncParsableCommand {
             if let json { try writeJSON(result, to: json) }
             return
         }
+        if !target.isEmpty { return try await runTargets() }
         let model = self.model!
         try await connection.withClient(connections: connections, routeKey: routeKey) { client in
-            let metadata = try await client.modelMetadata(name: model, version: version)
-            let specs = BenchInputSpec.from(metadata.inputs, batch: batch)
-            let distribution = try inputs.map(BenchInputDistribution.init(parsing:)) ?? .legacy
-            let source: BenchRequestSource
-            do {
-                source = try BenchRequestSource.make(
-                    distribution: distribution, model: model, version: version, specs: specs,
-                    distinct: distribution == .legacy ? (dumpRequest == nil ? distinct ?? 0 : 1) : distinct ?? 1_000_000,
-                    typed: typed, seed: seed, vocab: try parseVocabularies(vocab), hotCount: hotInputs)
-            } catch let error as ValidationError {
-                printError("swerve: \(error.message)")
-                throw ExitCode.validationFailure
-            }
-
-            if let path = dumpRequest {
-                let message = source.request(0)
-                var framed: [UInt8] = [0]
-                withUnsafeBytes(of: UInt32(message.count).bigEndian) { framed.append(contentsOf: $0) }
-                framed.append(contentsOf: message)
-                try Data(framed).write(to: URL(fileURLWithPath: path))
-                print("wrote \(framed.count) bytes (a \(message.count)-byte ModelInfer request for \(model), batch \(batch)) to \(path)")
-                return
-            }
-
-            // One checked call first: a bench of nothing but errors measures nothing.
-            let probe = try await client.modelInfer(serialized: source.request(0))
-            let response: InferResult
-            do {
-                response = try InferResult(try ModelInferResponse(serializedBytes: probe))
-            } catch {
-                throw GRPCStatus(.internal, "cannot decode the server's ModelInfer response: \(error)")
-            }
-            guard !response.outputNames.isEmpty else { throw GRPCStatus(.internal, "the server's ModelInfer response has no outputs") }
-
+            guard let (source, probe) = try await prepare(client: client, model: model) else { return }
             let gates = try slo.map(BenchGate.parse(list:)) ?? []
-            let wantsPaths = distribution != .legacy
             var next = 1  // request 0 was the probe; each phase continues the input stream where the last stopped
             func measure(workers: Int, rate: Double?, progress: Bool) async -> (BenchRunReport, PhaseResult) {
-                var plan = LoadPlan(
-                    workers: workers, durationNanos: UInt64(warmup * 1e9), maxRequests: requests, rate: rate,
-                    maxBacklog: maxBacklog ?? max(workers, Int(rate ?? 0)),
-                    timeout: .milliseconds(Int64(connection.timeout * 1000)), progress: false)
-                plan.firstRequest = next
-                var warmupRequests = 0
-                if warmup > 0 {
-                    let phase = await runLoadPhase(client: client, source: source, plan: plan)
-                    warmupRequests = phase.tally.ok + phase.tally.errors.values.reduce(0, +)
-                    plan.firstRequest += warmupRequests
-                }
-                let before = wantsPaths ? await fetchPathStatistics(connection: connection, model: model, version: version).0 : nil
-                let statsBefore = try? await client.modelStatistics(name: model, version: version, timeout: .seconds(10))
-                plan.durationNanos = UInt64(duration * 1e9)
-                plan.progress = progress
-                let phase = await runLoadPhase(client: client, source: source, plan: plan)
-                next = plan.firstRequest + phase.tally.ok + phase.tally.errors.values.reduce(0, +)
-                var report = BenchRunReport(
-                    label: label, server: connection.server, model: model, version: version, plan: plan,
-                    connections: connections, batch: batch, typed: typed, source: source, responseBytes: probe.count, warmupSeconds: warmup, phase: phase)
-                report.warmupRequests = warmupRequests
-                report.seed = seed
-                if let statsBefore, let statsAfter = try? await client.modelStatistics(name: model, version: version, timeout: .seconds(10)) {
-                    report.serverSide = ServerSideFigures(before: statsBefore, after: statsAfter)
-                }
-                if wantsPaths {
-                    let (after, problem) = await fetchPathStatistics(connection: connection, model: model, version: version)
-                    if let after {
-                        report.pathStatistics = BenchPathReport(total: after, measured: before.map { after.since($0) })
-                    } else if let problem {
-                        report.pathProblem = problem
-                    }
-                }
+                let (report, phase, after) = await measureRun(client: client, model: model, source: source, probeBytes: probe.count,
+                                                              workers: workers, rate: rate, progress: progress, firstRequest: next)
+                next = after
                 return (report, phase)
             }
             if let hgrm { try FileManager.default.createDirectory(atPath: hgrm, withIntermediateDirectories: true) }
@@ -349,6 +301,133 @@ struct BenchCommand: AsyncParsableCommand {
                 if failed { throw ExitCode(3) }
             }
         }
+    }
+
+    /// `--target`: the same load against each target in alternating rounds (A B C, A B C, ...), so
+    /// what a shared, noisy machine does to one round it does to every target alike; then each
+    /// figure's median and spread per target, and its ratio to the first target's median.
+    func runTargets() async throws {
+        let targets = try target.map(BenchTarget.init(parsing:))
+        let gates = try slo.map(BenchGate.parse(list:)) ?? []
+        var runs: [BenchRunReport] = []
+        var next: [String: Int] = [:]
+        print("\(targets.count) targets, \(rounds) rounds: " + targets.map { "\($0.name) = \($0.address)/\($0.model ?? model!)" }.joined(separator: ", "))
+        for round in 1...rounds {
+            for t in targets {
+                var one = self
+                one.connection.server = t.address
+                let model = t.model ?? self.model!
+                try await one.connection.withClient(connections: connections, routeKey: routeKey) { client in
+                    guard let (source, probe) = try await one.prepare(client: client, model: model) else { return }
+                    var (report, _, after) = await one.measureRun(
+                        client: client, model: model, source: source, probeBytes: probe.count,
+                        workers: concurrency ?? (rate == nil ? 1 : 256), rate: rate, progress: false, firstRequest: next[t.name] ?? 1)
+                    next[t.name] = after
+                    report.target = t.name
+                    report.round = round
+                    runs.append(report)
+                    print(Self.stepLine(round - 1, of: rounds, "round \(round) \(t.name)", report).replacingOccurrences(of: "[step ", with: "[round "))
+                }
+            }
+        }
+        let summary = BenchComparison(targets: targets.map(\.name), runs: runs)
+        print("")
+        print(summary.table())
+        if let csv { try perfAnalyzerCSV(runs, byRate: rate != nil).write(toFile: csv, atomically: true, encoding: .utf8) }
+        if let json { try writeJSON(summary, to: json) }
+        if !gates.isEmpty {
+            var failed = false
+            for name in targets.map(\.name) {
+                for g in gates {
+                    // A gate holds for a target when it holds for the median of its rounds.
+                    let median = BenchComparison.median(runs.filter { $0.target == name }.map { g.actual($0) })
+                    let ok = g.passes(value: median)
+                    failed = failed || !ok
+                    print("gate \(g.text) on \(name): \(ok ? "pass" : "FAIL") (median \(g.describe(median)))")
+                }
+            }
+            if failed { throw ExitCode(3) }
+        }
+    }
+
+    /// The request source for `model` (from its metadata) and the answer to one checked request
+    /// (a bench of nothing but errors measures nothing); nil after --dump-request wrote its file.
+    func prepare(client: SwerveClient, model: String) async throws -> (BenchRequestSource, [UInt8])? {
+        let metadata = try await client.modelMetadata(name: model, version: version)
+        let specs = BenchInputSpec.from(metadata.inputs, batch: batch)
+        let distribution = try inputs.map(BenchInputDistribution.init(parsing:)) ?? .legacy
+        let source: BenchRequestSource
+        do {
+            source = try BenchRequestSource.make(
+                distribution: distribution, model: model, version: version, specs: specs,
+                distinct: distribution == .legacy ? (dumpRequest == nil ? distinct ?? 0 : 1) : distinct ?? 1_000_000,
+                typed: typed, seed: seed, vocab: try parseVocabularies(vocab), hotCount: hotInputs)
+        } catch let error as ValidationError {
+            printError("swerve: \(error.message)")
+            throw ExitCode.validationFailure
+        }
+        if let path = dumpRequest {
+            let message = source.request(0)
+            var framed: [UInt8] = [0]
+            withUnsafeBytes(of: UInt32(message.count).bigEndian) { framed.append(contentsOf: $0) }
+            framed.append(contentsOf: message)
+            try Data(framed).write(to: URL(fileURLWithPath: path))
+            print("wrote \(framed.count) bytes (a \(message.count)-byte ModelInfer request for \(model), batch \(batch)) to \(path)")
+            return nil
+        }
+        let probe = try await client.modelInfer(serialized: source.request(0))
+        let response: InferResult
+        do {
+            response = try InferResult(try ModelInferResponse(serializedBytes: probe))
+        } catch {
+            throw GRPCStatus(.internal, "cannot decode the server's ModelInfer response: \(error)")
+        }
+        guard !response.outputNames.isEmpty else { throw GRPCStatus(.internal, "the server's ModelInfer response has no outputs") }
+        return (source, probe)
+    }
+
+    /// A warm-up, then the measured phase, with the server's own figures around it; the report,
+    /// the phase (its histograms) and the input stream's next request number.
+    func measureRun(client: SwerveClient, model: String, source: BenchRequestSource, probeBytes: Int, workers: Int, rate: Double?,
+                    progress: Bool, firstRequest: Int) async -> (BenchRunReport, PhaseResult, Int) {
+        let wantsPaths = inputs != nil  // a known input distribution: the serving paths matter
+        var plan = LoadPlan(
+            workers: workers, durationNanos: UInt64(warmup * 1e9), maxRequests: requests, rate: rate,
+            maxBacklog: maxBacklog ?? max(workers, Int(rate ?? 0)),
+            timeout: .milliseconds(Int64(connection.timeout * 1000)), progress: false)
+        plan.firstRequest = firstRequest
+        var warmupRequests = 0
+        if warmup > 0 {
+            let phase = await runLoadPhase(client: client, source: source, plan: plan)
+            warmupRequests = phase.tally.ok + phase.tally.errors.values.reduce(0, +)
+            plan.firstRequest += warmupRequests
+        }
+        let before = wantsPaths ? await fetchPathStatistics(connection: connection, model: model, version: version).0 : nil
+        let statsBefore = try? await client.modelStatistics(name: model, version: version, timeout: .seconds(10))
+        plan.durationNanos = UInt64(duration * 1e9)
+        plan.progress = progress
+        let startedMs = UInt64(Date().timeIntervalSince1970 * 1000)
+        let phase = await runLoadPhase(client: client, source: source, plan: plan)
+        let next = plan.firstRequest + phase.tally.ok + phase.tally.errors.values.reduce(0, +)
+        var report = BenchRunReport(
+            label: label, server: connection.server, model: model, version: version, plan: plan,
+            connections: connections, batch: batch, typed: typed, source: source, responseBytes: probeBytes, warmupSeconds: warmup, phase: phase)
+        report.startedMs = startedMs
+        report.endedMs = UInt64(Date().timeIntervalSince1970 * 1000)
+        report.warmupRequests = warmupRequests
+        report.seed = seed
+        if let statsBefore, let statsAfter = try? await client.modelStatistics(name: model, version: version, timeout: .seconds(10)) {
+            report.serverSide = ServerSideFigures(before: statsBefore, after: statsAfter)
+        }
+        if wantsPaths {
+            let (after, problem) = await fetchPathStatistics(connection: connection, model: model, version: version)
+            if let after {
+                report.pathStatistics = BenchPathReport(total: after, measured: before.map { after.since($0) })
+            } else if let problem {
+                report.pathProblem = problem
+            }
+        }
+        return (report, phase, next)
     }
 
     /// One sweep step's line, printed as it ends.

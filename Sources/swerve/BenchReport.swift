@@ -88,6 +88,12 @@ struct BenchRunReport: Codable, Sendable {
     var serverSide: ServerSideFigures?
     /// Why PathStatistics could not be read (with --inputs).
     var pathProblem: String?
+    /// Wall-clock bounds of the measured phase, ms since the epoch.
+    var startedMs: UInt64?
+    var endedMs: UInt64?
+    /// `--target`: the target's name and the round.
+    var target: String?
+    var round: Int?
 
     init(
         label: String?, server: String, model: String, version: String, plan: LoadPlan, connections: Int, batch: Int,

@@ -145,9 +145,10 @@ struct BenchGate: Equatable, Sendable, Codable {
         }
     }
 
-    func passes(_ r: BenchRunReport) -> Bool {
-        let a = actual(r)
-        return switch comparison {
+    func passes(_ r: BenchRunReport) -> Bool { passes(value: actual(r)) }
+
+    func passes(value a: Double) -> Bool {
+        switch comparison {
         case .lt: a < threshold
         case .le: a <= threshold
         case .gt: a > threshold
@@ -240,4 +241,91 @@ func hgrmText(_ h: Histogram<UInt64>) -> String {
     var text = ""
     h.outputPercentileDistribution(to: &text, outputValueUnitScalingRatio: 1000)
     return text
+}
+
+/// `--target NAME=HOST:PORT[/MODEL]`.
+struct BenchTarget: Equatable, Sendable {
+    var name: String
+    var address: String
+    var model: String?
+
+    init(parsing text: String) throws {
+        let usage = "--target takes NAME=HOST:PORT or NAME=HOST:PORT/MODEL, got '\(text)'"
+        let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, !parts[0].isEmpty, parts[0].allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+            throw ValidationError(usage)
+        }
+        name = parts[0]
+        let rest = parts[1].split(separator: "/", maxSplits: 1).map(String.init)
+        guard let first = rest.first, (try? parseEndpoint(first)) != nil else { throw ValidationError(usage) }
+        address = first
+        model = rest.count == 2 ? rest[1] : nil
+        if let model { try validateModelNameArgument(model) }
+    }
+}
+
+/// Side-by-side results: every run in the order it ran, and per target the median and spread
+/// (min, max) of each figure, with the ratio of its median to the first target's.
+struct BenchComparison: Codable, Sendable {
+    struct Figure: Codable, Sendable {
+        var median: Double
+        var min: Double
+        var max: Double
+        /// This target's median over the first target's.
+        var ratio: Double
+    }
+    var kind = "comparison"
+    var targets: [String]
+    var runs: [BenchRunReport]
+    /// target → figure name (throughput_rps, p50_us, p90_us, p99_us, p999_us, errors) → figure.
+    var figures: [String: [String: Figure]]
+
+    static let figureNames = ["throughput_rps", "p50_us", "p90_us", "p99_us", "p999_us", "errors"]
+
+    static func value(_ name: String, _ r: BenchRunReport) -> Double {
+        switch name {
+        case "throughput_rps": r.throughputRps
+        case "p50_us": Double(r.latencyMicros.p50)
+        case "p90_us": Double(r.latencyMicros.p90)
+        case "p99_us": Double(r.latencyMicros.p99)
+        case "p999_us": Double(r.latencyMicros.p999)
+        default: Double(r.errors + r.dropped)
+        }
+    }
+
+    static func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        guard !s.isEmpty else { return .nan }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    init(targets: [String], runs: [BenchRunReport]) {
+        self.targets = targets
+        self.runs = runs
+        var figures: [String: [String: Figure]] = [:]
+        for name in Self.figureNames {
+            let base = Self.median(runs.filter { $0.target == targets.first }.map { Self.value(name, $0) })
+            for t in targets {
+                let values = runs.filter { $0.target == t }.map { Self.value(name, $0) }
+                let m = Self.median(values)
+                figures[t, default: [:]][name] = Figure(median: m, min: values.min() ?? .nan, max: values.max() ?? .nan,
+                                                        ratio: base > 0 ? m / base : (m == base ? 1 : .nan))
+            }
+        }
+        self.figures = figures
+    }
+
+    func table() -> String {
+        var rows = ["| target | req/s median (min–max) | ratio | p50 µs | ratio | p99 µs | ratio | p99.9 µs | errors |",
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for t in targets {
+            guard let f = figures[t] else { continue }
+            func cell(_ name: String, _ digits: Int) -> String {
+                let x = f[name]!
+                return "\(fixed(x.median, digits)) (\(fixed(x.min, digits))–\(fixed(x.max, digits)))"
+            }
+            rows.append("| \(t) | \(cell("throughput_rps", 1)) | \(fixed(f["throughput_rps"]!.ratio, 2)) | \(cell("p50_us", 0)) | \(fixed(f["p50_us"]!.ratio, 2)) | \(cell("p99_us", 0)) | \(fixed(f["p99_us"]!.ratio, 2)) | \(cell("p999_us", 0)) | \(fixed(f["errors"]!.median, 0)) |")
+        }
+        return rows.joined(separator: "\n")
+    }
 }
