@@ -17,9 +17,10 @@ PYTEST := timeout -s INT -k 60 900 $(PY) -m pytest IntegrationTests/interop
 
 # System packages: build deps, then the benchmark clients (h2load etc.); openssl makes the TLS tests'
 # certificates; libb64-0d is a library Triton's perf_analyzer links (test_statistics.py); prometheus
-# brings promtool, which checks deploy/prometheus (test_prometheus_rules.py).
+# brings promtool, which checks deploy/prometheus (test_prometheus_rules.py); chromium renders
+# `swerve bench --report` pages headless (test_bench.py).
 APT_PKGS := libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libjemalloc-dev \
-            nghttp2-client nghttp2-server openssl haproxy curl libb64-0d prometheus
+            nghttp2-client nghttp2-server openssl haproxy curl libb64-0d prometheus chromium
 
 .PHONY: help deps venv build release examples run cluster cluster-down test swift-test interop fuzz fuzz-corpus bench bench-paths bench-training bench-cluster bench-core bench-trees bench-computed bench-math clean
 

@@ -4,6 +4,7 @@ a time and the server's capacity is 1 / its service time, measured here first.""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -50,8 +51,10 @@ def test_a_rate_sweep_stops_where_the_server_saturates(throttled):
     capacity = 1e6 / service_micros(srv, base)
     start = max(1.0, round(capacity / 4))
     out_json, out_csv, hgrm = base / "sweep.json", base / "sweep.csv", base / "hgrm"
+    page = base / "sweep.html"
     done = bench(srv, "--sweep", f"rate={start}:{start * 16}:x2", "--duration", "2", "--warmup", "0.3",
-                 "--concurrency", "64", "--json", str(out_json), "--csv", str(out_csv), "--hgrm", str(hgrm))
+                 "--concurrency", "64", "--json", str(out_json), "--csv", str(out_csv), "--hgrm", str(hgrm),
+                 "--report", str(page))
     assert done.returncode == 0, done.stderr + done.stdout
     sweep = json.loads(out_json.read_text())
     steps = sweep["steps"]
@@ -77,6 +80,52 @@ def test_a_rate_sweep_stops_where_the_server_saturates(throttled):
     assert len(files) == len(steps)
     tail = files[0].read_text().splitlines()[-3:]
     assert tail[0].startswith("#[Mean") and "Total count" in tail[1], tail
+    check_page_in_chromium(page, steps, base)
+
+
+def check_page_in_chromium(page: Path, steps: list, base: Path) -> None:
+    """The report renders in a real headless browser, with no console errors, and each plot
+    shows every data point: 3 percentiles per step, each step's percentile spectrum, and one
+    point per second of every step in the timelines."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (make deps installs Debian's chromium)")
+    html = page.read_text()
+    assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+             f"--user-data-dir={base / 'chromium-profile'}"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    console = [l for l in dom.stderr.splitlines() if "CONSOLE" in l or "Uncaught" in l]
+    assert not console, console
+    from html.parser import HTMLParser
+
+    class Plots(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.points: dict[str, int] = {}
+            self.current = None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "svg" and a.get("class") == "plot":
+                self.current = a["id"]
+                self.points[self.current] = 0
+            elif tag == "circle" and a.get("class") == "pt" and self.current:
+                self.points[self.current] += 1
+
+    plots = Plots()
+    plots.feed(dom.stdout)
+    p = plots.points
+    assert set(p) == {"latency-against-throughput", "percentile-spectrum", "rate-per-second", "p99-per-second", "errors-per-second"}, p
+    assert p["latency-against-throughput"] == 3 * len(steps)
+    assert p["percentile-spectrum"] == sum(len([q for q in s["percentiles"] if q["percentile"] < 100 and q["count"] > 0]) for s in steps)
+    assert p["rate-per-second"] == sum(len(s["timeline"]) for s in steps) > 0
+    assert p["p99-per-second"] == sum(1 for s in steps for t in s["timeline"] if t.get("p99_micros") is not None)
+    shot = base / "sweep.png"
+    done = subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.stat().st_size > 20_000, done.stderr[-2000:]
 
 
 def test_a_concurrency_sweep_stops_when_concurrency_only_queues(throttled):

@@ -114,6 +114,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Write each run's (each sweep step's) latency distribution as HdrHistogram .hgrm text (ms) into this directory.")
     var hgrm: String?
 
+    @Option(name: .long, help: "Write one self-contained HTML page (inline SVG, no network) with latency against throughput, each run's percentile spectrum (log scale) and a per-second timeline of rate, p99 and errors.")
+    var report: String?
+
     @Option(name: .long, help: "Side by side: NAME=HOST:PORT[/MODEL], given several times; the same load runs against each in alternating rounds (--rounds), and each figure is reported as the median and spread per target with the ratio to the first target. MODEL defaults to --model.")
     var target: [String] = []
 
@@ -276,6 +279,11 @@ struct BenchCommand: AsyncParsableCommand {
                     }
                 }
                 if let csv { try perfAnalyzerCSV(steps, byRate: sweep.parameter == .rate).write(toFile: csv, atomically: true, encoding: .utf8) }
+                if let path = report {
+                    let runs = steps.enumerated().map { ("\(sweep.parameter.rawValue) \(sweep.label(sweep.values[$0]))", "sweep", $1) }
+                    try writeReport(path, runs: runs, what: "sweep of \(sweep.parameter.rawValue) over \(sweep.values.map(sweep.label).joined(separator: ", "))"
+                                    + (stopped.isEmpty ? "" : "; stopped: \(stopped)"))
+                }
                 if let json {
                     try writeJSON(BenchSweepReport(parameter: sweep.parameter.rawValue, values: sweep.values, steps: steps,
                                                    stoppedBecause: stopped, gates: gates, capacityStep: capacity), to: json)
@@ -284,8 +292,10 @@ struct BenchCommand: AsyncParsableCommand {
                 return
             }
 
-            let (report, phase) = await measure(workers: concurrency ?? (rate == nil ? 1 : 256), rate: rate, progress: !quiet)
+            let (run, phase) = await measure(workers: concurrency ?? (rate == nil ? 1 : 256), rate: rate, progress: !quiet)
+            let report = run
             report.printSummary()
+            if let path = self.report { try writeReport(path, runs: [("run", "run", report)], what: "one run") }
             report.pathStatistics?.printSummary()
             if let problem = report.pathProblem { print("server paths: not available (\(problem))") }
             if let hgrm { try hgrmText(phase.tally.latency).write(toFile: "\(hgrm)/run.hgrm", atomically: true, encoding: .utf8) }
@@ -335,6 +345,11 @@ struct BenchCommand: AsyncParsableCommand {
         print(summary.table())
         if let csv { try perfAnalyzerCSV(runs, byRate: rate != nil).write(toFile: csv, atomically: true, encoding: .utf8) }
         if let json { try writeJSON(summary, to: json) }
+        if let path = report {
+            try writeReport(path, runs: runs.map { ("\($0.target ?? "") round \($0.round ?? 0)", $0.target ?? "", $0) },
+                            what: "\(targets.count) targets in \(rounds) alternating rounds: " + targets.map { "\($0.name) = \($0.address)" }.joined(separator: ", "),
+                            extra: "<h2>Medians by target</h2>" + summaryHTML(summary))
+        }
         if !gates.isEmpty {
             var failed = false
             for name in targets.map(\.name) {
@@ -348,6 +363,25 @@ struct BenchCommand: AsyncParsableCommand {
             }
             if failed { throw ExitCode(3) }
         }
+    }
+
+    func writeReport(_ path: String, runs: [(String, String, BenchRunReport)], what: String, extra: String = "") throws {
+        let first = runs.first?.2
+        let title = "swerve bench: \(first?.model ?? model ?? "")"
+        let subtitle = "\(what). \(first.map { "\($0.mode) loop, concurrency \($0.concurrency)\($0.rate.map { ", rate \(fixed($0, 0)) req/s" } ?? ""), batch \($0.batch), \($0.inputs), \(fixed($0.durationSeconds, 1)) s per run" } ?? "")"
+        let named = runs.map { (name: $0.0, group: $0.1, report: $0.2) }
+        let html = BenchHTML.page(title: title, subtitle: subtitle, runs: named, table: extra + BenchHTML.table(named))
+        try html.write(toFile: path, atomically: true, encoding: .utf8)
+        print("report: \(path)")
+    }
+
+    func summaryHTML(_ c: BenchComparison) -> String {
+        var rows = "<table><tr><th>target</th><th>req/s median</th><th>min</th><th>max</th><th>ratio</th><th>p99 µs median</th><th>ratio</th></tr>"
+        for t in c.targets {
+            guard let f = c.figures[t], let r = f["throughput_rps"], let p = f["p99_us"] else { continue }
+            rows += "<tr><td>\(BenchHTML.escape(t))</td><td>\(fixed(r.median, 1))</td><td>\(fixed(r.min, 1))</td><td>\(fixed(r.max, 1))</td><td>\(fixed(r.ratio, 3))</td><td>\(fixed(p.median, 0))</td><td>\(fixed(p.ratio, 3))</td></tr>"
+        }
+        return rows + "</table>"
     }
 
     /// The request source for `model` (from its metadata) and the answer to one checked request

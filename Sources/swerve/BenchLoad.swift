@@ -41,8 +41,58 @@ func makeLatencyHistogram() -> Histogram<UInt64> {
     Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 100_000_000, numberOfSignificantValueDigits: .three)
 }
 
+/// One second's latencies, coarsely: 8 buckets per doubling from 1 µs (each bucket ~9% wide), for
+/// the per-second timeline (p99 each second) at 2 KiB a second per worker.
+struct SecondLatencies: Sendable {
+    static let bucketCount = 256
+    var counts = [UInt32](repeating: 0, count: bucketCount)
+    var ok: UInt32 = 0
+    var errors: UInt32 = 0
+
+    static func bucket(_ micros: UInt64) -> Int { min(bucketCount - 1, Int(log2(Double(max(1, micros))) * 8)) }
+
+    /// The upper bound of the bucket holding quantile `q` (µs); nil without a success.
+    func quantile(_ q: Double) -> Double? {
+        guard ok > 0 else { return nil }
+        let rank = UInt32((Double(ok) * q).rounded(.up))
+        var seen: UInt32 = 0
+        for (i, c) in counts.enumerated() {
+            seen += c
+            if seen >= max(1, rank) { return pow(2, Double(i + 1) / 8) }
+        }
+        return pow(2, Double(Self.bucketCount) / 8)
+    }
+
+    mutating func add(_ o: SecondLatencies) {
+        for i in 0..<Self.bucketCount { counts[i] &+= o.counts[i] }
+        ok &+= o.ok
+        errors &+= o.errors
+    }
+}
+
 /// What one worker saw. Merged after the phase, so recording needs no locks.
 struct WorkerTally: Sendable {
+    /// When the phase started (monotonic ns), for `seconds`.
+    var origin: UInt64 = 0
+    /// Per second of the phase (by completion time), at most `maxSeconds`.
+    var seconds: [SecondLatencies] = []
+    static let maxSeconds = 3600
+
+    /// Counts a completion in its second of the phase: a success with its latency, or an error.
+    @inline(__always)
+    mutating func recordSecond(end: UInt64, latencyNanos: UInt64?) {
+        guard end >= origin else { return }
+        let s = Int((end - origin) / 1_000_000_000)
+        guard s < Self.maxSeconds else { return }
+        while seconds.count <= s { seconds.append(SecondLatencies()) }
+        if let latencyNanos {
+            seconds[s].counts[SecondLatencies.bucket(latencyNanos / 1000)] &+= 1
+            seconds[s].ok &+= 1
+        } else {
+            seconds[s].errors &+= 1
+        }
+    }
+
     /// Open loop: from the intended send time; closed loop: from the send.
     var latency = makeLatencyHistogram()
     /// From the actual send (open loop only; equal to `latency` in a closed loop).
@@ -63,6 +113,8 @@ struct WorkerTally: Sendable {
     }
 
     mutating func merge(_ other: WorkerTally) {
+        while seconds.count < other.seconds.count { seconds.append(SecondLatencies()) }
+        for (i, x) in other.seconds.enumerated() { seconds[i].add(x) }
         latency.add(other.latency)
         service.add(other.service)
         ok += other.ok
@@ -77,6 +129,9 @@ struct ProgressPoint: Sendable, Codable {
     var requests: Int
     var errors: Int
     var rps: Double
+    /// That second's p99 latency (µs, to ~9%) and errors, from the requests completed in it.
+    var p99Micros: Double? = nil
+    var errorsInSecond: Int? = nil
 }
 
 /// The outcome of a phase.
@@ -170,7 +225,7 @@ func runLoadPhase(client: SwerveClient, source: BenchRequestSource, plan: LoadPl
                 } else {
                     await closedLoopWorker(
                         client: client, source: source, deadline: deadline, maxRequests: plan.maxRequests,
-                        counters: counters, timeout: plan.timeout, firstRequest: plan.firstRequest)
+                        counters: counters, timeout: plan.timeout, firstRequest: plan.firstRequest, origin: start)
                 }
             }
         }
@@ -180,15 +235,21 @@ func runLoadPhase(client: SwerveClient, source: BenchRequestSource, plan: LoadPl
     }
     let elapsed = monotonicNanos() - start
     reporter.cancel()
-    let timeline = await reporter.value
+    var timeline = await reporter.value
+    // Each second's p99 and errors, by completion time (the reporter's point k covers second k).
+    for k in timeline.indices where k < tally.seconds.count {
+        timeline[k].p99Micros = tally.seconds[k].quantile(0.99)
+        timeline[k].errorsInSecond = Int(tally.seconds[k].errors)
+    }
     return PhaseResult(tally: tally, elapsedNanos: elapsed, dropped: schedule?.dropped() ?? 0, timeline: timeline)
 }
 
 private func closedLoopWorker(
     client: SwerveClient, source: BenchRequestSource, deadline: UInt64, maxRequests: Int, counters: LoadCounters,
-    timeout: Duration?, firstRequest: Int
+    timeout: Duration?, firstRequest: Int, origin: UInt64
 ) async -> WorkerTally {
     var tally = WorkerTally()
+    tally.origin = origin
     while true {
         let n = counters.claimed.wrappingAdd(1, ordering: .relaxed).oldValue
         if n >= maxRequests { break }
@@ -197,11 +258,14 @@ private func closedLoopWorker(
         let request = source.request(firstRequest &+ n)
         do {
             _ = try await client.modelInfer(serialized: request, timeout: timeout)
-            let nanos = monotonicNanos() - sent
+            let end = monotonicNanos()
+            let nanos = end - sent
             tally.record(\.latency, nanos: nanos)
             tally.record(\.service, nanos: nanos)
+            tally.recordSecond(end: end, latencyNanos: nanos)
             tally.ok += 1
         } catch {
+            tally.recordSecond(end: monotonicNanos(), latencyNanos: nil)
             tally.fail(error)
             counters.errors.wrappingAdd(1, ordering: .relaxed)
         }
@@ -215,6 +279,7 @@ private func openLoopWorker(
     firstRequest: Int
 ) async -> WorkerTally {
     var tally = WorkerTally()
+    tally.origin = schedule.start
     while let (n, intended) = schedule.claim(now: monotonicNanos()) {
         var now = monotonicNanos()
         if intended > now {
@@ -230,8 +295,10 @@ private func openLoopWorker(
             // behind) counts, as it would for a real client sending on its own schedule.
             tally.record(\.latency, nanos: end - min(intended, sent))
             tally.record(\.service, nanos: end - sent)
+            tally.recordSecond(end: end, latencyNanos: end - min(intended, sent))
             tally.ok += 1
         } catch {
+            tally.recordSecond(end: monotonicNanos(), latencyNanos: nil)
             tally.fail(error)
             counters.errors.wrappingAdd(1, ordering: .relaxed)
         }
