@@ -180,3 +180,25 @@ def test_targets_run_in_alternating_rounds_and_compare_medians(throttled, tmp_pa
     clash = subprocess.run([oip.swerve_bin(), "bench", "--target", f"a={srv.address}", "--target", f"a={srv.address}", "--model", "heavy"],
                            capture_output=True, text=True, timeout=30)
     assert clash.returncode != 0 and "must differ" in clash.stderr
+
+
+def test_a_traffic_mix_sends_each_model_its_share(server, tmp_path):
+    out = tmp_path / "mix.json"
+    done = subprocess.run([oip.swerve_bin(), "bench", "--server", server.address, "--model", "logreg_binary:3",
+                           "--model", "dense:1", "--concurrency", "4", "--duration", "1", "--warmup", "0", "--quiet",
+                           "--json", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    shares = {m["name"]: m for m in report["models"]}
+    a, b = shares["logreg_binary"]["ok"], shares["dense"]["ok"]
+    assert a + b == report["ok"] and report["errors"] == 0
+    # Interleaved 3:1 request by request (the wheel a a b a ...), so the counts differ from 3:1
+    # by at most the requests in flight.
+    assert abs(a - 3 * b) <= 3 * 4 + 3, (a, b)
+    assert report["model"] == "logreg_binary:3+dense:1"
+    assert "logreg_binary (weight 3)" in done.stdout and "dense (weight 1)" in done.stdout
+    # The server's own count of the run (every model's statistics) is the client's.
+    assert report["server_side"]["requests"] == report["ok"]
+    same = subprocess.run([oip.swerve_bin(), "bench", "--server", server.address, "--model", "dense", "--model", "dense:2"],
+                          capture_output=True, text=True, timeout=30)
+    assert same.returncode != 0 and "each model once" in same.stderr

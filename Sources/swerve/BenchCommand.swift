@@ -48,8 +48,22 @@ struct BenchCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ClientConnectionOptions
 
-    @Option(name: .long, help: "The model to load.")
-    var model: String?
+    @Option(name: .customLong("model"), help: "The model to load. Several (NAME:WEIGHT, e.g. --model a:3 --model b:1) share one run, their requests interleaved in those proportions; figures are then over the mix, with each model's latency beside them.")
+    var modelArguments: [String] = []
+
+    /// Each `--model` as (name, weight).
+    func models() throws -> [(name: String, weight: Int)] {
+        try modelArguments.map { text in
+            if let colon = text.lastIndex(of: ":"), let w = Int(text[text.index(after: colon)...]) {
+                guard w >= 1, w <= 1000 else { throw ValidationError("--model \(text): a weight is a whole number from 1 to 1000") }
+                return (String(text[..<colon]), w)
+            }
+            return (text, 1)
+        }
+    }
+
+    /// The first `--model`'s name.
+    var model: String? { (try? models())?.first?.name }
 
     @Option(name: .long, help: "The model version; the server's choice when omitted.")
     var version: String = ""
@@ -168,6 +182,14 @@ struct BenchCommand: AsyncParsableCommand {
             guard modelFile != nil else { throw ValidationError("--core needs --model-file PATH") }
             guard iterations > 0 else { throw ValidationError("--iterations must be positive") }
         } else {
+            let mix = try models()
+            for m in mix { try validateModelNameArgument(m.name) }
+            if mix.count > 1 {
+                guard Set(mix.map(\.name)).count == mix.count else { throw ValidationError("--model: each model once (give it a weight instead)") }
+                guard target.isEmpty, dumpRequest == nil, inputs == nil else {
+                    throw ValidationError("several --model go with neither --target, --dump-request nor --inputs")
+                }
+            }
             guard model != nil || (!target.isEmpty && (try? target.allSatisfy { try BenchTarget(parsing: $0).model != nil }) == true) else {
                 throw ValidationError("give --model NAME (or --core --model-file PATH)")
             }
@@ -223,15 +245,31 @@ struct BenchCommand: AsyncParsableCommand {
             return
         }
         if !target.isEmpty { return try await runTargets() }
-        let model = self.model!
+        let mix = try models()
+        // A mix reads every model's statistics (ModelStatistics of "") and names itself a+b.
+        let model = mix.count == 1 ? mix[0].name : ""
         try await connection.withClient(connections: connections, routeKey: routeKey) { client in
-            guard let (source, probe) = try await prepare(client: client, model: model) else { return }
+            let source: BenchRequestSource, probe: [UInt8]
+            if mix.count == 1 {
+                guard let prepared = try await prepare(client: client, model: model) else { return }
+                (source, probe) = prepared
+            } else {
+                var parts: [(name: String, weight: Int, source: BenchRequestSource)] = []
+                var first: [UInt8]?
+                for m in mix {
+                    guard let (s, p) = try await prepare(client: client, model: m.name) else { return }
+                    parts.append((m.name, m.weight, s))
+                    first = first ?? p
+                }
+                (source, probe) = (BenchRequestSource.mixing(parts), first!)
+            }
             let gates = try slo.map(BenchGate.parse(list:)) ?? []
             var next = 1  // request 0 was the probe; each phase continues the input stream where the last stopped
             func measure(workers: Int, rate: Double?, progress: Bool) async -> (BenchRunReport, PhaseResult) {
-                let (report, phase, after) = await measureRun(client: client, model: model, source: source, probeBytes: probe.count,
+                var (report, phase, after) = await measureRun(client: client, model: model, source: source, probeBytes: probe.count,
                                                               workers: workers, rate: rate, progress: progress, firstRequest: next)
                 next = after
+                if mix.count > 1 { report.model = mix.map { "\($0.name):\($0.weight)" }.joined(separator: "+") }
                 return (report, phase)
             }
             if let hgrm { try FileManager.default.createDirectory(atPath: hgrm, withIntermediateDirectories: true) }

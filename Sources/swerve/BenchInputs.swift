@@ -67,6 +67,7 @@ struct BenchRequestSource: Sendable {
         case pool([[UInt8]])
         case stamped(template: [UInt8], offset: Int, stamp: Stamp)
         case indexed(IndexedInputs)
+        case mixed(BenchMix)
     }
 
     let kind: Kind
@@ -126,7 +127,32 @@ struct BenchRequestSource: Sendable {
         case .pool(let pool): return pool[n % pool.count]
         case .stamped(let template, let offset, let stamp): return Self.stamped(template, offset: offset, stamp: stamp, number: n)
         case .indexed(let inputs): return inputs.request(n)
+        case .mixed(let mix): return mix.sources[mix.wheel[n % mix.wheel.count]].request(n)
         }
+    }
+
+    /// With several models: which one request `n` goes to (its position in `--model`).
+    @inline(__always)
+    func mixIndex(_ n: Int) -> Int? {
+        if case .mixed(let mix) = kind { return mix.wheel[n % mix.wheel.count] }
+        return nil
+    }
+
+    /// Requests to several models in proportion to their weights, interleaved (smooth weighted
+    /// round robin over a wheel of the weights' sum): request n goes to model `wheel[n % sum]`.
+    static func mixing(_ parts: [(name: String, weight: Int, source: BenchRequestSource)]) -> BenchRequestSource {
+        var wheel: [Int] = []
+        var current = [Int](repeating: 0, count: parts.count)
+        let total = parts.reduce(0) { $0 + $1.weight }
+        for _ in 0..<total {
+            for k in parts.indices { current[k] += parts[k].weight }
+            let best = current.indices.max { current[$0] < current[$1] || (current[$0] == current[$1] && $0 > $1) }!
+            current[best] -= total
+            wheel.append(best)
+        }
+        let mix = BenchMix(names: parts.map(\.name), weights: parts.map(\.weight), sources: parts.map(\.source), wheel: wheel)
+        return BenchRequestSource(kind: .mixed(mix), rowsPerRequest: parts[0].source.rowsPerRequest,
+                                  description: "mix of " + parts.map { "\($0.name)×\($0.weight) (\($0.source.description))" }.joined(separator: ", "))
     }
 
     /// `template` with `number` written over the first element(s) at `offset`.
@@ -175,4 +201,12 @@ struct BenchRequestSource: Sendable {
         }
         return nil
     }
+}
+
+/// `--model a:3 --model b:1`: the models of a mixed run and the order requests take.
+struct BenchMix: Sendable {
+    var names: [String]
+    var weights: [Int]
+    var sources: [BenchRequestSource]
+    var wheel: [Int]
 }

@@ -72,6 +72,15 @@ struct SecondLatencies: Sendable {
 
 /// What one worker saw. Merged after the phase, so recording needs no locks.
 struct WorkerTally: Sendable {
+    /// With several models: latencies and errors per model (by position in `--model`).
+    var perModel: [Histogram<UInt64>] = []
+    var perModelErrors: [Int] = []
+
+    mutating func recordModel(_ k: Int, nanos: UInt64?) {
+        while perModel.count <= k { perModel.append(makeLatencyHistogram()); perModelErrors.append(0) }
+        if let nanos { _ = perModel[k].record(min(max(nanos / 1000, 1), 100_000_000)) } else { perModelErrors[k] += 1 }
+    }
+
     /// When the phase started (monotonic ns), for `seconds`.
     var origin: UInt64 = 0
     /// Per second of the phase (by completion time), at most `maxSeconds`.
@@ -113,6 +122,11 @@ struct WorkerTally: Sendable {
     }
 
     mutating func merge(_ other: WorkerTally) {
+        for (k, h) in other.perModel.enumerated() {
+            while perModel.count <= k { perModel.append(makeLatencyHistogram()); perModelErrors.append(0) }
+            perModel[k].add(h)
+            perModelErrors[k] += other.perModelErrors[k]
+        }
         while seconds.count < other.seconds.count { seconds.append(SecondLatencies()) }
         for (i, x) in other.seconds.enumerated() { seconds[i].add(x) }
         latency.add(other.latency)
@@ -263,9 +277,11 @@ private func closedLoopWorker(
             tally.record(\.latency, nanos: nanos)
             tally.record(\.service, nanos: nanos)
             tally.recordSecond(end: end, latencyNanos: nanos)
+            if let k = source.mixIndex(firstRequest &+ n) { tally.recordModel(k, nanos: nanos) }
             tally.ok += 1
         } catch {
             tally.recordSecond(end: monotonicNanos(), latencyNanos: nil)
+            if let k = source.mixIndex(firstRequest &+ n) { tally.recordModel(k, nanos: nil) }
             tally.fail(error)
             counters.errors.wrappingAdd(1, ordering: .relaxed)
         }
@@ -296,9 +312,11 @@ private func openLoopWorker(
             tally.record(\.latency, nanos: end - min(intended, sent))
             tally.record(\.service, nanos: end - sent)
             tally.recordSecond(end: end, latencyNanos: end - min(intended, sent))
+            if let k = source.mixIndex(firstRequest &+ n) { tally.recordModel(k, nanos: end - min(intended, sent)) }
             tally.ok += 1
         } catch {
             tally.recordSecond(end: monotonicNanos(), latencyNanos: nil)
+            if let k = source.mixIndex(firstRequest &+ n) { tally.recordModel(k, nanos: nil) }
             tally.fail(error)
             counters.errors.wrappingAdd(1, ordering: .relaxed)
         }

@@ -91,6 +91,17 @@ struct BenchRunReport: Codable, Sendable {
     /// Wall-clock bounds of the measured phase, ms since the epoch.
     var startedMs: UInt64?
     var endedMs: UInt64?
+    /// With several models (`--model a:3 --model b:1`): each model's share of the run.
+    var models: [ModelShare]?
+
+    struct ModelShare: Codable, Sendable {
+        var name: String
+        var weight: Int
+        var ok: Int
+        var errors: Int
+        var latencyMicros: LatencySummary
+    }
+
     /// `--target`: the target's name and the round.
     var target: String?
     var round: Int?
@@ -134,6 +145,13 @@ struct BenchRunReport: Codable, Sendable {
                 PercentilePoint(percentile: $0.percentileLevelIteratedTo, valueMicros: $0.value, count: $0.totalCountToThisValue)
             }
         timeline = phase.timeline
+        if case .mixed(let mix) = source.kind {
+            models = mix.names.indices.map { k in
+                let h = k < tally.perModel.count ? tally.perModel[k] : makeLatencyHistogram()
+                return ModelShare(name: mix.names[k], weight: mix.weights[k], ok: Int(h.totalCount),
+                                  errors: k < tally.perModelErrors.count ? tally.perModelErrors[k] : 0, latencyMicros: LatencySummary(h))
+            }
+        }
     }
 
     func printSummary() {
@@ -147,6 +165,9 @@ struct BenchRunReport: Codable, Sendable {
         }
         line(mode == "open" ? "latency (from intended send)" : "latency", latencyMicros)
         if mode == "open" { line("service time (from send)", serviceTimeMicros) }
+        for m in models ?? [] {
+            print("  \(m.name) (weight \(m.weight)): ok \(m.ok), errors \(m.errors), µs p50 \(m.latencyMicros.p50)  p99 \(m.latencyMicros.p99)")
+        }
         for (code, count) in errorsByCode.sorted(by: { $0.value > $1.value }) {
             print("  \(code): \(count)  (first: \(errorMessages[code] ?? ""))")
         }
