@@ -202,3 +202,29 @@ def test_a_traffic_mix_sends_each_model_its_share(server, tmp_path):
     same = subprocess.run([oip.swerve_bin(), "bench", "--server", server.address, "--model", "dense", "--model", "dense:2"],
                           capture_output=True, text=True, timeout=30)
     assert same.returncode != 0 and "each model once" in same.stderr
+
+
+def test_replay_follows_the_recorded_times(server, tmp_path):
+    """Two bursts of 20 requests 10 ms apart with a one-second pause between them, replayed: every
+    request sent once, at its time (the run lasts the file's span, not --duration), the second
+    burst in the second second."""
+    import numpy as np
+    rng = np.random.default_rng(2)
+    times = [i * 0.01 for i in range(20)] + [1.2 + i * 0.01 for i in range(20)]
+    lines = [json.dumps({"input": rng.normal(size=(1, 30)).round(4).tolist(), "_time": 1000.0 + t}) for t in times]
+    path = tmp_path / "recorded.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "replay.json"
+    done = subprocess.run([oip.swerve_bin(), "bench", "--server", server.address, "--model", "breast_cancer_logreg",
+                           "--inputs", f"file:{path}", "--replay-timing", "--duration", "10", "--json", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert report["mode"] == "replay" and report["ok"] == 40 and report["errors"] == 0 and report["dropped"] == 0
+    assert 1.38 <= report["elapsed_seconds"] < 3, report["elapsed_seconds"]
+    first = report["timeline"][0]
+    assert first["requests"] == 20, report["timeline"]
+    path.write_text(lines[0] + "\n" + json.dumps({"input": rng.normal(size=(1, 30)).tolist()}) + "\n")
+    mixed = subprocess.run([oip.swerve_bin(), "bench", "--server", server.address, "--model", "breast_cancer_logreg",
+                            "--inputs", f"file:{path}", "--replay-timing"], capture_output=True, text=True, timeout=60)
+    assert mixed.returncode != 0 and "on some lines but not on others" in mixed.stderr + mixed.stdout

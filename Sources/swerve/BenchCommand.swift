@@ -128,6 +128,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Write each run's (each sweep step's) latency distribution as HdrHistogram .hgrm text (ms) into this directory.")
     var hgrm: String?
 
+    @Flag(name: .customLong("replay-timing"), help: "With --inputs file: whose lines carry \"_time\" (seconds): send each request at its recorded time from the start (open loop, latency from that time), the file once; the warm-up is skipped.")
+    var replayTiming = false
+
     @Option(name: .long, help: "Write one self-contained HTML page (inline SVG, no network) with latency against throughput, each run's percentile spectrum (log scale) and a per-second timeline of rate, p99 and errors.")
     var report: String?
 
@@ -218,6 +221,10 @@ struct BenchCommand: AsyncParsableCommand {
                 _ = try BenchGate(parsing: "p99<" + maxP99)
             }
             if let slo { _ = try BenchGate.parse(list: slo) }
+            if replayTiming {
+                guard let inputs, inputs.hasPrefix("file:") else { throw ValidationError("--replay-timing replays --inputs file:PATH") }
+                guard rate == nil, sweep == nil, target.isEmpty else { throw ValidationError("--replay-timing sets the timing: drop --rate, --sweep and --target") }
+            }
             if !target.isEmpty {
                 let parsed = try target.map(BenchTarget.init(parsing:))
                 guard Set(parsed.map(\.name)).count == parsed.count else { throw ValidationError("--target names must differ") }
@@ -330,7 +337,10 @@ struct BenchCommand: AsyncParsableCommand {
                 return
             }
 
-            let (run, phase) = await measure(workers: concurrency ?? (rate == nil ? 1 : 256), rate: rate, progress: !quiet)
+            if replayTiming && source.recordedTimes == nil {
+            throw ValidationError("--replay-timing: the lines of \(inputs ?? "") carry no \"_time\"")
+        }
+        let (run, phase) = await measure(workers: concurrency ?? (rate == nil && !replayTiming ? 1 : 256), rate: rate, progress: !quiet)
             let report = run
             report.printSummary()
             if let path = self.report { try writeReport(path, runs: [("run", "run", report)], what: "one run") }
@@ -469,7 +479,11 @@ struct BenchCommand: AsyncParsableCommand {
             timeout: .milliseconds(Int64(connection.timeout * 1000)), progress: false)
         plan.firstRequest = firstRequest
         var warmupRequests = 0
-        if warmup > 0 {
+        if replayTiming, let times = source.recordedTimes {
+            plan.replayNanos = times.map { UInt64($0 * 1e9) }
+            plan.firstRequest = 0
+        }
+        if warmup > 0 && plan.replayNanos == nil {
             let phase = await runLoadPhase(client: client, source: source, plan: plan)
             warmupRequests = phase.tally.ok + phase.tally.errors.values.reduce(0, +)
             plan.firstRequest += warmupRequests

@@ -72,6 +72,9 @@ struct BenchRequestSource: Sendable {
 
     let kind: Kind
     let rowsPerRequest: Int
+    /// `--inputs file:` with `"_time"` on its lines: each request's recorded send time, in seconds
+    /// from the first.
+    var recordedTimes: [Double]?
     /// What the report calls this source, e.g. "zipf:1.1 over 1000000 distinct".
     let description: String
 

@@ -34,6 +34,8 @@ struct LoadPlan: Sendable {
     /// The number of this phase's first request (request numbers pick inputs), so that the
     /// measured phase continues the warm-up's input stream instead of repeating it.
     var firstRequest = 0
+    /// `--replay-timing`: each request's send time from the phase's start (ns), as recorded.
+    var replayNanos: [UInt64]? = nil
 }
 
 /// Latency histograms: 1 µs to 100 s at three significant digits.
@@ -174,12 +176,43 @@ final class OpenLoopSchedule: Sendable {
     let maxBacklog: Int
     private let state = Mutex<(next: Int, dropped: Int)>((0, 0))
 
+    /// `--replay-timing`: request i is due at start + offsets[i] instead (the file's recorded
+    /// times), and the schedule ends with the file.
+    let offsets: [UInt64]?
+
     init(start: UInt64, rate: Double, deadline: UInt64, maxRequests: Int, maxBacklog: Int) {
         self.start = start
         self.intervalNanos = 1e9 / rate
         self.deadline = deadline
         self.maxRequests = maxRequests
         self.maxBacklog = maxBacklog
+        self.offsets = nil
+    }
+
+    init(start: UInt64, offsets: [UInt64], deadline: UInt64, maxRequests: Int, maxBacklog: Int) {
+        self.start = start
+        let span = Double(offsets.last ?? 0)
+        self.intervalNanos = offsets.count > 1 ? max(1, span / Double(offsets.count - 1)) : 1e9
+        self.deadline = deadline
+        self.maxRequests = min(maxRequests, offsets.count)
+        self.maxBacklog = maxBacklog
+        self.offsets = offsets
+    }
+
+    /// How many requests are due by `elapsed` ns.
+    private func due(_ elapsed: UInt64) -> Int {
+        guard let offsets else { return Int(Double(elapsed) / intervalNanos) + 1 }
+        var lo = 0, hi = offsets.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if offsets[mid] <= elapsed { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    private func intended(_ i: Int) -> UInt64 {
+        if let offsets { return start + offsets[i] }
+        return start + UInt64(Double(i) * intervalNanos)
     }
 
     /// The next slot and its intended send time, or nil when the schedule is over. Nothing is
@@ -188,8 +221,7 @@ final class OpenLoopSchedule: Sendable {
         guard now < deadline else { return nil }
         return state.withLock { s in
             if now > start {
-                let due = Int(Double(now - start) / intervalNanos) + 1
-                let backlog = due - s.next
+                let backlog = due(now - start) - s.next
                 if backlog > maxBacklog {
                     let skip = min(backlog - maxBacklog, maxRequests - s.next)
                     if skip > 0 {
@@ -199,10 +231,10 @@ final class OpenLoopSchedule: Sendable {
                 }
             }
             guard s.next < maxRequests else { return nil }
-            let intended = start + UInt64(Double(s.next) * intervalNanos)
-            guard intended < deadline else { return nil }
+            let at = intended(s.next)
+            guard at < deadline else { return nil }
             defer { s.next += 1 }
-            return (s.next, intended)
+            return (s.next, at)
         }
     }
 
@@ -212,7 +244,8 @@ final class OpenLoopSchedule: Sendable {
     /// Slots dropped for backlog, plus slots due before the deadline that no worker got to.
     func dropped() -> Int {
         state.withLock { s in
-            let scheduled = min(maxRequests, Int((Double(deadline - start) / intervalNanos).rounded(.up)))
+            let scheduled = offsets != nil ? min(maxRequests, due(deadline - start - 1))
+                : min(maxRequests, Int((Double(deadline - start) / intervalNanos).rounded(.up)))
             return s.dropped + max(0, scheduled - s.next)
         }
     }
@@ -223,7 +256,9 @@ func runLoadPhase(client: SwerveClient, source: BenchRequestSource, plan: LoadPl
     let counters = LoadCounters()
     let start = monotonicNanos()
     let deadline = start + plan.durationNanos
-    let schedule = plan.rate.map {
+    let schedule = plan.replayNanos.map {
+        OpenLoopSchedule(start: start, offsets: $0, deadline: deadline, maxRequests: plan.maxRequests, maxBacklog: plan.maxBacklog)
+    } ?? plan.rate.map {
         OpenLoopSchedule(start: start, rate: $0, deadline: deadline, maxRequests: plan.maxRequests, maxBacklog: plan.maxBacklog)
     }
     let reporter = Task { () -> [ProgressPoint] in

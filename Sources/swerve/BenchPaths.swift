@@ -209,8 +209,10 @@ extension BenchRequestSource {
         case .legacy:
             return try BenchRequestSource(model: model, version: version, specs: specs, distinct: distinct, typed: typed, seed: seed)
         case .file(let path):
-            let pool = try loadRequestFile(path, model: model, version: version, specs: specs, typed: typed)
-            return BenchRequestSource(kind: .pool(pool), rowsPerRequest: rows, description: "file \(path) (\(pool.count) requests, cycled)")
+            let (pool, times) = try loadRequestFile(path, model: model, version: version, specs: specs, typed: typed)
+            var source = BenchRequestSource(kind: .pool(pool), rowsPerRequest: rows, description: "file \(path) (\(pool.count) requests, cycled)")
+            source.recordedTimes = times
+            return source
         case .uniform, .zipf:
             for name in vocab.keys where !specs.contains(where: { $0.name == name && $0.datatype == "BYTES" }) {
                 throw ValidationError("--vocab \(name): the model has no BYTES input '\(name)'")
@@ -252,7 +254,10 @@ extension BenchRequestSource {
 
 /// Reads `{"input": [[...]], ...}` lines (one request each; blank lines and lines starting with
 /// '#' skipped), converts each named array to its input's datatype, and encodes the requests.
-func loadRequestFile(_ path: String, model: String, version: String, specs: [BenchInputSpec], typed: Bool) throws -> [[UInt8]] {
+/// A line may carry `"_time": SECONDS`, when the request was sent (any origin, never
+/// decreasing); then every line must, and the times come back, from the first, for
+/// `--replay-timing`.
+func loadRequestFile(_ path: String, model: String, version: String, specs: [BenchInputSpec], typed: Bool) throws -> ([[UInt8]], [Double]?) {
     let data: Data
     do {
         guard let read = try DurableFiles.readIfPresent(path, limit: 1 << 30, what: "request file") else {
@@ -263,6 +268,7 @@ func loadRequestFile(_ path: String, model: String, version: String, specs: [Ben
         throw ValidationError("--inputs file:\(path): \(error.message)")
     }
     var requests: [[UInt8]] = []
+    var times: [Double]?
     for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
         let text = line.trimmingCharacters(in: .whitespacesAndNewlines)
         if text.isEmpty || text.hasPrefix("#") { continue }
@@ -271,7 +277,15 @@ func loadRequestFile(_ path: String, model: String, version: String, specs: [Ben
             throw ValidationError("\(place): not a JSON object like {\"input\": [[...]]}")
         }
         var tensors: [String: ClientTensor] = [:]
+        var time: Double?
         for (name, valueText) in members {
+            if name == "_time" {
+                guard let t = Double(valueText.trimmingCharacters(in: .whitespaces)), t.isFinite else {
+                    throw ValidationError("\(place): \"_time\" must be a number of seconds, got \(valueText)")
+                }
+                time = t
+                continue
+            }
             guard let spec = specs.first(where: { $0.name == name }) else {
                 throw ValidationError("\(place): the model has no input '\(name)' (it has \(specs.map(\.name).joined(separator: ", ")))")
             }
@@ -284,10 +298,18 @@ func loadRequestFile(_ path: String, model: String, version: String, specs: [Ben
         for spec in specs where tensors[spec.name] == nil {
             throw ValidationError("\(place): input '\(spec.name)' is missing")
         }
+        if !requests.isEmpty && (time != nil) != (times != nil) {
+            throw ValidationError("\(place): \"_time\" on some lines but not on others: give every line its time, or none")
+        }
+        if let time {
+            if times == nil { times = [] }
+            if let last = times?.last, time < last { throw ValidationError("\(place): \"_time\" \(time) is before the line above's \(last)") }
+            times?.append(time)
+        }
         requests.append(try SwerveClient.makeInferRequest(model: model, version: version, inputs: tensors, raw: !typed).serializedBytes())
     }
     guard !requests.isEmpty else { throw ValidationError("--inputs file:\(path): no requests in it") }
-    return requests
+    return (requests, times.map { t in t.map { $0 - t[0] } })
 }
 
 /// The members of a one-level JSON object, each value as its JSON text: `{"a": [[1]], "b": ["x"]}`

@@ -114,7 +114,7 @@ struct BenchRunReport: Codable, Sendable {
         self.server = server
         self.model = model
         self.version = version
-        mode = plan.rate == nil ? "closed" : "open"
+        mode = plan.replayNanos != nil ? "replay" : plan.rate == nil ? "closed" : "open"
         concurrency = plan.workers
         self.connections = connections
         self.batch = batch
@@ -158,13 +158,13 @@ struct BenchRunReport: Codable, Sendable {
         let rateText = rate.map { ", rate \(fixed($0, 0)) req/s" } ?? ""
         print("")
         print("\(model)\(version.isEmpty ? "" : " v\(version)") @ \(server): \(mode) loop, concurrency \(concurrency)\(rateText), connections \(connections), batch \(batch), \(inputs) \(typed ? "typed" : "raw") requests of \(requestBytes) bytes")
-        print("requests \(requests) in \(fixed(elapsedSeconds, 2)) s: ok \(ok), errors \(errors)\(mode == "open" ? ", dropped \(dropped)" : "")")
+        print("requests \(requests) in \(fixed(elapsedSeconds, 2)) s: ok \(ok), errors \(errors)\(mode != "closed" ? ", dropped \(dropped)" : "")")
         print("throughput \(fixed(throughputRps, 1)) req/s, \(fixed(rowsPerSecond, 1)) rows/s")
         func line(_ name: String, _ l: LatencySummary) {
             print("\(name) µs: p50 \(l.p50)  p90 \(l.p90)  p99 \(l.p99)  p99.9 \(l.p999)  max \(l.max)  mean \(fixed(l.mean, 1))")
         }
-        line(mode == "open" ? "latency (from intended send)" : "latency", latencyMicros)
-        if mode == "open" { line("service time (from send)", serviceTimeMicros) }
+        line(mode != "closed" ? "latency (from intended send)" : "latency", latencyMicros)
+        if mode != "closed" { line("service time (from send)", serviceTimeMicros) }
         for m in models ?? [] {
             print("  \(m.name) (weight \(m.weight)): ok \(m.ok), errors \(m.errors), µs p50 \(m.latencyMicros.p50)  p99 \(m.latencyMicros.p99)")
         }
