@@ -197,6 +197,7 @@ public final class DriftMonitor: Sendable {
         observedCounter = Counter(label: "swerve_drift_samples_total", dimensions: d + [("outcome", "observed")])
         droppedCounter = Counter(label: "swerve_drift_samples_total", dimensions: d + [("outcome", "dropped")])
         undecodableCounter = Counter(label: "swerve_drift_samples_total", dimensions: d + [("outcome", "undecodable")])
+        Self.live.withLock { $0["\(model)\u{0}\(version)", default: 0] += 1 }
         // No window has closed yet: no figure, rather than a zero that reads as "no drift".
         for g in gauges {
             g.psi.record(Double.nan); g.ks?.record(Double.nan); g.p?.record(Double.nan)
@@ -445,8 +446,21 @@ public final class DriftMonitor: Sendable {
         samplesGauge.record(Double(w.rows))
     }
 
-    /// Ends the version's metric series (the version is unloaded).
+    /// Monitors alive per model version: a version reloaded with other settings has two for a
+    /// moment, and they share their metric series (the registry hands out one per name and
+    /// labels), so only the last one to retire may end them.
+    private static let live = Mutex<[String: Int]>([:])
+    private var liveKey: String { "\(model)\u{0}\(version)" }
+
+    /// Ends the version's metric series (the version is unloaded), unless a newer monitor of the
+    /// same version still records into them.
     public func retire() {
+        let last = Self.live.withLock { all -> Bool in
+            let n = (all[liveKey] ?? 1) - 1
+            all[liveKey] = n > 0 ? n : nil
+            return n <= 0
+        }
+        guard last else { return }
         for g in gauges {
             g.psi.destroy(); g.ks?.destroy(); g.p?.destroy(); g.missing.destroy(); g.unseen?.destroy()
         }
