@@ -22,10 +22,15 @@ final class FeedbackService: Sendable {
     private let logger: Logger
     private let inFlight = Atomic<Int>(0)
 
-    init(manager: ModelManager, logRoot: URL, trainer: (host: String, port: Int)?, logger: Logger) {
+    /// AppendExamples calls in flight per AppendLabels call (the trainer commits concurrent
+    /// appends in one fsync); 1 keeps a call's examples in the trainer's log in label order.
+    let forwardConcurrency: Int
+
+    init(manager: ModelManager, logRoot: URL, trainer: (host: String, port: Int)?, forwardConcurrency: Int = 8, logger: Logger) {
         self.manager = manager
         self.logRoot = logRoot
         self.trainer = trainer.map { TrainerLink(host: $0.host, port: $0.port) }
+        self.forwardConcurrency = max(1, forwardConcurrency)
         self.logger = logger
     }
 
@@ -79,14 +84,38 @@ final class FeedbackService: Sendable {
             LabelOutcome(requestID: l.requestID, outcome: r.outcome.rawValue, version: r.version.map(String.init) ?? "")
         }
         guard let trainer else { return response }
-        for (i, r) in results.enumerated() where r.outcome == .joined || r.outcome == .duplicate {
-            guard let example = r.example else { continue }
-            let key = "label:" + request.labels[i].requestID
-            do {
-                response.outcomes[i].sequence = try await trainer.append(model: model, example: example, key: key, timeout: Self.forwardTimeout)
-            } catch {
-                throw GRPCStatus(.unavailable, "the labels were joined, but the trainer at \(trainer.address) did not take example \(i) (request \(request.labels[i].requestID)): \(GRPCStatus(converting: error).message). Retry the call: examples that landed are answered from the trainer's log, not written twice")
+        let jobs: [(Int, Example)] = results.enumerated().compactMap { i, r in
+            (r.outcome == .joined || r.outcome == .duplicate) ? r.example.map { (i, $0) } : nil
+        }
+        guard !jobs.isEmpty else { return response }
+        struct Failed: Error { var index: Int; var error: any Error }
+        do {
+            let link = try await trainer.connection()
+            try await withThrowingTaskGroup(of: (Int, UInt64).self) { group in
+                var next = 0, running = 0
+                while next < jobs.count || running > 0 {
+                    while running < forwardConcurrency && next < jobs.count {
+                        let (i, example) = jobs[next]
+                        let key = "label:" + request.labels[i].requestID
+                        group.addTask {
+                            do {
+                                return (i, try await trainer.append(on: link, model: model, example: example, key: key, timeout: Self.forwardTimeout))
+                            } catch {
+                                throw Failed(index: i, error: error)
+                            }
+                        }
+                        next += 1
+                        running += 1
+                    }
+                    guard let (i, sequence) = try await group.next() else { break }
+                    response.outcomes[i].sequence = sequence
+                    running -= 1
+                }
             }
+        } catch {
+            let (index, cause) = (error as? Failed).map { ($0.index, $0.error) } ?? (nil, error)
+            let which = index.map { " example \($0) (request \(request.labels[$0].requestID))" } ?? " the examples"
+            throw GRPCStatus(.unavailable, "the labels were joined, but the trainer at \(trainer.address) did not take\(which): \(GRPCStatus(converting: cause).message). Retry the call: examples that landed are answered from the trainer's log, not written twice")
         }
         return response
     }
@@ -129,17 +158,24 @@ final class TrainerLink: Sendable {
         self.port = port
     }
 
-    /// AppendExamples of one example under `key`; the sequence number it has in the trainer's log
-    /// (the original one when the key had landed before).
-    func append(model: String, example: Example, key: String, timeout: Duration) async throws -> UInt64 {
-        let request = AppendExamplesRequest(modelName: model, examples: [example], idempotencyKey: key).serializedBytes()
-        let link: GRPCClientConnection
-        if let c = connection.withLock({ $0 }) {
-            link = c
-        } else {
-            link = try await GRPCClientConnection.connect(host: host, port: port)
-            connection.withLock { $0 = link }
+    /// The connection, made now when there is none (calls of one AppendLabels share it).
+    func connection() async throws -> GRPCClientConnection {
+        if let c = connection.withLock({ $0 }) { return c }
+        let made = try await GRPCClientConnection.connect(host: host, port: port)
+        let (kept, spare) = connection.withLock { c -> (GRPCClientConnection, GRPCClientConnection?) in
+            if let existing = c { return (existing, made) }  // another call connected meanwhile
+            c = made
+            return (made, nil)
         }
+        if let spare { await spare.close() }
+        return kept
+    }
+
+    /// AppendExamples of one example under `key` on `link`; the sequence number it has in the
+    /// trainer's log (the original one when the key had landed before). A lost connection is
+    /// dropped, so the next call connects again.
+    func append(on link: GRPCClientConnection, model: String, example: Example, key: String, timeout: Duration) async throws -> UInt64 {
+        let request = AppendExamplesRequest(modelName: model, examples: [example], idempotencyKey: key).serializedBytes()
         do {
             let bytes = try await link.unary("/swerve.v1.Trainer/AppendExamples", request, timeout: timeout)
             return try AppendExamplesResponse(serializedBytes: bytes).firstSequence

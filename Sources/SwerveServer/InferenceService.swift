@@ -50,7 +50,7 @@ public final class InferenceService: GRPCCallHandler {
 
     /// `predictionLogRoot`: the prediction logs' directory (default `<repository>/.predictions`).
     public init(manager: ModelManager, logger: Logger, strictReadiness: Bool = true, controlPlane: ControlPlaneGuard? = nil,
-                predictionLogRoot: URL? = nil, feedbackTrainer: (host: String, port: Int)? = nil) {
+                predictionLogRoot: URL? = nil, feedbackTrainer: (host: String, port: Int)? = nil, feedbackConcurrency: Int = 8) {
         self.manager = manager
         self.logger = logger
         self.strictReadiness = strictReadiness
@@ -58,7 +58,8 @@ public final class InferenceService: GRPCCallHandler {
         self.predictionLogs = PredictionLogs(
             root: predictionLogRoot ?? manager.repository.root.appendingPathComponent(".predictions"), logger: logger)
         self.driftSampling = DriftSampling(logger: logger, monitors: { manager.readyModels().compactMap(\.monitor) })
-        self.feedback = FeedbackService(manager: manager, logRoot: predictionLogs.root, trainer: feedbackTrainer, logger: logger)
+        self.feedback = FeedbackService(manager: manager, logRoot: predictionLogs.root, trainer: feedbackTrainer,
+                                        forwardConcurrency: feedbackConcurrency, logger: logger)
     }
 
     /// Marks start-up loading done (true), so readiness follows the models from then on, or not

@@ -53,6 +53,9 @@ public struct ServerOptions: Sendable {
     /// The trainer that labels joined with logged predictions go to (`--feedback-trainer
     /// HOST:PORT`); nil: labels only feed the online metrics.
     public var feedbackTrainer: (host: String, port: Int)? = nil
+    /// AppendExamples calls in flight per AppendLabels call (`--feedback-concurrency`, 8; 1 keeps
+    /// a call's examples in label order in the trainer's log).
+    public var feedbackConcurrency = 8
 
     public init(repository: String) { self.repository = repository }
 }
@@ -83,7 +86,7 @@ public enum SwerveServerRunner {
         let service = InferenceService(manager: manager, logger: logger, strictReadiness: options.strictReadiness,
                                        controlPlane: controlPlane,
                                        predictionLogRoot: options.predictionLogDirectory.map { URL(fileURLWithPath: $0, isDirectory: true) },
-                                       feedbackTrainer: options.feedbackTrainer)
+                                       feedbackTrainer: options.feedbackTrainer, feedbackConcurrency: options.feedbackConcurrency)
 
         // 1 from the termination signal on: the replica is draining (readiness says why).
         let draining = Gauge(label: "swerve_draining")

@@ -78,6 +78,10 @@ struct ServeCommand: AsyncParsableCommand {
             help: "A trainer (host:port) that labels joined with logged predictions (swerve.v1.Feedback/AppendLabels) go to, as examples of the model keyed by request id (default: none; labels then only feed the online metrics).")
     var feedbackTrainer: String?
 
+    @Option(name: .customLong("feedback-concurrency"),
+            help: "AppendExamples calls in flight to the feedback trainer per AppendLabels call (1...64; 1 keeps a call's examples in label order in the trainer's log).")
+    var feedbackConcurrency = 8
+
     @Option(name: .customLong("strict-readiness"), help: "true: ServerReady and health are false while any expected model is not ready; false: one ready model is enough.")
     var strictReadiness = true
     // Limits of one connection (what one slow or hostile client may hold).
@@ -250,6 +254,8 @@ struct ServeCommand: AsyncParsableCommand {
             let (host, port) = try parseEndpoint(feedbackTrainer)
             options.feedbackTrainer = (host, port)
         }
+        guard (1...64).contains(feedbackConcurrency) else { throw ValidationError("--feedback-concurrency must be within 1...64") }
+        options.feedbackConcurrency = feedbackConcurrency
         options.controlPlane = ControlPlaneOptions(adminTokenFile: adminTokenFile, insecure: insecureControlPlane)
         options.transport.maxConnectionOutboundBytes = maxConnectionOutboundBytes
         options.transport.maxConnectionRequestBytes = maxConnectionRequestBytes

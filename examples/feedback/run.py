@@ -318,7 +318,10 @@ def run(args, work: Path, procs: Processes, min_batch_rows: int) -> dict:
                 work / "trainer.log")
     procs.start("server", [args.swerve, "serve", "--repository", str(repo), "--grpc-port", str(grpc_port),
                            "--metrics-port", str(metrics_port), "--poll-interval", "1", "--drain-seconds", "0",
-                           "--feedback-trainer", f"127.0.0.1:{trainer_port}"], work / "serve.log")
+                           "--feedback-trainer", f"127.0.0.1:{trainer_port}",
+                           # One append at a time: the examples reach the trainer's log in label
+                           # order, so every run trains the same v2 (README "Run to run").
+                           "--feedback-concurrency", "1"], work / "serve.log")
     trainer = tpb_grpc.TrainerStub(grpc.insecure_channel(f"127.0.0.1:{trainer_port}"))
     client = Client(f"127.0.0.1:{grpc_port}", MODEL)
     infer = client.infer
