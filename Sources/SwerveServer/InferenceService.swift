@@ -363,10 +363,12 @@ public final class InferenceService: GRPCCallHandler {
         private func respond(_ bytes: [UInt8]) {
             // Counted before the answer leaves, so a client that reads statistics next sees its call.
             service.recordSuccess(model, start: start)
-            call.respond(bytes)
+            // Logged, and kept for its label, before the answer leaves: a client that sends the
+            // label as soon as it has the answer finds the prediction.
             if let sampler = model.predictionSampler, sampler.take(), let settings = model.settings.predictionLog {
                 logPrediction(bytes, settings)
             }
+            call.respond(bytes)
             if let monitor = model.monitor, monitor.sampler.take() {
                 service.driftSampling.offer(model, request: call.message, response: bytes, timeMs: wallClockMs())
             }
