@@ -10,7 +10,8 @@
 #   b) 1 server direct on its own copy (version policy latest 1, no labels): steady, then during
 #      the in-process swap to a newly published version (load, warm-up, swap, drain, unload),
 #      and publish -> READY on it.
-# Prints a table for the README. Knobs: ROLLOUT_RATE (default 300), ROLLOUT_DURATION (s per
+# Prints a table for the README; the rollout and the swap also get a `swerve bench --report` page
+# (per-second rate, p99 and errors) in benchmarks/results/rollout-{during,swap}.html. Knobs: ROLLOUT_RATE (default 300), ROLLOUT_DURATION (s per
 # steady run, 10), ROLLOUT_BAKE (5), ROLLOUT_POLL (0.5), SWERVE_BUILD_DIR (.build),
 # ROLLOUT_BUILD (release|debug, default release), BENCH_SKIP_BUILD=1, SWERVE_BIN.
 set -euo pipefail
@@ -55,10 +56,14 @@ PY
     "$BIN" publish examples/repository/digits_mlp/1/model.onnx --repository "$1" --name "$MODEL" >/dev/null
 }
 
-bench() {  # endpoint json duration
-    "$BIN" bench --server "$1" --model "$MODEL" --rate "$RATE" --concurrency 64 --connections 2 --duration "$3" \
-        --warmup 0 --timeout 20 --quiet --json "$2" >/dev/null
+bench() {  # endpoint json duration [more bench flags]
+    local endpoint=$1 out=$2 seconds=$3; shift 3
+    "$BIN" bench --server "$endpoint" --model "$MODEL" --rate "$RATE" --concurrency 64 --connections 2 --duration "$seconds" \
+        --warmup 0 --timeout 20 --quiet --json "$out" "$@" >/dev/null
 }
+# The two phases with a change under load also get a page with their per-second timeline.
+RESULTS=$ROOT/benchmarks/results
+mkdir -p "$RESULTS"
 
 # Seconds until every address answers ModelReady(MODEL, version) true (a hand-encoded grpc call).
 ready_wait() {  # version t0 addresses...
@@ -100,7 +105,7 @@ T0=$(date +%s.%N)
 CLUSTER_READY=$(ready_wait 2 "$T0" ${REPLICAS//,/ })
 # The load covers the whole rollout (3 bakes + the waits for every replica to apply each share).
 ROLL_SECONDS=$(python3 -c "print(3 * $BAKE + 4)")
-bench "$EP" "$WORK/during.json" "$ROLL_SECONDS" &
+bench "$EP" "$WORK/during.json" "$ROLL_SECONDS" --report "$RESULTS/rollout-during.html" &
 BENCH_PID=$!
 R0=$(date +%s.%N)
 set +e
@@ -122,7 +127,7 @@ METRICS=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0));
 SINGLE_PID=$!
 ready_wait 1 "$(date +%s.%N)" "127.0.0.1:$GRPC" >/dev/null
 bench "127.0.0.1:$GRPC" "$WORK/single-steady.json" "$DURATION"
-bench "127.0.0.1:$GRPC" "$WORK/single-swap.json" "$DURATION" &
+bench "127.0.0.1:$GRPC" "$WORK/single-swap.json" "$DURATION" --report "$RESULTS/rollout-swap.html" &
 BENCH_PID=$!
 sleep "$(python3 -c "print($DURATION / 3)")"
 S0=$(date +%s.%N)
@@ -156,3 +161,4 @@ print(f"rollout: {outcome} in {rsecs} s (3 steps x {bake} s bake + waits for eve
 PY
 echo
 sed 's/^/    /' "$WORK/rollout.log"
+echo "per-second timelines: $RESULTS/rollout-during.html, $RESULTS/rollout-swap.html"

@@ -5,7 +5,8 @@
 #   c) HTTP/2 ceiling: h2load against nghttpd serving a response-sized file vs. against Swerve
 #   d) the inference core alone vs. onnxruntime (one thread each) on batches of 1, 32, 256
 #   e) the batching gain on the issue's MLP (two hidden layers of 256) as its input widens
-# Results: benchmarks/results/latest.json (+ runs/*.json, latency.png when matplotlib exists).
+# Results: benchmarks/results/latest.json (+ runs/*.json, runs/load-*.html: one `swerve bench
+# --report` page per sweep; latency.png when matplotlib exists).
 #
 # Knobs (environment): BENCH_DURATION (s per load run, default 5), BENCH_WARMUP (s, default 1),
 # BENCH_CONCURRENCY ("1 8 64"), BENCH_CORE_BATCHES ("1 32 256"), SWERVE_BUILD_DIR (.build),
@@ -132,15 +133,16 @@ for config in pathlib.Path(sys.argv[1]).glob("*/config.json"):
 PY
 }
 
-# load CONFIG: the closed-loop runs of a) / b) for every ready model.
+# load CONFIG: a) / b): a sweep over CONCURRENCY for every ready model (every step measured, each
+# with its own warm-up), its JSON and its HTML report (latency against throughput, spectra,
+# per-second timelines) in $RUNS.
 load() {
-    local config=$1 model c
+    local config=$1 model
     for model in $READY_MODELS; do
-        for c in $CONCURRENCY; do
-            "$SWERVE" bench --server "127.0.0.1:$PORT" --model "$model" --concurrency "$c" \
-                --duration "$DURATION" --warmup "$WARMUP" --quiet \
-                --label "$config" --json "$RUNS/load-$config-$model-c$c.json" | grep -E '^(throughput|latency)' | sed "s/^/$config $model c=$c: /" >&2
-        done
+        "$SWERVE" bench --server "127.0.0.1:$PORT" --model "$model" --sweep "concurrency=${CONCURRENCY// /,}" --full-sweep \
+            --duration "$DURATION" --warmup "$WARMUP" --quiet --label "$config" \
+            --json "$RUNS/load-$config-$model.json" --report "$RUNS/load-$config-$model.html" \
+            | grep -F '[step ' | sed "s/^/$config $model /" >&2
     done
 }
 
@@ -190,9 +192,9 @@ H2_ARGS=(-c 8 -m 16 -t 1 -D 5 --warm-up-time 1)
 H2_ROUNDS=${H2_ROUNDS:-3}
 if [[ -n $H2_MODEL ]]; then
     "$SWERVE" bench --server "127.0.0.1:$PORT" --model "$H2_MODEL" --batch 1 --dump-request "$WORK/request.bin" >&2
-    # The size of one answer, from any of a)'s runs on the model.
-    response_bytes=$("$PYTHON" -c 'import glob,json,sys; print(json.load(open(sorted(glob.glob(sys.argv[1]))[0]))["response_bytes"])' \
-        "$RUNS/load-batched-$H2_MODEL-c*.json")
+    # The size of one answer, from a)'s sweep on the model.
+    response_bytes=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["steps"][0]["response_bytes"])' \
+        "$RUNS/load-batched-$H2_MODEL.json")
     mkdir -p "$WORK/www"
     # The 5-byte gRPC prefix is part of what Swerve sends as DATA.
     head -c $((response_bytes + 5)) /dev/urandom >"$WORK/www/response.bin"
@@ -256,15 +258,9 @@ start_server "$WORK/batching-unbatched" batching-unbatched
 UNBATCHED_PID=$SERVER_PID UNBATCHED_PORT=$PORT
 start_server "$WORK/batching" batching-batched
 for model in $READY_MODELS; do
-    for round in $(seq 1 "$BATCHING_ROUNDS"); do
-        for config in batched unbatched; do
-            port=$PORT
-            [[ $config == unbatched ]] && port=$UNBATCHED_PORT
-            "$SWERVE" bench --server "127.0.0.1:$port" --model "$model" --concurrency "$BATCHING_CONCURRENCY" \
-                --duration "$DURATION" --warmup "$WARMUP" --quiet --label "$config" \
-                --json "$RUNS/batching-r$round-$config-$model.json" | grep -E '^throughput' | sed "s/^/e) round $round $config $model: /" >&2
-        done
-    done
+    "$SWERVE" bench --model "$model" --target "batched=127.0.0.1:$PORT" --target "unbatched=127.0.0.1:$UNBATCHED_PORT" \
+        --rounds "$BATCHING_ROUNDS" --concurrency "$BATCHING_CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" --quiet \
+        --json "$RUNS/batching-$model.json" | grep -F '[round ' | sed "s/^/e) $model /" >&2
 done
 stop_server
 kill "$UNBATCHED_PID" 2>/dev/null || true

@@ -78,13 +78,14 @@ def main():
     args = p.parse_args()
     runs = pathlib.Path(args.runs)
 
-    # a) + b): batched vs unbatched per model and concurrency
+    # a) + b): batched vs unbatched per model and concurrency, from one `swerve bench --sweep` each
     load = {}
     for f in sorted(runs.glob("load-*.json")):
-        m = re.match(r"load-(batched|unbatched)-(.+)-c(\d+)\.json", f.name)
+        m = re.match(r"load-(batched|unbatched)-(.+)\.json", f.name)
         r = load_json(f)
         if m and r:
-            load.setdefault((m.group(2), int(m.group(3))), {})[m.group(1)] = r
+            for step in r.get("steps", []):
+                load.setdefault((m.group(2), int(step["concurrency"])), {})[m.group(1)] = step
     load_rows, load_out = [], []
     for (model, c), pair in sorted(load.items()):
         b, u = pair.get("batched"), pair.get("unbatched")
@@ -103,12 +104,12 @@ def main():
                          "batching_gain": gain, "errors": errors})
 
     # e) batching gain per model: alternating rounds, the median of the per-round gains
+    # (one `swerve bench --target batched=… --target unbatched=… --rounds N` per model)
     batching = {}
-    for f in sorted(runs.glob("batching-r*.json")):
-        m = re.match(r"batching-r(\d+)-(batched|unbatched)-(.+)\.json", f.name)
+    for f in sorted(runs.glob("batching-*.json")):
         r = load_json(f)
-        if m and r:
-            batching.setdefault(m.group(3), {}).setdefault(int(m.group(1)), {})[m.group(2)] = r["throughput_rps"]
+        for run in (r or {}).get("runs", []):
+            batching.setdefault(f.stem[len("batching-"):], {}).setdefault(run["round"], {})[run["target"]] = run["throughput_rps"]
     batching_rows, batching_out = [], []
     def width(model):
         m = re.search(r"in(\d+)", model)

@@ -67,6 +67,9 @@ def test_a_rate_sweep_stops_where_the_server_saturates(throttled):
     assert achieved[-1] < 0.9 * offered[-1]
     assert capacity / 2 <= offered[-1] <= capacity * 4, (offered, capacity)
     assert len(steps) < 5, "stopped before its last value"
+    # Every second of each 2-s step is in its timeline, the last one too.
+    assert all(len(s["timeline"]) >= 2 and s["timeline"][-1]["elapsed_seconds"] >= 1.9 for s in steps), \
+        [[t["elapsed_seconds"] for t in s["timeline"]] for s in steps]
     # One line per step as it went.
     assert done.stdout.count("[step ") == len(steps)
     # perf_analyzer's CSV, read by pandas with its column names, rows by increasing throughput.
@@ -138,6 +141,17 @@ def test_a_concurrency_sweep_stops_when_concurrency_only_queues(throttled):
     assert len(sweep["steps"]) <= 3, [s["concurrency"] for s in sweep["steps"]]
     queue = [s["server_side"]["queue_micros"] for s in sweep["steps"]]
     assert queue[-1] > queue[0], queue
+    # --full-sweep (benchmark scripts want a fixed table) measures every value past that point and
+    # names where the sweep would have stopped.
+    done = bench(srv, "--sweep", "concurrency=1,2,4,8", "--full-sweep", "--duration", "1", "--warmup", "0.2",
+                 "--json", str(base / "full.json"))
+    assert done.returncode == 0, done.stderr
+    full = json.loads((base / "full.json").read_text())
+    assert [s["concurrency"] for s in full["steps"]] == [1, 2, 4, 8]
+    assert full["stopped_because"] == "" and full["saturation"].startswith("at concurrency "), full["saturation"]
+    assert "going on (--full-sweep)" in done.stdout
+    refused = bench(srv, "--sweep", "concurrency=1,2", "--full-sweep", "--max-p99", "5ms")
+    assert refused.returncode != 0 and "choose one" in refused.stderr
 
 
 def test_gates_fail_and_pass_on_the_right_figures(throttled):

@@ -116,6 +116,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Sweep one parameter, a measured step per value: concurrency=1,2,4,8 or rate=1000:64000:x2 (start:end:xFACTOR or :+STEP); stops early once the server saturates (a rate step achieves under 90% of its rate, or more concurrency adds under 5% throughput while p99 grows by half) or p99 passes --max-p99.")
     var sweep: String?
 
+    @Flag(name: .customLong("full-sweep"), help: "--sweep: run every value even past saturation (for a fixed table, such as a benchmark script's); the first saturation is still reported.")
+    var fullSweep = false
+
     @Option(name: .customLong("max-p99"), help: "--sweep: stop once a step's p99 passes this (e.g. 5ms, 800us).")
     var maxP99: String?
 
@@ -215,9 +218,12 @@ struct BenchCommand: AsyncParsableCommand {
                 let parsed = try BenchSweep(parsing: sweep)
                 if parsed.parameter == .concurrency && rate != nil { throw ValidationError("--sweep concurrency is a closed loop: drop --rate") }
                 if parsed.parameter == .rate && rate != nil { throw ValidationError("--sweep rate sets the rate: drop --rate") }
+            } else if fullSweep {
+                throw ValidationError("--full-sweep goes with --sweep")
             }
             if let maxP99 {
                 guard sweep != nil else { throw ValidationError("--max-p99 goes with --sweep") }
+                guard !fullSweep else { throw ValidationError("--max-p99 stops a sweep and --full-sweep never does: choose one") }
                 _ = try BenchGate(parsing: "p99<" + maxP99)
             }
             if let slo { _ = try BenchGate.parse(list: slo) }
@@ -285,6 +291,7 @@ struct BenchCommand: AsyncParsableCommand {
                 let limit = try maxP99.map { try BenchGate(parsing: "p99<" + $0) }
                 var steps: [BenchRunReport] = []
                 var stopped = ""
+                var saturation = ""
                 print("sweep \(sweep.parameter.rawValue): \(sweep.values.map(sweep.label).joined(separator: ", "))\(gates.isEmpty ? "" : "; gates \(gates.map(\.text).joined(separator: ", "))")")
                 for (k, value) in sweep.values.enumerated() {
                     let (workers, stepRate): (Int, Double?) = sweep.parameter == .concurrency
@@ -307,6 +314,12 @@ struct BenchCommand: AsyncParsableCommand {
                             stopped = "saturated: throughput \(fixed(report.throughputRps, 1)) req/s (+\(fixed((report.throughputRps / max(1, last.throughputRps) - 1) * 100, 1))%) while p99 rose \(fixed(Double(report.latencyMicros.p99) / Double(max(1, last.latencyMicros.p99)), 2))x"
                         }
                     }
+                    if fullSweep {
+                        if saturation.isEmpty && !stopped.isEmpty { saturation = "at \(sweep.parameter.rawValue) \(sweep.label(value)): \(stopped)" }
+                        if !stopped.isEmpty { print("saturated, going on (--full-sweep): \(stopped)") }
+                        stopped = ""
+                        continue
+                    }
                     if !stopped.isEmpty && k < sweep.values.count - 1 {
                         print("stopping: \(stopped)")
                         break
@@ -327,11 +340,11 @@ struct BenchCommand: AsyncParsableCommand {
                 if let path = report {
                     let runs = steps.enumerated().map { ("\(sweep.parameter.rawValue) \(sweep.label(sweep.values[$0]))", "sweep", $1) }
                     try writeReport(path, runs: runs, what: "sweep of \(sweep.parameter.rawValue) over \(sweep.values.map(sweep.label).joined(separator: ", "))"
-                                    + (stopped.isEmpty ? "" : "; stopped: \(stopped)"))
+                                    + (stopped.isEmpty ? "" : "; stopped: \(stopped)") + (saturation.isEmpty ? "" : "; saturated \(saturation)"))
                 }
                 if let json {
                     try writeJSON(BenchSweepReport(parameter: sweep.parameter.rawValue, values: sweep.values, steps: steps,
-                                                   stoppedBecause: stopped, gates: gates, capacityStep: capacity), to: json)
+                                                   stoppedBecause: stopped, saturation: saturation, gates: gates, capacityStep: capacity), to: json)
                 }
                 if !gates.isEmpty && capacity == nil { throw ExitCode(3) }
                 return

@@ -387,6 +387,15 @@ private func reportProgress(counters: LoadCounters, schedule: OpenLoopSchedule?,
         lastCompleted = completed
         lastTime = time
     }
+    // The phase ended (this task was cancelled) part-way into a second: that last stretch is a
+    // point too, or a run's final second (where a swap or a failure may show) would be missing.
+    let time = monotonicNanos()
+    if time > lastTime + 100_000_000 {
+        let completed = counters.completed.load(ordering: .relaxed)
+        timeline.append(ProgressPoint(elapsedSeconds: Double(time - start) / 1e9, requests: completed,
+                                      errors: counters.errors.load(ordering: .relaxed),
+                                      rps: Double(completed - lastCompleted) / (Double(time - lastTime) / 1e9)))
+    }
     return timeline
 }
 

@@ -209,6 +209,8 @@ struct BenchSweepReport: Codable, Sendable {
     var steps: [BenchRunReport]
     /// Why the sweep ended before its last value ("" when it ran them all).
     var stoppedBecause: String
+    /// With --full-sweep (which never stops): the first step that would have stopped the sweep, and why ("" when none).
+    var saturation: String
     var gates: [BenchGate]
     /// The last step whose every gate passed (with gates), by index into `steps`.
     var capacityStep: Int?
