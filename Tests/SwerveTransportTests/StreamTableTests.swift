@@ -52,6 +52,26 @@ import Testing
         #expect(table.isEmpty && table.allValues.isEmpty && table[1] == nil)
     }
 
+    /// Bursts of streams that all close (what a batching client does) resize the table once, not
+    /// on every burst; a table grown by thousands of streams shrinks back, to the floor.
+    @Test func burstsDoNotResizeAndLargeTablesShrinkToTheFloor() {
+        var table = StreamTable<Box>()
+        var next: Int32 = 1
+        var capacities = Set<Int>()
+        for _ in 0..<100 {
+            let burst = (0..<16).map { _ in defer { next += 2 }; return next }
+            for k in burst { table[k] = Box(k) }
+            for k in burst { table[k] = nil }
+            capacities.insert(table.capacity)
+        }
+        #expect(capacities == [32] && table.isEmpty)
+        let many = (0..<3_000).map { Int32(1 + 2 * $0) + next }
+        for k in many { table[k] = Box(k) }
+        #expect(table.capacity == 8_192)
+        for k in many { table[k] = nil }
+        #expect(table.capacity == 256 && table.isEmpty)
+    }
+
     /// IDs a hostile client might pick to collide in the low bits (spaced by large powers of two)
     /// still all resolve, and replacing a value keeps one entry.
     @Test func spacedIDsAndReplacement() {
