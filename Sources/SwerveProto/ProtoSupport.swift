@@ -68,13 +68,19 @@ final class Arena {
     /// A NUL-terminated copy of `s`; the empty string maps to protobuf-c's shared empty string.
     func cString(_ s: String) -> UnsafeMutablePointer<CChar> {
         if s.isEmpty { return UnsafeMutablePointer(mutating: swerve_pb_empty_string()) }
+        // Native strings (all of ours) lend their UTF-8 in place; `var copy = s; copy.withUTF8`
+        // would retain and release the string on every call (six strings per ModelInfer answer).
+        if let p = s.utf8.withContiguousStorageIfAvailable({ copy($0) }) { return p }
         var s = s
-        return s.withUTF8 { utf8 in
-            let p = allocate(CChar.self, count: utf8.count + 1)
-            UnsafeMutableRawPointer(p).copyMemory(from: utf8.baseAddress!, byteCount: utf8.count)
-            p[utf8.count] = 0
-            return p
-        }
+        return s.withUTF8 { copy($0) }
+    }
+
+    @inline(__always)
+    private func copy(_ utf8: UnsafeBufferPointer<UInt8>) -> UnsafeMutablePointer<CChar> {
+        let p = allocate(CChar.self, count: utf8.count + 1)
+        if utf8.count > 0 { UnsafeMutableRawPointer(p).copyMemory(from: utf8.baseAddress!, byteCount: utf8.count) }
+        p[utf8.count] = 0
+        return p
     }
 
     /// A C array holding `values`, or nil when empty (protobuf-c reads n_* first).

@@ -295,14 +295,14 @@ public final class InferenceService: GRPCCallHandler {
         // Moved out, not copied: a copy would retain each of its arrays and strings once more.
         guard let request = prepared.take() else { preconditionFailure("withView returned without running its body") }
         let responder = InferResponder(service: self, call: call, request: request, start: start)
+        // The responder is the receiver: no closures made for the answer.
         request.model.infer(request.inputs, rows: request.rows, requestedOutputs: request.requestedOutputs,
-                            deadlineNs: call.deadline?.uptimeNanoseconds, encoder: responder,
-                            isCancelled: { call.isCancelled }, completion: responder.complete)
+                            deadlineNs: call.deadline?.uptimeNanoseconds, encoder: responder, receiver: responder)
     }
 
     /// Answers one ModelInfer call: encodes the outputs (the whole response, or, for the response
     /// cache, the outputs part that cached entries keep) and responds.
-    private final class InferResponder: CachedResponseEncoder {
+    private final class InferResponder: CachedResponseEncoder, InferReceiver {
         let service: InferenceService
         let call: GRPCServerCall
         let model: ServedModel
@@ -340,6 +340,8 @@ public final class InferenceService: GRPCCallHandler {
                                                     raw: false, outputCount: 0) { _ in preconditionFailure("no outputs") }
             respond(head + encoded)
         }
+
+        var isCancelled: Bool { call.isCancelled }
 
         func complete(_ result: Result<[Tensor], ServingError>) {
             switch result {

@@ -17,13 +17,37 @@ struct Computed: Sendable {
     var times: ExecutionTimes
 }
 
-/// One queued inference request: the inputs in the model's input order, all with `rows` rows.
+/// Who receives a computed request's answer, when that is an object already (the transport's
+/// responder): a job holding it needs no closures, so a request allocates none for its answer.
+public protocol InferReceiver: AnyObject, Sendable {
+    /// Whether the caller gave up (checked before the request is computed).
+    var isCancelled: Bool { get }
+    /// The outputs in the model's output order, or why there are none; called once.
+    func complete(_ result: Result<[Tensor], ServingError>)
+}
+
+/// A receiver made of two closures (`ServedModel.infer`'s closure form).
+final class ClosureReceiver: InferReceiver {
+    private let cancelled: @Sendable () -> Bool
+    private let completion: @Sendable (Result<[Tensor], ServingError>) -> Void
+    init(isCancelled: @escaping @Sendable () -> Bool, completion: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void) {
+        cancelled = isCancelled
+        self.completion = completion
+    }
+    var isCancelled: Bool { cancelled() }
+    func complete(_ result: Result<[Tensor], ServingError>) { completion(result) }
+}
+
+/// One queued inference request: the inputs in the model's input order, all with `rows` rows,
+/// and who gets the answer: closures, or a receiver and the statistics its execution counts in.
 final class InferJob: @unchecked Sendable {
     // Immutable after creation; handed from the submitting thread to one worker under the batcher's lock.
     let inputs: [Tensor]
     let rows: Int
-    let isCancelled: @Sendable () -> Bool
-    let completion: @Sendable (Result<Computed, ServingError>) -> Void
+    private let cancelledClosure: (@Sendable () -> Bool)?
+    private let completionClosure: (@Sendable (Result<Computed, ServingError>) -> Void)?
+    private let receiver: (any InferReceiver)?
+    private let statistics: VersionStatistics?
     /// Set under the batcher's lock when queued: no request was queued and no worker busy, so
     /// its queue wait is the cost of the hop to a worker (`InlinePolicy`).
     var foundIdle = false
@@ -32,8 +56,44 @@ final class InferJob: @unchecked Sendable {
          completion: @escaping @Sendable (Result<Computed, ServingError>) -> Void) {
         self.inputs = inputs
         self.rows = rows
-        self.isCancelled = isCancelled
-        self.completion = completion
+        cancelledClosure = isCancelled
+        completionClosure = completion
+        receiver = nil
+        statistics = nil
+    }
+
+    /// A job that answers `receiver` and, when computed, counts its execution's stages in `statistics`.
+    init(inputs: [Tensor], rows: Int, receiver: any InferReceiver, statistics: VersionStatistics) {
+        self.inputs = inputs
+        self.rows = rows
+        cancelledClosure = nil
+        completionClosure = nil
+        self.receiver = receiver
+        self.statistics = statistics
+    }
+
+    @inline(__always)
+    func isCancelled() -> Bool {
+        if let receiver { return receiver.isCancelled }
+        return cancelledClosure!()
+    }
+
+    /// Whether the answer goes to a receiver (whose statistics the batch records in one go,
+    /// `DynamicBatcher.execute`, before `deliver`).
+    var answersReceiver: Bool { receiver != nil }
+
+    /// A receiver job's outputs, its execution already counted.
+    func deliver(_ outputs: [Tensor]) { receiver!.complete(.success(outputs)) }
+
+    func completion(_ result: Result<Computed, ServingError>) {
+        guard let receiver else { return completionClosure!(result) }
+        switch result {
+        case .success(let c):
+            statistics?.recordComputed(c.times)
+            receiver.complete(.success(c.outputs))
+        case .failure(let e):
+            receiver.complete(.failure(e))
+        }
     }
 }
 
@@ -385,7 +445,17 @@ final class DynamicBatcher: @unchecked Sendable {
         let stages = ExecutionTimes(inputNs: t1 - start, inferNs: t2 - t1, outputNs: t3 - t2)
         statistics.recordExecution(rows: totalRows, stages)
         batchSizeRecorder.record(totalRows)
+        // The receivers' requests are counted under one lock for the batch, before any answer
+        // leaves (a client reading statistics next sees its call); the others count their own.
+        var receivers: UInt64 = 0
+        var receiversQueueNs: UInt64 = 0
+        for (k, j) in jobs.enumerated() where j.answersReceiver {
+            receivers += 1
+            receiversQueueNs &+= queued?[k] ?? 0
+        }
+        statistics.recordComputed(stages, queueTotalNs: receiversQueueNs, count: receivers)
         for (k, j) in jobs.enumerated() {
+            if j.answersReceiver { j.deliver(results[k]); continue }
             var times = stages
             times.queueNs = queued?[k] ?? 0
             j.completion(.success(Computed(outputs: results[k], times: times)))

@@ -324,10 +324,18 @@ public final class ServedModel: Sendable {
                       encoder: (any CachedResponseEncoder)? = nil,
                       isCancelled: @escaping @Sendable () -> Bool,
                       completion: @escaping @Sendable (Result<[Tensor], ServingError>) -> Void) {
+        infer(inputs, rows: rows, requestedOutputs: requestedOutputs, deadlineNs: deadlineNs, encoder: encoder,
+              receiver: ClosureReceiver(isCancelled: isCancelled, completion: completion))
+    }
+
+    /// `infer` answering an object (the transport's responder): a request computed by the batcher
+    /// then allocates no closures for its answer; the table and cache paths wrap it in one.
+    public func infer(_ inputs: [Tensor], rows: Int, requestedOutputs: [String] = [], deadlineNs: UInt64?,
+                      encoder: (any CachedResponseEncoder)? = nil, receiver: any InferReceiver) {
         // The deadline is checked here, before any path, so a table lookup or a cache hit is not
         // answered OK past it either; the batcher also drops requests that expire in its queue.
-        if let deadlineNs, deadlineNs <= monotonicNanos() { return completion(.failure(.deadlineExceeded)) }
-        if paths.serveFromTable(inputs, rows: rows, completion: completion) { return }
+        if let deadlineNs, deadlineNs <= monotonicNanos() { return receiver.complete(.failure(.deadlineExceeded)) }
+        if paths.serveFromTable(inputs, rows: rows, completion: { receiver.complete($0) }) { return }
         if paths.usesKeys {
             let cacheOn = paths.cacheOn
             let sampled = paths.sampleThisRequest()
@@ -342,7 +350,8 @@ public final class ServedModel: Sendable {
             if cacheOn, let key {
                 // A shared computation must not die with one caller: no cancellation, no deadline
                 // (each caller's own deadline is enforced by the transport).
-                paths.serveCached(key, lookupStartNs: lookupStart, encoder: encoder, measureLookup: sampled, completion: completion) { done in
+                paths.serveCached(key, lookupStartNs: lookupStart, encoder: encoder, measureLookup: sampled,
+                                  completion: { receiver.complete($0) }) { done in
                     batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: { false }, completion: done), deadlineNs: nil)
                 }
                 return
@@ -352,17 +361,14 @@ public final class ServedModel: Sendable {
         if let encoder, paths.usesKeys, paths.sampleEncodeCost() {
             // Now and then the encoding of a computed answer is timed: the cost-aware rule counts
             // it among what a cache hit saves.
-            batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: isCancelled) { [statistics, paths] r in
-                guard case .success(let c) = r else { return completion(r.map(\.outputs)) }
+            batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: { receiver.isCancelled }) { [statistics, paths] r in
+                guard case .success(let c) = r else { return receiver.complete(r.map(\.outputs)) }
                 statistics.recordComputed(c.times)
                 paths.answerMeasuringEncode(c.outputs, encoder)
             }, deadlineNs: deadlineNs)
             return
         }
-        batcher.submit(InferJob(inputs: inputs, rows: rows, isCancelled: isCancelled) { [statistics] r in
-            if case .success(let c) = r { statistics.recordComputed(c.times) }
-            completion(r.map(\.outputs))
-        }, deadlineNs: deadlineNs)
+        batcher.submit(InferJob(inputs: inputs, rows: rows, receiver: receiver, statistics: statistics), deadlineNs: deadlineNs)
     }
 
     /// Whether this version has a response cache (ModelConfig's `response_cache.enable`): `cached`

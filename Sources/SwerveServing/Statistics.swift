@@ -115,6 +115,18 @@ public final class VersionStatistics: Sendable {
         }
     }
 
+    /// `count` requests answered by one execution with `stages`, whose queue waits sum to
+    /// `queueTotalNs` (a batch's requests), under one lock.
+    func recordComputed(_ stages: ExecutionTimes, queueTotalNs: UInt64, count: UInt64) {
+        guard count > 0 else { return }
+        state.withLock { s in
+            s.queue.add(queueTotalNs, count: count)
+            s.computeInput.add(stages.inputNs &* count, count: count)
+            s.computeInfer.add(stages.inferNs &* count, count: count)
+            s.computeOutput.add(stages.outputNs &* count, count: count)
+        }
+    }
+
     /// A response-cache hit that took `ns` to look up and answer; it waited in no queue.
     func recordCacheHit(ns: UInt64) {
         state.withLock { s in

@@ -750,8 +750,10 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
 
     fileprivate func requestHeadersReceived(streamID: Int32) {
         guard pendingHeadStreamID == streamID else { return }
-        let head = pendingHead
-        pendingHead = GRPCRequestHead()
+        // Swapped out, not copied: a copy retains each of its strings and its field bytes, and
+        // the reset releases them again.
+        var head = GRPCRequestHead()
+        swap(&head, &pendingHead)
         pendingHeadStreamID = 0
         guard let stream = streams[streamID] else { return }
         perform(stream.machine.receiveHeaders(consume head, now: { NIODeadline.now().uptimeNanoseconds }), on: stream)

@@ -173,8 +173,9 @@ struct GRPCServerStreamStateMachine {
                     "request headers exceed the server's limit of \(describeBytes(limit)) (max-header-list-bytes; "
                         + "each field counts its name and value plus 32 bytes)"))
         }
-        method = head.path
-        headerFields = head.headerFields
+        // Moved out of the consumed head (a copy would retain each and the head's end release it).
+        swap(&method, &head.path)
+        swap(&headerFields, &head.headerFields)
         requestNamedEncoding = head.encoding != nil
         if !head.sawContentType || head.contentType != nil {
             return reject(
