@@ -17,6 +17,8 @@ public struct ModelInferRequestView {
     fileprivate init(_ m: UnsafeMutablePointer<Inference__ModelInferRequest>) { self.m = m }
 
     public var modelName: String { str(m.pointee.model_name) }
+    /// `modelName`'s UTF-8, without making a String.
+    public var modelNameBytes: UnsafeRawBufferPointer { cStringView(m.pointee.model_name) }
     public var modelVersion: String { str(m.pointee.model_version) }
     public var id: String { str(m.pointee.id) }
 

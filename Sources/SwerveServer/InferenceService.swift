@@ -224,7 +224,7 @@ public final class InferenceService: GRPCCallHandler {
     private func prepare(_ request: ModelInferRequestView, call: GRPCServerCall, resolved: inout ServedModel?) throws -> PreparedInfer {
         let model: ServedModel
         do {
-            model = try manager.resolve(model: request.modelName, version: request.modelVersion,
+            model = try manager.resolve(modelNameBytes: request.modelNameBytes, version: request.modelVersion,
                                         routeHash: { Self.routeHash(request, call: call) })
         } catch {
             // Only names that did not resolve are checked, so the hot path pays nothing: no served

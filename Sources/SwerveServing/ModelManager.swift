@@ -101,10 +101,35 @@ public final class ModelManager: Sendable {
     /// change so the request path finds it with one lookup.
     struct Models: Sendable {
         private(set) var entries: [String: Entry] = [:] {
-            didSet { defaults = entries.compactMapValues { $0.loaded ? $0.route : nil } }
+            didSet {
+                defaults = entries.compactMapValues { $0.loaded ? $0.route : nil }
+                defaultsByNameHash = Dictionary(grouping: defaults.map { (name: $0.key, route: $0.value) }) { Models.nameHash($0.name) }
+            }
         }
         /// Loaded models' routes for unversioned requests.
         private(set) var defaults: [String: Route] = [:]
+        /// The same routes by a hash of the name's UTF-8 (`nameHash`), for a request whose name
+        /// arrives as bytes: no String is made for it (a name over 15 bytes would be allocated).
+        private(set) var defaultsByNameHash: [UInt64: [(name: String, route: Route)]] = [:]
+
+        private static let nameSeed: UInt64 = 0x4E41_4D45  // "NAME"
+
+        static func nameHash(_ name: String) -> UInt64 {
+            var name = name
+            return name.withUTF8 { Hash64.xxh64(UnsafeRawBufferPointer($0), seed: nameSeed) }
+        }
+
+        /// The unversioned route of the model named by `name` (UTF-8), if loaded.
+        func defaultRoute(nameBytes name: UnsafeRawBufferPointer) -> Route? {
+            guard let candidates = defaultsByNameHash[Hash64.xxh64(name, seed: Self.nameSeed)] else { return nil }
+            for c in candidates where c.name.utf8.count == name.count {
+                let equal = c.name.utf8.withContiguousStorageIfAvailable { own in
+                    own.count == 0 || memcmp(own.baseAddress!, name.baseAddress!, own.count) == 0
+                } ?? c.name.utf8.elementsEqual(name)
+                if equal { return c.route }
+            }
+            return nil
+        }
         /// Set by `shutdown()`: nothing is published any more; loads finishing later retire what they made.
         var closed = false
         /// Models with a load that timed out and was abandoned but whose thread has not returned yet.
@@ -490,6 +515,13 @@ public final class ModelManager: Sendable {
     /// Like `resolve(model:version:)`, but an empty `version` goes to the canary for the
     /// configured share of requests: those whose `routeHash` (asked for only when the model has a
     /// canary) falls in the share, so one input always meets the same version.
+    /// `resolve(model:version:routeHash:)` for a name given as its UTF-8 bytes (as the request
+    /// carries it): an unversioned request to a loaded model makes no String.
+    public func resolve(modelNameBytes name: UnsafeRawBufferPointer, version: String, routeHash: () -> UInt64) throws(ServingError) -> ServedModel {
+        if version.isEmpty, name.count > 0, let route = state.withLock({ $0.defaultRoute(nameBytes: name) }) { return route.pick(routeHash) }
+        return try resolve(model: String(decoding: name, as: UTF8.self), version: version, routeHash: routeHash)
+    }
+
     public func resolve(model name: String, version: String, routeHash: () -> UInt64) throws(ServingError) -> ServedModel {
         // The common case: an unversioned request. The route is read under the lock; the hash
         // (which reads the request's inputs) is computed outside it.

@@ -162,6 +162,21 @@ struct HeaderFieldBytes: Sendable, Equatable {
 
     mutating func append(name: UnsafePointer<UInt8>?, _ nameLength: Int, value: UnsafePointer<UInt8>?, _ valueLength: Int) {
         if storage.isEmpty { storage.reserveCapacity(256) }
+        let total = 8 + nameLength + valueLength
+        guard total <= 512 else { return appendPiecewise(name: name, nameLength, value: value, valueLength) }
+        // A typical field (content-type, te, user-agent) is assembled on the stack and appended
+        // once: four appends each paid the array's uniqueness and capacity checks.
+        withUnsafeTemporaryAllocation(byteCount: total, alignment: 4) { field in
+            field.storeBytes(of: UInt32(truncatingIfNeeded: nameLength), toByteOffset: 0, as: UInt32.self)
+            field.storeBytes(of: UInt32(truncatingIfNeeded: valueLength), toByteOffset: 4, as: UInt32.self)
+            if let name, nameLength > 0 { (field.baseAddress! + 8).copyMemory(from: name, byteCount: nameLength) }
+            if let value, valueLength > 0 { (field.baseAddress! + 8 + nameLength).copyMemory(from: value, byteCount: valueLength) }
+            storage.append(contentsOf: UnsafeRawBufferPointer(field))
+        }
+    }
+
+    @inline(never)
+    private mutating func appendPiecewise(name: UnsafePointer<UInt8>?, _ nameLength: Int, value: UnsafePointer<UInt8>?, _ valueLength: Int) {
         withUnsafeBytes(of: UInt32(truncatingIfNeeded: nameLength)) { storage.append(contentsOf: $0) }
         withUnsafeBytes(of: UInt32(truncatingIfNeeded: valueLength)) { storage.append(contentsOf: $0) }
         if let name, nameLength > 0 { storage.append(contentsOf: UnsafeBufferPointer(start: name, count: nameLength)) }

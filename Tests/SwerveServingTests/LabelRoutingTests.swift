@@ -32,6 +32,29 @@ import Testing
         #expect(mm.appliedLabels(of: "m") == .init(stable: 1, canary: 0, canaryPercent: 0, generation: 1, problem: nil))
     }
 
+    /// A name given as bytes (as a request carries it) resolves as the String does: long and
+    /// short names, versions and labels, and names that are not loaded or differ by one byte.
+    @Test func namesGivenAsBytesResolveAsStringsDo() throws {
+        let long = "a_model_name_longer_than_fifteen_bytes"
+        let root = try base.makeRepo(["m/1": "example", "m/2": "example", "\(long)/4": "example"])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = base.manager(root)
+        try mm.loadAll()
+        defer { mm.shutdown() }
+        func bytes(_ name: String, _ version: String = "") throws -> ServedModel {
+            let utf8 = Array(name.utf8)
+            return try utf8.withUnsafeBytes { try mm.resolve(modelNameBytes: $0, version: version, routeHash: { 0 }) }
+        }
+        #expect(try bytes(long) === mm.resolve(model: long, version: ""))
+        #expect(try bytes("m") === mm.resolve(model: "m", version: ""))
+        #expect(try bytes("m", "2").version == 2)  // the default policy serves the latest version only
+        #expect(try bytes("m", "stable").version == 2)
+        for unknown in ["n", "m2", String(long.dropLast()), long + "x", ""] {
+            #expect(throws: ServingError.self) { try bytes(unknown) }
+        }
+        #expect(throws: ServingError(.notFound, "unknown model 'zz'")) { try bytes("zz") }
+    }
+
     @Test func canaryTakesItsShareByHashAndTheSameHashAlwaysMeetsTheSameVersion() throws {
         let root = try base.makeRepo(["m/1": "example", "m/2": "example"])
         defer { try? FileManager.default.removeItem(at: root) }
@@ -153,6 +176,21 @@ import Testing
         #expect(s.latencyCounts[0] == 1 && s.latencyCounts[60] == 1 && s.latencyCounts[61] == 1)
         #expect(s.latencyCounts.last == 1)
         #expect(RolloutEvidence.latencyBoundsMicros[60] >= 1000 && RolloutEvidence.latencyBoundsMicros[61] >= 1100)
+    }
+
+    /// The bucket of any latency is the first bound at or above it: on every bound, next to it,
+    /// and on log-uniform values from 0.01 µs to 10^9 µs (the binary search replaced a log10).
+    @Test func latencyBucketIsTheFirstBoundAtOrAboveTheLatency() {
+        let bounds = RolloutEvidence.latencyBoundsMicros
+        var values: [Double] = [0, 0.5, 1, .greatestFiniteMagnitude]
+        for b in bounds { values += [b, b.nextUp, b.nextDown] }
+        var rng = SplitMix64(seed: 11)
+        for _ in 0..<20_000 { values.append(pow(10, Double.random(in: -2...9, using: &rng))) }
+        for x in values {
+            let i = RolloutEvidence.latencyBucket(micros: x)
+            if i < bounds.count { #expect(x <= bounds[i], "\(x) -> \(i)") } else { #expect(x > bounds.last!) }
+            if i > 0 { #expect(x > bounds[i - 1], "\(x) -> \(i)") }
+        }
     }
 
     @Test func onlyServerSideFailuresCountAgainstAVersion() {

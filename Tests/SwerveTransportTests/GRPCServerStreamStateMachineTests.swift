@@ -66,10 +66,13 @@ import SwerveStatus
     }
 
     @Test func metadataKeepsRegularHeadersInArrivalOrderAndNoPseudoHeaders() {
-        let head = StreamEvents.head(StreamEvents.grpcHeaders("/a/B", [("authorization", "Bearer x"), ("x-b", "2")]))
+        // A field too long for the one-append path (over 512 bytes) is kept the same way.
+        let long = String(repeating: "v", count: 600)
+        let head = StreamEvents.head(StreamEvents.grpcHeaders("/a/B", [("authorization", "Bearer x"), ("x-long", long), ("x-b", "2")]))
         #expect(head.path == "/a/B")
         let fields = head.headerFields.fields.map { "\($0.name)=\($0.value)" }
-        #expect(fields == ["content-type=application/grpc", "te=trailers", "authorization=Bearer x", "x-b=2"])
+        #expect(fields == ["content-type=application/grpc", "te=trailers", "authorization=Bearer x", "x-long=\(long)", "x-b=2"])
+        #expect(head.headerFields.withValue(of: "x-b") { $0.map { Array($0) } } == Array("2".utf8))
     }
 
     @Test func emptyMessageIsAMessage() {
