@@ -65,6 +65,9 @@ final class Frame {
     private var slotCapacity: [Int]
     private var slotNeed: [Int]
     private var stringValues: [[[UInt8]]]
+    /// The shape `tensor(_:rows:)` last handed out for each value: asked for the same again (every
+    /// one-row request), it hands out the same array, not a new one per output per request.
+    private var lastShapes: [[Int]]
 
     init(plan: Plan) {
         self.plan = plan
@@ -82,6 +85,7 @@ final class Frame {
         slotCapacity = Array(repeating: 0, count: plan.slotCount)
         slotNeed = Array(repeating: 0, count: plan.slotCount)
         stringValues = Array(repeating: [], count: plan.types.count)
+        lastShapes = Array(repeating: [], count: plan.types.count)
         for (v, s) in plan.storage.enumerated() {
             if case .constant(let c) = s {
                 pointers[v] = plan.constants[c].bytes
@@ -183,11 +187,23 @@ final class Frame {
         // Built by appending, not `init(unsafeUninitializedCapacity:)`: that initializer calls
         // the standard library's unspecialized allocation, a type-metadata lookup per array
         // (~1% of a one-row request's CPU when it ran twice per output per request).
+        return tensor(v, elements: (rows.lowerBound * width)..<(rows.upperBound * width), shape: shape(v, rows: rows.count, rank: max(r, 1)))
+    }
+
+    /// `[rows, dim 1, …]` of value `v`: the last one made for `v` when it is the same.
+    private func shape(_ v: Int, rows: Int, rank r: Int) -> [Int] {
+        let last = lastShapes[v]
+        if last.count == r, last[0] == rows {
+            var same = true
+            for i in 1..<r where last[i] != dim(v, i) { same = false; break }
+            if same { return last }
+        }
         var shape: [Int] = []
         shape.reserveCapacity(r)
-        shape.append(rows.count)
-        for i in 1..<max(r, 1) { shape.append(dim(v, i)) }
-        return tensor(v, elements: (rows.lowerBound * width)..<(rows.upperBound * width), shape: shape)
+        shape.append(rows)
+        for i in 1..<r { shape.append(dim(v, i)) }
+        lastShapes[v] = shape
+        return shape
     }
 
     private func tensor(_ v: Int, elements: Range<Int>, shape: [Int]) -> Tensor {
