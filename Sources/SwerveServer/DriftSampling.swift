@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import Synchronization
 import SwerveInference
 import SwerveProto
@@ -30,11 +29,9 @@ final class DriftSampling: Sendable {
     private let state = Mutex(State())
     private let wake = NSCondition()
     private let monitors: @Sendable () -> [DriftMonitor]
-    private let logger: Logger
 
     /// `monitors`: every ready version's monitor, for the windows' clock.
-    init(logger: Logger, monitors: @escaping @Sendable () -> [DriftMonitor]) {
-        self.logger = logger
+    init(monitors: @escaping @Sendable () -> [DriftMonitor]) {
         self.monitors = monitors
     }
 

@@ -57,7 +57,7 @@ public final class InferenceService: GRPCCallHandler {
         self.controlPlane = controlPlane ?? .open(logger: logger)
         self.predictionLogs = PredictionLogs(
             root: predictionLogRoot ?? manager.repository.root.appendingPathComponent(".predictions"), logger: logger)
-        self.driftSampling = DriftSampling(logger: logger, monitors: { manager.readyModels().compactMap(\.monitor) })
+        self.driftSampling = DriftSampling(monitors: { manager.readyModels().compactMap(\.monitor) })
         self.feedback = FeedbackService(manager: manager, logRoot: predictionLogs.root, trainer: feedbackTrainer,
                                         forwardConcurrency: feedbackConcurrency, logger: logger)
     }

@@ -512,9 +512,6 @@ public final class ModelManager: Sendable {
         try resolve(model: name, version: version, routeHash: { UInt64.max })
     }
 
-    /// Like `resolve(model:version:)`, but an empty `version` goes to the canary for the
-    /// configured share of requests: those whose `routeHash` (asked for only when the model has a
-    /// canary) falls in the share, so one input always meets the same version.
     /// `resolve(model:version:routeHash:)` for a name given as its UTF-8 bytes (as the request
     /// carries it): an unversioned request to a loaded model makes no String.
     public func resolve(modelNameBytes name: UnsafeRawBufferPointer, version: String, routeHash: () -> UInt64) throws(ServingError) -> ServedModel {
@@ -522,6 +519,9 @@ public final class ModelManager: Sendable {
         return try resolve(model: String(decoding: name, as: UTF8.self), version: version, routeHash: routeHash)
     }
 
+    /// Like `resolve(model:version:)`, but an empty `version` goes to the canary for the
+    /// configured share of requests: those whose `routeHash` (asked for only when the model has a
+    /// canary) falls in the share, so one input always meets the same version.
     public func resolve(model name: String, version: String, routeHash: () -> UInt64) throws(ServingError) -> ServedModel {
         // The common case: an unversioned request. The route is read under the lock; the hash
         // (which reads the request's inputs) is computed outside it.
