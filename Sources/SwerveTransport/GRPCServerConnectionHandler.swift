@@ -66,6 +66,8 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     private let logger: Logger
     /// A `let`: the hot path reaches nghttp2 through it without a retain.
     private let session: NGHTTP2Session
+    /// The session's allocation pool counts (for tests).
+    var sessionPoolCounts: (reused: UInt64, fresh: UInt64, cachedBytes: Int) { session.poolCounts }
     /// The handler as calls see it; set while the handler is in a pipeline (a deliberate cycle,
     /// broken in handlerRemoved).
     private var loopBoundSelf: NIOLoopBound<GRPCServerConnectionHandler>?

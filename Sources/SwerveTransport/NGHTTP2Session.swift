@@ -55,6 +55,9 @@ final class NGHTTP2Session {
 
     /// The nghttp2 session, for the owner's `nghttp2_submit_*` calls. Lives as long as this object.
     let raw: OpaquePointer
+    /// nghttp2's own allocations for this session come from this pool (shim.h): its blocks are
+    /// reused from request to request instead of going back to malloc. Outlives `raw`.
+    private let pool: UnsafeMutablePointer<swerve_h2_pool>?
     private var context: ChannelHandlerContext?
     /// Set while attached (a deliberate cycle, broken in `detach`); the scheduled flush hops with it.
     private var loopBoundSelf: NIOLoopBound<NGHTTP2Session>?
@@ -93,11 +96,17 @@ final class NGHTTP2Session {
         if let c = callbacks.onFrameSend { nghttp2_session_callbacks_set_on_frame_send_callback(set, c) }
         if let c = callbacks.onFrameNotSend { nghttp2_session_callbacks_set_on_frame_not_send_callback(set, c) }
         var session: OpaquePointer?
-        let rv =
-            switch role {
-            case .server: nghttp2_session_server_new(&session, set, nil)
-            case .client: nghttp2_session_client_new(&session, set, nil)
+        let pool = swerve_h2_pool_new()
+        self.pool = pool
+        var mem = swerve_h2_pool_mem(pool)
+        let rv = withUnsafeMutablePointer(to: &mem) { mem in
+            // Without a pool (calloc failed), nghttp2's default allocator.
+            let allocator = pool == nil ? nil : mem
+            return switch role {
+            case .server: nghttp2_session_server_new3(&session, set, nil, nil, allocator)
+            case .client: nghttp2_session_client_new3(&session, set, nil, nil, allocator)
             }
+        }
         nghttp2_session_callbacks_del(set)
         guard rv == 0, let session else {
             preconditionFailure("nghttp2_session_\(role)_new: \(nghttp2ErrorString(Int(rv)))")
@@ -116,6 +125,14 @@ final class NGHTTP2Session {
     deinit {
         // nghttp2_session_del runs no callbacks, so the owner may already be gone.
         nghttp2_session_del(raw)
+        swerve_h2_pool_destroy(pool)
+    }
+
+    /// Blocks the session's pool handed out again and blocks it had to take from malloc, and
+    /// the bytes it keeps now (for tests).
+    var poolCounts: (reused: UInt64, fresh: UInt64, cachedBytes: Int) {
+        guard let pool else { return (0, 0, 0) }
+        return (pool.pointee.reused, pool.pointee.fresh, pool.pointee.cached_bytes)
     }
 
     /// Makes `owner` the callbacks' user data, unretained: the owner holds this object, and

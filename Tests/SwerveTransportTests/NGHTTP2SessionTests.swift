@@ -121,6 +121,27 @@ import SwerveStatus
         #expect(await Self.collect(unknown).status == GRPCStatus(.unimplemented, "unknown method /no.Such/Method"))
     }
 
+    /// nghttp2 allocates from the session's pool: after the first calls, later calls take most
+    /// of their blocks from it rather than from malloc.
+    @Test func laterCallsReuseTheSessionPoolsBlocks() async throws {
+        let connection = try Connection()
+        // One call at a time, each answered before the next starts (pumped, not awaited: the
+        // embedded loops stay on this thread until the first await).
+        let first = connection.call(TestMethod.echo, [1])
+        try connection.pump()
+        let warm = connection.serverHandler.sessionPoolCounts
+        var calls: [AsyncThrowingStream<[UInt8], any Error>] = []
+        for i in 0..<20 {
+            calls.append(connection.call(TestMethod.echo, [UInt8(i)]))
+            try connection.pump()
+        }
+        let after = connection.serverHandler.sessionPoolCounts
+        #expect(await Self.collect(first).messages == [[1]])
+        for (i, call) in calls.enumerated() { #expect(await Self.collect(call).messages == [[UInt8(i)]]) }
+        #expect(after.reused - warm.reused > 4 * (after.fresh - warm.fresh), "reused \(after.reused - warm.reused), fresh \(after.fresh - warm.fresh)")
+        #expect(after.cachedBytes <= 32 * 1024)
+    }
+
     @Test func protocolErrorIsAnsweredWithGoawayThenTheConnectionCloses() throws {
         let connection = try Connection()
         let before = connection.serverBytes.count
