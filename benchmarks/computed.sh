@@ -65,17 +65,19 @@ sleep 0.5
 declare -A URL=([dynamic]="http://127.0.0.1:${PORT[dynamic]}/inference.GRPCInferenceService/ModelInfer"
                 [cached]="http://127.0.0.1:${PORT[cached]}/inference.GRPCInferenceService/ModelInfer"
                 [nghttpd]="http://127.0.0.1:$nport/response.bin")
-h2() {  # name out-prefix args...
+h2() {  # name out-prefix args... (with --log-file OUT.log among args for per-request times)
     local name=$1 out=$2; shift 2
     h2load "$@" --warm-up-time 1 -D "$SECS" -d "$W/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
-        --log-file "$out.log" "${URL[$name]}" >"$out.txt" 2>&1 || true
+        "${URL[$name]}" >"$out.txt" 2>&1 || true
 }
 for r in $(seq 1 "$ROUNDS"); do
     for n in dynamic cached nghttpd; do
         log "round $r/$ROUNDS: h2load -c 8 -m 16 against $n"
+        # No per-request log at 8x16: h2load writing a line per request (twice as many for the
+        # faster server) took CPU from the servers it shares the two cores with.
         h2 $n "$W/c8-$n-$r" -c 8 -m 16 -t 1
         log "round $r/$ROUNDS: h2load -c 1 -m 1 against $n"
-        h2 $n "$W/c1-$n-$r" -c 1 -m 1 -t 1
+        h2 $n "$W/c1-$n-$r" -c 1 -m 1 -t 1 --log-file "$W/c1-$n-$r.log"
     done
     for rows in 64 16; do
         log "round $r/$ROUNDS: digits_mlp $rows-row requests at concurrency 8, then the core alone at batch $rows"
