@@ -26,7 +26,7 @@ final class FeedbackService: Sendable {
     /// appends in one fsync); 1 keeps a call's examples in the trainer's log in label order.
     let forwardConcurrency: Int
 
-    init(manager: ModelManager, logRoot: URL, trainer: (host: String, port: Int)?, forwardConcurrency: Int = 8, logger: Logger) {
+    init(manager: ModelManager, logRoot: URL, trainer: (host: String, port: Int)?, forwardConcurrency: Int, logger: Logger) {
         self.manager = manager
         self.logRoot = logRoot
         self.trainer = trainer.map { TrainerLink(host: $0.host, port: $0.port) }

@@ -21,6 +21,8 @@ public final class InferenceService: GRPCCallHandler {
     /// Reported as the model platform: the format is ONNX, run by Swerve's own core.
     public static let platform = "swerve_onnx"
     static let extensions = ["model_repository", "model_configuration", "statistics", "health"]
+    /// AppendExamples calls in flight per AppendLabels call unless configured (`--feedback-concurrency`).
+    public static let defaultFeedbackConcurrency = 8
 
     let manager: ModelManager
     let logger: Logger
@@ -50,7 +52,8 @@ public final class InferenceService: GRPCCallHandler {
 
     /// `predictionLogRoot`: the prediction logs' directory (default `<repository>/.predictions`).
     public init(manager: ModelManager, logger: Logger, strictReadiness: Bool = true, controlPlane: ControlPlaneGuard? = nil,
-                predictionLogRoot: URL? = nil, feedbackTrainer: (host: String, port: Int)? = nil, feedbackConcurrency: Int = 8) {
+                predictionLogRoot: URL? = nil, feedbackTrainer: (host: String, port: Int)? = nil,
+                feedbackConcurrency: Int = InferenceService.defaultFeedbackConcurrency) {
         self.manager = manager
         self.logger = logger
         self.strictReadiness = strictReadiness

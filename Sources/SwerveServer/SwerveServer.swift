@@ -55,7 +55,7 @@ public struct ServerOptions: Sendable {
     public var feedbackTrainer: (host: String, port: Int)? = nil
     /// AppendExamples calls in flight per AppendLabels call (`--feedback-concurrency`, 8; 1 keeps
     /// a call's examples in label order in the trainer's log).
-    public var feedbackConcurrency = 8
+    public var feedbackConcurrency = InferenceService.defaultFeedbackConcurrency
 
     public init(repository: String) { self.repository = repository }
 }

@@ -39,7 +39,8 @@ final class ClosureReceiver: InferReceiver {
 }
 
 /// One queued inference request: the inputs in the model's input order, all with `rows` rows,
-/// and who gets the answer: closures, or a receiver and the statistics its execution counts in.
+/// and who gets the answer: closures (which count the request's compute statistics themselves),
+/// or a receiver (whose requests the batcher counts, a batch at a time, in `execute`).
 final class InferJob: @unchecked Sendable {
     // Immutable after creation; handed from the submitting thread to one worker under the batcher's lock.
     let inputs: [Tensor]
@@ -47,7 +48,6 @@ final class InferJob: @unchecked Sendable {
     private let cancelledClosure: (@Sendable () -> Bool)?
     private let completionClosure: (@Sendable (Result<Computed, ServingError>) -> Void)?
     private let receiver: (any InferReceiver)?
-    private let statistics: VersionStatistics?
     /// Set under the batcher's lock when queued: no request was queued and no worker busy, so
     /// its queue wait is the cost of the hop to a worker (`InlinePolicy`).
     var foundIdle = false
@@ -59,17 +59,15 @@ final class InferJob: @unchecked Sendable {
         cancelledClosure = isCancelled
         completionClosure = completion
         receiver = nil
-        statistics = nil
     }
 
-    /// A job that answers `receiver` and, when computed, counts its execution's stages in `statistics`.
-    init(inputs: [Tensor], rows: Int, receiver: any InferReceiver, statistics: VersionStatistics) {
+    /// A job that answers `receiver`; `execute` counts its execution's stages.
+    init(inputs: [Tensor], rows: Int, receiver: any InferReceiver) {
         self.inputs = inputs
         self.rows = rows
         cancelledClosure = nil
         completionClosure = nil
         self.receiver = receiver
-        self.statistics = statistics
     }
 
     @inline(__always)
@@ -79,21 +77,14 @@ final class InferJob: @unchecked Sendable {
     }
 
     /// Whether the answer goes to a receiver (whose statistics the batch records in one go,
-    /// `DynamicBatcher.execute`, before `deliver`).
+    /// `DynamicBatcher.execute`, before the answers leave).
     var answersReceiver: Bool { receiver != nil }
 
-    /// A receiver job's outputs, its execution already counted.
-    func deliver(_ outputs: [Tensor]) { receiver!.complete(.success(outputs)) }
-
+    /// The answer. A receiver gets the outputs alone: its statistics are counted by `execute`,
+    /// the only place a job succeeds.
     func completion(_ result: Result<Computed, ServingError>) {
         guard let receiver else { return completionClosure!(result) }
-        switch result {
-        case .success(let c):
-            statistics?.recordComputed(c.times)
-            receiver.complete(.success(c.outputs))
-        case .failure(let e):
-            receiver.complete(.failure(e))
-        }
+        receiver.complete(result.map(\.outputs))
     }
 }
 
@@ -455,7 +446,6 @@ final class DynamicBatcher: @unchecked Sendable {
         }
         statistics.recordComputed(stages, queueTotalNs: receiversQueueNs, count: receivers)
         for (k, j) in jobs.enumerated() {
-            if j.answersReceiver { j.deliver(results[k]); continue }
             var times = stages
             times.queueNs = queued?[k] ?? 0
             j.completion(.success(Computed(outputs: results[k], times: times)))

@@ -368,7 +368,7 @@ public final class ServedModel: Sendable {
             }, deadlineNs: deadlineNs)
             return
         }
-        batcher.submit(InferJob(inputs: inputs, rows: rows, receiver: receiver, statistics: statistics), deadlineNs: deadlineNs)
+        batcher.submit(InferJob(inputs: inputs, rows: rows, receiver: receiver), deadlineNs: deadlineNs)
     }
 
     /// Whether this version has a response cache (ModelConfig's `response_cache.enable`): `cached`

@@ -80,7 +80,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("feedback-concurrency"),
             help: "AppendExamples calls in flight to the feedback trainer per AppendLabels call (1...64; 1 keeps a call's examples in label order in the trainer's log).")
-    var feedbackConcurrency = 8
+    var feedbackConcurrency = InferenceService.defaultFeedbackConcurrency
 
     @Option(name: .customLong("strict-readiness"), help: "true: ServerReady and health are false while any expected model is not ready; false: one ready model is enough.")
     var strictReadiness = true
