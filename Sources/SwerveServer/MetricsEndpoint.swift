@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
+import SwerveServing
 import SwerveTransport
 
 #if canImport(Glibc)
@@ -101,6 +102,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case "/metrics":
             var buffer: [UInt8] = []
             registry.emit(into: &buffer)
+            LatencyHistogram.emitAll(into: &buffer)
             return (.ok, "text/plain; version=0.0.4; charset=utf-8", buffer)
         case "/v2/health/live":
             return (.ok, "text/plain; charset=utf-8", Array("live\n".utf8))

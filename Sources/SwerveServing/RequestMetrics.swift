@@ -8,7 +8,7 @@ public final class RequestMetrics: Sendable {
     private let model: String
     private let version: String
     private let succeeded: Counter
-    private let latency: Metrics.Timer
+    private let latency: LatencyHistogram
     /// Failure counters by gRPC status code, made on first use (few codes ever occur).
     private let failed = Mutex<[Int: Counter]>([:])
 
@@ -19,13 +19,13 @@ public final class RequestMetrics: Sendable {
         self.model = model
         self.version = version
         succeeded = Counter(label: "swerve_requests_total", dimensions: [("model", model), ("version", version), ("status", Self.okLabel)])
-        latency = Metrics.Timer(label: "swerve_request_duration_seconds", dimensions: [("model", model), ("version", version)])
+        latency = LatencyHistogram.forVersion(model: model, version: version)
     }
 
     /// A successful request that took `nanoseconds` from arrival to answer.
     public func recordSuccess(nanoseconds: UInt64) {
         succeeded.increment()
-        latency.recordNanoseconds(Int64(clamping: nanoseconds))
+        latency.record(nanoseconds: nanoseconds)
     }
 
     /// A failed request; `status` is the code's canonical name (its label value).

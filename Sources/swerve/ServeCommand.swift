@@ -227,10 +227,6 @@ struct ServeCommand: AsyncParsableCommand {
         logging.bootstrap()
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
-        factory.durationHistogramBuckets["swerve_request_duration_seconds"] = [
-            .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1),
-            .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
-            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)]
         factory.valueHistogramBuckets["swerve_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
         MetricsSystem.bootstrap(factory)
 
