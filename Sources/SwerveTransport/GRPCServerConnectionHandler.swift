@@ -68,6 +68,8 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     private let session: NGHTTP2Session
     /// The session's allocation pool counts (for tests).
     var sessionPoolCounts: (reused: UInt64, fresh: UInt64, cachedBytes: Int) { session.poolCounts }
+    /// Flush tasks the session scheduled (answers given outside a read's delivery).
+    var sessionFlushTasks: UInt64 { session.flushTasks }
     /// The handler as calls see it; set while the handler is in a pipeline (a deliberate cycle,
     /// broken in handlerRemoved).
     private var loopBoundSelf: NIOLoopBound<GRPCServerConnectionHandler>?
@@ -181,6 +183,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        session.flushFollows = false
         stopWatchdog()
         session.channelClosed()
         cancelAllStreams()
@@ -215,6 +218,9 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard session.isOpen else { return }
         sawRead = true
+        // NIO ends every read that delivered data with channelReadComplete (a read error instead
+        // fires errorCaught, which closes the connection), and that flushes.
+        session.flushFollows = true
         if session.receive(unwrapInboundIn(data)) {
             dispatchReadyCalls()
         } else {
@@ -223,6 +229,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        session.flushFollows = false
         session.flush()
         resumeHeldCalls()
         context.fireChannelReadComplete()
@@ -238,6 +245,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error: \(error)")
+        session.flushFollows = false
         session.close(.closed)
     }
 

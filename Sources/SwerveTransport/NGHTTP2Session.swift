@@ -62,6 +62,13 @@ final class NGHTTP2Session {
     /// Set while attached (a deliberate cycle, broken in `detach`); the scheduled flush hops with it.
     private var loopBoundSelf: NIOLoopBound<NGHTTP2Session>?
     private var flushScheduled = false
+    /// Set by the owner while a read is being delivered (from `channelRead` to its
+    /// `channelReadComplete`), which flushes when it ends: flushes asked for meanwhile (answers
+    /// computed inline during the read) need no task of their own. A task per read was, at one
+    /// request per read, an allocation, a lock and a pass through the loop's task queue per request.
+    var flushFollows = false
+    /// Flush tasks scheduled so far (for tests of the rule above).
+    private(set) var flushTasks: UInt64 = 0
     /// Pull from nghttp2 only while the channel is writable (the server's connections): nghttp2
     /// then keeps what cannot be written in its own queue, where its outbound-flood limits apply.
     let honoursWritability: Bool
@@ -202,8 +209,9 @@ final class NGHTTP2Session {
     /// Coalesces flushes requested off the read path (answers hopping in from other threads,
     /// calls starting): one `mem_send` and one write per loop tick, however many asked.
     func scheduleFlush() {
-        guard !flushScheduled, ending == nil, let loopBoundSelf else { return }
+        guard !flushScheduled, !flushFollows, ending == nil, let loopBoundSelf else { return }
         flushScheduled = true
+        flushTasks &+= 1
         loopBoundSelf.eventLoop.execute {
             let session = loopBoundSelf.value
             session.flushScheduled = false

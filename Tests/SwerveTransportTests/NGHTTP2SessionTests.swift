@@ -142,6 +142,31 @@ import SwerveStatus
         #expect(after.cachedBytes <= 32 * 1024)
     }
 
+    /// An answer given while a read is being delivered is written when the read completes, with
+    /// no flush task of its own; an answer given outside a read (a worker's, hopping back to the
+    /// loop) still schedules one, so it leaves without waiting for the next read.
+    @Test func answersGivenDuringAReadNeedNoFlushTask() async throws {
+        let connection = try Connection()
+        let before = connection.serverHandler.sessionFlushTasks
+        var calls: [AsyncThrowingStream<[UInt8], any Error>] = []
+        for i in 0..<10 {
+            calls.append(connection.call(TestMethod.echo, [UInt8(i)]))
+            try connection.pump()
+        }
+        #expect(connection.serverHandler.sessionFlushTasks == before, "the echo answers inside the read")
+        for (i, call) in calls.enumerated() { #expect(await Self.collect(call).messages == [[UInt8(i)]]) }
+
+        // A call answered later, outside any read: the answer needs (and gets) a flush task.
+        let late = connection.call(TestMethod.hold, [42])
+        try connection.pump()
+        let held = try #require(connection.observations.heldCalls.first)
+        let beforeLate = connection.serverHandler.sessionFlushTasks
+        held.respond([43])
+        #expect(connection.serverHandler.sessionFlushTasks == beforeLate + 1)
+        try connection.pump()
+        #expect(await Self.collect(late).messages == [[43]])
+    }
+
     @Test func protocolErrorIsAnsweredWithGoawayThenTheConnectionCloses() throws {
         let connection = try Connection()
         let before = connection.serverBytes.count
