@@ -75,6 +75,8 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     private var loopBoundSelf: NIOLoopBound<GRPCServerConnectionHandler>?
     private var streams = StreamTable<ServerStream>()
     private var readyCalls: [GRPCServerCall] = []
+    /// `readyCalls`' other buffer (empty), for `dispatchReadyCalls`.
+    private var spareCalls: [GRPCServerCall] = []
     private var headerStrings = HeaderStringCache()
     /// The request header block being received (HEADERS frames and their CONTINUATIONs are never
     /// interleaved with another stream's), and its stream (0: none).
@@ -531,8 +533,11 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     /// `resumeHeldCalls`. (Their deadline timers already run.)
     private func dispatchReadyCalls() {
         guard !readyCalls.isEmpty else { return }
-        let calls = readyCalls
-        readyCalls.removeAll(keepingCapacity: true)
+        // Two buffers in turn: copying the array and emptying it "keeping capacity" allocated a
+        // new buffer on every dispatch (the copy still shared the old one).
+        var calls = spareCalls
+        spareCalls = []
+        swap(&calls, &readyCalls)
         var next = 0
         callHandler.dispatchBurst { flush in
             // Calls handed out whose answers may be deferred to the burst's end: each counted at
@@ -558,6 +563,8 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
             }
         }
         if next < calls.count { holdBack(calls[next...]) }
+        calls.removeAll(keepingCapacity: true)
+        spareCalls = calls
     }
 
     @inline(never)
