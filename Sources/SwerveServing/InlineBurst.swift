@@ -32,12 +32,34 @@ public final class InlineBurst {
             body { open.flushAll() }
             return
         }
-        let burst = InlineBurst()
+        let burst = takeSpare() ?? InlineBurst()
         pthread_setspecific(key, Unmanaged.passUnretained(burst).toOpaque())
         body { burst.flushAll() }
         // Closed before the last batches run: whatever their completions submit goes the usual way.
         pthread_setspecific(key, nil)
         burst.flushAll()
+        keepSpare(burst)
+    }
+
+    /// Each thread keeps its last burst (empty, its list's capacity kept) for the next: a burst
+    /// per read was an object and a list allocated per request at one request per read.
+    private static let spareKey: pthread_key_t = {
+        var k = pthread_key_t()
+        precondition(pthread_key_create(&k, { spare in
+            if let spare { Unmanaged<InlineBurst>.fromOpaque(spare).release() }
+        }) == 0, "pthread_key_create failed")
+        return k
+    }()
+
+    private static func takeSpare() -> InlineBurst? {
+        guard let spare = pthread_getspecific(spareKey) else { return nil }
+        pthread_setspecific(spareKey, nil)
+        return Unmanaged<InlineBurst>.fromOpaque(spare).takeRetainedValue()
+    }
+
+    private static func keepSpare(_ burst: InlineBurst) {
+        guard burst.pending.isEmpty, pthread_getspecific(spareKey) == nil else { return }
+        pthread_setspecific(spareKey, Unmanaged.passRetained(burst).toOpaque())
     }
 
     /// The calling thread's open burst, if any.

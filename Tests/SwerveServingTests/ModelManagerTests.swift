@@ -211,6 +211,22 @@ import Testing
         #expect(answered.withLock { $0 })
     }
 
+    /// A thread's bursts are one object, reused (nothing allocated per read); a nested run joins
+    /// the open burst; between runs no burst is open.
+    @Test func aThreadReusesItsBurstAndNestedRunsJoinIt() {
+        // Held, so that distinct bursts could not share an address.
+        var seen: [InlineBurst] = []
+        for _ in 0..<3 {
+            InlineBurst.run { _ in
+                seen.append(InlineBurst.current!)
+                InlineBurst.run { _ in seen.append(InlineBurst.current!) }
+            }
+            #expect(InlineBurst.current == nil)
+        }
+        #expect(seen.count == 6)
+        #expect(seen.allSatisfy { $0 === seen[0] })
+    }
+
     @Test func unloadingInsideABurstRunsWhatTheBurstHeld() throws {
         let root = try makeRepo(["m/1": "example"], configs: ["m": #"{"execution": "inline"}"#])
         defer { try? FileManager.default.removeItem(at: root) }
