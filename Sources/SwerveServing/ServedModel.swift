@@ -278,8 +278,32 @@ public final class ServedModel: Sendable {
     /// `validate` for tensors given in the model's input order (the usual request): no
     /// reordering, no copy. Fewer tensors than inputs means the next input is missing.
     public func validate(inOrder given: [Tensor]) throws(ServingError) -> (inputs: [Tensor], rows: Int) {
+        if let rows = acceptedRows(inOrder: given) { return (given, rows) }
         let rows = try check { $0 < given.count ? given[$0] : nil }
         return (given, rows)
+    }
+
+    /// The rows of tensors that pass every rule of `check`, else nil (and `check` says why). Reads
+    /// the tensors and the input descriptions in place: `check`'s copies of each (name, shape,
+    /// data) were five retains and releases per request.
+    private func acceptedRows(inOrder given: [Tensor]) -> Int? {
+        guard given.count == inputs.count else { return nil }
+        var rows = -1
+        for i in 0..<inputs.count {
+            guard given[i].dataType == inputs[i].dataType, Self.fits(given[i].shape, inputs[i].shape) else { return nil }
+            let r = maxBatchSize > 0 ? given[i].shape[0] : 1
+            if rows == -1 { rows = r } else if rows != r { return nil }
+        }
+        if maxBatchSize > 0, rows < 1 || rows > maxBatchSize { return nil }
+        return max(rows, 1)
+    }
+
+    /// Whether `shape` has `declared`'s rank and every dimension `declared` fixes (-1 = any).
+    @inline(__always)
+    private static func fits(_ shape: [Int], _ declared: [Int]) -> Bool {
+        guard shape.count == declared.count else { return false }
+        for d in 0..<shape.count where declared[d] != -1 && declared[d] != shape[d] { return false }
+        return true
     }
 
     /// Checks every input's tensor (nil = not given) and returns the number of rows.
@@ -292,8 +316,7 @@ public final class ServedModel: Sendable {
             guard t.dataType == info.dataType else {
                 throw ServingError(.invalidArgument, "input '\(info.name)' must be \(info.dataType.rawValue), got \(t.dataType.rawValue)")
             }
-            let fits = t.shape.count == info.shape.count && zip(t.shape, info.shape).allSatisfy { $1 == -1 || $0 == $1 }
-            guard fits else {
+            guard Self.fits(t.shape, info.shape) else {
                 throw ServingError(.invalidArgument, "input '\(info.name)' must have shape \(info.shape) (-1 = any), got \(t.shape)")
             }
             let r = maxBatchSize > 0 ? t.shape[0] : 1

@@ -211,6 +211,51 @@ import Testing
         #expect(answered.withLock { $0 })
     }
 
+    /// `validate(inOrder:)` reads the tensors in place on the request path and defers to the
+    /// general check only to say what is wrong: both must accept and reject the same tensors, with
+    /// the same rows. Shapes around the declared [-1, 30], batch sizes around 1...8, three datatypes,
+    /// missing and extra tensors.
+    @Test func inOrderValidationAgreesWithTheGeneralCheck() throws {
+        let root = try makeRepo(["m/1": "example"], configs: ["m": #"{"max_batch_size": 8}"#])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = manager(root)
+        try mm.loadAll()
+        defer { mm.shutdown() }
+        let m = try mm.resolve(model: "m", version: "")
+        func tensor(_ shape: [Int], _ type: Int) -> Tensor {
+            let n = shape.reduce(1, *)
+            switch type {
+            case 0: return Tensor(shape: shape, data: .fp32(Array(repeating: 0.5, count: n)))
+            case 1: return Tensor(shape: shape, data: .fp64(Array(repeating: 0.5, count: n)))
+            default: return Tensor(shape: shape, data: .int64(Array(repeating: 1, count: n)))
+            }
+        }
+        var cases = 0, accepted = 0
+        for rows in [0, 1, 2, 8, 9] {
+            for shape in [[rows, 30], [rows, 29], [rows, 31], [rows], [rows, 30, 1], [rows, 1, 30]] {
+                for type in 0..<3 {
+                    for given in [[tensor(shape, type)], [], [tensor(shape, type), tensor([1, 30], 0)]] {
+                        cases += 1
+                        let fast = Result { () throws(ServingError) in try m.validate(inOrder: given) }
+                        // validate(ordered:) takes exactly one slot per input (nil: not given).
+                        let slots = m.inputs.indices.map { $0 < given.count ? given[$0] : nil }
+                        let general = Result { () throws(ServingError) in try m.validate(ordered: slots) }
+                        switch (fast, general) {
+                        case (.success(let a), .success(let b)):
+                            accepted += 1
+                            #expect(a.rows == b.rows && a.inputs.first == b.inputs.first, "\(shape) type \(type)")
+                        case (.failure(let a), .failure(let b)):
+                            #expect(a.message == b.message, "\(shape) type \(type)")
+                        default:
+                            Issue.record("disagree on \(given.map(\.shape)) type \(type): \(fast) vs \(general)")
+                        }
+                    }
+                }
+            }
+        }
+        #expect(cases == 270 && accepted == 6, "\(accepted) of \(cases) accepted")
+    }
+
     /// A thread's bursts are one object, reused (nothing allocated per read); a nested run joins
     /// the open burst; between runs no burst is open.
     @Test func aThreadReusesItsBurstAndNestedRunsJoinIt() {
