@@ -31,6 +31,16 @@ import Testing
         return root
     }
 
+    /// Runs `body` with the example model loaded as "m" with `max_batch_size` 8.
+    func withBatchedExample(_ body: (ServedModel) throws -> Void) throws {
+        let root = try makeRepo(["m/1": "example"], configs: ["m": #"{"max_batch_size": 8}"#])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = manager(root)
+        try mm.loadAll()
+        defer { mm.shutdown() }
+        try body(try mm.resolve(model: "m", version: ""))
+    }
+
     func manager(_ root: URL) -> ModelManager {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -100,19 +110,15 @@ import Testing
     }
 
     @Test func validationRejectsBadInputs() throws {
-        let root = try makeRepo(["m/1": "example"], configs: ["m": #"{"max_batch_size": 8}"#])
-        defer { try? FileManager.default.removeItem(at: root) }
-        let mm = manager(root)
-        try mm.loadAll()
-        defer { mm.shutdown() }
-        let m = try mm.resolve(model: "m", version: "")
-        let ok = Tensor(shape: [2, 30], data: .fp32(.init(repeating: 0, count: 60)))
-        #expect(throws: ServingError.self) { try m.validate([("wrong", ok)]) }
-        #expect(throws: ServingError.self) { try m.validate([]) }
-        #expect(throws: ServingError.self) { try m.validate([("input", Tensor(shape: [2, 29], data: .fp32(.init(repeating: 0, count: 58))))]) }
-        #expect(throws: ServingError.self) { try m.validate([("input", Tensor(shape: [2, 30], data: .fp64(.init(repeating: 0, count: 60))))]) }
-        #expect(throws: ServingError.self) { try m.validate([("input", Tensor(shape: [9, 30], data: .fp32(.init(repeating: 0, count: 270))))]) }
-        #expect(try m.validate([("input", ok)]).rows == 2)
+        try withBatchedExample { m throws in
+            let ok = Tensor(shape: [2, 30], data: .fp32(.init(repeating: 0, count: 60)))
+            #expect(throws: ServingError.self) { try m.validate([("wrong", ok)]) }
+            #expect(throws: ServingError.self) { try m.validate([]) }
+            #expect(throws: ServingError.self) { try m.validate([("input", Tensor(shape: [2, 29], data: .fp32(.init(repeating: 0, count: 58))))]) }
+            #expect(throws: ServingError.self) { try m.validate([("input", Tensor(shape: [2, 30], data: .fp64(.init(repeating: 0, count: 60))))]) }
+            #expect(throws: ServingError.self) { try m.validate([("input", Tensor(shape: [9, 30], data: .fp32(.init(repeating: 0, count: 270))))]) }
+            #expect(try m.validate([("input", ok)]).rows == 2)
+        }
     }
 
     /// Many threads submit at once so the batcher merges requests; every request must get exactly
@@ -216,44 +222,40 @@ import Testing
     /// the same rows. Shapes around the declared [-1, 30], batch sizes around 1...8, three datatypes,
     /// missing and extra tensors.
     @Test func inOrderValidationAgreesWithTheGeneralCheck() throws {
-        let root = try makeRepo(["m/1": "example"], configs: ["m": #"{"max_batch_size": 8}"#])
-        defer { try? FileManager.default.removeItem(at: root) }
-        let mm = manager(root)
-        try mm.loadAll()
-        defer { mm.shutdown() }
-        let m = try mm.resolve(model: "m", version: "")
-        func tensor(_ shape: [Int], _ type: Int) -> Tensor {
-            let n = shape.reduce(1, *)
-            switch type {
-            case 0: return Tensor(shape: shape, data: .fp32(Array(repeating: 0.5, count: n)))
-            case 1: return Tensor(shape: shape, data: .fp64(Array(repeating: 0.5, count: n)))
-            default: return Tensor(shape: shape, data: .int64(Array(repeating: 1, count: n)))
+        try withBatchedExample { m throws in
+            func tensor(_ shape: [Int], _ type: Int) -> Tensor {
+                let n = shape.reduce(1, *)
+                switch type {
+                case 0: return Tensor(shape: shape, data: .fp32(Array(repeating: 0.5, count: n)))
+                case 1: return Tensor(shape: shape, data: .fp64(Array(repeating: 0.5, count: n)))
+                default: return Tensor(shape: shape, data: .int64(Array(repeating: 1, count: n)))
+                }
             }
-        }
-        var cases = 0, accepted = 0
-        for rows in [0, 1, 2, 8, 9] {
-            for shape in [[rows, 30], [rows, 29], [rows, 31], [rows], [rows, 30, 1], [rows, 1, 30]] {
-                for type in 0..<3 {
-                    for given in [[tensor(shape, type)], [], [tensor(shape, type), tensor([1, 30], 0)]] {
-                        cases += 1
-                        let fast = Result { () throws(ServingError) in try m.validate(inOrder: given) }
-                        // validate(ordered:) takes exactly one slot per input (nil: not given).
-                        let slots = m.inputs.indices.map { $0 < given.count ? given[$0] : nil }
-                        let general = Result { () throws(ServingError) in try m.validate(ordered: slots) }
-                        switch (fast, general) {
-                        case (.success(let a), .success(let b)):
-                            accepted += 1
-                            #expect(a.rows == b.rows && a.inputs.first == b.inputs.first, "\(shape) type \(type)")
-                        case (.failure(let a), .failure(let b)):
-                            #expect(a.message == b.message, "\(shape) type \(type)")
-                        default:
-                            Issue.record("disagree on \(given.map(\.shape)) type \(type): \(fast) vs \(general)")
+            var cases = 0, accepted = 0
+            for rows in [0, 1, 2, 8, 9] {
+                for shape in [[rows, 30], [rows, 29], [rows, 31], [rows], [rows, 30, 1], [rows, 1, 30]] {
+                    for type in 0..<3 {
+                        for given in [[tensor(shape, type)], [], [tensor(shape, type), tensor([1, 30], 0)]] {
+                            cases += 1
+                            let fast = Result { () throws(ServingError) in try m.validate(inOrder: given) }
+                            // validate(ordered:) takes exactly one slot per input (nil: not given).
+                            let slots = m.inputs.indices.map { $0 < given.count ? given[$0] : nil }
+                            let general = Result { () throws(ServingError) in try m.validate(ordered: slots) }
+                            switch (fast, general) {
+                            case (.success(let a), .success(let b)):
+                                accepted += 1
+                                #expect(a.rows == b.rows && a.inputs.first == b.inputs.first, "\(shape) type \(type)")
+                            case (.failure(let a), .failure(let b)):
+                                #expect(a.message == b.message, "\(shape) type \(type)")
+                            default:
+                                Issue.record("disagree on \(given.map(\.shape)) type \(type): \(fast) vs \(general)")
+                            }
                         }
                     }
                 }
             }
+            #expect(cases == 270 && accepted == 6, "\(accepted) of \(cases) accepted")
         }
-        #expect(cases == 270 && accepted == 6, "\(accepted) of \(cases) accepted")
     }
 
     /// A thread's bursts are one object, reused (nothing allocated per read); a nested run joins
