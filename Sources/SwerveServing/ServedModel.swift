@@ -271,31 +271,15 @@ public final class ServedModel: Sendable {
 
     /// `validate` for tensors already placed at their input positions (nil = not given).
     public func validate(ordered: [Tensor?]) throws(ServingError) -> (inputs: [Tensor], rows: Int) {
-        let rows = try check { ordered[$0] }
-        return (ordered.map { $0! }, rows)
+        // Up to the first slot not given, which `check` then names as the missing input.
+        let given = ordered.prefix { $0 != nil }.map { $0! }
+        return (given, try check(given))
     }
 
     /// `validate` for tensors given in the model's input order (the usual request): no
     /// reordering, no copy. Fewer tensors than inputs means the next input is missing.
     public func validate(inOrder given: [Tensor]) throws(ServingError) -> (inputs: [Tensor], rows: Int) {
-        if let rows = acceptedRows(inOrder: given) { return (given, rows) }
-        let rows = try check { $0 < given.count ? given[$0] : nil }
-        return (given, rows)
-    }
-
-    /// The rows of tensors that pass every rule of `check`, else nil (and `check` says why). Reads
-    /// the tensors and the input descriptions in place: `check`'s copies of each (name, shape,
-    /// data) were five retains and releases per request.
-    private func acceptedRows(inOrder given: [Tensor]) -> Int? {
-        guard given.count == inputs.count else { return nil }
-        var rows = -1
-        for i in 0..<inputs.count {
-            guard given[i].dataType == inputs[i].dataType, Self.fits(given[i].shape, inputs[i].shape) else { return nil }
-            let r = maxBatchSize > 0 ? given[i].shape[0] : 1
-            if rows == -1 { rows = r } else if rows != r { return nil }
-        }
-        if maxBatchSize > 0, rows < 1 || rows > maxBatchSize { return nil }
-        return max(rows, 1)
+        (given, try check(given))
     }
 
     /// Whether `shape` has `declared`'s rank and every dimension `declared` fixes (-1 = any).
@@ -306,22 +290,25 @@ public final class ServedModel: Sendable {
         return true
     }
 
-    /// Checks every input's tensor (nil = not given) and returns the number of rows.
-    private func check(_ tensor: (Int) -> Tensor?) throws(ServingError) -> Int {
+    /// Checks the tensors of the inputs in order (an input past `given`'s end is missing; tensors
+    /// past the model's inputs are not looked at) and returns the number of rows. Reads tensors and
+    /// input descriptions in place: copies of each (name, shape, data) were five retains and
+    /// releases per request.
+    private func check(_ given: [Tensor]) throws(ServingError) -> Int {
         var rows = -1
-        for (i, info) in inputs.enumerated() {
-            guard let t = tensor(i) else {
-                throw ServingError(.invalidArgument, "missing input '\(info.name)' for model \(name)")
+        for i in 0..<inputs.count {
+            guard i < given.count else {
+                throw ServingError(.invalidArgument, "missing input '\(inputs[i].name)' for model \(name)")
             }
-            guard t.dataType == info.dataType else {
-                throw ServingError(.invalidArgument, "input '\(info.name)' must be \(info.dataType.rawValue), got \(t.dataType.rawValue)")
+            guard given[i].dataType == inputs[i].dataType else {
+                throw ServingError(.invalidArgument, "input '\(inputs[i].name)' must be \(inputs[i].dataType.rawValue), got \(given[i].dataType.rawValue)")
             }
-            guard Self.fits(t.shape, info.shape) else {
-                throw ServingError(.invalidArgument, "input '\(info.name)' must have shape \(info.shape) (-1 = any), got \(t.shape)")
+            guard Self.fits(given[i].shape, inputs[i].shape) else {
+                throw ServingError(.invalidArgument, "input '\(inputs[i].name)' must have shape \(inputs[i].shape) (-1 = any), got \(given[i].shape)")
             }
-            let r = maxBatchSize > 0 ? t.shape[0] : 1
+            let r = maxBatchSize > 0 ? given[i].shape[0] : 1
             if rows == -1 { rows = r } else if rows != r {
-                throw ServingError(.invalidArgument, "inputs disagree on the batch size: '\(info.name)' has \(r) rows, others \(rows)")
+                throw ServingError(.invalidArgument, "inputs disagree on the batch size: '\(inputs[i].name)' has \(r) rows, others \(rows)")
             }
         }
         if maxBatchSize > 0 {

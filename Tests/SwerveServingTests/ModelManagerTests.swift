@@ -217,10 +217,11 @@ import Testing
         #expect(answered.withLock { $0 })
     }
 
-    /// `validate(inOrder:)` reads the tensors in place on the request path and defers to the
-    /// general check only to say what is wrong: both must accept and reject the same tensors, with
-    /// the same rows. Shapes around the declared [-1, 30], batch sizes around 1...8, three datatypes,
-    /// missing and extra tensors.
+    /// The request path's `validate(inOrder:)` and the named path's `validate(ordered:)` give
+    /// their tensors to one check in different forms (a prefix, slots with nil for a missing
+    /// input): both must accept and reject the same tensors, with the same rows and messages.
+    /// Shapes around the declared [-1, 30], batch sizes around 1...8, three datatypes, missing and
+    /// extra tensors.
     @Test func inOrderValidationAgreesWithTheGeneralCheck() throws {
         try withBatchedExample { m throws in
             func tensor(_ shape: [Int], _ type: Int) -> Tensor {
