@@ -65,7 +65,7 @@ def exported_metrics() -> tuple[set[str], set[str]]:
         names.update(re.findall(r'"(swerve_[a-z0-9_]+)"', text))
         histograms.update(re.findall(r'\b(?:Timer|Recorder)\(\s*label:\s*"(swerve_[a-z0-9_]+)"', text))
         # Swerve's own lock-free histogram (LatencyHistogram) names its metric this way.
-        histograms.update(re.findall(r'final class \w*Histogram\b[^{]*\{\s*public static let metricName = "(swerve_[a-z0-9_]+)"', text))
+        histograms.update(re.findall(r'final class \w*Histogram\b[^{]*\{[^}]*?\bstatic let metricName = "(swerve_[a-z0-9_]+)"', text))
     assert "swerve_requests_total" in names, "swerve_requests_total is no longer in Sources/"
     assert "swerve_request_duration_seconds" in histograms, "swerve_request_duration_seconds is no longer a histogram"
     return names, histograms

@@ -185,7 +185,6 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        session.flushFollows = false
         stopWatchdog()
         session.channelClosed()
         cancelAllStreams()
@@ -220,8 +219,8 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard session.isOpen else { return }
         sawRead = true
-        // NIO ends every read that delivered data with channelReadComplete (a read error instead
-        // fires errorCaught, which closes the connection), and that flushes.
+        // NIO ends every read that delivered data with channelReadComplete, which flushes (a read
+        // error instead fires errorCaught, which ends the session).
         session.flushFollows = true
         if session.receive(unwrapInboundIn(data)) {
             dispatchReadyCalls()
@@ -231,7 +230,6 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        session.flushFollows = false
         session.flush()
         resumeHeldCalls()
         context.fireChannelReadComplete()
@@ -247,7 +245,6 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error: \(error)")
-        session.flushFollows = false
         session.close(.closed)
     }
 

@@ -62,10 +62,11 @@ final class NGHTTP2Session {
     /// Set while attached (a deliberate cycle, broken in `detach`); the scheduled flush hops with it.
     private var loopBoundSelf: NIOLoopBound<NGHTTP2Session>?
     private var flushScheduled = false
-    /// Set by the owner while a read is being delivered (from `channelRead` to its
-    /// `channelReadComplete`), which flushes when it ends: flushes asked for meanwhile (answers
-    /// computed inline during the read) need no task of their own. A task per read was, at one
-    /// request per read, an allocation, a lock and a pass through the loop's task queue per request.
+    /// Set by the owner when a flush is sure to follow (a read being delivered: its
+    /// `channelReadComplete` flushes); flushes asked for meanwhile (answers computed inline during
+    /// the read) need no task of their own, and the next flush, which serves them, clears it. A
+    /// task per read was, at one request per read, an allocation, a lock and a pass through the
+    /// loop's task queue per request. (Once the session ends, no flush is scheduled anyway.)
     var flushFollows = false
     /// Flush tasks scheduled so far (for tests of the rule above).
     private(set) var flushTasks: UInt64 = 0
@@ -198,6 +199,7 @@ final class NGHTTP2Session {
     /// when the session honours writability); closes the connection once nghttp2 wants neither
     /// to read nor to write (after GOAWAY and the last stream).
     func flush() {
+        flushFollows = false
         guard ending == nil, let context else { return }
         if let failure = writePendingOutput(context) {
             close(.sendFailed(failure))
