@@ -253,14 +253,36 @@ func encode<T>(
 /// strings to C as NUL-terminated, so "dense\0junk" would silently read as "dense"; requests whose
 /// strings hold a NUL byte are refused instead, which needs a look at the wire bytes.
 struct StringFields: Sendable {
-    /// Bit f set: field f is a string (field numbers below 64; ours all are).
-    private let stringMask: UInt64
-    private let nested: [(field: UInt64, fields: StringFields)]
+    /// One message's fields, flattened so a walk touches no references (the walk runs on every
+    /// ModelInfer request): bit f of `strings` set means field f is a string, of `nested` that it
+    /// holds a message, whose node is `nodes[children + (fields of `nested` below f)]`.
+    private struct Node {
+        var strings: UInt64
+        var nested: UInt64
+        var children: Int
+    }
+    /// The message's node first.
+    private let nodes: [Node]
 
     init(strings: Set<UInt64> = [], nested: [UInt64: StringFields] = [:]) {
-        precondition(strings.allSatisfy { $0 < 64 }, "StringFields: field numbers must be below 64")
-        stringMask = strings.reduce(0) { $0 | (1 << $1) }
-        self.nested = nested.map { (field: $0.key, fields: $0.value) }
+        precondition(strings.allSatisfy { $0 < 64 } && nested.keys.allSatisfy { $0 < 64 },
+                     "StringFields: field numbers must be below 64")
+        var nodes = [Node(strings: strings.reduce(0) { $0 | (1 << $1) },
+                          nested: nested.keys.reduce(0) { $0 | (1 << $1) }, children: 1)]
+        // Children in field order right after the root, then each child's own subtree, with
+        // its child indices moved past what precedes it.
+        let ordered = nested.sorted { $0.key < $1.key }.map(\.value)
+        var offset = 1 + ordered.count
+        var subtrees: [Node] = []
+        for child in ordered {
+            var own = child.nodes
+            for i in own.indices { own[i].children += offset - 1 }
+            // The child's root goes in the children block; the rest after it.
+            nodes.append(own[0])
+            subtrees += own.dropFirst()
+            offset += own.count - 1
+        }
+        self.nodes = nodes + subtrees
     }
 
     static let parameterMap = StringFields(strings: [1], nested: [2: StringFields(strings: [3])])
@@ -277,6 +299,11 @@ struct StringFields: Sendable {
     /// True when a string field (at any depth) contains a NUL byte. Malformed input returns false:
     /// protobuf-c rejects it on its own.
     func containsNUL(in bytes: UnsafeRawBufferPointer) -> Bool {
+        nodes.withUnsafeBufferPointer { Self.containsNUL(in: bytes, node: 0, of: $0) }
+    }
+
+    private static func containsNUL(in bytes: UnsafeRawBufferPointer, node: Int, of nodes: UnsafeBufferPointer<Node>) -> Bool {
+        let here = nodes[node]
         var i = 0
         let n = bytes.count
         func varint() -> UInt64? {
@@ -301,11 +328,15 @@ struct StringFields: Sendable {
             case 2:
                 guard let len = varint(), len <= UInt64(n - i) else { return false }
                 let body = UnsafeRawBufferPointer(rebasing: bytes[i..<(i + Int(len))])
-                if field < 64, stringMask & (1 << field) != 0, !body.isEmpty, memchr(body.baseAddress!, 0, body.count) != nil {
-                    return true
-                }
-                for inner in nested where inner.field == field {
-                    if inner.fields.containsNUL(in: body) { return true }
+                if field < 64 {
+                    let bit: UInt64 = 1 << field
+                    if here.strings & bit != 0, !body.isEmpty, memchr(body.baseAddress!, 0, body.count) != nil {
+                        return true
+                    }
+                    if here.nested & bit != 0,
+                        containsNUL(in: body, node: here.children + (here.nested & (bit - 1)).nonzeroBitCount, of: nodes) {
+                        return true
+                    }
                 }
                 i += Int(len)
             default: return false

@@ -284,7 +284,7 @@ public final class InferenceService: GRPCCallHandler {
     }
 
     private func modelInfer(_ call: GRPCServerCall) {
-        let start = monotonicNow()
+        let start = monotonicNanos()
         var resolved: ServedModel?
         var prepared: PreparedInfer?
         do {
@@ -392,7 +392,7 @@ public final class InferenceService: GRPCCallHandler {
     }
 
     fileprivate func recordSuccess(_ model: ServedModel, start: UInt64) {
-        let elapsed = monotonicNow() - start
+        let elapsed = monotonicNanos() - start
         model.statistics.recordRequest(success: true, ns: elapsed, nowMs: wallClockMs())
         model.requestMetrics.recordSuccess(nanoseconds: elapsed)
         model.evidence.recordRequest(success: true, nanoseconds: elapsed)
@@ -401,7 +401,7 @@ public final class InferenceService: GRPCCallHandler {
     /// Ends a failed call. Metric labels name only models and versions that resolved, so clients
     /// sending made-up names cannot grow the number of series.
     fileprivate func finish(_ call: GRPCServerCall, _ status: GRPCStatus, start: UInt64, served: ServedModel? = nil) {
-        let elapsed = monotonicNow() - start
+        let elapsed = monotonicNanos() - start
         if let served {
             served.statistics.recordRequest(success: false, ns: elapsed, nowMs: wallClockMs())
             served.requestMetrics.recordFailure(code: status.code.rawValue, status: status.code.canonicalName)
@@ -637,8 +637,6 @@ final class SendableTimer: @unchecked Sendable {
     func resume() { source.resume() }
     func cancel() { source.cancel() }
 }
-
-@inline(__always) func monotonicNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
 /// Milliseconds since the epoch from the coarse real-time clock (a few ms of resolution, no
 /// system call): enough for "last inference" timestamps.

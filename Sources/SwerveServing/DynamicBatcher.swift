@@ -88,7 +88,14 @@ final class InferJob: @unchecked Sendable {
     }
 }
 
-@inline(__always) func monotonicNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+/// Nanoseconds on the monotonic clock: the clock `DispatchTime.now().uptimeNanoseconds` (and so
+/// `NIODeadline`, which request deadlines are) reads on Linux, read directly — through Dispatch it
+/// is two calls more, and the serving path reads it a few times per request.
+@inline(__always) public func monotonicNanos() -> UInt64 {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return UInt64(t.tv_sec) &* 1_000_000_000 &+ UInt64(t.tv_nsec)
+}
 
 /// CPU time of the calling thread: what an execution really cost, not counting the time the
 /// thread waited for a core (on a busy machine a wall-clock figure is mostly that wait).

@@ -647,8 +647,8 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
     /// of the common path is known where it is made and never materialised; the rare actions
     /// are carried out out of line.
     @inline(__always)
-    private func perform(_ action: GRPCServerStreamStateMachine.Action, on stream: ServerStream) {
-        switch action {
+    private func perform(_ action: consuming GRPCServerStreamStateMachine.Action, on stream: ServerStream) {
+        switch consume action {
         case .none:
             return
         case .submitResponseHeaders:
@@ -697,12 +697,11 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    private func dispatch(_ request: GRPCServerStreamStateMachine.Request, on stream: ServerStream) {
+    /// `request` is consumed: its method, header bytes and message move into the call.
+    private func dispatch(_ request: consuming GRPCServerStreamStateMachine.Request, on stream: ServerStream) {
         guard let loopBoundSelf else { return }
         let deadline = request.deadline.map { NIODeadline.uptimeNanoseconds($0) }
-        let call = GRPCServerCall(
-            method: request.method, headerFields: request.headerFields, message: request.message, deadline: deadline,
-            streamID: stream.id, connection: loopBoundSelf)
+        let call = GRPCServerCall(request: consume request, streamID: stream.id, connection: loopBoundSelf)
         stream.call = call
         if let deadline {
             let streamID = stream.id

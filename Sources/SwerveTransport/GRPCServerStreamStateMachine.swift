@@ -61,6 +61,7 @@ struct GRPCRequestHead {
 ///
 /// Unary and server streaming only: a call is dispatched when the request stream ends, with
 /// exactly one message.
+@usableFromInline
 struct GRPCServerStreamStateMachine {
     /// A response that is one HEADERS frame with END_STREAM: HTTP status, content-type,
     /// `grpc-status` and `grpc-message`.
@@ -74,10 +75,11 @@ struct GRPCServerStreamStateMachine {
     }
 
     /// A complete request, ready to become a `GRPCServerCall`.
-    struct Request: Equatable {
-        var method: String
+    @usableFromInline
+    struct Request: Equatable, Sendable {
+        @usableFromInline var method: String
         var headerFields: HeaderFieldBytes
-        var message: [UInt8]
+        @usableFromInline var message: [UInt8]
         /// From `grpc-timeout`: uptime nanoseconds (`NIODeadline.uptimeNanoseconds`).
         var deadline: UInt64?
     }

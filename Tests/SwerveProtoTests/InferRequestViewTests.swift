@@ -270,6 +270,43 @@ import Testing
         #expect(try Self.view(clean) == ModelInferRequest(serializedBytes: clean))
     }
 
+    /// The schema walk on its own, on a tree with siblings whose subtrees differ in size (the
+    /// flattened node table must find each child's own subtree): a NUL is found in exactly the
+    /// string fields, at every depth, and nowhere else.
+    @Test func stringFieldSchemaFindsNULsInItsOwnStringsOnly() {
+        let leaf = StringFields(strings: [2])
+        let schema = StringFields(strings: [1], nested: [
+            3: StringFields(strings: [1], nested: [5: StringFields(strings: [4], nested: [6: leaf])]),
+            4: leaf,
+            9: StringFields(strings: [7], nested: [2: leaf, 3: StringFields(strings: [1])]),
+        ])
+        let nul = "x\u{0}"
+        let hits: [(String, [UInt8])] = [
+            ("root string", Self.field(1, nul)),
+            ("first child string", Self.field(3, Self.field(1, nul))),
+            ("grandchild string", Self.field(3, Self.field(5, Self.field(4, nul)))),
+            ("great-grandchild string", Self.field(3, Self.field(5, Self.field(6, Self.field(2, nul))))),
+            ("second child string", Self.field(4, Self.field(2, nul))),
+            ("third child string", Self.field(9, Self.field(7, nul))),
+            ("third child's first child", Self.field(9, Self.field(2, Self.field(2, nul)))),
+            ("third child's second child", Self.field(9, Self.field(3, Self.field(1, nul)))),
+        ]
+        for (what, bytes) in hits {
+            #expect(bytes.withUnsafeBytes { schema.containsNUL(in: $0) }, "\(what)")
+        }
+        let misses: [(String, [UInt8])] = [
+            ("a field that is neither", Self.field(2, nul)),
+            ("a child's non-string field", Self.field(3, Self.field(2, nul))),
+            ("a leaf's other field", Self.field(4, Self.field(1, nul))),
+            ("a string number of another level", Self.field(9, Self.field(3, Self.field(2, nul)))),
+            ("a nested field's number at the wrong level", Self.field(6, Self.field(2, nul))),
+            ("clean strings everywhere", Self.field(1, "a") + Self.field(3, Self.field(5, Self.field(6, Self.field(2, "b")))) + Self.field(9, Self.field(7, "c"))),
+        ]
+        for (what, bytes) in misses {
+            #expect(!bytes.withUnsafeBytes { schema.containsNUL(in: $0) }, "\(what)")
+        }
+    }
+
     @Test func nulBytesOutsideStringFieldsAreAccepted() throws {
         var r = ModelInferRequest()
         r.modelName = "m"
