@@ -35,7 +35,10 @@ struct MovingMean: Sendable {
 /// `onFraction` of the hop, and go back to the workers when it rises above `offFraction` of it
 /// (hysteresis, so a cost near the threshold does not flap). Not before `minimumSamples` of
 /// each have been measured. While inline, every `probeInterval`-th request still goes to the
-/// workers so the hop and the cost stay measured. An inline execution that takes longer than
+/// workers so the hop and the cost stay measured, but no more than one each `probeSpacingNs`:
+/// at tens of thousands of requests a second, one in 128 sent to the workers cost ~4% of the
+/// server's CPU (each wakes a worker and answers across threads), and ten samples a second keep
+/// the hop's moving mean current. An inline execution that takes longer than
 /// `stallFactor` hops (a model whose cost grew, a slow first run) turns inline off for
 /// `cooldownNs`. The caller adds the other bound: only when no batch is forming (the batcher's
 /// queue is empty and no worker is busy), and only up to `maxRows` rows.
@@ -46,6 +49,8 @@ public struct InlinePolicy: Sendable {
         public var offFraction = 1.0
         public var minimumSamples = 16
         public var probeInterval = 128
+        /// The least time between two probes.
+        public var probeSpacingNs: UInt64 = 100_000_000
         public var stallFactor = 8.0
         public var cooldownNs: UInt64 = 1_000_000_000
         public var maxRows = 256
@@ -70,6 +75,7 @@ public struct InlinePolicy: Sendable {
     public private(set) var switches = 0
     private var cooldownUntilNs: UInt64 = 0
     private var counter = 0
+    private var nextProbeNs: UInt64 = 0
 
     public init(mode: ExecutionMode, configuration: Configuration = Configuration()) {
         self.mode = mode
@@ -119,8 +125,8 @@ public struct InlinePolicy: Sendable {
     }
 
     /// Whether a request of `rows` rows should run inline (the caller still checks that no batch
-    /// is forming). `nowNs` is read only during a cooldown (a clock read per request was ~0.4% of
-    /// a one-row request's CPU).
+    /// is forming). `nowNs` is read only during a cooldown and at a probe candidate (a clock read
+    /// per request was ~0.4% of a one-row request's CPU).
     public mutating func shouldInline(rows: Int, nowNs: @autoclosure () -> UInt64) -> Bool {
         guard rows <= configuration.maxRows else { return false }
         switch mode {
@@ -135,7 +141,11 @@ public struct InlinePolicy: Sendable {
                 estimatedRowCostNs * Double(rows) < configuration.offFraction * hopNs
             else { return false }
             counter += 1
-            return counter % configuration.probeInterval != 0
+            guard counter % configuration.probeInterval == 0 else { return true }
+            let now = nowNs()
+            guard now >= nextProbeNs else { return true }
+            nextProbeNs = now + configuration.probeSpacingNs
+            return false
         }
     }
 }

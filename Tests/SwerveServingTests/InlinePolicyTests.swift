@@ -71,8 +71,22 @@ import Testing
     @Test func probesKeepTheWorkersMeasured() {
         var p = policy(probe: 8)
         feed(&p, rowNs: 500, hopNs: 10_000)
-        let decisions = (0..<64).map { _ in p.shouldInline(rows: 1, nowNs: 0) }
-        #expect(decisions.filter { !$0 }.count == 8, "every 8th request goes to the workers")
+        // Requests 10 ms apart: every 8th is a candidate (80 ms apart), and probes are at least
+        // 100 ms apart: the 8th, 24th, 40th and 56th go to the workers.
+        var now: UInt64 = 0
+        let sparse = (1...64).map { _ in now += 10_000_000; return p.shouldInline(rows: 1, nowNs: now) }
+        #expect(sparse.indices.filter { !sparse[$0] }.map { $0 + 1 } == [8, 24, 40, 56])
+        // Requests 1 s apart: every 8th.
+        var q = policy(probe: 8)
+        feed(&q, rowNs: 500, hopNs: 10_000)
+        now = 0
+        let slow = (1...64).map { _ in now += 1_000_000_000; return q.shouldInline(rows: 1, nowNs: now) }
+        #expect(slow.filter { !$0 }.count == 8, "every 8th request goes to the workers")
+        // A burst of requests within one spacing: one probe, whatever the count.
+        var r = policy(probe: 8)
+        feed(&r, rowNs: 500, hopNs: 10_000)
+        let burst = (1...6400).map { i in r.shouldInline(rows: 1, nowNs: 1_000_000_000 + UInt64(i) * 1_000) }
+        #expect(burst.filter { !$0 }.count == 1, "6.4 ms of requests: one probe")
     }
 
     @Test func batchedExecutionsAreAFallbackOnly() {
