@@ -139,7 +139,8 @@ final class Arena {
 
 @inline(__always)
 func str(_ p: UnsafeMutablePointer<CChar>?) -> String {
-    guard let p else { return "" }
+    // Empty is the common case (a request's version and id): no trip through UTF-8 validation.
+    guard let p, p.pointee != 0 else { return "" }
     return String(cString: p)
 }
 

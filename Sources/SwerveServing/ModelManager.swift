@@ -103,14 +103,16 @@ public final class ModelManager: Sendable {
         private(set) var entries: [String: Entry] = [:] {
             didSet {
                 defaults = entries.compactMapValues { $0.loaded ? $0.route : nil }
-                defaultsByNameHash = Dictionary(grouping: defaults.map { (name: $0.key, route: $0.value) }) { Models.nameHash($0.name) }
+                defaultsByNameHash = defaults.map { (hash: Models.nameHash($0.key), name: $0.key, route: $0.value) }
+                    .sorted { $0.hash < $1.hash }
             }
         }
         /// Loaded models' routes for unversioned requests.
         private(set) var defaults: [String: Route] = [:]
-        /// The same routes by a hash of the name's UTF-8 (`nameHash`), for a request whose name
-        /// arrives as bytes: no String is made for it (a name over 15 bytes would be allocated).
-        private(set) var defaultsByNameHash: [UInt64: [(name: String, route: Route)]] = [:]
+        /// The same routes sorted by a hash of the name's UTF-8 (`nameHash`), for a request whose
+        /// name arrives as bytes: no String is made for it (a name over 15 bytes would be
+        /// allocated), and a binary search finds it (a dictionary hashed the hash again).
+        private(set) var defaultsByNameHash: [(hash: UInt64, name: String, route: Route)] = []
 
         private static let nameSeed: UInt64 = 0x4E41_4D45  // "NAME"
 
@@ -121,14 +123,27 @@ public final class ModelManager: Sendable {
 
         /// The unversioned route of the model named by `name` (UTF-8), if loaded.
         func defaultRoute(nameBytes name: UnsafeRawBufferPointer) -> Route? {
-            guard let candidates = defaultsByNameHash[Hash64.xxh64(name, seed: Self.nameSeed)] else { return nil }
-            for c in candidates where c.name.utf8.count == name.count {
-                let equal = c.name.utf8.withContiguousStorageIfAvailable { own in
-                    own.count == 0 || memcmp(own.baseAddress!, name.baseAddress!, own.count) == 0
-                } ?? c.name.utf8.elementsEqual(name)
-                if equal { return c.route }
+            let hash = Hash64.xxh64(name, seed: Self.nameSeed)
+            return defaultsByNameHash.withUnsafeBufferPointer { table in
+                var lo = 0
+                var hi = table.count
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if table[mid].hash < hash { lo = mid + 1 } else { hi = mid }
+                }
+                // Names whose hashes collide sit side by side.
+                while lo < table.count, table[lo].hash == hash {
+                    let own = table[lo].name.utf8
+                    if own.count == name.count {
+                        let equal = own.withContiguousStorageIfAvailable { own in
+                            own.count == 0 || memcmp(own.baseAddress!, name.baseAddress!, own.count) == 0
+                        } ?? own.elementsEqual(name)
+                        if equal { return table[lo].route }
+                    }
+                    lo += 1
+                }
+                return nil
             }
-            return nil
         }
         /// Set by `shutdown()`: nothing is published any more; loads finishing later retire what they made.
         var closed = false
@@ -512,10 +527,16 @@ public final class ModelManager: Sendable {
         try resolve(model: name, version: version, routeHash: { UInt64.max })
     }
 
+    /// The unversioned route of the loaded model named by `name` (UTF-8): the request path's
+    /// lookup, without making a String of the name.
+    func defaultRoute(nameBytes name: UnsafeRawBufferPointer) -> Route? {
+        state.withLock { $0.defaultRoute(nameBytes: name) }
+    }
+
     /// `resolve(model:version:routeHash:)` for a name given as its UTF-8 bytes (as the request
     /// carries it): an unversioned request to a loaded model makes no String.
     public func resolve(modelNameBytes name: UnsafeRawBufferPointer, version: String, routeHash: () -> UInt64) throws(ServingError) -> ServedModel {
-        if version.isEmpty, name.count > 0, let route = state.withLock({ $0.defaultRoute(nameBytes: name) }) { return route.pick(routeHash) }
+        if version.isEmpty, name.count > 0, let route = defaultRoute(nameBytes: name) { return route.pick(routeHash) }
         return try resolve(model: String(decoding: name, as: UTF8.self), version: version, routeHash: routeHash)
     }
 

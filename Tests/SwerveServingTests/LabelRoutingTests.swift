@@ -36,7 +36,11 @@ import Testing
     /// short names, versions and labels, and names that are not loaded or differ by one byte.
     @Test func namesGivenAsBytesResolveAsStringsDo() throws {
         let long = "a_model_name_longer_than_fifteen_bytes"
-        let root = try base.makeRepo(["m/1": "example", "m/2": "example", "\(long)/4": "example"])
+        // Enough models that the sorted hash table's binary search takes several steps.
+        let others = (0..<9).map { "other_\($0)" }
+        var layout = ["m/1": "example", "m/2": "example", "\(long)/4": "example"]
+        for name in others { layout["\(name)/1"] = "example" }
+        let root = try base.makeRepo(layout)
         defer { try? FileManager.default.removeItem(at: root) }
         let mm = base.manager(root)
         try mm.loadAll()
@@ -47,6 +51,15 @@ import Testing
         }
         #expect(try bytes(long) === mm.resolve(model: long, version: ""))
         #expect(try bytes("m") === mm.resolve(model: "m", version: ""))
+        for name in others { #expect(try bytes(name) === mm.resolve(model: name, version: "")) }
+        // Found by the request path's own lookup, not by the fallback that makes a String.
+        for name in others + ["m", long] {
+            let route = Array(name.utf8).withUnsafeBytes { mm.defaultRoute(nameBytes: $0) }
+            #expect(try route?.stable === mm.resolve(model: name, version: ""), "\(name)")
+        }
+        for unknown in ["n", "other_9", long + "x"] {
+            #expect(Array(unknown.utf8).withUnsafeBytes { mm.defaultRoute(nameBytes: $0) } == nil, "\(unknown)")
+        }
         #expect(try bytes("m", "2").version == 2)  // the default policy serves the latest version only
         #expect(try bytes("m", "stable").version == 2)
         for unknown in ["n", "m2", String(long.dropLast()), long + "x", ""] {
