@@ -36,9 +36,10 @@ struct MovingMean: Sendable {
 /// (hysteresis, so a cost near the threshold does not flap). Not before `minimumSamples` of
 /// each have been measured. While inline, every `probeInterval`-th request still goes to the
 /// workers so the hop and the cost stay measured, but no more than one each `probeSpacingNs`:
-/// at tens of thousands of requests a second, one in 128 sent to the workers cost ~4% of the
-/// server's CPU (each wakes a worker and answers across threads), and ten samples a second keep
-/// the hop's moving mean current. An inline execution that takes longer than
+/// at tens of thousands of requests a second, one in 128 sent to the workers cost 4–19% of the
+/// server's CPU per request in paired measurements (each wakes a worker, which competes with the
+/// event loops for the cores, and answers across threads), and ten samples a second keep the
+/// hop's moving mean current. An inline execution that takes longer than
 /// `stallFactor` hops (a model whose cost grew, a slow first run) turns inline off for
 /// `cooldownNs`. The caller adds the other bound: only when no batch is forming (the batcher's
 /// queue is empty and no worker is busy), and only up to `maxRows` rows.

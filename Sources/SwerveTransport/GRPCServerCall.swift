@@ -19,7 +19,7 @@ public final class GRPCServerCall: Sendable {
     /// DEADLINE_EXCEEDED itself and cancels the call.
     public var deadline: NIODeadline? { request.deadline.map { NIODeadline.uptimeNanoseconds($0) } }
     /// The request as the stream handed it over, moved in whole (taking its fields one by one
-    /// copied each and dropped the originals: six reference-count operations per call).
+    /// copied them and dropped the originals: two retains and two releases more per call).
     /// Inlinable accessors, so that a handler in another module borrows `message` and `method`
     /// as it did stored properties instead of getting a copy from a getter.
     @usableFromInline let request: GRPCServerStreamStateMachine.Request
