@@ -102,16 +102,15 @@ public final class ModelManager: Sendable {
     struct Models: Sendable {
         private(set) var entries: [String: Entry] = [:] {
             didSet {
-                defaults = entries.compactMapValues { $0.loaded ? $0.route : nil }
-                defaultsByNameHash = defaults.map { (hash: Models.nameHash($0.key), name: $0.key, route: $0.value) }
-                    .sorted { $0.hash < $1.hash }
+                defaultsByNameHash = entries.compactMap { name, e in
+                    e.loaded ? e.route.map { (hash: Models.nameHash(name), name: name, route: $0) } : nil
+                }.sorted { $0.hash < $1.hash }
             }
         }
-        /// Loaded models' routes for unversioned requests.
-        private(set) var defaults: [String: Route] = [:]
-        /// The same routes sorted by a hash of the name's UTF-8 (`nameHash`), for a request whose
-        /// name arrives as bytes: no String is made for it (a name over 15 bytes would be
-        /// allocated), and a binary search finds it (a dictionary hashed the hash again).
+        /// Loaded models' routes for unversioned requests, sorted by a hash of the name's UTF-8
+        /// (`nameHash`): a request's name, which arrives as bytes, needs no String (a name over 15
+        /// bytes would be allocated), and a binary search finds it (a dictionary hashed the hash
+        /// again).
         private(set) var defaultsByNameHash: [(hash: UInt64, name: String, route: Route)] = []
 
         private static let nameSeed: UInt64 = 0x4E41_4D45  // "NAME"
@@ -119,6 +118,12 @@ public final class ModelManager: Sendable {
         static func nameHash(_ name: String) -> UInt64 {
             var name = name
             return name.withUTF8 { Hash64.xxh64(UnsafeRawBufferPointer($0), seed: nameSeed) }
+        }
+
+        /// The unversioned route of the model named `name`, if loaded.
+        func defaultRoute(_ name: String) -> Route? {
+            var name = name
+            return name.withUTF8 { defaultRoute(nameBytes: UnsafeRawBufferPointer($0)) }
         }
 
         /// The unversioned route of the model named by `name` (UTF-8), if loaded.
@@ -546,9 +551,9 @@ public final class ModelManager: Sendable {
     public func resolve(model name: String, version: String, routeHash: () -> UInt64) throws(ServingError) -> ServedModel {
         // The common case: an unversioned request. The route is read under the lock; the hash
         // (which reads the request's inputs) is computed outside it.
-        if version.isEmpty, let route = state.withLock({ $0.defaults[name] }) { return route.pick(routeHash) }
+        if version.isEmpty, let route = state.withLock({ $0.defaultRoute(name) }) { return route.pick(routeHash) }
         let result: Result<ServedModel, ServingError> = state.withLock { s in
-            if version.isEmpty, let route = s.defaults[name] { return .success(route.pick({ UInt64.max })) }
+            if version.isEmpty, let route = s.defaultRoute(name) { return .success(route.pick({ UInt64.max })) }
             guard let e = s[name], e.loaded else {
                 return .failure(ServingError(.notFound, "unknown model '\(name)'"))
             }
@@ -692,7 +697,7 @@ public final class ModelManager: Sendable {
     public func readiness(strict: Bool) -> Readiness {
         state.withLock { s in
             if s.closed { return Readiness(ready: false, reason: "shutting down") }
-            if s.defaults.isEmpty { return Readiness(ready: false, reason: "no model version is ready") }
+            if s.defaultsByNameHash.isEmpty { return Readiness(ready: false, reason: "no model version is ready") }
             guard strict else { return Readiness(ready: true, reason: "") }
             for name in s.entries.keys.sorted() {
                 if let why = Self.notServing(s.entries[name]!, name: name) { return Readiness(ready: false, reason: why) }

@@ -196,7 +196,7 @@ public final class PredictionLog: @unchecked Sendable {
 
     /// Writes `batch` (one write per segment it lands in) and fsyncs.
     private func write(_ batch: [(entry: Entry, bytes: Int)]) {
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = monotonicNanos()
         if now < retryAfterNs {
             count(\.droppedWriteError, UInt64(batch.count), dropped)
             return
@@ -258,7 +258,7 @@ public final class PredictionLog: @unchecked Sendable {
         // Numbers handed to records that did not land are given out again: the segment goes on
         // after its last whole record.
         if let last = segments.last { nextSequence = last.first + last.records }
-        retryAfterNs = DispatchTime.now().uptimeNanoseconds + 1_000_000_000
+        retryAfterNs = monotonicNanos() + 1_000_000_000
     }
 
     /// Opens the active segment when none is open (cutting whatever follows its last whole
@@ -380,7 +380,7 @@ public final class PredictionLogs: Sendable {
             if let l = s.logs[model], l.sampleRate == min(max(settings.sampleRate, 0), 1), l.requestedMaxBytes == settings.maxBytes {
                 return (l, nil)
             }
-            let now = DispatchTime.now().uptimeNanoseconds
+            let now = monotonicNanos()
             if let retry = s.retryAfterNs[model], now < retry { return (nil, nil) }
             let old = s.logs.removeValue(forKey: model)
             do {

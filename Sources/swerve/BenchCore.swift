@@ -1,5 +1,6 @@
 import Histogram
 import SwerveInference
+import func SwerveServing.monotonicNanos
 
 /// The inference core alone: one ONNX file compiled and run in-process on a fixed batch, no
 /// server, no wire format. The Swift side of the onnxruntime comparison in benchmarks/.

@@ -1,5 +1,6 @@
 import Histogram
 import SwerveClient
+import func SwerveServing.monotonicNanos
 import SwerveTransport
 import Synchronization
 import SwerveStatus
@@ -9,14 +10,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// Nanoseconds on the monotonic clock.
-@inline(__always)
-func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}
 
 /// How a load phase runs.
 struct LoadPlan: Sendable {
