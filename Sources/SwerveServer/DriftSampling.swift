@@ -56,8 +56,10 @@ final class DriftSampling: Sendable {
     }
 
     private func startThread() {
-        let t = Thread { [self] in run() }
-        t.name = "swerve.drift-monitor"
+        let t = Thread { [self] in
+            nameCurrentThread("drift-monitor")
+            run()
+        }
         t.start()
     }
 

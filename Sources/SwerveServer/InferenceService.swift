@@ -199,10 +199,10 @@ public final class InferenceService: GRPCCallHandler {
             return
         }
         let thread = Thread {
+            nameCurrentThread("repo-control")
             serveUnary(call, body)
             self.controlCalls.wrappingSubtract(1, ordering: .relaxed)
         }
-        thread.name = "swerve.repository-control"
         thread.stackSize = 8 << 20
         thread.start()
     }

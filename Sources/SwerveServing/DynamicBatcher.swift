@@ -225,8 +225,10 @@ final class DynamicBatcher: @unchecked Sendable {
         condition.unlock()
         for i in 0..<workerCount {
             // Each worker makes its own executor (buffers) on its own thread.
-            let thread = Thread { [self] in self.workerLoop(self.model.makeExecutor()) }
-            thread.name = "swerve-worker \(label) #\(i)"
+            let thread = Thread { [self] in
+                nameCurrentThread("wk\(i) \(label)")  // "wk0 breast_canc" in top -H
+                self.workerLoop(self.model.makeExecutor())
+            }
             thread.start()
         }
     }

@@ -271,6 +271,7 @@ public final class ModelManager: Sendable {
         for _ in 0..<min(options.parallelLoads, names.count) {
             group.enter()
             let thread = Thread {
+                nameCurrentThread("model-load")
                 while true {
                     let i = next.withLock { i in defer { i += 1 }; return i }
                     guard i < names.count else { break }
@@ -278,7 +279,6 @@ public final class ModelManager: Sendable {
                 }
                 group.leave()
             }
-            thread.name = "swerve.model-load"
             thread.stackSize = 8 << 20
             thread.start()
         }
@@ -770,6 +770,7 @@ private final class LoadAttempt: Sendable {
          failed: @escaping @Sendable (ModelManager.VersionLoad) -> Void,
          abandonedEnded: @escaping @Sendable ([ServedModel]) -> Void) {
         let thread = Thread { [self] in
+            nameCurrentThread("model-build")
             for r in requests {
                 if state.withLock({ $0.abandoned }) { break }
                 let result: Result<ServedModel, any Error>
@@ -790,7 +791,6 @@ private final class LoadAttempt: Sendable {
             done.signal()
             if wasAbandoned { abandonedEnded(late) }
         }
-        thread.name = "swerve.model-build"
         thread.stackSize = 8 << 20
         thread.start()
     }

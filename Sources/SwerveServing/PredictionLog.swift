@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Metrics
+import SwerveInference
 import SwerveRepository
 import Synchronization
 
@@ -109,11 +110,11 @@ public final class PredictionLog: @unchecked Sendable {
         evicted = Counter(label: "swerve_prediction_log_records_total", dimensions: [("model", model), ("outcome", "evicted")])
         try DurableFiles.makeDirectory(directory.path)
         try recover()
-        let t = Thread { [self] in
+        let t = Thread { [self, model] in
+            nameCurrentThread("plog \(model)")
             writerLoop()
             finished.signal()
         }
-        t.name = "swerve-prediction-log \(model)"
         t.start()
     }
 

@@ -62,6 +62,20 @@ import Testing
         return (0..<count).map { _ in (0..<30).map { _ in Float(g.nextUnit() * 20 - 5) } }
     }
 
+    /// The batcher's workers carry their model's name where operators look (`top -H`, `perf`,
+    /// /proc): Linux refuses a thread name over 15 bytes, and the long one they had was refused.
+    @Test func workerThreadsAreNamedForTheirModel() throws {
+        let root = try makeRepo(["threadnames/1": "example"], configs: ["threadnames": #"{"max_batch_size": 8}"#])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let mm = manager(root)
+        try mm.loadAll()
+        defer { mm.shutdown() }
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
+        let names = tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
+            .map { $0.trimmingCharacters(in: .newlines) }
+        #expect(names.contains("wk0 threadnames"), "thread names: \(names.sorted())")
+    }
+
     @Test func versionPolicyAndResolution() throws {
         let root = try makeRepo(["m/1": "example", "m/2": "example", "m/3": "example"],
                                 configs: ["m": #"{"version_policy": {"latest": {"num_versions": 2}}}"#])

@@ -1,4 +1,5 @@
 import Foundation
+import SwerveInference
 import SwerveRepository
 
 /// How a pipeline run ended.
@@ -252,6 +253,7 @@ public struct TrainingPipeline: Sendable {
         let box = Box()
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
+            nameCurrentThread("training")
             box.result = Result {
                 try job.run(on: data, progress: { epoch in progress(PipelineEvent(line: epoch.description, epoch: epoch)) },
                             shouldStop: { cancel.isCancelled })
