@@ -197,8 +197,10 @@ final class DynamicBatcher: @unchecked Sendable {
     private func endInline(_ requests: Int, _ m: Measured?) {
         condition.lock()
         if let m, let ns = m.computeNs {
+            let before = policy.inlineOn
             policy.recordExecution(rows: m.rows, requests: m.requests, ns: ns)
-            policy.inlineFinished(ns: ns, nowNs: monotonicNanos())
+            let stalled = policy.inlineFinished(ns: ns, nowNs: monotonicNanos())
+            noteDecision(since: before, stalledNs: stalled ? ns : nil)
         }
         inlineRunning -= requests
         if stopping && inlineRunning == 0 { condition.broadcast() }
@@ -389,12 +391,22 @@ final class DynamicBatcher: @unchecked Sendable {
         let before = policy.inlineOn
         if let ns = m.computeNs { policy.recordExecution(rows: m.rows, requests: m.requests, ns: ns) }
         if let hop = m.hopNs { policy.recordHop(ns: hop) }
-        if policy.inlineOn != before {
-            inlineGauge.record(policy.inlineOn ? 1 : 0)
-            let p = policy
-            log.info("\(p.inlineOn ? "computing on the event loops" : "computing on the workers"): a request row costs \(Int(p.estimatedRowCostNs)) ns, the hop to a worker and back \(Int(p.hopNs)) ns",
-                     metadata: ["model": "\(label)"])
+        noteDecision(since: before)
+    }
+
+    /// When the policy changed its mind since `before` (under the lock), from a worker's
+    /// execution or an inline one: the gauge and one log line saying why. `stalledNs`: an inline
+    /// execution took that long and paused inline execution.
+    private func noteDecision(since before: Bool, stalledNs: UInt64? = nil) {
+        guard policy.inlineOn != before else { return }
+        let p = policy
+        inlineGauge.record(p.inlineOn ? 1 : 0)
+        let why = if let stalledNs {
+            "an inline execution took \(stalledNs / 1_000) µs, over \(Int(p.configuration.stallFactor))x the hop to a worker and back (\(Int(p.hopNs)) ns), so inline execution pauses for \(p.configuration.cooldownNs / 1_000_000) ms"
+        } else {
+            "a request row costs \(Int(p.estimatedRowCostNs)) ns, the hop to a worker and back \(Int(p.hopNs)) ns"
         }
+        log.info("\(p.inlineOn ? "computing on the event loops" : "computing on the workers"): \(why)", metadata: ["model": "\(label)"])
     }
 
     @discardableResult

@@ -101,11 +101,13 @@ public struct InlinePolicy: Sendable {
     }
 
     /// An inline execution finished after `ns`: far beyond the hop, inline pauses for a while.
-    public mutating func inlineFinished(ns: UInt64, nowNs: @autoclosure () -> UInt64) {
-        if mode == .auto, hopSamples > 0, Double(ns) > configuration.stallFactor * max(hopNs, 1_000) {
-            cooldownUntilNs = nowNs() + configuration.cooldownNs
-            if inlineOn { inlineOn = false; switches += 1 }
-        }
+    /// Returns whether it stalled (the cooldown began).
+    @discardableResult
+    public mutating func inlineFinished(ns: UInt64, nowNs: @autoclosure () -> UInt64) -> Bool {
+        guard mode == .auto, hopSamples > 0, Double(ns) > configuration.stallFactor * max(hopNs, 1_000) else { return false }
+        cooldownUntilNs = nowNs() + configuration.cooldownNs
+        if inlineOn { inlineOn = false; switches += 1 }
+        return true
     }
 
     /// The cost per row the rule uses: from lone executions, else from batched ones.

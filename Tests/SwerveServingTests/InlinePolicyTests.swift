@@ -58,7 +58,10 @@ import Testing
         var p = policy()
         feed(&p, rowNs: 500, hopNs: 10_000)
         do { let decision = p.shouldInline(rows: 1, nowNs: 0); #expect(decision) }
-        p.inlineFinished(ns: 1_000_000, nowNs: 5_000)  // 1 ms, far beyond 8 hops
+        // Within 8 hops (2 × 10 µs each): no stall, and the batcher logs nothing.
+        do { let stalled = p.inlineFinished(ns: 150_000, nowNs: 4_000); #expect(!stalled) }
+        #expect(p.inlineOn)
+        do { let stalled = p.inlineFinished(ns: 1_000_000, nowNs: 5_000); #expect(stalled) }  // 1 ms, far beyond 8 hops
         #expect(!p.inlineOn)
         do { let decision = p.shouldInline(rows: 1, nowNs: 10_000); #expect(!decision) }
         // Measurements turn it back on, but not before the cooldown ends.
