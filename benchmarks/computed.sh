@@ -3,7 +3,10 @@
 #   1. h2load -c 8 -m 16: breast_cancer_logreg one row, `serving_mode` dynamic (computed on every
 #      request) and `cached` (answered from the response cache), beside nghttpd serving a static
 #      file of the response's size: req/s and the ratio to nghttpd per round.
-#   2. h2load -c 1 -m 1: the same three, p50 and p99 per request (h2load --log-file), ratio to nghttpd.
+#   2. h2load -c 1 -m 1: the same three, p50 and p99 per request (h2load --log-file), ratio to nghttpd;
+#      beside them the stack's floor: the same request to a method the server does not have, which
+#      the transport answers UNIMPLEMENTED after the same read, HTTP/2 and gRPC work and no model
+#      work (what a lone request costs before any inference is done).
 #   3. Batcher efficiency: digits_mlp, 64-row requests, `swerve bench` closed loop at concurrency 8,
 #      rows/s beside `swerve bench --core` at batch 64 (the core alone, one thread), alternating.
 # Usage: benchmarks/computed.sh            (release build of this tree)
@@ -64,7 +67,8 @@ nghttpd --no-tls -d "$W/www" $nport >"$W/nghttpd.log" 2>&1 & PIDS+=($!)
 sleep 0.5
 declare -A URL=([dynamic]="http://127.0.0.1:${PORT[dynamic]}/inference.GRPCInferenceService/ModelInfer"
                 [cached]="http://127.0.0.1:${PORT[cached]}/inference.GRPCInferenceService/ModelInfer"
-                [nghttpd]="http://127.0.0.1:$nport/response.bin")
+                [nghttpd]="http://127.0.0.1:$nport/response.bin"
+                [floor]="http://127.0.0.1:${PORT[dynamic]}/inference.GRPCInferenceService/NoSuchMethod")
 h2() {  # name out-prefix args... (with --log-file OUT.log among args for per-request times)
     local name=$1 out=$2; shift 2
     h2load "$@" --warm-up-time 1 -D "$SECS" -d "$W/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
@@ -79,6 +83,8 @@ for r in $(seq 1 "$ROUNDS"); do
         log "round $r/$ROUNDS: h2load -c 1 -m 1 against $n"
         h2 $n "$W/c1-$n-$r" -c 1 -m 1 -t 1 --log-file "$W/c1-$n-$r.log"
     done
+    log "round $r/$ROUNDS: h2load -c 1 -m 1, an unimplemented method (the floor)"
+    h2 floor "$W/c1-floor-$r" -c 1 -m 1 -t 1 --log-file "$W/c1-floor-$r.log"
     for rows in 64 16; do
         log "round $r/$ROUNDS: digits_mlp $rows-row requests at concurrency 8, then the core alone at batch $rows"
         "$SWERVE" bench --server 127.0.0.1:${PORT[mlp]} --model digits_mlp --batch $rows --concurrency 8 \
@@ -110,16 +116,18 @@ for r in range(1, rounds + 1):
     rd.append(d / n); rc.append(c / n)
     print(f"| {r} | {d:,.0f} | {c:,.0f} | {n:,.0f} | {d/n:.3f} | {c/n:.3f} | {e} |")
 print(f"| median | | | | **{med(rd):.3f}** | **{med(rc):.3f}** | |")
-print("\n2. h2load -c 1 -m 1, per-request µs p50 / p99 (ratio of p50 to nghttpd's)")
-print("| round | dynamic | cached | nghttpd | dynamic p50 ratio | cached p50 ratio |")
-print("|---|---:|---:|---:|---:|---:|")
-pd, pc = [], []
+print("\n2. h2load -c 1 -m 1, per-request µs p50 / p99 (ratio of p50 to nghttpd's); floor: an unimplemented method")
+print("| round | dynamic | cached | floor | nghttpd | dynamic p50 ratio | cached p50 ratio | floor p50 ratio |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+pd, pc, pf = [], [], []
 for r in range(1, rounds + 1):
-    v = {x: (pct(f"{w}/c1-{x}-{r}.log", 0.5), pct(f"{w}/c1-{x}-{r}.log", 0.99)) for x in ("dynamic", "cached", "nghttpd")}
+    v = {x: (pct(f"{w}/c1-{x}-{r}.log", 0.5), pct(f"{w}/c1-{x}-{r}.log", 0.99)) for x in ("dynamic", "cached", "floor", "nghttpd")}
     pd.append(v["dynamic"][0] / v["nghttpd"][0]); pc.append(v["cached"][0] / v["nghttpd"][0])
+    pf.append(v["floor"][0] / v["nghttpd"][0])
     print(f"| {r} | {v['dynamic'][0]} / {v['dynamic'][1]} | {v['cached'][0]} / {v['cached'][1]} | "
-          f"{v['nghttpd'][0]} / {v['nghttpd'][1]} | {pd[-1]:.2f} | {pc[-1]:.2f} |")
-print(f"| median | | | | **{med(pd):.2f}** | **{med(pc):.2f}** |")
+          f"{v['floor'][0]} / {v['floor'][1]} | {v['nghttpd'][0]} / {v['nghttpd'][1]} | "
+          f"{pd[-1]:.2f} | {pc[-1]:.2f} | {pf[-1]:.2f} |")
+print(f"| median | | | | | **{med(pd):.2f}** | **{med(pc):.2f}** | **{med(pf):.2f}** |")
 for rows in (64, 16):
     print(f"\n3. digits_mlp, {rows}-row requests, concurrency 8: server rows/s vs the core alone at batch {rows}")
     print("| round | server rows/s | core rows/s | ratio |")
