@@ -70,10 +70,15 @@ import Testing
         let mm = manager(root)
         try mm.loadAll()
         defer { mm.shutdown() }
-        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
-        let names = tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
-            .map { $0.trimmingCharacters(in: .newlines) }
-        #expect(names.contains("wk0 threadnames"), "thread names: \(names.sorted())")
+        func names() -> [String] {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            return tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
+                .map { $0.trimmingCharacters(in: .newlines) }
+        }
+        // The worker names itself first thing, on its own thread: wait for it (bounded).
+        let deadline = Date().addingTimeInterval(10)
+        while !names().contains("wk0 threadnames"), Date() < deadline { usleep(5_000) }
+        #expect(names().contains("wk0 threadnames"), "thread names: \(names().sorted())")
     }
 
     @Test func versionPolicyAndResolution() throws {
